@@ -1,0 +1,57 @@
+"""The one place where domain errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import grpc
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.SondeError], grpc.StatusCode] = {
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def status_for(error: errors.SondeError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        code = STATUS_BY_ERROR.get(kind)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translate_errors(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """Decorate an async servicer method: domain errors abort the call with their status.
+
+    The servicer's last positional argument must be the grpc.aio.ServicerContext.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except errors.SondeError as error:
+            context = args[-1]
+            assert isinstance(context, grpc.aio.ServicerContext)
+            await context.abort(status_for(error), str(error))
+            raise AssertionError("unreachable: abort raises") from error
+
+    return wrapper
