@@ -8,11 +8,17 @@ with the caller's Principal in a context variable that servicers read with curre
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
+from typing import Any
 
-from server.domain.roles import Principal
-from server.errors import Unauthenticated
+import grpc
+
+from server.api.errors import status_for
+from server.domain.roles import Principal, Role
+from server.errors import PermissionDenied, SondeError, Unauthenticated
 
 _principal: ContextVar[Principal | None] = ContextVar("sonde_principal", default=None)
 
@@ -33,3 +39,165 @@ def principal_scope(principal: Principal) -> Iterator[None]:
         yield
     finally:
         _principal.reset(token)
+
+
+CONSOLE = "/sonde.v1.ConsoleService/"
+
+# The minimum role of every console method. A method missing here is refused: deny by default.
+METHOD_ROLES: dict[str, Role] = {
+    CONSOLE + "WhoAmI": Role.L1,
+    CONSOLE + "ListAgents": Role.L1,
+    CONSOLE + "GetAgent": Role.L1,
+    CONSOLE + "RunDiagnostics": Role.L1,
+    CONSOLE + "GetSnapshot": Role.L1,
+    CONSOLE + "OpenTicket": Role.L1,
+    CONSOLE + "ListTickets": Role.L1,
+    CONSOLE + "GetTicket": Role.L1,
+    CONSOLE + "CommentTicket": Role.L1,
+    CONSOLE + "AssignTicket": Role.L1,
+    CONSOLE + "EscalateTicket": Role.L1,
+    CONSOLE + "ResolveTicket": Role.L1,
+    CONSOLE + "CloseTicket": Role.L1,
+    CONSOLE + "ReopenTicket": Role.L1,
+    CONSOLE + "RevokeAgent": Role.ADMIN,
+    CONSOLE + "CreateUser": Role.ADMIN,
+    CONSOLE + "ListUsers": Role.ADMIN,
+    CONSOLE + "CreateEnrollmentToken": Role.ADMIN,
+}
+
+# Methods that need no technician: enrollment carries its own one-time secret; health and
+# reflection let standard gRPC tools work.
+OPEN_METHODS: frozenset[str] = frozenset(
+    {
+        "/sonde.v1.EnrollmentService/Enroll",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+Authenticator = Callable[[str], Awaitable[Principal]]
+DenialRecorder = Callable[[Principal, str, Role], Awaitable[None]]
+
+_TOKEN_CACHE_TTL_S = 5.0
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates the bearer token and enforces METHOD_ROLES before any console handler runs."""
+
+    def __init__(self, authenticate: Authenticator, record_denial: DenialRecorder) -> None:
+        self._authenticate = authenticate
+        self._record_denial = record_denial
+        # Short cache: a burst of CLI calls costs one lookup; hashed keys, never raw tokens.
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method in OPEN_METHODS:
+            return handler
+        required = METHOD_ROLES.get(method)
+        metadata = handler_call_details.invocation_metadata or ()
+        token = _bearer_token(metadata)
+        return _guarded(handler, lambda: self._admit(method, required, token))
+
+    async def _admit(self, method: str, required: Role | None, token: str | None) -> Principal:
+        if required is None:
+            raise PermissionDenied(f"{method} is not open to any role")
+        if not token:
+            raise Unauthenticated(
+                "no API token: send 'authorization: Bearer <token>' (sonde login does this)"
+            )
+        principal = await self._principal_for(token)
+        if not principal.at_least(required):
+            await self._record_denial(principal, method, required)
+            raise PermissionDenied(
+                f"{method.rsplit('/', 1)[-1]} needs the {required.label} role; "
+                f"{principal.name} is {principal.role.label}"
+            )
+        return principal
+
+    async def _principal_for(self, token: str) -> Principal:
+        key = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < _TOKEN_CACHE_TTL_S:
+            return cached[1]
+        principal = await self._authenticate(token)
+        if len(self._cache) > 1024:
+            self._cache.clear()
+        self._cache[key] = (now, principal)
+        return principal
+
+
+def _bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+    for key, value in metadata:
+        if key.lower() == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+Admission = Callable[[], Awaitable[Principal]]
+
+
+def _guarded(
+    handler: grpc.RpcMethodHandler[Any, Any], admit: Admission
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, but it first admits the caller and runs as them, or aborts."""
+
+    async def refuse(error: SondeError, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(status_for(error), str(error))
+
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                principal = await admit()
+            except SondeError as error:
+                await refuse(error, context)
+                return None
+            with principal_scope(principal):
+                # grpc.aio calls handlers with its aio context; the stubs only know the sync one.
+                return await inner_uu(request, context)  # type: ignore[arg-type]
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def refused_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # Sonde's console has no streaming methods; any other streaming method is refused.
+        try:
+            await admit()
+        except SondeError as error:
+            await refuse(error, context)
+        await refuse(PermissionDenied("streaming console methods are not served"), context)
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            refused_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            refused_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        refused_stream,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -1,0 +1,117 @@
+"""The server's data folder: what `init` writes and `run` reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from server.pki import PkiPaths
+
+DEFAULT_CONSOLE_ADDRESS = "127.0.0.1:8443"
+DEFAULT_AGENT_ADDRESS = "127.0.0.1:8444"
+DEFAULT_HEARTBEAT_INTERVAL_S = 15
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port), with a message that says what is wrong."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{address!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class ServerConfig:
+    """DIR/server.json: the addresses chosen at init; `run` flags override them."""
+
+    console_address: str = DEFAULT_CONSOLE_ADDRESS
+    agent_address: str = DEFAULT_AGENT_ADDRESS
+    hosts: list[str] = field(default_factory=list)
+    heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
+
+    @property
+    def server_name(self) -> str:
+        """The name agents check in the server certificate."""
+        return self.hosts[0] if self.hosts else "localhost"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "server.json"
+
+    @property
+    def listening_file(self) -> Path:
+        return self.root / "listening.json"
+
+    @property
+    def database_file(self) -> Path:
+        return self.root / "sonde.db"
+
+    @property
+    def pki(self) -> PkiPaths:
+        return PkiPaths(self.root / "pki")
+
+    def is_initialised(self) -> bool:
+        return self.config_file.exists() and self.pki.ca_certificate.exists()
+
+    def require_initialised(self) -> None:
+        if not self.is_initialised():
+            raise SystemExit(
+                f"sonde-server: {self.root} is not a Sonde data folder; "
+                f"run `sonde-server init --data {self.root}` first"
+            )
+
+    def load_config(self) -> ServerConfig:
+        data = json.loads(self.config_file.read_text())
+        return ServerConfig(**data)
+
+    def save_config(self, config: ServerConfig) -> None:
+        self.config_file.write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+    def write_listening(self, console_address: str, agent_address: str) -> None:
+        tmp = self.listening_file.with_suffix(".tmp")
+        payload = {
+            "console_address": console_address,
+            "agent_address": agent_address,
+            "pid": os.getpid(),
+        }
+        tmp.write_text(json.dumps(payload) + "\n")
+        os.replace(tmp, self.listening_file)
+
+    def read_listening(self) -> dict[str, str] | None:
+        """The running server's bound addresses, or None when no server is running here."""
+        try:
+            data = json.loads(self.listening_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        pid = int(data.get("pid", 0))
+        if pid <= 0 or not _process_alive(pid):
+            return None
+        return {"console_address": data["console_address"], "agent_address": data["agent_address"]}
+
+    def clear_listening(self) -> None:
+        self.listening_file.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
