@@ -38,6 +38,7 @@ class ServerConfig:
     agent_address: str = DEFAULT_AGENT_ADDRESS
     hosts: list[str] = field(default_factory=list)
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
+    database_url: str | None = None  # None: SQLite in the data folder
 
     @property
     def server_name(self) -> str:
@@ -80,7 +81,10 @@ class DataDir:
         return ServerConfig(**data)
 
     def save_config(self, config: ServerConfig) -> None:
-        self.config_file.write_text(json.dumps(asdict(config), indent=2) + "\n")
+        # The file can hold a database URL with a password: owner-only.
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(asdict(config), indent=2) + "\n")
 
     def write_listening(self, console_address: str, agent_address: str) -> None:
         tmp = self.listening_file.with_suffix(".tmp")

@@ -1,0 +1,201 @@
+"""The server process: two listeners, one event loop (ARCHITECTURE.md, "Wire protocol").
+
+The agent listener requires a client certificate from our CA and serves only AgentService. The
+console listener is server-authenticated TLS and serves enrollment, the console, health and
+reflection; its bearer tokens are checked by the one auth interceptor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from server.api.agent_session import AgentSessionServicer
+from server.api.auth import AuthInterceptor
+from server.api.console import ConsoleServicer
+from server.api.enrollment import EnrollmentServicer
+from server.domain.dispatch import Dispatcher
+from server.domain.heartbeats import HeartbeatBatcher
+from server.domain.roles import Principal, Role
+from server.enrollment_issuer import BundleIssuer
+from server.pki import CertificateAuthority
+from server.services import ServerServices, open_services
+from server.settings import DataDir, join_address, split_address
+from server.storage.db import Database
+from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
+from sonde.v1 import console_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Must agree with the agent's keepalive (agent/transport.py): agents ping every 30 s.
+COMMON_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data: DataDir
+    console_address: str
+    agent_address: str
+    database_url: str
+    heartbeat_interval_s: float
+    server_name: str
+
+
+def advertised(bound_host: str, port: int, server_name: str) -> str:
+    """The address to give agents: a wildcard bind is reached by the server's name."""
+    host = server_name if bound_host in {"0.0.0.0", "::", ""} else bound_host  # noqa: S104
+    return join_address(host, port)
+
+
+class SondeServer:
+    """A running sonde-server: start(), then stop() (graceful)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.console_address = ""
+        self.agent_address = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._db: Database | None = None
+        self._console: grpc.aio.Server | None = None
+        self._agents: grpc.aio.Server | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    async def start(self) -> None:
+        options = self.options
+        pki = options.data.pki
+        authority = CertificateAuthority.load(pki)
+        server_key = pki.server_key.read_bytes()
+        server_certificate = pki.server_certificate.read_bytes()
+        self._db = db = await Database.open(options.database_url)
+        issuer = BundleIssuer(authority.certificate_der, options.server_name)
+        services = await open_services(db, issuer)
+        dispatcher = Dispatcher(services.agents, services.diagnostics, options.heartbeat_interval_s)
+        services.dispatcher = dispatcher
+        self._dispatcher = dispatcher
+        reset = await services.agents.mark_all_disconnected(_now())
+        if reset:
+            log.info("marked %d agents offline after a restart", reset)
+        heartbeats = HeartbeatBatcher(services.agents)
+
+        self._agents = grpc.aio.server(options=COMMON_OPTIONS)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentSessionServicer(services.agents, dispatcher, heartbeats), self._agents
+        )
+        agent_credentials = grpc.ssl_server_credentials(
+            [(server_key, server_certificate)],
+            root_certificates=authority.certificate_pem,
+            require_client_auth=True,
+        )
+        agent_host, _ = split_address(options.agent_address)
+        agent_port = self._agents.add_secure_port(options.agent_address, agent_credentials)
+
+        self._console = self._console_server(services)
+        console_credentials = grpc.ssl_server_credentials([(server_key, server_certificate)])
+        console_host, _ = split_address(options.console_address)
+        console_port = self._console.add_secure_port(options.console_address, console_credentials)
+
+        self.agent_address = advertised(agent_host, agent_port, options.server_name)
+        self.console_address = advertised(console_host, console_port, options.server_name)
+        issuer.set_addresses(self.console_address, self.agent_address)
+        enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+            EnrollmentServicer(
+                authority,
+                services.tokens,
+                services.agents,
+                services.audit,
+                self.agent_address,
+                options.server_name,
+            ),
+            self._console,
+        )
+        await self._agents.start()
+        await self._console.start()
+        self._tasks = [
+            asyncio.create_task(heartbeats.run(), name="heartbeats"),
+            asyncio.create_task(dispatcher.watch_heartbeats(), name="heartbeat-watch"),
+        ]
+        log.info(
+            "sonde-server listening: console %s, agents %s (mTLS)",
+            self.console_address,
+            self.agent_address,
+        )
+
+    def _console_server(self, services: ServerServices) -> grpc.aio.Server:
+        async def record_denial(principal: Principal, method: str, required: Role) -> None:
+            await services.audit.record(
+                principal.name,
+                "auth.denied",
+                detail={"method": method, "required_role": required.label},
+                result="denied",
+            )
+
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(services.users.authenticate, record_denial)],
+            options=COMMON_OPTIONS,
+        )
+        console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        for service in ("", "sonde.v1.ConsoleService", "sonde.v1.EnrollmentService"):
+            # set() is a coroutine in the async servicer; it only stores the status.
+            asyncio.get_running_loop().create_task(
+                health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            )
+        reflection.enable_server_reflection(
+            [
+                console_pb2.DESCRIPTOR.services_by_name["ConsoleService"].full_name,
+                enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
+                agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        return server
+
+    async def stop(self, grace_s: float = 3.0) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.close_all("the server is shutting down")
+        for server in (self._console, self._agents):
+            if server is not None:
+                await server.stop(grace_s)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._db is not None:
+            await self._db.close()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def serve(options: RunOptions, stop: asyncio.Event) -> None:
+    """Run until `stop` is set; write and remove DIR/listening.json around it."""
+    server = SondeServer(options)
+    await server.start()
+    options.data.write_listening(server.console_address, server.agent_address)
+    try:
+        await stop.wait()
+    finally:
+        options.data.clear_listening()
+        await server.stop()

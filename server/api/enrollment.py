@@ -1,0 +1,82 @@
+"""EnrollmentService.Enroll: the one call that needs no client certificate.
+
+It spends one use of an enrollment token, signs the agent's own certificate request, and
+registers the agent. The agent id is derived from the public key in the request.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+
+from server.api.errors import translate_errors
+from server.api.text import clean_text
+from server.domain.agents import AgentRegistry
+from server.domain.audit import AuditLog
+from server.domain.dispatch import utcnow
+from server.domain.enrollment_tokens import EnrollmentTokens
+from server.errors import InvalidArgument
+from server.pki import CertificateAuthority, fingerprint
+from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_CSR_BYTES = 8192
+MAX_SECRET_BYTES = 64
+
+
+class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
+    def __init__(
+        self,
+        authority: CertificateAuthority,
+        tokens: EnrollmentTokens,
+        agents: AgentRegistry,
+        audit: AuditLog,
+        agent_address: str,
+        server_name: str,
+    ) -> None:
+        self._authority = authority
+        self._tokens = tokens
+        self._agents = agents
+        self._audit = audit
+        self._agent_address = agent_address
+        self._server_name = server_name
+
+    @translate_errors
+    async def Enroll(  # noqa: N802 (gRPC method name)
+        self,
+        request: enrollment_pb2.EnrollRequest,
+        context: grpc.aio.ServicerContext[
+            enrollment_pb2.EnrollRequest, enrollment_pb2.EnrollResponse
+        ],
+    ) -> enrollment_pb2.EnrollResponse:
+        if not request.token_id or len(request.token_id) > 64 or not request.secret:
+            raise InvalidArgument("an enrollment needs the token id and its secret")
+        if len(request.secret) > MAX_SECRET_BYTES or len(request.csr_der) > MAX_CSR_BYTES:
+            raise InvalidArgument("the enrollment request is larger than any valid one")
+        hostname = clean_text(request.hostname, 253) or "unknown"
+        await self._tokens.consume(request.token_id, request.secret, utcnow())
+        agent_id, certificate = self._authority.sign_agent_request(request.csr_der)
+        await self._agents.enroll(
+            agent_id,
+            hostname,
+            clean_text(request.platform, 32),
+            fingerprint(certificate),
+            utcnow(),
+        )
+        await self._audit.record(
+            f"enrollment-token:{request.token_id}",
+            "agent.enroll",
+            agent_id=agent_id,
+            detail={"hostname": hostname},
+        )
+        log.info("enrolled agent %s (%s)", hostname, agent_id)
+        return enrollment_pb2.EnrollResponse(
+            agent_id=agent_id,
+            certificate_der=certificate.public_bytes(serialization.Encoding.DER),
+            ca_certificate_der=self._authority.certificate_der,
+            agent_address=self._agent_address,
+            server_name=self._server_name,
+        )

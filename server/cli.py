@@ -1,0 +1,325 @@
+"""`sonde-server`: set up a data folder, run the server, and the admin's offline commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from server import pki
+from server.domain.audit import AuditLog
+from server.domain.enrollment_tokens import EnrollmentTokens
+from server.domain.roles import Role
+from server.domain.users import Users
+from server.enrollment_issuer import BundleIssuer
+from server.errors import SondeError
+from server.settings import (
+    DEFAULT_AGENT_ADDRESS,
+    DEFAULT_CONSOLE_ADDRESS,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DataDir,
+    ServerConfig,
+    split_address,
+)
+from server.storage.db import Database, database_url, migrate
+
+log = logging.getLogger("sonde-server")
+
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """'90s', '30m', '1h', '7d' -> timedelta."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 1h or 7d")
+    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _address(text: str) -> str:
+    try:
+        split_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def _db_url(data: DataDir, config: ServerConfig, override: str | None) -> str:
+    return database_url(data.root, override or config.database_url)
+
+
+async def _with_db(url: str, work: Callable[[Database], Awaitable[int]]) -> int:
+    db = await Database.open(url)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+# -- init ------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data = DataDir(args.data)
+    if data.is_initialised():
+        print(f"sonde-server: {data.root} is already initialised", file=sys.stderr)
+        return 1
+    data.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.root.chmod(0o700)
+    config = ServerConfig(
+        console_address=args.listen,
+        agent_address=args.agent_listen,
+        hosts=list(args.host),
+        heartbeat_interval_s=DEFAULT_HEARTBEAT_INTERVAL_S,
+        database_url=args.db,
+    )
+    pki.initialise(data.pki, config.hosts)
+    url = _db_url(data, config, None)
+    migrate(url)
+
+    async def create_admin(db: Database) -> int:
+        _, token = await Users(db).add("admin", Role.ADMIN, created_by="sonde-server init")
+        await AuditLog(db).record("sonde-server", "server.init", detail={"hosts": ",".join(config.hosts)})
+        payload = {
+            "data": str(data.root),
+            "admin_user": "admin",
+            "admin_token": token,
+            "ca_certificate": str(data.pki.ca_certificate),
+            "console_address": config.console_address,
+            "agent_address": config.agent_address,
+        }
+        _emit(
+            args,
+            payload,
+            f"Initialised {data.root}\n"
+            f"  CA certificate : {data.pki.ca_certificate}\n"
+            f"  console        : {config.console_address}\n"
+            f"  agents (mTLS)  : {config.agent_address}\n"
+            f"Admin API token (shown once, keep it safe):\n  {token}\n"
+            f"Next: sonde-server run --data {data.root}",
+        )
+        return 0
+
+    data.save_config(config)
+    return asyncio.run(_with_db(url, create_admin))
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from server.api.app import RunOptions, serve  # the gRPC stack only when serving
+
+    data = DataDir(args.data)
+    data.require_initialised()
+    config = data.load_config()
+    url = _db_url(data, config, args.db)
+    migrate(url)
+    options = RunOptions(
+        data=data,
+        console_address=args.listen or config.console_address,
+        agent_address=args.agent_listen or config.agent_address,
+        database_url=url,
+        heartbeat_interval_s=args.heartbeat_interval or config.heartbeat_interval_s,
+        server_name=config.server_name,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(options, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+# -- token create ----------------------------------------------------------------------------
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    data = DataDir(args.data)
+    data.require_initialised()
+    config = data.load_config()
+    running = data.read_listening()
+    console_address = running["console_address"] if running else config.console_address
+    agent_address = running["agent_address"] if running else config.agent_address
+    if split_address(console_address)[1] == 0 or split_address(agent_address)[1] == 0:
+        print(
+            "sonde-server: the server is not running and its ports are chosen at start (0); "
+            "start it first, or give fixed ports to init",
+            file=sys.stderr,
+        )
+        return 1
+    authority_der = data.pki.ca_certificate.read_bytes()
+    issuer = BundleIssuer(_pem_to_der(authority_der), config.server_name)
+    issuer.set_addresses(console_address, agent_address)
+
+    async def create(db: Database) -> int:
+        issuer.set_tokens(EnrollmentTokens(db))
+        issued = await issuer.issue(uses=args.uses, ttl=args.ttl, created_by="sonde-server")
+        await AuditLog(db).record(
+            "sonde-server",
+            "enrollment_token.create",
+            detail={"token_id": issued.token_id, "uses": issued.uses},
+        )
+        payload = {
+            "enrollment": issued.enrollment,
+            "token_id": issued.token_id,
+            "expires_at": issued.expires_at.isoformat(),
+            "uses": issued.uses,
+        }
+        _emit(args, payload, issued.enrollment)
+        if not args.json:
+            print(
+                f"(token {issued.token_id}: {issued.uses} use(s), expires "
+                f"{issued.expires_at:%Y-%m-%d %H:%M} UTC; on the workstation run "
+                "`sonde-agent enroll <string>`)",
+                file=sys.stderr,
+            )
+        return 0
+
+    return asyncio.run(_with_db(_db_url(data, config, args.db), create))
+
+
+def _pem_to_der(pem: bytes) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+# -- user add --------------------------------------------------------------------------------
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    data = DataDir(args.data)
+    data.require_initialised()
+    config = data.load_config()
+    role = Role.parse(args.role)
+
+    async def add(db: Database) -> int:
+        user, token = await Users(db).add(args.name, role, created_by="sonde-server")
+        await AuditLog(db).record(
+            "sonde-server", "user.create", detail={"name": user.name, "role": role.label}
+        )
+        payload = {"name": user.name, "role": role.label, "api_token": token}
+        _emit(args, payload, f"User {user.name} ({role.label}). API token (shown once):\n  {token}")
+        return 0
+
+    return asyncio.run(_with_db(_db_url(data, config, args.db), add))
+
+
+# -- audit verify ----------------------------------------------------------------------------
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    data = DataDir(args.data)
+    data.require_initialised()
+    config = data.load_config()
+
+    async def verify(db: Database) -> int:
+        result = await AuditLog(db).verify()
+        payload = {
+            "ok": result.ok,
+            "rows": result.rows,
+            "first_bad_id": result.first_bad_id,
+            "reason": result.reason,
+        }
+        text = (
+            f"audit log intact: {result.rows} rows, hash chain verified"
+            if result.ok
+            else f"AUDIT LOG TAMPERED at row {result.first_bad_id}: {result.reason}"
+        )
+        _emit(args, payload, text)
+        return 0 if result.ok else 1
+
+    return asyncio.run(_with_db(_db_url(data, config, args.db), verify))
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonde-server", description="Sonde's central server and its admin commands."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def data_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", type=Path, required=True, help="the server's data folder")
+        p.add_argument("--db", help="database URL (default: SQLite in the data folder)")
+
+    init = commands.add_parser("init", help="create the CA, keys, database and the admin token")
+    data_option(init)
+    init.add_argument("--host", action="append", default=[], help="a name the server is reached by")
+    init.add_argument("--listen", type=_address, default=DEFAULT_CONSOLE_ADDRESS)
+    init.add_argument("--agent-listen", type=_address, default=DEFAULT_AGENT_ADDRESS)
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(handler=cmd_init)
+
+    run = commands.add_parser("run", help="serve agents and technicians")
+    data_option(run)
+    run.add_argument("--listen", type=_address, help="console listener HOST:PORT")
+    run.add_argument("--agent-listen", type=_address, help="agent (mTLS) listener HOST:PORT")
+    run.add_argument("--heartbeat-interval", type=int, help="seconds between agent heartbeats")
+    run.set_defaults(handler=cmd_run)
+
+    token = commands.add_parser("token", help="enrollment tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="print one enrollment string")
+    data_option(create)
+    create.add_argument("--uses", type=int, default=1)
+    create.add_argument("--ttl", type=parse_duration, default=dt.timedelta(hours=1))
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=cmd_token_create)
+
+    user = commands.add_parser("user", help="technicians and admins")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="add a user and print their API token")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["l1", "l2", "admin"])
+    data_option(add)
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=cmd_user_add)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
+    data_option(verify)
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SondeError as error:
+        print(f"sonde-server: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
