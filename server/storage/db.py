@@ -1,0 +1,211 @@
+"""The database: URL forms, the async engine, transactions, and migrations (Alembic).
+
+SQLite (the default, in the data folder) runs in WAL mode with synchronous=FULL, so a snapshot
+the server acknowledged survives kill -9 and power loss. Every SQLite write transaction starts
+with BEGIN IMMEDIATE: writers queue on busy_timeout instead of failing when two read-then-write
+transactions race to upgrade their locks. PostgreSQL is reached through asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+_READ_ONLY = "sonde_read_only"
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database was not migrated to the schema this server needs."""
+
+
+def database_url(data_dir: Path, url: str | None = None) -> str:
+    """The async SQLAlchemy URL to use: SQLite in `data_dir` unless a URL is given."""
+    if url is None or not url.strip():
+        return f"sqlite+aiosqlite:///{(data_dir / 'sonde.db').resolve()}"
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"{_redact(url)!r} is not a database URL: expected postgresql://...")
+    scheme = scheme.lower()
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        normalised = f"postgresql+asyncpg://{rest}"
+    elif scheme in ("sqlite", "sqlite+aiosqlite"):
+        normalised = f"sqlite+aiosqlite://{rest}"
+    else:
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql://USER@HOST/DB "
+            "(or postgres://, postgresql+asyncpg://), or leave --db out for SQLite "
+            "in the data folder"
+        )
+    try:
+        parsed = make_url(normalised)
+    except ArgumentError as error:
+        raise ValueError(f"{_redact(url)!r} is not a valid database URL: {error}") from None
+    if parsed.get_backend_name() == "sqlite" and not parsed.database:
+        raise ValueError("a SQLite URL needs a file path: sqlite:////absolute/path/sonde.db")
+    return normalised
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (its WAL and SHM files copy the mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o600)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine with Sonde's durability and locking settings applied."""
+    sqlite_path = _sqlite_path(url)
+    if sqlite_path is not None:
+        _create_owner_only(sqlite_path)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (see _on_begin); the driver's own BEGIN is DEFERRED.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """One engine and its sessions; every domain class takes one of these."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
+
+    @classmethod
+    async def open(cls, url: str) -> Database:
+        """Open a migrated database; SchemaNotCurrent says what to run when it is not."""
+        database = cls(create_engine(url))
+        try:
+            await database._check_schema()
+        except BaseException:
+            await database.close()
+            raise
+        return database
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (on SQLite it does not queue behind writers)."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def _check_schema(self) -> None:
+        head = ScriptDirectory.from_config(_alembic_config("")).get_current_head()
+        async with self.reading() as session:
+            try:
+                current = (
+                    await session.execute(text("SELECT version_num FROM alembic_version"))
+                ).scalar()
+            except Exception:
+                current = None
+        if current != head:
+            raise SchemaNotCurrent(
+                f"the database is at schema {current or 'none'}, this server needs {head}: "
+                "run `sonde-server init` (new data folder) or let `sonde-server run` migrate it"
+            )
+
+
+def _alembic_config(url: str) -> Config:
+    # Built in code: the wheel ships migrations/ but no alembic.ini.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["sonde_url"] = url
+    return config
+
+
+def migrate(url: str) -> None:
+    """Upgrade the database at `url` to the newest schema (synchronous; safe to repeat)."""
+    config = _alembic_config(url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(config, "head")
+        return
+    # Called from inside an event loop: Alembic's env.py runs its own loop, so use a thread.
+    failure: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            command.upgrade(config, "head")
+        except BaseException as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=upgrade, name="sonde-migrate")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]

@@ -1,0 +1,209 @@
+"""The server's tables (SQLAlchemy Core). Migrations create them; domain code queries them.
+
+Names of users are stored as text (users are never renamed), enums as short lowercase words so
+that the database reads on its own, and snapshot payloads as serialized sonde.v1.Snapshot bytes
+with the columns queries need extracted beside them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from server.storage.types import IdColumnType, UtcDateTime
+
+# Stable constraint names, so later migrations can refer to them on both engines.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("hostname_key", String(255), nullable=False),  # lower-cased, for lookups
+    Column("platform", String(32), nullable=False),
+    Column("os_name", String(255), nullable=False, default=""),
+    Column("os_version", String(255), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("cert_fingerprint", String(128), nullable=False),
+    Column("enrolled_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime()),
+    Column("connected", Boolean(), nullable=False, default=False),
+    Column("online_since", UtcDateTime()),
+    Column("remote_address", String(255), nullable=False, default=""),
+    Column("revoked_at", UtcDateTime()),
+    Column("revoke_reason", Text(), nullable=False, default=""),
+    Column("cpu_percent", Float(), nullable=False, default=0.0),
+    Column("memory_percent", Float(), nullable=False, default=0.0),
+    Column("system_disk_percent", Float(), nullable=False, default=0.0),
+    Index(None, "hostname_key"),
+)
+
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("uses_granted", Integer(), nullable=False),
+    Column("uses_left", Integer(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("role", String(8), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("user_id", IdColumnType, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+    Index(None, "user_id"),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text(), nullable=False, default=""),
+    Column("channel", String(16), nullable=False),
+    Column("requester", String(200), nullable=False, default=""),
+    Column("priority", String(2), nullable=False),
+    Column("level", String(2), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("assignee", String(32), ForeignKey("users.name")),
+    Column("agent_id", String(26), ForeignKey("agents.id")),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("response_due_at", UtcDateTime(), nullable=False),
+    Column("resolve_due_at", UtcDateTime(), nullable=False),
+    Column("first_response_at", UtcDateTime()),
+    Column("resolution", Text(), nullable=False, default=""),
+    Column("resolved_at", UtcDateTime()),
+    Column("closed_at", UtcDateTime()),
+    Index(None, "status", "priority"),
+    Index(None, "assignee"),
+    Index(None, "agent_id"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent_id", String(26), ForeignKey("agents.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id")),
+    Column("requested_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, done, failed
+    Column("finished_at", UtcDateTime()),
+    Column("failure_reason", Text(), nullable=False, default=""),
+    Index(None, "agent_id", "state"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("agent_id", String(26), ForeignKey("agents.id"), nullable=False),
+    Column("command_id", String(64), ForeignKey("commands.id"), unique=True),
+    Column("collected_at", UtcDateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("worst_severity", Integer(), nullable=False),
+    Column("finding_count", Integer(), nullable=False),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id")),
+    Column("requested_by", String(64), nullable=False),
+    Column("payload", LargeBinary(), nullable=False),
+    Index(None, "agent_id", "received_at"),
+    Index(None, "ticket_id"),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column(
+        "snapshot_id",
+        IdColumnType,
+        ForeignKey("snapshots.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer(), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("severity", Integer(), nullable=False),
+    Column("summary", Text(), nullable=False),
+    Column("fix_script_id", String(64), nullable=False, default=""),
+    Column("payload", LargeBinary(), nullable=False),  # serialized sonde.v1.Finding
+    Index(None, "snapshot_id", "position"),
+    Index(None, "check_id", "severity"),
+)
+
+ticket_events = Table(
+    "ticket_events",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column(
+        "ticket_id",
+        IdColumnType,
+        ForeignKey("tickets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("body", Text(), nullable=False, default=""),
+    Column("snapshot_id", IdColumnType, ForeignKey("snapshots.id")),
+    Column("from_status", String(16)),
+    Column("to_status", String(16)),
+    Column("assignee", String(32)),
+    Index(None, "ticket_id", "id"),
+)
+
+# Hash-chained: no foreign keys, so the log outlives anything it mentions.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("agent_id", String(26)),
+    Column("ticket_id", IdColumnType),
+    Column("detail", Text(), nullable=False),
+    Column("result", Text(), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
