@@ -1,0 +1,189 @@
+"""sonde-agent: enroll this workstation, keep its stream to the server, or collect locally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sonde.v1 import diagnostics_pb2
+
+from agent import exit_codes
+from agent.enroll import EnrollmentError, enroll
+from agent.journal import Outbox
+from agent.paths import default_state_dir
+from agent.state import (
+    NotEnrolled,
+    UnsafePermissions,
+    check_permissions,
+    load_credentials,
+    load_state,
+)
+from agent.transport import AgentRuntime, SessionTarget
+
+if TYPE_CHECKING:
+    from agent.collectors.runner import CollectContext
+
+log = logging.getLogger("sonde-agent")
+
+
+def _address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonde-agent",
+        description="Sonde workstation agent: remote diagnostics for the IT helpdesk.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    state_help = f"state folder (default: $SONDE_AGENT_STATE or {default_state_dir()})"
+
+    enroll = commands.add_parser("enroll", help="enroll this workstation with a server")
+    enroll.add_argument("token", metavar="TOKEN", help="the sonde-enroll-1.… string")
+    enroll.add_argument("--state", type=Path, help=state_help)
+    enroll.add_argument("--force", action="store_true", help="replace an existing enrollment")
+    enroll.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    for name, text in (
+        ("run", "keep the stream to the server open (the service runs this)"),
+        ("collect", "run every collector locally and print facts and findings"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--state", type=Path, help=state_help)
+        sub.add_argument(
+            "--target", type=_address, metavar="HOST:PORT", help="also measure TCP latency to it"
+        )
+        sub.add_argument(
+            "--resolve",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a host name whose DNS resolution time is measured (repeatable)",
+        )
+        if name == "collect":
+            sub.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    return parser
+
+
+def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
+    try:
+        state = enroll(args.token, state_dir, force=args.force)
+    except EnrollmentError as error:
+        print(f"sonde-agent: {error}", file=sys.stderr)
+        return exit_codes.ERROR
+    except OSError as error:
+        print(f"sonde-agent: cannot write the state folder {state_dir}: {error}", file=sys.stderr)
+        return exit_codes.ERROR
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "agent_id": state.agent_id,
+                    "agent_address": state.agent_address,
+                    "state_dir": str(state_dir),
+                }
+            )
+        )
+    else:
+        print(f"enrolled as agent {state.agent_id}")
+        print(f"state folder: {state_dir}")
+        print(f"start it with: sonde-agent run --state {state_dir}")
+    return exit_codes.OK
+
+
+def _collect_context(
+    args: argparse.Namespace, state_dir: Path, server_address: str | None
+) -> CollectContext:
+    # Imported here so that enroll works (and starts fast) without the collectors.
+    from agent.collectors.runner import CollectContext  # noqa: PLC0415
+
+    return CollectContext(
+        server_address=server_address,
+        target_address=args.target,
+        resolve_names=tuple(args.resolve),
+        state_dir=state_dir if state_dir.is_dir() else None,
+    )
+
+
+def _collect(args: argparse.Namespace, state_dir: Path) -> int:
+    from agent.collect_cmd import run_collect  # noqa: PLC0415
+
+    try:
+        server_address: str | None = load_state(state_dir).agent_address
+    except NotEnrolled:
+        server_address = None  # works without a server: the user may be on the phone
+    ctx = _collect_context(args, state_dir, server_address)
+    return run_collect(ctx, as_json=args.json, out=sys.stdout)
+
+
+def _run(args: argparse.Namespace, state_dir: Path) -> int:
+    from agent.collectors.runner import collect_snapshot, collector_names  # noqa: PLC0415
+
+    try:
+        check_permissions(state_dir)
+        state = load_state(state_dir)
+        credentials = load_credentials(state_dir)
+    except (UnsafePermissions, NotEnrolled) as refusal:
+        log.error("%s", refusal)
+        return exit_codes.REFUSED
+    ctx = _collect_context(args, state_dir, state.agent_address)
+
+    async def collect(only: Sequence[str]) -> diagnostics_pb2.Snapshot:
+        return await collect_snapshot(ctx, only)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        with Outbox.in_state_dir(state_dir) as outbox:
+            runtime = AgentRuntime(
+                state=state,
+                target=SessionTarget.from_state(state, credentials),
+                outbox=outbox,
+                collect=collect,
+                collectors=collector_names(),
+            )
+            log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
+            return await runtime.run(stop)
+
+    return asyncio.run(serve())
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except NotImplementedError:
+            # Windows' event loop has no signal handlers; Ctrl-C still reaches it this way.
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the agent writes (state, outbox, caches) is for its own user only.
+    os.umask(0o077)
+    logging.basicConfig(
+        level=os.environ.get("SONDE_AGENT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = _parser().parse_args(argv)
+    state_dir: Path = args.state or default_state_dir()
+    if args.command == "enroll":
+        return _enroll(args, state_dir)
+    if args.command == "collect":
+        return _collect(args, state_dir)
+    return _run(args, state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

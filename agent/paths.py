@@ -1,0 +1,40 @@
+"""Where the agent keeps its state, and the names of the files in it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+STATE_ENV = "SONDE_AGENT_STATE"
+
+KEY_FILE = "agent.key"
+CERT_FILE = "agent.crt"
+CA_FILE = "ca.crt"
+STATE_FILE = "agent.json"
+OUTBOX_FILE = "outbox.sqlite3"
+
+# Files whose contents are secret (or reveal what the machine did): owner-only read too.
+SECRET_FILES = (KEY_FILE, STATE_FILE, OUTBOX_FILE)
+
+
+def _is_admin() -> bool:
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
+
+
+def default_state_dir() -> Path:
+    """The state folder for this OS and user, unless SONDE_AGENT_STATE says otherwise."""
+    override = os.environ.get(STATE_ENV)
+    if override:
+        return Path(override)
+    if sys.platform == "win32":
+        program_data = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
+        return Path(program_data) / "Sonde" / "agent"
+    if sys.platform == "darwin" and _is_admin():
+        return Path("/Library/Application Support/Sonde/agent")
+    if sys.platform.startswith("linux") and _is_admin():
+        return Path("/var/lib/sonde-agent")
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "sonde-agent"

@@ -1,0 +1,327 @@
+"""The stream session: one mTLS AgentService.Session kept open, reconnected with backoff.
+
+On it the agent says Hello, waits for Welcome, resends its outbox, sends heartbeats, runs
+the Collect commands the server pushes and sends their results, dropping each result from
+the outbox only once the server acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+import sonde
+from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
+
+from agent import exit_codes
+from agent.backoff import Backoff
+from agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
+from agent.journal import Outbox
+from agent.platform_info import describe_machine
+from agent.state import AgentState, Credentials
+
+log = logging.getLogger(__name__)
+
+# Must agree with the server's keepalive policy (see PERFORMANCE.md): a ping every 30 s
+# keeps NAT state alive and finds a dead server within 40 s.
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+WELCOME_TIMEOUT_S = 30.0
+DEFAULT_HEARTBEAT_S = 30
+MAX_CONCURRENT_COLLECTS = 2
+
+SessionCall = grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
+CollectFn = Callable[[Sequence[str]], Awaitable[diagnostics_pb2.Snapshot]]
+
+
+class AgentRevoked(Exception):
+    """The server revoked this agent; it must not reconnect."""
+
+
+class SessionEnded(Exception):
+    """The stream ended in a way worth one log line (not a gRPC error)."""
+
+
+@dataclass(frozen=True)
+class SessionTarget:
+    """Where and how the stream connects: address, pinned CA, our key and certificate."""
+
+    agent_address: str
+    server_name: str
+    credentials: Credentials
+
+    @classmethod
+    def from_state(cls, state: AgentState, credentials: Credentials) -> SessionTarget:
+        return cls(state.agent_address, state.server_name, credentials)
+
+    def open_channel(self) -> grpc.aio.Channel:
+        # The only trust root is the pinned Sonde CA; there is deliberately no insecure path.
+        channel_credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.credentials.ca_certificate_pem,
+            private_key=self.credentials.private_key_pem,
+            certificate_chain=self.credentials.certificate_pem,
+        )
+        options = [*KEEPALIVE_OPTIONS, ("grpc.ssl_target_name_override", self.server_name)]
+        return grpc.aio.secure_channel(self.agent_address, channel_credentials, options=options)
+
+
+def _failure(command_id: str, reason: str) -> agent_pb2.Result:
+    return agent_pb2.Result(command_id=command_id, failure=agent_pb2.Failure(reason=reason))
+
+
+def _is_revocation(error: grpc.aio.AioRpcError) -> bool:
+    revoked_codes = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+    return error.code() in revoked_codes and "revoked" in (error.details() or "").lower()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        details = " ".join((error.details() or "no details").split())
+        return f"{error.code().name}: {details}"
+    if isinstance(error, TimeoutError):
+        return f"no Welcome from the server within {WELCOME_TIMEOUT_S:g} s"
+    text = " ".join(str(error).split())
+    return text if isinstance(error, SessionEnded) else f"{type(error).__name__}: {text}"
+
+
+class _Sender:
+    """Serialises writes: grpc.aio allows one outstanding write per stream."""
+
+    def __init__(
+        self, call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
+    ) -> None:
+        self._call = call
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: agent_pb2.AgentMessage) -> None:
+        async with self._lock:
+            await self._call.write(message)
+
+
+class AgentRuntime:
+    """Keeps the session alive until stopped or revoked; owns the running collections."""
+
+    def __init__(
+        self,
+        *,
+        state: AgentState,
+        target: SessionTarget,
+        outbox: Outbox,
+        collect: CollectFn,
+        collectors: Sequence[str],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._state = state
+        self._target = target
+        self._outbox = outbox
+        self._collect = collect
+        self._collectors = list(collectors)
+        self._backoff = backoff or Backoff()
+        self._sender: _Sender | None = None
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_COLLECTS)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Return the exit code: 0 once `stop` is set, 4 when revoked."""
+        prime_cpu_gauge()
+        try:
+            while not stop.is_set():
+                reason = await self._one_session_or_stop(stop)
+                if reason is None:
+                    return exit_codes.OK
+                delay = self._backoff.next_delay()
+                log.warning("disconnected (%s); reconnecting in %.1f s", reason, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    continue
+            return exit_codes.OK
+        except AgentRevoked as revoked:
+            log.error("this agent has been revoked by the server (%s); not reconnecting", revoked)
+            return exit_codes.REVOKED
+        finally:
+            await self._cancel_collections()
+
+    async def _one_session_or_stop(self, stop: asyncio.Event) -> str | None:
+        """Run one session; the reason it ended, or None when stop was asked for."""
+        session = asyncio.create_task(self._session())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not session.done():
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+            log.info("stopping: stream closed")
+            return None
+        error = session.exception()
+        if error is None:
+            return "the server ended the stream"
+        if isinstance(error, AgentRevoked):
+            raise error
+        if isinstance(error, grpc.aio.AioRpcError) and _is_revocation(error):
+            raise AgentRevoked(error.details()) from error
+        return _describe(error)
+
+    def _hello(self) -> agent_pb2.Hello:
+        machine = describe_machine()
+        return agent_pb2.Hello(
+            agent_id=self._state.agent_id,
+            agent_version=sonde.__version__,
+            hostname=machine.hostname,
+            platform=machine.platform,
+            os_name=machine.os_name,
+            os_version=machine.os_version,
+            collectors=self._collectors,
+            interpreters=machine.interpreters,
+            agent_time=now_timestamp(),
+        )
+
+    async def _session(self) -> None:
+        async with self._target.open_channel() as channel:
+            call = agent_pb2_grpc.AgentServiceStub(channel).Session()
+            sender = _Sender(call)
+            # The TLS handshake (pinned CA, server name) completes before this is written.
+            await sender.send(agent_pb2.AgentMessage(hello=self._hello()))
+            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+            if first is grpc.aio.EOF:
+                raise SessionEnded("the server closed the stream before its Welcome")
+            assert isinstance(first, agent_pb2.ServerMessage)
+            kind = first.WhichOneof("kind")
+            if kind == "revoked":
+                raise AgentRevoked(first.revoked.reason or "no reason given")
+            if kind != "welcome":
+                raise SessionEnded(f"the server sent {kind} before its Welcome")
+            self._backoff.reset()
+            interval = first.welcome.heartbeat_interval_s or DEFAULT_HEARTBEAT_S
+            log.info(
+                "online: %s as agent %s (heartbeat every %d s, %d results to resend)",
+                self._target.agent_address,
+                self._state.agent_id,
+                interval,
+                self._outbox.count(),
+            )
+            self._sender = sender
+            heartbeats = asyncio.create_task(self._heartbeats(sender, interval))
+            try:
+                for pending in self._outbox.pending():
+                    result = agent_pb2.Result.FromString(pending.result)
+                    await sender.send(agent_pb2.AgentMessage(result=result))
+                await self._serve(call)
+            finally:
+                self._sender = None
+                heartbeats.cancel()
+                await asyncio.gather(heartbeats, return_exceptions=True)
+
+    async def _serve(self, call: SessionCall) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                return
+            assert isinstance(message, agent_pb2.ServerMessage)
+            kind = message.WhichOneof("kind")
+            if kind == "collect":
+                await self._on_collect(message.collect)
+            elif kind == "cancel":
+                self._on_cancel(message.cancel.command_id)
+            elif kind == "ack":
+                self._outbox.acknowledge(message.ack.command_id)
+            elif kind == "revoked":
+                raise AgentRevoked(message.revoked.reason or "no reason given")
+            else:
+                log.debug("ignoring a %s message", kind)
+
+    async def _heartbeats(self, sender: _Sender, interval_s: int) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            heartbeat = build_heartbeat(outbox_pending=self._outbox.count())
+            try:
+                await sender.send(agent_pb2.AgentMessage(heartbeat=heartbeat))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                return  # the stream is gone; the session's reader reports why
+
+    async def _on_collect(self, collect: agent_pb2.Collect) -> None:
+        command_id = collect.command_id
+        if command_id in self._running:
+            return  # already running: its result is sent when it finishes
+        stored = self._outbox.get(command_id)
+        if stored is not None:
+            # Resent after a reconnect or restart: answer from the outbox, do not run twice.
+            await self._send_result(agent_pb2.Result.FromString(stored))
+            return
+        if self._outbox.is_completed(command_id):
+            reason = "already ran on this agent and its result was acknowledged"
+            await self._deliver(_failure(command_id, reason))
+            return
+        if collect.HasField("expires_at"):
+            expires_at = collect.expires_at.ToDatetime(tzinfo=datetime.UTC)
+            if expires_at <= datetime.datetime.now(datetime.UTC):
+                reason = (
+                    f"expired at {expires_at.isoformat(timespec='seconds')} before it could run"
+                )
+                await self._deliver(
+                    agent_pb2.Result(
+                        command_id=command_id, failure=agent_pb2.Failure(reason=reason)
+                    )
+                )
+                return
+        task = asyncio.create_task(self._run_collect(command_id, list(collect.collectors)))
+        self._running[command_id] = task
+        task.add_done_callback(lambda _: self._running.pop(command_id, None))
+
+    def _on_cancel(self, command_id: str) -> None:
+        task = self._running.get(command_id)
+        if task is not None:
+            self._cancelled.add(command_id)
+            task.cancel()
+
+    async def _run_collect(self, command_id: str, collectors: list[str]) -> None:
+        try:
+            async with self._slots:
+                snapshot = await self._collect(collectors)
+            snapshot.agent_id = self._state.agent_id
+            snapshot.agent_version = sonde.__version__
+            result = agent_pb2.Result(command_id=command_id, snapshot=snapshot)
+        except asyncio.CancelledError:
+            if command_id not in self._cancelled:
+                raise  # the agent is stopping: the server will resend it
+            self._cancelled.discard(command_id)
+            reason = "cancelled by the server before it finished"
+            result = agent_pb2.Result(
+                command_id=command_id, failure=agent_pb2.Failure(reason=reason)
+            )
+        except Exception as error:
+            reason = f"collection failed: {' '.join(str(error).split()) or type(error).__name__}"
+            result = agent_pb2.Result(
+                command_id=command_id, failure=agent_pb2.Failure(reason=reason)
+            )
+        await self._deliver(result)
+
+    async def _deliver(self, result: agent_pb2.Result) -> None:
+        """Outbox first, then the stream: a crash in between loses nothing."""
+        self._outbox.put(result.command_id, result.SerializeToString())
+        await self._send_result(result)
+
+    async def _send_result(self, result: agent_pb2.Result) -> None:
+        sender = self._sender
+        if sender is None:
+            return  # offline: the outbox resends it after the next Welcome
+        # If the stream broke meanwhile, the outbox still holds the result.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await sender.send(agent_pb2.AgentMessage(result=result))
+
+    async def _cancel_collections(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
