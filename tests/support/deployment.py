@@ -1,0 +1,255 @@
+"""A real Sonde deployment for tests: sonde-server and sonde-agent as separate processes.
+
+Everything listens on 127.0.0.1 with ports the OS picks; readiness is polled with deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from sonde.v1 import console_pb2, console_pb2_grpc
+
+T = TypeVar("T")
+
+PROGRAMS = {
+    "sonde-server": "server.cli",
+    "sonde-agent": "agent.cli",
+    "sonde": "server.console.cli",
+}
+
+
+def program(name: str) -> list[str]:
+    """The command line of an installed Sonde program (the console script beside python)."""
+    script = Path(sys.executable).parent / name
+    if script.exists():
+        return [str(script)]
+    module = PROGRAMS[name]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def run(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> (
+    subprocess.CompletedProcess[str]
+):
+    return subprocess.run(
+        [*program(name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05
+) -> T:
+    """Poll `probe` until it returns something other than None/False, or fail saying what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Process:
+    """A running program with its output captured to a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+
+def start(name: str, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> (
+    Process
+):
+    handle = log_path.open("ab")
+    popen = subprocess.Popen(
+        [*program(name), *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    handle.close()
+    return Process(name, popen, log_path)
+
+
+@dataclass
+class Deployment:
+    """One initialised data folder, its server process, and helpers to drive it."""
+
+    root: Path
+    heartbeat_interval_s: int = 1
+    db_url: str | None = None
+    admin_token: str = ""
+    server: Process | None = None
+    console_address: str = ""
+    agent_address: str = ""
+    agents: list[Process] = field(default_factory=list)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data / "pki" / "ca.crt"
+
+    def init(self) -> None:
+        args = ["init", "--data", str(self.data), "--json"]
+        args += ["--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"]
+        if self.db_url:
+            args += ["--db", self.db_url]
+        done = run("sonde-server", *args)
+        assert done.returncode == 0, done.stderr
+        self.admin_token = json.loads(done.stdout)["admin_token"]
+
+    def start_server(self, *, same_ports: bool = False) -> None:
+        """Start sonde-server; `same_ports` reuses the addresses of the previous run."""
+        listening = self.data / "listening.json"
+        listening.unlink(missing_ok=True)
+        args = ["run", "--data", str(self.data)]
+        args += ["--heartbeat-interval", str(self.heartbeat_interval_s)]
+        if same_ports:
+            args += ["--listen", self.console_address, "--agent-listen", self.agent_address]
+        self.server = start("sonde-server", args, self.root / "server.log")
+
+        def ready() -> dict[str, str] | None:
+            assert self.server is not None
+            if not self.server.alive():
+                raise AssertionError(f"sonde-server exited:\n{self.server.log()}")
+            try:
+                return dict(json.loads(listening.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+
+        addresses = wait_for("sonde-server to listen", ready, timeout=30)
+        self.console_address = addresses["console_address"]
+        self.agent_address = addresses["agent_address"]
+
+    def kill_server(self) -> None:
+        assert self.server is not None
+        self.server.kill()
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        if self.server is not None:
+            self.server.stop()
+
+    # -- tokens, users, agents -------------------------------------------------------------
+
+    def enrollment(self, uses: int = 1, ttl: str = "1h") -> str:
+        done = run(
+            "sonde-server", "token", "create", "--data", str(self.data),
+            "--uses", str(uses), "--ttl", ttl, "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["enrollment"])
+
+    def add_user(self, name: str, role: str) -> str:
+        done = run("sonde-server", "user", "add", name, "--role", role, "--data", str(self.data), "--json")
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["api_token"])
+
+    def enroll_agent(self, state: Path, enrollment: str | None = None) -> str:
+        done = run("sonde-agent", "enroll", enrollment or self.enrollment(), "--state", str(state), "--json")
+        assert done.returncode == 0, f"enroll failed: {done.stdout}\n{done.stderr}"
+        return str(json.loads(done.stdout)["agent_id"])
+
+    def start_agent(self, state: Path, *extra: str) -> Process:
+        log_path = state.parent / f"{state.name}.log"
+        agent = start("sonde-agent", ["run", "--state", str(state), *extra], log_path)
+        self.agents.append(agent)
+        return agent
+
+    # -- the console API -------------------------------------------------------------------
+
+    @contextmanager
+    def console(self, token: str | None = None) -> Iterator[console_pb2_grpc.ConsoleServiceStub]:
+        credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(self.ca_file.read_bytes()),
+            grpc.access_token_call_credentials(token or self.admin_token),
+        )
+        with grpc.secure_channel(self.console_address, credentials) as channel:
+            yield console_pb2_grpc.ConsoleServiceStub(channel)
+
+    def agent_record(self, agent_id: str) -> console_pb2.Agent | None:
+        with self.console() as console:
+            reply = console.ListAgents(console_pb2.ListAgentsRequest(include_revoked=True), timeout=5)
+        return next((a for a in reply.agents if a.id == agent_id), None)
+
+    def wait_online(self, agent_id: str, timeout: float = 10.0) -> console_pb2.Agent:
+        def online() -> console_pb2.Agent | None:
+            record = self.agent_record(agent_id)
+            return record if record is not None and record.online else None
+
+        return wait_for(f"agent {agent_id} online", online, timeout=timeout)
+
+    def wait_offline(self, agent_id: str, timeout: float = 10.0) -> console_pb2.Agent:
+        def offline() -> console_pb2.Agent | None:
+            record = self.agent_record(agent_id)
+            return record if record is not None and not record.online else None
+
+        return wait_for(f"agent {agent_id} offline", offline, timeout=timeout)
+
+    def cli_env(self, token: str | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SONDE_SERVER=self.console_address,
+            SONDE_TOKEN=token or self.admin_token,
+            SONDE_CA=str(self.ca_file),
+        )
+        return env
+
+
+@contextmanager
+def deployment(root: Path, *, heartbeat_interval_s: int = 1, db_url: str | None = None) -> (
+    Iterator[Deployment]
+):
+    """An initialised, running server; stopped (with its agents) on exit."""
+    sonde = Deployment(root, heartbeat_interval_s=heartbeat_interval_s, db_url=db_url)
+    sonde.init()
+    sonde.start_server()
+    try:
+        yield sonde
+    finally:
+        sonde.stop()
