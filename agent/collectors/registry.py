@@ -1,0 +1,69 @@
+"""Every collector, listed explicitly: name, the Snapshot field it fills, function, time limit.
+
+Nothing registers itself on import. The OS-specific half (linux/, windows/, macos/) is
+imported here, lazily, only on the OS it serves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, partial
+
+from google.protobuf.message import Message
+
+from agent.collectors import (
+    battery,
+    cpu,
+    disks,
+    memory,
+    network,
+    processes,
+    services,
+    software,
+    system,
+    updates,
+)
+from agent.collectors.context import CollectContext
+from agent.collectors.platform_parts import PlatformParts
+
+
+@dataclass(frozen=True)
+class Collector:
+    name: str
+    field: str  # the Snapshot field it fills
+    collect: Callable[[CollectContext], Message]
+    timeout_s: float  # its own limit; the context's limit applies when shorter
+
+
+def platform_parts() -> PlatformParts:
+    if sys.platform == "win32":
+        from agent.collectors.windows import parts as windows_parts  # noqa: PLC0415 - lazy
+
+        return windows_parts
+    if sys.platform == "darwin":
+        from agent.collectors.macos import parts as macos_parts  # noqa: PLC0415 - lazy
+
+        return macos_parts
+    # Linux, and the other POSIX systems as far as /proc and /etc take them.
+    from agent.collectors.linux import parts as linux_parts  # noqa: PLC0415 - lazy
+
+    return linux_parts
+
+
+@cache
+def registered_collectors() -> tuple[Collector, ...]:
+    parts = platform_parts()
+    return (
+        Collector("system", "system", partial(system.collect_system, parts=parts), 2.0),
+        Collector("cpu", "cpu", partial(cpu.collect_cpu, parts=parts), 2.0),
+        Collector("memory", "memory", memory.collect_memory, 1.0),
+        Collector("disks", "disks", disks.collect_disks, 5.0),
+        Collector("battery", "battery", partial(battery.collect_battery, parts=parts), 3.0),
+        Collector("network", "network", partial(network.collect_network, parts=parts), 5.0),
+        Collector("processes", "processes", processes.collect_processes, 3.0),
+        Collector("services", "services", partial(services.collect_services, parts=parts), 5.0),
+        Collector("software", "software", partial(software.collect_software, parts=parts), 30.0),
+        Collector("updates", "updates", partial(updates.collect_updates, parts=parts), 3.0),
+    )

@@ -1,0 +1,12 @@
+"""Pending reboot and updates, where the OS says so cheaply (flags and files, no searches)."""
+
+from __future__ import annotations
+
+from sonde.v1 import diagnostics_pb2
+
+from agent.collectors.context import CollectContext
+from agent.collectors.platform_parts import PlatformParts
+
+
+def collect_updates(ctx: CollectContext, parts: PlatformParts) -> diagnostics_pb2.UpdateFacts:
+    return parts.update_facts()
