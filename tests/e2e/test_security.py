@@ -1,0 +1,305 @@
+"""SECURITY.md's defences, tested against real processes over real TLS on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from google.protobuf import symbol_database
+from google.protobuf.descriptor import MethodDescriptor
+
+from agent.identity import agent_id_from_public_key
+from server.api.auth import METHOD_ROLES, OPEN_METHODS
+from server.domain.roles import Role
+from server.pki import CertificateAuthority
+from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
+from tests.support.deployment import Deployment, run, wait_for
+
+SERVICES = [
+    console_pb2.DESCRIPTOR.services_by_name["ConsoleService"],
+    enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"],
+]
+
+
+def all_methods() -> list[MethodDescriptor]:
+    return [method for service in SERVICES for method in service.methods]
+
+
+def path_of(method: MethodDescriptor) -> str:
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+def call(
+    channel: grpc.Channel, method: MethodDescriptor, token: str | None
+) -> grpc.StatusCode:
+    request_class = symbol_database.Default().GetSymbol(method.input_type.full_name)
+    response_class = symbol_database.Default().GetSymbol(method.output_type.full_name)
+    stub = channel.unary_unary(
+        path_of(method),
+        request_serializer=request_class.SerializeToString,
+        response_deserializer=response_class.FromString,
+    )
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    try:
+        stub(request_class(), metadata=metadata, timeout=10)
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture(scope="module")
+def console_channel(shared_sonde: Deployment) -> Iterator[grpc.Channel]:
+    credentials = grpc.ssl_channel_credentials(shared_sonde.ca_file.read_bytes())
+    with grpc.secure_channel(shared_sonde.console_address, credentials) as channel:
+        yield channel
+
+
+def test_the_role_table_covers_every_console_method_and_nothing_else() -> None:
+    console_paths = {path_of(m) for m in all_methods() if m.containing_service.name == "ConsoleService"}
+    assert set(METHOD_ROLES) == console_paths
+    assert "/sonde.v1.EnrollmentService/Enroll" in OPEN_METHODS
+
+
+@pytest.mark.parametrize("method", all_methods(), ids=path_of)
+def test_every_method_is_refused_without_credentials(
+    console_channel: grpc.Channel, method: MethodDescriptor
+) -> None:
+    code = call(console_channel, method, token=None)
+    if path_of(method) == "/sonde.v1.EnrollmentService/Enroll":
+        # Open by design, but an empty request carries no enrollment secret.
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    else:
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("method", all_methods(), ids=path_of)
+def test_every_method_is_refused_with_a_wrong_token(
+    console_channel: grpc.Channel, method: MethodDescriptor
+) -> None:
+    if path_of(method) in OPEN_METHODS:
+        pytest.skip("Enroll takes no API token")
+    forged = "sonde_0123456789abcdef_" + "A" * 43
+    assert call(console_channel, method, token=forged) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_every_method_is_refused_with_a_too_low_role(
+    shared_sonde: Deployment, console_channel: grpc.Channel
+) -> None:
+    tokens = {
+        Role.L1: shared_sonde.add_user("lowly-l1", "l1"),
+        Role.L2: shared_sonde.add_user("middle-l2", "l2"),
+    }
+    checked = 0
+    for method in all_methods():
+        required = METHOD_ROLES.get(path_of(method))
+        if required is None:
+            continue
+        for role, token in tokens.items():
+            if role < required:
+                code = call(console_channel, method, token)
+                assert code == grpc.StatusCode.PERMISSION_DENIED, (path_of(method), role)
+                checked += 1
+    assert checked >= 8
+
+
+def test_agent_service_is_not_served_on_the_console_listener(
+    console_channel: grpc.Channel,
+) -> None:
+    stream = console_channel.stream_stream(
+        "/sonde.v1.AgentService/Session",
+        request_serializer=agent_pb2.AgentMessage.SerializeToString,
+        response_deserializer=agent_pb2.ServerMessage.FromString,
+    )
+    hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(hostname="x"))
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stream(iter([hello]), timeout=5))
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- the agent listener -------------------------------------------------------------------
+
+
+def agent_credentials(ca_pem: bytes, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> (
+    grpc.ChannelCredentials
+):
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_pem,
+        private_key=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        certificate_chain=cert.public_bytes(serialization.Encoding.PEM),
+    )
+
+
+def open_session(
+    address: str, credentials: grpc.ChannelCredentials, messages: list[agent_pb2.AgentMessage]
+) -> list[agent_pb2.ServerMessage]:
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        replies = []
+        for reply in stub.Session(iter(messages), timeout=5):
+            replies.append(reply)
+        return replies
+
+
+def test_agent_listener_refuses_a_client_without_certificate(shared_sonde: Deployment) -> None:
+    credentials = grpc.ssl_channel_credentials(shared_sonde.ca_file.read_bytes())
+    with pytest.raises(grpc.RpcError) as refused:
+        open_session(shared_sonde.agent_address, credentials, [agent_pb2.AgentMessage()])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_agent_certificate_from_another_ca_is_refused(shared_sonde: Deployment) -> None:
+    foreign = CertificateAuthority.create("Rogue CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+    )
+    _, certificate = foreign.sign_agent_request(csr.public_bytes(serialization.Encoding.DER))
+    credentials = agent_credentials(shared_sonde.ca_file.read_bytes(), key, certificate)
+    hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(hostname="rogue"))
+    with pytest.raises(grpc.RpcError) as refused:
+        open_session(shared_sonde.agent_address, credentials, [hello])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    with shared_sonde.console() as console:
+        agents = console.ListAgents(console_pb2.ListAgentsRequest(include_revoked=True)).agents
+    assert all(a.hostname != "rogue" for a in agents)
+
+
+def enroll_in_process(sonde: Deployment, enrollment: str) -> tuple[str, grpc.ChannelCredentials]:
+    """Enroll a key made here (a hand-driven agent), returning its id and mTLS credentials."""
+    from agent.bundle import decode_bundle
+
+    bundle = decode_bundle(enrollment)
+    key = ec.generate_private_key(ec.SECP256R1())
+    agent_id = agent_id_from_public_key(key.public_key())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    with grpc.secure_channel(
+        bundle.console_address,
+        grpc.ssl_channel_credentials(sonde.ca_file.read_bytes()),
+        options=[("grpc.ssl_target_name_override", bundle.server_name)],
+    ) as channel:
+        reply = enrollment_pb2_grpc.EnrollmentServiceStub(channel).Enroll(
+            enrollment_pb2.EnrollRequest(
+                token_id=bundle.token_id,
+                secret=bundle.secret,
+                csr_der=csr.public_bytes(serialization.Encoding.DER),
+                hostname="hand-driven",
+                platform="linux",
+            ),
+            timeout=10,
+        )
+    certificate = x509.load_der_x509_certificate(reply.certificate_der)
+    return reply.agent_id, agent_credentials(sonde.ca_file.read_bytes(), key, certificate)
+
+
+def test_a_reused_enrollment_token_is_refused(shared_sonde: Deployment) -> None:
+    enrollment = shared_sonde.enrollment(uses=1)
+    enroll_in_process(shared_sonde, enrollment)
+    with pytest.raises(grpc.RpcError) as refused:
+        enroll_in_process(shared_sonde, enrollment)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "no uses left" in (refused.value.details() or "")
+
+
+def test_an_expired_enrollment_token_is_refused(shared_sonde: Deployment) -> None:
+    enrollment = shared_sonde.enrollment(uses=5)
+    from agent.bundle import decode_bundle
+
+    token_id = decode_bundle(enrollment).token_id
+    # Time travel on the server's own database: the token expired a minute ago.
+    with sqlite3.connect(shared_sonde.data / "sonde.db") as db:
+        changed = db.execute(
+            "UPDATE enrollment_tokens SET expires_at = datetime('now', '-1 minute') WHERE id = ?",
+            (token_id,),
+        ).rowcount
+    assert changed == 1
+    with pytest.raises(grpc.RpcError) as refused:
+        enroll_in_process(shared_sonde, enrollment)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "expired" in (refused.value.details() or "")
+
+
+def test_a_malformed_enrollment_string_gets_a_clear_error(tmp_path: Path) -> None:
+    done = run("sonde-agent", "enroll", "sonde-enroll-1.%%%not-base64", "--state", str(tmp_path / "s"))
+    assert done.returncode != 0
+    assert "not a Sonde enrollment string" in done.stderr + done.stdout
+
+
+def test_a_message_claiming_another_agents_id_changes_nothing(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    victim_id = shared_sonde.enroll_agent(tmp_path / "victim")
+    victim_before = shared_sonde.agent_record(victim_id)
+    intruder_id, intruder = enroll_in_process(shared_sonde, shared_sonde.enrollment())
+    forged_hello = agent_pb2.AgentMessage(
+        hello=agent_pb2.Hello(agent_id=victim_id, hostname="victim-takeover", platform="linux")
+    )
+    forged_result = agent_pb2.AgentMessage(
+        result=agent_pb2.Result(command_id="0" * 32)
+    )
+    forged_result.result.snapshot.agent_id = victim_id
+    traversal_hello = agent_pb2.AgentMessage(
+        hello=agent_pb2.Hello(agent_id="../clients/server", hostname="x")
+    )
+    replies = open_session(shared_sonde.agent_address, intruder, [forged_hello, forged_result])
+    assert replies and replies[0].HasField("welcome")
+    open_session(shared_sonde.agent_address, intruder, [traversal_hello])
+    victim_after = shared_sonde.agent_record(victim_id)
+    assert victim_before is not None and victim_after is not None
+    assert victim_after.hostname == victim_before.hostname
+    assert not victim_after.online
+    intruder_record = shared_sonde.agent_record(intruder_id)
+    assert intruder_record is not None
+    with sqlite3.connect(shared_sonde.data / "sonde.db") as db:
+        (stored,) = db.execute("SELECT count(*) FROM snapshots WHERE agent_id = ?", (victim_id,)).fetchone()
+    assert stored == 0
+
+
+def test_a_revoked_agent_is_cut_off_within_five_seconds(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    state = tmp_path / "agent"
+    agent_id = shared_sonde.enroll_agent(state)
+    agent = shared_sonde.start_agent(state)
+    shared_sonde.wait_online(agent_id)
+    started = time.monotonic()
+    with shared_sonde.console() as console:
+        console.RevokeAgent(console_pb2.RevokeAgentRequest(agent=agent_id, reason="laptop stolen"))
+    wait_for("the revoked agent to exit", lambda: not agent.alive(), timeout=5)
+    assert time.monotonic() - started <= 5
+    assert agent.popen.returncode == 4, agent.log()
+    record = shared_sonde.wait_offline(agent_id, timeout=5)
+    assert record.revoked
+    # From then on it is refused: its own certificate no longer opens a session.
+    restarted = shared_sonde.start_agent(state)
+    wait_for("the revoked agent to give up", lambda: not restarted.alive(), timeout=10)
+    assert restarted.popen.returncode == 4
+
+
+def test_editing_an_audit_row_is_detected(sonde: Deployment) -> None:
+    sonde.add_user("auditor", "l1")
+    verified = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    with sqlite3.connect(sonde.data / "sonde.db") as db:
+        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = (SELECT min(id) FROM audit_log)")
+    tampered = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
+    assert tampered.returncode == 1
+    assert "TAMPERED" in tampered.stdout
