@@ -1,0 +1,87 @@
+"""`sonde agents`, `sonde agent show`, `sonde agents revoke`: the workstations the server knows.
+
+AGENT is sent as typed: the server resolves an id, a host name or an unambiguous prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sonde.v1 import console_pb2
+
+from server.console.context import Context
+from server.console.render import agent_detail, agents_table
+from server.console.render_ticket import tickets_table
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    agents = commands.add_parser("agents", parents=[common], help="list agents, or revoke one")
+    agents.add_argument("--online", action="store_true", help="only agents connected now")
+    agents.add_argument("--all", action="store_true", help="include revoked agents")
+    agents.set_defaults(handler=run_list)
+    agents_commands = agents.add_subparsers(dest="agents_command", metavar="{revoke}")
+    _add_revoke(agents_commands, common)
+
+    agent = commands.add_parser("agent", parents=[common], help="one agent: show or revoke")
+    agent_commands = agent.add_subparsers(dest="agent_command", metavar="{show,revoke}")
+    agent_commands.required = True
+    show = agent_commands.add_parser(
+        "show", parents=[common], help="an agent's state, last diagnostic and open tickets"
+    )
+    show.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
+    show.set_defaults(handler=run_show)
+    _add_revoke(agent_commands, common)
+
+
+def _add_revoke(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    revoke = commands.add_parser(
+        "revoke",
+        parents=[common],
+        help="cut an agent off now and refuse it from then on (admin)",
+    )
+    revoke.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
+    revoke.add_argument("--reason", default="", help="why, for the audit log")
+    revoke.set_defaults(handler=run_revoke)
+
+
+def run_list(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.ListAgentsRequest(online_only=args.online, include_revoked=args.all)
+    response = client.call(client.stub.ListAgents, request)
+    if not response.agents and not ctx.out.json_mode:
+        ctx.out.done(
+            "no agents"
+            + (" online" if args.online else "")
+            + ": enroll one with `sonde token create` then `sonde-agent enroll TOKEN`"
+        )
+        return 0
+    ctx.out.result(response, agents_table(response.agents))
+    return 0
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.GetAgent, console_pb2.GetAgentRequest(agent=args.agent))
+    renderables = [agent_detail(response)]
+    if response.open_tickets:
+        renderables.append(tickets_table(response.open_tickets, title="Open tickets"))
+    ctx.out.result(response, *renderables)
+    return 0
+
+
+def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.RevokeAgentRequest(agent=args.agent, reason=args.reason)
+    response = client.call(client.stub.RevokeAgent, request)
+    ctx.out.emit_message(response)
+    ctx.out.done(
+        f"revoked {response.agent.hostname} ({response.agent.id}): its connection is closed "
+        "and it is refused from now on"
+    )
+    return 0

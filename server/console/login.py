@@ -1,0 +1,92 @@
+"""`sonde login`, `sonde logout`, `sonde whoami`: who the CLI talks to, and as whom."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.text import Text
+from sonde.v1 import console_pb2
+
+from server.console.client import ConsoleClient
+from server.console.config import (
+    Credentials,
+    check_server_address,
+    read_ca_file,
+    remove_credentials,
+    save_credentials,
+)
+from server.console.context import Context
+from server.console.errors import CliError
+from server.console.output import message_json
+from server.console.render import inert, role_label
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    login = commands.add_parser(
+        "login",
+        parents=[common],
+        help="check credentials with the server and save them",
+        description="Check the token with the server (WhoAmI), then save server, token and CA "
+        "to the config file (owner-only).",
+    )
+    login.add_argument("server", metavar="SERVER", help="the console address, HOST:PORT")
+    login.add_argument("--token", required=True, help="your API token ('-' reads it from stdin)")
+    login.add_argument(
+        "--ca", required=True, type=Path, help="the server's CA certificate (pki/ca.crt)"
+    )
+    login.set_defaults(handler=run_login)
+
+    logout = commands.add_parser("logout", parents=[common], help="forget the saved credentials")
+    logout.set_defaults(handler=run_logout)
+
+    whoami = commands.add_parser("whoami", parents=[common], help="show who you are logged in as")
+    whoami.set_defaults(handler=run_whoami)
+
+
+def _token(value: str) -> str:
+    token = sys.stdin.readline().strip() if value == "-" else value.strip()
+    if not token:
+        raise CliError("INVALID_ARGUMENT", "the API token is empty")
+    return token
+
+
+def run_login(args: argparse.Namespace, ctx: Context) -> int:
+    credentials = Credentials(
+        server=check_server_address(args.server),
+        token=_token(args.token),
+        ca_pem=read_ca_file(args.ca),
+    )
+    with ConsoleClient(credentials) as client:
+        response = client.call(client.stub.WhoAmI, console_pb2.WhoAmIRequest())
+    path = save_credentials(credentials, ctx.config_path)
+    ctx.out.emit({"server": credentials.server, "config": str(path), **message_json(response)})
+    user = response.user
+    ctx.out.done(
+        f"logged in to {credentials.server} as {user.name} ({role_label(user.role)}); "
+        f"saved to {path}"
+    )
+    return 0
+
+
+def run_logout(args: argparse.Namespace, ctx: Context) -> int:
+    path = ctx.config_path
+    removed = remove_credentials(path)
+    ctx.out.emit({"config": str(path), "removed": removed})
+    ctx.out.done(f"removed {path}" if removed else f"not logged in (no {path})")
+    return 0
+
+
+def run_whoami(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.WhoAmI, console_pb2.WhoAmIRequest())
+    line = Text(inert(response.user.name), style="bold")
+    line.append(f" ({role_label(response.user.role)}) on {inert(client.server)}")
+    if response.server_version:
+        line.append(f", server {inert(response.server_version)}")
+    ctx.out.result(response, line)
+    return 0

@@ -1,0 +1,198 @@
+"""Tickets on the terminal: the list, the header with SLA due times, and the timeline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from sonde.v1 import console_pb2
+
+from server.console.render import (
+    SEVERITY_STYLE,
+    enum_label,
+    format_duration,
+    format_time,
+    has_time,
+    severity_text,
+    snapshot_line,
+    sorted_findings,
+    text,
+)
+
+_FINISHED = (console_pb2.TICKET_STATUS_RESOLVED, console_pb2.TICKET_STATUS_CLOSED)
+_STATUS_STYLE = {
+    console_pb2.TICKET_STATUS_NEW: "cyan",
+    console_pb2.TICKET_STATUS_IN_PROGRESS: "blue",
+    console_pb2.TICKET_STATUS_WAITING: "magenta",
+    console_pb2.TICKET_STATUS_RESOLVED: "green",
+    console_pb2.TICKET_STATUS_CLOSED: "dim",
+}
+_PRIORITY_STYLE = {
+    console_pb2.TICKET_PRIORITY_P1: "bold red",
+    console_pb2.TICKET_PRIORITY_P2: "red",
+}
+
+
+def status_label(status: console_pb2.TicketStatus.ValueType) -> str:
+    return enum_label(console_pb2.TicketStatus.Name(status), "TICKET_STATUS_")
+
+
+def status_text(status: console_pb2.TicketStatus.ValueType) -> Text:
+    return Text(status_label(status), style=_STATUS_STYLE.get(status, ""))
+
+
+def priority_text(priority: console_pb2.TicketPriority.ValueType) -> Text:
+    label = enum_label(console_pb2.TicketPriority.Name(priority), "TICKET_PRIORITY_")
+    return Text(label, style=_PRIORITY_STYLE.get(priority, ""))
+
+
+def level_label(level: console_pb2.TicketLevel.ValueType) -> str:
+    return enum_label(console_pb2.TicketLevel.Name(level), "TICKET_LEVEL_")
+
+
+def channel_label(channel: console_pb2.TicketChannel.ValueType) -> str:
+    return enum_label(console_pb2.TicketChannel.Name(channel), "TICKET_CHANNEL_")
+
+
+def sla_text(due: Timestamp, met: bool, now: float | None = None) -> Text:
+    """A due time; red with 'overdue' when it passed and the SLA is not met yet."""
+    if not has_time(due):
+        return Text("-")
+    shown = format_time(due)
+    if met:
+        return Text(shown)
+    now = time.time() if now is None else now
+    left = due.seconds - now
+    if left < 0:
+        return Text(f"{shown} (overdue by {format_duration(left)})", style="bold red")
+    return Text(f"{shown} (in {format_duration(left)})")
+
+
+def response_met(ticket: console_pb2.Ticket) -> bool:
+    # A technician has responded once the ticket left "new".
+    return ticket.status != console_pb2.TICKET_STATUS_NEW
+
+
+def resolve_met(ticket: console_pb2.Ticket) -> bool:
+    return ticket.status in _FINISHED
+
+
+def agent_label(ticket: console_pb2.Ticket) -> Text:
+    if not ticket.agent_id:
+        return Text("-")
+    return text(ticket.agent_hostname or ticket.agent_id)
+
+
+def tickets_table(
+    tickets: Sequence[console_pb2.Ticket], now: float | None = None, title: str = "Tickets"
+) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "pri", "status", "level", "title", "assignee", "agent", "resolve due"):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for ticket in tickets:
+        table.add_row(
+            str(ticket.id),
+            priority_text(ticket.priority),
+            status_text(ticket.status),
+            level_label(ticket.level),
+            text(ticket.title),
+            text(ticket.assignee or "-"),
+            agent_label(ticket),
+            sla_text(ticket.resolve_due_at, resolve_met(ticket), now),
+        )
+    return table
+
+
+def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group:
+    title = Text(f"Ticket #{ticket.id}: ", style="bold")
+    title.append_text(text(ticket.title, "bold"))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    status = status_text(ticket.status)
+    status.append(f" ({level_label(ticket.level)}, ")
+    status.append_text(priority_text(ticket.priority))
+    status.append(")")
+    agent = agent_label(ticket)
+    if ticket.agent_id and ticket.agent_hostname:
+        agent.append_text(text(f" ({ticket.agent_id})", "dim"))
+    rows: list[tuple[str, Text]] = [
+        ("status", status),
+        ("channel", Text(channel_label(ticket.channel))),
+        ("requester", text(ticket.requester or "-")),
+        ("assignee", text(ticket.assignee or "-")),
+        ("agent", agent),
+        ("opened", text(f"{format_time(ticket.created_at)} by {ticket.created_by}")),
+        ("response due", sla_text(ticket.response_due_at, response_met(ticket), now)),
+        ("resolve due", sla_text(ticket.resolve_due_at, resolve_met(ticket), now)),
+    ]
+    if ticket.resolution:
+        rows.append(("resolution", text(ticket.resolution)))
+    if has_time(ticket.resolved_at):
+        rows.append(("resolved", Text(format_time(ticket.resolved_at))))
+    if has_time(ticket.closed_at):
+        rows.append(("closed", Text(format_time(ticket.closed_at))))
+    for name, value in rows:
+        grid.add_row(name, value)
+    parts: list[Text | Table] = [title, grid]
+    if ticket.description:
+        parts.append(text(ticket.description))
+    return Group(*parts)
+
+
+def event_kind_label(kind: console_pb2.TicketEventKind.ValueType) -> str:
+    return enum_label(console_pb2.TicketEventKind.Name(kind), "TICKET_EVENT_KIND_")
+
+
+def event_detail(event: console_pb2.TicketEvent) -> Text:
+    """What happened, in one cell: the body, and for a diagnostic its severity and findings."""
+    lines: list[Text] = []
+    kind = event.kind
+    if kind == console_pb2.TICKET_EVENT_KIND_ASSIGNED and event.assignee:
+        lines.append(text(f"to {event.assignee}"))
+    if kind == console_pb2.TICKET_EVENT_KIND_STATUS_CHANGED or (
+        event.from_status and event.to_status and event.from_status != event.to_status
+    ):
+        change = status_text(event.from_status)
+        change.append(" -> ")
+        change.append_text(status_text(event.to_status))
+        lines.append(change)
+    if event.body:
+        lines.append(text(event.body))
+    if kind == console_pb2.TICKET_EVENT_KIND_DIAGNOSTIC:
+        if event.HasField("snapshot"):
+            lines.append(snapshot_line(event.snapshot))
+        elif event.snapshot_id:
+            lines.append(Text(f"snapshot #{event.snapshot_id}"))
+        for finding in sorted_findings(event.findings):
+            line = Text("  ")
+            line.append_text(severity_text(finding.severity))
+            line.append(" ")
+            line.append_text(text(f"{finding.check}: ", "dim"))
+            line.append_text(text(finding.summary, SEVERITY_STYLE.get(finding.severity, "")))
+            lines.append(line)
+    return Text("\n").join(lines)
+
+
+def timeline_table(events: Sequence[console_pb2.TicketEvent]) -> Table:
+    table = Table(title="Timeline", title_justify="left")
+    table.add_column("when", no_wrap=True)
+    table.add_column("who")
+    table.add_column("what")
+    table.add_column("detail")
+    for event in events:
+        table.add_row(
+            format_time(event.at),
+            text(event.actor or "-"),
+            Text(event_kind_label(event.kind), style="bold"),
+            event_detail(event),
+        )
+    return table
+
+
+def ticket_view(response: console_pb2.GetTicketResponse, now: float | None = None) -> Group:
+    return Group(ticket_header(response.ticket, now), Text(""), timeline_table(response.timeline))

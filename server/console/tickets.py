@@ -1,0 +1,262 @@
+"""`sonde ticket open|list|show|comment|assign|escalate|resolve|close|reopen`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import TypeVar
+
+from sonde.v1 import console_pb2
+
+from server.console.context import Context
+from server.console.errors import CliError
+from server.console.render_ticket import level_label, status_label, ticket_view, tickets_table
+
+CHANNELS = {
+    "phone": console_pb2.TICKET_CHANNEL_PHONE,
+    "email": console_pb2.TICKET_CHANNEL_EMAIL,
+    "web": console_pb2.TICKET_CHANNEL_WEB_FORM,
+    "agent": console_pb2.TICKET_CHANNEL_AGENT,
+    "monitoring": console_pb2.TICKET_CHANNEL_MONITORING,
+}
+PRIORITIES = {
+    "p1": console_pb2.TICKET_PRIORITY_P1,
+    "p2": console_pb2.TICKET_PRIORITY_P2,
+    "p3": console_pb2.TICKET_PRIORITY_P3,
+    "p4": console_pb2.TICKET_PRIORITY_P4,
+}
+STATUSES = {
+    "new": console_pb2.TICKET_STATUS_NEW,
+    "in_progress": console_pb2.TICKET_STATUS_IN_PROGRESS,
+    "waiting": console_pb2.TICKET_STATUS_WAITING,
+    "resolved": console_pb2.TICKET_STATUS_RESOLVED,
+    "closed": console_pb2.TICKET_STATUS_CLOSED,
+}
+LEVELS = {"l1": console_pb2.TICKET_LEVEL_L1, "l2": console_pb2.TICKET_LEVEL_L2}
+
+EnumT = TypeVar("EnumT")
+
+
+def _parse_choice(what: str, choices: Mapping[str, EnumT], value: str) -> EnumT:
+    key = value.strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in choices:
+        expected = ", ".join(name.replace("_", "-") for name in choices)
+        raise argparse.ArgumentTypeError(f"unknown {what} {value!r}: expected one of {expected}")
+    return choices[key]
+
+
+def ticket_number(value: str) -> int:
+    number = value.removeprefix("#")
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a ticket number (e.g. 17)")
+    return int(number)
+
+
+def channel(value: str) -> console_pb2.TicketChannel.ValueType:
+    return _parse_choice("channel", CHANNELS, value)
+
+
+def priority(value: str) -> console_pb2.TicketPriority.ValueType:
+    return _parse_choice("priority", PRIORITIES, value)
+
+
+def status(value: str) -> console_pb2.TicketStatus.ValueType:
+    return _parse_choice("status", STATUSES, value)
+
+
+def level(value: str) -> console_pb2.TicketLevel.ValueType:
+    return _parse_choice("level", LEVELS, value)
+
+
+def _text_argument(words: list[str], what: str) -> str:
+    """Words joined by spaces; a lone '-' reads the text from stdin (for several lines)."""
+    value = sys.stdin.read() if words == ["-"] else " ".join(words)
+    if not value.strip():
+        raise CliError("INVALID_ARGUMENT", f"the {what} is empty")
+    return value.strip()
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    ticket = commands.add_parser("ticket", parents=[common], help="open and work tickets")
+    actions = ticket.add_subparsers(dest="ticket_command", metavar="COMMAND")
+    actions.required = True
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, parents=[common], help=help_text, description=help_text)
+        if name not in ("open", "list"):
+            parser.add_argument("id", type=ticket_number, metavar="N", help="ticket number")
+        return parser
+
+    opened = action("open", "open a ticket")
+    opened.add_argument("--title", required=True, help="what the user reports, in one line")
+    opened.add_argument("--description", default="", help="details")
+    opened.add_argument("--channel", type=channel, default=0, help=", ".join(CHANNELS))
+    opened.add_argument("--requester", default="", help="who reported it")
+    opened.add_argument("--priority", type=priority, default=0, help="p1 (critical) to p4 (low)")
+    opened.add_argument("--agent", default="", metavar="AGENT", help="the workstation concerned")
+    opened.add_argument("--assignee", default="", metavar="USER", help="who works on it")
+    opened.add_argument(
+        "--snapshot", type=int, default=0, metavar="ID", help="attach an existing diagnostic"
+    )
+    opened.set_defaults(handler=run_open)
+
+    listed = action("list", "list tickets (closed ones only with --all or --status closed)")
+    listed.add_argument(
+        "--status",
+        type=status,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="S",
+        help="new, in-progress, waiting, resolved, closed",
+    )
+    listed.add_argument("--level", type=level, default=0, help="l1 or l2")
+    who = listed.add_mutually_exclusive_group()
+    who.add_argument("--assignee", default="", metavar="USER")
+    who.add_argument("--mine", action="store_true", help="assigned to you")
+    listed.add_argument("--agent", default="", metavar="AGENT")
+    listed.add_argument("--all", action="store_true", help="include closed tickets")
+    listed.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
+    listed.set_defaults(handler=run_list)
+
+    action("show", "a ticket with its SLA and timeline").set_defaults(handler=run_show)
+
+    comment = action("comment", "add a comment to the timeline")
+    comment.add_argument("text", nargs="+", metavar="TEXT", help="the comment ('-': stdin)")
+    comment.set_defaults(handler=run_comment)
+
+    assign = action("assign", "assign to USER (default: yourself)")
+    assign.add_argument("user", nargs="?", default="", metavar="USER")
+    assign.set_defaults(handler=run_assign)
+
+    escalate = action("escalate", "hand over from L1 to L2")
+    escalate.add_argument("--reason", required=True, help="why L1 cannot finish it")
+    escalate.add_argument("--to", default="", metavar="USER", help="an L2 technician")
+    escalate.set_defaults(handler=run_escalate)
+
+    resolve = action("resolve", "mark resolved with what fixed it")
+    resolve.add_argument("--resolution", required=True, help="what fixed it")
+    resolve.set_defaults(handler=run_resolve)
+
+    close = action("close", "close a ticket")
+    close.add_argument("--note", default="", help="a closing note")
+    close.set_defaults(handler=run_close)
+
+    reopen = action("reopen", "reopen a resolved or closed ticket")
+    reopen.add_argument("--reason", required=True, help="why it is not fixed")
+    reopen.set_defaults(handler=run_reopen)
+
+
+def _changed(ctx: Context, ticket: console_pb2.Ticket, what: str) -> None:
+    assignee = f", assigned to {ticket.assignee}" if ticket.assignee else ""
+    ctx.out.done(
+        f"ticket #{ticket.id} {what}: {status_label(ticket.status)} "
+        f"({level_label(ticket.level)}){assignee}"
+    )
+
+
+def run_open(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.title.strip():
+        raise CliError("INVALID_ARGUMENT", "--title is empty: say what the user reports")
+    client = ctx.client()
+    request = console_pb2.OpenTicketRequest(
+        title=args.title.strip(),
+        description=args.description,
+        channel=args.channel,
+        requester=args.requester,
+        priority=args.priority,
+        agent=args.agent,
+        assignee=args.assignee,
+        snapshot_id=args.snapshot,
+    )
+    response = client.call(client.stub.OpenTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "opened")
+    return 0
+
+
+def run_list(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    assignee = args.assignee
+    if args.mine:
+        assignee = client.call(client.stub.WhoAmI, console_pb2.WhoAmIRequest()).user.name
+    request = console_pb2.ListTicketsRequest(
+        statuses=args.status,
+        level=args.level,
+        assignee=assignee,
+        agent=args.agent,
+        limit=max(args.limit, 0),
+        include_closed=args.all,
+    )
+    response = client.call(client.stub.ListTickets, request)
+    if not response.tickets and not ctx.out.json_mode:
+        ctx.out.done("no tickets match")
+        return 0
+    ctx.out.result(response, tickets_table(response.tickets))
+    return 0
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.GetTicket, console_pb2.GetTicketRequest(id=args.id))
+    ctx.out.result(response, ticket_view(response))
+    return 0
+
+
+def run_comment(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    body = _text_argument(args.text, "comment")
+    request = console_pb2.CommentTicketRequest(id=args.id, body=body)
+    response = client.call(client.stub.CommentTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "commented")
+    return 0
+
+
+def run_assign(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.AssignTicketRequest(id=args.id, assignee=args.user)
+    response = client.call(client.stub.AssignTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "assigned")
+    return 0
+
+
+def run_escalate(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.EscalateTicketRequest(id=args.id, reason=args.reason, assignee=args.to)
+    response = client.call(client.stub.EscalateTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "escalated")
+    return 0
+
+
+def run_resolve(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.ResolveTicketRequest(id=args.id, resolution=args.resolution)
+    response = client.call(client.stub.ResolveTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "resolved")
+    return 0
+
+
+def run_close(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.CloseTicketRequest(id=args.id, note=args.note)
+    response = client.call(client.stub.CloseTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "closed")
+    return 0
+
+
+def run_reopen(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.ReopenTicketRequest(id=args.id, reason=args.reason)
+    response = client.call(client.stub.ReopenTicket, request)
+    ctx.out.emit_message(response)
+    _changed(ctx, response.ticket, "reopened")
+    return 0

@@ -1,0 +1,103 @@
+"""Admin commands: `sonde user add|list` and `sonde token create` (agent enrollment)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from rich.text import Text
+from sonde.v1 import console_pb2
+
+from server.console.context import Context
+from server.console.render import format_time, inert, role_label, users_table
+
+ROLES = {"l1": console_pb2.ROLE_L1, "l2": console_pb2.ROLE_L2, "admin": console_pb2.ROLE_ADMIN}
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# CreateEnrollmentTokenRequest.ttl_s is a uint32; a month is already more than anyone needs.
+MAX_TTL_S = 90 * 86400
+
+
+def role(value: str) -> console_pb2.Role.ValueType:
+    key = value.strip().lower()
+    if key not in ROLES:
+        raise argparse.ArgumentTypeError(f"unknown role {value!r}: expected l1, l2 or admin")
+    return ROLES[key]
+
+
+def duration(value: str) -> int:
+    """'90s', '30m', '1h', '2d', '1w' or plain seconds, as seconds."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration: expected e.g. 30m, 1h, 2d or seconds"
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected between 1s and 90d")
+    return seconds
+
+
+def uses(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= 100_000:
+        raise argparse.ArgumentTypeError(f"--uses {value!r}: expected 1 to 100000")
+    return int(value)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    user = commands.add_parser("user", parents=[common], help="technician accounts (admin)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="{add,list}")
+    user_commands.required = True
+    add = user_commands.add_parser(
+        "add", parents=[common], help="create a user and print their API token once"
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", type=role, required=True, help="l1, l2 or admin")
+    add.set_defaults(handler=run_add)
+    listed = user_commands.add_parser("list", parents=[common], help="list users")
+    listed.set_defaults(handler=run_list)
+
+    token = commands.add_parser("token", parents=[common], help="agent enrollment tokens (admin)")
+    token_commands = token.add_subparsers(dest="token_command", metavar="{create}")
+    token_commands.required = True
+    create = token_commands.add_parser(
+        "create", parents=[common], help="print one enrollment string for `sonde-agent enroll`"
+    )
+    create.add_argument("--uses", type=uses, default=1, help="how many agents may use it")
+    create.add_argument("--ttl", type=duration, default=3600, help="lifetime, e.g. 1h (default)")
+    create.set_defaults(handler=run_token_create)
+
+
+def run_add(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.CreateUserRequest(name=args.name, role=args.role)
+    response = client.call(client.stub.CreateUser, request)
+    line = Text(f"created {inert(response.user.name)} ({role_label(response.user.role)}). ")
+    line.append("API token (shown once): ")
+    line.append(inert(response.api_token), style="bold")
+    ctx.out.result(response, line)
+    return 0
+
+
+def run_list(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.ListUsers, console_pb2.ListUsersRequest())
+    ctx.out.result(response, users_table(response.users))
+    return 0
+
+
+def run_token_create(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.CreateEnrollmentTokenRequest(uses=args.uses, ttl_s=args.ttl)
+    response = client.call(client.stub.CreateEnrollmentToken, request)
+    note = Text(
+        f"enrollment token for {response.uses} agent(s), expires "
+        f"{format_time(response.expires_at)}; on the workstation run:\n",
+        style="dim",
+    )
+    # The string alone on its own line, so it copies cleanly.
+    ctx.out.result(response, note, Text(f"sonde-agent enroll {inert(response.enrollment)}"))
+    return 0
