@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.identity import is_agent_id
@@ -17,6 +17,7 @@ from server.domain.text import checked_text, sanitized
 from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from server.storage.db import Database
 from server.storage.tables import agents
+from server.storage.types import AnyRow
 
 MAX_HOSTNAME_CHARS = 255
 _AMBIGUOUS_SHOWN = 5
@@ -65,7 +66,7 @@ class HeartbeatRecord:
     system_disk_percent: float
 
 
-def _record(row: Row[tuple[object, ...]]) -> AgentRecord:
+def _record(row: AnyRow) -> AgentRecord:
     values = row._mapping
     return AgentRecord(**{name: values[name] for name in AgentRecord.__dataclass_fields__})
 
@@ -294,9 +295,7 @@ class AgentRegistry:
         return revoked_at is None or revoked_at.revoked_at is not None
 
     @staticmethod
-    async def _row(
-        session: AsyncSession, agent_id: str, *, lock: bool = False
-    ) -> Row[tuple[object, ...]] | None:
+    async def _row(session: AsyncSession, agent_id: str, *, lock: bool = False) -> AnyRow | None:
         query = select(agents).where(agents.c.id == agent_id)
         if lock:
             query = query.with_for_update()

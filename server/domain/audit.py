@@ -1,0 +1,180 @@
+"""The audit log: every technician action, hash-chained so an edit or a deletion shows.
+
+Row n stores hash_n = SHA-256(hash_{n-1} || canonical(row n)), with hash_0 = 64 zeros. Ids are
+assigned here, consecutively from 1, under a lock: a gap means a deleted row, a link that does
+not match means a deleted, reordered or edited row. (Deleting the newest rows leaves a shorter
+valid chain; anchoring the head outside the database is for a later issue.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.domain.clock import Clock, require_aware, utc_now
+from server.domain.text import sanitized
+from server.storage.db import Database
+from server.storage.tables import audit_log
+from server.storage.types import AnyRow
+
+GENESIS_HASH = "0" * 64
+# Detail keys that could carry a secret are dropped, whatever the caller passed.
+_SECRET_KEYS = ("token", "secret", "password")
+_VERIFY_BATCH = 1000
+
+DetailValue = str | int | None
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    rows: int
+    first_bad_id: int | None
+    reason: str
+
+
+def _canonical_detail(detail: Mapping[str, DetailValue]) -> str:
+    kept = {
+        str(key): value
+        for key, value in detail.items()
+        if not any(word in str(key).lower() for word in _SECRET_KEYS)
+    }
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(
+    prev_hash: str,
+    *,
+    row_id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    agent_id: str | None,
+    ticket_id: int | None,
+    detail: str,
+    result: str,
+) -> str:
+    """The hash of one row, linked to the row before it."""
+    encoded = json.dumps(
+        [row_id, at.isoformat(), actor, action, agent_id, ticket_id, detail, result],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{encoded}".encode()).hexdigest()
+
+
+def _row_hash(prev_hash: str, row: AnyRow) -> str:
+    return chain_hash(
+        prev_hash,
+        row_id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        agent_id=row.agent_id,
+        ticket_id=row.ticket_id,
+        detail=row.detail,
+        result=row.result,
+    )
+
+
+class AuditLog:
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+        self._lock = asyncio.Lock()  # one writer per process; the database lock covers replicas
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        *,
+        agent_id: str | None = None,
+        ticket_id: int | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+        result: str = "ok",
+    ) -> None:
+        detail_text = _canonical_detail(detail or {})
+        result = sanitized(result, max_chars=2000)
+        async with self._lock, self._db.transaction() as session:
+            await self._lock_table(session)
+            last = (
+                await session.execute(
+                    select(audit_log.c.id, audit_log.c.hash)
+                    .order_by(audit_log.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            row_id = 1 if last is None else int(last.id) + 1
+            prev_hash = GENESIS_HASH if last is None else str(last.hash)
+            # UTC, as verify() reads it back: the hash covers the same text both times.
+            at = require_aware(self._clock(), "audit time")
+            values = {
+                "id": row_id,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "agent_id": agent_id,
+                "ticket_id": ticket_id,
+                "detail": detail_text,
+                "result": result,
+            }
+            row_hash = chain_hash(
+                prev_hash,
+                row_id=row_id,
+                at=at,
+                actor=actor,
+                action=action,
+                agent_id=agent_id,
+                ticket_id=ticket_id,
+                detail=detail_text,
+                result=result,
+            )
+            await session.execute(
+                audit_log.insert().values(**values, prev_hash=prev_hash, hash=row_hash)
+            )
+
+    async def verify(self) -> AuditVerification:
+        """Walk the chain from the first row; report the first row that does not hold."""
+        prev_hash, expected_id, rows = GENESIS_HASH, 1, 0
+        async with self._db.reading() as session:
+            while True:
+                batch = (
+                    await session.execute(
+                        select(audit_log)
+                        .where(audit_log.c.id >= expected_id)
+                        .order_by(audit_log.c.id)
+                        .limit(_VERIFY_BATCH)
+                    )
+                ).all()
+                if not batch:
+                    break
+                for row in batch:
+                    problem = self._check_row(row, expected_id, prev_hash)
+                    if problem is not None:
+                        return AuditVerification(False, rows, problem[0], problem[1])
+                    prev_hash, expected_id, rows = row.hash, expected_id + 1, rows + 1
+        return AuditVerification(True, rows, None, f"{rows} rows, chain intact")
+
+    @staticmethod
+    def _check_row(row: AnyRow, expected_id: int, prev_hash: str) -> tuple[int, str] | None:
+        row_id = int(row.id)
+        if row_id != expected_id:
+            return expected_id, f"row {expected_id} is missing (deleted?); the next row is {row_id}"
+        if row.prev_hash != prev_hash:
+            return row_id, f"row {row_id} does not link to row {row_id - 1} (deleted or reordered)"
+        if _row_hash(prev_hash, row) != row.hash:
+            return row_id, f"row {row_id} was modified after it was written"
+        return None
+
+    async def _lock_table(self, session: AsyncSession) -> None:
+        if self._db.dialect == "postgresql":
+            # Replicas share the chain: one writer at a time across processes.
+            await session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+        # SQLite: the transaction began with BEGIN IMMEDIATE, which already excludes writers.

@@ -1,0 +1,97 @@
+"""The helpdesk's words for a ticket: statuses, levels, priorities, channels, timeline events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # diagnostics.py imports this module for TicketEventKind
+    from sonde.v1 import diagnostics_pb2
+
+    from server.domain.diagnostics import SnapshotSummaryRecord
+
+
+class TicketStatus(enum.StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    WAITING = "waiting"  # on the requester or a third party
+    RESOLVED = "resolved"  # fix delivered; closes for good, or reopens if it did not hold
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TicketStatus.NEW, TicketStatus.IN_PROGRESS, TicketStatus.WAITING)
+
+
+class TicketLevel(enum.StrEnum):
+    L1 = "l1"
+    L2 = "l2"
+
+
+class TicketPriority(enum.StrEnum):
+    P1 = "p1"  # critical: business stopped
+    P2 = "p2"  # high: one person stopped
+    P3 = "p3"  # normal
+    P4 = "p4"  # low
+
+
+class TicketChannel(enum.StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+    WEB_FORM = "web_form"
+    AGENT = "agent"  # the agent reported it itself
+    MONITORING = "monitoring"
+
+
+class TicketEventKind(enum.StrEnum):
+    OPENED = "opened"
+    COMMENT = "comment"
+    ASSIGNED = "assigned"
+    ESCALATED = "escalated"
+    DIAGNOSTIC = "diagnostic"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+    STATUS_CHANGED = "status_changed"
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    id: int
+    title: str
+    description: str
+    channel: TicketChannel
+    requester: str
+    priority: TicketPriority
+    level: TicketLevel
+    status: TicketStatus
+    assignee: str | None
+    agent_id: str | None
+    agent_hostname: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    response_due_at: datetime
+    resolve_due_at: datetime
+    first_response_at: datetime | None
+    resolution: str
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TicketEventRecord:
+    id: int
+    ticket_id: int
+    kind: TicketEventKind
+    actor: str
+    at: datetime
+    body: str = ""
+    from_status: TicketStatus | None = None
+    to_status: TicketStatus | None = None
+    assignee: str | None = None
+    snapshot_id: int | None = None
+    snapshot: SnapshotSummaryRecord | None = None  # for DIAGNOSTIC
+    findings: tuple[diagnostics_pb2.Finding, ...] = ()  # for DIAGNOSTIC
