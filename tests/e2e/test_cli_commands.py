@@ -1,0 +1,234 @@
+"""Every `sonde` command once, as a real process, against a real server and agent on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import OnlineAgent, bring_online
+from tests.support.deployment import Deployment, run
+
+HOSTILE = "<b>PC</b>\x1b[31mX\nY"
+MARKUP = "<b>PC</b> [bold red]boom[/] [link=http://evil.example]x[/link]"
+
+
+def sonde(
+    deployment: Deployment, *args: str, token: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    variables = deployment.cli_env(token)
+    variables.update(env)
+    return run("sonde", *args, env=variables, timeout=120)
+
+
+def sonde_json(deployment: Deployment, *args: str, token: str | None = None) -> dict[str, Any]:
+    done = sonde(deployment, *args, "--json", token=token)
+    assert done.returncode == 0, f"sonde {' '.join(args)}: {done.stdout}{done.stderr}"
+    value = json.loads(done.stdout)
+    assert isinstance(value, dict)
+    return value
+
+
+def sonde_error(deployment: Deployment, *args: str, token: str | None = None) -> dict[str, str]:
+    done = sonde(deployment, *args, "--json", token=token)
+    assert done.returncode == 1, f"sonde {' '.join(args)}: {done.stdout}{done.stderr}"
+    error: dict[str, str] = json.loads(done.stdout)["error"]
+    return error
+
+
+def open_ticket(deployment: Deployment, *extra: str) -> dict[str, Any]:
+    ticket: dict[str, Any] = sonde_json(
+        deployment, "ticket", "open", "--title", "PC is slow", *extra
+    )["ticket"]
+    return ticket
+
+
+def test_whoami(shared_sonde: Deployment) -> None:
+    reply = sonde_json(shared_sonde, "whoami")
+    assert reply["user"]["name"] == "admin"
+    assert reply["user"]["role"] == "ROLE_ADMIN"
+    done = sonde(shared_sonde, "whoami")
+    assert done.returncode == 0
+    assert f"admin (admin) on {shared_sonde.console_address}" in done.stdout
+
+
+def test_login_saves_a_config_that_later_commands_use(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    bare = {name: "" for name in ("SONDE_SERVER", "SONDE_TOKEN", "SONDE_CA")}
+    login = sonde(
+        shared_sonde,
+        "login", shared_sonde.console_address,
+        "--token", shared_sonde.admin_token, "--ca", str(shared_sonde.ca_file),
+        **home, **bare,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    config = tmp_path / "config" / "sonde" / "config.json"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert sonde(shared_sonde, "whoami", **home, **bare).returncode == 0
+    assert sonde(shared_sonde, "logout", **home, **bare).returncode == 0
+    missing = sonde(shared_sonde, "whoami", **home, **bare)
+    assert missing.returncode == 1
+    assert "sonde login SERVER --token TOKEN --ca CA_FILE" in missing.stderr
+
+
+def test_agents_and_agent_show(shared_sonde: Deployment, shared_agent: OnlineAgent) -> None:
+    listed = sonde_json(shared_sonde, "agents", "--online")["agents"]
+    mine = next(agent for agent in listed if agent["id"] == shared_agent.agent_id)
+    assert mine["online"] is True
+    assert mine["hostname"] == socket.gethostname()
+    table = sonde(shared_sonde, "agents")
+    assert table.returncode == 0
+    assert shared_agent.agent_id in table.stdout
+    # AGENT by an unambiguous prefix of its id.
+    shown = sonde_json(shared_sonde, "agent", "show", shared_agent.agent_id[:8])
+    assert shown["agent"]["id"] == shared_agent.agent_id
+    human = sonde(shared_sonde, "agent", "show", shared_agent.agent_id)
+    assert human.returncode == 0
+    assert "online" in human.stdout
+
+
+def test_diag_on_a_ticket_lands_on_its_timeline(
+    shared_sonde: Deployment, shared_agent: OnlineAgent
+) -> None:
+    ticket = open_ticket(shared_sonde, "--agent", shared_agent.agent_id, "--channel", "phone")
+    reply = sonde_json(shared_sonde, "diag", socket.gethostname(), "--ticket", str(ticket["id"]))
+    stored = reply["snapshot"]
+    assert stored["summary"]["ticket_id"] == ticket["id"]
+    assert stored["summary"]["agent_id"] == shared_agent.agent_id
+    assert stored["snapshot"]["system"]["hostname"] == socket.gethostname()
+    assert stored["findings"]
+    timeline = sonde_json(shared_sonde, "ticket", "show", str(ticket["id"]))["timeline"]
+    diagnostics = [e for e in timeline if e["kind"] == "TICKET_EVENT_KIND_DIAGNOSTIC"]
+    assert [e["snapshot_id"] for e in diagnostics] == [stored["summary"]["id"]]
+    assert diagnostics[0]["findings"]
+
+    human = sonde(shared_sonde, "diag", shared_agent.agent_id, "--timeout", "30")
+    assert human.returncode == 0, human.stderr
+    for heading in ("Findings", "Key facts", "uptime", "memory", "network"):
+        assert heading in human.stdout
+    shown = sonde(shared_sonde, "ticket", "show", str(ticket["id"]))
+    assert shown.returncode == 0
+    assert "diagnostic" in shown.stdout
+    assert "response due" in shown.stdout
+
+
+def test_ticket_life_cycle(shared_sonde: Deployment) -> None:
+    ticket_id = str(open_ticket(shared_sonde, "--priority", "p2", "--requester", "Marie")["id"])
+    commented = sonde_json(shared_sonde, "ticket", "comment", ticket_id, "called", "back")
+    assert commented["event"]["body"] == "called back"
+    assigned = sonde_json(shared_sonde, "ticket", "assign", ticket_id)["ticket"]
+    assert (assigned["assignee"], assigned["status"]) == ("admin", "TICKET_STATUS_IN_PROGRESS")
+    mine = sonde_json(shared_sonde, "ticket", "list", "--mine", "--status", "in-progress")
+    assert int(ticket_id) in [t["id"] for t in mine["tickets"]]
+    escalated = sonde_json(shared_sonde, "ticket", "escalate", ticket_id, "--reason", "disk")
+    assert escalated["ticket"]["level"] == "TICKET_LEVEL_L2"
+    l2 = sonde_json(shared_sonde, "ticket", "list", "--level", "l2")["tickets"]
+    assert int(ticket_id) in [t["id"] for t in l2]
+    resolved = sonde_json(shared_sonde, "ticket", "resolve", ticket_id, "--resolution", "fixed")
+    assert resolved["ticket"]["status"] == "TICKET_STATUS_RESOLVED"
+    closed = sonde_json(shared_sonde, "ticket", "close", ticket_id, "--note", "confirmed")
+    assert closed["ticket"]["status"] == "TICKET_STATUS_CLOSED"
+    open_only = sonde_json(shared_sonde, "ticket", "list")["tickets"]
+    assert int(ticket_id) not in [t["id"] for t in open_only]
+    everything = sonde_json(shared_sonde, "ticket", "list", "--all")["tickets"]
+    assert int(ticket_id) in [t["id"] for t in everything]
+    reopened = sonde_json(shared_sonde, "ticket", "reopen", ticket_id, "--reason", "again")
+    assert reopened["ticket"]["status"] == "TICKET_STATUS_IN_PROGRESS"
+    human = sonde(shared_sonde, "ticket", "list")
+    assert human.returncode == 0
+    assert "PC is slow" in human.stdout
+    kinds = [e["kind"] for e in sonde_json(shared_sonde, "ticket", "show", ticket_id)["timeline"]]
+    for kind in ("OPENED", "COMMENT", "ASSIGNED", "ESCALATED", "RESOLVED", "CLOSED", "REOPENED"):
+        assert f"TICKET_EVENT_KIND_{kind}" in kinds
+
+
+def test_users_tokens_and_roles(shared_sonde: Deployment) -> None:
+    added = sonde_json(shared_sonde, "user", "add", "bob", "--role", "l1")
+    assert added["user"]["role"] == "ROLE_L1"
+    token = added["api_token"]
+    names = [user["name"] for user in sonde_json(shared_sonde, "user", "list")["users"]]
+    assert {"admin", "bob"} <= set(names)
+    assert sonde_json(shared_sonde, "whoami", token=token)["user"]["name"] == "bob"
+    denied = sonde_error(shared_sonde, "user", "list", token=token)
+    assert denied["code"] == "PERMISSION_DENIED"
+    enrollment = sonde_json(shared_sonde, "token", "create", "--uses", "2", "--ttl", "10m")
+    assert enrollment["enrollment"].startswith("sonde-enroll-1.")
+    assert enrollment["uses"] == 2
+    human = sonde(shared_sonde, "token", "create")
+    assert human.returncode == 0
+    assert "sonde-agent enroll sonde-enroll-1." in human.stdout
+
+
+def test_unknown_ticket_and_unknown_agent_are_not_found(shared_sonde: Deployment) -> None:
+    error = sonde_error(shared_sonde, "ticket", "show", "99999")
+    assert error["code"] == "NOT_FOUND"
+    assert "99999" in error["message"]
+    human = sonde(shared_sonde, "ticket", "show", "99999")
+    assert human.returncode == 1
+    assert human.stderr.startswith("error (NOT_FOUND): ")
+    assert "99999" in human.stderr
+    assert sonde_error(shared_sonde, "diag", "no-such-pc")["code"] == "NOT_FOUND"
+    assert sonde_error(shared_sonde, "agent", "show", "no-such-pc")["code"] == "NOT_FOUND"
+
+
+def test_offline_agent_is_unavailable_from_the_server(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    agent_id = shared_sonde.enroll_agent(tmp_path / "never-started")
+    error = sonde_error(shared_sonde, "diag", agent_id)
+    assert error["code"] == "UNAVAILABLE"
+    assert "cannot reach the Sonde server" not in error["message"]
+
+
+def test_unreachable_server_says_so(shared_sonde: Deployment) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    done = sonde(shared_sonde, "agents", "--json", SONDE_SERVER=address)
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "UNAVAILABLE"
+    assert error["message"].startswith(f"cannot reach the Sonde server at {address}")
+
+
+def test_hostile_ticket_text_is_refused_or_printed_inert(shared_sonde: Deployment) -> None:
+    # The server refuses control characters at intake; the CLI says so clearly.
+    refused = sonde_error(shared_sonde, "ticket", "open", "--title", HOSTILE)
+    assert refused["code"] == "INVALID_ARGUMENT"
+    assert "\x1b" not in refused["message"]
+    # Printable but hostile text is accepted, and shown as typed: no markup, no raw newline.
+    ticket = sonde_json(shared_sonde, "ticket", "open", "--title", MARKUP, "--requester", MARKUP)[
+        "ticket"
+    ]
+    ticket_id = str(ticket["id"])
+    comment = sonde(shared_sonde, "ticket", "comment", ticket_id, f"{MARKUP}\nsecond line")
+    assert comment.returncode == 0, comment.stdout + comment.stderr
+    for args in (("ticket", "show", ticket_id), ("ticket", "list")):
+        done = sonde(shared_sonde, *args, COLUMNS="300")
+        assert done.returncode == 0
+        assert "\x1b" not in done.stdout
+        assert MARKUP in done.stdout
+    shown = sonde(shared_sonde, "ticket", "show", ticket_id, COLUMNS="300").stdout
+    assert f"{MARKUP}\\nsecond line" in shown
+
+
+@pytest.fixture
+def second_agent(shared_sonde: Deployment, tmp_path: Path) -> OnlineAgent:
+    return bring_online(shared_sonde, tmp_path / "to-revoke")
+
+
+def test_revoke(shared_sonde: Deployment, second_agent: OnlineAgent) -> None:
+    reply = sonde_json(
+        shared_sonde, "agents", "revoke", second_agent.agent_id, "--reason", "stolen"
+    )
+    assert reply["agent"]["revoked"] is True
+    default = [a["id"] for a in sonde_json(shared_sonde, "agents")["agents"]]
+    assert second_agent.agent_id not in default
+    every = sonde_json(shared_sonde, "agents", "--all")["agents"]
+    assert any(a["id"] == second_agent.agent_id and a["revoked"] for a in every)
