@@ -80,6 +80,7 @@ def run_demo(args: argparse.Namespace, ctx: Context) -> int:
     out = ctx.out
     folder = Path(tempfile.mkdtemp(prefix="sonde-demo-"))
     run = DemoRun(folder=folder, progress=_progress(out))
+    ready = False
     try:
         with _sigterm_as_interrupt():
             try:
@@ -87,14 +88,16 @@ def run_demo(args: argparse.Namespace, ctx: Context) -> int:
             except StepFailed as failure:
                 _report_failure(out, run, str(failure))
                 return 1
+            ready = True
             out.emit(demo_json(run))
             _show_result(out, run)
             if args.once:
                 return 0
             return _watch(out, run)
     except KeyboardInterrupt:
-        out.errors.print("stopping the demo")
-        return 0
+        # Ctrl-C is how a running demo ends; during the steps it cuts the demo short.
+        out.errors.print("stopping the demo and deleting its folder")
+        return 0 if ready else 130
     finally:
         run.stop()
         shutil.rmtree(folder, ignore_errors=True)
