@@ -13,6 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# gRPC core's own INFO lines (a failed TLS handshake) would duplicate our one-line
+# reasons; it reads this once, when grpc is first imported, so it must come first.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from sonde.v1 import diagnostics_pb2
 
 from agent import exit_codes
