@@ -20,7 +20,13 @@ from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.registry import Collector, registered_collectors
 
-__all__ = ["CollectContext", "ProgressCallback", "collect_snapshot", "collector_names"]
+__all__ = [
+    "CollectContext",
+    "ProgressCallback",
+    "collect_snapshot",
+    "collector_names",
+    "run_collectors",
+]
 
 # Called as collectors finish: (finished, total, names still running).
 ProgressCallback = Callable[[int, int, list[str]], None]
@@ -100,8 +106,20 @@ async def collect_snapshot(
     *,
     on_progress: ProgressCallback | None = None,
 ) -> diagnostics_pb2.Snapshot:
-    """Collect one point-in-time Snapshot; agent_id and agent_version are the caller's."""
-    entries = _select(only)
+    """Collect one point-in-time Snapshot; agent_id and agent_version are the caller's.
+
+    `only` restricts to the named collectors; an unknown name is a ValueError.
+    """
+    return await run_collectors(_select(only), ctx, on_progress=on_progress)
+
+
+async def run_collectors(
+    entries: Sequence[Collector],
+    ctx: CollectContext,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> diagnostics_pb2.Snapshot:
+    """Run these collectors side by side into one Snapshot, one report per collector."""
     snapshot = diagnostics_pb2.Snapshot()
     snapshot.collected_at.GetCurrentTime()
     started = time.perf_counter()

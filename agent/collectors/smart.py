@@ -54,6 +54,17 @@ def parse_device(report: dict[str, Any]) -> diagnostics_pb2.SmartStatus:
     return status
 
 
+def refusal(report: dict[str, Any]) -> str | None:
+    """Why smartctl could not read the drive, from its exit status bits; None when it could."""
+    status = int(report.get("smartctl", {}).get("exit_status", 0))
+    if status & _OPEN_FAILED:
+        messages = [m.get("string", "") for m in report.get("smartctl", {}).get("messages", [])]
+        if any("permission" in m.lower() for m in messages):
+            return "smartctl cannot open the drives: it needs administrator rights"
+        return "smartctl cannot open the drive: " + ("; ".join(messages) or "no detail")
+    return None
+
+
 def _smartctl(*args: str) -> dict[str, Any]:
     completed = subprocess.run(
         ["smartctl", "--json", *args],
@@ -62,9 +73,10 @@ def _smartctl(*args: str) -> dict[str, Any]:
         check=False,
         stdin=subprocess.DEVNULL,
     )
-    if completed.returncode & _OPEN_FAILED:
-        raise CollectorUnavailable("smartctl cannot open the drives: it needs administrator rights")
     report: dict[str, Any] = json.loads(completed.stdout or b"{}")
+    reason = refusal(report)
+    if reason is not None:
+        raise CollectorUnavailable(reason)
     return report
 
 
