@@ -25,7 +25,8 @@ from server.storage.tables import audit_log
 from server.storage.types import AnyRow
 
 GENESIS_HASH = "0" * 64
-# Detail keys that could carry a secret are dropped, whatever the caller passed.
+# Detail keys that could carry a secret (token, api_token, secret, ...) are dropped, whatever
+# the caller passed; a token's public id ("token_id") is kept.
 _SECRET_KEYS = ("token", "secret", "password")
 _VERIFY_BATCH = 1000
 
@@ -44,7 +45,7 @@ def _canonical_detail(detail: Mapping[str, DetailValue]) -> str:
     kept = {
         str(key): value
         for key, value in detail.items()
-        if not any(word in str(key).lower() for word in _SECRET_KEYS)
+        if not str(key).lower().endswith(_SECRET_KEYS)
     }
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

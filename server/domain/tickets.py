@@ -4,7 +4,7 @@
     new | in_progress | waiting --resolve--> resolved --close--> closed
     new | in_progress | waiting --close (with a note)--> closed
     resolved | closed --reopen--> in_progress (assigned) or new
-Escalation moves L1 -> L2 without changing the status. Once a ticket is L2, an L1 technician
+Escalation moves L1 -> L2: in progress with the L2 assignee given, else new in the L2 queue. Once a ticket is L2, an L1 technician
 may comment on it but not resolve or close it.
 """
 
@@ -251,6 +251,9 @@ class Tickets:
                         f"an escalated ticket goes to an l2 technician or an admin; "
                         f"{assignee} is {role.label}"
                     )
+            # The L1 assignee hands over: the ticket goes to the L2 queue (new) unless given to
+            # someone, who then has it in progress.
+            status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
             now = self._clock()
             await append_event(
                 session,
@@ -260,12 +263,17 @@ class Tickets:
                 now,
                 body=reason,
                 from_status=ticket.status.value,
-                to_status=ticket.status.value,
+                to_status=status.value,
                 assignee=assignee,
             )
-            # The L1 assignee hands over: the ticket waits in the L2 queue unless given to someone.
             return await self._save(
-                session, ticket, now, responded=True, level=TicketLevel.L2, assignee=assignee
+                session,
+                ticket,
+                now,
+                responded=True,
+                level=TicketLevel.L2,
+                assignee=assignee,
+                status=status,
             )
 
     async def set_status(

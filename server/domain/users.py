@@ -51,7 +51,11 @@ def _decode_token(api_token: str) -> tuple[str, bytes] | None:
     match = API_TOKEN_PATTERN.fullmatch(api_token.strip())
     if match is None:
         return None
-    return match.group(1), base64.urlsafe_b64decode(match.group(2) + "=")
+    secret = base64.urlsafe_b64decode(match.group(2) + "=")
+    # The last character carries 2 unused bits: accept only the one canonical spelling.
+    if _encode_token(match.group(1), secret) != api_token.strip():
+        return None
+    return match.group(1), secret
 
 
 class Users:

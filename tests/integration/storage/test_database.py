@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import select, text
+
+from server.storage.db import (
+    Database,
+    SchemaNotCurrent,
+    _alembic_config,
+    database_url,
+    migrate,
+)
+from server.storage.tables import users
+
+
+def test_default_url_is_sqlite_in_the_data_folder(tmp_path: Path) -> None:
+    assert database_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path.resolve()}/sonde.db"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://sonde@db.example/sonde",
+        "postgres://sonde@db.example/sonde",
+        "postgresql+asyncpg://sonde@db.example/sonde",
+    ],
+)
+def test_postgresql_url_forms_are_normalised_to_asyncpg(tmp_path: Path, given: str) -> None:
+    assert database_url(tmp_path, given) == "postgresql+asyncpg://sonde@db.example/sonde"
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("mysql://u:pw@h/db", "unsupported database URL scheme 'mysql'"),
+        ("just-a-name", "is not a database URL"),
+        ("sqlite://", "needs a file path"),
+    ],
+)
+def test_other_urls_are_refused_with_a_reason(tmp_path: Path, given: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        database_url(tmp_path, given)
+
+
+def test_migrate_creates_an_owner_only_file_and_is_repeatable(tmp_path: Path) -> None:
+    url = database_url(tmp_path)
+    migrate(url)
+    migrate(url)
+    assert stat.S_IMODE((tmp_path / "sonde.db").stat().st_mode) == 0o600
+
+
+async def test_sqlite_durability_settings(tmp_path: Path) -> None:
+    url = database_url(tmp_path)
+    migrate(url)
+    db = await Database.open(url)
+    try:
+        async with db.transaction() as session:
+            pragma = {
+                name: (await session.execute(text(f"PRAGMA {name}"))).scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+        assert pragma == {
+            "journal_mode": "wal",
+            "synchronous": 2,  # FULL
+            "foreign_keys": 1,
+            "busy_timeout": 15000,
+        }
+        assert db.dialect == "sqlite"
+    finally:
+        await db.close()
+    for leftover in tmp_path.glob("sonde.db-*"):
+        assert stat.S_IMODE(leftover.stat().st_mode) == 0o600
+
+
+async def test_open_refuses_a_database_that_was_not_migrated(tmp_path: Path) -> None:
+    with pytest.raises(SchemaNotCurrent, match="schema none, this server needs 0001"):
+        await Database.open(database_url(tmp_path))
+
+
+def test_the_migrations_match_the_tables(db_url: str) -> None:
+    # Fails when tables.py changes without a migration (alembic's autogenerate comparison).
+    command.check(_alembic_config(db_url))
+
+
+async def test_transactions_commit_or_roll_back(db: Database) -> None:
+    now = datetime.now(UTC)
+
+    async def abandoned() -> None:
+        async with db.transaction() as session:
+            await session.execute(
+                users.insert().values(name="ann", role="l1", created_by="t", created_at=now)
+            )
+            raise RuntimeError("abandon")
+
+    with pytest.raises(RuntimeError):
+        await abandoned()
+    async with db.transaction() as session:
+        await session.execute(
+            users.insert().values(name="bob", role="l1", created_by="t", created_at=now)
+        )
+    async with db.reading() as session:
+        assert (await session.execute(select(users.c.name))).scalars().all() == ["bob"]
+
+
+async def test_timestamps_come_back_aware_in_utc(db: Database) -> None:
+    local = datetime(2026, 1, 2, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    async with db.transaction() as session:
+        await session.execute(
+            users.insert().values(name="ann", role="l1", created_by="t", created_at=local)
+        )
+    async with db.reading() as session:
+        stored = (await session.execute(select(users.c.created_at))).scalar_one()
+    assert stored == local
+    assert stored.tzinfo is not None
+    assert stored.utcoffset() == timedelta(0)
+
+
+async def test_naive_timestamps_are_refused(db: Database) -> None:
+    with pytest.raises(Exception, match="timezone-aware"):
+        async with db.transaction() as session:
+            await session.execute(
+                users.insert().values(
+                    name="ann", role="l1", created_by="t", created_at=datetime(2026, 1, 1)
+                )
+            )
