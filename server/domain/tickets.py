@@ -4,8 +4,8 @@
     new | in_progress | waiting --resolve--> resolved --close--> closed
     new | in_progress | waiting --close (with a note)--> closed
     resolved | closed --reopen--> in_progress (assigned) or new
-Escalation moves L1 -> L2: in progress with the L2 assignee given, else new in the L2 queue. Once a ticket is L2, an L1 technician
-may comment on it but not resolve or close it.
+Escalation moves L1 -> L2: in progress with the L2 assignee given, else new in the L2 queue.
+Once a ticket is L2, an L1 technician may comment on it but not resolve or close it.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ class Tickets:
                 query = query.where(tickets.c.assignee == assignee)
             query = query.order_by(tickets.c.priority, tickets.c.id).limit(limit)
             return [ticket_from_row(row) for row in (await session.execute(query)).all()]
+
+    async def ticket(self, ticket_id: int) -> TicketRecord:
+        """The ticket alone (NotFound when there is none)."""
+        async with self._db.reading() as session:
+            return await load_ticket(session, ticket_id)
 
     async def get(self, ticket_id: int) -> tuple[TicketRecord, builtins.list[TicketEventRecord]]:
         """The ticket and its timeline in order; DIAGNOSTIC events carry their snapshot."""
