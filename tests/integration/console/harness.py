@@ -1,0 +1,118 @@
+"""A real grpc.aio server on 127.0.0.1:0 with the ConsoleServicer behind a test-only identity.
+
+The production token interceptor (server/api/auth.py) is tested end to end; here an
+"x-test-user" metadata key names the technician, loaded from the real users table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+from sonde.v1 import console_pb2_grpc
+
+from server.api.auth import principal_scope
+from server.api.console import ConsoleServicer
+from server.domain.enrollment_tokens import EnrollmentTokens
+from server.domain.roles import Principal, Role
+from server.domain.users import Users
+from server.services import IssuedEnrollment, NotDispatching, ServerServices, open_services
+from server.storage.db import Database
+
+USER_KEY = "x-test-user"
+
+
+class TestUserInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, users: Users) -> None:
+        self._users = users
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        metadata = dict(details.invocation_metadata or ())
+        name = metadata.get(USER_KEY)
+        users = self._users
+
+        async def as_user(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if not isinstance(name, str):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"no {USER_KEY}")
+            record = await users.get(str(name))
+            with principal_scope(Principal(record.id, record.name, record.role)):
+                # grpc.aio passes its aio context; the stubs only know the sync one.
+                return await inner(request, context)  # type: ignore[arg-type]
+
+        return grpc.unary_unary_rpc_method_handler(
+            as_user,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class StringIssuer:
+    """Real enrollment tokens; the string is the token id and secret (the bundle is the lead's)."""
+
+    def __init__(self, tokens: EnrollmentTokens) -> None:
+        self._tokens = tokens
+
+    async def issue(self, *, uses: int, ttl: timedelta, created_by: str) -> IssuedEnrollment:
+        token = await self._tokens.create(uses=uses, ttl=ttl, created_by=created_by)
+        return IssuedEnrollment(
+            enrollment=f"{token.token_id}:{token.secret.hex()}",
+            token_id=token.token_id,
+            expires_at=token.expires_at,
+            uses=token.uses,
+        )
+
+
+class DisconnectLog(NotDispatching):
+    """No agents reachable (as before the agent listener starts); remembers disconnect calls."""
+
+    def __init__(self) -> None:
+        self.disconnected: list[tuple[str, str]] = []
+
+    async def disconnect(self, agent_id: str, reason: str) -> None:
+        self.disconnected.append((agent_id, reason))
+
+
+@dataclass
+class Console:
+    services: ServerServices
+    stub: console_pb2_grpc.ConsoleServiceAsyncStub
+    dispatcher: DisconnectLog
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def as_user(name: str) -> tuple[tuple[str, str]]:
+        return ((USER_KEY, name),)
+
+
+@pytest.fixture
+async def console(db: Database) -> AsyncIterator[Console]:
+    tokens = EnrollmentTokens(db)
+    services = await open_services(db, StringIssuer(tokens))
+    dispatcher = DisconnectLog()
+    services.dispatcher = dispatcher
+    for name, role in (("admin", Role.ADMIN), ("ann", Role.L1), ("bob", Role.L2)):
+        await services.users.add(name, role, created_by="test")
+    server = grpc.aio.server(interceptors=[TestUserInterceptor(services.users)])
+    console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), dispatcher)
+    finally:
+        await channel.close()
+        await server.stop(grace=None)
