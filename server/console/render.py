@@ -118,8 +118,13 @@ def agent_state(agent: console_pb2.Agent, now: float | None = None) -> Text:
 
 def agents_table(agents: Sequence[console_pb2.Agent], now: float | None = None) -> Table:
     table = Table(title="Agents", title_justify="left")
-    for column in ("host", "id", "state", "os", "version", "cpu", "mem", "disk"):
-        table.add_column(column, justify="right" if column in ("cpu", "mem", "disk") else "left")
+    table.add_column("host")
+    # An id is copied into later commands: never wrapped or cut.
+    table.add_column("id", no_wrap=True, min_width=26)
+    for column in ("state", "os", "version"):
+        table.add_column(column)
+    for column in ("cpu", "mem", "disk"):
+        table.add_column(column, justify="right")
     for agent in agents:
         gauges = [f"{value:.0f}%" if agent.online else "-" for value in _gauges(agent)]
         table.add_row(

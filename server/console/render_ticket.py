@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from sonde.v1 import console_pb2
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.console.render import (
     SEVERITY_STYLE,
@@ -168,14 +168,30 @@ def event_detail(event: console_pb2.TicketEvent) -> Text:
             lines.append(snapshot_line(event.snapshot))
         elif event.snapshot_id:
             lines.append(Text(f"snapshot #{event.snapshot_id}"))
-        for finding in sorted_findings(event.findings):
-            line = Text("  ")
-            line.append_text(severity_text(finding.severity))
-            line.append(" ")
-            line.append_text(text(f"{finding.check}: ", "dim"))
-            line.append_text(text(finding.summary, SEVERITY_STYLE.get(finding.severity, "")))
-            lines.append(line)
+        lines.extend(_findings_lines(event.findings))
     return Text("\n").join(lines)
+
+
+def _findings_lines(findings: Sequence[diagnostics_pb2.Finding]) -> list[Text]:
+    """Problems in full, worst first; the checks that passed on one line, to keep it short."""
+    lines: list[Text] = []
+    passed: list[str] = []
+    for finding in sorted_findings(findings):
+        if finding.severity == diagnostics_pb2.SEVERITY_OK:
+            passed.append(finding.check)
+            continue
+        line = Text("  ")
+        line.append_text(severity_text(finding.severity))
+        line.append(" ")
+        line.append_text(text(f"{finding.check}: ", "dim"))
+        line.append_text(text(finding.summary, SEVERITY_STYLE.get(finding.severity, "")))
+        lines.append(line)
+    if passed:
+        line = Text("  ")
+        line.append_text(severity_text(diagnostics_pb2.SEVERITY_OK))
+        line.append_text(text(f" {', '.join(passed)}", "dim"))
+        lines.append(line)
+    return lines
 
 
 def timeline_table(events: Sequence[console_pb2.TicketEvent]) -> Table:

@@ -126,8 +126,11 @@ def test_ticket_life_cycle(shared_sonde: Deployment) -> None:
     assert (assigned["assignee"], assigned["status"]) == ("admin", "TICKET_STATUS_IN_PROGRESS")
     mine = sonde_json(shared_sonde, "ticket", "list", "--mine", "--status", "in-progress")
     assert int(ticket_id) in [t["id"] for t in mine["tickets"]]
-    escalated = sonde_json(shared_sonde, "ticket", "escalate", ticket_id, "--reason", "disk")
+    escalated = sonde_json(
+        shared_sonde, "ticket", "escalate", ticket_id, "--reason", "disk", "--to", "admin"
+    )
     assert escalated["ticket"]["level"] == "TICKET_LEVEL_L2"
+    assert escalated["ticket"]["assignee"] == "admin"
     l2 = sonde_json(shared_sonde, "ticket", "list", "--level", "l2")["tickets"]
     assert int(ticket_id) in [t["id"] for t in l2]
     resolved = sonde_json(shared_sonde, "ticket", "resolve", ticket_id, "--resolution", "fixed")

@@ -234,6 +234,9 @@ def test_ticket_show_has_header_sla_and_timeline() -> None:
     assert "#42" in text
     assert "critical, 3 finding(s), ticket #17" in text
     assert text.index("disk.space: Disk / is 97% full.") < text.index("cpu.saturation")
+    # Checks that passed are listed by name only, after the problems.
+    assert "ok memory.pressure" in text
+    assert "Memory is fine." not in text
     assert "needs a disk cleanup" in text
     assert "new -> in progress" in text
     assert "to bob" in text
