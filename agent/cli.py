@@ -20,7 +20,6 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from sonde.v1 import diagnostics_pb2
 
 from agent import exit_codes
-from agent.enroll import EnrollmentError, enroll
 from agent.journal import Outbox
 from agent.paths import default_state_dir
 from agent.state import (
@@ -81,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
+    # Only enrollment needs cryptography: keep its ~8 MiB out of the long-running agent.
+    from agent.enroll import EnrollmentError, enroll  # noqa: PLC0415
+
     try:
         state = enroll(args.token, state_dir, force=args.force)
     except EnrollmentError as error:

@@ -39,6 +39,9 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 WELCOME_TIMEOUT_S = 30.0
 DEFAULT_HEARTBEAT_S = 30
 MAX_CONCURRENT_COLLECTS = 2
+# The server refuses messages over 4 MiB; a result that big would be refused on every
+# reconnect and wedge the outbox, so it is replaced by a failure saying so.
+MAX_RESULT_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
 SessionCall = grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 CollectFn = Callable[[Sequence[str]], Awaitable[diagnostics_pb2.Snapshot]]
@@ -309,6 +312,11 @@ class AgentRuntime:
 
     async def _deliver(self, result: agent_pb2.Result) -> None:
         """Outbox first, then the stream: a crash in between loses nothing."""
+        size = result.ByteSize()
+        if size > MAX_RESULT_BYTES:
+            reason = f"the result was {size} bytes, over the {MAX_RESULT_BYTES}-byte message limit"
+            log.warning("command %s: %s; sending a failure instead", result.command_id, reason)
+            result = _failure(result.command_id, reason)
         self._outbox.put(result.command_id, result.SerializeToString())
         await self._send_result(result)
 
