@@ -223,9 +223,11 @@ class FakeServer:
         return encode_bundle(enrollment_pb2.EnrollmentBundle(**fields))  # type: ignore[arg-type]
 
 
-async def start_fake_server(ca: ScratchCA, *, presented_by: ScratchCA | None = None) -> FakeServer:
+async def start_fake_server(
+    ca: ScratchCA, *, presented_by: ScratchCA | None = None, server_name: str = SERVER_NAME
+) -> FakeServer:
     """Both listeners on 127.0.0.1:0; `presented_by` makes the server show another CA's cert."""
-    key_pem, cert_pem = (presented_by or ca).server_pair(SERVER_NAME)
+    key_pem, cert_pem = (presented_by or ca).server_pair(server_name)
     trusted_clients = (presented_by or ca).pem
     server = grpc.aio.server()
     console_port = server.add_secure_port(
