@@ -30,7 +30,7 @@ Context = grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ServerMessa
 
 
 def certificate_agent_id(context: Context) -> str:
-    certificates = context.auth_context().get("x509_pem_cert") or []
+    certificates = list(context.auth_context().get("x509_pem_cert") or [])
     if not certificates:
         raise Unauthenticated("the agent listener needs a client certificate")
     return agent_id_from_certificate(certificates[0])
@@ -54,7 +54,8 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._dispatcher = dispatcher
         self._heartbeats = heartbeats
 
-    async def Session(  # noqa: N802 (gRPC method name)
+    # The read/write API of grpc.aio: the method writes with context.write and returns None.
+    async def Session(  # type: ignore[override]  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
     ) -> None:
         try:

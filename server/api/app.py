@@ -86,6 +86,7 @@ class SondeServer:
         self._db = db = await Database.open(options.database_url)
         issuer = BundleIssuer(authority.certificate_der, options.server_name)
         services = await open_services(db, issuer)
+        issuer.set_tokens(services.tokens)
         dispatcher = Dispatcher(services.agents, services.diagnostics, options.heartbeat_interval_s)
         services.dispatcher = dispatcher
         self._dispatcher = dispatcher

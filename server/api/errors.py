@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import grpc
 
@@ -49,8 +49,8 @@ def translate_errors(
         try:
             return await method(*args, **kwargs)
         except errors.SondeError as error:
-            context = args[-1]
-            assert isinstance(context, grpc.aio.ServicerContext)
+            # grpc.aio's context class does not subclass grpc.aio.ServicerContext: duck-type it.
+            context = cast("grpc.aio.ServicerContext[Any, Any]", args[-1])
             await context.abort(status_for(error), str(error))
             raise AssertionError("unreachable: abort raises") from error
 

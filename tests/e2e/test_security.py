@@ -37,9 +37,7 @@ def path_of(method: MethodDescriptor) -> str:
     return f"/{method.containing_service.full_name}/{method.name}"
 
 
-def call(
-    channel: grpc.Channel, method: MethodDescriptor, token: str | None
-) -> grpc.StatusCode:
+def call(channel: grpc.Channel, method: MethodDescriptor, token: str | None) -> grpc.StatusCode:
     request_class = symbol_database.Default().GetSymbol(method.input_type.full_name)
     response_class = symbol_database.Default().GetSymbol(method.output_type.full_name)
     stub = channel.unary_unary(
@@ -47,11 +45,14 @@ def call(
         request_serializer=request_class.SerializeToString,
         response_deserializer=response_class.FromString,
     )
-    metadata = [("authorization", f"Bearer {token}")] if token else None
+    metadata: tuple[tuple[str, str | bytes], ...] | None = (
+        (("authorization", f"Bearer {token}"),) if token else None
+    )
     try:
         stub(request_class(), metadata=metadata, timeout=10)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        code: grpc.StatusCode = error.code()
+        return code
     return grpc.StatusCode.OK
 
 
@@ -63,7 +64,9 @@ def console_channel(shared_sonde: Deployment) -> Iterator[grpc.Channel]:
 
 
 def test_the_role_table_covers_every_console_method_and_nothing_else() -> None:
-    console_paths = {path_of(m) for m in all_methods() if m.containing_service.name == "ConsoleService"}
+    console_paths = {
+        path_of(m) for m in all_methods() if m.containing_service.name == "ConsoleService"
+    }
     assert set(METHOD_ROLES) == console_paths
     assert "/sonde.v1.EnrollmentService/Enroll" in OPEN_METHODS
 
@@ -127,9 +130,9 @@ def test_agent_service_is_not_served_on_the_console_listener(
 # -- the agent listener -------------------------------------------------------------------
 
 
-def agent_credentials(ca_pem: bytes, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> (
-    grpc.ChannelCredentials
-):
+def agent_credentials(
+    ca_pem: bytes, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=ca_pem,
         private_key=key.private_bytes(
@@ -238,7 +241,9 @@ def test_an_expired_enrollment_token_is_refused(shared_sonde: Deployment) -> Non
 
 
 def test_a_malformed_enrollment_string_gets_a_clear_error(tmp_path: Path) -> None:
-    done = run("sonde-agent", "enroll", "sonde-enroll-1.%%%not-base64", "--state", str(tmp_path / "s"))
+    done = run(
+        "sonde-agent", "enroll", "sonde-enroll-1.%%%not-base64", "--state", str(tmp_path / "s")
+    )
     assert done.returncode != 0
     assert "not a Sonde enrollment string" in done.stderr + done.stdout
 
@@ -252,9 +257,7 @@ def test_a_message_claiming_another_agents_id_changes_nothing(
     forged_hello = agent_pb2.AgentMessage(
         hello=agent_pb2.Hello(agent_id=victim_id, hostname="victim-takeover", platform="linux")
     )
-    forged_result = agent_pb2.AgentMessage(
-        result=agent_pb2.Result(command_id="0" * 32)
-    )
+    forged_result = agent_pb2.AgentMessage(result=agent_pb2.Result(command_id="0" * 32))
     forged_result.result.snapshot.agent_id = victim_id
     traversal_hello = agent_pb2.AgentMessage(
         hello=agent_pb2.Hello(agent_id="../clients/server", hostname="x")
@@ -269,7 +272,9 @@ def test_a_message_claiming_another_agents_id_changes_nothing(
     intruder_record = shared_sonde.agent_record(intruder_id)
     assert intruder_record is not None
     with sqlite3.connect(shared_sonde.data / "sonde.db") as db:
-        (stored,) = db.execute("SELECT count(*) FROM snapshots WHERE agent_id = ?", (victim_id,)).fetchone()
+        (stored,) = db.execute(
+            "SELECT count(*) FROM snapshots WHERE agent_id = ?", (victim_id,)
+        ).fetchone()
     assert stored == 0
 
 
@@ -299,7 +304,9 @@ def test_editing_an_audit_row_is_detected(sonde: Deployment) -> None:
     verified = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     with sqlite3.connect(sonde.data / "sonde.db") as db:
-        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = (SELECT min(id) FROM audit_log)")
+        db.execute(
+            "UPDATE audit_log SET actor = 'mallory' WHERE id = (SELECT min(id) FROM audit_log)"
+        )
     tampered = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
     assert tampered.returncode == 1
     assert "TAMPERED" in tampered.stdout
