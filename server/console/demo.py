@@ -167,5 +167,4 @@ def _show_result(out: Output, run: DemoRun) -> None:
         "sonde ticket list",
     ]
     out.show(Text("\nTry next, in another terminal:", style="bold"))
-    for line in lines:
-        out.show(Text(f"  {inert(line)}"))
+    out.show_lines(*(Text(f"  {inert(line)}") for line in lines))

@@ -69,6 +69,12 @@ class Output:
         if not self.json_mode:
             self.console.print(*renderables)
 
+    def show_lines(self, *lines: Text) -> None:
+        """Lines never wrapped by rich (tokens, commands), so copy and paste gets them whole."""
+        if not self.json_mode:
+            for line in lines:
+                self.console.print(line, soft_wrap=True)
+
     def emit(self, data: object) -> None:
         """The command's JSON document (JSON mode only)."""
         if self.json_mode:
@@ -87,7 +93,7 @@ class Output:
     def done(self, sentence: str) -> None:
         """A one-line confirmation for people; `sentence` may hold untrusted text."""
         if not self.json_mode:
-            self.console.print(Text(inert(sentence)))
+            self.console.print(Text(inert(sentence)), soft_wrap=True)
 
     def error(self, error: CliError) -> None:
         if self.json_mode:

@@ -78,7 +78,10 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
     line = Text(f"created {inert(response.user.name)} ({role_label(response.user.role)}). ")
     line.append("API token (shown once): ")
     line.append(inert(response.api_token), style="bold")
-    ctx.out.result(response, line)
+    if ctx.out.json_mode:
+        ctx.out.emit_message(response)
+    else:
+        ctx.out.show_lines(line)
     return 0
 
 
@@ -95,9 +98,11 @@ def run_token_create(args: argparse.Namespace, ctx: Context) -> int:
     response = client.call(client.stub.CreateEnrollmentToken, request)
     note = Text(
         f"enrollment token for {response.uses} agent(s), expires "
-        f"{format_time(response.expires_at)}; on the workstation run:\n",
+        f"{format_time(response.expires_at)}; on the workstation run:",
         style="dim",
     )
-    # The string alone on its own line, so it copies cleanly.
-    ctx.out.result(response, note, Text(f"sonde-agent enroll {inert(response.enrollment)}"))
+    if ctx.out.json_mode:
+        ctx.out.emit_message(response)
+    else:
+        ctx.out.show_lines(note, Text(f"sonde-agent enroll {inert(response.enrollment)}"))
     return 0

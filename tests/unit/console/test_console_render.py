@@ -7,6 +7,7 @@ import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import RenderableType
+from rich.text import Text
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.console.output import Output
@@ -284,3 +285,12 @@ def test_users_table() -> None:
     text = rendered(users_table(users))
     assert "alice" in text
     assert "l2" in text
+
+
+def test_tokens_and_commands_are_never_wrapped() -> None:
+    buffer = io.StringIO()
+    out = Output(json_mode=False, stdout=buffer, force_terminal=False, width=40)
+    command = Text("sonde-agent enroll sonde-enroll-1." + "x" * 120)
+    out.show_lines(command)
+    out.done("ticket #1 opened: " + "y" * 80)
+    assert buffer.getvalue().splitlines() == [command.plain, "ticket #1 opened: " + "y" * 80]
