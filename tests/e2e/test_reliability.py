@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -46,6 +47,9 @@ def test_server_killed_during_a_diagnostic(sonde: Deployment, tmp_path: Path) ->
         timeout=10,
         interval=0.01,
     )
+    # Collect leaves the server within a millisecond of the command row; the agent then needs
+    # at least its 100 ms CPU sampling window. Killing 30 ms later lands inside the collection.
+    time.sleep(0.03)
     sonde.kill_server()
     caller.join(30)
     assert outcome and outcome[0] in {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
