@@ -63,17 +63,22 @@ def _progress(out: Output) -> Any:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the demo the way Ctrl-C does, so the cleanup below always runs."""
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the demo, so the cleanup below always runs.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored, and the demo
+    must still stop on it.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(args: argparse.Namespace, ctx: Context) -> int:
@@ -82,7 +87,7 @@ def run_demo(args: argparse.Namespace, ctx: Context) -> int:
     run = DemoRun(folder=folder, progress=_progress(out))
     ready = False
     try:
-        with _sigterm_as_interrupt():
+        with _stop_signals_interrupt():
             try:
                 run.run_all()
             except StepFailed as failure:

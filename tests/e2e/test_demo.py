@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.deployment import run
+from tests.support.deployment import program, run, wait_for
 
 
 @pytest.mark.slow
@@ -40,3 +43,40 @@ def test_demo_once_json_has_agent_findings_and_the_ticket_with_its_diagnostic(
     assert all(step["ok"] for step in steps)
     assert "✓" in done.stderr  # progress went to stderr, stdout is the one JSON document
     assert list(tmp_path.glob("sonde-demo-*")) == []
+
+
+@pytest.mark.slow
+def test_demo_runs_until_interrupted_then_stops_and_deletes_its_folder(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    output = tmp_path / "demo.out"
+    with output.open("wb") as sink:
+        demo = subprocess.Popen(
+            [*program("sonde"), "demo"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    try:
+        wait_for(
+            "the demo to print what to try next",
+            lambda: "sonde ticket list" in output.read_text() or demo.poll() is not None,
+            timeout=180,
+        )
+        assert demo.poll() is None, output.read_text()
+        folders = list((tmp_path / "tmp").glob("sonde-demo-*"))
+        assert len(folders) == 1
+        listening = json.loads((folders[0] / "server" / "listening.json").read_text())
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(60) == 0, output.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
+    assert list((tmp_path / "tmp").glob("sonde-demo-*")) == []
+    # The server stopped too: nothing answers on its console port any more.
+    host, port = listening["console_address"].rsplit(":", 1)
+    with socket.socket() as probe:
+        assert probe.connect_ex((host, int(port))) != 0
