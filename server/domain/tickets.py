@@ -197,7 +197,13 @@ class Tickets:
                 raise Conflict(f"ticket {ticket_id} is closed: reopen it first")
             now = self._clock()
             event_id = await append_event(
-                session, ticket_id, TicketEventKind.COMMENT, actor.name, now, body=body
+                session,
+                ticket_id,
+                TicketEventKind.COMMENT,
+                actor.name,
+                now,
+                body=body,
+                touch_ticket=False,
             )
             ticket = await self._save(session, ticket, now, responded=True)
         event = TicketEventRecord(
@@ -229,6 +235,7 @@ class Tickets:
                 TicketEventKind.ASSIGNED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 from_status=ticket.status.value,
                 to_status=status.value,
                 assignee=assignee,
@@ -266,6 +273,7 @@ class Tickets:
                 TicketEventKind.ESCALATED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 body=reason,
                 from_status=ticket.status.value,
                 to_status=status.value,
@@ -300,6 +308,7 @@ class Tickets:
                 TicketEventKind.STATUS_CHANGED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 body=note,
                 from_status=ticket.status.value,
                 to_status=status.value,
@@ -321,6 +330,7 @@ class Tickets:
                 TicketEventKind.RESOLVED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 body=resolution,
                 from_status=ticket.status.value,
                 to_status=TicketStatus.RESOLVED.value,
@@ -355,6 +365,7 @@ class Tickets:
                 TicketEventKind.CLOSED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 body=note,
                 from_status=ticket.status.value,
                 to_status=TicketStatus.CLOSED.value,
@@ -380,6 +391,7 @@ class Tickets:
                 TicketEventKind.REOPENED,
                 actor.name,
                 now,
+                touch_ticket=False,
                 body=reason,
                 from_status=ticket.status.value,
                 to_status=status.value,

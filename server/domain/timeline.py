@@ -22,8 +22,10 @@ async def append_event(
     to_status: str | None = None,
     assignee: str | None = None,
     snapshot_id: int | None = None,
+    touch_ticket: bool = True,
 ) -> int:
-    """Add one event and bump the ticket's updated_at; returns the event id."""
+    """Add one event and bump the ticket's updated_at (unless the caller updates the ticket
+    itself in the same transaction: one statement less per ticket change); returns its id."""
     event_id = (
         await session.execute(
             ticket_events.insert()
@@ -41,5 +43,8 @@ async def append_event(
             .returning(ticket_events.c.id)
         )
     ).scalar_one()
-    await session.execute(update(tickets).where(tickets.c.id == ticket_id).values(updated_at=at))
+    if touch_ticket:
+        await session.execute(
+            update(tickets).where(tickets.c.id == ticket_id).values(updated_at=at)
+        )
     return int(event_id)
