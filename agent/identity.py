@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 # 26 base32 characters: 130 bits of SHA-256 over the SubjectPublicKeyInfo.
 AGENT_ID_PATTERN = re.compile(r"^[a-z2-7]{26}$")
@@ -15,6 +16,9 @@ AGENT_ID_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 
 def agent_id_from_public_key(public_key: PublicKeyTypes) -> str:
     """The agent id for a public key: stable, unguessable, safe in paths and logs."""
+    # Imported here: `sonde-agent run` never needs cryptography, and it costs ~8 MiB of RSS.
+    from cryptography.hazmat.primitives import serialization
+
     spki = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent.identity import is_agent_id
 from agent.paths import CA_FILE, CERT_FILE, KEY_FILE, OUTBOX_FILE, SECRET_FILES, STATE_FILE
 
 log = logging.getLogger(__name__)
-
-# agent.identity.AGENT_ID_PATTERN, repeated because importing agent.identity loads
-# cryptography (about 8 MiB) into the long-running agent, which never needs it.
-_AGENT_ID = re.compile(r"^[a-z2-7]{26}$")
 
 
 class NotEnrolled(Exception):
@@ -109,7 +105,7 @@ def load_state(state_dir: Path) -> AgentState:
     if not isinstance(raw, dict) or any(not isinstance(raw.get(f), str) for f in fields):
         raise NotEnrolled(f"{path} is malformed: it needs the string fields {', '.join(fields)}")
     state = AgentState(**{f: raw[f] for f in fields})
-    if not _AGENT_ID.fullmatch(state.agent_id):
+    if not is_agent_id(state.agent_id):
         raise NotEnrolled(f"{path} is malformed: {state.agent_id!r} is not an agent id")
     return state
 

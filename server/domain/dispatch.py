@@ -37,9 +37,7 @@ class AgentConnection:
     agent_id: str
     hostname: str
     connected_at: dt.datetime
-    outbound: asyncio.Queue[agent_pb2.ServerMessage | None] = field(
-        default_factory=asyncio.Queue
-    )
+    outbound: asyncio.Queue[agent_pb2.ServerMessage | None] = field(default_factory=asyncio.Queue)
     last_message_at: float = field(default_factory=time.monotonic)
     close_reason: str = ""
     revoked: bool = False
@@ -68,7 +66,9 @@ def describe_offline(agent: AgentRecord, now: dt.datetime) -> str:
     if agent.revoked_at is not None:
         return f"{name} was revoked on {agent.revoked_at:%Y-%m-%d %H:%M} UTC"
     if agent.last_seen_at is None:
-        return f"{name} has not connected since it enrolled on {agent.enrolled_at:%Y-%m-%d %H:%M} UTC"
+        return (
+            f"{name} has not connected since it enrolled on {agent.enrolled_at:%Y-%m-%d %H:%M} UTC"
+        )
     minutes = int((now - agent.last_seen_at).total_seconds() // 60)
     return (
         f"{name} is offline since {agent.last_seen_at:%Y-%m-%d %H:%M:%S} UTC "
@@ -120,9 +120,7 @@ class Dispatcher:
         """Close every stream that missed its heartbeats; returns their agent ids."""
         limit = self.heartbeat_interval_s * MISSED_HEARTBEATS
         now = time.monotonic()
-        silent = [
-            c for c in self._connections.values() if now - c.last_message_at > limit
-        ]
+        silent = [c for c in self._connections.values() if now - c.last_message_at > limit]
         for connection in silent:
             connection.close(f"no heartbeat for {limit:.0f} s")
         return [c.agent_id for c in silent]
