@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
     # Only enrollment needs cryptography: keep its ~8 MiB out of the long-running agent.
-    from agent.enroll import EnrollmentError, enroll  # noqa: PLC0415
+    from agent.enroll import EnrollmentError, enroll
 
     try:
         state = enroll(args.token, state_dir, force=args.force)
@@ -112,7 +112,7 @@ def _collect_context(
     args: argparse.Namespace, state_dir: Path, server_address: str | None
 ) -> CollectContext:
     # Imported here so that enroll works (and starts fast) without the collectors.
-    from agent.collectors.runner import CollectContext  # noqa: PLC0415
+    from agent.collectors.runner import CollectContext
 
     return CollectContext(
         server_address=server_address,
@@ -123,7 +123,7 @@ def _collect_context(
 
 
 def _collect(args: argparse.Namespace, state_dir: Path) -> int:
-    from agent.collect_cmd import run_collect  # noqa: PLC0415
+    from agent.collect_cmd import run_collect
 
     try:
         server_address: str | None = load_state(state_dir).agent_address
@@ -134,7 +134,7 @@ def _collect(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def _run(args: argparse.Namespace, state_dir: Path) -> int:
-    from agent.collectors.runner import collect_snapshot, collector_names  # noqa: PLC0415
+    from agent.collectors.runner import collect_snapshot, collector_names
 
     try:
         check_permissions(state_dir)

@@ -92,7 +92,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     async def create_admin(db: Database) -> int:
         _, token = await Users(db).add("admin", Role.ADMIN, created_by="sonde-server init")
-        await AuditLog(db).record("sonde-server", "server.init", detail={"hosts": ",".join(config.hosts)})
+        await AuditLog(db).record(
+            "sonde-server", "server.init", detail={"hosts": ",".join(config.hosts)}
+        )
         payload = {
             "data": str(data.root),
             "admin_user": "admin",

@@ -25,7 +25,7 @@ from server.errors import InvalidArgument, Unauthenticated
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=825)
 AGENT_VALIDITY = dt.timedelta(days=825)
-# Certificates start slightly in the past so a workstation whose clock is a little behind accepts them.
+# Certificates start a little in the past: a workstation whose clock lags still accepts them.
 BACKDATE = dt.timedelta(minutes=5)
 
 
@@ -203,9 +203,7 @@ class CertificateAuthority:
             )
         return builder.sign(self.key, hashes.SHA256())
 
-    def issue_server(
-        self, hosts: list[str]
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def issue_server(self, hosts: list[str]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sonde-server")])
         certificate = self._issue(

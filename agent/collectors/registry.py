@@ -39,15 +39,15 @@ class Collector:
 
 def platform_parts() -> PlatformParts:
     if sys.platform == "win32":
-        from agent.collectors.windows import parts as windows_parts  # noqa: PLC0415 - lazy
+        from agent.collectors.windows import parts as windows_parts
 
         return windows_parts
     if sys.platform == "darwin":
-        from agent.collectors.macos import parts as macos_parts  # noqa: PLC0415 - lazy
+        from agent.collectors.macos import parts as macos_parts
 
         return macos_parts
     # Linux, and the other POSIX systems as far as /proc and /etc take them.
-    from agent.collectors.linux import parts as linux_parts  # noqa: PLC0415 - lazy
+    from agent.collectors.linux import parts as linux_parts
 
     return linux_parts
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from sonde.v1 import agent_pb2, agent_pb2_grpc
 
 from server.api.text import clean_text
 from server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
@@ -20,7 +22,6 @@ from server.domain.dispatch import AgentConnection, Dispatcher, utcnow
 from server.domain.heartbeats import HeartbeatBatcher
 from server.errors import Unauthenticated
 from server.pki import agent_id_from_certificate
-from sonde.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._heartbeats = heartbeats
 
     # The read/write API of grpc.aio: the method writes with context.write and returns None.
-    async def Session(  # type: ignore[override]  # noqa: N802 (gRPC method name)
+    async def Session(  # type: ignore[override]
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
     ) -> None:
         try:
@@ -87,11 +88,11 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 await reader
             if self._dispatcher.detach(connection):
                 await asyncio.shield(self._agents.disconnected(agent_id, utcnow()))
-            log.info("agent %s disconnected: %s", agent_id, connection.close_reason or "stream ended")
-        if connection.revoked:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"agent {agent_id} was revoked"
+            log.info(
+                "agent %s disconnected: %s", agent_id, connection.close_reason or "stream ended"
             )
+        if connection.revoked:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"agent {agent_id} was revoked")
 
     async def _receive_hello(
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
@@ -159,4 +160,4 @@ def _heartbeat_record(agent_id: str, beat: agent_pb2.Heartbeat) -> HeartbeatReco
 
 def _gauge(value: Any) -> float:
     number = float(value)
-    return min(max(number, 0.0), 100.0) if number == number else 0.0
+    return 0.0 if math.isnan(number) else min(max(number, 0.0), 100.0)

@@ -17,6 +17,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from sonde.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    console_pb2,
+    console_pb2_grpc,
+    enrollment_pb2,
+    enrollment_pb2_grpc,
+)
 
 from server.api.agent_session import AgentSessionServicer
 from server.api.auth import AuthInterceptor
@@ -30,8 +38,6 @@ from server.pki import CertificateAuthority
 from server.services import ServerServices, open_services
 from server.settings import DataDir, join_address, split_address
 from server.storage.db import Database
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
-from sonde.v1 import console_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +123,12 @@ class SondeServer:
         issuer.set_addresses(self.console_address, self.agent_address)
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(
-                authority,
-                services.tokens,
-                services.agents,
-                services.audit,
-                self.agent_address,
-                options.server_name,
+                authority=authority,
+                tokens=services.tokens,
+                agents=services.agents,
+                audit=services.audit,
+                agent_address=self.agent_address,
+                server_name=options.server_name,
             ),
             self._console,
         )

@@ -10,6 +10,7 @@ import logging
 
 import grpc
 from cryptography.hazmat.primitives import serialization
+from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 from server.api.errors import translate_errors
 from server.api.text import clean_text
@@ -19,7 +20,6 @@ from server.domain.dispatch import utcnow
 from server.domain.enrollment_tokens import EnrollmentTokens
 from server.errors import InvalidArgument
 from server.pki import CertificateAuthority, fingerprint
-from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ MAX_SECRET_BYTES = 64
 class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
     def __init__(
         self,
+        *,
         authority: CertificateAuthority,
         tokens: EnrollmentTokens,
         agents: AgentRegistry,
@@ -45,7 +46,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self._server_name = server_name
 
     @translate_errors
-    async def Enroll(  # noqa: N802 (gRPC method name)
+    async def Enroll(
         self,
         request: enrollment_pb2.EnrollRequest,
         context: grpc.aio.ServicerContext[

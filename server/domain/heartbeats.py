@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from server.domain.agents import AgentRegistry, HeartbeatRecord
@@ -46,10 +47,8 @@ class HeartbeatBatcher:
         """Flush until cancelled; a failed write is logged and retried with the next batch."""
         try:
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
-                except TimeoutError:
-                    pass
                 try:
                     await self.flush()
                 except Exception:

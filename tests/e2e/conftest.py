@@ -40,8 +40,6 @@ def bring_online(sonde: Deployment, state: Path) -> OnlineAgent:
 
 
 @pytest.fixture(scope="module")
-def shared_agent(
-    shared_sonde: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> OnlineAgent:
+def shared_agent(shared_sonde: Deployment, tmp_path_factory: pytest.TempPathFactory) -> OnlineAgent:
     """An enrolled agent process connected to shared_sonde."""
     return bring_online(shared_sonde, tmp_path_factory.mktemp("agent") / "state")

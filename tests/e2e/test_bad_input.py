@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from sonde.v1 import console_pb2
+
 from tests.support.deployment import Deployment
 
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -31,7 +31,9 @@ def test_unknown_agent_is_not_found(shared_sonde: Deployment) -> None:
 
 def test_ticket_that_does_not_exist_is_not_found(shared_sonde: Deployment) -> None:
     with shared_sonde.console() as console:
-        error = refusal(lambda: console.GetTicket(console_pb2.GetTicketRequest(id=987654), timeout=10))
+        error = refusal(
+            lambda: console.GetTicket(console_pb2.GetTicketRequest(id=987654), timeout=10)
+        )
         comment = refusal(
             lambda: console.CommentTicket(
                 console_pb2.CommentTicketRequest(id=987654, body="hello"), timeout=10
@@ -45,7 +47,9 @@ def test_ticket_that_does_not_exist_is_not_found(shared_sonde: Deployment) -> No
 def test_a_message_over_4_mib_is_resource_exhausted(shared_sonde: Deployment) -> None:
     with shared_sonde.console() as console:
         ticket = console.OpenTicket(
-            console_pb2.OpenTicketRequest(title="printer jam", priority=console_pb2.TICKET_PRIORITY_P4),
+            console_pb2.OpenTicketRequest(
+                title="printer jam", priority=console_pb2.TICKET_PRIORITY_P4
+            ),
             timeout=10,
         ).ticket
         huge = console_pb2.CommentTicketRequest(id=ticket.id, body="x" * MAX_MESSAGE)

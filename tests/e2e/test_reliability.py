@@ -1,4 +1,4 @@
-"""Crashes: the server killed mid-diagnostic loses no acknowledged snapshot, and agents come back."""
+"""Crashes: a server killed mid-diagnostic loses no acknowledged snapshot; agents come back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import grpc
-
 from sonde.v1 import console_pb2
+
 from tests.support.deployment import Deployment, wait_for
 
 
@@ -24,7 +24,9 @@ def test_server_killed_during_a_diagnostic(sonde: Deployment, tmp_path: Path) ->
     agent = sonde.start_agent(state)
     sonde.wait_online(agent_id)
     with sonde.console() as console:
-        first = console.RunDiagnostics(console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=60)
+        first = console.RunDiagnostics(
+            console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=60
+        )
     acknowledged = stored_snapshots(sonde)
     assert len(acknowledged) == 1
 
@@ -34,7 +36,9 @@ def test_server_killed_during_a_diagnostic(sonde: Deployment, tmp_path: Path) ->
     def second_diagnostic() -> None:
         try:
             with sonde.console() as console:
-                console.RunDiagnostics(console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=60)
+                console.RunDiagnostics(
+                    console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=60
+                )
             outcome.append(grpc.StatusCode.OK)
         except grpc.RpcError as error:
             outcome.append(error.code())
@@ -52,7 +56,8 @@ def test_server_killed_during_a_diagnostic(sonde: Deployment, tmp_path: Path) ->
     time.sleep(0.03)
     sonde.kill_server()
     caller.join(30)
-    assert outcome and outcome[0] in {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    assert outcome
+    assert outcome[0] in {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
 
     sonde.start_server(same_ports=True)
     # The agent reconnects by itself (backoff), and resends what was not acknowledged.

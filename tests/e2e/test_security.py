@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import MethodDescriptor
+from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
 
 from agent.identity import agent_id_from_public_key
 from server.api.auth import METHOD_ROLES, OPEN_METHODS
 from server.domain.roles import Role
 from server.pki import CertificateAuthority
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
 from tests.support.deployment import Deployment, run, wait_for
 
 SERVICES = [
@@ -263,10 +263,12 @@ def test_a_message_claiming_another_agents_id_changes_nothing(
         hello=agent_pb2.Hello(agent_id="../clients/server", hostname="x")
     )
     replies = open_session(shared_sonde.agent_address, intruder, [forged_hello, forged_result])
-    assert replies and replies[0].HasField("welcome")
+    assert replies
+    assert replies[0].HasField("welcome")
     open_session(shared_sonde.agent_address, intruder, [traversal_hello])
     victim_after = shared_sonde.agent_record(victim_id)
-    assert victim_before is not None and victim_after is not None
+    assert victim_before is not None
+    assert victim_after is not None
     assert victim_after.hostname == victim_before.hostname
     assert not victim_after.online
     intruder_record = shared_sonde.agent_record(intruder_id)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-
 from sonde.v1 import console_pb2, console_pb2_grpc
 
 T = TypeVar("T")
@@ -39,9 +38,9 @@ def program(name: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
-def run(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> (
-    subprocess.CompletedProcess[str]
-):
+def run(
+    name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*program(name), *args],
         capture_output=True,
@@ -97,9 +96,9 @@ class Process:
             self.popen.wait(10)
 
 
-def start(name: str, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> (
-    Process
-):
+def start(
+    name: str, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> Process:
     handle = log_path.open("ab")
     popen = subprocess.Popen(
         [*program(name), *args],
@@ -186,12 +185,21 @@ class Deployment:
         return str(json.loads(done.stdout)["enrollment"])
 
     def add_user(self, name: str, role: str) -> str:
-        done = run("sonde-server", "user", "add", name, "--role", role, "--data", str(self.data), "--json")
+        done = run(
+            "sonde-server", "user", "add", name, "--role", role, "--data", str(self.data), "--json"
+        )
         assert done.returncode == 0, done.stderr
         return str(json.loads(done.stdout)["api_token"])
 
     def enroll_agent(self, state: Path, enrollment: str | None = None) -> str:
-        done = run("sonde-agent", "enroll", enrollment or self.enrollment(), "--state", str(state), "--json")
+        done = run(
+            "sonde-agent",
+            "enroll",
+            enrollment or self.enrollment(),
+            "--state",
+            str(state),
+            "--json",
+        )
         assert done.returncode == 0, f"enroll failed: {done.stdout}\n{done.stderr}"
         return str(json.loads(done.stdout)["agent_id"])
 
@@ -214,7 +222,9 @@ class Deployment:
 
     def agent_record(self, agent_id: str) -> console_pb2.Agent | None:
         with self.console() as console:
-            reply = console.ListAgents(console_pb2.ListAgentsRequest(include_revoked=True), timeout=5)
+            reply = console.ListAgents(
+                console_pb2.ListAgentsRequest(include_revoked=True), timeout=5
+            )
         return next((a for a in reply.agents if a.id == agent_id), None)
 
     def wait_online(self, agent_id: str, timeout: float = 10.0) -> console_pb2.Agent:
@@ -242,9 +252,9 @@ class Deployment:
 
 
 @contextmanager
-def deployment(root: Path, *, heartbeat_interval_s: int = 1, db_url: str | None = None) -> (
-    Iterator[Deployment]
-):
+def deployment(
+    root: Path, *, heartbeat_interval_s: int = 1, db_url: str | None = None
+) -> Iterator[Deployment]:
     """An initialised, running server; stopped (with its agents) on exit."""
     sonde = Deployment(root, heartbeat_interval_s=heartbeat_interval_s, db_url=db_url)
     sonde.init()

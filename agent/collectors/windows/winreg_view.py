@@ -13,7 +13,7 @@ class WinregView:
     def values(self, path: str) -> dict[str, RegistryValue] | None:
         if sys.platform != "win32":
             raise RuntimeError(_NOT_WINDOWS)
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg
 
         hive, _, subkey = path.partition("\\")
         root = winreg.HKEY_USERS if hive == "HKU" else winreg.HKEY_LOCAL_MACHINE
@@ -36,7 +36,7 @@ class WinregView:
     def subkeys(self, path: str) -> list[str]:
         if sys.platform != "win32":
             raise RuntimeError(_NOT_WINDOWS)
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg
 
         hive, _, subkey = path.partition("\\")
         root = winreg.HKEY_USERS if hive == "HKU" else winreg.HKEY_LOCAL_MACHINE
