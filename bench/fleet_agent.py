@@ -1,0 +1,283 @@
+"""A load-generator worker: many simulated agents, each a real mTLS AgentService.Session.
+
+Every simulated agent has its own key and enrolled certificate and its own TCP connection
+(a local subchannel pool per channel; PERFORMANCE.md pitfall). It says Hello, waits for
+Welcome, sends a Heartbeat every interval, answers Collect with a small valid Snapshot and
+counts ResultAcks. The worker ends by itself at its deadline, when its parent dies, or on
+SIGTERM, and then writes a JSON summary.
+
+    python -m bench.fleet_agent --spec FILE --summary FILE --lifetime S --parent-pid PID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import sonde
+from google.protobuf.timestamp_pb2 import Timestamp
+from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
+
+from agent.transport import KEEPALIVE_OPTIONS
+from bench.children import die_with_parent
+
+WELCOME_TIMEOUT_S = 30.0
+COLLECTORS = ("system", "cpu", "memory", "disks")
+GiB = 1024**3
+
+
+@dataclass
+class WorkerStats:
+    agents: int = 0
+    online: int = 0
+    max_online: int = 0
+    sessions_opened: int = 0
+    welcomes: int = 0
+    heartbeats_sent: int = 0
+    collects_answered: int = 0
+    acks: int = 0
+    welcome_seconds: list[float] = field(default_factory=list)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def came_online(self, seconds: float) -> None:
+        self.welcomes += 1
+        self.online += 1
+        self.max_online = max(self.max_online, self.online)
+        self.welcome_seconds.append(seconds)
+
+
+@dataclass(frozen=True)
+class SimulatedAgent:
+    agent_id: str
+    hostname: str
+    key_pem: bytes
+    certificate_pem: bytes
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def small_snapshot(agent: SimulatedAgent) -> diagnostics_pb2.Snapshot:
+    """A few hundred bytes that every check can read: one healthy workstation."""
+    snapshot = diagnostics_pb2.Snapshot(
+        agent_id=agent.agent_id,
+        collected_at=_now(),
+        duration_ms=42,
+        agent_version=sonde.__version__,
+        collectors=[
+            diagnostics_pb2.CollectorReport(
+                name=name, state=diagnostics_pb2.COLLECTOR_STATE_OK, duration_ms=5
+            )
+            for name in COLLECTORS
+        ],
+    )
+    snapshot.system.hostname = agent.hostname
+    snapshot.system.os_family = "linux"
+    snapshot.system.os_name = "Ubuntu 24.04 LTS"
+    snapshot.system.uptime_seconds = 3600
+    snapshot.system.boot_time.FromSeconds(int(time.time()) - 3600)
+    snapshot.cpu.model = "Simulated CPU"
+    snapshot.cpu.physical_cores = snapshot.cpu.logical_cores = 4
+    snapshot.cpu.usage_percent = 7.5
+    snapshot.memory.total_bytes = 16 * GiB
+    snapshot.memory.available_bytes = 10 * GiB
+    snapshot.memory.used_bytes = 6 * GiB
+    snapshot.memory.used_percent = 37.5
+    root = diagnostics_pb2.Partition(device="/dev/nvme0n1p2", mountpoint="/", filesystem="ext4")
+    root.total_bytes, root.used_bytes, root.free_bytes = 256 * GiB, 100 * GiB, 156 * GiB
+    root.used_percent = 39.1
+    root.is_system = True
+    snapshot.disks.partitions.append(root)
+    return snapshot
+
+
+def _heartbeat() -> agent_pb2.AgentMessage:
+    beat = agent_pb2.Heartbeat(
+        agent_time=_now(), cpu_percent=7.5, memory_percent=37.5, system_disk_percent=39.1
+    )
+    return agent_pb2.AgentMessage(heartbeat=beat)
+
+
+class _Session:
+    """One open stream; writes are serialised (one outstanding write per grpc.aio stream)."""
+
+    def __init__(
+        self,
+        agent: SimulatedAgent,
+        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage],
+        stats: WorkerStats,
+    ) -> None:
+        self.agent = agent
+        self.call = call
+        self.stats = stats
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: agent_pb2.AgentMessage) -> None:
+        async with self._lock:
+            await self.call.write(message)
+
+    async def heartbeats(self, interval_s: int) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.send(_heartbeat())
+            self.stats.heartbeats_sent += 1
+
+    async def serve(self) -> None:
+        while True:
+            message = await self.call.read()
+            if message is grpc.aio.EOF:
+                return
+            assert isinstance(message, agent_pb2.ServerMessage)
+            kind = message.WhichOneof("kind")
+            if kind == "collect":
+                result = agent_pb2.Result(
+                    command_id=message.collect.command_id, snapshot=small_snapshot(self.agent)
+                )
+                await self.send(agent_pb2.AgentMessage(result=result))
+                self.stats.collects_answered += 1
+            elif kind == "ack":
+                self.stats.acks += 1
+            elif kind == "revoked":
+                raise RuntimeError("revoked")
+
+
+class Fleet:
+    def __init__(self, spec: dict[str, object], stats: WorkerStats) -> None:
+        self.agent_address = str(spec["agent_address"])
+        self.server_name = str(spec["server_name"])
+        self.ca_pem = str(spec["ca_pem"]).encode()
+        self.ramp_s = float(str(spec.get("ramp_s", 0)))
+        raw_agents = spec["agents"]
+        assert isinstance(raw_agents, list)
+        self.agents = [
+            SimulatedAgent(a["agent_id"], a["hostname"], a["key_pem"].encode(),
+                           a["certificate_pem"].encode())
+            for a in raw_agents
+        ]  # fmt: skip
+        self.stats = stats
+        stats.agents = len(self.agents)
+
+    def _channel(self, agent: SimulatedAgent) -> grpc.aio.Channel:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem,
+            private_key=agent.key_pem,
+            certificate_chain=agent.certificate_pem,
+        )
+        options = [
+            *KEEPALIVE_OPTIONS,
+            ("grpc.ssl_target_name_override", self.server_name),
+            # Without it channels with equal options share one TCP connection.
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+        return grpc.aio.secure_channel(self.agent_address, credentials, options=options)
+
+    async def _one_session(self, agent: SimulatedAgent) -> None:
+        async with self._channel(agent) as channel:
+            call = agent_pb2_grpc.AgentServiceStub(channel).Session()
+            session = _Session(agent, call, self.stats)
+            self.stats.sessions_opened += 1
+            opened = time.monotonic()
+            hello = agent_pb2.Hello(
+                agent_id=agent.agent_id, agent_version=sonde.__version__,
+                hostname=agent.hostname, platform="linux", os_name="Ubuntu 24.04 LTS",
+                os_version="6.8.0-bench", collectors=COLLECTORS, agent_time=_now(),
+            )  # fmt: skip
+            await session.send(agent_pb2.AgentMessage(hello=hello))
+            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+            if not isinstance(first, agent_pb2.ServerMessage) or not first.HasField("welcome"):
+                raise RuntimeError("no Welcome as the first server message")
+            self.stats.came_online(time.monotonic() - opened)
+            beats = asyncio.create_task(session.heartbeats(first.welcome.heartbeat_interval_s))
+            try:
+                await session.serve()
+            finally:
+                self.stats.online -= 1
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await beats
+
+    async def keep_online(self, index: int, agent: SimulatedAgent) -> None:
+        await asyncio.sleep(self.ramp_s * index / max(1, len(self.agents)))
+        while True:
+            try:
+                await self._one_session(agent)
+                self.stats.errors["stream ended by the server"] += 1
+            except grpc.aio.AioRpcError as error:
+                self.stats.errors[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
+            except (TimeoutError, RuntimeError) as error:
+                self.stats.errors[f"{type(error).__name__}: {error}"[:100]] += 1
+            # Reconnect like an agent does, but never faster than once a second.
+            await asyncio.sleep(random.uniform(1.0, 3.0))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [
+            asyncio.create_task(self.keep_online(index, agent))
+            for index, agent in enumerate(self.agents)
+        ]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            stop.set()
+        await asyncio.sleep(1)
+
+
+async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> WorkerStats:
+    stats = WorkerStats()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.call_later(lifetime_s, stop.set)
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+    fleet = Fleet(spec, stats)
+    try:
+        await asyncio.wait_for(fleet.run(stop), lifetime_s + 10)
+    finally:
+        watcher.cancel()
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="simulated Sonde agents (one worker process)")
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--summary", type=Path, required=True)
+    parser.add_argument("--lifetime", type=float, required=True, help="hard deadline, seconds")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args()
+    die_with_parent(signal.SIGKILL, args.parent_pid)
+    # Last resort if the event loop wedges: the process ends anyway.
+    watchdog = threading.Timer(args.lifetime + 30, os._exit, args=(3,))
+    watchdog.daemon = True
+    watchdog.start()
+    spec = json.loads(args.spec.read_text())
+    stats = asyncio.run(amain(spec, args.lifetime, args.parent_pid))
+    summary = asdict(stats)
+    summary["errors"] = dict(stats.errors)
+    args.summary.write_text(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
