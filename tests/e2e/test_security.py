@@ -83,12 +83,12 @@ def test_every_method_is_refused_without_credentials(
         assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-@pytest.mark.parametrize("method", all_methods(), ids=path_of)
+@pytest.mark.parametrize(
+    "method", [m for m in all_methods() if path_of(m) not in OPEN_METHODS], ids=path_of
+)
 def test_every_method_is_refused_with_a_wrong_token(
     console_channel: grpc.Channel, method: MethodDescriptor
 ) -> None:
-    if path_of(method) in OPEN_METHODS:
-        pytest.skip("Enroll takes no API token")
     forged = "sonde_0123456789abcdef_" + "A" * 43
     assert call(console_channel, method, token=forged) == grpc.StatusCode.UNAUTHENTICATED
 

@@ -44,7 +44,7 @@ async def _pg_connect(database: str) -> tuple[asyncpg.Connection, str]:
     )
 
 
-async def _create_database(name: str) -> str:
+async def create_database(name: str) -> str:
     connection, user = await _pg_connect(PG_MAINTENANCE_DB)
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
@@ -53,7 +53,7 @@ async def _create_database(name: str) -> str:
     return f"postgresql+asyncpg://{user}@{PG_HOST}:{PG_PORT}/{name}"
 
 
-async def _drop_database(name: str) -> None:
+async def drop_database(name: str) -> None:
     connection, _ = await _pg_connect(PG_MAINTENANCE_DB)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -66,12 +66,12 @@ def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated PostgreSQL database of this test module's own."""
     module = re.sub(r"[^a-z0-9]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
     name = f"sonde_{module[:30]}_{secrets.token_hex(4)}"
-    url = asyncio.run(_create_database(name))
+    url = asyncio.run(create_database(name))
     try:
         migrate(url)
         yield url
     finally:
-        asyncio.run(_drop_database(name))
+        asyncio.run(drop_database(name))
 
 
 @pytest.fixture(scope="session")
