@@ -8,6 +8,7 @@ import re
 
 from cryptography import x509
 from google.protobuf.message import DecodeError
+
 from sonde.v1 import enrollment_pb2
 
 PREFIX = "sonde-enroll-1."

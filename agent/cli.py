@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 # reasons; it reads this once, when grpc is first imported, so it must come first.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from sonde.v1 import diagnostics_pb2
-
 from agent import exit_codes
 from agent.journal import Outbox
 from agent.paths import default_state_dir
@@ -30,6 +28,7 @@ from agent.state import (
     load_state,
 )
 from agent.transport import AgentRuntime, SessionTarget
+from sonde.v1 import diagnostics_pb2
 
 if TYPE_CHECKING:
     from agent.collectors.runner import CollectContext

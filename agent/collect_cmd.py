@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict
-from sonde.v1 import diagnostics_pb2
 
 from agent.checks import evaluate, worst_severity
 from agent.checks.wording import duration, percent, size
 from agent.collectors.runner import CollectContext, collect_snapshot
+from sonde.v1 import diagnostics_pb2
 
 Severity = diagnostics_pb2.Severity
 State = diagnostics_pb2.CollectorState

@@ -13,7 +13,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 from agent.bundle import decode_bundle
 from agent.identity import agent_id_from_public_key
@@ -26,6 +25,7 @@ from agent.state import (
     save_state,
     write_private_file,
 )
+from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 ENROLL_TIMEOUT_S = 20.0
 

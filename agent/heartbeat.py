@@ -7,6 +7,7 @@ import sys
 
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from sonde.v1 import agent_pb2
 
 

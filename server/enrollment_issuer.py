@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sonde.v1 import enrollment_pb2
-
 from agent.bundle import encode_bundle
 from server.domain.enrollment_tokens import EnrollmentTokens
 from server.services import IssuedEnrollment
+from sonde.v1 import enrollment_pb2
 
 
 class BundleIssuer:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.checks import battery, cpu, disk, memory, network, services, system, updates
 from agent.checks.context import CheckContext
 from agent.checks.thresholds import Thresholds
+from sonde.v1 import diagnostics_pb2
 
 __all__ = ["CHECKS", "CheckContext", "Thresholds", "evaluate", "worst_severity"]
 

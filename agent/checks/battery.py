@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.checks.context import CheckContext
 from agent.checks.wording import CRITICAL, OK, WARNING, finding, percent
+from sonde.v1 import diagnostics_pb2
 
 
 def battery_wear(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import BatteryCapacity, PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 
 def wear_percent(capacity: BatteryCapacity) -> float:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import PlatformParts
 from agent.collectors.sampling import SAMPLE_WINDOW_S
+from sonde.v1 import diagnostics_pb2
 
 # Guest time is already counted in user time on Linux; psutil does the same.
 _NOT_WORK = ("idle", "iowait", "guest", "guest_nice")

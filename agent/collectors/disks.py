@@ -8,11 +8,11 @@ import sys
 
 import psutil
 from psutil._ntuples import sdiskpart
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors import smart
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
+from sonde.v1 import diagnostics_pb2
 
 
 def _is_system(mountpoint: str) -> bool:

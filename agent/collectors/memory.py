@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
+from sonde.v1 import diagnostics_pb2
 
 
 def collect_memory(ctx: CollectContext) -> diagnostics_pb2.MemoryFacts:

@@ -9,12 +9,12 @@ from functools import partial
 
 import psutil
 from google.protobuf.message import Message
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors import probes
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 _FAMILIES = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6", psutil.AF_LINK: "mac"}
 _DUPLEX: dict[int, str] = {psutil.NIC_DUPLEX_FULL: "full", psutil.NIC_DUPLEX_HALF: "half"}

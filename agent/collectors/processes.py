@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.sampling import SAMPLE_WINDOW_S
+from sonde.v1 import diagnostics_pb2
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 

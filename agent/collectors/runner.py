@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.registry import Collector, registered_collectors
+from sonde.v1 import diagnostics_pb2
 
 __all__ = [
     "CollectContext",

@@ -3,10 +3,9 @@ launchd jobs that exited with an error."""
 
 from __future__ import annotations
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.context import CollectContext
 from agent.collectors.platform_parts import PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 
 def collect_services(ctx: CollectContext, parts: PlatformParts) -> diagnostics_pb2.ServiceFacts:

@@ -13,9 +13,8 @@ import threading
 import time
 from typing import Any
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.errors import CollectorUnavailable
+from sonde.v1 import diagnostics_pb2
 
 CACHE_SECONDS = 600.0
 _RUN_TIMEOUT_S = 3.0

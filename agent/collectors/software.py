@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.platform_parts import PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 MAX_PACKAGES = 2000  # keeps a snapshot far below the 4 MiB message limit
 CACHE_FILE = "software-inventory.pb"

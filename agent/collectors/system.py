@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.context import CollectContext
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 
 def os_family() -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.context import CollectContext
 from agent.collectors.platform_parts import PlatformParts
+from sonde.v1 import diagnostics_pb2
 
 
 def collect_updates(ctx: CollectContext, parts: PlatformParts) -> diagnostics_pb2.UpdateFacts:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from sonde.v1 import agent_pb2, agent_pb2_grpc
 
 from server.api.text import clean_text
 from server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
@@ -22,6 +21,7 @@ from server.domain.dispatch import AgentConnection, Dispatcher, utcnow
 from server.domain.heartbeats import HeartbeatBatcher
 from server.errors import Unauthenticated
 from server.pki import agent_id_from_certificate
+from sonde.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

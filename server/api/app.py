@@ -17,14 +17,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from sonde.v1 import (
-    agent_pb2,
-    agent_pb2_grpc,
-    console_pb2,
-    console_pb2_grpc,
-    enrollment_pb2,
-    enrollment_pb2_grpc,
-)
 
 from server.api.agent_session import AgentSessionServicer
 from server.api.auth import AuthInterceptor
@@ -38,6 +30,14 @@ from server.pki import CertificateAuthority
 from server.services import ServerServices, open_services
 from server.settings import DataDir, join_address, split_address
 from server.storage.db import Database
+from sonde.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    console_pb2,
+    console_pb2_grpc,
+    enrollment_pb2,
+    enrollment_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import sonde
-from sonde.v1 import console_pb2, console_pb2_grpc
 
+import sonde
 from server.api import mapping
 from server.api.auth import current_principal
 from server.api.errors import translate_errors
@@ -25,6 +24,7 @@ from server.domain.roles import Principal
 from server.domain.ticket_model import TicketChannel, TicketPriority
 from server.errors import InvalidArgument, SondeError
 from server.services import ServerServices
+from sonde.v1 import console_pb2, console_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

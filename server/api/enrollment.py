@@ -10,7 +10,6 @@ import logging
 
 import grpc
 from cryptography.hazmat.primitives import serialization
-from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 from server.api.errors import translate_errors
 from server.api.text import clean_text
@@ -20,6 +19,7 @@ from server.domain.dispatch import utcnow
 from server.domain.enrollment_tokens import EnrollmentTokens
 from server.errors import InvalidArgument
 from server.pki import CertificateAuthority, fingerprint
+from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.domain.agents import AgentRecord
 from server.domain.diagnostics import SnapshotSummaryRecord, StoredSnapshotRecord
@@ -23,6 +22,7 @@ from server.domain.ticket_model import (
 )
 from server.domain.users import UserRecord
 from server.errors import InvalidArgument
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 E = TypeVar("E", bound=enum.Enum)
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from sonde.v1 import console_pb2
-
 from server.console.context import Context
 from server.console.render import agent_detail, agents_table
 from server.console.render_ticket import tickets_table
+from sonde.v1 import console_pb2
 
 
 def register(

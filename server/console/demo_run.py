@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from sonde.v1 import console_pb2
-
 from server.console.client import ConsoleClient, diag_deadline
 from server.console.config import Credentials
 from server.console.errors import CliError
+from sonde.v1 import console_pb2
 
 DEMO_TITLE = "Demo: user reports the PC is slow"
 # How long each step may take; generous, since a loaded CI machine is slow to start Python.

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from rich.text import Text
-from sonde.v1 import console_pb2
 
 from server.console.client import ConsoleClient
 from server.console.config import (
@@ -21,6 +20,7 @@ from server.console.context import Context
 from server.console.errors import CliError
 from server.console.output import message_json
 from server.console.render import inert, role_label
+from sonde.v1 import console_pb2
 
 
 def register(

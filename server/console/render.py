@@ -16,6 +16,7 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 from rich.text import Text
+
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 SEVERITY_STYLE = {

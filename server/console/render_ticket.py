@@ -9,7 +9,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.console.render import (
     SEVERITY_STYLE,
@@ -22,6 +21,7 @@ from server.console.render import (
     sorted_findings,
     text,
 )
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 _FINISHED = (console_pb2.TICKET_STATUS_RESOLVED, console_pb2.TICKET_STATUS_CLOSED)
 _STATUS_STYLE = {

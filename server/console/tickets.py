@@ -7,11 +7,10 @@ import sys
 from collections.abc import Mapping
 from typing import TypeVar
 
-from sonde.v1 import console_pb2
-
 from server.console.context import Context
 from server.console.errors import CliError
 from server.console.render_ticket import level_label, status_label, ticket_view, tickets_table
+from sonde.v1 import console_pb2
 
 CHANNELS = {
     "phone": console_pb2.TICKET_CHANNEL_PHONE,

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sonde.v1 import diagnostics_pb2
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +16,7 @@ from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from server.storage.db import Database
 from server.storage.tables import agents, commands, findings, snapshots, tickets
 from server.storage.types import AnyRow
+from sonde.v1 import diagnostics_pb2
 
 MAX_COMMAND_ID_CHARS = 64
 

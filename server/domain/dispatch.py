@@ -14,12 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sonde.v1 import agent_pb2
-
 from agent.checks import CheckContext, evaluate
 from server.domain.agents import AgentRecord, AgentRegistry
 from server.domain.diagnostics import Diagnostics
 from server.errors import DeadlineExceeded, NotFound, PermissionDenied, Unavailable
+from sonde.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # diagnostics.py imports this module for TicketEventKind
-    from sonde.v1 import diagnostics_pb2
-
     from server.domain.diagnostics import SnapshotSummaryRecord
+    from sonde.v1 import diagnostics_pb2
 
 
 class TicketStatus(enum.StrEnum):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from sonde.v1 import console_pb2
 
+from sonde.v1 import console_pb2
 from tests.support.deployment import Deployment
 
 MAX_MESSAGE = 4 * 1024 * 1024

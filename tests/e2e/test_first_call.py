@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sonde.v1 import console_pb2, diagnostics_pb2
 
+from sonde.v1 import console_pb2, diagnostics_pb2
 from tests.support.deployment import Deployment
 
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import grpc
-from sonde.v1 import console_pb2
 
+from sonde.v1 import console_pb2
 from tests.support.deployment import Deployment, wait_for
 
 

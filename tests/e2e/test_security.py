@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import MethodDescriptor
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
 
 from agent.identity import agent_id_from_public_key
 from server.api.auth import METHOD_ROLES, OPEN_METHODS
 from server.domain.roles import Role
 from server.pki import CertificateAuthority
+from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
 from tests.support.deployment import Deployment, run, wait_for
 
 SERVICES = [

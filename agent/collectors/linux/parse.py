@@ -6,9 +6,8 @@ import re
 import socket
 import struct
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
+from sonde.v1 import diagnostics_pb2
 
 _RTF_UP, _RTF_GATEWAY = 0x1, 0x2
 SYSTEMD_STUB_RESOLVER = "127.0.0.53"

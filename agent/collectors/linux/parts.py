@@ -11,11 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.linux import parse
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 20.0
 POWER_SUPPLY = Path("/sys/class/power_supply")

@@ -9,11 +9,10 @@ import json
 import platform
 import subprocess
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.macos import parse
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 10.0
 _INVENTORY_TIMEOUT_S = 120.0  # system_profiler is slow, but runs in the background

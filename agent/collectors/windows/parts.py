@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import psutil
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
 from agent.collectors.windows import parse
 from agent.collectors.windows.winreg_view import WinregView
+from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 10.0
 _BATTERY_CACHE_S = 3600.0  # powercfg takes seconds and capacities change over months

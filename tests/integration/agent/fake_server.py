@@ -22,15 +22,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from agent.bundle import encode_bundle
+from agent.identity import agent_id_from_public_key
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     enrollment_pb2,
     enrollment_pb2_grpc,
 )
-
-from agent.bundle import encode_bundle
-from agent.identity import agent_id_from_public_key
 
 SERVER_NAME = "sonde-test-server"
 TOKEN_ID = "1a2b"

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import grpc
-import sonde
-from sonde.v1 import agent_pb2
 
+import sonde
 from agent.journal import Outbox
+from sonde.v1 import agent_pb2
 from tests.integration.agent.fake_server import (
     FakeServer,
     ScratchCA,

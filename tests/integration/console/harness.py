@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 import pytest
-from sonde.v1 import console_pb2_grpc
 
 from server.api.auth import principal_scope
 from server.api.console import ConsoleServicer
@@ -22,6 +21,7 @@ from server.domain.roles import Principal, Role
 from server.domain.users import Users
 from server.services import IssuedEnrollment, NotDispatching, ServerServices, open_services
 from server.storage.db import Database
+from sonde.v1 import console_pb2_grpc
 
 USER_KEY = "x-test-user"
 

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from sonde.v1 import console_pb2 as pb
 from sqlalchemy import select
 
 from server.domain.agents import HelloInfo
 from server.storage.tables import audit_log
+from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
 from tests.unit.domain.builders import new_agent_id
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from sonde.v1 import enrollment_pb2
 
 from agent.bundle import PREFIX, decode_bundle, encode_bundle
+from sonde.v1 import enrollment_pb2
 
 
 def _bundle(ca_der: bytes, **overrides: object) -> enrollment_pb2.EnrollmentBundle:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sonde.v1 import diagnostics_pb2
 
 from agent.checks import CheckContext, evaluate
 from agent.checks.cpu import cpu_saturation, cpu_temperature
 from agent.checks.disk import disk_inodes, disk_space
 from agent.checks.memory import memory_pressure
+from sonde.v1 import diagnostics_pb2
 from tests.unit.checks.snapshots import CRITICAL, GIB, OK, WARNING, with_partition
 
 CTX = CheckContext()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sonde.v1 import diagnostics_pb2
 
 from agent.checks import CHECKS, CheckContext, Thresholds, evaluate, worst_severity
 from agent.checks.battery import battery_wear
@@ -13,6 +12,7 @@ from agent.checks.network import network_dns, network_gateway, network_server, n
 from agent.checks.services import services_failed
 from agent.checks.system import system_clock_skew, system_uptime
 from agent.checks.updates import reboot_pending
+from sonde.v1 import diagnostics_pb2
 from tests.unit.checks.snapshots import CRITICAL, OK, WARNING
 
 CTX = CheckContext()

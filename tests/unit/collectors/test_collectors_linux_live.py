@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.runner import CollectContext, collect_snapshot, collector_names
+from sonde.v1 import diagnostics_pb2
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads this Linux machine")
 OK = diagnostics_pb2.CollectorState.COLLECTOR_STATE_OK

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from sonde.v1 import diagnostics_pb2
 
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.registry import Collector
@@ -16,6 +15,7 @@ from agent.collectors.runner import (
     collector_names,
     run_collectors,
 )
+from sonde.v1 import diagnostics_pb2
 
 State = diagnostics_pb2.CollectorState
 released = threading.Event()

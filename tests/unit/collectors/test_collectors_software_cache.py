@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sonde.v1 import diagnostics_pb2
-
 from agent.collectors import software
+from sonde.v1 import diagnostics_pb2
 
 
 class CountingInventory:

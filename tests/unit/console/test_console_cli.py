@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.console import tickets, users
 from server.console.cli import build_parser, main
 from server.console.output import message_json
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 
 @pytest.fixture(autouse=True)

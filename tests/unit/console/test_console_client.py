@@ -18,13 +18,13 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sonde.v1 import console_pb2
 
 from server.console.cli import main
 from server.console.client import ConsoleClient
 from server.console.config import Credentials
 from server.console.errors import CliError
 from server.pki import CertificateAuthority
+from sonde.v1 import console_pb2
 
 
 @dataclass

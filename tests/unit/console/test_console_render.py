@@ -8,7 +8,6 @@ import time
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import RenderableType
 from rich.text import Text
-from sonde.v1 import console_pb2, diagnostics_pb2
 
 from server.console.output import Output
 from server.console.render import (
@@ -21,6 +20,7 @@ from server.console.render import (
     users_table,
 )
 from server.console.render_ticket import ticket_view, tickets_table
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 HOSTILE = "<b>PC</b>\x1b[31mX\nY"
 HOSTILE_SHOWN = "<b>PC</b>\\x1b[31mX\\nY"

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sonde.v1 import diagnostics_pb2
 from sqlalchemy import func, select
 
 from server.domain.diagnostics import Diagnostics
@@ -11,6 +10,7 @@ from server.domain.tickets import Tickets
 from server.errors import NotFound, PermissionDenied
 from server.storage.db import Database
 from server.storage.tables import findings, snapshots
+from sonde.v1 import diagnostics_pb2
 from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
 
 RECEIVED = T0 + timedelta(seconds=2)
