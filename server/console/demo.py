@@ -95,7 +95,7 @@ def run_demo(args: argparse.Namespace, ctx: Context) -> int:
                 return 1
             ready = True
             out.emit(demo_json(run))
-            _show_result(out, run)
+            _show_result(out, run, once=args.once)
             if args.once:
                 return 0
             return _watch(out, run)
@@ -156,14 +156,14 @@ def exports(run: DemoRun) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
-def _show_result(out: Output, run: DemoRun) -> None:
+def _show_result(out: Output, run: DemoRun, *, once: bool) -> None:
     if out.json_mode:
         return
     ticket_id = run.ticket.ticket.id
     host = run.agent.hostname or run.agent.id
     out.show(Text(""), findings_table(run.snapshot.findings), Text(""), ticket_view(run.ticket))
     lines = [
-        *exports(run),
+        *([] if once else exports(run)),
         "sonde agents",
         f"sonde agent show {shlex.quote(host)}",
         f"sonde diag {shlex.quote(host)} --ticket {ticket_id}",
@@ -171,5 +171,10 @@ def _show_result(out: Output, run: DemoRun) -> None:
         f'sonde ticket comment {ticket_id} "called the user back"',
         "sonde ticket list",
     ]
-    out.show(Text("\nTry next, in another terminal:", style="bold"))
+    heading = (
+        "\nThis demo stops now (--once). Run `sonde demo` to keep it running, then try:"
+        if once
+        else "\nTry next, in another terminal:"
+    )
+    out.show(Text(heading, style="bold"))
     out.show_lines(*(Text(f"  {inert(line)}") for line in lines))
