@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 from typing import Any
 
+from agent.collectors.command import run_command
 from agent.collectors.errors import CollectorUnavailable
 from sonde.v1 import diagnostics_pb2
 
@@ -65,14 +65,8 @@ def refusal(report: dict[str, Any]) -> str | None:
 
 
 def _smartctl(*args: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        ["smartctl", "--json", *args],
-        capture_output=True,
-        timeout=_RUN_TIMEOUT_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    report: dict[str, Any] = json.loads(completed.stdout or b"{}")
+    completed = run_command(["smartctl", "--json", *args], _RUN_TIMEOUT_S)
+    report: dict[str, Any] = json.loads(completed.stdout or "{}")
     reason = refusal(report)
     if reason is not None:
         raise CollectorUnavailable(reason)

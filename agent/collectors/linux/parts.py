@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from agent.collectors.command import run_command
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.linux import parse
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
@@ -32,15 +33,7 @@ def _read(path: str | Path, what: str) -> str:
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=_COMMAND_TIMEOUT_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_command(argv, _COMMAND_TIMEOUT_S)
 
 
 def os_release() -> OsRelease:

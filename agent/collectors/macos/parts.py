@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 
+from agent.collectors.command import command_output
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.macos import parse
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
@@ -19,19 +19,7 @@ _INVENTORY_TIMEOUT_S = 120.0  # system_profiler is slow, but runs in the backgro
 
 
 def _run(argv: list[str], timeout: float = _COMMAND_TIMEOUT_S) -> str:
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        raise CollectorUnavailable(f"{argv[0]} could not run: {error}") from error
-    return done.stdout
+    return command_output(argv, timeout)
 
 
 def os_release() -> OsRelease:

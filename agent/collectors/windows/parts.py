@@ -7,7 +7,6 @@ No WMIC (deprecated, absent on current Windows 11) and never Win32_Product.
 from __future__ import annotations
 
 import platform
-import subprocess
 import tempfile
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from agent.collectors.command import command_output
 from agent.collectors.errors import CollectorUnavailable
 from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
 from agent.collectors.windows import parse
@@ -29,19 +29,7 @@ _battery_cache: tuple[float, BatteryCapacity | None] | None = None
 
 
 def _run(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=_COMMAND_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        raise CollectorUnavailable(f"{argv[0]} could not run: {error}") from error
-    return done.stdout
+    return command_output(argv, _COMMAND_TIMEOUT_S)
 
 
 def os_release() -> OsRelease:
