@@ -1,9 +1,10 @@
 """Agent idle footprint: RSS, PSS and CPU of a real `sonde-agent run` over a quiet window.
 
 A real sonde-server (heartbeat every 15 s, the default) and one enrolled agent process;
-once the agent is online and has settled, /proc is sampled once a second. A reference
-process measured in the same run (Python + grpc.aio + psutil + the generated protos,
-idling in asyncio) shows the floor the agent sits on.
+once the agent is online and has settled, /proc is sampled once a second. Two references
+are measured in the same run, so the agent's own share shows: "imports" (Python, asyncio,
+grpc, psutil and the generated protos, idling) and "minimal agent" (bench/fleet_agent.py
+with one enrolled agent: the same mTLS stream, Hello and heartbeats, and nothing else).
 
 Targets (PERFORMANCE.md): RSS <= 40 MiB, CPU <= 0.2 % of one core.
 
@@ -13,7 +14,9 @@ Targets (PERFORMANCE.md): RSS <= 40 MiB, CPU <= 0.2 % of one core.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.bundle import decode_bundle
 from bench import children
+from bench.fleet_enroll import enroll_fleet
+from bench.fleet_workers import start_worker
 from bench.local_server import LocalServer, wait_for
 from bench.procfs import Footprint, footprint, mib
 from bench.stats import Row, format_table
@@ -52,8 +58,9 @@ class Samples:
         pss = [mib(point.pss_bytes) for _, point in self.points]
         (t0, first), (t1, last) = self.points[0], self.points[-1]
         cpu_percent = (last.cpu_s - first.cpu_s) / (t1 - t0) * 100
-        rss_target = f"<= {RSS_TARGET_MIB:g}" if self.name == "agent" else "reference"
-        cpu_target = f"<= {CPU_TARGET_PERCENT:g}" if self.name == "agent" else "reference"
+        is_agent = self.name == "sonde-agent"
+        rss_target = f"<= {RSS_TARGET_MIB:g}" if is_agent else "reference"
+        cpu_target = f"<= {CPU_TARGET_PERCENT:g}" if is_agent else "reference"
         return [
             Row(f"{self.name} RSS MiB", len(rss), statistics.median(rss), maximum=max(rss),
                 target=rss_target),
@@ -88,14 +95,18 @@ def sample(targets: list[Samples], seconds: float) -> None:
     print(file=sys.stderr)
 
 
-def measure(root: Path, seconds: float, settle: float, reference: bool) -> list[Row]:
+def measure(
+    root: Path, seconds: float, settle: float, reference: bool, agent_env: dict[str, str]
+) -> list[Row]:
     server = LocalServer(root, heartbeat_interval_s=15)
     server.init()
     server.start()
     state = root / "agent"
     agent_id = enroll_agent(server, state)
     agent = children.start(
-        [*children.program("sonde-agent"), "run", "--state", str(state)], root / "agent.log"
+        [*children.program("sonde-agent"), "run", "--state", str(state)],
+        root / "agent.log",
+        env={**os.environ, **agent_env},
     )
     started = time.monotonic()
     wait_for(
@@ -104,10 +115,22 @@ def measure(root: Path, seconds: float, settle: float, reference: bool) -> list[
         timeout=30,
     )
     print(f"agent {agent_id[:12]} online after {time.monotonic() - started:.2f} s", file=sys.stderr)
-    targets = [Samples("agent", agent.pid)]
+    targets = [Samples("sonde-agent", agent.pid)]
     if reference:
-        floor = children.start([sys.executable, "-c", _REFERENCE], root / "reference.log")
-        targets.append(Samples("reference", floor.pid))
+        floor = children.start([sys.executable, "-c", _REFERENCE], root / "imports.log")
+        targets.append(Samples("imports", floor.pid))
+        token = server.enrollment()
+        minimal = asyncio.run(enroll_fleet(token, 1))
+        worker = start_worker(
+            root, "minimal-agent", server, decode_bundle(token).server_name, minimal,
+            ramp_s=0, lifetime_s=settle + seconds + 120,
+        )  # fmt: skip
+        wait_for(
+            "the minimal agent to be online",
+            lambda: True if minimal[0].agent_id in server.online_ids() else None,
+            timeout=30,
+        )
+        targets.append(Samples("minimal agent", worker.pid))
     # Settling is part of the method (PERFORMANCE.md), not a wait for readiness.
     print(f"settling {settle:g} s", file=sys.stderr)
     time.sleep(settle)
@@ -124,14 +147,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="sampling window (default 60)")
     parser.add_argument("--settle", type=float, default=10, help="quiet time before sampling")
-    parser.add_argument("--no-reference", action="store_true", help="skip the floor process")
+    parser.add_argument("--no-reference", action="store_true", help="skip the two references")
+    parser.add_argument(
+        "--agent-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for sonde-agent only, to try a fix (e.g. MALLOC_ARENA_MAX=2)",
+    )
     args = parser.parse_args()
     if args.seconds < 2:
         parser.error("--seconds must be at least 2: CPU use needs two samples")
+    agent_env = dict(item.split("=", 1) for item in args.agent_env if "=" in item)
+    if len(agent_env) != len(args.agent_env):
+        parser.error("--agent-env takes NAME=VALUE")
     children.install_cleanup()
     with tempfile.TemporaryDirectory(prefix="sonde-bench-idle-") as tmp:
         try:
-            rows = measure(Path(tmp), args.seconds, args.settle, not args.no_reference)
+            rows = measure(Path(tmp), args.seconds, args.settle, not args.no_reference, agent_env)
         finally:
             children.stop_all()
     print(format_table(rows))

@@ -54,6 +54,7 @@ def start(
     *,
     on_parent_death: int = signal.SIGTERM,
     cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a child with its output in log_path; it is stopped when we exit or die."""
     launcher = [sys.executable, "-c", _LAUNCHER.format(option=_PR_SET_PDEATHSIG)]
@@ -66,6 +67,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
+            env=env,
         )
     _children.append(child)
     return child

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import resource
@@ -26,31 +25,23 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 
 import grpc
 import grpc.aio
-from sonde.v1 import console_pb2, console_pb2_grpc
 
 from agent.bundle import decode_bundle
 from bench import children
-from bench.fleet_enroll import EnrolledAgent, enroll_fleet
+from bench.fleet_enroll import enroll_fleet
+from bench.fleet_workers import Worker, read_counts, start_worker
 from bench.local_server import LocalServer
 from bench.procfs import cpu_seconds, footprint, mib
 from bench.stats import Row, format_table
+from sonde.v1 import console_pb2, console_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
 DIAG_TIMEOUT_S = 30.0
 ONLINE_TIMEOUT_S = 180.0
-
-
-@dataclass
-class Worker:
-    pid: int
-    summary_path: Path
-    log_path: Path
 
 
 def raise_file_limit(needed: int) -> None:
@@ -61,39 +52,6 @@ def raise_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     if wanted < needed:
         print(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} needed")
-
-
-def start_workers(
-    root: Path,
-    server: LocalServer,
-    server_name: str,
-    enrolled: list[EnrolledAgent],
-    count: int,
-    ramp_s: float,
-    lifetime_s: float,
-) -> list[Worker]:
-    workers = []
-    for index in range(count):
-        spec = {
-            "agent_address": server.agent_address,
-            "server_name": server_name,
-            "ca_pem": server.ca_pem.decode(),
-            "ramp_s": ramp_s,
-            "agents": [asdict(agent) for agent in enrolled[index::count]],
-        }
-        spec_path = root / f"worker-{index}.json"
-        spec_path.touch(mode=0o600)  # it holds private keys
-        spec_path.write_text(json.dumps(spec))
-        summary_path = root / f"worker-{index}.summary.json"
-        log_path = root / f"worker-{index}.log"
-        argv = [
-            sys.executable, "-m", "bench.fleet_agent", "--spec", str(spec_path),
-            "--summary", str(summary_path), "--lifetime", f"{lifetime_s:.0f}",
-            "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
-        process = children.start(argv, log_path, on_parent_death=signal.SIGKILL, cwd=REPO)
-        workers.append(Worker(process.pid, summary_path, log_path))
-    return workers
 
 
 def wait_all_online(server: LocalServer, ids: set[str], workers: list[Worker]) -> float:
@@ -174,28 +132,6 @@ async def diag_round_trips(
     return latencies, errors
 
 
-def summaries(workers: list[Worker]) -> dict[str, object]:
-    """The workers' own counts, added up (read after they have stopped)."""
-    total: dict[str, object] = {"welcome_seconds": [], "errors": {}}
-    for worker in workers:
-        try:
-            data = json.loads(worker.summary_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            print(f"worker {worker.pid} left no summary; see {worker.log_path}")
-            continue
-        for key, value in data.items():
-            if key == "welcome_seconds":
-                total[key] = [*total[key], *value]  # type: ignore[misc]
-            elif key == "errors":
-                merged = dict(total["errors"])  # type: ignore[call-overload]
-                for reason, count in value.items():
-                    merged[reason] = merged.get(reason, 0) + count
-                total["errors"] = merged
-            else:
-                total[key] = int(total.get(key, 0)) + int(value)  # type: ignore[call-overload]
-    return total
-
-
 def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
     rows: list[Row] = []
     server = LocalServer(root, heartbeat_interval_s=15)
@@ -214,7 +150,11 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
 
     lifetime = budget_end - time.monotonic()
     server_name = decode_bundle(token).server_name
-    workers = start_workers(root, server, server_name, enrolled, args.workers, args.ramp, lifetime)
+    workers = [
+        start_worker(root, f"worker-{n}", server, server_name, enrolled[n :: args.workers],
+                     ramp_s=args.ramp, lifetime_s=lifetime)
+        for n in range(args.workers)
+    ]  # fmt: skip
     ids = {agent.agent_id for agent in enrolled}
     online_s = wait_all_online(server, ids, workers)
     rows.append(Row(f"seconds until all online (ramp {args.ramp:g} s)", len(ids), online_s))
@@ -239,15 +179,17 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
     for worker in workers:
         os.kill(worker.pid, signal.SIGTERM)
     children.stop_all()
-    counts = summaries(workers)
-    welcome = counts.pop("welcome_seconds")
-    assert isinstance(welcome, list)
-    if welcome:
-        rows.append(Row.of("Hello -> Welcome seconds", welcome))
+    fleet = read_counts(workers)
+    if fleet.welcome_seconds:
+        rows.append(Row.of("Hello -> Welcome seconds", fleet.welcome_seconds))
     print(f"online at the end: {still_online}/{len(ids)}; diag errors: {len(all_errors)}")
     for reason in sorted(set(all_errors))[:5]:
         print(f"  diag error: {reason}")
-    print(f"workers: {json.dumps(counts)}")
+    print(f"workers: {dict(fleet.counts)}")
+    for reason, count in fleet.errors.most_common(5):
+        print(f"  stream error x{count}: {reason}")
+    for log_path in fleet.missing:
+        print(f"  a worker left no summary; see {log_path}")
     return rows
 
 

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
-import sonde
 from google.protobuf.timestamp_pb2 import Timestamp
-from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
 
-from agent.transport import KEEPALIVE_OPTIONS
+import sonde
 from bench.children import die_with_parent
+from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
 
 WELCOME_TIMEOUT_S = 30.0
 COLLECTORS = ("system", "cpu", "memory", "disks")
@@ -163,6 +162,11 @@ class Fleet:
         self.server_name = str(spec["server_name"])
         self.ca_pem = str(spec["ca_pem"]).encode()
         self.ramp_s = float(str(spec.get("ramp_s", 0)))
+        # Given by the parent (agent.transport's), so this process imports no agent code
+        # and, run with one agent, is the floor a minimal agent sits on.
+        raw_keepalive = spec["keepalive"]
+        assert isinstance(raw_keepalive, list)
+        self.keepalive = [(str(name), int(value)) for name, value in raw_keepalive]
         raw_agents = spec["agents"]
         assert isinstance(raw_agents, list)
         self.agents = [
@@ -180,7 +184,7 @@ class Fleet:
             certificate_chain=agent.certificate_pem,
         )
         options = [
-            *KEEPALIVE_OPTIONS,
+            *self.keepalive,
             ("grpc.ssl_target_name_override", self.server_name),
             # Without it channels with equal options share one TCP connection.
             ("grpc.use_local_subchannel_pool", 1),

@@ -1,0 +1,82 @@
+"""Start load-generator workers (bench/fleet_agent.py) and add up what they report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agent.transport import KEEPALIVE_OPTIONS
+from bench import children
+from bench.fleet_enroll import EnrolledAgent
+from bench.local_server import LocalServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Worker:
+    pid: int
+    summary_path: Path
+    log_path: Path
+
+
+@dataclass
+class FleetCounts:
+    """The workers' own counts, added up (read after they have stopped)."""
+
+    counts: Counter[str]
+    errors: Counter[str]
+    welcome_seconds: list[float]
+    missing: list[Path]
+
+
+def start_worker(
+    root: Path,
+    name: str,
+    server: LocalServer,
+    server_name: str,
+    agents: list[EnrolledAgent],
+    *,
+    ramp_s: float,
+    lifetime_s: float,
+) -> Worker:
+    spec = {
+        "agent_address": server.agent_address,
+        "server_name": server_name,
+        "ca_pem": server.ca_pem.decode(),
+        "ramp_s": ramp_s,
+        # The real agent's keepalive, so the server's ping policy is exercised as shipped.
+        "keepalive": [list(option) for option in KEEPALIVE_OPTIONS],
+        "agents": [asdict(agent) for agent in agents],
+    }
+    spec_path = root / f"{name}.json"
+    spec_path.touch(mode=0o600)  # it holds private keys
+    spec_path.write_text(json.dumps(spec))
+    summary_path = root / f"{name}.summary.json"
+    log_path = root / f"{name}.log"
+    argv = [
+        sys.executable, "-m", "bench.fleet_agent", "--spec", str(spec_path),
+        "--summary", str(summary_path), "--lifetime", f"{lifetime_s:.0f}",
+        "--parent-pid", str(os.getpid()),
+    ]  # fmt: skip
+    process = children.start(argv, log_path, on_parent_death=signal.SIGKILL, cwd=REPO)
+    return Worker(process.pid, summary_path, log_path)
+
+
+def read_counts(workers: list[Worker]) -> FleetCounts:
+    total = FleetCounts(Counter(), Counter(), [], [])
+    for worker in workers:
+        try:
+            data = json.loads(worker.summary_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            total.missing.append(worker.log_path)
+            continue
+        total.welcome_seconds += data.pop("welcome_seconds")
+        total.errors.update(data.pop("errors"))
+        total.counts.update({key: int(value) for key, value in data.items()})
+    return total
