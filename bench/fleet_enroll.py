@@ -11,10 +11,10 @@ import grpc
 import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 from agent.bundle import decode_bundle
 from agent.enroll import build_csr, check_issued_certificate, generate_key
+from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 ENROLL_TIMEOUT_S = 60.0
 

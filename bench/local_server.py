@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from sonde.v1 import console_pb2, console_pb2_grpc
 
 from bench import children
+from sonde.v1 import console_pb2, console_pb2_grpc
 
 T = TypeVar("T")
 
