@@ -100,9 +100,12 @@ def idle_window(server_pid: int, worker_pids: list[int], seconds: float) -> list
 
 
 async def diag_round_trips(
-    server: LocalServer, ids: list[str], calls: int, concurrency: int
+    server: LocalServer, ids: list[str], calls: int, concurrency: int, reference: list[float]
 ) -> tuple[list[float], list[str]]:
-    """RunDiagnostics to random agents: latencies in ms and the errors, if any."""
+    """RunDiagnostics to random agents: latencies in ms and the errors, if any.
+
+    With concurrency 1, WhoAmI round trips are first added to `reference`.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     chooser = random.Random(2)
@@ -110,6 +113,14 @@ async def diag_round_trips(
     async with grpc.aio.secure_channel(server.console_address, server.console_credentials()) as ch:
         console = console_pb2_grpc.ConsoleServiceStub(ch)
         await console.WhoAmI(console_pb2.WhoAmIRequest(), timeout=10)  # connection up first
+        if concurrency == 1:
+            # The floor of any console call (TLS stream, auth, servicer) on this server now.
+            floor: list[float] = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                await console.WhoAmI(console_pb2.WhoAmIRequest(), timeout=10)
+                floor.append((time.perf_counter() - started) * 1000)
+            reference.extend(floor)
 
         async def one(agent_id: str) -> None:
             started = time.perf_counter()
@@ -165,11 +176,14 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
                     target="<= 100"))  # fmt: skip
 
     all_errors: list[str] = []
+    whoami: list[float] = []
     for concurrency in sorted({1, args.concurrency} - {0}):
         latencies, errors = asyncio.run(
-            diag_round_trips(server, sorted(ids), args.diag_calls, concurrency)
+            diag_round_trips(server, sorted(ids), args.diag_calls, concurrency, whoami)
         )
         all_errors += errors
+        if whoami and concurrency == 1:
+            rows.append(Row.of("WhoAmI round trip ms (reference)", whoami))
         if latencies:
             rows.append(Row.of(f"diag round trip ms, concurrency {concurrency}", latencies,
                                target="p50 <= 5, p99 <= 15"))  # fmt: skip
@@ -185,7 +199,7 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
     print(f"online at the end: {still_online}/{len(ids)}; diag errors: {len(all_errors)}")
     for reason in sorted(set(all_errors))[:5]:
         print(f"  diag error: {reason}")
-    print(f"workers: {dict(fleet.counts)}")
+    print(f"workers: { ({k: v for k, v in fleet.counts.items() if k != 'online'}) }")
     for reason, count in fleet.errors.most_common(5):
         print(f"  stream error x{count}: {reason}")
     for log_path in fleet.missing:
