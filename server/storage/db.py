@@ -136,6 +136,10 @@ class Database:
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Queueing writers here, in the event loop, costs
+        # nothing; letting them collide in SQLite makes them sleep in its busy handler
+        # (1 to 100 ms a try), which is what made concurrent diagnostics slow.
+        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -151,7 +155,11 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._sessions() as session, session.begin():
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            session = await stack.enter_async_context(self._sessions())
+            await stack.enter_async_context(session.begin())
             yield session
 
     @contextlib.asynccontextmanager
