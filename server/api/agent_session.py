@@ -73,19 +73,24 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             log.warning("agent %s said it was %r: ignored", agent_id, hello.agent_id[:64])
         info = hello_info(hello)
         connection = self._dispatcher.attach(agent_id, info.hostname)
-        await self._agents.connected(agent_id, info, clean_text(context.peer(), 128), utcnow())
-        log.info("agent %s (%s) connected from %s", info.hostname, agent_id, context.peer())
-        welcome = agent_pb2.ServerMessage()
-        welcome.welcome.heartbeat_interval_s = int(self._dispatcher.heartbeat_interval_s)
-        welcome.welcome.server_time.FromDatetime(utcnow())
-        reader = asyncio.create_task(self._read(agent_id, connection, request_iterator))
+        reader: asyncio.Task[None] | None = None
         try:
+            await self._agents.connected(agent_id, info, clean_text(context.peer(), 128), utcnow())
+            if await self._agents.is_revoked(agent_id):
+                # Revoked while it was saying hello: the revocation found no stream to close.
+                connection.close("revoked by an admin", revoked=True)
+            log.info("agent %s (%s) connected from %s", info.hostname, agent_id, context.peer())
+            welcome = agent_pb2.ServerMessage()
+            welcome.welcome.heartbeat_interval_s = int(self._dispatcher.heartbeat_interval_s)
+            welcome.welcome.server_time.FromDatetime(utcnow())
+            reader = asyncio.create_task(self._read(agent_id, connection, request_iterator))
             await context.write(welcome)
             await self._write(connection, context)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
             if self._dispatcher.detach(connection):
                 await asyncio.shield(self._agents.disconnected(agent_id, utcnow()))
             log.info(
