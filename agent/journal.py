@@ -1,17 +1,29 @@
 """The durable outbox: results kept until the server acknowledges them, and the set of
-command ids already executed, so a command resent after a restart is not run twice."""
+command ids already executed, so a command resent after a restart is not run twice.
+
+Plain files in state_dir/outbox/ (folder 0700, files 0600), not SQLite: the library alone
+costs the long-running agent more than 1 MiB of RSS for at most 200 small records.
+
+    outbox/00000000000000000007.result   one per pending result, written atomically
+    outbox/completed                     executed command ids, one a line, append-only
+
+A result file is complete before it has its name (temporary file, fsync, rename, fsync of
+the folder), so a crash leaves either the whole file or a temporary one, which is ignored
+and removed on the next start. Acknowledging a result removes its file.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import time
-from dataclasses import dataclass
+import re
+import sys
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
-from agent.paths import OUTBOX_FILE
+from agent.paths import OUTBOX_DIR
+from agent.state import fsync_dir, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -19,52 +31,90 @@ MAX_RESULTS = 200
 MAX_BYTES = 64 * 1024 * 1024
 # Executed ids are tiny; this many covers weeks of diagnostics without growing forever.
 MAX_COMPLETED_IDS = 10_000
+# The completed file is rewritten once it holds this many more ids than it must keep,
+# so compaction happens once per thousand commands, not on every one.
+COMPACT_SLACK = 1_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    command_id TEXT NOT NULL UNIQUE,
-    result BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    stored_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS completed (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    command_id TEXT NOT NULL UNIQUE,
-    completed_at REAL NOT NULL
-);
-"""
+COMPLETED_FILE = "completed"
+RESULT_SUFFIX = ".result"
+_RESULT_NAME = re.compile(r"^(\d{20})\.result$")
+# Printable ASCII without spaces: an id is one line of the completed file (the server's
+# are uuid4 hex strings).
+COMMAND_ID_PATTERN = re.compile(r"^[!-~]{1,200}$")
+# The first line of a result file: format version, id length, result length.
+_MAGIC = b"sonde-outbox-1"
 
 
-@dataclass(frozen=True)
-class PendingResult:
+class PendingResult(NamedTuple):
     command_id: str
     result: bytes
 
 
-class Outbox:
-    """Results not yet acknowledged, oldest first, in state_dir/outbox.sqlite3.
+class _Entry(NamedTuple):
+    seq: int
+    size: int
 
-    Every write is committed with synchronous=FULL before the call returns, so a result
-    put before it is sent survives a crash of the agent or of the machine.
+
+def is_command_id(value: str) -> bool:
+    return COMMAND_ID_PATTERN.fullmatch(value) is not None
+
+
+def _encode(command_id: str, result: bytes) -> bytes:
+    ident = command_id.encode("ascii")
+    return b"%s %d %d\n%s%s" % (_MAGIC, len(ident), len(result), ident, result)
+
+
+def _decode(data: bytes) -> PendingResult:
+    """Parse a result file; ValueError when it is not one, or not whole."""
+    header, newline, body = data.partition(b"\n")
+    fields = header.split(b" ")
+    if not newline or len(fields) != 3 or fields[0] != _MAGIC:
+        raise ValueError("not a Sonde outbox result file")
+    if not (fields[1].isdigit() and fields[2].isdigit()):
+        raise ValueError("its header does not give the two lengths")
+    id_length, result_length = int(fields[1]), int(fields[2])
+    if len(body) != id_length + result_length:
+        raise ValueError(
+            f"{len(body)} bytes after the header, {id_length + result_length} expected"
+        )
+    return PendingResult(body[:id_length].decode("ascii"), body[id_length:])
+
+
+class Outbox:
+    """Results not yet acknowledged, oldest first, in a folder of their own.
+
+    Every write is on disk (fsync of the file and of the folder) before the call returns,
+    so a result put before it is sent survives a crash of the agent or of the machine.
+    Not safe for two processes at once: only `sonde-agent run` opens it.
     """
 
     def __init__(
-        self, path: Path, *, max_results: int = MAX_RESULTS, max_bytes: int = MAX_BYTES
+        self,
+        folder: Path,
+        *,
+        max_results: int = MAX_RESULTS,
+        max_bytes: int = MAX_BYTES,
+        max_completed: int = MAX_COMPLETED_IDS,
+        compact_slack: int = COMPACT_SLACK,
     ) -> None:
-        self.path = path
+        self.folder = folder
         self._max_results = max_results
         self._max_bytes = max_bytes
-        # Create the file owner-only before SQLite does (its -wal/-shm copy this mode).
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._max_completed = max_completed
+        self._compact_slack = compact_slack
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if sys.platform != "win32":
+            os.chmod(folder, 0o700)
+        self._completed_path = folder / COMPLETED_FILE
+        # command id -> (sequence number, result size), oldest first.
+        self._pending: dict[str, _Entry] = {}
+        self._next_seq = 1
+        self._load_pending()
+        self._completed_count = self._repair_completed()
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> Outbox:
-        return cls(state_dir / OUTBOX_FILE)
+        return cls(state_dir / OUTBOX_DIR)
 
     def __enter__(self) -> Outbox:
         return self
@@ -78,96 +128,144 @@ class Outbox:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        """Nothing stays open between calls; kept so callers need not know that."""
 
     def put(self, command_id: str, result: bytes) -> None:
         """Keep a result durably (replacing an earlier one for the same command)."""
-        now = time.time()
-        with self._transaction():
-            self._db.execute("DELETE FROM outbox WHERE command_id = ?", (command_id,))
-            self._db.execute(
-                "INSERT INTO outbox (command_id, result, size, stored_at) VALUES (?, ?, ?, ?)",
-                (command_id, result, len(result), now),
+        if not is_command_id(command_id):
+            raise ValueError(
+                f"refusing to keep a result for command id {command_id[:64]!r}: an id is "
+                "1 to 200 printable ASCII characters without spaces"
             )
-            self._db.execute(
-                "INSERT OR IGNORE INTO completed (command_id, completed_at) VALUES (?, ?)",
-                (command_id, now),
-            )
-            self._enforce_bounds(keep=command_id)
+        seq = self._next_seq
+        self._next_seq += 1
+        write_private_file(self._result_path(seq), _encode(command_id, result))
+        earlier = self._pending.pop(command_id, None)
+        self._pending[command_id] = _Entry(seq, len(result))
+        if earlier is not None:
+            self._result_path(earlier.seq).unlink(missing_ok=True)
+        self._record_completed(command_id)
+        self._enforce_bounds(keep=command_id)
 
     def get(self, command_id: str) -> bytes | None:
-        row = self._db.execute(
-            "SELECT result FROM outbox WHERE command_id = ?", (command_id,)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+        entry = self._pending.get(command_id)
+        return None if entry is None else self._read(entry.seq).result
 
     def pending(self) -> list[PendingResult]:
         """Every unacknowledged result, oldest first."""
-        rows = self._db.execute("SELECT command_id, result FROM outbox ORDER BY seq").fetchall()
-        return [PendingResult(str(cid), bytes(result)) for cid, result in rows]
+        return [self._read(entry.seq) for entry in self._pending.values()]
 
     def acknowledge(self, command_id: str) -> bool:
         """The server stored it: drop it. False when it was not (or no longer) pending."""
-        with self._transaction():
-            cursor = self._db.execute("DELETE FROM outbox WHERE command_id = ?", (command_id,))
-        return cursor.rowcount > 0
+        entry = self._pending.pop(command_id, None)
+        if entry is None:
+            return False
+        self._record_completed(command_id)
+        self._result_path(entry.seq).unlink(missing_ok=True)
+        fsync_dir(self.folder)
+        return True
 
     def count(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(row[0])
+        return len(self._pending)
 
     def is_completed(self, command_id: str) -> bool:
         """Was this command already executed here (whether or not its result was acked)?"""
-        row = self._db.execute(
-            "SELECT 1 FROM completed WHERE command_id = ?", (command_id,)
-        ).fetchone()
-        return row is not None
+        if command_id in self._pending:
+            return True
+        if not is_command_id(command_id):
+            return False
+        # Read on demand rather than held in memory: the idle agent stays small.
+        return self._completed_contains(command_id.encode("ascii"))
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _result_path(self, seq: int) -> Path:
+        return self.folder / f"{seq:020d}{RESULT_SUFFIX}"
+
+    def _read(self, seq: int) -> PendingResult:
+        return _decode(self._result_path(seq).read_bytes())
+
+    def _load_pending(self) -> None:
+        found: list[tuple[int, PendingResult]] = []
+        for entry in os.scandir(self.folder):
+            match = _RESULT_NAME.fullmatch(entry.name)
+            if match is None:
+                if entry.name.startswith(".") and ".tmp-" in entry.name:
+                    # A write cut short by a crash: never renamed, so never acknowledged.
+                    os.unlink(entry.path)
+                continue
+            seq = int(match.group(1))
+            self._next_seq = max(self._next_seq, seq + 1)
+            try:
+                found.append((seq, _decode(Path(entry.path).read_bytes())))
+            except (OSError, ValueError, UnicodeDecodeError) as error:
+                log.warning("outbox: ignoring %s, which cannot be read: %s", entry.path, error)
+        for seq, pending in sorted(found):
+            earlier = self._pending.pop(pending.command_id, None)
+            if earlier is not None:
+                # A crash between writing a replacement and removing the one it replaced.
+                self._result_path(earlier.seq).unlink(missing_ok=True)
+            self._pending[pending.command_id] = _Entry(seq, len(pending.result))
+
+    def _repair_completed(self) -> int:
+        """Drop a last line cut short by a crash; the number of ids the file holds."""
+        try:
+            data = self._completed_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        whole = data[: data.rfind(b"\n") + 1]
+        if len(whole) != len(data):
+            os.truncate(self._completed_path, len(whole))
+        return whole.count(b"\n")
+
+    def _completed_contains(self, ident: bytes) -> bool:
+        try:
+            data = self._completed_path.read_bytes()
+        except FileNotFoundError:
+            return False
+        return data.startswith(ident + b"\n") or b"\n" + ident + b"\n" in data
+
+    def _record_completed(self, command_id: str) -> None:
+        ident = command_id.encode("ascii")
+        if self._completed_contains(ident):
+            return
+        if self._completed_count >= self._max_completed + self._compact_slack:
+            self._compact_completed()
+        fd = os.open(
+            self._completed_path,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0),
+            0o600,
+        )
+        try:
+            os.write(fd, ident + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._completed_count += 1
+
+    def _compact_completed(self) -> None:
+        """Keep the newest ids only, rewritten atomically (a crash keeps the old file)."""
+        lines = self._completed_path.read_bytes().splitlines(keepends=True)
+        keep = lines[-self._max_completed :] if self._max_completed > 0 else []
+        write_private_file(self._completed_path, b"".join(keep))
+        self._completed_count = len(keep)
 
     def _enforce_bounds(self, keep: str) -> None:
-        count, total = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
-        ).fetchone()
-        while count > self._max_results or total > self._max_bytes:
-            oldest = self._db.execute(
-                "SELECT seq, command_id, size FROM outbox WHERE command_id != ? "
-                "ORDER BY seq LIMIT 1",
-                (keep,),
-            ).fetchone()
+        total = sum(entry.size for entry in self._pending.values())
+        dropped = False
+        while len(self._pending) > self._max_results or total > self._max_bytes:
+            oldest = next((cid for cid in self._pending if cid != keep), None)
             if oldest is None:
                 break
-            seq, command_id, size = oldest
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            count, total = count - 1, total - size
+            entry = self._pending.pop(oldest)
+            self._result_path(entry.seq).unlink(missing_ok=True)
+            total -= entry.size
+            dropped = True
             log.warning(
                 "outbox full (more than %d results or %d MiB): dropped the oldest unacknowledged "
                 "result, command %s (%d bytes)",
                 self._max_results,
                 self._max_bytes // (1024 * 1024),
-                command_id,
-                size,
+                oldest,
+                entry.size,
             )
-        self._db.execute(
-            "DELETE FROM completed WHERE seq <= (SELECT MAX(seq) FROM completed) - ?",
-            (MAX_COMPLETED_IDS,),
-        )
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raised."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if dropped:
+            fsync_dir(self.folder)

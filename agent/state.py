@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.identity import is_agent_id
-from agent.paths import CA_FILE, CERT_FILE, KEY_FILE, OUTBOX_FILE, SECRET_FILES, STATE_FILE
+from agent.paths import CA_FILE, CERT_FILE, KEY_FILE, SECRET_DIRS, SECRET_FILES, STATE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ def write_private_file(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk (POSIX only).
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or removal in the folder durable (POSIX; a no-op on Windows)."""
     if sys.platform == "win32":
         return
     fd = os.open(folder, os.O_RDONLY)
@@ -124,11 +124,6 @@ def load_credentials(state_dir: Path) -> Credentials:
     return Credentials(*contents)
 
 
-def _is_secret(name: str) -> bool:
-    # SQLite's -wal and -shm companions hold outbox contents too.
-    return name in SECRET_FILES or name.startswith(OUTBOX_FILE)
-
-
 def _problem(path: Path, info: os.stat_result, secret: bool, owner: int) -> str | None:
     mode = stat.S_IMODE(info.st_mode)
     is_dir = stat.S_ISDIR(info.st_mode)
@@ -143,6 +138,11 @@ def _problem(path: Path, info: os.stat_result, secret: bool, owner: int) -> str 
         if mode & 0o022:
             return (
                 f"{path} has mode {mode:04o}: the state folder is writable by group or others; "
+                f"run: chmod 700 {path}"
+            )
+        if secret and mode & 0o055:
+            return (
+                f"{path} has mode {mode:04o}: it is readable by group or others; "
                 f"run: chmod 700 {path}"
             )
         return None
@@ -178,8 +178,17 @@ def check_permissions(state_dir: Path) -> None:
     problem = _problem(state_dir, folder_info, secret=False, owner=owner)
     if problem:
         raise UnsafePermissions(f"refusing to start: {problem}")
-    for entry in sorted(os.scandir(state_dir), key=lambda e: e.name):
+    _check_entries(state_dir, owner, all_secret=False)
+
+
+def _check_entries(folder: Path, owner: int, *, all_secret: bool) -> None:
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         path = Path(entry.path)
-        problem = _problem(path, os.lstat(path), secret=_is_secret(entry.name), owner=owner)
+        info = os.lstat(path)
+        secret = all_secret or entry.name in SECRET_FILES or entry.name in SECRET_DIRS
+        problem = _problem(path, info, secret=secret, owner=owner)
         if problem:
             raise UnsafePermissions(f"refusing to start: {problem}")
+        if stat.S_ISDIR(info.st_mode) and (all_secret or entry.name in SECRET_DIRS):
+            # The outbox's files hold results (what this machine did): owner-only too.
+            _check_entries(path, owner, all_secret=True)

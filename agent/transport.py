@@ -21,7 +21,7 @@ import sonde
 from agent import exit_codes
 from agent.backoff import Backoff
 from agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
-from agent.journal import Outbox
+from agent.journal import Outbox, is_command_id
 from agent.platform_info import describe_machine
 from agent.state import AgentState, Credentials
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
@@ -255,6 +255,12 @@ class AgentRuntime:
 
     async def _on_collect(self, collect: agent_pb2.Collect) -> None:
         command_id = collect.command_id
+        if not is_command_id(command_id):
+            # The outbox cannot keep its result, so it is refused before anything runs.
+            reason = "refused: a command id is 1 to 200 printable ASCII characters without spaces"
+            log.warning("refusing a Collect with the command id %r", command_id[:64])
+            await self._send_result(_failure(command_id, reason))
+            return
         if command_id in self._running:
             return  # already running: its result is sent when it finishes
         stored = self._outbox.get(command_id)

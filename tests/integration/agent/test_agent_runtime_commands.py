@@ -120,3 +120,21 @@ async def test_a_result_over_the_message_limit_becomes_a_failure_not_a_wedge(
     assert "over the 4128768-byte message limit" in reason
     await eventually(lambda: runtime.outbox.count() == 0, 5.0, "the ack")
     assert agents.sessions == 1  # the stream survived
+
+
+async def test_a_command_id_the_outbox_cannot_keep_is_refused_before_it_runs(
+    fake_server: FakeServer, runtime: RunningRuntime
+) -> None:
+    agents = fake_server.agents
+    runtime.collect.gate.set()
+    agents.to_agent.put_nowait(_collect("two words"))
+    agents.to_agent.put_nowait(_collect("fine"))
+    await eventually(lambda: len(agents.results) == 2, 5.0, "two results")
+    refused, fine = agents.results
+    assert refused.command_id == "two words"
+    assert refused.failure.reason.startswith("refused: a command id is 1 to 200 printable")
+    assert fine.WhichOneof("outcome") == "snapshot"
+    assert runtime.collect.most_at_once == 1  # only "fine" was collected
+    await eventually(lambda: runtime.outbox.count() == 0, 5.0, "the ack")
+    assert not runtime.outbox.is_completed("two words")
+    assert agents.sessions == 1

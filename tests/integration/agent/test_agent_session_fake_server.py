@@ -81,8 +81,12 @@ async def test_collect_returns_a_snapshot_and_the_ack_empties_the_outbox(
     assert [report.name for report in result.snapshot.collectors] == ["system"]
     assert result.snapshot.system.hostname == agents.hellos[0].hostname
 
+    # The running agent owns the outbox; from outside, its folder is what shows.
+    results = enrolled_state / "outbox"
+    await eventually(lambda: not list(results.glob("*.result")), 5.0, "the ack to empty the outbox")
     with Outbox.in_state_dir(enrolled_state) as outbox:
-        await eventually(lambda: outbox.count() == 0, 5.0, "the ack to empty the outbox")
+        assert outbox.count() == 0
+        assert outbox.is_completed("cmd-1")
         assert outbox.is_completed("cmd-1")
 
 
@@ -123,8 +127,12 @@ async def test_unacknowledged_results_are_resent_and_never_collected_twice(
     ack = agent_pb2.ServerMessage()
     ack.ack.command_id = "cmd-1"
     agents.to_agent.put_nowait(ack)
+    # The running agent owns the outbox; from outside, its folder is what shows.
+    results = enrolled_state / "outbox"
+    await eventually(lambda: not list(results.glob("*.result")), 5.0, "the ack to empty the outbox")
     with Outbox.in_state_dir(enrolled_state) as outbox:
-        await eventually(lambda: outbox.count() == 0, 5.0, "the ack to empty the outbox")
+        assert outbox.count() == 0
+        assert outbox.is_completed("cmd-1")
     await eventually(
         lambda: bool(agents.heartbeats) and agents.heartbeats[-1].outbox_pending == 0,
         5.0,

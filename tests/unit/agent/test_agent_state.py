@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import exit_codes
+from agent.journal import Outbox
 from agent.state import (
     AgentState,
     NotEnrolled,
@@ -106,12 +107,52 @@ def test_unsafe_modes_are_refused_naming_the_file_and_the_fix(
     assert message.endswith(str(path))
 
 
-def test_a_readable_outbox_is_refused(tmp_path: Path) -> None:
+def test_a_readable_outbox_result_is_refused(tmp_path: Path) -> None:
     state_dir = _enrolled_folder(tmp_path)
-    outbox = state_dir / "outbox.sqlite3-wal"
-    outbox.write_bytes(b"")
-    os.chmod(outbox, 0o644)
-    with pytest.raises(UnsafePermissions, match=r"outbox\.sqlite3-wal has mode 0644"):
+    with Outbox.in_state_dir(state_dir) as outbox:
+        outbox.put("cmd-1", b"a snapshot")
+    check_permissions(state_dir)
+    result = state_dir / "outbox" / "00000000000000000001.result"
+    os.chmod(result, 0o644)
+    with pytest.raises(UnsafePermissions) as refused:
+        check_permissions(state_dir)
+    assert str(refused.value) == (
+        f"refusing to start: {result} has mode 0644: it is readable by group or others; "
+        f"run: chmod 600 {result}"
+    )
+
+
+def test_a_readable_completed_file_is_refused(tmp_path: Path) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    with Outbox.in_state_dir(state_dir) as outbox:
+        outbox.put("cmd-1", b"a snapshot")
+    os.chmod(state_dir / "outbox" / "completed", 0o640)
+    with pytest.raises(UnsafePermissions, match=r"outbox/completed has mode 0640.*chmod 600"):
+        check_permissions(state_dir)
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        (0o755, "mode 0755: it is readable by group or others; run: chmod 700"),
+        (0o770, "mode 0770: the state folder is writable by group or others; run: chmod 700"),
+    ],
+)
+def test_an_outbox_folder_others_can_list_or_change_is_refused(
+    tmp_path: Path, mode: int, said: str
+) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    Outbox.in_state_dir(state_dir).close()
+    os.chmod(state_dir / "outbox", mode)
+    with pytest.raises(UnsafePermissions, match=said):
+        check_permissions(state_dir)
+
+
+def test_a_symbolic_link_inside_the_outbox_is_refused(tmp_path: Path) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    Outbox.in_state_dir(state_dir).close()
+    (state_dir / "outbox" / "00000000000000000009.result").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafePermissions, match=r"00000000000000000009\.result is a symbolic"):
         check_permissions(state_dir)
 
 
