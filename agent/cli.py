@@ -1,13 +1,14 @@
-"""sonde-agent: enroll this workstation, keep its stream to the server, or collect locally."""
+"""sonde-agent: enroll this workstation, keep its stream to the server, or collect locally.
+
+Each command imports what it needs inside its function: `run` stays resident for weeks,
+and every module imported here would cost it memory (see _run).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,20 +19,31 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from agent import exit_codes
-from agent.journal import Outbox
 from agent.paths import default_state_dir
-from agent.state import (
-    NotEnrolled,
-    UnsafePermissions,
-    check_permissions,
-    load_credentials,
-    load_state,
-)
-from agent.transport import AgentRuntime, SessionTarget
-from sonde.v1 import diagnostics_pb2
 
 if TYPE_CHECKING:
+    import asyncio
+
     from agent.collectors.runner import CollectContext
+    from sonde.v1 import diagnostics_pb2
+
+# What the Hello announces, in registry order, without importing the collectors before
+# the first Collect; a unit test holds it equal to agent.collectors.runner.collector_names().
+COLLECTOR_NAMES = (
+    "system",
+    "cpu",
+    "memory",
+    "disks",
+    "battery",
+    "network",
+    "processes",
+    "services",
+    "software",
+    "updates",
+)
+# C modules that map OpenSSL into the process (about 4.5 MiB of RSS), which `run` never
+# uses: gRPC carries its own TLS (BoringSSL).
+OPENSSL_MODULES = ("ssl", "_hashlib")
 
 log = logging.getLogger("sonde-agent")
 
@@ -43,15 +55,42 @@ def _address(text: str) -> str:
     return text
 
 
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size()'s width rules, without importing shutil."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    if stdout is None:
+        return 80
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    # argparse builds a formatter for every add_argument, and the stock one imports shutil
+    # (with bz2 and lzma) for the width: 0.3 MiB that `run` would keep for weeks.
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_columns())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonde-agent",
         description="Sonde workstation agent: remote diagnostics for the IT helpdesk.",
+        formatter_class=_HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     state_help = f"state folder (default: $SONDE_AGENT_STATE or {default_state_dir()})"
 
-    enroll = commands.add_parser("enroll", help="enroll this workstation with a server")
+    enroll = commands.add_parser(
+        "enroll", help="enroll this workstation with a server", formatter_class=_HelpFormatter
+    )
     enroll.add_argument("token", metavar="TOKEN", help="the sonde-enroll-1.… string")
     enroll.add_argument("--state", type=Path, help=state_help)
     enroll.add_argument("--force", action="store_true", help="replace an existing enrollment")
@@ -61,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "keep the stream to the server open (the service runs this)"),
         ("collect", "run every collector locally and print facts and findings"),
     ):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, help=text, formatter_class=_HelpFormatter)
         sub.add_argument("--state", type=Path, help=state_help)
         sub.add_argument(
             "--target", type=_address, metavar="HOST:PORT", help="also measure TCP latency to it"
@@ -80,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
     # Only enrollment needs cryptography: keep its ~8 MiB out of the long-running agent.
+    import json
+
     from agent.enroll import EnrollmentError, enroll
 
     try:
@@ -123,6 +164,7 @@ def _collect_context(
 
 def _collect(args: argparse.Namespace, state_dir: Path) -> int:
     from agent.collect_cmd import run_collect
+    from agent.state import NotEnrolled, load_state
 
     try:
         server_address: str | None = load_state(state_dir).agent_address
@@ -132,8 +174,31 @@ def _collect(args: argparse.Namespace, state_dir: Path) -> int:
     return run_collect(ctx, as_json=args.json, out=sys.stdout)
 
 
+def keep_openssl_out() -> None:
+    """Make `import ssl` and `import _hashlib` fail in this process (the `run` path only).
+
+    Poisoning rather than avoiding, because asyncio imports ssl unconditionally (and
+    agent.identity imports hashlib); both treat the ImportError as "no OpenSSL" and go on
+    (hashlib with its built-in digests). A module already imported is left alone.
+    """
+    for name in OPENSSL_MODULES:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # typeshed omits this idiom
+
+
 def _run(args: argparse.Namespace, state_dir: Path) -> int:
-    from agent.collectors.runner import collect_snapshot, collector_names
+    keep_openssl_out()
+    import asyncio
+
+    from agent.journal import Outbox
+    from agent.state import (
+        NotEnrolled,
+        UnsafePermissions,
+        check_permissions,
+        load_credentials,
+        load_state,
+    )
+    from agent.transport import AgentRuntime, SessionTarget
 
     try:
         check_permissions(state_dir)
@@ -142,10 +207,12 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     except (UnsafePermissions, NotEnrolled) as refusal:
         log.error("%s", refusal)
         return exit_codes.REFUSED
-    ctx = _collect_context(args, state_dir, state.agent_address)
 
     async def collect(only: Sequence[str]) -> diagnostics_pb2.Snapshot:
-        return await collect_snapshot(ctx, only)
+        # The collectors (and platform, shutil...) load with the first Collect, not at idle.
+        from agent.collectors.runner import collect_snapshot
+
+        return await collect_snapshot(_collect_context(args, state_dir, state.agent_address), only)
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -156,7 +223,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
                 target=SessionTarget.from_state(state, credentials),
                 outbox=outbox,
                 collect=collect,
-                collectors=collector_names(),
+                collectors=COLLECTOR_NAMES,
             )
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
             return await runtime.run(stop)
@@ -165,6 +232,9 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
