@@ -148,12 +148,13 @@ class Outbox:
         self._enforce_bounds(keep=command_id)
 
     def get(self, command_id: str) -> bytes | None:
-        entry = self._pending.get(command_id)
-        return None if entry is None else self._read(entry.seq).result
+        found = self._read(command_id)
+        return None if found is None else found.result
 
     def pending(self) -> list[PendingResult]:
         """Every unacknowledged result, oldest first."""
-        return [self._read(entry.seq) for entry in self._pending.values()]
+        found = [self._read(command_id) for command_id in list(self._pending)]
+        return [pending for pending in found if pending is not None]
 
     def acknowledge(self, command_id: str) -> bool:
         """The server stored it: drop it. False when it was not (or no longer) pending."""
@@ -180,8 +181,20 @@ class Outbox:
     def _result_path(self, seq: int) -> Path:
         return self.folder / f"{seq:020d}{RESULT_SUFFIX}"
 
-    def _read(self, seq: int) -> PendingResult:
-        return _decode(self._result_path(seq).read_bytes())
+    def _read(self, command_id: str) -> PendingResult | None:
+        """A pending result from its file; a file gone or damaged since is dropped, logged."""
+        entry = self._pending.get(command_id)
+        if entry is None:
+            return None
+        path = self._result_path(entry.seq)
+        try:
+            return _decode(path.read_bytes())
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            log.warning(
+                "outbox: dropping the result of command %s: %s: %s", command_id, path, error
+            )
+            del self._pending[command_id]
+            return None
 
     def _load_pending(self) -> None:
         found: list[tuple[int, PendingResult]] = []

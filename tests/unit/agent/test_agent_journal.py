@@ -303,3 +303,17 @@ def test_a_writer_killed_mid_write_leaves_only_whole_results(tmp_path: Path) -> 
             n = int(result.command_id.removeprefix("cmd-"))
             assert result.result == bytes([n % 251]) * (512 * 1024), result.command_id
     assert not list((tmp_path / "outbox").glob(".*"))
+
+
+def test_a_result_file_removed_behind_its_back_is_dropped_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Outbox.in_state_dir(tmp_path) as outbox:
+        outbox.put("a", b"1")
+        outbox.put("b", b"2")
+        (tmp_path / "outbox" / "00000000000000000001.result").unlink()
+        with caplog.at_level(logging.WARNING):
+            assert [p.command_id for p in outbox.pending()] == ["b"]
+            assert outbox.get("a") is None
+            assert outbox.count() == 1
+    assert any("dropping the result of command a" in r.getMessage() for r in caplog.records)
