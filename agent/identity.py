@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,10 @@ AGENT_ID_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 
 def agent_id_from_public_key(public_key: PublicKeyTypes) -> str:
     """The agent id for a public key: stable, unguessable, safe in paths and logs."""
-    # Imported here: `sonde-agent run` never needs cryptography, and it costs ~8 MiB of RSS.
+    # Imported here: `sonde-agent run` never derives an id, and cryptography costs ~8 MiB of
+    # RSS; hashlib would load OpenSSL, which the running agent keeps out (agent/cli.py).
+    import hashlib
+
     from cryptography.hazmat.primitives import serialization
 
     spki = public_key.public_bytes(
