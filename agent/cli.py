@@ -177,9 +177,9 @@ def _collect(args: argparse.Namespace, state_dir: Path) -> int:
 def keep_openssl_out() -> None:
     """Make `import ssl` and `import _hashlib` fail in this process (the `run` path only).
 
-    Poisoning rather than avoiding, because asyncio imports ssl unconditionally (and
-    agent.identity imports hashlib); both treat the ImportError as "no OpenSSL" and go on
-    (hashlib with its built-in digests). A module already imported is left alone.
+    Poisoning rather than avoiding, because asyncio imports ssl unconditionally; asyncio and
+    hashlib both treat the ImportError as "no OpenSSL" and go on (hashlib with its built-in
+    digests). gRPC brings its own TLS. A module already imported is left alone.
     """
     for name in OPENSSL_MODULES:
         if name not in sys.modules:
