@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
-from server.api.text import clean_text
-from server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
+from server.domain.agents import MAX_HOSTNAME_CHARS, AgentRegistry, HeartbeatRecord, HelloInfo
 from server.domain.dispatch import AgentConnection, Dispatcher, utcnow
 from server.domain.heartbeats import HeartbeatBatcher
+from server.domain.text import sanitized
 from server.errors import Unauthenticated
 from server.pki import agent_id_from_certificate
 from sonde.v1 import agent_pb2, agent_pb2_grpc
@@ -38,12 +36,13 @@ def certificate_agent_id(context: Context) -> str:
 
 
 def hello_info(hello: agent_pb2.Hello) -> HelloInfo:
+    """Hello's descriptive fields, as sent: the agent registry cleans and bounds them."""
     return HelloInfo(
-        hostname=clean_text(hello.hostname, 253) or "unknown",
-        platform=clean_text(hello.platform, 32),
-        os_name=clean_text(hello.os_name, 128),
-        os_version=clean_text(hello.os_version, 128),
-        agent_version=clean_text(hello.agent_version, 64),
+        hostname=hello.hostname,
+        platform=hello.platform,
+        os_name=hello.os_name,
+        os_version=hello.os_version,
+        agent_version=hello.agent_version,
     )
 
 
@@ -72,14 +71,15 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         if hello.agent_id and hello.agent_id != agent_id:
             log.warning("agent %s said it was %r: ignored", agent_id, hello.agent_id[:64])
         info = hello_info(hello)
-        connection = self._dispatcher.attach(agent_id, info.hostname)
+        hostname = sanitized(info.hostname, max_chars=MAX_HOSTNAME_CHARS) or agent_id
+        connection = self._dispatcher.attach(agent_id, hostname)
         reader: asyncio.Task[None] | None = None
         try:
-            await self._agents.connected(agent_id, info, clean_text(context.peer(), 128), utcnow())
+            await self._agents.connected(agent_id, info, context.peer(), utcnow())
             if await self._agents.is_revoked(agent_id):
                 # Revoked while it was saying hello: the revocation found no stream to close.
                 connection.close("revoked by an admin", revoked=True)
-            log.info("agent %s (%s) connected from %s", info.hostname, agent_id, context.peer())
+            log.info("agent %s (%s) connected from %s", hostname, agent_id, context.peer())
             welcome = agent_pb2.ServerMessage()
             welcome.welcome.heartbeat_interval_s = int(self._dispatcher.heartbeat_interval_s)
             welcome.welcome.server_time.FromDatetime(utcnow())
@@ -157,12 +157,7 @@ def _heartbeat_record(agent_id: str, beat: agent_pb2.Heartbeat) -> HeartbeatReco
     return HeartbeatRecord(
         agent_id=agent_id,
         at=utcnow(),
-        cpu_percent=_gauge(beat.cpu_percent),
-        memory_percent=_gauge(beat.memory_percent),
-        system_disk_percent=_gauge(beat.system_disk_percent),
+        cpu_percent=beat.cpu_percent,
+        memory_percent=beat.memory_percent,
+        system_disk_percent=beat.system_disk_percent,
     )
-
-
-def _gauge(value: Any) -> float:
-    number = float(value)
-    return 0.0 if math.isnan(number) else min(max(number, 0.0), 100.0)

@@ -12,7 +12,6 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 
 from server.api.errors import translate_errors
-from server.api.text import clean_text
 from server.domain.agents import AgentRegistry
 from server.domain.audit import AuditLog
 from server.domain.dispatch import utcnow
@@ -57,23 +56,19 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             raise InvalidArgument("an enrollment needs the token id and its secret")
         if len(request.secret) > MAX_SECRET_BYTES or len(request.csr_der) > MAX_CSR_BYTES:
             raise InvalidArgument("the enrollment request is larger than any valid one")
-        hostname = clean_text(request.hostname, 253) or "unknown"
         await self._tokens.consume(request.token_id, request.secret, utcnow())
         agent_id, certificate = self._authority.sign_agent_request(request.csr_der)
-        await self._agents.enroll(
-            agent_id,
-            hostname,
-            clean_text(request.platform, 32),
-            fingerprint(certificate),
-            utcnow(),
+        # The registry cleans and bounds the host name and platform the agent reports.
+        agent = await self._agents.enroll(
+            agent_id, request.hostname, request.platform, fingerprint(certificate), utcnow()
         )
         await self._audit.record(
             f"enrollment-token:{request.token_id}",
             "agent.enroll",
             agent_id=agent_id,
-            detail={"hostname": hostname},
+            detail={"hostname": agent.hostname},
         )
-        log.info("enrolled agent %s (%s)", hostname, agent_id)
+        log.info("enrolled agent %s (%s)", agent.hostname, agent_id)
         return enrollment_pb2.EnrollResponse(
             agent_id=agent_id,
             certificate_der=certificate.public_bytes(serialization.Encoding.DER),
