@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.identity import agent_id_from_public_key
+from server.domain.clock import utc_now
 from server.errors import InvalidArgument, Unauthenticated
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -72,10 +73,6 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -120,7 +117,7 @@ class CertificateAuthority:
     def create(cls, name: str = "Sonde CA") -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = _now()
+        now = utc_now()
         certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -167,7 +164,7 @@ class CertificateAuthority:
         usage: x509.ObjectIdentifier,
         alternative_names: list[x509.GeneralName],
     ) -> x509.Certificate:
-        now = _now()
+        now = utc_now()
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)

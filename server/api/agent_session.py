@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from server.domain.agents import MAX_HOSTNAME_CHARS, AgentRegistry, HeartbeatRecord, HelloInfo
-from server.domain.dispatch import AgentConnection, Dispatcher, utcnow
+from server.domain.clock import utc_now
+from server.domain.dispatch import AgentConnection, Dispatcher
 from server.domain.heartbeats import HeartbeatBatcher
 from server.domain.text import sanitized
 from server.errors import Unauthenticated
@@ -75,14 +76,14 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         connection = self._dispatcher.attach(agent_id, hostname)
         reader: asyncio.Task[None] | None = None
         try:
-            await self._agents.connected(agent_id, info, context.peer(), utcnow())
+            await self._agents.connected(agent_id, info, context.peer(), utc_now())
             if await self._agents.is_revoked(agent_id):
                 # Revoked while it was saying hello: the revocation found no stream to close.
                 connection.close("revoked by an admin", revoked=True)
             log.info("agent %s (%s) connected from %s", hostname, agent_id, context.peer())
             welcome = agent_pb2.ServerMessage()
             welcome.welcome.heartbeat_interval_s = int(self._dispatcher.heartbeat_interval_s)
-            welcome.welcome.server_time.FromDatetime(utcnow())
+            welcome.welcome.server_time.FromDatetime(utc_now())
             reader = asyncio.create_task(self._read(agent_id, connection, request_iterator))
             await context.write(welcome)
             await self._write(connection, context)
@@ -92,7 +93,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             if self._dispatcher.detach(connection):
-                await asyncio.shield(self._agents.disconnected(agent_id, utcnow()))
+                await asyncio.shield(self._agents.disconnected(agent_id, utc_now()))
             log.info(
                 "agent %s disconnected: %s", agent_id, connection.close_reason or "stream ended"
             )
@@ -139,7 +140,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 if kind == "heartbeat":
                     self._heartbeats.add(_heartbeat_record(agent_id, message.heartbeat))
                 elif kind == "result":
-                    await self._dispatcher.accept_result(agent_id, message.result, utcnow())
+                    await self._dispatcher.accept_result(agent_id, message.result, utc_now())
                     ack = agent_pb2.ServerMessage()
                     ack.ack.command_id = message.result.command_id
                     connection.send(ack)
@@ -156,7 +157,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
 def _heartbeat_record(agent_id: str, beat: agent_pb2.Heartbeat) -> HeartbeatRecord:
     return HeartbeatRecord(
         agent_id=agent_id,
-        at=utcnow(),
+        at=utc_now(),
         cpu_percent=beat.cpu_percent,
         memory_percent=beat.memory_percent,
         system_disk_percent=beat.system_disk_percent,

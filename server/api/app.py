@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from server.api.agent_session import AgentSessionServicer
 from server.api.auth import AuthInterceptor
 from server.api.console import ConsoleServicer
 from server.api.enrollment import EnrollmentServicer
+from server.domain.clock import utc_now
 from server.domain.dispatch import Dispatcher
 from server.domain.heartbeats import HeartbeatBatcher
 from server.domain.roles import Principal, Role
@@ -96,7 +96,7 @@ class SondeServer:
         dispatcher = Dispatcher(services.agents, services.diagnostics, options.heartbeat_interval_s)
         services.dispatcher = dispatcher
         self._dispatcher = dispatcher
-        reset = await services.agents.mark_all_disconnected(_now())
+        reset = await services.agents.mark_all_disconnected(utc_now())
         if reset:
             log.info("marked %d agents offline after a restart", reset)
         heartbeats = HeartbeatBatcher(services.agents)
@@ -190,10 +190,6 @@ class SondeServer:
                 await task
         if self._db is not None:
             await self._db.close()
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 async def serve(options: RunOptions, stop: asyncio.Event) -> None:

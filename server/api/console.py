@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ from server.api import mapping
 from server.api.auth import current_principal
 from server.api.errors import translate_errors
 from server.domain.audit import DetailValue
+from server.domain.clock import utc_now
 from server.domain.roles import Principal
 from server.domain.ticket_model import TicketChannel, TicketPriority
 from server.errors import InvalidArgument, SondeError
@@ -129,7 +130,7 @@ class ConsoleServicer(console_pb2_grpc.ConsoleServiceServicer):
         async with self._audited(principal, "agent.revoke") as entry:
             agent = await self._s.agents.resolve(request.agent)
             entry.agent_id = agent.id
-            revoked = await self._s.agents.revoke(agent.id, request.reason, datetime.now(UTC))
+            revoked = await self._s.agents.revoke(agent.id, request.reason, utc_now())
             await self._s.dispatcher.disconnect(agent.id, request.reason or "revoked by an admin")
         return console_pb2.RevokeAgentResponse(agent=mapping.agent(revoked))
 

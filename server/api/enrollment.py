@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from server.api.errors import translate_errors
 from server.domain.agents import AgentRegistry
 from server.domain.audit import AuditLog
-from server.domain.dispatch import utcnow
+from server.domain.clock import utc_now
 from server.domain.enrollment_tokens import EnrollmentTokens
 from server.errors import InvalidArgument
 from server.pki import CertificateAuthority, fingerprint
@@ -56,11 +56,11 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             raise InvalidArgument("an enrollment needs the token id and its secret")
         if len(request.secret) > MAX_SECRET_BYTES or len(request.csr_der) > MAX_CSR_BYTES:
             raise InvalidArgument("the enrollment request is larger than any valid one")
-        await self._tokens.consume(request.token_id, request.secret, utcnow())
+        await self._tokens.consume(request.token_id, request.secret, utc_now())
         agent_id, certificate = self._authority.sign_agent_request(request.csr_der)
         # The registry cleans and bounds the host name and platform the agent reports.
         agent = await self._agents.enroll(
-            agent_id, request.hostname, request.platform, fingerprint(certificate), utcnow()
+            agent_id, request.hostname, request.platform, fingerprint(certificate), utc_now()
         )
         await self._audit.record(
             f"enrollment-token:{request.token_id}",

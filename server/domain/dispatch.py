@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.checks import CheckContext, evaluate
 from server.domain.agents import AgentRecord, AgentRegistry
+from server.domain.clock import utc_now
 from server.domain.diagnostics import Diagnostics
 from server.errors import DeadlineExceeded, NotFound, PermissionDenied, Unavailable
 from sonde.v1 import agent_pb2
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 
 # A stream that has sent nothing for this many heartbeat intervals is considered dead.
 MISSED_HEARTBEATS = 2.5
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(eq=False)
@@ -94,7 +91,7 @@ class Dispatcher:
         previous = self._connections.get(agent_id)
         if previous is not None:
             previous.close("replaced by a newer connection from the same agent")
-        connection = AgentConnection(agent_id, hostname, utcnow())
+        connection = AgentConnection(agent_id, hostname, utc_now())
         self._connections[agent_id] = connection
         return connection
 
@@ -144,9 +141,9 @@ class Dispatcher:
         connection = self._connections.get(agent_id)
         if connection is None or connection.closing:
             agent = await self._agents.get(agent_id)
-            raise Unavailable(describe_offline(agent, utcnow()))
+            raise Unavailable(describe_offline(agent, utc_now()))
         command_id = uuid.uuid4().hex
-        expires_at = utcnow() + dt.timedelta(seconds=timeout_s)
+        expires_at = utc_now() + dt.timedelta(seconds=timeout_s)
         await self._diagnostics.create_command(
             command_id,
             agent_id,
