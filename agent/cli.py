@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 # reasons; it reads this once, when grpc is first imported, so it must come first.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from agent import exit_codes
-from agent.paths import default_state_dir
+from sonde.agent import exit_codes
+from sonde.agent.paths import default_state_dir
 
 if TYPE_CHECKING:
     import asyncio
 
-    from agent.collectors.runner import CollectContext
+    from sonde.agent.collectors.runner import CollectContext
     from sonde.v1 import diagnostics_pb2
 
 # What the Hello announces, in registry order, without importing the collectors before
@@ -121,7 +121,7 @@ def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
     # Only enrollment needs cryptography: keep its ~8 MiB out of the long-running agent.
     import json
 
-    from agent.enroll import EnrollmentError, enroll
+    from sonde.agent.enroll import EnrollmentError, enroll
 
     try:
         state = enroll(args.token, state_dir, force=args.force)
@@ -152,7 +152,7 @@ def _collect_context(
     args: argparse.Namespace, state_dir: Path, server_address: str | None
 ) -> CollectContext:
     # Imported here so that enroll works (and starts fast) without the collectors.
-    from agent.collectors.runner import CollectContext
+    from sonde.agent.collectors.runner import CollectContext
 
     return CollectContext(
         server_address=server_address,
@@ -163,8 +163,8 @@ def _collect_context(
 
 
 def _collect(args: argparse.Namespace, state_dir: Path) -> int:
-    from agent.collect_cmd import run_collect
-    from agent.state import NotEnrolled, load_state
+    from sonde.agent.collect_cmd import run_collect
+    from sonde.agent.state import NotEnrolled, load_state
 
     try:
         server_address: str | None = load_state(state_dir).agent_address
@@ -190,15 +190,15 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     keep_openssl_out()
     import asyncio
 
-    from agent.journal import Outbox
-    from agent.state import (
+    from sonde.agent.journal import Outbox
+    from sonde.agent.state import (
         NotEnrolled,
         UnsafePermissions,
         check_permissions,
         load_credentials,
         load_state,
     )
-    from agent.transport import AgentRuntime, SessionTarget
+    from sonde.agent.transport import AgentRuntime, SessionTarget
 
     try:
         check_permissions(state_dir)
@@ -210,7 +210,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
 
     async def collect(only: Sequence[str]) -> diagnostics_pb2.Snapshot:
         # The collectors (and platform, shutil...) load with the first Collect, not at idle.
-        from agent.collectors.runner import collect_snapshot
+        from sonde.agent.collectors.runner import collect_snapshot
 
         return await collect_snapshot(_collect_context(args, state_dir, state.agent_address), only)
 

@@ -16,9 +16,9 @@ from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from agent.checks import evaluate, worst_severity
-from agent.checks.wording import duration, percent, size
-from agent.collectors.runner import CollectContext, collect_snapshot
+from sonde.agent.checks import evaluate, worst_severity
+from sonde.agent.checks.wording import duration, percent, size
+from sonde.agent.collectors.runner import CollectContext, collect_snapshot
 from sonde.v1 import diagnostics_pb2
 
 Severity = diagnostics_pb2.Severity

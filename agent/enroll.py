@@ -14,17 +14,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.bundle import decode_bundle
-from agent.identity import agent_id_from_public_key
-from agent.paths import CA_FILE, CERT_FILE, KEY_FILE, STATE_FILE
-from agent.platform_info import platform_name
-from agent.state import (
+from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, STATE_FILE
+from sonde.agent.platform_info import platform_name
+from sonde.agent.state import (
     AgentState,
     ensure_state_dir,
     is_enrolled,
     save_state,
     write_private_file,
 )
+from sonde.enrollment_bundle import decode_bundle
+from sonde.identity import agent_id_from_public_key
 from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 ENROLL_TIMEOUT_S = 20.0

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from agent.paths import OUTBOX_DIR
-from agent.state import fsync_dir, write_private_file
+from sonde.agent.paths import OUTBOX_DIR
+from sonde.agent.state import fsync_dir, write_private_file
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.identity import is_agent_id
-from agent.paths import CA_FILE, CERT_FILE, KEY_FILE, SECRET_DIRS, SECRET_FILES, STATE_FILE
+from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, SECRET_DIRS, SECRET_FILES, STATE_FILE
+from sonde.identity import is_agent_id
 
 log = logging.getLogger(__name__)
 

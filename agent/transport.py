@@ -18,12 +18,12 @@ import grpc
 import grpc.aio
 
 import sonde
-from agent import exit_codes
-from agent.backoff import Backoff
-from agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
-from agent.journal import Outbox, is_command_id
-from agent.platform_info import describe_machine
-from agent.state import AgentState, Credentials
+from sonde.agent import exit_codes
+from sonde.agent.backoff import Backoff
+from sonde.agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
+from sonde.agent.journal import Outbox, is_command_id
+from sonde.agent.platform_info import describe_machine
+from sonde.agent.state import AgentState, Credentials
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.bundle import decode_bundle
 from bench import children
 from bench.fleet_enroll import enroll_fleet
 from bench.fleet_workers import start_worker
 from bench.local_server import LocalServer, wait_for
 from bench.procfs import Footprint, footprint, mib
 from bench.stats import Row, format_table
+from sonde.enrollment_bundle import decode_bundle
 
 RSS_TARGET_MIB = 40.0
 CPU_TARGET_PERCENT = 0.2

@@ -31,13 +31,13 @@ from types import FrameType
 import grpc
 import grpc.aio
 
-from agent.bundle import decode_bundle
 from bench import children
 from bench.fleet_enroll import enroll_fleet
 from bench.fleet_workers import Worker, read_counts, start_worker
 from bench.local_server import LocalServer
 from bench.procfs import cpu_seconds, footprint, mib
 from bench.stats import Row, format_table
+from sonde.enrollment_bundle import decode_bundle
 from sonde.v1 import console_pb2, console_pb2_grpc
 
 DIAG_TIMEOUT_S = 30.0

@@ -162,7 +162,7 @@ class Fleet:
         self.server_name = str(spec["server_name"])
         self.ca_pem = str(spec["ca_pem"]).encode()
         self.ramp_s = float(str(spec.get("ramp_s", 0)))
-        # Given by the parent (agent.transport's), so this process imports no agent code
+        # Given by the parent (sonde.agent.transport's), so this process imports no agent code
         # and, run with one agent, is the floor a minimal agent sits on.
         raw_keepalive = spec["keepalive"]
         assert isinstance(raw_keepalive, list)

@@ -12,8 +12,8 @@ import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.bundle import decode_bundle
-from agent.enroll import build_csr, check_issued_certificate, generate_key
+from sonde.agent.enroll import build_csr, check_issued_certificate, generate_key
+from sonde.enrollment_bundle import decode_bundle
 from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 ENROLL_TIMEOUT_S = 60.0

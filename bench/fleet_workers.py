@@ -10,10 +10,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.transport import KEEPALIVE_OPTIONS
 from bench import children
 from bench.fleet_enroll import EnrolledAgent
 from bench.local_server import LocalServer
+from sonde.agent.transport import KEEPALIVE_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.collectors.runner import CollectContext, collect_snapshot
+from sonde.agent.collectors.runner import CollectContext, collect_snapshot
 
 # Children end by themselves after this even if the benchmark is killed with -9.
 _CHILD_LIFETIME_S = 300

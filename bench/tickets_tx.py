@@ -17,10 +17,10 @@ from pathlib import Path
 
 import asyncpg
 
-from server.domain.roles import Principal, Role
-from server.domain.tickets import Tickets
-from server.domain.users import Users
-from server.storage.db import Database, database_url, migrate
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.tickets import Tickets
+from sonde.server.domain.users import Users
+from sonde.server.storage.db import Database, database_url, migrate
 
 CONCURRENCY = 8
 PG = {"host": "127.0.0.1", "port": 5432, "database": "test"}

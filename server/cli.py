@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from server import pki
-from server.domain.audit import AuditLog
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.domain.roles import Role
-from server.domain.users import Users
-from server.enrollment_issuer import BundleIssuer
-from server.errors import SondeError
-from server.settings import (
+from sonde.server import pki
+from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.roles import Role
+from sonde.server.domain.users import Users
+from sonde.server.enrollment_issuer import BundleIssuer
+from sonde.server.errors import SondeError
+from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
     DEFAULT_CONSOLE_ADDRESS,
     DEFAULT_HEARTBEAT_INTERVAL_S,
@@ -29,7 +29,7 @@ from server.settings import (
     ServerConfig,
     split_address,
 )
-from server.storage.db import Database, database_url, migrate
+from sonde.server.storage.db import Database, database_url, migrate
 
 log = logging.getLogger("sonde-server")
 
@@ -123,7 +123,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from server.api.app import RunOptions, serve  # the gRPC stack only when serving
+    from sonde.server.api.app import RunOptions, serve  # the gRPC stack only when serving
 
     data = DataDir(args.data)
     data.require_initialised()

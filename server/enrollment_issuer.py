@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agent.bundle import encode_bundle
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.services import IssuedEnrollment
+from sonde.enrollment_bundle import encode_bundle
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.services import IssuedEnrollment
 from sonde.v1 import enrollment_pb2
 
 

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.identity import agent_id_from_public_key
-from server.domain.clock import utc_now
-from server.errors import InvalidArgument, Unauthenticated
+from sonde.identity import agent_id_from_public_key
+from sonde.server.domain.clock import utc_now
+from sonde.server.errors import InvalidArgument, Unauthenticated
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=825)

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from server.domain.agents import AgentRegistry
-from server.domain.audit import AuditLog
-from server.domain.diagnostics import Diagnostics
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.domain.tickets import Tickets
-from server.domain.users import Users
-from server.errors import Unavailable
-from server.storage.db import Database
+from sonde.server.domain.agents import AgentRegistry
+from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.tickets import Tickets
+from sonde.server.domain.users import Users
+from sonde.server.errors import Unavailable
+from sonde.server.storage.db import Database
 
 
 class Dispatcher(Protocol):

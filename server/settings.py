@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from server.pki import PkiPaths
+from sonde.server.pki import PkiPaths
 
 DEFAULT_CONSOLE_ADDRESS = "127.0.0.1:8443"
 DEFAULT_AGENT_ADDRESS = "127.0.0.1:8444"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from agent.checks import battery, cpu, disk, memory, network, services, system, updates
-from agent.checks.context import CheckContext
-from agent.checks.thresholds import Thresholds
+from sonde.agent.checks import battery, cpu, disk, memory, network, services, system, updates
+from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.thresholds import Thresholds
 from sonde.v1 import diagnostics_pb2
 
 __all__ = ["CHECKS", "CheckContext", "Thresholds", "evaluate", "worst_severity"]

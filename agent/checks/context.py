@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.checks.thresholds import Thresholds
+from sonde.agent.checks.thresholds import Thresholds
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.checks.context import CheckContext
-from agent.checks.wording import CRITICAL, OK, WARNING, finding, percent
+from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding, percent
 from sonde.v1 import diagnostics_pb2
 
 # A sensor's own high mark below this is a firmware placeholder, not a real limit.

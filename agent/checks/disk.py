@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from agent.checks.context import CheckContext
-from agent.checks.wording import CRITICAL, OK, WARNING, disk_name, finding, percent, size, worse
+from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.wording import (
+    CRITICAL,
+    OK,
+    WARNING,
+    disk_name,
+    finding,
+    percent,
+    size,
+    worse,
+)
 from sonde.v1 import diagnostics_pb2
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.checks.context import CheckContext
-from agent.checks.wording import CRITICAL, OK, WARNING, duration, finding
+from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.wording import CRITICAL, OK, WARNING, duration, finding
 from sonde.v1 import diagnostics_pb2
 
 

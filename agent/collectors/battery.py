@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import psutil
 
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.platform_parts import BatteryCapacity, PlatformParts
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.platform_parts import BatteryCapacity, PlatformParts
 from sonde.v1 import diagnostics_pb2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.errors import CollectorUnavailable
 
 
 def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:

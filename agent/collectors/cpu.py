@@ -10,10 +10,10 @@ from typing import Any
 
 import psutil
 
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.platform_parts import PlatformParts
-from agent.collectors.sampling import SAMPLE_WINDOW_S
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors.sampling import SAMPLE_WINDOW_S
 from sonde.v1 import diagnostics_pb2
 
 # Guest time is already counted in user time on Linux; psutil does the same.

@@ -9,9 +9,9 @@ import sys
 import psutil
 from psutil._ntuples import sdiskpart
 
-from agent.collectors import smart
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors import smart
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.v1 import diagnostics_pb2
 
 

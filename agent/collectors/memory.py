@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from agent.collectors.context import CollectContext
+from sonde.agent.collectors.context import CollectContext
 from sonde.v1 import diagnostics_pb2
 
 

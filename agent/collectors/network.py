@@ -10,10 +10,10 @@ from functools import partial
 import psutil
 from google.protobuf.message import Message
 
-from agent.collectors import probes
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors import probes
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.platform_parts import PlatformParts
 from sonde.v1 import diagnostics_pb2
 
 _FAMILIES = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6", psutil.AF_LINK: "mac"}

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from agent.collectors.context import CollectContext
-from agent.collectors.sampling import SAMPLE_WINDOW_S
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.sampling import SAMPLE_WINDOW_S
 from sonde.v1 import diagnostics_pb2
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)

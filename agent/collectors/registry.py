@@ -13,7 +13,7 @@ from functools import cache, partial
 
 from google.protobuf.message import Message
 
-from agent.collectors import (
+from sonde.agent.collectors import (
     battery,
     cpu,
     disks,
@@ -25,8 +25,8 @@ from agent.collectors import (
     system,
     updates,
 )
-from agent.collectors.context import CollectContext
-from agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.platform_parts import PlatformParts
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,15 @@ class Collector:
 
 def platform_parts() -> PlatformParts:
     if sys.platform == "win32":
-        from agent.collectors.windows import parts as windows_parts
+        from sonde.agent.collectors.windows import parts as windows_parts
 
         return windows_parts
     if sys.platform == "darwin":
-        from agent.collectors.macos import parts as macos_parts
+        from sonde.agent.collectors.macos import parts as macos_parts
 
         return macos_parts
     # Linux, and the other POSIX systems as far as /proc and /etc take them.
-    from agent.collectors.linux import parts as linux_parts
+    from sonde.agent.collectors.linux import parts as linux_parts
 
     return linux_parts
 

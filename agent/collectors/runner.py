@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.registry import Collector, registered_collectors
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.registry import Collector, registered_collectors
 from sonde.v1 import diagnostics_pb2
 
 __all__ = [

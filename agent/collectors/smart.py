@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any
 
-from agent.collectors.command import run_command
-from agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.command import run_command
+from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.v1 import diagnostics_pb2
 
 CACHE_SECONDS = 600.0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from agent.collectors.context import CollectContext
-from agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.platform_parts import PlatformParts
 from sonde.v1 import diagnostics_pb2
 
 MAX_PACKAGES = 2000  # keeps a snapshot far below the 4 MiB message limit

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from agent.collectors.context import CollectContext
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.platform_parts import PlatformParts
 from sonde.v1 import diagnostics_pb2
 
 

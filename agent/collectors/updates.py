@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.collectors.context import CollectContext
-from agent.collectors.platform_parts import PlatformParts
+from sonde.agent.collectors.context import CollectContext
+from sonde.agent.collectors.platform_parts import PlatformParts
 from sonde.v1 import diagnostics_pb2
 
 

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from server.domain.agents import MAX_HOSTNAME_CHARS, AgentRegistry, HeartbeatRecord, HelloInfo
-from server.domain.clock import utc_now
-from server.domain.dispatch import AgentConnection, Dispatcher
-from server.domain.heartbeats import HeartbeatBatcher
-from server.domain.text import sanitized
-from server.errors import Unauthenticated
-from server.pki import agent_id_from_certificate
+from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, AgentRegistry, HeartbeatRecord, HelloInfo
+from sonde.server.domain.clock import utc_now
+from sonde.server.domain.dispatch import AgentConnection, Dispatcher
+from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.text import sanitized
+from sonde.server.errors import Unauthenticated
+from sonde.server.pki import agent_id_from_certificate
 from sonde.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)

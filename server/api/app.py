@@ -17,19 +17,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from server.api.agent_session import AgentSessionServicer
-from server.api.auth import AuthInterceptor
-from server.api.console import ConsoleServicer
-from server.api.enrollment import EnrollmentServicer
-from server.domain.clock import utc_now
-from server.domain.dispatch import Dispatcher
-from server.domain.heartbeats import HeartbeatBatcher
-from server.domain.roles import Principal, Role
-from server.enrollment_issuer import BundleIssuer
-from server.pki import CertificateAuthority
-from server.services import ServerServices, open_services
-from server.settings import DataDir, join_address, split_address
-from server.storage.db import Database
+from sonde.server.api.agent_session import AgentSessionServicer
+from sonde.server.api.auth import AuthInterceptor
+from sonde.server.api.console import ConsoleServicer
+from sonde.server.api.enrollment import EnrollmentServicer
+from sonde.server.domain.clock import utc_now
+from sonde.server.domain.dispatch import Dispatcher
+from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.enrollment_issuer import BundleIssuer
+from sonde.server.pki import CertificateAuthority
+from sonde.server.services import ServerServices, open_services
+from sonde.server.settings import DataDir, join_address, split_address
+from sonde.server.storage.db import Database
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,

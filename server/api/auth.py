@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 
-from server.api.errors import status_for
-from server.domain.roles import Principal, Role
-from server.errors import PermissionDenied, SondeError, Unauthenticated
+from sonde.server.api.errors import status_for
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.errors import PermissionDenied, SondeError, Unauthenticated
 
 _principal: ContextVar[Principal | None] = ContextVar("sonde_principal", default=None)
 

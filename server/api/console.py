@@ -16,15 +16,15 @@ from typing import Any
 import grpc
 
 import sonde
-from server.api import mapping
-from server.api.auth import current_principal
-from server.api.errors import translate_errors
-from server.domain.audit import DetailValue
-from server.domain.clock import utc_now
-from server.domain.roles import Principal
-from server.domain.ticket_model import TicketChannel, TicketPriority
-from server.errors import InvalidArgument, SondeError
-from server.services import ServerServices
+from sonde.server.api import mapping
+from sonde.server.api.auth import current_principal
+from sonde.server.api.errors import translate_errors
+from sonde.server.domain.audit import DetailValue
+from sonde.server.domain.clock import utc_now
+from sonde.server.domain.roles import Principal
+from sonde.server.domain.ticket_model import TicketChannel, TicketPriority
+from sonde.server.errors import InvalidArgument, SondeError
+from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2, console_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -11,13 +11,13 @@ import logging
 import grpc
 from cryptography.hazmat.primitives import serialization
 
-from server.api.errors import translate_errors
-from server.domain.agents import AgentRegistry
-from server.domain.audit import AuditLog
-from server.domain.clock import utc_now
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.errors import InvalidArgument
-from server.pki import CertificateAuthority, fingerprint
+from sonde.server.api.errors import translate_errors
+from sonde.server.domain.agents import AgentRegistry
+from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.clock import utc_now
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.errors import InvalidArgument
+from sonde.server.pki import CertificateAuthority, fingerprint
 from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import grpc
 
-from server import errors
+from sonde.server import errors
 
 log = logging.getLogger(__name__)
 

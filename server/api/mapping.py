@@ -9,10 +9,10 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from server.domain.agents import AgentRecord
-from server.domain.diagnostics import SnapshotSummaryRecord, StoredSnapshotRecord
-from server.domain.roles import Role
-from server.domain.ticket_model import (
+from sonde.server.domain.agents import AgentRecord
+from sonde.server.domain.diagnostics import SnapshotSummaryRecord, StoredSnapshotRecord
+from sonde.server.domain.roles import Role
+from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventRecord,
     TicketLevel,
@@ -20,8 +20,8 @@ from server.domain.ticket_model import (
     TicketRecord,
     TicketStatus,
 )
-from server.domain.users import UserRecord
-from server.errors import InvalidArgument
+from sonde.server.domain.users import UserRecord
+from sonde.server.errors import InvalidArgument
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 E = TypeVar("E", bound=enum.Enum)

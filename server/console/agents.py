@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from server.console.context import Context
-from server.console.render import agent_detail, agents_table
-from server.console.render_ticket import tickets_table
+from sonde.server.console.context import Context
+from sonde.server.console.render import agent_detail, agents_table
+from sonde.server.console.render_ticket import tickets_table
 from sonde.v1 import console_pb2
 
 

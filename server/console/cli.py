@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from server.console import agents, demo, diag, login, tickets, users
-from server.console.context import Context
-from server.console.errors import CliError
-from server.console.output import Output
+from sonde.server.console import agents, demo, diag, login, tickets, users
+from sonde.server.console.context import Context
+from sonde.server.console.errors import CliError
+from sonde.server.console.output import Output
 
 EXIT_OK = 0
 EXIT_FAILED = 1

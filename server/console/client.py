@@ -12,8 +12,8 @@ from typing import Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from server.console.config import Credentials
-from server.console.errors import CliError
+from sonde.server.console.config import Credentials
+from sonde.server.console.errors import CliError
 from sonde.v1 import console_pb2_grpc
 
 # Ordinary calls touch the database only; a slow answer means something is wrong.

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.console.errors import CliError
+from sonde.server.console.errors import CliError
 
 CONFIG_FILE_NAME = "config.json"
 LOGIN_HINT = (

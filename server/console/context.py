@@ -7,9 +7,9 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from server.console.client import ConsoleClient
-from server.console.config import config_path, load_credentials
-from server.console.output import Output
+from sonde.server.console.client import ConsoleClient
+from sonde.server.console.config import config_path, load_credentials
+from sonde.server.console.output import Output
 
 
 class Context:

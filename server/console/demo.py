@@ -23,12 +23,12 @@ from typing import Any
 
 from rich.text import Text
 
-from server.console.context import Context
-from server.console.demo_run import DemoRun, Step, StepFailed, tail
-from server.console.errors import CliError
-from server.console.output import Output, message_json
-from server.console.render import findings_table, inert
-from server.console.render_ticket import ticket_view
+from sonde.server.console.context import Context
+from sonde.server.console.demo_run import DemoRun, Step, StepFailed, tail
+from sonde.server.console.errors import CliError
+from sonde.server.console.output import Output, message_json
+from sonde.server.console.render import findings_table, inert
+from sonde.server.console.render_ticket import ticket_view
 
 # While waiting for Ctrl-C, how often to check that both processes still run.
 _WATCH_S = 0.5

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from server.console.client import ConsoleClient, diag_deadline
-from server.console.config import Credentials
-from server.console.errors import CliError
+from sonde.server.console.client import ConsoleClient, diag_deadline
+from sonde.server.console.config import Credentials
+from sonde.server.console.errors import CliError
 from sonde.v1 import console_pb2
 
 DEMO_TITLE = "Demo: user reports the PC is slow"
@@ -123,8 +123,8 @@ class DemoRun:
 
     def run_all(self) -> None:
         self.agent_state.mkdir(mode=0o700)
-        server = program("sonde-server", "server.cli")
-        agent = program("sonde-agent", "agent.cli")
+        server = program("sonde-server", "sonde.server.cli")
+        agent = program("sonde-agent", "sonde.agent.cli")
         data = str(self.server_data)
         initialised = self.step(
             "create the server (CA, certificates, database, admin)",

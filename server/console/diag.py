@@ -9,10 +9,10 @@ import time
 import grpc
 from rich.text import Text
 
-from server.console.client import diag_deadline
-from server.console.context import Context
-from server.console.errors import CliError
-from server.console.render import findings_table, inert, key_facts, snapshot_line
+from sonde.server.console.client import diag_deadline
+from sonde.server.console.context import Context
+from sonde.server.console.errors import CliError
+from sonde.server.console.render import findings_table, inert, key_facts, snapshot_line
 from sonde.v1 import console_pb2
 
 # How often the spinner line refreshes while the agent collects.

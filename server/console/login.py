@@ -8,18 +8,18 @@ from pathlib import Path
 
 from rich.text import Text
 
-from server.console.client import ConsoleClient
-from server.console.config import (
+from sonde.server.console.client import ConsoleClient
+from sonde.server.console.config import (
     Credentials,
     check_server_address,
     read_ca_file,
     remove_credentials,
     save_credentials,
 )
-from server.console.context import Context
-from server.console.errors import CliError
-from server.console.output import message_json
-from server.console.render import inert, role_label
+from sonde.server.console.context import Context
+from sonde.server.console.errors import CliError
+from sonde.server.console.output import message_json
+from sonde.server.console.render import inert, role_label
 from sonde.v1 import console_pb2
 
 

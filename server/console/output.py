@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from server.console.errors import CliError
-from server.console.render import inert
+from sonde.server.console.errors import CliError
+from sonde.server.console.render import inert
 
 
 def message_json(message: Message) -> dict[str, Any]:

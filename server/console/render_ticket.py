@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from server.console.render import (
+from sonde.server.console.render import (
     SEVERITY_STYLE,
     enum_label,
     format_duration,

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Mapping
 from typing import TypeVar
 
-from server.console.context import Context
-from server.console.errors import CliError
-from server.console.render_ticket import level_label, status_label, ticket_view, tickets_table
+from sonde.server.console.context import Context
+from sonde.server.console.errors import CliError
+from sonde.server.console.render_ticket import level_label, status_label, ticket_view, tickets_table
 from sonde.v1 import console_pb2
 
 CHANNELS = {

@@ -11,13 +11,13 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.identity import is_agent_id
-from server.domain.clock import require_aware
-from server.domain.text import checked_text, sanitized
-from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from server.storage.db import Database
-from server.storage.tables import agents
-from server.storage.types import AnyRow
+from sonde.identity import is_agent_id
+from sonde.server.domain.clock import require_aware
+from sonde.server.domain.text import checked_text, sanitized
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import agents
+from sonde.server.storage.types import AnyRow
 
 MAX_HOSTNAME_CHARS = 255
 _AMBIGUOUS_SHOWN = 5

@@ -18,11 +18,11 @@ from datetime import datetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.domain.clock import Clock, require_aware, utc_now
-from server.domain.text import sanitized
-from server.storage.db import Database
-from server.storage.tables import audit_log
-from server.storage.types import AnyRow
+from sonde.server.domain.clock import Clock, require_aware, utc_now
+from sonde.server.domain.text import sanitized
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import audit_log
+from sonde.server.storage.types import AnyRow
 
 GENESIS_HASH = "0" * 64
 # Detail keys that could carry a secret (token, api_token, secret, ...) are dropped, whatever

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.domain.clock import Clock, require_aware, utc_now
-from server.domain.ticket_model import TicketEventKind
-from server.domain.timeline import append_event
-from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from server.storage.db import Database
-from server.storage.tables import agents, commands, findings, snapshots, tickets
-from server.storage.types import AnyRow
+from sonde.server.domain.clock import Clock, require_aware, utc_now
+from sonde.server.domain.ticket_model import TicketEventKind
+from sonde.server.domain.timeline import append_event
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import agents, commands, findings, snapshots, tickets
+from sonde.server.storage.types import AnyRow
 from sonde.v1 import diagnostics_pb2
 
 MAX_COMMAND_ID_CHARS = 64

@@ -14,11 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from agent.checks import CheckContext, evaluate
-from server.domain.agents import AgentRecord, AgentRegistry
-from server.domain.clock import utc_now
-from server.domain.diagnostics import Diagnostics
-from server.errors import DeadlineExceeded, NotFound, PermissionDenied, Unavailable
+from sonde.agent.checks import CheckContext, evaluate
+from sonde.server.domain.agents import AgentRecord, AgentRegistry
+from sonde.server.domain.clock import utc_now
+from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.errors import DeadlineExceeded, NotFound, PermissionDenied, Unavailable
 from sonde.v1 import agent_pb2
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from server.domain import hashed_secrets
-from server.domain.clock import Clock, require_aware, utc_now
-from server.errors import InvalidArgument, Unauthenticated
-from server.storage.db import Database
-from server.storage.tables import enrollment_tokens
+from sonde.server.domain import hashed_secrets
+from sonde.server.domain.clock import Clock, require_aware, utc_now
+from sonde.server.errors import InvalidArgument, Unauthenticated
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import enrollment_tokens
 
 MAX_USES = 1000
 MIN_TTL = timedelta(minutes=1)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from server.domain.agents import AgentRegistry, HeartbeatRecord
+from sonde.server.domain.agents import AgentRegistry, HeartbeatRecord
 
 log = logging.getLogger(__name__)
 

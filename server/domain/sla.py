@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from server.domain.ticket_model import TicketPriority
+from sonde.server.domain.ticket_model import TicketPriority
 
 RESPONSE_WITHIN: dict[TicketPriority, timedelta] = {
     TicketPriority.P1: timedelta(hours=1),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from server.errors import InvalidArgument
+from sonde.server.errors import InvalidArgument
 
 # Newlines and tabs are fine in bodies; every other control or format character is refused,
 # so nothing can rewrite a technician's terminal (ANSI escapes) or hide text (bidi overrides).

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # diagnostics.py imports this module for TicketEventKind
-    from server.domain.diagnostics import SnapshotSummaryRecord
+    from sonde.server.domain.diagnostics import SnapshotSummaryRecord
     from sonde.v1 import diagnostics_pb2
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.domain.diagnostics import load_findings, load_summaries
-from server.domain.roles import Role
-from server.domain.ticket_model import (
+from sonde.server.domain.diagnostics import load_findings, load_summaries
+from sonde.server.domain.roles import Role
+from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketEventRecord,
@@ -16,9 +16,9 @@ from server.domain.ticket_model import (
     TicketRecord,
     TicketStatus,
 )
-from server.errors import NotFound
-from server.storage.tables import agents, snapshots, ticket_events, tickets, users
-from server.storage.types import AnyRow
+from sonde.server.errors import NotFound
+from sonde.server.storage.tables import agents, snapshots, ticket_events, tickets, users
+from sonde.server.storage.types import AnyRow
 
 TICKET_COLUMNS = (*tickets.c, agents.c.hostname.label("agent_hostname"))
 

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.domain import sla
-from server.domain.clock import Clock, utc_now
-from server.domain.roles import Principal, Role
-from server.domain.text import checked_text
-from server.domain.ticket_model import (
+from sonde.server.domain import sla
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.text import checked_text
+from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketEventRecord,
@@ -32,7 +32,7 @@ from server.domain.ticket_model import (
     TicketRecord,
     TicketStatus,
 )
-from server.domain.ticket_queries import (
+from sonde.server.domain.ticket_queries import (
     TICKET_COLUMNS,
     load_ticket,
     load_timeline,
@@ -40,10 +40,10 @@ from server.domain.ticket_queries import (
     ticket_from_row,
     user_role,
 )
-from server.domain.timeline import append_event
-from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from server.storage.db import Database
-from server.storage.tables import agents, snapshots, tickets
+from sonde.server.domain.timeline import append_event
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import agents, snapshots, tickets
 
 MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 10_000

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.tables import ticket_events, tickets
+from sonde.server.storage.tables import ticket_events, tickets
 
 
 async def append_event(

@@ -11,13 +11,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.domain import hashed_secrets
-from server.domain.clock import Clock, utc_now
-from server.domain.roles import Principal, Role
-from server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
-from server.storage.db import Database
-from server.storage.tables import api_tokens, users
-from server.storage.types import AnyRow
+from sonde.server.domain import hashed_secrets
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import api_tokens, users
+from sonde.server.storage.types import AnyRow
 
 USER_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 # sonde_<16 hex id>_<43 base64url characters: 32 random bytes>

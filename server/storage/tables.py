@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-from server.storage.types import IdColumnType, UtcDateTime
+from sonde.server.storage.types import IdColumnType, UtcDateTime
 
 # Stable constraint names, so later migrations can refer to them on both engines.
 metadata = MetaData(

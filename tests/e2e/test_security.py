@@ -16,10 +16,10 @@ from cryptography.x509.oid import NameOID
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import MethodDescriptor
 
-from agent.identity import agent_id_from_public_key
-from server.api.auth import METHOD_ROLES, OPEN_METHODS
-from server.domain.roles import Role
-from server.pki import CertificateAuthority
+from sonde.identity import agent_id_from_public_key
+from sonde.server.api.auth import METHOD_ROLES, OPEN_METHODS
+from sonde.server.domain.roles import Role
+from sonde.server.pki import CertificateAuthority
 from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, enrollment_pb2, enrollment_pb2_grpc
 from tests.support.deployment import Deployment, run, wait_for
 
@@ -184,7 +184,7 @@ def test_agent_certificate_from_another_ca_is_refused(shared_sonde: Deployment) 
 
 def enroll_in_process(sonde: Deployment, enrollment: str) -> tuple[str, grpc.ChannelCredentials]:
     """Enroll a key made here (a hand-driven agent), returning its id and mTLS credentials."""
-    from agent.bundle import decode_bundle
+    from sonde.enrollment_bundle import decode_bundle
 
     bundle = decode_bundle(enrollment)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -224,7 +224,7 @@ def test_a_reused_enrollment_token_is_refused(shared_sonde: Deployment) -> None:
 
 def test_an_expired_enrollment_token_is_refused(shared_sonde: Deployment) -> None:
     enrollment = shared_sonde.enrollment(uses=5)
-    from agent.bundle import decode_bundle
+    from sonde.enrollment_bundle import decode_bundle
 
     token_id = decode_bundle(enrollment).token_id
     # Time travel on the server's own database: the token expired a minute ago.

@@ -24,9 +24,9 @@ from sonde.v1 import console_pb2, console_pb2_grpc
 T = TypeVar("T")
 
 PROGRAMS = {
-    "sonde-server": "server.cli",
-    "sonde-agent": "agent.cli",
-    "sonde": "server.console.cli",
+    "sonde-server": "sonde.server.cli",
+    "sonde-agent": "sonde.agent.cli",
+    "sonde": "sonde.server.console.cli",
 }
 
 

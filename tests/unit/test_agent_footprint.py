@@ -1,4 +1,4 @@
-"""`pip install sonde` (no extras) must give a working agent: it never imports the server's deps."""
+"""`pip install sonde-helpdesk` (no extras) gives a working agent that never imports server deps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import subprocess
 import sys
 import textwrap
 
-SERVER_ONLY = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "rich", "grpc_health", "server")
+SERVER_ONLY = (
+    "sqlalchemy",
+    "alembic",
+    "aiosqlite",
+    "asyncpg",
+    "rich",
+    "grpc_health",
+    "sonde.server",
+)
 
 # Runs the agent's code paths with the server's packages made unimportable.
 PROBE = textwrap.dedent(
@@ -17,13 +25,13 @@ PROBE = textwrap.dedent(
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
+            if any(name == b or name.startswith(b + ".") for b in BLOCKED):
                 raise ImportError(f"the agent imported {{name}}, a server-only package")
             return None
 
     sys.meta_path.insert(0, Block())
-    import agent.transport, agent.enroll, agent.journal, agent.state
-    from agent.cli import main
+    import sonde.agent.transport, sonde.agent.enroll, sonde.agent.journal, sonde.agent.state
+    from sonde.agent.cli import main
     sys.exit(main(sys.argv[1:]))
     """
 )

@@ -6,7 +6,7 @@ import re
 import socket
 import struct
 
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
 from sonde.v1 import diagnostics_pb2
 
 _RTF_UP, _RTF_GATEWAY = 0x1, 0x2

@@ -11,10 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent.collectors.command import run_command
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.linux import parse
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.agent.collectors.command import run_command
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.linux import parse
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
 from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 20.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
 from sonde.v1 import diagnostics_pb2
 
 _IOREG_NUMBER = re.compile(r'^\s*\|?\s*"(\w+)"\s*=\s*(-?\d+)\s*$')

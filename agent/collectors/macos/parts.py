@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import platform
 
-from agent.collectors.command import command_output
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.macos import parse
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.agent.collectors.command import command_output
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.macos import parse
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
 from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 10.0

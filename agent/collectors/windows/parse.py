@@ -9,8 +9,8 @@ import re
 from collections.abc import Iterable, Mapping
 from xml.etree import ElementTree
 
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
-from agent.collectors.windows.registry_view import RegistryValue, RegistryView
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.agent.collectors.windows.registry_view import RegistryValue, RegistryView
 from sonde.v1 import diagnostics_pb2
 
 CURRENT_VERSION = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"

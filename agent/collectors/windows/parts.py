@@ -14,11 +14,11 @@ from pathlib import Path
 
 import psutil
 
-from agent.collectors.command import command_output
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
-from agent.collectors.windows import parse
-from agent.collectors.windows.winreg_view import WinregView
+from sonde.agent.collectors.command import command_output
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
+from sonde.agent.collectors.windows import parse
+from sonde.agent.collectors.windows.winreg_view import WinregView
 from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 10.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.collectors.windows.registry_view import RegistryValue
+from sonde.agent.collectors.windows.registry_view import RegistryValue
 
 _NOT_WINDOWS = "the Windows registry exists only on Windows"
 

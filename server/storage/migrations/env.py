@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.storage.db import create_engine
-from server.storage.tables import metadata
+from sonde.server.storage.db import create_engine
+from sonde.server.storage.tables import metadata
 
 config = context.config
 
@@ -27,7 +27,7 @@ def _run(connection: Connection) -> None:
 async def _migrate_online() -> None:
     url = config.attributes.get("sonde_url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("no database URL: call server.storage.db.migrate(url)")
+        raise RuntimeError("no database URL: call sonde.server.storage.db.migrate(url)")
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
@@ -38,5 +38,7 @@ async def _migrate_online() -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("Sonde migrations run online only: call server.storage.db.migrate(url)")
+    raise RuntimeError(
+        "Sonde migrations run online only: call sonde.server.storage.db.migrate(url)"
+    )
 asyncio.run(_migrate_online())

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.bundle import encode_bundle
-from agent.identity import agent_id_from_public_key
+from sonde.enrollment_bundle import encode_bundle
+from sonde.identity import agent_id_from_public_key
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,

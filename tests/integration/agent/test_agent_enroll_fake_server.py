@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.identity import agent_id_from_public_key
+from sonde.identity import agent_id_from_public_key
 from tests.integration.agent.fake_server import (
     SERVER_NAME,
     FakeServer,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import Outbox
-from agent.state import load_credentials, load_state
-from agent.transport import MAX_CONCURRENT_COLLECTS, AgentRuntime, SessionTarget
+from sonde.agent.journal import Outbox
+from sonde.agent.state import load_credentials, load_state
+from sonde.agent.transport import MAX_CONCURRENT_COLLECTS, AgentRuntime, SessionTarget
 from sonde.v1 import agent_pb2, diagnostics_pb2
 from tests.integration.agent.fake_server import FakeServer, eventually
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 import sonde
-from agent.journal import Outbox
+from sonde.agent.journal import Outbox
 from sonde.v1 import agent_pb2
 from tests.integration.agent.fake_server import (
     FakeServer,

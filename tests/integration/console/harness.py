@@ -14,13 +14,13 @@ from typing import Any
 import grpc
 import pytest
 
-from server.api.auth import principal_scope
-from server.api.console import ConsoleServicer
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.domain.roles import Principal, Role
-from server.domain.users import Users
-from server.services import IssuedEnrollment, NotDispatching, ServerServices, open_services
-from server.storage.db import Database
+from sonde.server.api.auth import principal_scope
+from sonde.server.api.console import ConsoleServicer
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.users import Users
+from sonde.server.services import IssuedEnrollment, NotDispatching, ServerServices, open_services
+from sonde.server.storage.db import Database
 from sonde.v1 import console_pb2_grpc
 
 USER_KEY = "x-test-user"

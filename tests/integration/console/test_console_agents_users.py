@@ -6,8 +6,8 @@ import grpc
 import pytest
 from sqlalchemy import select
 
-from server.domain.agents import HelloInfo
-from server.storage.tables import audit_log
+from sonde.server.domain.agents import HelloInfo
+from sonde.server.storage.tables import audit_log
 from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
 from tests.unit.domain.builders import new_agent_id

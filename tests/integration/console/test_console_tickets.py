@@ -6,8 +6,8 @@ import grpc
 import pytest
 from sqlalchemy import select
 
-from server.domain.agents import AgentRecord
-from server.storage.tables import audit_log
+from sonde.server.domain.agents import AgentRecord
+from sonde.server.storage.tables import audit_log
 from sonde.v1 import console_pb2 as pb
 from sonde.v1 import diagnostics_pb2
 from tests.integration.console.harness import Console

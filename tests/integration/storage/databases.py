@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from server.storage.db import Database, migrate
-from server.storage.tables import metadata
+from sonde.server.storage.db import Database, migrate
+from sonde.server.storage.tables import metadata
 
 PG_HOST, PG_PORT, PG_MAINTENANCE_DB = "127.0.0.1", 5432, "test"
 PG_USERS = ("postgres", "root")

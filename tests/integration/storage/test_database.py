@@ -8,14 +8,14 @@ import pytest
 from alembic import command
 from sqlalchemy import select, text
 
-from server.storage.db import (
+from sonde.server.storage.db import (
     Database,
     SchemaNotCurrent,
     _alembic_config,
     database_url,
     migrate,
 )
-from server.storage.tables import users
+from sonde.server.storage.tables import users
 
 
 def test_default_url_is_sqlite_in_the_data_folder(tmp_path: Path) -> None:

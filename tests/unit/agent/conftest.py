@@ -59,4 +59,4 @@ def agent_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("sonde-agent")
-    return [found] if found else [sys.executable, "-m", "agent.cli"]
+    return [found] if found else [sys.executable, "-m", "sonde.agent.cli"]

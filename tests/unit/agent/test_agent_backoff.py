@@ -6,7 +6,7 @@ import itertools
 import random
 import statistics
 
-from agent.backoff import Backoff
+from sonde.agent.backoff import Backoff
 
 
 def _sequences(runs: int, length: int) -> list[list[float]]:

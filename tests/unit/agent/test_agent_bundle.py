@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from agent.bundle import PREFIX, decode_bundle, encode_bundle
+from sonde.enrollment_bundle import PREFIX, decode_bundle, encode_bundle
 from sonde.v1 import enrollment_pb2
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import Outbox
+from sonde.agent.journal import Outbox
 
 
 def test_pending_results_come_back_in_the_order_they_were_put(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_default_bounds_are_200_results_and_64_mib(tmp_path: Path) -> None:
 _WRITER = """
 import sys, time
 from pathlib import Path
-from agent.journal import Outbox
+from sonde.agent.journal import Outbox
 outbox = Outbox.in_state_dir(Path(sys.argv[1]))
 for n in range(3):
     outbox.put(f"cmd-{n}", b"snapshot %d" % n)
@@ -270,7 +270,7 @@ def test_a_command_id_that_cannot_be_one_line_is_refused(tmp_path: Path) -> None
 _BUSY_WRITER = """
 import sys
 from pathlib import Path
-from agent.journal import Outbox
+from sonde.agent.journal import Outbox
 outbox = Outbox.in_state_dir(Path(sys.argv[1]))
 n = 0
 while True:

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.enroll import EnrollmentError, build_csr, check_issued_certificate, generate_key
-from agent.identity import agent_id_from_public_key, is_agent_id
-from agent.state import write_private_file
+from sonde.agent.enroll import EnrollmentError, build_csr, check_issued_certificate, generate_key
+from sonde.agent.state import write_private_file
+from sonde.identity import agent_id_from_public_key, is_agent_id
 
 CA = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 MakeCA = Callable[[str], CA]

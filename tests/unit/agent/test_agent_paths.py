@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.paths import default_state_dir
+from sonde.agent.paths import default_state_dir
 
 
 def test_environment_variable_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

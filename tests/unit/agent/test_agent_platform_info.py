@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.platform_info import describe_machine, find_program, read_os_release
+from sonde.agent.platform_info import describe_machine, find_program, read_os_release
 
 OS_RELEASE = """\
 # a comment, then the quoting os-release(5) allows

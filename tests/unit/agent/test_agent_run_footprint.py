@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from agent.cli import COLLECTOR_NAMES
-from agent.collectors.runner import collector_names
-from agent.state import AgentState, save_state, write_private_file
+from sonde.agent.cli import COLLECTOR_NAMES
+from sonde.agent.collectors.runner import collector_names
+from sonde.agent.state import AgentState, save_state, write_private_file
 from tests.unit.agent.conftest import CA
 
 # OpenSSL (gRPC has its own TLS), SQLite, shutil's compressors, and what only a Collect,
@@ -36,10 +36,10 @@ KEPT_OUT = (
     "platform",
     "bz2",
     "lzma",
-    "agent.collectors",
-    "agent.checks",
-    "agent.enroll",
-    "agent.collect_cmd",
+    "sonde.agent.collectors",
+    "sonde.agent.checks",
+    "sonde.agent.enroll",
+    "sonde.agent.collect_cmd",
     "cryptography",
 )
 KEPT_OUT_LIBRARIES = ("libssl", "libcrypto", "libsqlite3")
@@ -56,7 +56,7 @@ def report():
     print(json.dumps({"modules": loaded, "libraries": libraries}), flush=True)
 
 atexit.register(report)
-from agent.cli import main
+from sonde.agent.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -130,7 +130,7 @@ def test_run_loads_neither_openssl_sqlite_nor_the_collectors_before_a_collect(
     assert libraries == []
     # The probe saw a real agent: the gRPC core and the outbox were loaded.
     assert "grpc._cython.cygrpc" in report["modules"]
-    assert "agent.journal" in report["modules"]
+    assert "sonde.agent.journal" in report["modules"]
     assert (state_dir / "outbox").is_dir()
 
 

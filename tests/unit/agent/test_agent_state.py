@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import exit_codes
-from agent.journal import Outbox
-from agent.state import (
+from sonde.agent import exit_codes
+from sonde.agent.journal import Outbox
+from sonde.agent.state import (
     AgentState,
     NotEnrolled,
     UnsafePermissions,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.checks import CheckContext, evaluate
-from agent.checks.cpu import cpu_saturation, cpu_temperature
-from agent.checks.disk import disk_inodes, disk_space
-from agent.checks.memory import memory_pressure
+from sonde.agent.checks import CheckContext, evaluate
+from sonde.agent.checks.cpu import cpu_saturation, cpu_temperature
+from sonde.agent.checks.disk import disk_inodes, disk_space
+from sonde.agent.checks.memory import memory_pressure
 from sonde.v1 import diagnostics_pb2
 from tests.unit.checks.snapshots import CRITICAL, GIB, OK, WARNING, with_partition
 

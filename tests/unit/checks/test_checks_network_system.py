@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.checks import CHECKS, CheckContext, Thresholds, evaluate, worst_severity
-from agent.checks.battery import battery_wear
-from agent.checks.network import network_dns, network_gateway, network_server, network_target
-from agent.checks.services import services_failed
-from agent.checks.system import system_clock_skew, system_uptime
-from agent.checks.updates import reboot_pending
+from sonde.agent.checks import CHECKS, CheckContext, Thresholds, evaluate, worst_severity
+from sonde.agent.checks.battery import battery_wear
+from sonde.agent.checks.network import network_dns, network_gateway, network_server, network_target
+from sonde.agent.checks.services import services_failed
+from sonde.agent.checks.system import system_clock_skew, system_uptime
+from sonde.agent.checks.updates import reboot_pending
 from sonde.v1 import diagnostics_pb2
 from tests.unit.checks.snapshots import CRITICAL, OK, WARNING
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agent.collectors.windows.registry_view import RegistryValue
+from sonde.agent.collectors.windows.registry_view import RegistryValue
 
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "recorded"
 _HIVES = {"HKEY_LOCAL_MACHINE": "HKLM", "HKEY_USERS": "HKU"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from agent.checks import evaluate
-from agent.collect_cmd import inert, render_text, run_collect
-from agent.collectors.runner import CollectContext
+from sonde.agent.checks import evaluate
+from sonde.agent.collect_cmd import inert, render_text, run_collect
+from sonde.agent.collectors.runner import CollectContext
 from sonde.v1 import diagnostics_pb2
 
 HOSTILE = "PC-042\x1b[2J\x1b]0;pwned\x07\nFAKE  OK  all good\u202e\x9b31m"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.collectors.runner import CollectContext, collect_snapshot, collector_names
+from sonde.agent.collectors.runner import CollectContext, collect_snapshot, collector_names
 from sonde.v1 import diagnostics_pb2
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads this Linux machine")

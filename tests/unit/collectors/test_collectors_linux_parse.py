@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agent.collectors import smart
-from agent.collectors.linux import parse
+from sonde.agent.collectors import smart
+from sonde.agent.collectors.linux import parse
 from tests.unit.collectors.recorded_outputs import recorded
 
 

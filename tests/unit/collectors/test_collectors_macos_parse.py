@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.collectors.macos import parse
+from sonde.agent.collectors.macos import parse
 from tests.unit.collectors.recorded_outputs import recorded
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.collectors import network, probes
-from agent.collectors.runner import CollectContext, collect_snapshot
+from sonde.agent.collectors import network, probes
+from sonde.agent.collectors.runner import CollectContext, collect_snapshot
 
 
 @pytest.fixture

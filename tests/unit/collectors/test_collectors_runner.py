@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from agent.collectors.errors import CollectorUnavailable
-from agent.collectors.registry import Collector
-from agent.collectors.runner import (
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.registry import Collector
+from sonde.agent.collectors.runner import (
     CollectContext,
     collect_snapshot,
     collector_names,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.collectors import software
+from sonde.agent.collectors import software
 from sonde.v1 import diagnostics_pb2
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.collectors.windows import parse
+from sonde.agent.collectors.windows import parse
 from tests.unit.collectors.recorded_outputs import RecordedRegistry, recorded
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server.console import tickets, users
-from server.console.cli import build_parser, main
-from server.console.output import message_json
+from sonde.server.console import tickets, users
+from sonde.server.console.cli import build_parser, main
+from sonde.server.console.output import message_json
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 

@@ -19,11 +19,11 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from server.console.cli import main
-from server.console.client import ConsoleClient
-from server.console.config import Credentials
-from server.console.errors import CliError
-from server.pki import CertificateAuthority
+from sonde.server.console.cli import main
+from sonde.server.console.client import ConsoleClient
+from sonde.server.console.config import Credentials
+from sonde.server.console.errors import CliError
+from sonde.server.pki import CertificateAuthority
 from sonde.v1 import console_pb2
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.console.config import (
+from sonde.server.console.config import (
     Credentials,
     check_server_address,
     config_dir,
@@ -18,7 +18,7 @@ from server.console.config import (
     remove_credentials,
     save_credentials,
 )
-from server.console.errors import CliError
+from sonde.server.console.errors import CliError
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 OTHER_PEM = b"-----BEGIN CERTIFICATE-----\nOTHER\n-----END CERTIFICATE-----\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from server.console.demo import _report_failure, exports
-from server.console.demo_run import DemoRun, Step, StepFailed, program, tail
-from server.console.output import Output
+from sonde.server.console.demo import _report_failure, exports
+from sonde.server.console.demo_run import DemoRun, Step, StepFailed, program, tail
+from sonde.server.console.output import Output
 
 
 def test_steps_are_recorded_and_a_failure_names_its_step(tmp_path: Path) -> None:
@@ -57,17 +57,17 @@ def test_tail_of_a_missing_log_is_empty(tmp_path: Path) -> None:
 
 
 def test_programs_are_the_installed_scripts_or_the_module(tmp_path: Path) -> None:
-    command = program("sonde-server", "server.cli")
+    command = program("sonde-server", "sonde.server.cli")
     script = Path(sys.executable).parent / "sonde-server"
     if script.exists():
         assert command == [str(script)]
     else:
         assert command[:2] == [sys.executable, "-c"]
-    fallback = program("no-such-script", "server.cli")
+    fallback = program("no-such-script", "sonde.server.cli")
     assert fallback == [
         sys.executable,
         "-c",
-        "import sys; from server.cli import main; sys.exit(main())",
+        "import sys; from sonde.server.cli import main; sys.exit(main())",
     ]
 
 

@@ -9,8 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import RenderableType
 from rich.text import Text
 
-from server.console.output import Output
-from server.console.render import (
+from sonde.server.console.output import Output
+from sonde.server.console.render import (
     agent_detail,
     agents_table,
     findings_table,
@@ -19,7 +19,7 @@ from server.console.render import (
     sorted_findings,
     users_table,
 )
-from server.console.render_ticket import ticket_view, tickets_table
+from sonde.server.console.render_ticket import ticket_view, tickets_table
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 HOSTILE = "<b>PC</b>\x1b[31mX\nY"

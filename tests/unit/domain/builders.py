@@ -7,10 +7,10 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from server.domain.agents import AgentRecord, AgentRegistry
-from server.domain.roles import Principal, Role
-from server.domain.users import Users
-from server.storage.db import Database
+from sonde.server.domain.agents import AgentRecord, AgentRegistry
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.users import Users
+from sonde.server.storage.db import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

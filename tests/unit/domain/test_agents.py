@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
-from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from server.storage.db import Database
+from sonde.server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
 from tests.unit.domain.builders import T0, new_agent_id
 
 HELLO = HelloInfo("PC-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")

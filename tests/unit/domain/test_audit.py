@@ -4,9 +4,9 @@ import asyncio
 
 from sqlalchemy import delete, select, text, update
 
-from server.domain.audit import AuditLog
-from server.storage.db import Database
-from server.storage.tables import audit_log
+from sonde.server.domain.audit import AuditLog
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import audit_log
 from tests.unit.domain.builders import Clock
 
 

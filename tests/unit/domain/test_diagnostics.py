@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from server.domain.diagnostics import Diagnostics
-from server.domain.tickets import Tickets
-from server.errors import NotFound, PermissionDenied
-from server.storage.db import Database
-from server.storage.tables import findings, snapshots
+from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.tickets import Tickets
+from sonde.server.errors import NotFound, PermissionDenied
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import findings, snapshots
 from sonde.v1 import diagnostics_pb2
 from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from server.domain.enrollment_tokens import EnrollmentTokens
-from server.errors import InvalidArgument, Unauthenticated
-from server.storage.db import Database
-from server.storage.tables import enrollment_tokens
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.errors import InvalidArgument, Unauthenticated
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import enrollment_tokens
 from tests.unit.domain.builders import T0, Clock
 
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from server.domain import sla
-from server.domain.ticket_model import TicketPriority
+from sonde.server.domain import sla
+from sonde.server.domain.ticket_model import TicketPriority
 from tests.unit.domain.builders import T0
 
 

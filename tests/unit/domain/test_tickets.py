@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from server.domain.diagnostics import Diagnostics
-from server.domain.roles import Role
-from server.domain.ticket_model import (
+from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.roles import Role
+from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketLevel,
@@ -14,9 +14,9 @@ from server.domain.ticket_model import (
     TicketRecord,
     TicketStatus,
 )
-from server.domain.tickets import Tickets
-from server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from server.storage.db import Database
+from sonde.server.domain.tickets import Tickets
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
 from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
 from tests.unit.domain.test_diagnostics import a_snapshot, some_findings
 

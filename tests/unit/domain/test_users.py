@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from server.domain.roles import Role
-from server.domain.users import Users
-from server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
-from server.storage.db import Database
+from sonde.server.domain.roles import Role
+from sonde.server.domain.users import Users
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
+from sonde.server.storage.db import Database
 
 
 async def test_add_returns_a_token_that_authenticates(db: Database) -> None:

@@ -1,0 +1,43 @@
+"""The server's and the console's entry points, which first check that the `server` extra is in.
+
+A workstation installs `sonde-helpdesk` without extras; typing `sonde-server` or `sonde` there
+should say what to install, not print an ImportError's traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+SERVER_EXTRA = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "rich", "grpc_health")
+
+
+def missing_server_packages() -> list[str]:
+    return [name for name in SERVER_EXTRA if importlib.util.find_spec(name) is None]
+
+
+def _refuse(program: str, missing: Sequence[str]) -> int:
+    sys.stderr.write(
+        f"{program}: this installation has the agent only (missing {', '.join(missing)}); "
+        "install the server and the technician CLI with: pip install 'sonde-helpdesk[server]'\n"
+    )
+    return 2
+
+
+def server_main() -> int:
+    missing = missing_server_packages()
+    if missing:
+        return _refuse("sonde-server", missing)
+    from sonde.server.cli import main
+
+    return main()
+
+
+def console_main() -> int:
+    missing = missing_server_packages()
+    if missing:
+        return _refuse("sonde", missing)
+    from sonde.server.console.cli import main
+
+    return main()
