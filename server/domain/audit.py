@@ -1,14 +1,15 @@
 """The audit log: every technician action, hash-chained so an edit or a deletion shows.
 
 Row n stores hash_n = SHA-256(hash_{n-1} || canonical(row n)), with hash_0 = 64 zeros. Ids are
-assigned here, consecutively from 1, under a lock: a gap means a deleted row, a link that does
-not match means a deleted, reordered or edited row. (Deleting the newest rows leaves a shorter
-valid chain; anchoring the head outside the database is for a later issue.)
+assigned here, consecutively from 1, under the database's write lock: a gap means a deleted row,
+a link that does not match means a deleted, reordered or edited row. A row is appended inside
+the transaction of the change it records (append_row), so neither exists without the other.
+(Deleting the newest rows leaves a shorter valid chain; anchoring the head outside the database
+is for a later issue.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.text import sanitized
@@ -85,11 +86,69 @@ def _row_hash(prev_hash: str, row: AnyRow) -> str:
     )
 
 
+def append_row(
+    connection: Connection,
+    at: datetime,
+    actor: str,
+    action: str,
+    *,
+    agent_id: str | None = None,
+    ticket_id: int | None = None,
+    detail: Mapping[str, DetailValue] | None = None,
+    result: str = "ok",
+) -> int:
+    """Append one row inside the caller's transaction (the change it records); returns its id.
+
+    Call it last in a unit of work: on PostgreSQL it takes the chain's lock, held to commit.
+    """
+    detail_text = _canonical_detail(detail or {})
+    result = sanitized(result, max_chars=2000)
+    at = require_aware(at, "audit time")  # UTC, as verify() reads it back
+    if connection.dialect.name == "postgresql":
+        # Replicas share the chain: one writer at a time across processes. SQLite's
+        # BEGIN IMMEDIATE already excludes other writers.
+        connection.execute(_LOCK_CHAIN)
+    last = connection.execute(_CHAIN_HEAD).first()
+    row_id = 1 if last is None else int(last.id) + 1
+    prev_hash = GENESIS_HASH if last is None else str(last.hash)
+    row_hash = chain_hash(
+        prev_hash,
+        row_id=row_id,
+        at=at,
+        actor=actor,
+        action=action,
+        agent_id=agent_id,
+        ticket_id=ticket_id,
+        detail=detail_text,
+        result=result,
+    )
+    connection.execute(
+        _INSERT_ROW,
+        {
+            "id": row_id,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "agent_id": agent_id,
+            "ticket_id": ticket_id,
+            "detail": detail_text,
+            "result": result,
+            "prev_hash": prev_hash,
+            "hash": row_hash,
+        },
+    )
+    return row_id
+
+
+_LOCK_CHAIN = text("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+_CHAIN_HEAD = select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)
+_INSERT_ROW = audit_log.insert()
+
+
 class AuditLog:
     def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self._db = db
         self._clock = clock
-        self._lock = asyncio.Lock()  # one writer per process; the database lock covers replicas
 
     async def record(
         self,
@@ -101,45 +160,20 @@ class AuditLog:
         detail: Mapping[str, DetailValue] | None = None,
         result: str = "ok",
     ) -> None:
-        detail_text = _canonical_detail(detail or {})
-        result = sanitized(result, max_chars=2000)
-        async with self._lock, self._db.transaction() as session:
-            await self._lock_table(session)
-            last = (
-                await session.execute(
-                    select(audit_log.c.id, audit_log.c.hash)
-                    .order_by(audit_log.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-            row_id = 1 if last is None else int(last.id) + 1
-            prev_hash = GENESIS_HASH if last is None else str(last.hash)
-            # UTC, as verify() reads it back: the hash covers the same text both times.
-            at = require_aware(self._clock(), "audit time")
-            values = {
-                "id": row_id,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "agent_id": agent_id,
-                "ticket_id": ticket_id,
-                "detail": detail_text,
-                "result": result,
-            }
-            row_hash = chain_hash(
-                prev_hash,
-                row_id=row_id,
-                at=at,
-                actor=actor,
-                action=action,
+        """A row in a transaction of its own: for events that change nothing else (refusals)."""
+        at = self._clock()
+        await self._db.write(
+            lambda connection: append_row(
+                connection,
+                at,
+                actor,
+                action,
                 agent_id=agent_id,
                 ticket_id=ticket_id,
-                detail=detail_text,
+                detail=detail,
                 result=result,
             )
-            await session.execute(
-                audit_log.insert().values(**values, prev_hash=prev_hash, hash=row_hash)
-            )
+        )
 
     async def verify(self) -> AuditVerification:
         """Walk the chain from the first row; report the first row that does not hold."""
@@ -173,9 +207,3 @@ class AuditLog:
         if _row_hash(prev_hash, row) != row.hash:
             return row_id, f"row {row_id} was modified after it was written"
         return None
-
-    async def _lock_table(self, session: AsyncSession) -> None:
-        if self._db.dialect == "postgresql":
-            # Replicas share the chain: one writer at a time across processes.
-            await session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
-        # SQLite: the transaction began with BEGIN IMMEDIATE, which already excludes writers.

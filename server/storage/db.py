@@ -1,9 +1,14 @@
-"""The database: URL forms, the async engine, transactions, and migrations (Alembic).
+"""The database: URL forms, engines, units of work, and migrations (Alembic).
 
-SQLite (the default, in the data folder) runs in WAL mode with synchronous=FULL, so a snapshot
-the server acknowledged survives kill -9 and power loss. Every SQLite write transaction starts
-with BEGIN IMMEDIATE: writers queue on busy_timeout instead of failing when two read-then-write
-transactions race to upgrade their locks. PostgreSQL is reached through asyncpg.
+A unit of work is a plain synchronous function of one SQLAlchemy Connection, run whole inside
+one transaction as one hop (ARCHITECTURE.md, "Audit, permissions, transactions"):
+- SQLite (the default, in the data folder): on a dedicated writer thread (writers take turns
+  there, never in SQLite's busy handler) or a reader thread, with the stdlib driver. WAL mode,
+  synchronous=FULL, so a snapshot the server acknowledged survives kill -9 and power loss; every
+  write transaction starts with BEGIN IMMEDIATE.
+- PostgreSQL, through asyncpg: the function runs with `run_sync` on the event loop's own
+  greenlet, so no thread is involved at all.
+`transaction()` and `reading()` (an AsyncSession each) remain for code not yet written as units.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import contextlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -32,7 +40,11 @@ from sqlalchemy.ext.asyncio import (
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+SQLITE_READERS = 2
 _READ_ONLY = "sonde_read_only"
+
+T = TypeVar("T")
+Unit = Callable[[Connection], T]
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -103,8 +115,26 @@ def create_engine(url: str) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
     engine = create_async_engine(url)
+    _apply_sqlite_settings(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sqlite_engine(url: str) -> Engine:
+    """The stdlib-driver engine the SQLite worker threads use, with the same settings."""
+    sqlite_path = _sqlite_path(url)
+    if sqlite_path is not None:
+        _create_owner_only(sqlite_path)
+    engine = create_sync_engine(
+        make_url(url).set(drivername="sqlite"),
+        connect_args={"check_same_thread": False},
+        pool_size=SQLITE_READERS + 1,
+    )
+    _apply_sqlite_settings(engine)
+    return engine
+
+
+def _apply_sqlite_settings(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (see _on_begin); the driver's own BEGIN is DEFERRED.
         dbapi_connection.isolation_level = None
@@ -118,20 +148,38 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
-    return engine
+
+@dataclass
+class StorageCounters:
+    """What the database did, for benchmarks: statements, transactions, thread hops."""
+
+    statements: int = 0
+    transactions: int = 0
+    thread_hops: int = 0
+
+    def copy(self) -> StorageCounters:
+        return StorageCounters(self.statements, self.transactions, self.thread_hops)
+
+    def __sub__(self, other: StorageCounters) -> StorageCounters:
+        return StorageCounters(
+            self.statements - other.statements,
+            self.transactions - other.transactions,
+            self.thread_hops - other.thread_hops,
+        )
 
 
 class Database:
     """One engine and its sessions; every domain class takes one of these."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sqlite_engine: Engine | None = None) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
+        self.counters = StorageCounters()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
@@ -140,17 +188,56 @@ class Database:
         # nothing; letting them collide in SQLite makes them sleep in its busy handler
         # (1 to 100 ms a try), which is what made concurrent diagnostics slow.
         self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._sqlite = sqlite_engine
+        self._sqlite_reading = (
+            sqlite_engine.execution_options(**{_READ_ONLY: True}) if sqlite_engine else None
+        )
+        # One writer thread: SQLite writers take turns there. Readers run beside it (WAL).
+        self._writer = ThreadPoolExecutor(1, "sonde-db-write") if sqlite_engine else None
+        self._readers = (
+            ThreadPoolExecutor(SQLITE_READERS, "sonde-db-read") if sqlite_engine else None
+        )
+        for counted in (engine.sync_engine, sqlite_engine):
+            if counted is not None:
+                event.listen(counted, "before_cursor_execute", self._count_statement)
+
+    def _count_statement(self, *_args: Any) -> None:
+        self.counters.statements += 1
 
     @classmethod
     async def open(cls, url: str) -> Database:
         """Open a migrated database; SchemaNotCurrent says what to run when it is not."""
-        database = cls(create_engine(url))
+        sqlite = create_sqlite_engine(url) if make_url(url).get_backend_name() == "sqlite" else None
+        database = cls(create_engine(url), sqlite)
         try:
             await database._check_schema()
         except BaseException:
             await database.close()
             raise
         return database
+
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in one write transaction: committed when it returns, rolled back if it
+        raises. It must not block on anything but the database (it may run on a thread)."""
+        self.counters.transactions += 1
+        if self._sqlite is not None and self._writer is not None:
+            self.counters.thread_hops += 1
+            return await asyncio.get_running_loop().run_in_executor(
+                self._writer, _run_unit, self._sqlite, unit
+            )
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(unit)
+
+    async def read(self, unit: Unit[T]) -> T:
+        """Run `unit` in one read-only transaction (on SQLite beside the writer, not behind)."""
+        self.counters.transactions += 1
+        if self._sqlite_reading is not None and self._readers is not None:
+            self.counters.thread_hops += 1
+            return await asyncio.get_running_loop().run_in_executor(
+                self._readers, _run_unit, self._sqlite_reading, unit
+            )
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(unit)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -169,6 +256,11 @@ class Database:
             yield session
 
     async def close(self) -> None:
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if self._sqlite is not None:
+            self._sqlite.dispose()
         await self.engine.dispose()
 
     async def _check_schema(self) -> None:
@@ -185,6 +277,11 @@ class Database:
                 f"the database is at schema {current or 'none'}, this server needs {head}: "
                 "run `sonde-server init` (new data folder) or let `sonde-server run` migrate it"
             )
+
+
+def _run_unit(engine: Engine, unit: Unit[T]) -> T:
+    with engine.begin() as connection:
+        return unit(connection)
 
 
 def _alembic_config(url: str) -> Config:
