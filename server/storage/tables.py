@@ -50,6 +50,9 @@ agents = Table(
     Column("connected", Boolean(), nullable=False, default=False),
     Column("online_since", UtcDateTime()),
     Column("remote_address", String(255), nullable=False, default=""),
+    # Who holds the agent's stream: (replica, session, online_since); NULL when offline.
+    Column("session_replica", String(36)),
+    Column("session_id", String(36)),
     Column("revoked_at", UtcDateTime()),
     Column("revoke_reason", Text(), nullable=False, default=""),
     Column("cpu_percent", Float(), nullable=False, default=0.0),
@@ -128,10 +131,29 @@ commands = Table(
     Column("requested_by", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
-    Column("state", String(16), nullable=False),  # pending, done, failed
+    # server/domain/commands.py: queued, delivered, running, then one final state.
+    Column("state", String(16), nullable=False),
+    Column("delivered_at", UtcDateTime()),
+    Column("started_at", UtcDateTime()),
     Column("finished_at", UtcDateTime()),
     Column("failure_reason", Text(), nullable=False, default=""),
-    Index(None, "agent_id", "state"),
+    Column("cancelled_by", String(64), nullable=False, default=""),
+    Column("deliveries", Integer(), nullable=False, default=0),
+    Column("delivered_session", String(36), nullable=False, default=""),
+    Index(None, "agent_id", "state", "created_at"),
+    Index(None, "state", "expires_at"),
+)
+
+# One row per server process sharing the database; a lapsed lease means a dead replica.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("lease_expires_at", UtcDateTime(), nullable=False),
+    Column("agent_address", String(255), nullable=False, default=""),
 )
 
 snapshots = Table(

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sonde.v1 import diagnostics_pb2 as _diagnostics_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,42 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _FailureKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailureKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAILURE_KIND_UNSPECIFIED: _FailureKind.ValueType  # 0
+    """an older agent: recorded as failed"""
+    FAILURE_KIND_FAILED: _FailureKind.ValueType  # 1
+    """it ran and failed"""
+    FAILURE_KIND_REFUSED: _FailureKind.ValueType  # 2
+    """it never ran: a bad id, already ran, refused by policy"""
+    FAILURE_KIND_EXPIRED: _FailureKind.ValueType  # 3
+    """it reached the agent after its expiry and never ran"""
+    FAILURE_KIND_CANCELLED: _FailureKind.ValueType  # 4
+    """stopped by a Cancel"""
+    FAILURE_KIND_TIMED_OUT: _FailureKind.ValueType  # 5
+    """stopped by its time limit"""
+
+class FailureKind(_FailureKind, metaclass=_FailureKindEnumTypeWrapper):
+    """Why a command did not succeed; the server records the matching final state."""
+
+FAILURE_KIND_UNSPECIFIED: FailureKind.ValueType  # 0
+"""an older agent: recorded as failed"""
+FAILURE_KIND_FAILED: FailureKind.ValueType  # 1
+"""it ran and failed"""
+FAILURE_KIND_REFUSED: FailureKind.ValueType  # 2
+"""it never ran: a bad id, already ran, refused by policy"""
+FAILURE_KIND_EXPIRED: FailureKind.ValueType  # 3
+"""it reached the agent after its expiry and never ran"""
+FAILURE_KIND_CANCELLED: FailureKind.ValueType  # 4
+"""stopped by a Cancel"""
+FAILURE_KIND_TIMED_OUT: FailureKind.ValueType  # 5
+"""stopped by its time limit"""
+Global___FailureKind: _TypeAlias = FailureKind  # noqa: Y015
 
 @_typing.final
 class AgentMessage(_message.Message):
@@ -294,15 +331,18 @@ class Failure(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REASON_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
+    kind: Global___FailureKind.ValueType
     def __init__(
         self,
         *,
         reason: _builtins.str = ...,
+        kind: Global___FailureKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

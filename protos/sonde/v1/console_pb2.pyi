@@ -163,6 +163,135 @@ TICKET_EVENT_KIND_REOPENED: TicketEventKind.ValueType  # 8
 TICKET_EVENT_KIND_STATUS_CHANGED: TicketEventKind.ValueType  # 9
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
 
+class _CommandState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommandStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMAND_STATE_UNSPECIFIED: _CommandState.ValueType  # 0
+    COMMAND_STATE_QUEUED: _CommandState.ValueType  # 1
+    COMMAND_STATE_DELIVERED: _CommandState.ValueType  # 2
+    COMMAND_STATE_RUNNING: _CommandState.ValueType  # 3
+    COMMAND_STATE_SUCCEEDED: _CommandState.ValueType  # 4
+    COMMAND_STATE_FAILED: _CommandState.ValueType  # 5
+    COMMAND_STATE_TIMED_OUT: _CommandState.ValueType  # 6
+    COMMAND_STATE_CANCELLED: _CommandState.ValueType  # 7
+    COMMAND_STATE_REFUSED: _CommandState.ValueType  # 8
+    COMMAND_STATE_INTERRUPTED: _CommandState.ValueType  # 9
+    COMMAND_STATE_EXPIRED: _CommandState.ValueType  # 10
+
+class CommandState(_CommandState, metaclass=_CommandStateEnumTypeWrapper):
+    """ARCHITECTURE.md, "Commands": queued -> delivered -> running -> one final state, or
+    queued -> expired | cancelled when it was never delivered.
+    """
+
+COMMAND_STATE_UNSPECIFIED: CommandState.ValueType  # 0
+COMMAND_STATE_QUEUED: CommandState.ValueType  # 1
+COMMAND_STATE_DELIVERED: CommandState.ValueType  # 2
+COMMAND_STATE_RUNNING: CommandState.ValueType  # 3
+COMMAND_STATE_SUCCEEDED: CommandState.ValueType  # 4
+COMMAND_STATE_FAILED: CommandState.ValueType  # 5
+COMMAND_STATE_TIMED_OUT: CommandState.ValueType  # 6
+COMMAND_STATE_CANCELLED: CommandState.ValueType  # 7
+COMMAND_STATE_REFUSED: CommandState.ValueType  # 8
+COMMAND_STATE_INTERRUPTED: CommandState.ValueType  # 9
+COMMAND_STATE_EXPIRED: CommandState.ValueType  # 10
+Global___CommandState: _TypeAlias = CommandState  # noqa: Y015
+
+class _CommandKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommandKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMAND_KIND_UNSPECIFIED: _CommandKind.ValueType  # 0
+    COMMAND_KIND_COLLECT: _CommandKind.ValueType  # 1
+    """a full diagnostic"""
+
+class CommandKind(_CommandKind, metaclass=_CommandKindEnumTypeWrapper): ...
+
+COMMAND_KIND_UNSPECIFIED: CommandKind.ValueType  # 0
+COMMAND_KIND_COLLECT: CommandKind.ValueType  # 1
+"""a full diagnostic"""
+Global___CommandKind: _TypeAlias = CommandKind  # noqa: Y015
+
+@_typing.final
+class Command(_message.Message):
+    """Something the server asks of an agent, durable from the moment it is asked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    AGENT_HOSTNAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    agent_id: _builtins.str
+    agent_hostname: _builtins.str
+    """as the agent reports it: shown beside the id, never instead"""
+    kind: Global___CommandKind.ValueType
+    state: Global___CommandState.ValueType
+    ticket_id: _builtins.int
+    """0 when not linked"""
+    requested_by: _builtins.str
+    reason: _builtins.str
+    """why it failed, was refused, cancelled, interrupted or expired"""
+    snapshot_id: _builtins.int
+    """0 until a diagnostic's snapshot is stored"""
+    cancelled_by: _builtins.str
+    deliveries: _builtins.int
+    """how many times it was sent (a reconnect resends)"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def delivered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        agent_hostname: _builtins.str = ...,
+        kind: Global___CommandKind.ValueType = ...,
+        state: Global___CommandState.ValueType = ...,
+        ticket_id: _builtins.int = ...,
+        requested_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        snapshot_id: _builtins.int = ...,
+        cancelled_by: _builtins.str = ...,
+        deliveries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivered_at", b"delivered_at", "expires_at", b"expires_at", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "cancelled_by", b"cancelled_by", "created_at", b"created_at", "delivered_at", b"delivered_at", "deliveries", b"deliveries", "expires_at", b"expires_at", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "reason", b"reason", "requested_by", b"requested_by", "snapshot_id", b"snapshot_id", "started_at", b"started_at", "state", b"state", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Command: _TypeAlias = Command  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -644,21 +773,37 @@ class RunDiagnosticsRequest(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     TICKET_ID_FIELD_NUMBER: _builtins.int
     TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    EXPIRES_S_FIELD_NUMBER: _builtins.int
+    NO_QUEUE_FIELD_NUMBER: _builtins.int
+    WAIT_OFFLINE_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     ticket_id: _builtins.int
     """0: not linked to a ticket"""
     timeout_s: _builtins.int
-    """0: the server's default"""
+    """How long the call waits for the result (0: the server's default). When it has not come
+    by then the call returns the command, still on its way, instead of an error.
+    """
+    expires_s: _builtins.int
+    """how long a queued command may wait for its agent (0: 24 h)"""
+    no_queue: _builtins.bool
+    """refuse at once (UNAVAILABLE) when the agent is offline"""
+    wait_offline: _builtins.bool
+    """Wait for the result even when the agent is offline (it may connect within timeout_s);
+    without it an offline agent's command is queued and the call returns at once.
+    """
     def __init__(
         self,
         *,
         agent: _builtins.str = ...,
         ticket_id: _builtins.int = ...,
         timeout_s: _builtins.int = ...,
+        expires_s: _builtins.int = ...,
+        no_queue: _builtins.bool = ...,
+        wait_offline: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "ticket_id", b"ticket_id", "timeout_s", b"timeout_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "expires_s", b"expires_s", "no_queue", b"no_queue", "ticket_id", b"ticket_id", "timeout_s", b"timeout_s", "wait_offline", b"wait_offline"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -669,20 +814,164 @@ class RunDiagnosticsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SNAPSHOT_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    AGENT_ONLINE_FIELD_NUMBER: _builtins.int
+    agent_online: _builtins.bool
+    """whether the agent was connected when the command was queued"""
     @_builtins.property
-    def snapshot(self) -> Global___StoredSnapshot: ...
+    def snapshot(self) -> Global___StoredSnapshot:
+        """set when the diagnostic succeeded within the wait"""
+
+    @_builtins.property
+    def command(self) -> Global___Command: ...
     def __init__(
         self,
         *,
         snapshot: Global___StoredSnapshot | None = ...,
+        command: Global___Command | None = ...,
+        agent_online: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_online", b"agent_online", "command", b"command", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunDiagnosticsResponse: _TypeAlias = RunDiagnosticsResponse  # noqa: Y015
+
+@_typing.final
+class ListCommandsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    """an agent reference; empty: every agent"""
+    ticket_id: _builtins.int
+    limit: _builtins.int
+    """0: 100"""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___CommandState.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        states: _abc.Iterable[Global___CommandState.ValueType] | None = ...,
+        ticket_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "limit", b"limit", "states", b"states", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommandsRequest: _TypeAlias = ListCommandsRequest  # noqa: Y015
+
+@_typing.final
+class ListCommandsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___Command]:
+        """newest first"""
+
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___Command] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommandsResponse: _TypeAlias = ListCommandsResponse  # noqa: Y015
+
+@_typing.final
+class GetCommandRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCommandRequest: _TypeAlias = GetCommandRequest  # noqa: Y015
+
+@_typing.final
+class GetCommandResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def command(self) -> Global___Command: ...
+    def __init__(
+        self,
+        *,
+        command: Global___Command | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCommandResponse: _TypeAlias = GetCommandResponse  # noqa: Y015
+
+@_typing.final
+class CancelCommandRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelCommandRequest: _TypeAlias = CancelCommandRequest  # noqa: Y015
+
+@_typing.final
+class CancelCommandResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def command(self) -> Global___Command: ...
+    def __init__(
+        self,
+        *,
+        command: Global___Command | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelCommandResponse: _TypeAlias = CancelCommandResponse  # noqa: Y015
 
 @_typing.final
 class GetSnapshotRequest(_message.Message):

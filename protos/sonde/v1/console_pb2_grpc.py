@@ -64,6 +64,21 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.GetSnapshotRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.GetSnapshotResponse.FromString,
                 _registered_method=True)
+        self.ListCommands = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListCommands',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListCommandsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListCommandsResponse.FromString,
+                _registered_method=True)
+        self.GetCommand = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetCommand',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetCommandRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetCommandResponse.FromString,
+                _registered_method=True)
+        self.CancelCommand = channel.unary_unary(
+                '/sonde.v1.ConsoleService/CancelCommand',
+                request_serializer=sonde_dot_v1_dot_console__pb2.CancelCommandRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.CancelCommandResponse.FromString,
+                _registered_method=True)
         self.OpenTicket = channel.unary_unary(
                 '/sonde.v1.ConsoleService/OpenTicket',
                 request_serializer=sonde_dot_v1_dot_console__pb2.OpenTicketRequest.SerializeToString,
@@ -160,6 +175,24 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommands(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCommand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCommand(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +302,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.GetSnapshot,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.GetSnapshotRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.GetSnapshotResponse.SerializeToString,
+            ),
+            'ListCommands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommands,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListCommandsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListCommandsResponse.SerializeToString,
+            ),
+            'GetCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCommand,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetCommandRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetCommandResponse.SerializeToString,
+            ),
+            'CancelCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCommand,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.CancelCommandRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.CancelCommandResponse.SerializeToString,
             ),
             'OpenTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenTicket,
@@ -493,6 +541,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/GetSnapshot',
             sonde_dot_v1_dot_console__pb2.GetSnapshotRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.GetSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListCommands',
+            sonde_dot_v1_dot_console__pb2.ListCommandsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetCommand',
+            sonde_dot_v1_dot_console__pb2.GetCommandRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/CancelCommand',
+            sonde_dot_v1_dot_console__pb2.CancelCommandRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.CancelCommandResponse.FromString,
             options,
             channel_credentials,
             insecure,

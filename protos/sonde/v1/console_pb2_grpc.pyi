@@ -37,6 +37,9 @@ class ConsoleServiceStub:
     RevokeAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]
     RunDiagnostics: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]
     GetSnapshot: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]
+    ListCommands: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]
+    GetCommand: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetCommandRequest, _console_pb2.GetCommandResponse]
+    CancelCommand: _grpc.UnaryUnaryMultiCallable[_console_pb2.CancelCommandRequest, _console_pb2.CancelCommandResponse]
     OpenTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.OpenTicketRequest, _console_pb2.OpenTicketResponse]
     ListTickets: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListTicketsRequest, _console_pb2.ListTicketsResponse]
     GetTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetTicketRequest, _console_pb2.GetTicketResponse]
@@ -59,6 +62,9 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     RevokeAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]  # type: ignore[assignment]
     RunDiagnostics: _aio.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]  # type: ignore[assignment]
     GetSnapshot: _aio.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]  # type: ignore[assignment]
+    ListCommands: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]  # type: ignore[assignment]
+    GetCommand: _aio.UnaryUnaryMultiCallable[_console_pb2.GetCommandRequest, _console_pb2.GetCommandResponse]  # type: ignore[assignment]
+    CancelCommand: _aio.UnaryUnaryMultiCallable[_console_pb2.CancelCommandRequest, _console_pb2.CancelCommandResponse]  # type: ignore[assignment]
     OpenTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.OpenTicketRequest, _console_pb2.OpenTicketResponse]  # type: ignore[assignment]
     ListTickets: _aio.UnaryUnaryMultiCallable[_console_pb2.ListTicketsRequest, _console_pb2.ListTicketsResponse]  # type: ignore[assignment]
     GetTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.GetTicketRequest, _console_pb2.GetTicketResponse]  # type: ignore[assignment]
@@ -114,6 +120,27 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.GetSnapshotRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.GetSnapshotResponse, _abc.Awaitable[_console_pb2.GetSnapshotResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCommands(
+        self,
+        request: _console_pb2.ListCommandsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListCommandsResponse, _abc.Awaitable[_console_pb2.ListCommandsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCommand(
+        self,
+        request: _console_pb2.GetCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetCommandResponse, _abc.Awaitable[_console_pb2.GetCommandResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelCommand(
+        self,
+        request: _console_pb2.CancelCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.CancelCommandResponse, _abc.Awaitable[_console_pb2.CancelCommandResponse]]: ...
 
     @_abc_1.abstractmethod
     def OpenTicket(
