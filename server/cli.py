@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sonde.server import pki
+from sonde.server import exit_codes, pki
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Role
 from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
+from sonde.server.folder_lock import DataFolderInUse, FolderLock
 from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
     DEFAULT_CONSOLE_ADDRESS,
@@ -123,10 +124,22 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sonde.server.api.app import RunOptions, serve  # the gRPC stack only when serving
-
     data = DataDir(args.data)
     data.require_initialised()
+    try:
+        # Held until the process ends: one server per data folder.
+        lock = FolderLock.acquire(data.root)
+    except DataFolderInUse as error:
+        print(f"sonde-server: {error}", file=sys.stderr)
+        return exit_codes.DATA_FOLDER_IN_USE
+    with lock:
+        return _run_locked(args, data)
+
+
+def _run_locked(args: argparse.Namespace, data: DataDir) -> int:
+    from sonde.server.api.app import RunOptions, serve  # the gRPC stack only when serving
+    from sonde.server.api.listeners import CannotListen
+
     config = data.load_config()
     url = _db_url(data, config, args.db)
     migrate(url)
@@ -146,8 +159,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await serve(options, stop)
 
-    asyncio.run(main())
-    return 0
+    try:
+        asyncio.run(main())
+    except CannotListen as error:
+        print(f"sonde-server: {error}", file=sys.stderr)
+        return exit_codes.CANNOT_LISTEN
+    return exit_codes.OK
 
 
 # -- token create ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sonde.server.api.agent_session import AgentSessionServicer
 from sonde.server.api.auth import AuthInterceptor
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
+from sonde.server.api.listeners import bind_listener
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.dispatch import Dispatcher
 from sonde.server.domain.heartbeats import HeartbeatBatcher
@@ -51,6 +52,8 @@ COMMON_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
     ("grpc.http2.max_ping_strikes", 0),
+    # Off, so that an address another process holds fails at start instead of being shared.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -111,12 +114,14 @@ class SondeServer:
             require_client_auth=True,
         )
         agent_host, _ = split_address(options.agent_address)
-        agent_port = self._agents.add_secure_port(options.agent_address, agent_credentials)
+        agent_port = bind_listener(self._agents, options.agent_address, agent_credentials, "agents")
 
         self._console = self._console_server(services)
         console_credentials = grpc.ssl_server_credentials([(server_key, server_certificate)])
         console_host, _ = split_address(options.console_address)
-        console_port = self._console.add_secure_port(options.console_address, console_credentials)
+        console_port = bind_listener(
+            self._console, options.console_address, console_credentials, "the console"
+        )
 
         self.agent_address = advertised(agent_host, agent_port, options.server_name)
         self.console_address = advertised(console_host, console_port, options.server_name)
@@ -195,7 +200,11 @@ class SondeServer:
 async def serve(options: RunOptions, stop: asyncio.Event) -> None:
     """Run until `stop` is set; write and remove DIR/listening.json around it."""
     server = SondeServer(options)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(grace_s=0)  # close what start() opened (the database's thread)
+        raise
     options.data.write_listening(server.console_address, server.agent_address)
     try:
         await stop.wait()
