@@ -25,7 +25,7 @@ from sonde.server.api.listeners import bind_listener
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.dispatch import Dispatcher
 from sonde.server.domain.heartbeats import HeartbeatBatcher
-from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.roles import Permission, Principal
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.pki import CertificateAuthority
 from sonde.server.services import ServerServices, open_services
@@ -150,11 +150,11 @@ class SondeServer:
         )
 
     def _console_server(self, services: ServerServices) -> grpc.aio.Server:
-        async def record_denial(principal: Principal, method: str, required: Role) -> None:
+        async def record_denial(principal: Principal, method: str, required: Permission) -> None:
             await services.audit.record(
                 principal.name,
                 "auth.denied",
-                detail={"method": method, "required_role": required.label},
+                detail={"method": method, "required_permission": required.value},
                 result="denied",
             )
 

@@ -1,7 +1,8 @@
 """The one auth layer: who is calling, and may they call this method.
 
-The interceptor (below) authenticates the bearer token, checks the method's minimum role from
-METHOD_ROLES (deny by default: a method absent from the table is refused), and runs the handler
+The interceptor (below) authenticates the bearer token, checks that the caller's role holds the
+method's permission from METHOD_PERMISSIONS (deny by default: a method absent from the table is
+refused; what each role holds is ROLE_PERMISSIONS in server/domain/roles.py), and runs the handler
 with the caller's Principal in a context variable that servicers read with current_principal().
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 
 from sonde.server.api.errors import status_for
-from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.roles import Permission, Principal, roles_with
 from sonde.server.errors import PermissionDenied, SondeError, Unauthenticated
 
 _principal: ContextVar[Principal | None] = ContextVar("sonde_principal", default=None)
@@ -43,26 +44,30 @@ def principal_scope(principal: Principal) -> Iterator[None]:
 
 CONSOLE = "/sonde.v1.ConsoleService/"
 
-# The minimum role of every console method. A method missing here is refused: deny by default.
-METHOD_ROLES: dict[str, Role] = {
-    CONSOLE + "WhoAmI": Role.L1,
-    CONSOLE + "ListAgents": Role.L1,
-    CONSOLE + "GetAgent": Role.L1,
-    CONSOLE + "RunDiagnostics": Role.L1,
-    CONSOLE + "GetSnapshot": Role.L1,
-    CONSOLE + "OpenTicket": Role.L1,
-    CONSOLE + "ListTickets": Role.L1,
-    CONSOLE + "GetTicket": Role.L1,
-    CONSOLE + "CommentTicket": Role.L1,
-    CONSOLE + "AssignTicket": Role.L1,
-    CONSOLE + "EscalateTicket": Role.L1,
-    CONSOLE + "ResolveTicket": Role.L1,
-    CONSOLE + "CloseTicket": Role.L1,
-    CONSOLE + "ReopenTicket": Role.L1,
-    CONSOLE + "RevokeAgent": Role.ADMIN,
-    CONSOLE + "CreateUser": Role.ADMIN,
-    CONSOLE + "ListUsers": Role.ADMIN,
-    CONSOLE + "CreateEnrollmentToken": Role.ADMIN,
+# The permission every console method needs. A method missing here is refused: deny by default.
+METHOD_PERMISSIONS: dict[str, Permission] = {
+    CONSOLE + "WhoAmI": Permission.ACCOUNT_READ,
+    CONSOLE + "ListAgents": Permission.AGENTS_READ,
+    CONSOLE + "GetAgent": Permission.AGENTS_READ,
+    CONSOLE + "RunDiagnostics": Permission.DIAGNOSTICS_RUN,
+    CONSOLE + "GetSnapshot": Permission.DIAGNOSTICS_READ,
+    CONSOLE + "ListCommands": Permission.COMMANDS_READ,
+    CONSOLE + "GetCommand": Permission.COMMANDS_READ,
+    CONSOLE + "CancelCommand": Permission.COMMANDS_CANCEL,
+    CONSOLE + "OpenTicket": Permission.TICKETS_WORK,
+    CONSOLE + "ListTickets": Permission.TICKETS_READ,
+    CONSOLE + "GetTicket": Permission.TICKETS_READ,
+    CONSOLE + "CommentTicket": Permission.TICKETS_WORK,
+    CONSOLE + "AssignTicket": Permission.TICKETS_WORK,
+    CONSOLE + "EscalateTicket": Permission.TICKETS_WORK,
+    # Resolving or closing an L2 ticket also needs tickets.resolve_escalated (server/domain).
+    CONSOLE + "ResolveTicket": Permission.TICKETS_WORK,
+    CONSOLE + "CloseTicket": Permission.TICKETS_WORK,
+    CONSOLE + "ReopenTicket": Permission.TICKETS_WORK,
+    CONSOLE + "RevokeAgent": Permission.AGENTS_REVOKE,
+    CONSOLE + "CreateUser": Permission.USERS_MANAGE,
+    CONSOLE + "ListUsers": Permission.USERS_MANAGE,
+    CONSOLE + "CreateEnrollmentToken": Permission.ENROLLMENT_MANAGE,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and
@@ -78,13 +83,13 @@ OPEN_METHODS: frozenset[str] = frozenset(
 )
 
 Authenticator = Callable[[str], Awaitable[Principal]]
-DenialRecorder = Callable[[Principal, str, Role], Awaitable[None]]
+DenialRecorder = Callable[[Principal, str, Permission], Awaitable[None]]
 
 _TOKEN_CACHE_TTL_S = 5.0
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates the bearer token and enforces METHOD_ROLES before any console handler runs."""
+    """Authenticates the bearer token and checks METHOD_PERMISSIONS before console handlers."""
 
     def __init__(self, authenticate: Authenticator, record_denial: DenialRecorder) -> None:
         self._authenticate = authenticate
@@ -103,12 +108,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method in OPEN_METHODS:
             return handler
-        required = METHOD_ROLES.get(method)
+        required = METHOD_PERMISSIONS.get(method)
         metadata = handler_call_details.invocation_metadata or ()
         token = _bearer_token(metadata)
         return _guarded(handler, lambda: self._admit(method, required, token))
 
-    async def _admit(self, method: str, required: Role | None, token: str | None) -> Principal:
+    async def _admit(
+        self, method: str, required: Permission | None, token: str | None
+    ) -> Principal:
         if required is None:
             raise PermissionDenied(f"{method} is not open to any role")
         if not token:
@@ -116,10 +123,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 "no API token: send 'authorization: Bearer <token>' (sonde login does this)"
             )
         principal = await self._principal_for(token)
-        if not principal.at_least(required):
+        if not principal.may(required):
             await self._record_denial(principal, method, required)
+            holders = ", ".join(role.label for role in roles_with(required)) or "no role"
             raise PermissionDenied(
-                f"{method.rsplit('/', 1)[-1]} needs the {required.label} role; "
+                f"{method.rsplit('/', 1)[-1]} needs the {required} permission ({holders}); "
                 f"{principal.name} is {principal.role.label}"
             )
         return principal

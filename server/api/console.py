@@ -1,6 +1,6 @@
 """ConsoleService: what technicians and admins do. Each method translates and hands off.
 
-The auth interceptor has already checked the token and the method's minimum role; each method
+The auth interceptor has already checked the token and the method's permission; each method
 reads the caller, calls the domain, records an audit row when it changes or runs something,
 and maps the result.
 """

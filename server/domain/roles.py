@@ -1,13 +1,21 @@
-"""Technician roles and the principal an authenticated call runs as."""
+"""Technician roles as named sets of permissions, and the principal an authenticated call runs as.
+
+ROLE_PERMISSIONS is the one table of what each role may do. The auth layer checks each console
+method's permission against it (server/api/auth.py, METHOD_PERMISSIONS), domain rules check the
+finer ones (an L2 ticket is resolved or closed only with tickets.resolve_escalated), and the
+security test derives every expected refusal from it.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
-class Role(enum.IntEnum):
-    """Ordered: a higher role can do everything a lower one can."""
+class Role(enum.Enum):
+    """A technician's role; what it allows is its set in ROLE_PERMISSIONS, not its rank."""
 
     L1 = 1
     L2 = 2
@@ -24,6 +32,59 @@ class Role(enum.IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self]
+
+
+class Permission(enum.StrEnum):
+    """One thing a technician may do, named `area.verb`."""
+
+    ACCOUNT_READ = "account.read"
+    AGENTS_READ = "agents.read"
+    DIAGNOSTICS_RUN = "diagnostics.run"
+    DIAGNOSTICS_READ = "diagnostics.read"
+    COMMANDS_READ = "commands.read"
+    COMMANDS_CANCEL = "commands.cancel"
+    TICKETS_READ = "tickets.read"
+    TICKETS_WORK = "tickets.work"
+    # Resolve or close a ticket escalated to L2 (an L1 may still comment on it).
+    TICKETS_RESOLVE_ESCALATED = "tickets.resolve_escalated"
+    AGENTS_REVOKE = "agents.revoke"
+    USERS_MANAGE = "users.manage"
+    ENROLLMENT_MANAGE = "enrollment.manage"
+    AUDIT_READ = "audit.read"
+
+
+_L1: frozenset[Permission] = frozenset(
+    {
+        Permission.ACCOUNT_READ,
+        Permission.AGENTS_READ,
+        Permission.DIAGNOSTICS_RUN,
+        Permission.DIAGNOSTICS_READ,
+        Permission.COMMANDS_READ,
+        Permission.COMMANDS_CANCEL,
+        Permission.TICKETS_READ,
+        Permission.TICKETS_WORK,
+    }
+)
+_L2: frozenset[Permission] = _L1 | {Permission.TICKETS_RESOLVE_ESCALATED}
+_ADMIN: frozenset[Permission] = _L2 | {
+    Permission.AGENTS_REVOKE,
+    Permission.USERS_MANAGE,
+    Permission.ENROLLMENT_MANAGE,
+    Permission.AUDIT_READ,
+}
+
+# The one table of what each role may do.
+ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
+    {Role.L1: _L1, Role.L2: _L2, Role.ADMIN: _ADMIN}
+)
+
+
+def roles_with(permission: Permission) -> tuple[Role, ...]:
+    """The roles that hold `permission`, in declaration order (for messages and docs)."""
+    return tuple(role for role in Role if role.may(permission))
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -33,5 +94,5 @@ class Principal:
     name: str
     role: Role
 
-    def at_least(self, role: Role) -> bool:
-        return self.role >= role
+    def may(self, permission: Permission) -> bool:
+        return self.role.may(permission)

@@ -5,7 +5,8 @@
     new | in_progress | waiting --close (with a note)--> closed
     resolved | closed --reopen--> in_progress (assigned) or new
 Escalation moves L1 -> L2: in progress with the L2 assignee given, else new in the L2 queue.
-Once a ticket is L2, an L1 technician may comment on it but not resolve or close it.
+Once a ticket is L2, resolving or closing it needs tickets.resolve_escalated (l2, admin); an L1
+technician may still comment on it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sonde.server.domain import sla
 from sonde.server.domain.clock import Clock, utc_now
-from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_model import (
     TicketChannel,
@@ -220,7 +221,8 @@ class Tickets:
             ticket = await load_ticket(session, ticket_id, lock=True)
             self._require_open(ticket, "assign")
             role = await user_role(session, assignee)
-            if ticket.level is TicketLevel.L2 and role < Role.L2:
+            can_finish_l2 = role.may(Permission.TICKETS_RESOLVE_ESCALATED)
+            if ticket.level is TicketLevel.L2 and not can_finish_l2:
                 raise InvalidArgument(
                     f"ticket {ticket_id} is at L2: assign it to an l2 technician or an admin "
                     f"({assignee} is {role.label})"
@@ -258,7 +260,7 @@ class Tickets:
                 raise Conflict(f"ticket {ticket_id} is already at L2")
             if assignee is not None:
                 role = await user_role(session, assignee)
-                if role < Role.L2:
+                if not role.may(Permission.TICKETS_RESOLVE_ESCALATED):
                     raise InvalidArgument(
                         f"an escalated ticket goes to an l2 technician or an admin; "
                         f"{assignee} is {role.label}"
@@ -411,7 +413,7 @@ class Tickets:
 
     @staticmethod
     def _require_level(actor: Principal, ticket: TicketRecord, verb: str) -> None:
-        if ticket.level is TicketLevel.L2 and not actor.at_least(Role.L2):
+        if ticket.level is TicketLevel.L2 and not actor.may(Permission.TICKETS_RESOLVE_ESCALATED):
             raise PermissionDenied(
                 f"ticket {ticket.id} is escalated to L2: an L1 technician may comment on it "
                 f"but not {verb} it"
