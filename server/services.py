@@ -1,38 +1,46 @@
 """Everything the servicers need, built once per server process from one Database.
 
-Dispatcher and EnrollmentIssuer are protocols: the domain and storage side declares what it
-needs, the transport side (server/domain/dispatch.py, server/enrollment_issuer.py) provides it.
+EnrollmentIssuer is a protocol: the domain side declares what it needs, the transport side
+(server/enrollment_issuer.py) provides it. Agents are reached through durable commands
+(server/domain/commands.py) and wake-ups, on whichever replica holds their stream.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.audited import AuditedWrites
+from sonde.server.domain.commands import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
-from sonde.server.errors import Unavailable
+from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
 from sonde.server.storage.db import Database
 
 
 class Dispatcher(Protocol):
-    async def run_diagnostics(
-        self, agent_id: str, *, ticket_id: int | None, requested_by: str, timeout_s: float
-    ) -> int:
-        """Collect a snapshot on an online agent; returns its stored id.
-
-        Raises Unavailable (offline since ...) or DeadlineExceeded.
-        """
+    async def disconnect(self, agent_id: str, reason: str) -> None:
+        """Close the agent's open stream, on whichever replica holds it."""
         ...
+
+
+class RevocationNotice:
+    """Tells every replica that an agent was revoked: its stream closes wherever it is."""
+
+    def __init__(self, db: Database, wakeups: Wakeups) -> None:
+        self._db = db
+        self._wakeups = wakeups
 
     async def disconnect(self, agent_id: str, reason: str) -> None:
-        """Close the agent's open stream, if it has one."""
-        ...
+        wakes: list[Wake] = []
+        wake = Wake(WakeKind.REVOKED, agent_id)
+        await self._db.write(lambda connection: emit(connection, wakes, wake))
+        self._wakeups.publish(wakes)
 
 
 @dataclass(frozen=True)
@@ -47,45 +55,37 @@ class EnrollmentIssuer(Protocol):
     async def issue(self, *, uses: int, ttl: timedelta, created_by: str) -> IssuedEnrollment: ...
 
 
-class NotDispatching:
-    """The dispatcher until the agent listener is up: every agent counts as unreachable."""
-
-    async def run_diagnostics(
-        self, agent_id: str, *, ticket_id: int | None, requested_by: str, timeout_s: float
-    ) -> int:
-        raise Unavailable(
-            "this server is not connected to agents (its agent listener is not running)"
-        )
-
-    async def disconnect(self, agent_id: str, reason: str) -> None:
-        return None
-
-
-@dataclass
+@dataclass(frozen=True)
 class ServerServices:
     db: Database
+    wakeups: Wakeups
+    audited: AuditedWrites
     agents: AgentRegistry
     tokens: EnrollmentTokens
     users: Users
     audit: AuditLog
+    commands: Commands
     diagnostics: Diagnostics
     tickets: Tickets
     enrollment: EnrollmentIssuer
-    dispatcher: Dispatcher = field(default_factory=NotDispatching)
+    dispatcher: Dispatcher
 
 
-async def open_services(
-    db: Database, enrollment: EnrollmentIssuer, dispatcher: Dispatcher | None = None
-) -> ServerServices:
-    """The domain objects over `db`; set `.dispatcher` once the agent side exists."""
+async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerServices:
+    """The domain objects over `db`, built whole."""
+    wakeups = Wakeups()
+    audited = AuditedWrites(db)
     return ServerServices(
         db=db,
+        wakeups=wakeups,
+        audited=audited,
         agents=AgentRegistry(db),
         tokens=EnrollmentTokens(db),
         users=Users(db),
         audit=AuditLog(db),
-        diagnostics=Diagnostics(db),
+        commands=Commands(db, audited, wakeups),
+        diagnostics=Diagnostics(db, audited, wakeups),
         tickets=Tickets(db),
         enrollment=enrollment,
-        dispatcher=dispatcher if dispatcher is not None else NotDispatching(),
+        dispatcher=RevocationNotice(db, wakeups),
     )

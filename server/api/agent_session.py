@@ -1,7 +1,9 @@
 """AgentService.Session: one bidirectional stream per agent, on the mTLS agent listener.
 
 The agent's id comes from its verified client certificate only. Hello's fields are descriptive
-and cleaned at intake; a Hello that claims another id changes nothing.
+and cleaned at intake; a Hello that claims another id changes nothing. Welcome goes out before
+anything is written (the session row is batched); then the session delivers the agent's due
+commands, in creation order, and keeps delivering as they are queued.
 """
 
 from __future__ import annotations
@@ -9,22 +11,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 
 import grpc
 
-from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, AgentRegistry, HeartbeatRecord, HelloInfo
+from sonde.agent.checks import CheckContext, evaluate
+from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, HeartbeatRecord, HelloInfo
 from sonde.server.domain.clock import utc_now
-from sonde.server.domain.dispatch import AgentConnection, Dispatcher
+from sonde.server.domain.commands import CommandRecord, Commands
+from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.sessions import (
+    AgentAdmission,
+    AgentConnection,
+    LocalSessions,
+    SessionClosed,
+    SessionOpened,
+    SessionRows,
+)
 from sonde.server.domain.text import sanitized
-from sonde.server.errors import Unauthenticated
+from sonde.server.domain.wakeups import Wakeups
+from sonde.server.errors import NotFound, PermissionDenied, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
 from sonde.v1 import agent_pb2, agent_pb2_grpc
+from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
+# Sessions between accept and Welcome at once; more are told to come back later.
+MAX_HELLOS_IN_FLIGHT = 512
+RETRY_AFTER_MS = (2_000, 10_000)
 
 Context = grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 
@@ -37,7 +55,7 @@ def certificate_agent_id(context: Context) -> str:
 
 
 def hello_info(hello: agent_pb2.Hello) -> HelloInfo:
-    """Hello's descriptive fields, as sent: the agent registry cleans and bounds them."""
+    """Hello's descriptive fields, as sent: the session rows clean and bound them."""
     return HelloInfo(
         hostname=hello.hostname,
         platform=hello.platform,
@@ -47,23 +65,66 @@ def hello_info(hello: agent_pb2.Hello) -> HelloInfo:
     )
 
 
+def collect_message(command: CommandRecord) -> agent_pb2.ServerMessage:
+    message = agent_pb2.ServerMessage()
+    message.collect.command_id = command.id
+    message.collect.expires_at.FromDatetime(command.expires_at)
+    return message
+
+
 class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, agents: AgentRegistry, dispatcher: Dispatcher, heartbeats: HeartbeatBatcher
+        self,
+        *,
+        sessions: LocalSessions,
+        admission: AgentAdmission,
+        session_rows: SessionRows,
+        heartbeats: HeartbeatBatcher,
+        commands: Commands,
+        diagnostics: Diagnostics,
+        wakeups: Wakeups,
+        max_hellos_in_flight: int = MAX_HELLOS_IN_FLIGHT,
     ) -> None:
-        self._agents = agents
-        self._dispatcher = dispatcher
+        self._sessions = sessions
+        self._admission = admission
+        self._session_rows = session_rows
         self._heartbeats = heartbeats
+        self._commands = commands
+        self._diagnostics = diagnostics
+        self._wakeups = wakeups
+        self._max_hellos = max_hellos_in_flight
+        self._hellos = 0
 
     # The read/write API of grpc.aio: the method writes with context.write and returns None.
     async def Session(  # type: ignore[override]
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
     ) -> None:
+        if self._hellos >= self._max_hellos:
+            await self._come_back_later(context)
+        self._hellos += 1
+        try:
+            connection = await self._admit(request_iterator, context)
+        finally:
+            self._hellos -= 1
+        await self._serve(connection, request_iterator, context)
+
+    async def _come_back_later(self, context: Context) -> None:
+        retry_ms = random.randint(*RETRY_AFTER_MS)  # noqa: S311 (spreading retries, not secrets)
+        context.set_trailing_metadata(((RETRY_AFTER_MS_KEY, str(retry_ms)),))
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{self._hellos} agents are connecting at once; retry in {retry_ms / 1000:.1f} s",
+        )
+
+    async def _admit(
+        self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
+    ) -> AgentConnection:
+        """Check the certificate's agent, read its Hello, attach it and send Welcome."""
         try:
             agent_id = certificate_agent_id(context)
         except (Unauthenticated, ValueError) as error:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
-        if await self._agents.is_revoked(agent_id):
+        if not await self._admission.admits(agent_id):
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"agent {agent_id} is revoked or unknown; it must be enrolled again with a new key",
@@ -73,27 +134,41 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             log.warning("agent %s said it was %r: ignored", agent_id, hello.agent_id[:64])
         info = hello_info(hello)
         hostname = sanitized(info.hostname, max_chars=MAX_HOSTNAME_CHARS) or agent_id
-        connection = self._dispatcher.attach(agent_id, hostname)
-        reader: asyncio.Task[None] | None = None
+        now = utc_now()
+        connection = self._sessions.attach(agent_id, hostname, now)
+        self._wakeups.attach_session(agent_id, connection.on_wake)
+        welcome = agent_pb2.ServerMessage()
+        welcome.welcome.heartbeat_interval_s = int(self._sessions.heartbeat_interval_s)
+        welcome.welcome.server_time.FromDatetime(now)
+        await context.write(welcome)
+        self._session_rows.add(
+            SessionOpened(agent_id, connection.session_id, info, context.peer(), now)
+        )
+        log.info("agent %s (%s) connected from %s", hostname, agent_id, context.peer())
+        return connection
+
+    async def _serve(
+        self,
+        connection: AgentConnection,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: Context,
+    ) -> None:
+        agent_id = connection.agent_id
+        tasks = [
+            asyncio.create_task(self._read(connection, request_iterator)),
+            asyncio.create_task(self._deliver(connection)),
+        ]
         try:
-            await self._agents.connected(agent_id, info, context.peer(), utc_now())
-            if await self._agents.is_revoked(agent_id):
-                # Revoked while it was saying hello: the revocation found no stream to close.
-                connection.close("revoked by an admin", revoked=True)
-            log.info("agent %s (%s) connected from %s", hostname, agent_id, context.peer())
-            welcome = agent_pb2.ServerMessage()
-            welcome.welcome.heartbeat_interval_s = int(self._dispatcher.heartbeat_interval_s)
-            welcome.welcome.server_time.FromDatetime(utc_now())
-            reader = asyncio.create_task(self._read(agent_id, connection, request_iterator))
-            await context.write(welcome)
             await self._write(connection, context)
         finally:
-            if reader is not None:
-                reader.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            if self._dispatcher.detach(connection):
-                await asyncio.shield(self._agents.disconnected(agent_id, utc_now()))
+                    await task
+            self._wakeups.detach_session(agent_id, connection.on_wake)
+            if self._sessions.detach(connection):
+                self._session_rows.add(SessionClosed(agent_id, connection.session_id, utc_now()))
             log.info(
                 "agent %s disconnected: %s", agent_id, connection.close_reason or "stream ended"
             )
@@ -116,6 +191,27 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         return first.hello
 
+    async def _deliver(self, connection: AgentConnection) -> None:
+        """Send the agent's due commands: all that are open when it connects, then each one
+        queued for it (woken by the wake-ups, or by the replica's periodic look)."""
+        resend = True
+        while not connection.closing:
+            connection.due.clear()
+            try:
+                due = await self._commands.claim_due(
+                    connection.agent_id, connection.session_id, resend_delivered=resend
+                )
+            except Exception:
+                log.exception("agent %s: could not read its due commands", connection.agent_id)
+                due = []
+                await asyncio.sleep(1.0)
+                connection.due.set()
+            resend = False
+            for command in due:
+                if not connection.closing:
+                    connection.send(collect_message(command))
+            await connection.due.wait()
+
     async def _write(self, connection: AgentConnection, context: Context) -> None:
         while True:
             message = await connection.outbound.get()
@@ -128,11 +224,9 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             await context.write(revoked)
 
     async def _read(
-        self,
-        agent_id: str,
-        connection: AgentConnection,
-        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        self, connection: AgentConnection, request_iterator: AsyncIterator[agent_pb2.AgentMessage]
     ) -> None:
+        agent_id = connection.agent_id
         try:
             async for message in request_iterator:
                 connection.heard_from()
@@ -140,7 +234,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 if kind == "heartbeat":
                     self._heartbeats.add(_heartbeat_record(agent_id, message.heartbeat))
                 elif kind == "result":
-                    await self._dispatcher.accept_result(agent_id, message.result, utc_now())
+                    await self._accept(agent_id, message.result)
                     ack = agent_pb2.ServerMessage()
                     ack.ack.command_id = message.result.command_id
                     connection.send(ack)
@@ -152,6 +246,18 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             log.exception("agent %s: error while reading its stream", agent_id)
         finally:
             connection.close(connection.close_reason or "the agent closed its stream")
+
+    async def _accept(self, agent_id: str, result: agent_pb2.Result) -> None:
+        received_at = utc_now()
+        found = []
+        if result.HasField("snapshot"):
+            result.snapshot.agent_id = agent_id
+            found = evaluate(result.snapshot, CheckContext(reference_time=received_at))
+        try:
+            await self._diagnostics.accept_result(agent_id, result, found, received_at)
+        except (NotFound, PermissionDenied) as refused:
+            # A result for a command this agent was never sent: dropped, nothing changed.
+            log.warning("refused a result from agent %s: %s", agent_id, refused)
 
 
 def _heartbeat_record(agent_id: str, beat: agent_pb2.Heartbeat) -> HeartbeatRecord:

@@ -10,6 +10,7 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonde.server.domain.agents import AgentRecord
+from sonde.server.domain.commands import CommandRecord, CommandState
 from sonde.server.domain.diagnostics import SnapshotSummaryRecord, StoredSnapshotRecord
 from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import (
@@ -198,3 +199,34 @@ def ticket_event(record: TicketEventRecord) -> console_pb2.TicketEvent:
 
 def tickets(records: Sequence[TicketRecord]) -> list[console_pb2.Ticket]:
     return [ticket(record) for record in records]
+
+
+def command(record: CommandRecord) -> console_pb2.Command:
+    message = console_pb2.Command(
+        id=record.id,
+        agent_id=record.agent_id,
+        agent_hostname=record.agent_hostname,
+        kind=console_pb2.CommandKind.Value(f"COMMAND_KIND_{record.kind.value.upper()}"),
+        state=command_state(record.state),
+        ticket_id=record.ticket_id or 0,
+        requested_by=record.requested_by,
+        reason=record.reason,
+        snapshot_id=record.snapshot_id or 0,
+        cancelled_by=record.cancelled_by,
+        deliveries=record.deliveries,
+    )
+    _stamp(message.created_at, record.created_at)
+    _stamp(message.expires_at, record.expires_at)
+    _stamp(message.delivered_at, record.delivered_at)
+    _stamp(message.started_at, record.started_at)
+    _stamp(message.finished_at, record.finished_at)
+    return message
+
+
+def command_state(state: CommandState) -> console_pb2.CommandState.ValueType:
+    return console_pb2.CommandState.Value(f"COMMAND_STATE_{state.value.upper()}")
+
+
+def command_state_from_proto(number: int) -> CommandState | None:
+    name = _name(console_pb2.CommandState, number, "command state")
+    return _from_proto(name, "COMMAND_STATE", CommandState, "command state")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sonde.server.console import agents, demo, diag, login, tickets, users
+from sonde.server.console import agents, commands, demo, diag, login, tickets, users
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.output import Output
@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `sonde login SERVER --token TOKEN --ca CA_FILE`, or try `sonde demo`.",
     )
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (login, agents, diag, tickets, users, demo):
-        module.register(commands, common)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (login, agents, diag, commands, tickets, users, demo):
+        module.register(subcommands, common)
     return parser
 
 

@@ -19,7 +19,7 @@ from sonde.v1 import console_pb2_grpc
 # Ordinary calls touch the database only; a slow answer means something is wrong.
 CALL_DEADLINE_S = 15.0
 # The server's own diagnostic timeout when the technician gives none (kept in step with it).
-SERVER_DIAG_TIMEOUT_S = 60.0
+SERVER_DIAG_TIMEOUT_S = 30.0
 # Time for the server to store the snapshot and answer after the agent has replied.
 DIAG_MARGIN_S = 15.0
 # After an UNAVAILABLE, how long to see whether the channel itself is connected.

@@ -20,6 +20,7 @@ from typing import IO, Any, TypeVar
 from sonde.server.console.client import ConsoleClient, diag_deadline
 from sonde.server.console.config import Credentials
 from sonde.server.console.errors import CliError
+from sonde.server.console.render_command import state_label
 from sonde.v1 import console_pb2
 
 DEMO_TITLE = "Demo: user reports the PC is slow"
@@ -238,7 +239,14 @@ class DemoRun:
             agent=self.agent.id, timeout_s=DIAG_AGENT_TIMEOUT_S
         )
         deadline = diag_deadline(DIAG_AGENT_TIMEOUT_S)
-        return client.call(client.stub.RunDiagnostics, request, deadline_s=deadline).snapshot
+        response = client.call(client.stub.RunDiagnostics, request, deadline_s=deadline)
+        if not response.HasField("snapshot"):
+            command = response.command
+            raise StepFailed(
+                f"the diagnostic {command.id} is {state_label(command.state)}"
+                + (f": {command.reason}" if command.reason else "")
+            )
+        return response.snapshot
 
     def _open(self, client: ConsoleClient) -> console_pb2.Ticket:
         request = console_pb2.OpenTicketRequest(

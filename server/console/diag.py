@@ -1,4 +1,9 @@
-"""`sonde diag AGENT [--ticket N] [--timeout S]`: a live diagnostic during the call."""
+"""`sonde diag AGENT`: a full diagnostic now, or queued until the agent connects.
+
+An online agent's result is shown as soon as it arrives. An offline agent's diagnostic is
+queued (it expires after --expires, 24 h by default) and the command says when it will expire
+and which ticket it will land on; --wait waits for it, --no-queue refuses instead.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,14 @@ from sonde.server.console.client import diag_deadline
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import findings_table, inert, key_facts, snapshot_line
+from sonde.server.console.render_command import OPEN_STATES, queued_line, state_label
+from sonde.server.console.users import duration
 from sonde.v1 import console_pb2
 
 # How often the spinner line refreshes while the agent collects.
 _SPINNER_TICK_S = 0.1
+MAX_EXPIRY_S = 30 * 86400
+EXIT_NOT_DONE = 3  # queued or still on its way: not a failure, not a result either
 
 
 def register(
@@ -26,9 +35,10 @@ def register(
     diag = commands.add_parser(
         "diag",
         parents=[common],
-        help="run a full diagnostic on an agent now",
+        help="run a full diagnostic on an agent (queued while it is offline)",
         description="Ask the agent for a snapshot, store it with its findings (linked to "
-        "--ticket when given) and show the findings, critical first, and the key facts.",
+        "--ticket when given) and show the findings, critical first, and the key facts. "
+        "An offline agent gets it when it connects, until --expires.",
     )
     diag.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
     diag.add_argument("--ticket", type=int, default=0, metavar="N", help="link to ticket N")
@@ -37,19 +47,42 @@ def register(
         type=int,
         default=0,
         metavar="S",
-        help="seconds the agent gets (default: the server's)",
+        help="seconds to wait for the result (default: the server's, 30)",
+    )
+    diag.add_argument(
+        "--expires",
+        type=duration,
+        default=0,
+        metavar="DURATION",
+        help="how long a queued diagnostic waits for an offline agent, e.g. 2h (default 24h)",
+    )
+    when = diag.add_mutually_exclusive_group()
+    when.add_argument(
+        "--wait", action="store_true", help="wait for the result even if the agent is offline"
+    )
+    when.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="refuse at once when the agent is offline instead of queueing",
     )
     diag.set_defaults(handler=run_diag)
 
 
 def run_diag(args: argparse.Namespace, ctx: Context) -> int:
-    if args.timeout < 0 or args.timeout > 3600:
-        raise CliError("INVALID_ARGUMENT", f"--timeout {args.timeout}: expected 1 to 3600 seconds")
+    if args.timeout < 0 or args.timeout > 600:
+        raise CliError("INVALID_ARGUMENT", f"--timeout {args.timeout}: expected 1 to 600 seconds")
     if args.ticket < 0:
         raise CliError("INVALID_ARGUMENT", f"--ticket {args.ticket}: a ticket number is positive")
+    if args.expires > MAX_EXPIRY_S:
+        raise CliError("INVALID_ARGUMENT", "--expires: a queued diagnostic waits at most 30d")
     client = ctx.client()
     request = console_pb2.RunDiagnosticsRequest(
-        agent=args.agent, ticket_id=args.ticket, timeout_s=args.timeout
+        agent=args.agent,
+        ticket_id=args.ticket,
+        timeout_s=args.timeout,
+        expires_s=args.expires,
+        no_queue=args.no_queue,
+        wait_offline=args.wait,
     )
     future = client.start(
         client.stub.RunDiagnostics, request, deadline_s=diag_deadline(args.timeout)
@@ -64,8 +97,23 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
                 with contextlib.suppress(grpc.FutureTimeoutError):
                     future.exception(timeout=_SPINNER_TICK_S)
     response = client.result(future)
-    stored = response.snapshot
-    heading = Text("Diagnostic ", style="bold")
-    heading.append_text(snapshot_line(stored.summary))
-    ctx.out.result(response, heading, findings_table(stored.findings), key_facts(stored.snapshot))
-    return 0
+    command = response.command
+    if response.HasField("snapshot"):
+        stored = response.snapshot
+        heading = Text("Diagnostic ", style="bold")
+        heading.append_text(snapshot_line(stored.summary))
+        ctx.out.result(
+            response, heading, findings_table(stored.findings), key_facts(stored.snapshot)
+        )
+        return 0
+    if command.state in OPEN_STATES:
+        ctx.out.result(response, queued_line(command, response.agent_online))
+        return 0 if not response.agent_online and not args.wait else EXIT_NOT_DONE
+    if ctx.out.json_mode:
+        ctx.out.emit_message(response)
+        return 1
+    raise CliError(
+        "FAILED_PRECONDITION",
+        f"the diagnostic {command.id} ended {state_label(command.state)}: "
+        f"{command.reason or 'no reason given'}",
+    )

@@ -27,9 +27,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("deliveries", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(
-            sa.Column(
-                "delivered_session", sa.String(length=36), nullable=False, server_default=""
-            )
+            sa.Column("delivered_session", sa.String(length=36), nullable=False, server_default="")
         )
         batch.drop_index("ix_commands_agent_id_state")
         batch.create_index(

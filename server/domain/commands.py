@@ -1,0 +1,518 @@
+"""Commands: everything the server asks of an agent, durable from the moment it is asked.
+
+    queued -> delivered -> running -> succeeded | failed | timed_out | cancelled | refused
+                                      | interrupted
+    queued -> expired | cancelled    (never delivered: offline past expires_at, or cancelled)
+
+The row in `commands` is the truth, not a future in some process's memory: any replica's
+session delivers an agent's due commands in creation order when it connects and as they are
+queued (woken through server/domain/wakeups.py), and whoever waits for a result watches the
+row. A final state is final: a late result for it is acknowledged and dropped. At-least-once
+delivery, at-most-once execution: a reconnect resends what was delivered and not finished,
+and the agent's executed-id journal answers a resent command from its outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
+
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.roles import Principal
+from sonde.server.domain.text import checked_text
+from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import agents, commands, snapshots, tickets
+from sonde.server.storage.types import AnyRow
+
+MAX_COMMAND_ID_CHARS = 64
+DEFAULT_EXPIRY = timedelta(hours=24)
+MAX_EXPIRY = timedelta(days=30)
+# A delivered command whose result has not come this long after its expiry is interrupted.
+RESULT_GRACE = timedelta(minutes=10)
+MAX_REASON_CHARS = 2000
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+WAIT_POLL_S = 1.0  # the row is re-read this often while waiting, whatever the wake-ups do
+
+
+class CommandKind(enum.StrEnum):
+    COLLECT = "collect"
+
+
+class CommandState(enum.StrEnum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+    INTERRUPTED = "interrupted"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self not in TRANSITIONS
+
+
+_AFTER_DELIVERY = frozenset(
+    {
+        CommandState.RUNNING,
+        CommandState.SUCCEEDED,
+        CommandState.FAILED,
+        CommandState.TIMED_OUT,
+        CommandState.CANCELLED,
+        CommandState.REFUSED,
+        CommandState.INTERRUPTED,
+    }
+)
+
+# The state machine, written once: every change of state goes through `check_transition`.
+TRANSITIONS: Mapping[CommandState, frozenset[CommandState]] = {
+    CommandState.QUEUED: frozenset(
+        {CommandState.DELIVERED, CommandState.EXPIRED, CommandState.CANCELLED}
+    ),
+    CommandState.DELIVERED: _AFTER_DELIVERY,
+    CommandState.RUNNING: _AFTER_DELIVERY - {CommandState.RUNNING},
+}
+FINAL_STATES = frozenset(state for state in CommandState if state.final)
+OPEN_STATES = frozenset(TRANSITIONS)
+
+
+def check_transition(command_id: str, current: CommandState, target: CommandState) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(f"command {command_id} is {current.value}; it cannot become {target.value}")
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    id: str
+    agent_id: str
+    agent_hostname: str
+    kind: CommandKind
+    state: CommandState
+    ticket_id: int | None
+    requested_by: str
+    created_at: datetime
+    expires_at: datetime
+    delivered_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    reason: str
+    cancelled_by: str
+    deliveries: int
+    snapshot_id: int | None
+
+
+@dataclass(frozen=True)
+class QueuedCommand:
+    command: CommandRecord
+    agent_online: bool
+
+
+_COLUMNS = (
+    commands,
+    agents.c.hostname.label("agent_hostname"),
+    snapshots.c.id.label("snapshot_id"),
+)
+_JOINED = commands.join(agents, agents.c.id == commands.c.agent_id).outerjoin(
+    snapshots, snapshots.c.command_id == commands.c.id
+)
+_ONE = select(*_COLUMNS).select_from(_JOINED).where(commands.c.id == bindparam("command_id"))
+_OPEN_FOR_AGENT = (
+    select(commands.c.id, commands.c.state, commands.c.expires_at, commands.c.created_at)
+    .where(commands.c.agent_id == bindparam("agent_id"))
+    .where(commands.c.state.in_([state.value for state in OPEN_STATES]))
+    .order_by(commands.c.created_at, commands.c.id)
+)
+
+
+def record_from_row(row: AnyRow) -> CommandRecord:
+    return CommandRecord(
+        id=row.id,
+        agent_id=row.agent_id,
+        agent_hostname=row.agent_hostname,
+        kind=CommandKind(row.kind),
+        state=CommandState(row.state),
+        ticket_id=row.ticket_id,
+        requested_by=row.requested_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        delivered_at=row.delivered_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        reason=row.failure_reason,
+        cancelled_by=row.cancelled_by,
+        deliveries=int(row.deliveries),
+        snapshot_id=None if row.snapshot_id is None else int(row.snapshot_id),
+    )
+
+
+def load_command(connection: Connection, command_id: str) -> CommandRecord:
+    row = connection.execute(_ONE, {"command_id": command_id}).first()
+    if row is None:
+        raise NotFound(f"no command {command_id[:MAX_COMMAND_ID_CHARS]!r}")
+    return record_from_row(row)
+
+
+def lock_command(connection: Connection, command_id: str) -> AnyRow:
+    """The command's own row, locked for the rest of the transaction on PostgreSQL."""
+    row = connection.execute(
+        select(commands).where(commands.c.id == command_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no command {command_id[:MAX_COMMAND_ID_CHARS]!r}")
+    return row
+
+
+def finish(
+    connection: Connection,
+    row: AnyRow,
+    target: CommandState,
+    at: datetime,
+    wakes: list[Wake],
+    *,
+    reason: str = "",
+    cancelled_by: str = "",
+) -> None:
+    """Move a locked command row to a final state, inside the caller's transaction."""
+    check_transition(row.id, CommandState(row.state), target)
+    connection.execute(
+        update(commands)
+        .where(commands.c.id == row.id)
+        .values(
+            state=target.value,
+            finished_at=at,
+            failure_reason=reason[:MAX_REASON_CHARS],
+            cancelled_by=cancelled_by,
+        )
+    )
+    emit(connection, wakes, Wake(WakeKind.FINAL, row.agent_id, row.id))
+
+
+def never_connected(expires_at: datetime) -> str:
+    return f"the agent did not connect before {expires_at:%Y-%m-%d %H:%M} UTC"
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_open(state: str) -> bool:
+    return CommandState(state) in OPEN_STATES
+
+
+class Commands:
+    def __init__(
+        self,
+        db: Database,
+        audited: AuditedWrites,
+        wakeups: Wakeups,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._audited = audited
+        self._wakeups = wakeups
+        self._clock = clock
+
+    # -- asking ----------------------------------------------------------------------------
+
+    async def queue(
+        self,
+        principal: Principal,
+        agent_id: str,
+        kind: CommandKind,
+        *,
+        ticket_id: int | None,
+        expires_in: timedelta = DEFAULT_EXPIRY,
+        require_online: bool = False,
+        offline_reason: str = "",
+    ) -> QueuedCommand:
+        """Record a command for `agent_id` (audited as `diagnostics.run`) and wake its session."""
+        if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
+            raise InvalidArgument(f"a command expires after 1 s to {MAX_EXPIRY.days} days")
+        wakes: list[Wake] = []
+        now = self._clock()
+
+        def unit(connection: Connection, entry: AuditEntry) -> QueuedCommand:
+            agent = connection.execute(
+                select(agents.c.connected, agents.c.revoked_at, agents.c.hostname).where(
+                    agents.c.id == agent_id
+                )
+            ).first()
+            if agent is None:
+                raise NotFound(f"no agent with id {agent_id[:40]!r}")
+            if agent.revoked_at is not None:
+                raise Conflict(f"agent {agent.hostname} ({agent_id}) is revoked")
+            if require_online and not agent.connected:
+                raise Unavailable(
+                    offline_reason or f"agent {agent.hostname} ({agent_id}) is offline"
+                )
+            if ticket_id is not None:
+                _require_ticket(connection, ticket_id)
+            command_id = new_command_id()
+            connection.execute(
+                commands.insert().values(
+                    id=command_id,
+                    agent_id=agent_id,
+                    kind=kind.value,
+                    ticket_id=ticket_id,
+                    requested_by=principal.name,
+                    created_at=now,
+                    expires_at=now + expires_in,
+                    state=CommandState.QUEUED.value,
+                )
+            )
+            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent_id, command_id))
+            entry.detail |= {"command_id": command_id, "kind": kind.value}
+            entry.detail["expires_in_s"] = int(expires_in.total_seconds())
+            return QueuedCommand(load_command(connection, command_id), bool(agent.connected))
+
+        queued = await self._audited.run(
+            principal.name,
+            "diagnostics.run",
+            unit,
+            agent_id=agent_id,
+            ticket_id=ticket_id,
+            peer=principal_peer(principal),
+        )
+        self._wakeups.publish(wakes)
+        return queued
+
+    async def cancel(self, principal: Principal, command_id: str, reason: str) -> CommandRecord:
+        """Cancel a command that has not finished: a queued one never runs; a delivered one is
+        told to stop. Audited as `command.cancel`."""
+        command_id = _checked_id(command_id)
+        reason = checked_text("the reason", reason, max_chars=500)
+        wakes: list[Wake] = []
+        now = self._clock()
+
+        def unit(connection: Connection, entry: AuditEntry) -> CommandRecord:
+            row = lock_command(connection, command_id)
+            entry.agent_id, entry.ticket_id = row.agent_id, row.ticket_id
+            entry.detail["command_id"] = command_id
+            state = CommandState(row.state)
+            if state.final:
+                raise Conflict(
+                    f"command {command_id} already ended {state.value}; there is nothing to cancel"
+                )
+            finish(
+                connection,
+                row,
+                CommandState.CANCELLED,
+                now,
+                wakes,
+                reason=reason or f"cancelled by {principal.name}",
+                cancelled_by=principal.name,
+            )
+            if state is not CommandState.QUEUED:
+                emit(connection, wakes, Wake(WakeKind.CANCEL, row.agent_id, command_id))
+            return load_command(connection, command_id)
+
+        cancelled = await self._audited.run(
+            principal.name, "command.cancel", unit, peer=principal_peer(principal)
+        )
+        self._wakeups.publish(wakes, cancelled)
+        return cancelled
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, command_id: str) -> CommandRecord:
+        command_id = _checked_id(command_id)
+        return await self._db.read(lambda connection: load_command(connection, command_id))
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        states: Iterable[CommandState] = (),
+        ticket_id: int | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> builtins.list[CommandRecord]:
+        """Newest first."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgument(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
+        query = select(*_COLUMNS).select_from(_JOINED)
+        if agent_id is not None:
+            query = query.where(commands.c.agent_id == agent_id)
+        wanted = sorted({state.value for state in states})
+        if wanted:
+            query = query.where(commands.c.state.in_(wanted))
+        if ticket_id is not None:
+            query = query.where(commands.c.ticket_id == ticket_id)
+        query = query.order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit)
+        rows = await self._db.read(lambda connection: connection.execute(query).all())
+        return [record_from_row(row) for row in rows]
+
+    async def wait_final(self, command_id: str, timeout_s: float) -> tuple[CommandRecord, object]:
+        """Wait until the command is final or `timeout_s` passed; returns the row as it is then,
+        and what the finishing unit handed over in process (None when it finished elsewhere)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            waiter = self._wakeups.final_waiter(command_id)
+            try:
+                record = await self.get(command_id)
+                if record.state.final:
+                    return record, None
+                left = deadline - loop.time()
+                if left <= 0:
+                    return record, None
+                with contextlib.suppress(TimeoutError):
+                    outcome = await asyncio.wait_for(asyncio.shield(waiter), min(left, WAIT_POLL_S))
+                    if outcome is not None and isinstance(outcome, FinishedCommand):
+                        return outcome.command, outcome.detail
+            finally:
+                self._wakeups.forget_waiter(command_id, waiter)
+
+    # -- delivery (called by the session that holds the agent's stream) --------------------
+
+    async def claim_due(
+        self, agent_id: str, session_id: str, *, resend_delivered: bool
+    ) -> builtins.list[CommandRecord]:
+        """The agent's commands to send now, in creation order, marked delivered by this
+        session. Queued ones past their expiry end `expired` here and are never sent.
+        `resend_delivered` (a new session) also resends what an earlier session delivered."""
+        now = self._clock()
+        wakes: list[Wake] = []
+
+        def unit(connection: Connection) -> builtins.list[CommandRecord]:
+            due: builtins.list[str] = []
+            for row in connection.execute(_OPEN_FOR_AGENT, {"agent_id": agent_id}).all():
+                state = CommandState(row.state)
+                if state is CommandState.QUEUED and row.expires_at <= now:
+                    locked = lock_command(connection, row.id)
+                    finish(
+                        connection,
+                        locked,
+                        CommandState.EXPIRED,
+                        now,
+                        wakes,
+                        reason=never_connected(row.expires_at),
+                    )
+                elif state is CommandState.QUEUED or resend_delivered:
+                    due.append(row.id)
+            if not due:
+                return []
+            connection.execute(
+                update(commands)
+                .where(commands.c.id.in_(due))
+                .where(commands.c.state == CommandState.QUEUED.value)
+                .values(state=CommandState.DELIVERED.value, delivered_at=now)
+            )
+            connection.execute(
+                update(commands)
+                .where(commands.c.id.in_(due))
+                .values(deliveries=commands.c.deliveries + 1, delivered_session=session_id)
+            )
+            return [load_command(connection, command_id) for command_id in due]
+
+        if not await self._db.read(
+            lambda connection: (
+                connection.execute(_OPEN_FOR_AGENT.limit(1), {"agent_id": agent_id}).first()
+                is not None
+            )
+        ):
+            return []
+        claimed = await self._db.write(unit)
+        self._wakeups.publish(wakes)
+        return claimed
+
+    async def agents_with_queued(self, replica_id: str) -> builtins.list[str]:
+        """Agents held by `replica_id` with a queued command: the fallback for a lost wake-up."""
+        query = (
+            select(commands.c.agent_id)
+            .distinct()
+            .select_from(commands.join(agents, agents.c.id == commands.c.agent_id))
+            .where(commands.c.state == CommandState.QUEUED.value)
+            .where(agents.c.session_replica == replica_id)
+        )
+        rows = await self._db.read(lambda connection: connection.execute(query).all())
+        return [str(row.agent_id) for row in rows]
+
+    async def end_overdue(self) -> int:
+        """Queued commands past their expiry end `expired`; delivered ones with no result
+        RESULT_GRACE after it end `interrupted`. Safe on every replica at once."""
+        now = self._clock()
+        wakes: list[Wake] = []
+
+        def unit(connection: Connection) -> int:
+            overdue = connection.execute(
+                select(commands.c.id, commands.c.state).where(
+                    (
+                        (commands.c.state == CommandState.QUEUED.value)
+                        & (commands.c.expires_at <= now)
+                    )
+                    | (
+                        commands.c.state.in_(
+                            [CommandState.DELIVERED.value, CommandState.RUNNING.value]
+                        )
+                        & (commands.c.expires_at <= now - RESULT_GRACE)
+                    )
+                )
+            ).all()
+            for overdue_row in overdue:
+                row = lock_command(connection, overdue_row.id)
+                if not is_open(row.state):
+                    continue
+                if row.state == CommandState.QUEUED.value:
+                    finish(
+                        connection,
+                        row,
+                        CommandState.EXPIRED,
+                        now,
+                        wakes,
+                        reason=never_connected(row.expires_at),
+                    )
+                else:
+                    finish(
+                        connection,
+                        row,
+                        CommandState.INTERRUPTED,
+                        now,
+                        wakes,
+                        reason="the agent took the command but sent no result before "
+                        f"{row.expires_at + RESULT_GRACE:%Y-%m-%d %H:%M} UTC",
+                    )
+            return len(overdue)
+
+        ended = await self._db.write(unit)
+        self._wakeups.publish(wakes)
+        return ended
+
+
+@dataclass(frozen=True)
+class FinishedCommand:
+    """What a finishing unit hands to a waiter in the same process, so it need not re-read."""
+
+    command: CommandRecord
+    detail: object = None
+
+
+def principal_peer(principal: Principal) -> str:
+    return str(getattr(principal, "peer", ""))
+
+
+def _checked_id(command_id: str) -> str:
+    command_id = command_id.strip()
+    if not command_id or len(command_id) > MAX_COMMAND_ID_CHARS:
+        raise InvalidArgument(f"a command id is 1 to {MAX_COMMAND_ID_CHARS} characters")
+    return command_id
+
+
+def _require_ticket(connection: Connection, ticket_id: int) -> None:
+    if connection.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None:
+        raise NotFound(f"no ticket {ticket_id}")

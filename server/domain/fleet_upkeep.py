@@ -1,0 +1,47 @@
+"""The replica's periodic upkeep: renew its lease, end dead replicas' sessions, end overdue
+commands, and wake local sessions that have queued commands (should a wake-up have been lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sonde.server.domain.commands import Commands
+from sonde.server.domain.replicas import RENEW_INTERVAL_S, Replica
+from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+class FleetUpkeep:
+    def __init__(
+        self,
+        replica: Replica,
+        commands: Commands,
+        wakeups: Wakeups,
+        interval_s: float = RENEW_INTERVAL_S,
+    ) -> None:
+        self._replica = replica
+        self._commands = commands
+        self._wakeups = wakeups
+        self._interval_s = interval_s
+
+    async def once(self) -> None:
+        sweep = await self._replica.renew_and_sweep()
+        if sweep.sessions_ended:
+            log.info("marked %d agents of lapsed replicas offline", sweep.sessions_ended)
+        ended = await self._commands.end_overdue()
+        if ended:
+            log.info("ended %d overdue commands (expired or interrupted)", ended)
+        for agent_id in await self._commands.agents_with_queued(self._replica.id):
+            self._wakeups.receive(Wake(WakeKind.COMMANDS_DUE, agent_id))
+
+    async def run(self) -> None:
+        """Until cancelled; a failed round is logged and the next one tries again."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.once()
+            except Exception:
+                log.exception("fleet upkeep failed; trying again in %.0f s", self._interval_s)

@@ -1,0 +1,266 @@
+"""Durable commands: the state machine, delivery in order, expiry, cancel, and audit with each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from sonde.server.domain.commands import (
+    FINAL_STATES,
+    TRANSITIONS,
+    CommandKind,
+    CommandState,
+    check_transition,
+)
+from sonde.server.domain.diagnostics import StoredSnapshotRecord
+from sonde.server.domain.wakeups import Wake, WakeKind
+from sonde.server.errors import Conflict, InvalidArgument, Unavailable
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import audit_log, commands, snapshots
+from sonde.v1 import agent_pb2
+from tests.unit.domain.builders import Clock, enrolled_agent, technician
+from tests.unit.domain.test_diagnostics import a_snapshot, desk, queued, snapshot_result
+
+
+def test_the_transition_table_has_one_shape() -> None:
+    assert set(TRANSITIONS) == {CommandState.QUEUED, CommandState.DELIVERED, CommandState.RUNNING}
+    assert set(CommandState) - set(TRANSITIONS) == FINAL_STATES
+    # Never delivered: only expiry or a cancel ends a queued command.
+    assert TRANSITIONS[CommandState.QUEUED] == {
+        CommandState.DELIVERED,
+        CommandState.EXPIRED,
+        CommandState.CANCELLED,
+    }
+    assert CommandState.EXPIRED not in TRANSITIONS[CommandState.DELIVERED]
+    for final in FINAL_STATES:
+        for target in CommandState:
+            with pytest.raises(Conflict, match=f"is {final.value}; it cannot become"):
+                check_transition("c1", final, target)
+
+
+async def test_queued_commands_are_delivered_once_in_creation_order(db: Database) -> None:
+    clock = Clock()
+    d = desk(db, clock)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    ids = []
+    for _ in range(3):
+        ids.append(await queued(d, ann, agent.id))
+        clock.advance(seconds=1)
+    first = await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
+    assert [c.id for c in first] == ids
+    assert all(c.state is CommandState.DELIVERED and c.deliveries == 1 for c in first)
+    # The same session asks again: nothing new to send.
+    assert await d.commands.claim_due(agent.id, "s1", resend_delivered=False) == []
+    # A new session (a reconnect) resends what was delivered and has no result yet.
+    again = await d.commands.claim_due(agent.id, "s2", resend_delivered=True)
+    assert [(c.id, c.deliveries) for c in again] == [(i, 2) for i in ids]
+
+
+async def test_a_command_past_its_expiry_is_never_delivered_and_ends_expired(db: Database) -> None:
+    clock = Clock()
+    d = desk(db, clock)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    stale = (
+        await d.commands.queue(
+            ann, agent.id, CommandKind.COLLECT, ticket_id=None, expires_in=timedelta(minutes=5)
+        )
+    ).command.id
+    fresh = await queued(d, ann, agent.id)
+    clock.advance(minutes=6)
+    claimed = await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
+    assert [c.id for c in claimed] == [fresh]
+    expired = await d.commands.get(stale)
+    assert expired.state is CommandState.EXPIRED
+    assert "did not connect before" in expired.reason
+    assert expired.delivered_at is None
+
+
+async def test_the_upkeep_sweep_expires_queued_and_interrupts_silent_deliveries(
+    db: Database,
+) -> None:
+    clock = Clock()
+    d = desk(db, clock)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    delivered = await queued(d, ann, agent.id)
+    await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
+    waiting = await queued(d, ann, agent.id)
+    clock.advance(hours=25)
+    assert await d.commands.end_overdue() == 1  # the delivered one still has its grace
+    assert (await d.commands.get(waiting)).state is CommandState.EXPIRED
+    clock.advance(minutes=11)
+    assert await d.commands.end_overdue() == 1
+    interrupted = await d.commands.get(delivered)
+    assert interrupted.state is CommandState.INTERRUPTED
+    assert "sent no result" in interrupted.reason
+    # A result that arrives after that is acknowledged and changes nothing.
+    late = await d.diagnostics.accept_result(
+        agent.id, snapshot_result(delivered, a_snapshot()), [], clock.now
+    )
+    assert not late.changed
+    assert late.command.state is CommandState.INTERRUPTED
+
+
+async def test_a_cancelled_queued_command_never_runs(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    cancelled = await d.commands.cancel(ann, command_id, "caller fixed it")
+    assert (cancelled.state, cancelled.cancelled_by, cancelled.reason) == (
+        CommandState.CANCELLED,
+        "ann",
+        "caller fixed it",
+    )
+    assert await d.commands.claim_due(agent.id, "s1", resend_delivered=True) == []
+    with pytest.raises(Conflict, match="already ended cancelled"):
+        await d.commands.cancel(ann, command_id, "")
+
+
+async def test_cancelling_a_delivered_command_tells_its_session(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
+    heard: list[Wake] = []
+    d.wakeups.attach_session(agent.id, heard.append)
+    await d.commands.cancel(ann, command_id, "")
+    assert Wake(WakeKind.CANCEL, agent.id, command_id) in heard
+
+
+async def test_queueing_wakes_the_agents_session_and_is_audited_with_the_command(
+    db: Database,
+) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    heard: list[Wake] = []
+    d.wakeups.attach_session(agent.id, heard.append)
+    result = await d.commands.queue(ann, agent.id, CommandKind.COLLECT, ticket_id=None)
+    assert heard == [Wake(WakeKind.COMMANDS_DUE, agent.id, result.command.id)]
+    assert result.agent_online is False
+    assert result.command.agent_hostname == "pc-042"
+    rows = await db.read(lambda c: c.execute(select(audit_log)).all())
+    assert [(r.actor, r.action, r.agent_id) for r in rows][-1] == (
+        "ann",
+        "diagnostics.run",
+        agent.id,
+    )
+    assert result.command.id in rows[-1].detail
+
+
+async def test_no_queue_refuses_an_offline_agent_and_writes_no_command(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    with pytest.raises(Unavailable, match="is offline since"):
+        await d.commands.queue(
+            ann,
+            agent.id,
+            CommandKind.COLLECT,
+            ticket_id=None,
+            require_online=True,
+            offline_reason=f"agent pc-042 ({agent.id}) is offline since yesterday",
+        )
+    count = await db.read(
+        lambda c: c.execute(select(func.count()).select_from(commands)).scalar_one()
+    )
+    assert count == 0
+
+
+async def test_expiry_out_of_bounds_is_refused(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    for bad in (timedelta(0), timedelta(days=31)):
+        with pytest.raises(InvalidArgument, match="expires after"):
+            await d.commands.queue(
+                ann, agent.id, CommandKind.COLLECT, ticket_id=None, expires_in=bad
+            )
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("action", ["diagnostics.run", "command.cancel", "command.result"])
+async def test_a_crash_before_the_audit_row_leaves_neither(db: Database, action: str) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    before = await _rows(db)
+
+    def crash(happening: str) -> None:
+        if happening == action:
+            raise Crash(happening)
+
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "diagnostics.run": lambda: queued(d, ann, agent.id),
+        "command.cancel": lambda: d.commands.cancel(ann, command_id, ""),
+        "command.result": lambda: d.diagnostics.accept_result(
+            agent.id, snapshot_result(command_id, a_snapshot()), [], d.clock.now
+        ),
+    }
+    d.audited.fault_before_audit = crash
+    with pytest.raises(Crash):
+        await attempts[action]()
+    assert await _rows(db) == before
+
+
+async def _rows(db: Database) -> tuple[list[object], list[object], list[object]]:
+    def unit(connection: Connection) -> tuple[list[object], list[object], list[object]]:
+        return (
+            list(connection.execute(select(commands).order_by(commands.c.id)).all()),
+            list(connection.execute(select(audit_log).order_by(audit_log.c.id)).all()),
+            list(connection.execute(select(snapshots)).all()),
+        )
+
+    return await db.read(unit)
+
+
+async def test_a_waiter_gets_the_result_in_process_without_re_reading(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    waiting = asyncio.create_task(d.commands.wait_final(command_id, 5.0))
+    await asyncio.sleep(0.05)
+    await d.diagnostics.accept_result(
+        agent.id, snapshot_result(command_id, a_snapshot()), [], d.clock.now
+    )
+    record, handed = await asyncio.wait_for(waiting, 5.0)
+    assert record.state is CommandState.SUCCEEDED
+    assert isinstance(handed, StoredSnapshotRecord)
+    assert handed.summary.id == record.snapshot_id
+
+
+async def test_a_waiter_sees_a_change_made_elsewhere_by_watching_the_row(db: Database) -> None:
+    d = desk(db)
+    elsewhere = desk(db)  # a second replica: its wake-ups never reach this one
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    waiting = asyncio.create_task(d.commands.wait_final(command_id, 10.0))
+    await asyncio.sleep(0.05)
+    failure = agent_pb2.Result(command_id=command_id, failure=agent_pb2.Failure(reason="no"))
+    await elsewhere.diagnostics.accept_result(agent.id, failure, [], d.clock.now)
+    record, handed = await asyncio.wait_for(waiting, 10.0)
+    assert (record.state, handed) == (CommandState.FAILED, None)
+
+
+async def test_a_wait_that_times_out_returns_the_command_as_it_is(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    record, _ = await d.commands.wait_final(command_id, 0.2)
+    assert record.state is CommandState.QUEUED
