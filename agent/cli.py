@@ -137,6 +137,7 @@ def _enroll(args: argparse.Namespace, state_dir: Path) -> int:
                 {
                     "agent_id": state.agent_id,
                     "agent_address": state.agent_address,
+                    "agent_addresses": list(state.agent_addresses),
                     "state_dir": str(state_dir),
                 }
             )

@@ -144,9 +144,12 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
         raise EnrollmentError(
             f"the server named this agent {response.agent_id!r} but its key says {key.agent_id!r}"
         )
+    # The string's list is the admin's (every replica); an older server's names one address,
+    # which the server that enrolled us may correct.
+    addresses = list(bundle.agent_addresses) or [response.agent_address or bundle.agent_address]
     state = AgentState(
         agent_id=key.agent_id,
-        agent_address=response.agent_address or bundle.agent_address,
+        agent_addresses=tuple(addresses),
         console_address=bundle.console_address,
         server_name=response.server_name or bundle.server_name,
         enrolled_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -29,10 +29,21 @@ class AgentState:
     """What agent.json records about this agent's enrollment."""
 
     agent_id: str
-    agent_address: str
+    agent_addresses: tuple[str, ...]  # the server's agent listeners, tried in this order
     console_address: str
     server_name: str
     enrolled_at: str
+
+    @property
+    def agent_address(self) -> str:
+        """The first address: the one probed by `collect` and reported by `enroll`."""
+        return self.agent_addresses[0]
+
+
+def is_host_port(text: str) -> bool:
+    """HOST:PORT with a port from 1 to 65535; an IPv6 host in brackets."""
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
 
 
 @dataclass(frozen=True)
@@ -101,10 +112,22 @@ def load_state(state_dir: Path) -> AgentState:
         ) from None
     except (OSError, ValueError) as error:
         raise NotEnrolled(f"cannot read {path}: {error}") from None
-    fields = ("agent_id", "agent_address", "console_address", "server_name", "enrolled_at")
+    fields = ("agent_id", "console_address", "server_name", "enrolled_at")
     if not isinstance(raw, dict) or any(not isinstance(raw.get(f), str) for f in fields):
         raise NotEnrolled(f"{path} is malformed: it needs the string fields {', '.join(fields)}")
-    state = AgentState(**{f: raw[f] for f in fields})
+    addresses = raw.get("agent_addresses")
+    if addresses is None and isinstance(raw.get("agent_address"), str):
+        addresses = [raw["agent_address"]]  # written before the list
+    if (
+        not isinstance(addresses, list)
+        or not addresses
+        or not all(isinstance(a, str) and is_host_port(a) for a in addresses)
+    ):
+        raise NotEnrolled(
+            f"{path} is malformed: agent_addresses must be a list of one or more "
+            '"HOST:PORT" strings'
+        )
+    state = AgentState(agent_addresses=tuple(addresses), **{f: raw[f] for f in fields})
     if not is_agent_id(state.agent_id):
         raise NotEnrolled(f"{path} is malformed: {state.agent_id!r} is not an agent id")
     return state

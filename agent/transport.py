@@ -19,12 +19,13 @@ import grpc.aio
 
 import sonde
 from sonde.agent import exit_codes
-from sonde.agent.backoff import Backoff
+from sonde.agent.backoff import AddressRotation, Backoff
 from sonde.agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
 from sonde.agent.journal import Outbox, is_command_id
 from sonde.agent.platform_info import describe_machine
 from sonde.agent.state import AgentState, Credentials
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
+from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,17 @@ class SessionEnded(Exception):
 
 @dataclass(frozen=True)
 class SessionTarget:
-    """Where and how the stream connects: address, pinned CA, our key and certificate."""
+    """Where and how the stream connects: addresses, pinned CA, our key and certificate."""
 
-    agent_address: str
+    agent_addresses: tuple[str, ...]
     server_name: str
     credentials: Credentials
 
     @classmethod
     def from_state(cls, state: AgentState, credentials: Credentials) -> SessionTarget:
-        return cls(state.agent_address, state.server_name, credentials)
+        return cls(state.agent_addresses, state.server_name, credentials)
 
-    def open_channel(self) -> grpc.aio.Channel:
+    def open_channel(self, address: str) -> grpc.aio.Channel:
         # The only trust root is the pinned Sonde CA; there is deliberately no insecure path.
         channel_credentials = grpc.ssl_channel_credentials(
             root_certificates=self.credentials.ca_certificate_pem,
@@ -75,7 +76,15 @@ class SessionTarget:
             certificate_chain=self.credentials.certificate_pem,
         )
         options = [*KEEPALIVE_OPTIONS, ("grpc.ssl_target_name_override", self.server_name)]
-        return grpc.aio.secure_channel(self.agent_address, channel_credentials, options=options)
+        return grpc.aio.secure_channel(address, channel_credentials, options=options)
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """Why a session ended, and the wait the server asked for (RESOURCE_EXHAUSTED), if any."""
+
+    reason: str
+    retry_after_s: float | None = None
 
 
 def _failure(command_id: str, reason: str) -> agent_pb2.Result:
@@ -85,6 +94,23 @@ def _failure(command_id: str, reason: str) -> agent_pb2.Result:
 def _is_revocation(error: grpc.aio.AioRpcError) -> bool:
     revoked_codes = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
     return error.code() in revoked_codes and "revoked" in (error.details() or "").lower()
+
+
+def _retry_after_s(error: BaseException) -> float | None:
+    """The server's `sonde-retry-after-ms` hint on a RESOURCE_EXHAUSTED status, in seconds."""
+    if not isinstance(error, grpc.aio.AioRpcError):
+        return None
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key != RETRY_AFTER_MS_KEY:
+            continue
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        text = text.strip()
+        # Bounded before int(): a garbled hint is ignored, not a reason to crash.
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            return int(text) / 1000
+    return None
 
 
 def _describe(error: BaseException) -> str:
@@ -129,7 +155,7 @@ class AgentRuntime:
         self._outbox = outbox
         self._collect = collect
         self._collectors = list(collectors)
-        self._backoff = backoff or Backoff()
+        self._rotation = AddressRotation(target.agent_addresses, backoff or Backoff())
         self._sender: _Sender | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
@@ -140,11 +166,13 @@ class AgentRuntime:
         prime_cpu_gauge()
         try:
             while not stop.is_set():
-                reason = await self._one_session_or_stop(stop)
-                if reason is None:
+                address = self._rotation.current
+                ended = await self._one_session_or_stop(stop, address)
+                if ended is None:
                     return exit_codes.OK
-                delay = self._backoff.next_delay()
-                log.warning("disconnected (%s); reconnecting in %.1f s", reason, delay)
+                delay = self._plan_reconnect(address, ended)
+                if delay <= 0:
+                    continue
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:
@@ -156,9 +184,29 @@ class AgentRuntime:
         finally:
             await self._cancel_collections()
 
-    async def _one_session_or_stop(self, stop: asyncio.Event) -> str | None:
-        """Run one session; the reason it ended, or None when stop was asked for."""
-        session = asyncio.create_task(self._session())
+    def _plan_reconnect(self, address: str, ended: SessionEnd) -> float:
+        """Move on to the next address; log why and when; the seconds to wait first."""
+        rotation = self._rotation
+        several = rotation.count > 1
+        if ended.retry_after_s is not None:
+            delay = rotation.asked_to_wait(ended.retry_after_s)
+            plan = f"the server asks to wait {ended.retry_after_s:.1f} s; "
+        else:
+            delay = rotation.failed()
+            plan = f"all {rotation.count} addresses failed; " if several and delay > 0 else ""
+        if delay > 0:
+            plan += f"reconnecting in {delay:.1f} s" + (
+                f" to {rotation.current}" if several else ""
+            )
+        else:
+            plan += f"trying {rotation.current} now"
+        source = f" from {address}" if several else ""
+        log.warning("disconnected%s (%s); %s", source, ended.reason, plan)
+        return delay
+
+    async def _one_session_or_stop(self, stop: asyncio.Event, address: str) -> SessionEnd | None:
+        """Run one session; why it ended, or None when stop was asked for."""
+        session = asyncio.create_task(self._session(address))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -169,12 +217,12 @@ class AgentRuntime:
             return None
         error = session.exception()
         if error is None:
-            return "the server ended the stream"
+            return SessionEnd("the server ended the stream")
         if isinstance(error, AgentRevoked):
             raise error
         if isinstance(error, grpc.aio.AioRpcError) and _is_revocation(error):
             raise AgentRevoked(error.details()) from error
-        return _describe(error)
+        return SessionEnd(_describe(error), _retry_after_s(error))
 
     def _hello(self) -> agent_pb2.Hello:
         machine = describe_machine()
@@ -190,12 +238,14 @@ class AgentRuntime:
             agent_time=now_timestamp(),
         )
 
-    async def _session(self) -> None:
-        async with self._target.open_channel() as channel:
+    async def _session(self, address: str) -> None:
+        async with self._target.open_channel(address) as channel:
             call = agent_pb2_grpc.AgentServiceStub(channel).Session()
             sender = _Sender(call)
             # The TLS handshake (pinned CA, server name) completes before this is written.
-            await sender.send(agent_pb2.AgentMessage(hello=self._hello()))
+            with contextlib.suppress(asyncio.InvalidStateError):
+                # A server that refused the call at once: the read below raises its status.
+                await sender.send(agent_pb2.AgentMessage(hello=self._hello()))
             first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
             if first is grpc.aio.EOF:
                 raise SessionEnded("the server closed the stream before its Welcome")
@@ -205,11 +255,11 @@ class AgentRuntime:
                 raise AgentRevoked(first.revoked.reason or "no reason given")
             if kind != "welcome":
                 raise SessionEnded(f"the server sent {kind} before its Welcome")
-            self._backoff.reset()
+            self._rotation.connected()
             interval = first.welcome.heartbeat_interval_s or DEFAULT_HEARTBEAT_S
             log.info(
                 "online: %s as agent %s (heartbeat every %d s, %d results to resend)",
-                self._target.agent_address,
+                address,
                 self._state.agent_id,
                 interval,
                 self._outbox.count(),

@@ -28,6 +28,7 @@ from sonde.server.settings import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DataDir,
     ServerConfig,
+    check_advertised_address,
     split_address,
 )
 from sonde.server.storage.db import Database, database_url, migrate
@@ -52,6 +53,13 @@ def _address(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def _agent_address(text: str) -> str:
+    try:
+        return check_advertised_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -86,6 +94,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         hosts=list(args.host),
         heartbeat_interval_s=DEFAULT_HEARTBEAT_INTERVAL_S,
         database_url=args.db,
+        agent_addresses=list(args.agent_address),
     )
     pki.initialise(data.pki, config.hosts)
     url = _db_url(data, config, None)
@@ -103,7 +112,9 @@ def cmd_init(args: argparse.Namespace) -> int:
             "ca_certificate": str(data.pki.ca_certificate),
             "console_address": config.console_address,
             "agent_address": config.agent_address,
+            "agent_addresses": config.agent_addresses,
         }
+        told = ", ".join(config.agent_addresses)
         _emit(
             args,
             payload,
@@ -111,7 +122,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"  CA certificate : {data.pki.ca_certificate}\n"
             f"  console        : {config.console_address}\n"
             f"  agents (mTLS)  : {config.agent_address}\n"
-            f"Admin API token (shown once, keep it safe):\n  {token}\n"
+            + (f"  agents told    : {told}\n" if told else "")
+            + f"Admin API token (shown once, keep it safe):\n  {token}\n"
             f"Next: sonde-server run --data {data.root}",
         )
         return 0
@@ -150,6 +162,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir) -> int:
         database_url=url,
         heartbeat_interval_s=args.heartbeat_interval or config.heartbeat_interval_s,
         server_name=config.server_name,
+        agent_addresses=tuple(config.agent_addresses),
     )
 
     async def main() -> None:
@@ -177,7 +190,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     running = data.read_listening()
     console_address = running["console_address"] if running else config.console_address
     agent_address = running["agent_address"] if running else config.agent_address
-    if split_address(console_address)[1] == 0 or split_address(agent_address)[1] == 0:
+    advertised = list(args.agent_address) or config.agent_addresses
+    if split_address(console_address)[1] == 0 or (
+        not advertised and split_address(agent_address)[1] == 0
+    ):
         print(
             "sonde-server: the server is not running and its ports are chosen at start (0); "
             "start it first, or give fixed ports to init",
@@ -185,7 +201,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         )
         return 1
     authority_der = data.pki.ca_certificate.read_bytes()
-    issuer = BundleIssuer(_pem_to_der(authority_der), config.server_name)
+    issuer = BundleIssuer(_pem_to_der(authority_der), config.server_name, advertised)
     issuer.set_addresses(console_address, agent_address)
 
     async def create(db: Database) -> int:
@@ -279,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def agent_address_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--agent-address",
+            type=_agent_address,
+            action="append",
+            default=[],
+            metavar="HOST:PORT",
+            help="an agent listener that enrollment strings name, in the order agents try "
+            "them (repeat, one per replica; default: this server's own)",
+        )
+
     def data_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", type=Path, required=True, help="the server's data folder")
         p.add_argument("--db", help="database URL (default: SQLite in the data folder)")
@@ -288,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--host", action="append", default=[], help="a name the server is reached by")
     init.add_argument("--listen", type=_address, default=DEFAULT_CONSOLE_ADDRESS)
     init.add_argument("--agent-listen", type=_address, default=DEFAULT_AGENT_ADDRESS)
+    agent_address_option(init)
     init.add_argument("--json", action="store_true")
     init.set_defaults(handler=cmd_init)
 
@@ -304,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_option(create)
     create.add_argument("--uses", type=int, default=1)
     create.add_argument("--ttl", type=parse_duration, default=dt.timedelta(hours=1))
+    agent_address_option(create)
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=cmd_token_create)
 

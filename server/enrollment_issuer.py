@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sonde.enrollment_bundle import encode_bundle
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
@@ -11,11 +12,21 @@ from sonde.v1 import enrollment_pb2
 
 
 class BundleIssuer:
-    """Implements server.services.EnrollmentIssuer once the server knows its addresses."""
+    """Implements server.services.EnrollmentIssuer once the server knows its addresses.
 
-    def __init__(self, ca_certificate_der: bytes, server_name: str) -> None:
+    `agent_addresses` are the agent listeners of every replica, in the order agents try
+    them; when empty, strings carry the one agent address given to set_addresses.
+    """
+
+    def __init__(
+        self,
+        ca_certificate_der: bytes,
+        server_name: str,
+        agent_addresses: Sequence[str] = (),
+    ) -> None:
         self._ca_certificate_der = ca_certificate_der
         self._server_name = server_name
+        self._agent_addresses = list(agent_addresses)
         self._console_address = ""
         self._agent_address = ""
         self._tokens: EnrollmentTokens | None = None
@@ -31,9 +42,11 @@ class BundleIssuer:
         if self._tokens is None or not self._console_address:
             raise RuntimeError("the enrollment issuer is used before the server started")
         token = await self._tokens.create(uses=uses, ttl=ttl, created_by=created_by)
+        agent_addresses = self._agent_addresses or [self._agent_address]
         bundle = enrollment_pb2.EnrollmentBundle(
             console_address=self._console_address,
-            agent_address=self._agent_address,
+            agent_address=agent_addresses[0],  # what agents before the list read
+            agent_addresses=agent_addresses,
             ca_certificate_der=self._ca_certificate_der,
             token_id=token.token_id,
             secret=token.secret,

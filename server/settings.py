@@ -26,6 +26,13 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def check_advertised_address(address: str) -> str:
+    """An address agents connect to: HOST:PORT with a real port (not 0)."""
+    if split_address(address)[1] == 0:
+        raise ValueError(f"{address!r}: agents cannot connect to port 0")
+    return address
+
+
 def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -39,6 +46,8 @@ class ServerConfig:
     hosts: list[str] = field(default_factory=list)
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
     database_url: str | None = None  # None: SQLite in the data folder
+    # What enrollment strings tell agents, in order (one per replica); [] = agent_address.
+    agent_addresses: list[str] = field(default_factory=list)
 
     @property
     def server_name(self) -> str:
@@ -78,7 +87,15 @@ class DataDir:
 
     def load_config(self) -> ServerConfig:
         data = json.loads(self.config_file.read_text())
-        return ServerConfig(**data)
+        config = ServerConfig(**data)
+        for address in config.agent_addresses:
+            try:
+                check_advertised_address(address)
+            except ValueError as error:
+                raise SystemExit(
+                    f"sonde-server: {self.config_file}: agent_addresses: {error}"
+                ) from None
+        return config
 
     def save_config(self, config: ServerConfig) -> None:
         # The file can hold a database URL with a password: owner-only.

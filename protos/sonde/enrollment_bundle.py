@@ -69,6 +69,8 @@ def decode_bundle(text: str) -> enrollment_pb2.EnrollmentBundle:
         raise _refuse(f"it lacks {', '.join(missing)} (copied from an incomplete token?)")
     check_address("console_address", bundle.console_address)
     check_address("agent_address", bundle.agent_address)
+    for index, address in enumerate(bundle.agent_addresses):
+        check_address(f"agent_addresses[{index}]", address)
     try:
         x509.load_der_x509_certificate(bundle.ca_certificate_der)
     except ValueError as error:

@@ -65,6 +65,7 @@ class RunOptions:
     database_url: str
     heartbeat_interval_s: float
     server_name: str
+    agent_addresses: tuple[str, ...] = ()  # advertised to agents; () = the agent listener
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -93,7 +94,9 @@ class SondeServer:
         server_key = pki.server_key.read_bytes()
         server_certificate = pki.server_certificate.read_bytes()
         self._db = db = await Database.open(options.database_url)
-        issuer = BundleIssuer(authority.certificate_der, options.server_name)
+        issuer = BundleIssuer(
+            authority.certificate_der, options.server_name, options.agent_addresses
+        )
         services = await open_services(db, issuer)
         issuer.set_tokens(services.tokens)
         dispatcher = Dispatcher(services.agents, services.diagnostics, options.heartbeat_interval_s)

@@ -3,8 +3,10 @@
 isort:skip_file
 Enrollment: the one call that needs no client certificate (console listener)."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -28,6 +30,7 @@ class EnrollmentBundle(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
     SERVER_NAME_FIELD_NUMBER: _builtins.int
+    AGENT_ADDRESSES_FIELD_NUMBER: _builtins.int
     console_address: _builtins.str
     """host:port of the console listener (Enroll)"""
     agent_address: _builtins.str
@@ -38,6 +41,12 @@ class EnrollmentBundle(_message.Message):
     secret: _builtins.bytes
     server_name: _builtins.str
     """name the server certificate must carry"""
+    @_builtins.property
+    def agent_addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every agent listener to try, in order (replicas); agent_address is the first of them.
+        Empty in strings from servers before this field: the agent then uses agent_address.
+        """
+
     def __init__(
         self,
         *,
@@ -47,10 +56,11 @@ class EnrollmentBundle(_message.Message):
         token_id: _builtins.str = ...,
         secret: _builtins.bytes = ...,
         server_name: _builtins.str = ...,
+        agent_addresses: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "ca_certificate_der", b"ca_certificate_der", "console_address", b"console_address", "secret", b"secret", "server_name", b"server_name", "token_id", b"token_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "agent_addresses", b"agent_addresses", "ca_certificate_der", b"ca_certificate_der", "console_address", b"console_address", "secret", b"secret", "server_name", b"server_name", "token_id", b"token_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -145,6 +145,15 @@ class RecordingEnrollment(enrollment_pb2_grpc.EnrollmentServiceServicer):
 AgentContext = grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """How the stand-in answers one session instead of welcoming it."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass
 class RecordingAgentService(agent_pb2_grpc.AgentServiceServicer):
     """Welcomes every session, records what arrives, and sends what a test queues."""
@@ -160,12 +169,19 @@ class RecordingAgentService(agent_pb2_grpc.AgentServiceServicer):
         default_factory=asyncio.Queue
     )
     end_status_details: str = "the test ended the session"
+    # Sessions are refused with these, in order, before any is welcomed.
+    refusals: list[Refusal] = field(default_factory=list)
+    session_times: list[float] = field(default_factory=list)  # time.monotonic() at each start
 
     # The stubs only know the generator style; this one writes with context.write().
     async def Session(  # type: ignore[override]
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: AgentContext
     ) -> None:
         self.sessions += 1
+        self.session_times.append(time.monotonic())
+        if self.refusals:
+            refusal = self.refusals.pop(0)
+            await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
         certificates = list(context.auth_context().get("x509_pem_cert") or [])
         if certificates:
             peer = x509.load_pem_x509_certificate(certificates[0])

@@ -31,6 +31,7 @@ async def test_enroll_writes_owner_only_state_bound_to_its_own_key(
     assert printed == {
         "agent_id": printed["agent_id"],
         "agent_address": fake_server.agent_address,
+        "agent_addresses": [fake_server.agent_address],
         "state_dir": str(state),
     }
     assert stat.S_IMODE(state.stat().st_mode) == 0o700

@@ -63,7 +63,7 @@ async def test_after_a_real_enrollment_a_rogue_server_gets_no_hello(
     # Its own CA, real TLS, and the very name the agent expects: only the CA differs.
     rogue = await start_fake_server(ScratchCA("Rogue CA"), server_name=recorded["server_name"])
     try:
-        recorded["agent_address"] = rogue.agent_address
+        recorded["agent_addresses"] = [rogue.agent_address]
         (state / "agent.json").write_text(json.dumps(recorded))
         agent = sonde.start_agent(state)
         await eventually(

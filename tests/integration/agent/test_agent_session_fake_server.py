@@ -203,7 +203,7 @@ async def test_the_agent_refuses_a_server_that_does_not_chain_to_its_pinned_ca(
     rogue = await start_fake_server(fake_server.ca, presented_by=ScratchCA("Rogue CA"))
     try:
         recorded = json.loads((enrolled_state / "agent.json").read_text())
-        recorded["agent_address"] = rogue.agent_address
+        recorded["agent_addresses"] = [rogue.agent_address]
         (enrolled_state / "agent.json").write_text(json.dumps(recorded))
         agent = await start_agent("run", "--state", str(enrolled_state))
         await eventually(

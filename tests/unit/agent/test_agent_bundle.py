@@ -46,6 +46,18 @@ def test_ipv6_addresses_are_accepted(ca_der: bytes) -> None:
     assert decode_bundle(encode_bundle(bundle)).agent_address == "[::1]:8444"
 
 
+def test_every_agent_address_is_kept_in_order(ca_der: bytes) -> None:
+    replicas = ["sonde-a.example.lan:8444", "[fd00::2]:8444", "10.0.0.3:9444"]
+    bundle = _bundle(ca_der, agent_address=replicas[0], agent_addresses=replicas)
+    assert list(decode_bundle(encode_bundle(bundle)).agent_addresses) == replicas
+
+
+def test_a_bad_address_in_the_list_is_named(ca_der: bytes) -> None:
+    bundle = _bundle(ca_der, agent_addresses=["127.0.0.1:8444", "sonde-b"])
+    with pytest.raises(ValueError, match=r"agent_addresses\[1\] 'sonde-b' is not HOST:PORT"):
+        decode_bundle(encode_bundle(bundle))
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

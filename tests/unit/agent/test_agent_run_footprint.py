@@ -84,7 +84,7 @@ def _state_folder(tmp_path: Path, test_ca: CA, address: str) -> Path:
     write_private_file(state_dir / "ca.crt", certificate_pem)
     save_state(
         state_dir,
-        AgentState("abcdefghijklmnopqrstuvwxyz", address, address, "sonde-test", "2026-11-28"),
+        AgentState("abcdefghijklmnopqrstuvwxyz", (address,), address, "sonde-test", "2026-11-28"),
     )
     return state_dir
 

@@ -36,7 +36,9 @@ def _enrolled_folder(tmp_path: Path) -> Path:
         write_private_file(state_dir / name, b"-----BEGIN PLACEHOLDER-----\n")
     save_state(
         state_dir,
-        AgentState(AGENT_ID, "127.0.0.1:1", "127.0.0.1:2", "sonde-server", "2026-11-28T00:00:00"),
+        AgentState(
+            AGENT_ID, ("127.0.0.1:1", "127.0.0.1:3"), "127.0.0.1:2", "sonde-server", "2026-11-28"
+        ),
     )
     return state_dir
 
@@ -59,6 +61,41 @@ def test_state_round_trips_through_agent_json(tmp_path: Path) -> None:
     state = load_state(state_dir)
     assert state.agent_id == AGENT_ID
     assert json.loads((state_dir / "agent.json").read_text())["server_name"] == "sonde-server"
+
+
+def test_agent_json_keeps_the_addresses_as_a_list_in_order(tmp_path: Path) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    recorded = json.loads((state_dir / "agent.json").read_text())
+    assert recorded["agent_addresses"] == ["127.0.0.1:1", "127.0.0.1:3"]
+    assert "agent_address" not in recorded
+    assert load_state(state_dir).agent_addresses == ("127.0.0.1:1", "127.0.0.1:3")
+
+
+def test_an_agent_json_written_before_the_list_still_loads(tmp_path: Path) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    old = {
+        "agent_id": AGENT_ID,
+        "agent_address": "sonde.example.lan:8444",
+        "console_address": "sonde.example.lan:8443",
+        "server_name": "sonde.example.lan",
+        "enrolled_at": "2026-11-01T09:00:00+00:00",
+    }
+    write_private_file(state_dir / "agent.json", json.dumps(old).encode())
+    state = load_state(state_dir)
+    assert state.agent_addresses == ("sonde.example.lan:8444",)
+    assert state.agent_address == "sonde.example.lan:8444"
+
+
+@pytest.mark.parametrize(
+    "addresses", [[], "127.0.0.1:1", ["127.0.0.1:1", 8444], ["127.0.0.1:1", "sonde-b"], None]
+)
+def test_an_unusable_address_list_says_malformed(tmp_path: Path, addresses: object) -> None:
+    state_dir = _enrolled_folder(tmp_path)
+    recorded = json.loads((state_dir / "agent.json").read_text())
+    recorded["agent_addresses"] = addresses
+    write_private_file(state_dir / "agent.json", json.dumps(recorded).encode())
+    with pytest.raises(NotEnrolled, match="agent_addresses must be a list of one or more"):
+        load_state(state_dir)
 
 
 def test_missing_or_malformed_state_says_not_enrolled(tmp_path: Path) -> None:
