@@ -15,10 +15,8 @@ import grpc
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
-from sonde.server.domain.clock import utc_now
 from sonde.server.domain.commands import DEFAULT_EXPIRY, CommandKind, CommandState
 from sonde.server.domain.diagnostics import StoredSnapshotRecord
-from sonde.server.domain.sessions import describe_offline
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2
@@ -52,15 +50,13 @@ class CommandMethods:
         if timeout_s > MAX_DIAGNOSTIC_TIMEOUT_S:
             raise InvalidArgument(f"timeout_s must be at most {MAX_DIAGNOSTIC_TIMEOUT_S}")
         expires_in = timedelta(seconds=request.expires_s) if request.expires_s else DEFAULT_EXPIRY
-        agent = await self._s.agents.resolve(request.agent)
         queued = await self._s.commands.queue(
             principal,
-            agent.id,
+            request.agent,
             CommandKind.COLLECT,
             ticket_id=ticket_id,
             expires_in=expires_in,
             require_online=request.no_queue,
-            offline_reason=describe_offline(agent, utc_now()),
         )
         response = console_pb2.RunDiagnosticsResponse(
             command=mapping.command(queued.command), agent_online=queued.agent_online

@@ -26,9 +26,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.sessions import describe_offline
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unavailable
@@ -233,41 +235,34 @@ class Commands:
     async def queue(
         self,
         principal: Principal,
-        agent_id: str,
+        agent_ref: str,
         kind: CommandKind,
         *,
         ticket_id: int | None,
         expires_in: timedelta = DEFAULT_EXPIRY,
         require_online: bool = False,
-        offline_reason: str = "",
     ) -> QueuedCommand:
-        """Record a command for `agent_id` (audited as `diagnostics.run`) and wake its session."""
-        if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
-            raise InvalidArgument(f"a command expires after 1 s to {MAX_EXPIRY.days} days")
+        """Record a command for the agent `agent_ref` names (an id first, then a name) and
+        wake its session. Audited as `diagnostics.run`, refusals included."""
         wakes: list[Wake] = []
         now = self._clock()
 
         def unit(connection: Connection, entry: AuditEntry) -> QueuedCommand:
-            agent = connection.execute(
-                select(agents.c.connected, agents.c.revoked_at, agents.c.hostname).where(
-                    agents.c.id == agent_id
-                )
-            ).first()
-            if agent is None:
-                raise NotFound(f"no agent with id {agent_id[:40]!r}")
+            if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
+                raise InvalidArgument(f"a command expires after 1 s to {MAX_EXPIRY.days} days")
+            agent = resolve_agent(connection, agent_ref)
+            entry.agent_id = agent.id
             if agent.revoked_at is not None:
-                raise Conflict(f"agent {agent.hostname} ({agent_id}) is revoked")
-            if require_online and not agent.connected:
-                raise Unavailable(
-                    offline_reason or f"agent {agent.hostname} ({agent_id}) is offline"
-                )
+                raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
+            if require_online and not agent.online:
+                raise Unavailable(describe_offline(agent, now))
             if ticket_id is not None:
                 _require_ticket(connection, ticket_id)
             command_id = new_command_id()
             connection.execute(
                 commands.insert().values(
                     id=command_id,
-                    agent_id=agent_id,
+                    agent_id=agent.id,
                     kind=kind.value,
                     ticket_id=ticket_id,
                     requested_by=principal.name,
@@ -276,16 +271,15 @@ class Commands:
                     state=CommandState.QUEUED.value,
                 )
             )
-            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent_id, command_id))
+            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, command_id))
             entry.detail |= {"command_id": command_id, "kind": kind.value}
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
-            return QueuedCommand(load_command(connection, command_id), bool(agent.connected))
+            return QueuedCommand(load_command(connection, command_id), agent.online)
 
         queued = await self._audited.run(
             principal.name,
             "diagnostics.run",
             unit,
-            agent_id=agent_id,
             ticket_id=ticket_id,
             peer=principal_peer(principal),
         )
