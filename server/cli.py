@@ -144,6 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DataFolderInUse as error:
         print(f"sonde-server: {error}", file=sys.stderr)
         return exit_codes.DATA_FOLDER_IN_USE
+    except OSError as error:
+        print(f"sonde-server: cannot lock the data folder {data.root}: {error}", file=sys.stderr)
+        return exit_codes.ERROR
     with lock:
         return _run_locked(args, data)
 

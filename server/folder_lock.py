@@ -9,6 +9,7 @@ never removed (removing a lock file races with the next process opening it).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import IO
 LOCK_FILE = "server.lock"
 # Windows locks byte ranges and forbids reading a locked byte: lock one far past the pid.
 _WINDOWS_LOCKED_BYTE = 1 << 30
+# What flock and msvcrt.locking fail with when another process holds the lock; anything
+# else (a read-only folder, NFS without locks) is a different problem and says so itself.
+_HELD_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK})
 
 
 class DataFolderInUse(Exception):
@@ -46,9 +50,11 @@ class FolderLock:
         handle = os.fdopen(fd, "r+b", buffering=0)
         try:
             _lock(handle)
-        except OSError:
+        except OSError as error:
             holder = _read_pid(handle)
             handle.close()
+            if error.errno not in _HELD_ERRNOS:
+                raise
             raise DataFolderInUse(folder, holder) from None
         handle.seek(0)
         handle.truncate()
