@@ -17,7 +17,7 @@ from typing import Any
 from sonde.server import exit_codes, pki
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
-from sonde.server.domain.roles import Role
+from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
@@ -34,6 +34,9 @@ from sonde.server.settings import (
 from sonde.server.storage.db import Database, database_url, migrate
 
 log = logging.getLogger("sonde-server")
+
+# Who the admin commands run as; the domain audits their changes under this name.
+SERVER_ADMIN = Principal(user_id=0, name="sonde-server", role=Role.ADMIN)
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -101,10 +104,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     migrate(url)
 
     async def create_admin(db: Database) -> int:
-        _, token = await Users(db).add("admin", Role.ADMIN, created_by="sonde-server init")
-        await AuditLog(db).record(
-            "sonde-server", "server.init", detail={"hosts": ",".join(config.hosts)}
-        )
+        _, token = await Users(db).add_first_admin(SERVER_ADMIN, hosts=config.hosts)
         payload = {
             "data": str(data.root),
             "admin_user": "admin",
@@ -209,12 +209,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     async def create(db: Database) -> int:
         issuer.set_tokens(EnrollmentTokens(db))
-        issued = await issuer.issue(uses=args.uses, ttl=args.ttl, created_by="sonde-server")
-        await AuditLog(db).record(
-            "sonde-server",
-            "enrollment_token.create",
-            detail={"token_id": issued.token_id, "uses": issued.uses},
-        )
+        issued = await issuer.issue(SERVER_ADMIN, uses=args.uses, ttl=args.ttl)
         payload = {
             "enrollment": issued.enrollment,
             "token_id": issued.token_id,
@@ -251,10 +246,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     role = Role.parse(args.role)
 
     async def add(db: Database) -> int:
-        user, token = await Users(db).add(args.name, role, created_by="sonde-server")
-        await AuditLog(db).record(
-            "sonde-server", "user.create", detail={"name": user.name, "role": role.label}
-        )
+        user, token = await Users(db).add(SERVER_ADMIN, args.name, role)
         payload = {"name": user.name, "role": role.label, "api_token": token}
         _emit(args, payload, f"User {user.name} ({role.label}). API token (shown once):\n  {token}")
         return 0

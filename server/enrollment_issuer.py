@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sonde.enrollment_bundle import encode_bundle
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.roles import Principal
 from sonde.server.services import IssuedEnrollment
 from sonde.v1 import enrollment_pb2
 
@@ -38,10 +39,10 @@ class BundleIssuer:
         self._console_address = console_address
         self._agent_address = agent_address
 
-    async def issue(self, *, uses: int, ttl: dt.timedelta, created_by: str) -> IssuedEnrollment:
+    async def issue(self, actor: Principal, *, uses: int, ttl: dt.timedelta) -> IssuedEnrollment:
         if self._tokens is None or not self._console_address:
             raise RuntimeError("the enrollment issuer is used before the server started")
-        token = await self._tokens.create(uses=uses, ttl=ttl, created_by=created_by)
+        token = await self._tokens.create(actor, uses=uses, ttl=ttl)
         agent_addresses = self._agent_addresses or [self._agent_address]
         bundle = enrollment_pb2.EnrollmentBundle(
             console_address=self._console_address,

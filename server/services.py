@@ -17,6 +17,7 @@ from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.commands import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.roles import Principal
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
@@ -52,7 +53,7 @@ class IssuedEnrollment:
 
 
 class EnrollmentIssuer(Protocol):
-    async def issue(self, *, uses: int, ttl: timedelta, created_by: str) -> IssuedEnrollment: ...
+    async def issue(self, actor: Principal, *, uses: int, ttl: timedelta) -> IssuedEnrollment: ...
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,13 @@ async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerSer
         db=db,
         wakeups=wakeups,
         audited=audited,
-        agents=AgentRegistry(db),
-        tokens=EnrollmentTokens(db),
-        users=Users(db),
+        agents=AgentRegistry(db, writes=audited),
+        tokens=EnrollmentTokens(db, writes=audited),
+        users=Users(db, writes=audited),
         audit=AuditLog(db),
         commands=Commands(db, audited, wakeups),
         diagnostics=Diagnostics(db, audited, wakeups),
-        tickets=Tickets(db),
+        tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
         dispatcher=RevocationNotice(db, wakeups),
     )

@@ -1,7 +1,8 @@
 """EnrollmentService.Enroll: the one call that needs no client certificate.
 
-It spends one use of an enrollment token, signs the agent's own certificate request, and
-registers the agent. The agent id is derived from the public key in the request.
+The registry spends one use of the enrollment token, has the agent's own certificate request
+signed, and records the agent with its audit row, all in one unit of work (so a refused
+enrollment spends no use). The agent id is derived from the public key in the request.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 
 from sonde.server.api.errors import translate_errors
-from sonde.server.domain.agents import AgentRegistry
-from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.agents import AgentCertificate, AgentRegistry
 from sonde.server.domain.clock import utc_now
-from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.errors import InvalidArgument
 from sonde.server.pki import CertificateAuthority, fingerprint
 from sonde.v1 import enrollment_pb2, enrollment_pb2_grpc
@@ -31,16 +30,12 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self,
         *,
         authority: CertificateAuthority,
-        tokens: EnrollmentTokens,
         agents: AgentRegistry,
-        audit: AuditLog,
         agent_address: str,
         server_name: str,
     ) -> None:
         self._authority = authority
-        self._tokens = tokens
         self._agents = agents
-        self._audit = audit
         self._agent_address = agent_address
         self._server_name = server_name
 
@@ -56,22 +51,26 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             raise InvalidArgument("an enrollment needs the token id and its secret")
         if len(request.secret) > MAX_SECRET_BYTES or len(request.csr_der) > MAX_CSR_BYTES:
             raise InvalidArgument("the enrollment request is larger than any valid one")
-        await self._tokens.consume(request.token_id, request.secret, utc_now())
-        agent_id, certificate = self._authority.sign_agent_request(request.csr_der)
+
+        def sign() -> AgentCertificate:
+            agent_id, certificate = self._authority.sign_agent_request(request.csr_der)
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            return AgentCertificate(agent_id, fingerprint(certificate), der)
+
         # The registry cleans and bounds the host name and platform the agent reports.
-        agent = await self._agents.enroll(
-            agent_id, request.hostname, request.platform, fingerprint(certificate), utc_now()
+        agent, certificate = await self._agents.enroll(
+            request.token_id,
+            request.secret,
+            hostname=request.hostname,
+            platform=request.platform,
+            sign=sign,
+            at=utc_now(),
+            peer=context.peer(),
         )
-        await self._audit.record(
-            f"enrollment-token:{request.token_id}",
-            "agent.enroll",
-            agent_id=agent_id,
-            detail={"hostname": agent.hostname},
-        )
-        log.info("enrolled agent %s (%s)", agent.hostname, agent_id)
+        log.info("enrolled agent %s (%s)", agent.hostname, agent.id)
         return enrollment_pb2.EnrollResponse(
-            agent_id=agent_id,
-            certificate_der=certificate.public_bytes(serialization.Encoding.DER),
+            agent_id=agent.id,
+            certificate_der=certificate.der,
             ca_certificate_der=self._authority.certificate_der,
             agent_address=self._agent_address,
             server_name=self._server_name,

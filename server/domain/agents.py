@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from sonde.identity import is_agent_id
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import require_aware
+from sonde.server.domain.enrollment_tokens import REFUSED_UNKNOWN, is_token_id, spend_use
+from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import checked_text, sanitized
-from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents
 from sonde.server.storage.types import AnyRow
@@ -78,101 +87,143 @@ def _percent(value: float) -> float:
     return min(max(float(value), 0.0), 100.0)
 
 
+# Statements built once, with bind parameters.
+_AGENT = select(agents).where(agents.c.id == bindparam("agent_id"))
+_AGENT_LOCKED = _AGENT.with_for_update()
+_AGENTS_BY_KEY = select(agents).where(
+    (agents.c.id == bindparam("key")) | (agents.c.hostname_key == bindparam("key"))
+)
+_AGENTS_BY_PREFIX = (
+    select(agents)
+    .where(
+        agents.c.id.like(bindparam("pattern"), escape="\\")
+        | agents.c.hostname_key.like(bindparam("pattern"), escape="\\")
+    )
+    .order_by(agents.c.hostname_key, agents.c.id)
+    .limit(_AMBIGUOUS_SHOWN + 1)
+)
+_INSERT_AGENT = agents.insert().returning(*agents.c)
+_REENROLL = update(agents).where(agents.c.id == bindparam("enrolled_agent_id")).returning(*agents.c)
+_REVOKE = (
+    update(agents)
+    .where(agents.c.id == bindparam("revoked_agent_id"))
+    .values(
+        revoked_at=bindparam("revoked_at_"),
+        revoke_reason=bindparam("revoke_reason_"),
+        connected=False,
+        online_since=None,
+    )
+    .returning(*agents.c)
+)
+
+
+@dataclass(frozen=True)
+class AgentCertificate:
+    """What signing an agent's certificate request gave: the id its key stands for, and the
+    certificate (its fingerprint is stored; the DER bytes go back to the agent)."""
+
+    agent_id: str
+    fingerprint: str
+    der: bytes
+
+
+# Signs the agent's request; called inside the enrollment, once the token has been accepted.
+CertificateSigner = Callable[[], AgentCertificate]
+
+
+def resolve_agent(connection: Connection, ref: str) -> AgentRecord:
+    """An agent by exact id, exact host name (any case), or an unambiguous prefix of either."""
+    ref = checked_text("the agent", ref, max_chars=MAX_HOSTNAME_CHARS, required=True)
+    key = ref.lower()
+    rows = connection.execute(_AGENTS_BY_KEY, {"key": key}).all()
+    if not rows:
+        rows = connection.execute(_AGENTS_BY_PREFIX, {"pattern": _like_prefix(key)}).all()
+    matches = [_record(row) for row in rows]
+    by_id = [match for match in matches if match.id == key]
+    if by_id:
+        return by_id[0]
+    if len(matches) > 1:
+        # A re-installed machine keeps its name under a new key: prefer the live one.
+        live = [match for match in matches if match.revoked_at is None]
+        if len(live) == 1 and all(m.hostname.lower() == key for m in matches):
+            return live[0]
+    if not matches:
+        raise NotFound(f"no agent matches {ref!r}")
+    if len(matches) > 1:
+        shown = ", ".join(f"{m.hostname} ({m.id})" for m in matches[:_AMBIGUOUS_SHOWN])
+        more = " and more" if len(matches) > _AMBIGUOUS_SHOWN else ""
+        raise InvalidArgument(f"{ref!r} is ambiguous: {shown}{more}; give more of the name or id")
+    return matches[0]
+
+
 class AgentRegistry:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, writes: AuditedWrites | None = None) -> None:
         self._db = db
+        self._writes = writes if writes is not None else AuditedWrites(db)
 
     async def enroll(
-        self, agent_id: str, hostname: str, platform: str, cert_fingerprint: str, at: datetime
-    ) -> AgentRecord:
-        """Record a newly enrolled agent, or a re-enrollment of the same key (new certificate)."""
-        if not is_agent_id(agent_id):
-            raise InvalidArgument(f"{agent_id[:40]!r} is not an agent id")
+        self,
+        token_id: str,
+        secret: bytes,
+        *,
+        hostname: str,
+        platform: str,
+        sign: CertificateSigner,
+        at: datetime,
+        peer: str = "",
+    ) -> tuple[AgentRecord, AgentCertificate]:
+        """Spend one use of the enrollment token, sign the agent's certificate and record the
+        agent (new, or the same key enrolled again), audited as `enrollment-token:ID`: one
+        unit of work, so a refused enrollment spends no use and registers nothing."""
+        if not is_token_id(token_id):
+            raise Unauthenticated(REFUSED_UNKNOWN)  # nothing to audit it as
         at = require_aware(at, "enrollment time")
-        hostname = sanitized(hostname, max_chars=MAX_HOSTNAME_CHARS) or agent_id
+        hostname = sanitized(hostname, max_chars=MAX_HOSTNAME_CHARS)
         platform = sanitized(platform, max_chars=32)
-        async with self._db.transaction() as session:
-            existing = await self._row(session, agent_id, lock=True)
-            if existing is not None and existing.revoked_at is not None:
+
+        def unit(connection: Connection, entry: AuditEntry) -> tuple[AgentRecord, AgentCertificate]:
+            spend_use(connection, token_id, secret, at)
+            certificate = sign()
+            agent_id = certificate.agent_id
+            if not is_agent_id(agent_id):
+                raise InvalidArgument(f"{agent_id[:40]!r} is not an agent id")
+            entry.agent_id = agent_id
+            name = hostname or agent_id
+            entry.detail["hostname"] = name
+            values = {
+                "hostname": name,
+                "hostname_key": name.lower(),
+                "platform": platform,
+                "cert_fingerprint": certificate.fingerprint,
+                "enrolled_at": at,
+            }
+            existing = connection.execute(_AGENT_LOCKED, {"agent_id": agent_id}).first()
+            if existing is None:
+                row = connection.execute(_INSERT_AGENT, {"id": agent_id, **values}).one()
+            elif existing.revoked_at is not None:
                 raise PermissionDenied(
                     f"agent {agent_id} was revoked on {existing.revoked_at:%Y-%m-%d %H:%M} UTC; "
                     "enroll with a new key"
                 )
-            if existing is None:
-                await session.execute(
-                    agents.insert().values(
-                        id=agent_id,
-                        hostname=hostname,
-                        hostname_key=hostname.lower(),
-                        platform=platform,
-                        cert_fingerprint=cert_fingerprint,
-                        enrolled_at=at,
-                    )
-                )
             else:
-                await session.execute(
-                    update(agents)
-                    .where(agents.c.id == agent_id)
-                    .values(
-                        hostname=hostname,
-                        hostname_key=hostname.lower(),
-                        platform=platform,
-                        cert_fingerprint=cert_fingerprint,
-                        enrolled_at=at,
-                    )
-                )
-            row = await self._row(session, agent_id)
-            assert row is not None
-            return _record(row)
+                row = connection.execute(_REENROLL, {"enrolled_agent_id": agent_id, **values}).one()
+            return _record(row), certificate
+
+        return await self._writes.run(
+            f"enrollment-token:{token_id}", "agent.enroll", unit, peer=peer
+        )
 
     async def get(self, agent_id: str) -> AgentRecord:
-        async with self._db.reading() as session:
-            row = await self._row(session, agent_id)
+        row = await self._db.read(
+            lambda connection: connection.execute(_AGENT, {"agent_id": agent_id}).first()
+        )
         if row is None:
             raise NotFound(f"no agent with id {agent_id[:40]!r}")
         return _record(row)
 
     async def resolve(self, ref: str) -> AgentRecord:
         """An agent by exact id, exact host name (any case), or an unambiguous prefix of either."""
-        ref = checked_text("the agent", ref, max_chars=MAX_HOSTNAME_CHARS, required=True)
-        key = ref.lower()
-        async with self._db.reading() as session:
-            exact = (
-                await session.execute(
-                    select(agents).where((agents.c.id == key) | (agents.c.hostname_key == key))
-                )
-            ).all()
-            if not exact:
-                pattern = _like_prefix(key)
-                exact = (
-                    await session.execute(
-                        select(agents)
-                        .where(
-                            agents.c.id.like(pattern, escape="\\")
-                            | agents.c.hostname_key.like(pattern, escape="\\")
-                        )
-                        .order_by(agents.c.hostname_key, agents.c.id)
-                        .limit(_AMBIGUOUS_SHOWN + 1)
-                    )
-                ).all()
-        matches = [_record(row) for row in exact]
-        by_id = [match for match in matches if match.id == key]
-        if by_id:
-            return by_id[0]
-        if len(matches) > 1:
-            # A re-installed machine keeps its name under a new key: prefer the live one.
-            live = [match for match in matches if match.revoked_at is None]
-            if len(live) == 1 and all(m.hostname.lower() == key for m in matches):
-                return live[0]
-        if not matches:
-            raise NotFound(f"no agent matches {ref!r}")
-        if len(matches) > 1:
-            shown = ", ".join(f"{m.hostname} ({m.id})" for m in matches[:_AMBIGUOUS_SHOWN])
-            more = " and more" if len(matches) > _AMBIGUOUS_SHOWN else ""
-            raise InvalidArgument(
-                f"{ref!r} is ambiguous: {shown}{more}; give more of the name or id"
-            )
-        return matches[0]
+        return await self._db.read(lambda connection: resolve_agent(connection, ref))
 
     async def list(
         self, *, online_only: bool = False, include_revoked: bool = False
@@ -182,8 +233,8 @@ class AgentRegistry:
             query = query.where(agents.c.connected.is_(True))
         if online_only or not include_revoked:
             query = query.where(agents.c.revoked_at.is_(None))
-        async with self._db.reading() as session:
-            return [_record(row) for row in (await session.execute(query)).all()]
+        rows = await self._db.read(lambda connection: connection.execute(query).all())
+        return [_record(row) for row in rows]
 
     async def connected(
         self, agent_id: str, hello: HelloInfo, remote_address: str, at: datetime
@@ -263,26 +314,27 @@ class AgentRegistry:
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def revoke(self, agent_id: str, reason: str, at: datetime) -> AgentRecord:
-        reason = checked_text("the revocation reason", reason, max_chars=1000)
+    async def revoke(self, actor: Principal, agent: str, reason: str, at: datetime) -> AgentRecord:
+        """Revoke an agent (by id, host name or prefix): its later connections are refused."""
         at = require_aware(at, "revocation time")
-        async with self._db.transaction() as session:
-            row = await self._row(session, agent_id, lock=True)
-            if row is None:
-                raise NotFound(f"no agent with id {agent_id[:40]!r}")
+
+        def unit(connection: Connection, entry: AuditEntry) -> AgentRecord:
+            text = checked_text("the revocation reason", reason, max_chars=1000)
+            found = resolve_agent(connection, agent)
+            entry.agent_id = found.id
+            row = connection.execute(_AGENT_LOCKED, {"agent_id": found.id}).one()
             if row.revoked_at is not None:
                 raise Conflict(
-                    f"agent {row.hostname} ({agent_id}) was already revoked on "
+                    f"agent {row.hostname} ({found.id}) was already revoked on "
                     f"{row.revoked_at:%Y-%m-%d %H:%M} UTC"
                 )
-            await session.execute(
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(revoked_at=at, revoke_reason=reason, connected=False, online_since=None)
-            )
-            row = await self._row(session, agent_id)
-            assert row is not None
-            return _record(row)
+            revoked = connection.execute(
+                _REVOKE,
+                {"revoked_agent_id": found.id, "revoked_at_": at, "revoke_reason_": text},
+            ).one()
+            return _record(revoked)
+
+        return await self._writes.run(actor.name, "agent.revoke", unit)
 
     async def is_revoked(self, agent_id: str) -> bool:
         """True for a revoked agent and for an id we never enrolled (refuse what we do not know)."""
@@ -293,13 +345,6 @@ class AgentRegistry:
                 )
             ).first()
         return revoked_at is None or revoked_at.revoked_at is not None
-
-    @staticmethod
-    async def _row(session: AsyncSession, agent_id: str, *, lock: bool = False) -> AnyRow | None:
-        query = select(agents).where(agents.c.id == agent_id)
-        if lock:
-            query = query.with_for_update()
-        return (await session.execute(query)).first()
 
 
 def _like_prefix(text: str) -> str:

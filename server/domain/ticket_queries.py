@@ -1,11 +1,14 @@
-"""Reading tickets inside a transaction: rows to records, timelines, the checks that look up."""
+"""Reading tickets inside a unit of work: rows to records, timelines, the checks that look up.
+
+Statements are built once, with bind parameters, so each call reuses their compiled form.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 
-from sonde.server.domain.diagnostics import load_findings, load_summaries
+from sonde.server.domain.diagnostics import findings_of, summaries_of
 from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import (
     TicketChannel,
@@ -21,6 +24,21 @@ from sonde.server.storage.tables import agents, snapshots, ticket_events, ticket
 from sonde.server.storage.types import AnyRow
 
 TICKET_COLUMNS = (*tickets.c, agents.c.hostname.label("agent_hostname"))
+_RECORD_FIELDS = tuple(TicketRecord.__dataclass_fields__)
+
+_TICKET = (
+    select(*TICKET_COLUMNS)
+    .outerjoin(agents, agents.c.id == tickets.c.agent_id)
+    .where(tickets.c.id == bindparam("ticket_id"))
+)
+_TICKET_LOCKED = _TICKET.with_for_update(of=tickets)
+_USER_ROLE = select(users.c.role).where(users.c.name == bindparam("name"))
+_SNAPSHOT_AGENT = select(snapshots.c.agent_id).where(snapshots.c.id == bindparam("snapshot_id"))
+_TIMELINE = (
+    select(ticket_events)
+    .where(ticket_events.c.ticket_id == bindparam("ticket_id"))
+    .order_by(ticket_events.c.id)
+)
 
 
 def ticket_from_row(row: AnyRow) -> TicketRecord:
@@ -29,56 +47,43 @@ def ticket_from_row(row: AnyRow) -> TicketRecord:
     values["priority"] = TicketPriority(values["priority"])
     values["level"] = TicketLevel(values["level"])
     values["status"] = TicketStatus(values["status"])
-    return TicketRecord(**{name: values[name] for name in TicketRecord.__dataclass_fields__})
+    return TicketRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 
 def _status_or_none(value: str | None) -> TicketStatus | None:
     return None if value is None else TicketStatus(value)
 
 
-async def user_role(session: AsyncSession, name: str) -> Role:
-    role = (await session.execute(select(users.c.role).where(users.c.name == name))).scalar()
+def user_role(connection: Connection, name: str) -> Role:
+    role = connection.execute(_USER_ROLE, {"name": name}).scalar()
     if role is None:
         raise NotFound(f"no user named {name[:40]!r}")
     return Role.parse(str(role))
 
 
-async def snapshot_agent(session: AsyncSession, snapshot_id: int | None) -> str | None:
+def snapshot_agent(connection: Connection, snapshot_id: int | None) -> str | None:
     if snapshot_id is None:
         return None
-    agent_id = (
-        await session.execute(select(snapshots.c.agent_id).where(snapshots.c.id == snapshot_id))
-    ).scalar()
+    agent_id = connection.execute(_SNAPSHOT_AGENT, {"snapshot_id": snapshot_id}).scalar()
     if agent_id is None:
         raise NotFound(f"no snapshot with id {snapshot_id}")
     return str(agent_id)
 
 
-async def load_ticket(session: AsyncSession, ticket_id: int, *, lock: bool = False) -> TicketRecord:
-    query = (
-        select(*TICKET_COLUMNS)
-        .outerjoin(agents, agents.c.id == tickets.c.agent_id)
-        .where(tickets.c.id == ticket_id)
-    )
-    if lock:
-        query = query.with_for_update(of=tickets)
-    row = (await session.execute(query)).first()
+def load_ticket(connection: Connection, ticket_id: int, *, lock: bool = False) -> TicketRecord:
+    """The ticket (NotFound when there is none); `lock` holds its row until commit."""
+    statement = _TICKET_LOCKED if lock else _TICKET
+    row = connection.execute(statement, {"ticket_id": ticket_id}).first()
     if row is None:
         raise NotFound(f"no ticket {ticket_id}")
     return ticket_from_row(row)
 
 
-async def load_timeline(session: AsyncSession, ticket_id: int) -> list[TicketEventRecord]:
-    rows = (
-        await session.execute(
-            select(ticket_events)
-            .where(ticket_events.c.ticket_id == ticket_id)
-            .order_by(ticket_events.c.id)
-        )
-    ).all()
+def load_timeline(connection: Connection, ticket_id: int) -> list[TicketEventRecord]:
+    rows = connection.execute(_TIMELINE, {"ticket_id": ticket_id}).all()
     linked = [int(row.snapshot_id) for row in rows if row.snapshot_id is not None]
-    summaries = await load_summaries(session, linked)
-    found = await load_findings(session, linked)
+    summaries = summaries_of(connection, linked)
+    found = findings_of(connection, linked)
     return [
         TicketEventRecord(
             id=int(row.id),

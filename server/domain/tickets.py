@@ -7,20 +7,28 @@
 Escalation moves L1 -> L2: in progress with the L2 assignee given, else new in the L2 queue.
 Once a ticket is L2, resolving or closing it needs tickets.resolve_escalated (l2, admin); an L1
 technician may still comment on it.
+
+Every change is one unit of work with its audit row (AuditedWrites): the checks, the timeline
+event, the ticket's new state and the row `ticket.<verb>` commit together or not at all; a
+refused change is audited as a refusal. A change returns the ticket as it now is without
+reading it back.
 """
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
+import enum
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
 
 from sonde.server.domain import sla
+from sonde.server.domain.agents import resolve_agent
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.text import checked_text
@@ -42,7 +50,7 @@ from sonde.server.domain.ticket_queries import (
     user_role,
 )
 from sonde.server.domain.timeline import append_event
-from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, snapshots, tickets
 
@@ -52,11 +60,46 @@ MAX_NAME_CHARS = 200
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 
+# Statements built once (PERFORMANCE.md: building them per call costs 2-3x).
+_INSERT_TICKET = tickets.insert().returning(tickets.c.id)
+_SAVE = update(tickets).where(tickets.c.id == bindparam("saved_ticket_id"))
+_AGENT_HOSTNAME = select(agents.c.hostname).where(agents.c.id == bindparam("agent_id"))
+_LINK_SNAPSHOT = (
+    update(snapshots)
+    .where(snapshots.c.id == bindparam("linked_snapshot_id"), snapshots.c.ticket_id.is_(None))
+    .values(ticket_id=bindparam("linked_ticket_id"))
+)
+# A comment touches the ticket and reads it back in one statement: the ticket's row lock (on
+# PostgreSQL) comes with the update, and a closed ticket matches nothing.
+_COMMENT_AT = bindparam("comment_at", type_=tickets.c.updated_at.type)
+_COMMENTED = (
+    update(tickets)
+    .where(
+        tickets.c.id == bindparam("comment_ticket_id"),
+        tickets.c.status != TicketStatus.CLOSED.value,
+    )
+    .values(
+        updated_at=_COMMENT_AT,
+        first_response_at=func.coalesce(tickets.c.first_response_at, _COMMENT_AT),
+    )
+    .returning(
+        *tickets.c,
+        select(agents.c.hostname)
+        .where(agents.c.id == tickets.c.agent_id)
+        .correlate(tickets)
+        .scalar_subquery()
+        .label("agent_hostname"),
+    )
+)
+
 
 class Tickets:
-    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, db: Database, clock: Clock = utc_now, *, writes: AuditedWrites | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._writes = writes if writes is not None else AuditedWrites(db, clock)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -74,6 +117,7 @@ class Tickets:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidArgument(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
         wanted = sorted(set(statuses))
+        # The filters vary per call; a list is a read, not the hot path.
         query = select(*TICKET_COLUMNS).outerjoin(agents, agents.c.id == tickets.c.agent_id)
         if wanted:
             query = query.where(tickets.c.status.in_([status.value for status in wanted]))
@@ -83,22 +127,28 @@ class Tickets:
             query = query.where(tickets.c.level == level.value)
         if agent_id is not None:
             query = query.where(tickets.c.agent_id == agent_id)
-        async with self._db.reading() as session:
+        if assignee is not None:
+            query = query.where(tickets.c.assignee == assignee)
+        query = query.order_by(tickets.c.priority, tickets.c.id).limit(limit)
+
+        def unit(connection: Connection) -> builtins.list[TicketRecord]:
             if assignee is not None:
-                await user_role(session, assignee)
-                query = query.where(tickets.c.assignee == assignee)
-            query = query.order_by(tickets.c.priority, tickets.c.id).limit(limit)
-            return [ticket_from_row(row) for row in (await session.execute(query)).all()]
+                user_role(connection, assignee)
+            return [ticket_from_row(row) for row in connection.execute(query).all()]
+
+        return await self._db.read(unit)
 
     async def ticket(self, ticket_id: int) -> TicketRecord:
         """The ticket alone (NotFound when there is none)."""
-        async with self._db.reading() as session:
-            return await load_ticket(session, ticket_id)
+        return await self._db.read(lambda connection: load_ticket(connection, ticket_id))
 
     async def get(self, ticket_id: int) -> tuple[TicketRecord, builtins.list[TicketEventRecord]]:
         """The ticket and its timeline in order; DIAGNOSTIC events carry their snapshot."""
-        async with self._db.reading() as session:
-            return await load_ticket(session, ticket_id), await load_timeline(session, ticket_id)
+
+        def unit(connection: Connection) -> tuple[TicketRecord, builtins.list[TicketEventRecord]]:
+            return load_ticket(connection, ticket_id), load_timeline(connection, ticket_id)
+
+        return await self._db.read(unit)
 
     # -- changing --------------------------------------------------------------------------
 
@@ -111,116 +161,151 @@ class Tickets:
         channel: TicketChannel = TicketChannel.PHONE,
         requester: str = "",
         priority: TicketPriority = TicketPriority.P3,
-        agent_id: str | None = None,
+        agent: str | None = None,
         assignee: str | None = None,
         snapshot_id: int | None = None,
     ) -> TicketRecord:
-        title = checked_text(
-            "the title", title, max_chars=MAX_TITLE_CHARS, required=True, multiline=False
-        )
-        description = checked_text("the description", description, max_chars=MAX_BODY_CHARS)
-        requester = checked_text(
-            "the requester", requester, max_chars=MAX_NAME_CHARS, multiline=False
-        )
-        now = self._clock()
-        due = sla.due_times(priority, now)
-        async with self._db.transaction() as session:
+        """Open a ticket; `agent` is an id, a host name or an unambiguous prefix of either."""
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            checked_title = checked_text(
+                "the title", title, max_chars=MAX_TITLE_CHARS, required=True, multiline=False
+            )
+            checked_description = checked_text(
+                "the description", description, max_chars=MAX_BODY_CHARS
+            )
+            checked_requester = checked_text(
+                "the requester", requester, max_chars=MAX_NAME_CHARS, multiline=False
+            )
+            agent_id, hostname = None, None
+            if agent is not None:
+                found = resolve_agent(connection, agent)
+                agent_id, hostname = found.id, found.hostname
+                entry.agent_id = agent_id
             if assignee is not None:
-                await user_role(session, assignee)
-            of_snapshot = await snapshot_agent(session, snapshot_id)
+                user_role(connection, assignee)
+            of_snapshot = snapshot_agent(connection, snapshot_id)
             if of_snapshot is not None:
                 if agent_id is not None and agent_id != of_snapshot:
                     raise InvalidArgument(
                         f"snapshot {snapshot_id} is of agent {of_snapshot}, not of {agent_id}"
                     )
-                agent_id = of_snapshot
-            if agent_id is not None:
-                found = await session.execute(select(agents.c.id).where(agents.c.id == agent_id))
-                if found.first() is None:
-                    raise NotFound(f"no agent with id {agent_id[:40]!r}")
+                if agent_id is None:
+                    agent_id = entry.agent_id = of_snapshot
+                    hostname = connection.execute(_AGENT_HOSTNAME, {"agent_id": agent_id}).scalar()
+            now = self._clock()
+            due = sla.due_times(priority, now)
             status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
-            ticket_id = (
-                await session.execute(
-                    tickets.insert()
-                    .values(
-                        title=title,
-                        description=description,
-                        channel=channel.value,
-                        requester=requester,
-                        priority=priority.value,
-                        level=TicketLevel.L1.value,
-                        status=status.value,
-                        assignee=assignee,
-                        agent_id=agent_id,
-                        created_by=actor.name,
-                        created_at=now,
-                        updated_at=now,
-                        response_due_at=due.response_due_at,
-                        resolve_due_at=due.resolve_due_at,
-                    )
-                    .returning(tickets.c.id)
-                )
-            ).scalar_one()
-            await append_event(
-                session,
+            values: dict[str, Any] = {
+                "title": checked_title,
+                "description": checked_description,
+                "channel": channel.value,
+                "requester": checked_requester,
+                "priority": priority.value,
+                "level": TicketLevel.L1.value,
+                "status": status.value,
+                "assignee": assignee,
+                "agent_id": agent_id,
+                "created_by": actor.name,
+                "created_at": now,
+                "updated_at": now,
+                "response_due_at": due.response_due_at,
+                "resolve_due_at": due.resolve_due_at,
+            }
+            ticket_id = int(connection.execute(_INSERT_TICKET, values).scalar_one())
+            entry.ticket_id = ticket_id
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.OPENED,
                 actor.name,
                 now,
-                body=title,
+                body=checked_title,
                 to_status=status.value,
                 assignee=assignee,
+                touch_ticket=False,
             )
             if snapshot_id is not None:
-                await session.execute(
-                    update(snapshots)
-                    .where(snapshots.c.id == snapshot_id, snapshots.c.ticket_id.is_(None))
-                    .values(ticket_id=ticket_id)
+                connection.execute(
+                    _LINK_SNAPSHOT,
+                    {"linked_snapshot_id": snapshot_id, "linked_ticket_id": ticket_id},
                 )
-                await append_event(
-                    session,
+                append_event(
+                    connection,
                     ticket_id,
                     TicketEventKind.DIAGNOSTIC,
                     actor.name,
                     now,
                     snapshot_id=snapshot_id,
+                    touch_ticket=False,
                 )
-            return await load_ticket(session, int(ticket_id))
+            return TicketRecord(
+                id=ticket_id,
+                title=checked_title,
+                description=checked_description,
+                channel=channel,
+                requester=checked_requester,
+                priority=priority,
+                level=TicketLevel.L1,
+                status=status,
+                assignee=assignee,
+                agent_id=agent_id,
+                agent_hostname=hostname,
+                created_by=actor.name,
+                created_at=now,
+                updated_at=now,
+                response_due_at=due.response_due_at,
+                resolve_due_at=due.resolve_due_at,
+                first_response_at=None,
+                resolution="",
+                resolved_at=None,
+                closed_at=None,
+            )
+
+        return await self._writes.run(actor.name, "ticket.open", unit)
 
     async def comment(
         self, actor: Principal, ticket_id: int, body: str
     ) -> tuple[TicketRecord, TicketEventRecord]:
         """Add a comment; returns the ticket and the new timeline event."""
-        body = checked_text("the comment", body, max_chars=MAX_BODY_CHARS, required=True)
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
-            if ticket.status is TicketStatus.CLOSED:
-                raise Conflict(f"ticket {ticket_id} is closed: reopen it first")
+
+        def unit(
+            connection: Connection, entry: AuditEntry
+        ) -> tuple[TicketRecord, TicketEventRecord]:
+            text = checked_text("the comment", body, max_chars=MAX_BODY_CHARS, required=True)
             now = self._clock()
-            event_id = await append_event(
-                session,
+            row = connection.execute(
+                _COMMENTED, {"comment_ticket_id": ticket_id, "comment_at": now}
+            ).first()
+            if row is None:
+                load_ticket(connection, ticket_id)  # NotFound when there is no such ticket
+                raise Conflict(f"ticket {ticket_id} is closed: reopen it first")
+            event_id = append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.COMMENT,
                 actor.name,
                 now,
-                body=body,
+                body=text,
                 touch_ticket=False,
             )
-            ticket = await self._save(session, ticket, now, responded=True)
-        event = TicketEventRecord(
-            event_id, ticket_id, TicketEventKind.COMMENT, actor.name, now, body
-        )
-        return ticket, event
+            event = TicketEventRecord(
+                event_id, ticket_id, TicketEventKind.COMMENT, actor.name, now, text
+            )
+            return ticket_from_row(row), event
+
+        return await self._writes.run(actor.name, "ticket.comment", unit, ticket_id=ticket_id)
 
     async def assign(
         self, actor: Principal, ticket_id: int, assignee: str | None = None
     ) -> TicketRecord:
         """Give the ticket to `assignee` (the actor when None); a new ticket goes in progress."""
         assignee = assignee or actor.name
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, "assign")
-            role = await user_role(session, assignee)
+            role = user_role(connection, assignee)
             can_finish_l2 = role.may(Permission.TICKETS_RESOLVE_ESCALATED)
             if ticket.level is TicketLevel.L2 and not can_finish_l2:
                 raise InvalidArgument(
@@ -231,8 +316,8 @@ class Tickets:
                 TicketStatus.IN_PROGRESS if ticket.status is TicketStatus.NEW else ticket.status
             )
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.ASSIGNED,
                 actor.name,
@@ -242,24 +327,27 @@ class Tickets:
                 to_status=status.value,
                 assignee=assignee,
             )
-            return await self._save(
-                session, ticket, now, responded=True, assignee=assignee, status=status
-            )
+            return _save(connection, ticket, now, responded=True, assignee=assignee, status=status)
+
+        return await self._writes.run(
+            actor.name, "ticket.assign", unit, ticket_id=ticket_id, detail={"assignee": assignee}
+        )
 
     async def escalate(
         self, actor: Principal, ticket_id: int, reason: str, assignee: str | None = None
     ) -> TicketRecord:
         """Move an L1 ticket to L2, saying why; optionally straight to an L2 technician."""
-        reason = checked_text(
-            "the escalation reason", reason, max_chars=MAX_BODY_CHARS, required=True
-        )
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            text = checked_text(
+                "the escalation reason", reason, max_chars=MAX_BODY_CHARS, required=True
+            )
+            ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, "escalate")
             if ticket.level is TicketLevel.L2:
                 raise Conflict(f"ticket {ticket_id} is already at L2")
             if assignee is not None:
-                role = await user_role(session, assignee)
+                role = user_role(connection, assignee)
                 if not role.may(Permission.TICKETS_RESOLVE_ESCALATED):
                     raise InvalidArgument(
                         f"an escalated ticket goes to an l2 technician or an admin; "
@@ -269,20 +357,20 @@ class Tickets:
             # someone, who then has it in progress.
             status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.ESCALATED,
                 actor.name,
                 now,
                 touch_ticket=False,
-                body=reason,
+                body=text,
                 from_status=ticket.status.value,
                 to_status=status.value,
                 assignee=assignee,
             )
-            return await self._save(
-                session,
+            return _save(
+                connection,
                 ticket,
                 now,
                 responded=True,
@@ -291,95 +379,117 @@ class Tickets:
                 status=status,
             )
 
+        return await self._writes.run(
+            actor.name,
+            "ticket.escalate",
+            unit,
+            ticket_id=ticket_id,
+            detail={"assignee": assignee},
+        )
+
     async def set_status(
         self, actor: Principal, ticket_id: int, status: TicketStatus, note: str = ""
     ) -> TicketRecord:
         """Move an open ticket between new, in progress and waiting."""
-        if not status.is_open:
-            raise InvalidArgument(f"use resolve or close to make a ticket {status.value}")
-        note = checked_text("the note", note, max_chars=MAX_BODY_CHARS)
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            if not status.is_open:
+                raise InvalidArgument(f"use resolve or close to make a ticket {status.value}")
+            text = checked_text("the note", note, max_chars=MAX_BODY_CHARS)
+            ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, f"mark {status.value}")
             if ticket.status is status:
                 raise Conflict(f"ticket {ticket_id} is already {status.value}")
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.STATUS_CHANGED,
                 actor.name,
                 now,
                 touch_ticket=False,
-                body=note,
+                body=text,
                 from_status=ticket.status.value,
                 to_status=status.value,
             )
-            return await self._save(session, ticket, now, responded=True, status=status)
+            return _save(connection, ticket, now, responded=True, status=status)
+
+        return await self._writes.run(
+            actor.name,
+            "ticket.set_status",
+            unit,
+            ticket_id=ticket_id,
+            detail={"status": status.value},
+        )
 
     async def resolve(self, actor: Principal, ticket_id: int, resolution: str) -> TicketRecord:
-        resolution = checked_text(
-            "the resolution note", resolution, max_chars=MAX_BODY_CHARS, required=True
-        )
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            text = checked_text(
+                "the resolution note", resolution, max_chars=MAX_BODY_CHARS, required=True
+            )
+            ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.RESOLVED,
                 actor.name,
                 now,
                 touch_ticket=False,
-                body=resolution,
+                body=text,
                 from_status=ticket.status.value,
                 to_status=TicketStatus.RESOLVED.value,
             )
-            return await self._save(
-                session,
+            return _save(
+                connection,
                 ticket,
                 now,
                 responded=True,
                 status=TicketStatus.RESOLVED,
-                resolution=resolution,
+                resolution=text,
                 resolved_at=now,
             )
 
+        return await self._writes.run(actor.name, "ticket.resolve", unit, ticket_id=ticket_id)
+
     async def close(self, actor: Principal, ticket_id: int, note: str = "") -> TicketRecord:
         """Close a resolved ticket, or an open one with a note saying why (duplicate, ...)."""
-        note = checked_text("the closing note", note, max_chars=MAX_BODY_CHARS)
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            text = checked_text("the closing note", note, max_chars=MAX_BODY_CHARS)
+            ticket = load_ticket(connection, ticket_id, lock=True)
             if ticket.status is TicketStatus.CLOSED:
                 raise Conflict(f"ticket {ticket_id} is already closed")
             self._require_level(actor, ticket, "close")
-            if ticket.status is not TicketStatus.RESOLVED and not note:
+            if ticket.status is not TicketStatus.RESOLVED and not text:
                 raise InvalidArgument(
                     f"ticket {ticket_id} is {ticket.status.value}, not resolved: "
                     "closing it needs a note saying why"
                 )
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.CLOSED,
                 actor.name,
                 now,
                 touch_ticket=False,
-                body=note,
+                body=text,
                 from_status=ticket.status.value,
                 to_status=TicketStatus.CLOSED.value,
             )
-            return await self._save(session, ticket, now, status=TicketStatus.CLOSED, closed_at=now)
+            return _save(connection, ticket, now, status=TicketStatus.CLOSED, closed_at=now)
+
+        return await self._writes.run(actor.name, "ticket.close", unit, ticket_id=ticket_id)
 
     async def reopen(self, actor: Principal, ticket_id: int, reason: str) -> TicketRecord:
-        reason = checked_text(
-            "the reason to reopen", reason, max_chars=MAX_BODY_CHARS, required=True
-        )
-        async with self._db.transaction() as session:
-            ticket = await load_ticket(session, ticket_id, lock=True)
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            text = checked_text(
+                "the reason to reopen", reason, max_chars=MAX_BODY_CHARS, required=True
+            )
+            ticket = load_ticket(connection, ticket_id, lock=True)
             if ticket.status.is_open:
                 raise Conflict(
                     f"ticket {ticket_id} is {ticket.status.value}: "
@@ -387,20 +497,28 @@ class Tickets:
                 )
             status = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
             now = self._clock()
-            await append_event(
-                session,
+            append_event(
+                connection,
                 ticket_id,
                 TicketEventKind.REOPENED,
                 actor.name,
                 now,
                 touch_ticket=False,
-                body=reason,
+                body=text,
                 from_status=ticket.status.value,
                 to_status=status.value,
             )
-            return await self._save(
-                session, ticket, now, status=status, resolution="", resolved_at=None, closed_at=None
+            return _save(
+                connection,
+                ticket,
+                now,
+                status=status,
+                resolution="",
+                resolved_at=None,
+                closed_at=None,
             )
+
+        return await self._writes.run(actor.name, "ticket.reopen", unit, ticket_id=ticket_id)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -419,22 +537,22 @@ class Tickets:
                 f"but not {verb} it"
             )
 
-    @staticmethod
-    async def _save(
-        session: AsyncSession,
-        ticket: TicketRecord,
-        now: datetime,
-        *,
-        responded: bool = False,
-        **changes: Any,
-    ) -> TicketRecord:
-        """Write `changes` to the ticket and return it as it now is (no read back)."""
-        changes["updated_at"] = now
-        if responded and ticket.first_response_at is None:
-            changes["first_response_at"] = now
-        stored = {
-            key: value.value if isinstance(value, TicketStatus | TicketLevel) else value
-            for key, value in changes.items()
-        }
-        await session.execute(update(tickets).where(tickets.c.id == ticket.id).values(**stored))
-        return dataclasses.replace(ticket, **changes)
+
+def _save(
+    connection: Connection,
+    ticket: TicketRecord,
+    now: datetime,
+    *,
+    responded: bool = False,
+    **changes: Any,
+) -> TicketRecord:
+    """Write `changes` to the ticket and return it as it now is (no read back)."""
+    changes["updated_at"] = now
+    if responded and ticket.first_response_at is None:
+        changes["first_response_at"] = now
+    stored = {
+        key: value.value if isinstance(value, enum.Enum) else value
+        for key, value in changes.items()
+    }
+    connection.execute(_SAVE, {"saved_ticket_id": ticket.id, **stored})
+    return dataclasses.replace(ticket, **changes)

@@ -1,17 +1,25 @@
-"""Appending to a ticket's timeline, inside the caller's transaction."""
+"""Appending to a ticket's timeline, inside the caller's unit of work."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Connection
 
 from sonde.server.storage.tables import ticket_events, tickets
 
+# Built once: SQLAlchemy then reuses the compiled form for every event.
+_INSERT_EVENT = ticket_events.insert().returning(ticket_events.c.id)
+_TOUCH_TICKET = (
+    update(tickets)
+    .where(tickets.c.id == bindparam("event_ticket_id"))
+    .values(updated_at=bindparam("event_at"))
+)
 
-async def append_event(
-    session: AsyncSession,
+
+def append_event(
+    connection: Connection,
     ticket_id: int,
     kind: str,
     actor: str,
@@ -26,25 +34,20 @@ async def append_event(
 ) -> int:
     """Add one event and bump the ticket's updated_at (unless the caller updates the ticket
     itself in the same transaction: one statement less per ticket change); returns its id."""
-    event_id = (
-        await session.execute(
-            ticket_events.insert()
-            .values(
-                ticket_id=ticket_id,
-                kind=kind,
-                actor=actor,
-                at=at,
-                body=body,
-                from_status=from_status,
-                to_status=to_status,
-                assignee=assignee,
-                snapshot_id=snapshot_id,
-            )
-            .returning(ticket_events.c.id)
-        )
+    event_id = connection.execute(
+        _INSERT_EVENT,
+        {
+            "ticket_id": ticket_id,
+            "kind": kind,
+            "actor": actor,
+            "at": at,
+            "body": body,
+            "from_status": from_status,
+            "to_status": to_status,
+            "assignee": assignee,
+            "snapshot_id": snapshot_id,
+        },
     ).scalar_one()
     if touch_ticket:
-        await session.execute(
-            update(tickets).where(tickets.c.id == ticket_id).values(updated_at=at)
-        )
+        connection.execute(_TOUCH_TICKET, {"event_ticket_id": ticket_id, "event_at": at})
     return int(event_id)

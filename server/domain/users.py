@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import builtins
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sonde.server.domain import hashed_secrets
+from sonde.server.domain.audit import DetailValue
+from sonde.server.domain.audited import AuditedUnit, AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
@@ -58,41 +62,90 @@ def _decode_token(api_token: str) -> tuple[str, bytes] | None:
     return match.group(1), secret
 
 
+_INSERT_USER = users.insert().returning(users.c.id)
+_INSERT_API_TOKEN = api_tokens.insert()
+_ANY_USER = select(users.c.id).limit(1)
+_PRINCIPAL = (
+    select(api_tokens.c.secret_sha256, users.c.id, users.c.name, users.c.role)
+    .join(users, users.c.id == api_tokens.c.user_id)
+    .where(api_tokens.c.id == bindparam("token_id"), api_tokens.c.revoked_at.is_(None))
+)
+_ALL_USERS = select(users).order_by(users.c.name)
+_USER = select(users).where(users.c.name == bindparam("name"))
+FIRST_ADMIN = "admin"
+
+
 class Users:
-    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+    """Users and their API tokens. `generation` counts the changes made through this object,
+    so a cache of principals (server/api/auth.py) can drop what it holds when it moves."""
+
+    def __init__(
+        self, db: Database, clock: Clock = utc_now, *, writes: AuditedWrites | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._writes = writes if writes is not None else AuditedWrites(db, clock)
+        self._generation = 0
 
-    async def add(self, name: str, role: Role, *, created_by: str) -> tuple[UserRecord, str]:
-        """Create a user; returns the record and their API token (shown once, stored hashed)."""
-        if not USER_NAME_PATTERN.fullmatch(name):
-            raise InvalidArgument(
-                f"{name[:40]!r} is not a valid user name: 2 to 32 characters, lower-case letters, "
-                "digits, '.', '_' or '-', starting with a letter"
-            )
-        now = self._clock()
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def add(self, actor: Principal, name: str, role: Role | None) -> tuple[UserRecord, str]:
+        """Create a user, audited as `user.create`; returns the record and their API token
+        (shown once, stored hashed)."""
+        detail: dict[str, DetailValue] = {"name": name[:64], "role": role.label if role else None}
+        added = await self._writes.run(
+            actor.name, "user.create", self._adding(actor, name, role), detail=detail
+        )
+        self._generation += 1
+        return added
+
+    async def add_first_admin(
+        self, actor: Principal, *, hosts: Sequence[str]
+    ) -> tuple[UserRecord, str]:
+        """The admin a new server starts with, audited as `server.init`."""
+        unit = self._adding(actor, FIRST_ADMIN, Role.ADMIN, only_user=True)
+        added = await self._writes.run(
+            actor.name, "server.init", unit, detail={"hosts": ",".join(hosts)}
+        )
+        self._generation += 1
+        return added
+
+    def _adding(
+        self, actor: Principal, name: str, role: Role | None, *, only_user: bool = False
+    ) -> AuditedUnit[tuple[UserRecord, str]]:
         token_id, secret = hashed_secrets.new_id(), hashed_secrets.new_secret()
-        try:
-            async with self._db.transaction() as session:
-                user_id = (
-                    await session.execute(
-                        users.insert()
-                        .values(name=name, role=role.label, created_by=created_by, created_at=now)
-                        .returning(users.c.id)
-                    )
-                ).scalar_one()
-                await session.execute(
-                    api_tokens.insert().values(
-                        id=token_id,
-                        user_id=user_id,
-                        secret_sha256=hashed_secrets.digest(secret),
-                        created_at=now,
-                    )
+
+        def unit(connection: Connection, entry: AuditEntry) -> tuple[UserRecord, str]:
+            if not USER_NAME_PATTERN.fullmatch(name):
+                raise InvalidArgument(
+                    f"{name[:40]!r} is not a valid user name: 2 to 32 characters, lower-case "
+                    "letters, digits, '.', '_' or '-', starting with a letter"
                 )
-        except IntegrityError:
-            raise Conflict(f"a user named {name!r} already exists") from None
-        record = UserRecord(id=int(user_id), name=name, role=role, created_at=now)
-        return record, _encode_token(token_id, secret)
+            if role is None:
+                raise InvalidArgument("a role is required: l1, l2 or admin")
+            if only_user and connection.execute(_ANY_USER).first() is not None:
+                raise Conflict("this server already has users: its first admin exists")
+            now = self._clock()
+            user = {"name": name, "role": role.label, "created_by": actor.name, "created_at": now}
+            try:
+                user_id = connection.execute(_INSERT_USER, user).scalar_one()
+            except IntegrityError:  # the unique name; the transaction is rolled back
+                raise Conflict(f"a user named {name!r} already exists") from None
+            connection.execute(
+                _INSERT_API_TOKEN,
+                {
+                    "id": token_id,
+                    "user_id": user_id,
+                    "secret_sha256": hashed_secrets.digest(secret),
+                    "created_at": now,
+                },
+            )
+            record = UserRecord(id=int(user_id), name=name, role=role, created_at=now)
+            return record, _encode_token(token_id, secret)
+
+        return unit
 
     async def authenticate(self, api_token: str) -> Principal:
         """The principal an API token stands for; Unauthenticated when it stands for nobody."""
@@ -101,27 +154,22 @@ class Users:
             hashed_secrets.matches(b"", None)  # same work as a wrong secret
             raise Unauthenticated(_NOT_VALID)
         token_id, secret = decoded
-        async with self._db.reading() as session:
-            row = (
-                await session.execute(
-                    select(api_tokens.c.secret_sha256, users.c.id, users.c.name, users.c.role)
-                    .join(users, users.c.id == api_tokens.c.user_id)
-                    .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-                )
-            ).first()
+        row = await self._db.read(
+            lambda connection: connection.execute(_PRINCIPAL, {"token_id": token_id}).first()
+        )
         if not hashed_secrets.matches(secret, row.secret_sha256 if row is not None else None):
             raise Unauthenticated(_NOT_VALID)
         assert row is not None
         return Principal(user_id=int(row.id), name=str(row.name), role=Role.parse(str(row.role)))
 
     async def list(self) -> builtins.list[UserRecord]:
-        async with self._db.reading() as session:
-            rows = (await session.execute(select(users).order_by(users.c.name))).all()
+        rows = await self._db.read(lambda connection: connection.execute(_ALL_USERS).all())
         return [_record(row) for row in rows]
 
     async def get(self, name: str) -> UserRecord:
-        async with self._db.reading() as session:
-            row = (await session.execute(select(users).where(users.c.name == name))).first()
+        row = await self._db.read(
+            lambda connection: connection.execute(_USER, {"name": name}).first()
+        )
         if row is None:
             raise NotFound(f"no user named {name[:40]!r}")
         return _record(row)

@@ -7,12 +7,15 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sonde.server.domain.agents import AgentRecord, AgentRegistry
+from sonde.server.domain.agents import AgentCertificate, AgentRecord, AgentRegistry
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens, IssuedToken
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
 from sonde.server.storage.db import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# Who sets up a test's users and tokens (the audit log names it like any other admin).
+SETUP_ADMIN = Principal(user_id=0, name="test-setup", role=Role.ADMIN)
 
 
 def new_agent_id() -> str:
@@ -33,10 +36,45 @@ class Clock:
         return self.now
 
 
+async def enrollment_token(db: Database, *, uses: int = 1, at: datetime = T0) -> IssuedToken:
+    """A real token, valid for an hour from `at`."""
+    tokens = EnrollmentTokens(db, Clock(at))
+    return await tokens.create(SETUP_ADMIN, uses=uses, ttl=timedelta(hours=1))
+
+
+def signed_as(agent_id: str, fingerprint: str = "ab" * 32) -> AgentCertificate:
+    """What the CA's signature of an agent's request gives, for a key with this id."""
+    return AgentCertificate(agent_id=agent_id, fingerprint=fingerprint, der=b"")
+
+
+async def enroll(
+    registry: AgentRegistry,
+    db: Database,
+    agent_id: str | None = None,
+    hostname: str = "pc-042",
+    *,
+    platform: str = "linux",
+    fingerprint: str = "ab" * 32,
+    at: datetime = T0,
+) -> AgentRecord:
+    """Enroll an agent for real: a one-use token, then the registry's enrollment."""
+    token = await enrollment_token(db, at=at)
+    certificate = signed_as(agent_id or new_agent_id(), fingerprint)
+    agent, _ = await registry.enroll(
+        token.token_id,
+        token.secret,
+        hostname=hostname,
+        platform=platform,
+        sign=lambda: certificate,
+        at=at,
+    )
+    return agent
+
+
 async def enrolled_agent(db: Database, hostname: str = "pc-042") -> AgentRecord:
-    return await AgentRegistry(db).enroll(new_agent_id(), hostname, "linux", "ab" * 32, T0)
+    return await enroll(AgentRegistry(db), db, hostname=hostname)
 
 
 async def technician(db: Database, name: str, role: Role = Role.L1) -> Principal:
-    record, _ = await Users(db).add(name, role, created_by="test")
+    record, _ = await Users(db).add(SETUP_ADMIN, name, role)
     return Principal(user_id=record.id, name=record.name, role=record.role)

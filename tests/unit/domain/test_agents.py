@@ -7,7 +7,7 @@ import pytest
 from sonde.server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
-from tests.unit.domain.builders import T0, new_agent_id
+from tests.unit.domain.builders import SETUP_ADMIN, T0, enroll, new_agent_id
 
 HELLO = HelloInfo("PC-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")
 
@@ -15,7 +15,7 @@ HELLO = HelloInfo("PC-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")
 async def test_enroll_then_get_returns_the_agent(db: Database) -> None:
     registry = AgentRegistry(db)
     agent_id = new_agent_id()
-    enrolled = await registry.enroll(agent_id, "PC-042", "linux", "f1", T0)
+    enrolled = await enroll(registry, db, agent_id, "PC-042", fingerprint="f1")
     got = await registry.get(agent_id)
     assert got == enrolled
     assert (got.hostname, got.platform, got.enrolled_at) == ("PC-042", "linux", T0)
@@ -28,8 +28,10 @@ async def test_enroll_then_get_returns_the_agent(db: Database) -> None:
 async def test_reenrolling_the_same_key_updates_the_certificate(db: Database) -> None:
     registry = AgentRegistry(db)
     agent_id = new_agent_id()
-    await registry.enroll(agent_id, "pc-1", "linux", "old", T0)
-    again = await registry.enroll(agent_id, "pc-1", "linux", "new", T0 + timedelta(days=1))
+    await enroll(registry, db, agent_id, "pc-1", fingerprint="old")
+    again = await enroll(
+        registry, db, agent_id, "pc-1", fingerprint="new", at=T0 + timedelta(days=1)
+    )
     assert again.cert_fingerprint == "new"
     assert len(await registry.list()) == 1
 
@@ -37,15 +39,15 @@ async def test_reenrolling_the_same_key_updates_the_certificate(db: Database) ->
 async def test_a_revoked_agent_cannot_enroll_again(db: Database) -> None:
     registry = AgentRegistry(db)
     agent_id = new_agent_id()
-    await registry.enroll(agent_id, "pc-1", "linux", "f", T0)
-    await registry.revoke(agent_id, "stolen laptop", T0)
+    await enroll(registry, db, agent_id, "pc-1")
+    await registry.revoke(SETUP_ADMIN, agent_id, "stolen laptop", T0)
     with pytest.raises(PermissionDenied, match=r"was revoked on 2026-03-02.*new key"):
-        await registry.enroll(agent_id, "pc-1", "linux", "f2", T0)
+        await enroll(registry, db, agent_id, "pc-1", fingerprint="f2")
 
 
 async def test_enroll_refuses_an_id_that_is_not_an_agent_id(db: Database) -> None:
     with pytest.raises(InvalidArgument, match="not an agent id"):
-        await AgentRegistry(db).enroll("../clients/server", "pc", "linux", "f", T0)
+        await enroll(AgentRegistry(db), db, "../clients/server", "pc")
 
 
 async def test_get_unknown_agent_is_not_found(db: Database) -> None:
@@ -55,8 +57,8 @@ async def test_get_unknown_agent_is_not_found(db: Database) -> None:
 
 async def test_resolve_by_id_host_name_and_prefix(db: Database) -> None:
     registry = AgentRegistry(db)
-    one = await registry.enroll(new_agent_id(), "PC-042", "linux", "f", T0)
-    two = await registry.enroll(new_agent_id(), "laptop-7", "windows", "f", T0)
+    one = await enroll(registry, db, new_agent_id(), "PC-042")
+    two = await enroll(registry, db, new_agent_id(), "laptop-7", platform="windows")
     assert (await registry.resolve(one.id)).id == one.id
     assert (await registry.resolve("pc-042")).id == one.id
     assert (await registry.resolve("LAPTOP")).id == two.id
@@ -65,8 +67,8 @@ async def test_resolve_by_id_host_name_and_prefix(db: Database) -> None:
 
 async def test_resolve_says_what_is_ambiguous_and_what_is_missing(db: Database) -> None:
     registry = AgentRegistry(db)
-    await registry.enroll(new_agent_id(), "pc-01", "linux", "f", T0)
-    await registry.enroll(new_agent_id(), "pc-02", "linux", "f", T0)
+    await enroll(registry, db, new_agent_id(), "pc-01")
+    await enroll(registry, db, new_agent_id(), "pc-02")
     with pytest.raises(InvalidArgument, match=r"'pc' is ambiguous: pc-01 \(.*\), pc-02 \(.*\)"):
         await registry.resolve("pc")
     with pytest.raises(NotFound, match="no agent matches 'mac'"):
@@ -79,16 +81,16 @@ async def test_resolve_says_what_is_ambiguous_and_what_is_missing(db: Database) 
 
 async def test_resolve_prefers_the_live_agent_of_a_reinstalled_machine(db: Database) -> None:
     registry = AgentRegistry(db)
-    old = await registry.enroll(new_agent_id(), "pc-9", "linux", "f", T0)
-    await registry.revoke(old.id, "reinstalled", T0)
-    new = await registry.enroll(new_agent_id(), "pc-9", "linux", "f", T0)
+    old = await enroll(registry, db, new_agent_id(), "pc-9")
+    await registry.revoke(SETUP_ADMIN, old.id, "reinstalled", T0)
+    new = await enroll(registry, db, new_agent_id(), "pc-9")
     assert (await registry.resolve("pc-9")).id == new.id
 
 
 async def test_connect_heartbeat_disconnect(db: Database) -> None:
     registry = AgentRegistry(db)
     agent_id = new_agent_id()
-    await registry.enroll(agent_id, "pc-042", "linux", "f", T0)
+    await enroll(registry, db, agent_id, "pc-042")
     await registry.connected(agent_id, HELLO, "127.0.0.1:5555", T0)
     online = await registry.get(agent_id)
     assert online.online
@@ -113,7 +115,7 @@ async def test_connect_heartbeat_disconnect(db: Database) -> None:
 async def test_hello_text_is_made_inert(db: Database) -> None:
     registry = AgentRegistry(db)
     agent_id = new_agent_id()
-    await registry.enroll(agent_id, "pc", "linux", "f", T0)
+    await enroll(registry, db, agent_id, "pc")
     hostile = HelloInfo("evil\x1b[31m\nhost" + "x" * 500, "linux", "os", "1", "0.1")
     await registry.connected(agent_id, hostile, "127.0.0.1:1", T0)
     stored = (await registry.get(agent_id)).hostname
@@ -130,7 +132,7 @@ async def test_connected_unknown_agent_is_not_found(db: Database) -> None:
 async def test_mark_all_disconnected_counts_them(db: Database) -> None:
     registry = AgentRegistry(db)
     for name in ("a1", "a2"):
-        agent = await registry.enroll(new_agent_id(), name, "linux", "f", T0)
+        agent = await enroll(registry, db, new_agent_id(), name)
         await registry.connected(agent.id, HELLO, "x", T0)
     assert await registry.mark_all_disconnected(T0) == 2
     assert await registry.list(online_only=True) == []
@@ -138,15 +140,15 @@ async def test_mark_all_disconnected_counts_them(db: Database) -> None:
 
 async def test_revoke_once_then_conflict_and_listing(db: Database) -> None:
     registry = AgentRegistry(db)
-    agent = await registry.enroll(new_agent_id(), "pc", "linux", "f", T0)
+    agent = await enroll(registry, db, new_agent_id(), "pc")
     await registry.connected(agent.id, HELLO, "x", T0)
-    revoked = await registry.revoke(agent.id, "lost", T0)
+    revoked = await registry.revoke(SETUP_ADMIN, agent.id, "lost", T0)
     assert revoked.revoked_at == T0
     assert revoked.revoke_reason == "lost"
     assert not revoked.connected
     assert await registry.is_revoked(agent.id)
     with pytest.raises(Conflict, match="already revoked"):
-        await registry.revoke(agent.id, "again", T0)
+        await registry.revoke(SETUP_ADMIN, agent.id, "again", T0)
     assert await registry.list() == []
     assert [a.id for a in await registry.list(include_revoked=True)] == [agent.id]
 
@@ -154,5 +156,5 @@ async def test_revoke_once_then_conflict_and_listing(db: Database) -> None:
 async def test_an_unknown_id_counts_as_revoked(db: Database) -> None:
     registry = AgentRegistry(db)
     assert await registry.is_revoked(new_agent_id())
-    agent = await registry.enroll(new_agent_id(), "pc", "linux", "f", T0)
+    agent = await enroll(registry, db, new_agent_id(), "pc")
     assert not await registry.is_revoked(agent.id)

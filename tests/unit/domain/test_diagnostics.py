@@ -202,7 +202,7 @@ async def test_a_ticket_linked_result_lands_on_the_timeline(db: Database) -> Non
     d = desk(db, clock)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    ticket = await Tickets(db, clock).open(ann, title="Slow PC", agent_id=agent.id)
+    ticket = await Tickets(db, clock).open(ann, title="Slow PC", agent=agent.id)
     command_id = await queued(d, ann, agent.id, ticket.id)
     accepted = await d.diagnostics.accept_result(
         agent.id, snapshot_result(command_id, a_snapshot()), some_findings(), RECEIVED

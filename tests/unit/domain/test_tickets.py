@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 
-from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import (
     TicketChannel,
@@ -18,7 +17,13 @@ from sonde.server.domain.tickets import Tickets
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
-from tests.unit.domain.test_diagnostics import a_snapshot, some_findings
+from tests.unit.domain.test_diagnostics import (
+    a_snapshot,
+    desk,
+    queued,
+    snapshot_result,
+    some_findings,
+)
 
 
 async def test_full_lifecycle_and_timeline(db: Database) -> None:
@@ -35,7 +40,7 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
         channel=TicketChannel.PHONE,
         requester="Jane Doe",
         priority=TicketPriority.P2,
-        agent_id=agent.id,
+        agent=agent.id,
     )
     assert (ticket.status, ticket.level, ticket.agent_hostname) == (
         TicketStatus.NEW,
@@ -165,7 +170,7 @@ async def test_bad_input_is_refused(db: Database) -> None:
     with pytest.raises(NotFound, match="no user named 'zed'"):
         await tickets.open(ann, title="ok", assignee="zed")
     with pytest.raises(NotFound, match="no agent"):
-        await tickets.open(ann, title="ok", agent_id="a" * 26)
+        await tickets.open(ann, title="ok", agent="a" * 26)
     with pytest.raises(NotFound, match="no snapshot with id 9"):
         await tickets.open(ann, title="ok", snapshot_id=9)
     ticket = await tickets.open(ann, title="ok", description="line one\nline two\ttabbed")
@@ -188,11 +193,15 @@ async def test_open_with_a_snapshot_links_it(db: Database) -> None:
     clock = Clock()
     ann = await technician(db, "ann")
     agent = await enrolled_agent(db)
-    diagnostics = Diagnostics(db, clock)
-    await diagnostics.create_command(
-        "c1", agent.id, kind="collect", ticket_id=None, requested_by="ann", expires_at=T0
+    d = desk(db, clock)
+    command_id = await queued(d, ann, agent.id)
+    await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
+    accepted = await d.diagnostics.accept_result(
+        agent.id, snapshot_result(command_id, a_snapshot()), some_findings(), T0
     )
-    snapshot_id = await diagnostics.store_result("c1", agent.id, a_snapshot(), some_findings(), T0)
+    assert accepted.stored is not None
+    snapshot_id = accepted.stored.summary.id
+    diagnostics = d.diagnostics
     tickets = Tickets(db, clock)
     ticket = await tickets.open(ann, title="Disk full", snapshot_id=snapshot_id, assignee="ann")
     assert ticket.agent_id == agent.id
@@ -204,7 +213,7 @@ async def test_open_with_a_snapshot_links_it(db: Database) -> None:
     assert (await diagnostics.get_snapshot(snapshot_id)).summary.ticket_id == ticket.id
     other = await enrolled_agent(db, "pc-other")
     with pytest.raises(InvalidArgument, match="is of agent"):
-        await tickets.open(ann, title="x", snapshot_id=snapshot_id, agent_id=other.id)
+        await tickets.open(ann, title="x", snapshot_id=snapshot_id, agent=other.id)
 
 
 async def test_list_filters(db: Database) -> None:
@@ -213,7 +222,7 @@ async def test_list_filters(db: Database) -> None:
     bob = await technician(db, "bob", Role.L2)
     agent = await enrolled_agent(db)
     low = await tickets.open(ann, title="low", priority=TicketPriority.P4)
-    urgent = await tickets.open(ann, title="urgent", priority=TicketPriority.P1, agent_id=agent.id)
+    urgent = await tickets.open(ann, title="urgent", priority=TicketPriority.P1, agent=agent.id)
     mine = await tickets.open(ann, title="mine", assignee="ann")
     escalated = await tickets.open(ann, title="hard")
     await tickets.escalate(ann, escalated.id, "hard", assignee="bob")
