@@ -22,11 +22,14 @@ from sonde.server.api.auth import AuthInterceptor
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
-from sonde.server.domain.clock import utc_now
-from sonde.server.domain.dispatch import Dispatcher
+from sonde.server.domain.audited import AuditEntry
+from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
-from sonde.server.domain.roles import Permission, Principal
+from sonde.server.domain.replicas import Replica
+from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
+from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
+from sonde.server.errors import SondeError
 from sonde.server.pki import CertificateAuthority
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import DataDir, join_address, split_address
@@ -85,7 +88,8 @@ class SondeServer:
         self._db: Database | None = None
         self._console: grpc.aio.Server | None = None
         self._agents: grpc.aio.Server | None = None
-        self._dispatcher: Dispatcher | None = None
+        self._sessions: LocalSessions | None = None
+        self.replica: Replica | None = None
 
     async def start(self) -> None:
         options = self.options
@@ -99,17 +103,31 @@ class SondeServer:
         )
         services = await open_services(db, issuer)
         issuer.set_tokens(services.tokens)
-        dispatcher = Dispatcher(services.agents, services.diagnostics, options.heartbeat_interval_s)
-        services.dispatcher = dispatcher
-        self._dispatcher = dispatcher
-        reset = await services.agents.mark_all_disconnected(utc_now())
+        self.replica = replica = Replica(db)
+        reset = await replica.register()
         if reset:
             log.info("marked %d agents offline after a restart", reset)
+        self._sessions = sessions = LocalSessions(options.heartbeat_interval_s)
+        admission = AgentAdmission(db)
+        await admission.load()
+        services.wakeups.on_revoked(admission.revoked)
+        services.wakeups.on_revoked(sessions.close_revoked)
+        session_rows = SessionRows(db, replica.id, on_unknown=admission.forget)
         heartbeats = HeartbeatBatcher(services.agents)
+        upkeep = FleetUpkeep(replica, services.commands, services.wakeups)
 
         self._agents = grpc.aio.server(options=COMMON_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentSessionServicer(services.agents, dispatcher, heartbeats), self._agents
+            AgentSessionServicer(
+                sessions=sessions,
+                admission=admission,
+                session_rows=session_rows,
+                heartbeats=heartbeats,
+                commands=services.commands,
+                diagnostics=services.diagnostics,
+                wakeups=services.wakeups,
+            ),
+            self._agents,
         )
         agent_credentials = grpc.ssl_server_credentials(
             [(server_key, server_certificate)],
@@ -132,9 +150,7 @@ class SondeServer:
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(
                 authority=authority,
-                tokens=services.tokens,
                 agents=services.agents,
-                audit=services.audit,
                 agent_address=self.agent_address,
                 server_name=options.server_name,
             ),
@@ -144,8 +160,13 @@ class SondeServer:
         await self._console.start()
         self._tasks = [
             asyncio.create_task(heartbeats.run(), name="heartbeats"),
-            asyncio.create_task(dispatcher.watch_heartbeats(), name="heartbeat-watch"),
+            asyncio.create_task(session_rows.run(), name="session-rows"),
+            asyncio.create_task(sessions.watch_heartbeats(), name="heartbeat-watch"),
+            asyncio.create_task(upkeep.run(), name="fleet-upkeep"),
         ]
+        if db.dialect == "postgresql":
+            listener = WakeListener(options.database_url, services.wakeups)
+            self._tasks.append(asyncio.create_task(listener.run(), name="wake-listener"))
         log.info(
             "sonde-server listening: console %s, agents %s (mTLS)",
             self.console_address,
@@ -153,16 +174,15 @@ class SondeServer:
         )
 
     def _console_server(self, services: ServerServices) -> grpc.aio.Server:
-        async def record_denial(principal: Principal, method: str, required: Permission) -> None:
-            await services.audit.record(
-                principal.name,
-                "auth.denied",
-                detail={"method": method, "required_permission": required.value},
-                result="denied",
+        async def record_refusal(
+            actor: str, action: str, error: SondeError, detail: dict[str, str], peer: str
+        ) -> None:
+            await services.audited.refused(
+                actor, action, error, entry=AuditEntry(detail=dict(detail)), peer=peer
             )
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(services.users.authenticate, record_denial)],
+            interceptors=[AuthInterceptor(services.users.authenticate, record_refusal)],
             options=COMMON_OPTIONS,
         )
         console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
@@ -186,8 +206,8 @@ class SondeServer:
         return server
 
     async def stop(self, grace_s: float = 3.0) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.close_all("the server is shutting down")
+        if self._sessions is not None:
+            self._sessions.close_all("the server is shutting down")
         for server in (self._console, self._agents):
             if server is not None:
                 await server.stop(grace_s)
@@ -196,6 +216,11 @@ class SondeServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.replica is not None and self._db is not None:
+            try:
+                await self.replica.retire()
+            except Exception:
+                log.exception("could not give up this replica's lease; it will lapse")
         if self._db is not None:
             await self._db.close()
 

@@ -9,6 +9,7 @@ with the caller's Principal in a context variable that servicers read with curre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -83,7 +84,9 @@ OPEN_METHODS: frozenset[str] = frozenset(
 )
 
 Authenticator = Callable[[str], Awaitable[Principal]]
-DenialRecorder = Callable[[Principal, str, Permission], Awaitable[None]]
+# (actor, action, the refusal, detail, peer): the server audits it at a bounded rate.
+RefusalRecorder = Callable[[str, str, SondeError, dict[str, str], str], Awaitable[None]]
+ANONYMOUS = "anonymous"
 
 _TOKEN_CACHE_TTL_S = 5.0
 
@@ -91,9 +94,9 @@ _TOKEN_CACHE_TTL_S = 5.0
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates the bearer token and checks METHOD_PERMISSIONS before console handlers."""
 
-    def __init__(self, authenticate: Authenticator, record_denial: DenialRecorder) -> None:
+    def __init__(self, authenticate: Authenticator, record_refusal: RefusalRecorder) -> None:
         self._authenticate = authenticate
-        self._record_denial = record_denial
+        self._record_refusal = record_refusal
         # Short cache: a burst of CLI calls costs one lookup; hashed keys, never raw tokens.
         self._cache: dict[bytes, tuple[float, Principal]] = {}
 
@@ -111,26 +114,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         required = METHOD_PERMISSIONS.get(method)
         metadata = handler_call_details.invocation_metadata or ()
         token = _bearer_token(metadata)
-        return _guarded(handler, lambda: self._admit(method, required, token))
+        return _guarded(handler, lambda peer: self._admit(method, required, token, peer))
 
     async def _admit(
-        self, method: str, required: Permission | None, token: str | None
+        self, method: str, required: Permission | None, token: str | None, peer: str
     ) -> Principal:
-        if required is None:
-            raise PermissionDenied(f"{method} is not open to any role")
-        if not token:
-            raise Unauthenticated(
-                "no API token: send 'authorization: Bearer <token>' (sonde login does this)"
-            )
-        principal = await self._principal_for(token)
+        """The caller as a Principal (with its peer), or a refusal that is audited."""
+        detail = {"method": method}
+        try:
+            if required is None:
+                raise PermissionDenied(f"{method} is not open to any role")
+            if not token:
+                raise Unauthenticated(
+                    "no API token: send 'authorization: Bearer <token>' (sonde login does this)"
+                )
+            principal = await self._principal_for(token)
+        except SondeError as error:
+            await self._record_refusal(ANONYMOUS, "auth.refused", error, detail, peer)
+            raise
         if not principal.may(required):
-            await self._record_denial(principal, method, required)
             holders = ", ".join(role.label for role in roles_with(required)) or "no role"
-            raise PermissionDenied(
+            denied = PermissionDenied(
                 f"{method.rsplit('/', 1)[-1]} needs the {required} permission ({holders}); "
                 f"{principal.name} is {principal.role.label}"
             )
-        return principal
+            detail["required_permission"] = required.value
+            await self._record_refusal(principal.name, "auth.denied", denied, detail, peer)
+            raise denied
+        return dataclasses.replace(principal, peer=peer)
 
     async def _principal_for(self, token: str) -> Principal:
         key = hashlib.sha256(token.encode("utf-8", "replace")).digest()
@@ -154,7 +165,7 @@ def _bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
     return None
 
 
-Admission = Callable[[], Awaitable[Principal]]
+Admission = Callable[[str], Awaitable[Principal]]  # takes the caller's peer address
 
 
 def _guarded(
@@ -170,7 +181,7 @@ def _guarded(
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                principal = await admit()
+                principal = await admit(context.peer())
             except SondeError as error:
                 await refuse(error, context)
                 return None
@@ -187,7 +198,7 @@ def _guarded(
     async def refused_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         # Sonde's console has no streaming methods; any other streaming method is refused.
         try:
-            await admit()
+            await admit(context.peer())
         except SondeError as error:
             await refuse(error, context)
         await refuse(PermissionDenied("streaming console methods are not served"), context)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
@@ -93,6 +93,7 @@ class Principal:
     user_id: int
     name: str
     role: Role
+    peer: str = field(default="", compare=False)  # where this call came from, for the audit
 
     def may(self, permission: Permission) -> bool:
         return self.role.may(permission)

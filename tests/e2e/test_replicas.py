@@ -16,7 +16,7 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,11 @@ def holds(replica: Deployment, agent_id: str) -> bool:
     connected = [m.start() for m in re.finditer(rf"\({agent_id}\) connected", log)]
     disconnected = [m.start() for m in re.finditer(rf"agent {agent_id} disconnected", log)]
     return bool(connected) and (not disconnected or connected[-1] > disconnected[-1])
+
+
+def holding(replica: Deployment, agent_id: str) -> Callable[[], bool | None]:
+    """A wait_for probe: True once `replica` holds the agent's stream."""
+    return lambda: holds(replica, agent_id) or None
 
 
 def second_replica(first: Deployment, root: Path) -> Deployment:
@@ -145,7 +150,7 @@ def test_kill_9_of_the_holder_at_random_points_loses_and_repeats_nothing(pair: P
         holder.kill_server()
         wait_for(
             "the agent to move to the surviving replica",
-            lambda s=survivor: True if holds(s, pair.agent_id) else None,
+            holding(survivor, pair.agent_id),
             timeout=30,
         )
         holder.start_server(same_ports=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -16,12 +16,14 @@ import pytest
 
 from sonde.server.api.auth import principal_scope
 from sonde.server.api.console import ConsoleServicer
+from sonde.server.domain.agents import AgentRecord
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
-from sonde.server.services import IssuedEnrollment, NotDispatching, ServerServices, open_services
+from sonde.server.services import IssuedEnrollment, ServerServices, open_services
 from sonde.server.storage.db import Database
 from sonde.v1 import console_pb2_grpc
+from tests.unit.domain.builders import SETUP_ADMIN, enroll
 
 USER_KEY = "x-test-user"
 
@@ -66,8 +68,8 @@ class StringIssuer:
     def __init__(self, tokens: EnrollmentTokens) -> None:
         self._tokens = tokens
 
-    async def issue(self, *, uses: int, ttl: timedelta, created_by: str) -> IssuedEnrollment:
-        token = await self._tokens.create(uses=uses, ttl=ttl, created_by=created_by)
+    async def issue(self, actor: Principal, *, uses: int, ttl: timedelta) -> IssuedEnrollment:
+        token = await self._tokens.create(actor, uses=uses, ttl=ttl)
         return IssuedEnrollment(
             enrollment=f"{token.token_id}:{token.secret.hex()}",
             token_id=token.token_id,
@@ -76,43 +78,39 @@ class StringIssuer:
         )
 
 
-class DisconnectLog(NotDispatching):
-    """No agents reachable (as before the agent listener starts); remembers disconnect calls."""
-
-    def __init__(self) -> None:
-        self.disconnected: list[tuple[str, str]] = []
-
-    async def disconnect(self, agent_id: str, reason: str) -> None:
-        self.disconnected.append((agent_id, reason))
-
-
 @dataclass
 class Console:
     services: ServerServices
     stub: console_pb2_grpc.ConsoleServiceAsyncStub
-    dispatcher: DisconnectLog
+    revoked: list[str]  # agents whose streams every replica was told to close
     tokens: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def as_user(name: str) -> tuple[tuple[str, str]]:
         return ((USER_KEY, name),)
 
+    async def enroll_agent(self, hostname: str) -> AgentRecord:
+        """An agent enrolled for real, with a token of its own (both audited)."""
+        return await enroll(
+            self.services.agents, self.services.db, hostname=hostname, at=datetime.now(UTC)
+        )
+
 
 @pytest.fixture
 async def console(db: Database) -> AsyncIterator[Console]:
     tokens = EnrollmentTokens(db)
     services = await open_services(db, StringIssuer(tokens))
-    dispatcher = DisconnectLog()
-    services.dispatcher = dispatcher
+    revoked: list[str] = []
+    services.wakeups.on_revoked(revoked.append)
     for name, role in (("admin", Role.ADMIN), ("ann", Role.L1), ("bob", Role.L2)):
-        await services.users.add(name, role, created_by="test")
+        await services.users.add(SETUP_ADMIN, name, role)
     server = grpc.aio.server(interceptors=[TestUserInterceptor(services.users)])
     console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), dispatcher)
+        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), revoked)
     finally:
         await channel.close()
         await server.stop(grace=None)

@@ -10,32 +10,33 @@ from sonde.server.domain.agents import HelloInfo
 from sonde.server.storage.tables import audit_log
 from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
-from tests.unit.domain.builders import new_agent_id
+from tests.unit.domain.builders import new_agent_id, signed_as
 
 ANN, ADMIN = Console.as_user("ann"), Console.as_user("admin")
 
 
-async def _audit_rows(console: Console) -> list[tuple[str, str | None, int | None, str, str]]:
-    async with console.services.db.reading() as session:
-        rows = (
-            await session.execute(
-                select(
-                    audit_log.c.action,
-                    audit_log.c.agent_id,
-                    audit_log.c.ticket_id,
-                    audit_log.c.detail,
-                    audit_log.c.result,
-                ).order_by(audit_log.c.id)
-            )
-        ).all()
+async def _audit_rows(
+    console: Console, action: str | None = None
+) -> list[tuple[str, str | None, int | None, str, str]]:
+    """The audit log in order; only `action`'s rows when given (setup writes audit too)."""
+    query = select(
+        audit_log.c.action,
+        audit_log.c.agent_id,
+        audit_log.c.ticket_id,
+        audit_log.c.detail,
+        audit_log.c.result,
+    ).order_by(audit_log.c.id)
+    if action is not None:
+        query = query.where(audit_log.c.action == action)
+    rows = await console.services.db.read(lambda connection: connection.execute(query).all())
     return [tuple(row) for row in rows]
 
 
 async def test_agents_list_show_and_revoke(console: Console) -> None:
     now = datetime.now(UTC)
     registry = console.services.agents
-    pc = await registry.enroll(new_agent_id(), "pc-042", "linux", "f", now)
-    await registry.enroll(new_agent_id(), "pc-043", "linux", "f", now)
+    pc = await console.enroll_agent("pc-042")
+    await console.enroll_agent("pc-043")
     await registry.connected(
         pc.id, HelloInfo("pc-042", "linux", "Ubuntu", "6.8", "0.1.0"), "127.0.0.1:1", now
     )
@@ -63,21 +64,19 @@ async def test_agents_list_show_and_revoke(console: Console) -> None:
     )
     assert revoked.agent.revoked
     assert not revoked.agent.online
-    assert console.dispatcher.disconnected == [(pc.id, "stolen")]
+    assert console.revoked == [pc.id]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await console.stub.RevokeAgent(pb.RevokeAgentRequest(agent=pc.id), metadata=ADMIN)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    rows = await _audit_rows(console)
-    assert [(action, agent_id, result[:7]) for action, agent_id, _, _, result in rows[1:]] == [
+    rows = await _audit_rows(console, "agent.revoke")
+    assert [(action, agent_id, result[:7]) for action, agent_id, _, _, result in rows] == [
         ("agent.revoke", pc.id, "ok"),
         ("agent.revoke", pc.id, "refused"),
     ]
 
 
 async def test_run_diagnostics_refusals_are_clear_and_audited(console: Console) -> None:
-    pc = await console.services.agents.enroll(
-        new_agent_id(), "pc-9", "linux", "f", datetime.now(UTC)
-    )
+    pc = await console.enroll_agent("pc-9")
     cases = [
         (pb.RunDiagnosticsRequest(agent="nobody"), grpc.StatusCode.NOT_FOUND, "no agent matches"),
         (
@@ -96,9 +95,9 @@ async def test_run_diagnostics_refusals_are_clear_and_audited(console: Console) 
             "at most 600",
         ),
         (
-            pb.RunDiagnosticsRequest(agent="pc-9"),
+            pb.RunDiagnosticsRequest(agent="pc-9", no_queue=True),
             grpc.StatusCode.UNAVAILABLE,
-            "not connected to agents",
+            "has not connected since it enrolled",
         ),
     ]
     for request, code, message in cases:
@@ -106,13 +105,17 @@ async def test_run_diagnostics_refusals_are_clear_and_audited(console: Console) 
             await console.stub.RunDiagnostics(request, metadata=ANN)
         assert caught.value.code() == code
         assert message in str(caught.value.details())
-    rows = await _audit_rows(console)
+    rows = await _audit_rows(console, "diagnostics.run")
     assert [(a, agent, ticket) for a, agent, ticket, _, _ in rows] == [
         ("diagnostics.run", None, None),
         ("diagnostics.run", pc.id, 999),
         ("diagnostics.run", pc.id, None),
     ]
     assert rows[-1][4].startswith("refused: Unavailable")
+    # Without --no-queue an offline agent's diagnostic waits for it: queued, not refused.
+    queued = await console.stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent="pc-9"), metadata=ANN)
+    assert (queued.command.state, queued.agent_online) == (pb.COMMAND_STATE_QUEUED, False)
+    assert not queued.HasField("snapshot")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await console.stub.GetSnapshot(pb.GetSnapshotRequest(id=12), metadata=ANN)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -152,13 +155,21 @@ async def test_enrollment_tokens(console: Console) -> None:
     lifetime = issued.expires_at.ToDatetime(tzinfo=UTC) - before
     assert timedelta(minutes=59) < lifetime <= timedelta(hours=1, seconds=5)
     token_id, secret = issued.enrollment.split(":")
-    await console.services.tokens.consume(token_id, bytes.fromhex(secret), datetime.now(UTC))
+    enrolled, _ = await console.services.agents.enroll(
+        token_id,
+        bytes.fromhex(secret),
+        hostname="pc-1",
+        platform="linux",
+        sign=lambda: signed_as(new_agent_id()),
+        at=datetime.now(UTC),
+    )
+    assert enrolled.hostname == "pc-1"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await console.stub.CreateEnrollmentToken(
             pb.CreateEnrollmentTokenRequest(uses=5000), metadata=ADMIN
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    rows = await _audit_rows(console)
-    assert rows[0][0] == "enrollment_token.create"
+    rows = await _audit_rows(console, "enrollment_token.create")
+    assert [row[4][:7] for row in rows] == ["ok", "refused"]
     assert f'"token_id":"{token_id}"' in rows[0][3]
     assert secret not in "".join(str(row) for row in rows)

@@ -7,33 +7,29 @@ import pytest
 from sqlalchemy import select
 
 from sonde.server.domain.agents import AgentRecord
+from sonde.server.domain.commands import CommandKind
+from sonde.server.domain.roles import Principal
 from sonde.server.storage.tables import audit_log
+from sonde.v1 import agent_pb2, diagnostics_pb2
 from sonde.v1 import console_pb2 as pb
-from sonde.v1 import diagnostics_pb2
 from tests.integration.console.harness import Console
-from tests.unit.domain.builders import new_agent_id
 
 UNKNOWN = pb.TicketPriority.ValueType(42)  # a number no TicketPriority has
 ANN, BOB, ADMIN = Console.as_user("ann"), Console.as_user("bob"), Console.as_user("admin")
 
 
 async def _agent(console: Console, hostname: str = "PC-042") -> AgentRecord:
-    return await console.services.agents.enroll(
-        new_agent_id(), hostname, "linux", "f", datetime.now(UTC)
-    )
+    return await console.enroll_agent(hostname)
 
 
 async def _diagnostic_on(console: Console, agent_id: str, ticket_id: int) -> int:
-    """A snapshot as the agent side stores it (the real dispatcher is tested end to end)."""
-    diagnostics = console.services.diagnostics
-    await diagnostics.create_command(
-        "cmd-1",
-        agent_id,
-        kind="collect",
-        ticket_id=ticket_id,
-        requested_by="ann",
-        expires_at=datetime.now(UTC) + timedelta(minutes=1),
+    """A snapshot as the agent's session stores it (the session itself is tested end to end)."""
+    user = await console.services.users.get("ann")
+    ann = Principal(user_id=user.id, name=user.name, role=user.role)
+    queued = await console.services.commands.queue(
+        ann, agent_id, CommandKind.COLLECT, ticket_id=ticket_id
     )
+    await console.services.commands.claim_due(agent_id, "session-1", resend_delivered=True)
     snapshot = diagnostics_pb2.Snapshot(agent_id=agent_id)
     snapshot.system.hostname = "PC-042"
     found = [
@@ -43,7 +39,12 @@ async def _diagnostic_on(console: Console, agent_id: str, ticket_id: int) -> int
             summary="Disk / is 97% full.",
         )
     ]
-    return await diagnostics.store_result("cmd-1", agent_id, snapshot, found, datetime.now(UTC))
+    result = agent_pb2.Result(command_id=queued.command.id, snapshot=snapshot)
+    accepted = await console.services.diagnostics.accept_result(
+        agent_id, result, found, datetime.now(UTC)
+    )
+    assert accepted.stored is not None
+    return accepted.stored.summary.id
 
 
 async def test_full_ticket_lifecycle_with_timeline(console: Console) -> None:
@@ -127,7 +128,9 @@ async def test_full_ticket_lifecycle_with_timeline(console: Console) -> None:
 
     verification = await console.services.audit.verify()
     assert verification.ok
-    assert verification.rows == 8  # every change (the diagnostic came in from the agent side)
+    # Setup: 3 users, the agent's token and enrollment; then 8 ticket changes, the diagnostic
+    # asked for and its result.
+    assert verification.rows == 15
 
 
 async def _code(call: object) -> grpc.StatusCode:

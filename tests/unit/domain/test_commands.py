@@ -24,7 +24,13 @@ from sonde.server.storage.db import Database
 from sonde.server.storage.tables import audit_log, commands, snapshots
 from sonde.v1 import agent_pb2
 from tests.unit.domain.builders import Clock, enrolled_agent, technician
-from tests.unit.domain.test_diagnostics import a_snapshot, desk, queued, snapshot_result
+from tests.unit.domain.test_diagnostics import (
+    a_snapshot,
+    delivered,
+    desk,
+    queued,
+    snapshot_result,
+)
 
 
 def test_the_transition_table_has_one_shape() -> None:
@@ -92,10 +98,10 @@ async def test_the_upkeep_sweep_expires_queued_and_interrupts_silent_deliveries(
     delivered = await queued(d, ann, agent.id)
     await d.commands.claim_due(agent.id, "s1", resend_delivered=True)
     waiting = await queued(d, ann, agent.id)
-    clock.advance(hours=25)
+    clock.advance(hours=24, minutes=5)
     assert await d.commands.end_overdue() == 1  # the delivered one still has its grace
     assert (await d.commands.get(waiting)).state is CommandState.EXPIRED
-    clock.advance(minutes=11)
+    clock.advance(minutes=6)
     assert await d.commands.end_overdue() == 1
     interrupted = await d.commands.get(delivered)
     assert interrupted.state is CommandState.INTERRUPTED
@@ -191,7 +197,7 @@ async def test_a_crash_before_the_audit_row_leaves_neither(db: Database, action:
     d = desk(db)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     before = await _rows(db)
 
     def crash(happening: str) -> None:
@@ -226,7 +232,7 @@ async def test_a_waiter_gets_the_result_in_process_without_re_reading(db: Databa
     d = desk(db)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     waiting = asyncio.create_task(d.commands.wait_final(command_id, 5.0))
     await asyncio.sleep(0.05)
     await d.diagnostics.accept_result(
@@ -243,7 +249,7 @@ async def test_a_waiter_sees_a_change_made_elsewhere_by_watching_the_row(db: Dat
     elsewhere = desk(db)  # a second replica: its wake-ups never reach this one
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     waiting = asyncio.create_task(d.commands.wait_final(command_id, 10.0))
     await asyncio.sleep(0.05)
     failure = agent_pb2.Result(command_id=command_id, failure=agent_pb2.Failure(reason="no"))

@@ -76,6 +76,14 @@ async def queued(d: Desk, ann: Principal, agent_id: str, ticket_id: int | None =
     return result.command.id
 
 
+async def delivered(d: Desk, ann: Principal, agent_id: str, ticket_id: int | None = None) -> str:
+    """A command as the agent's session has sent it: queued, then claimed by a session."""
+    command_id = await queued(d, ann, agent_id, ticket_id)
+    claimed = await d.commands.claim_due(agent_id, "session-1", resend_delivered=True)
+    assert command_id in [c.id for c in claimed]
+    return command_id
+
+
 def snapshot_result(command_id: str, snapshot: diagnostics_pb2.Snapshot) -> agent_pb2.Result:
     return agent_pb2.Result(command_id=command_id, snapshot=snapshot)
 
@@ -93,7 +101,7 @@ async def test_a_result_is_stored_with_its_findings_and_the_command_succeeds(db:
     d = desk(db)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     accepted = await d.diagnostics.accept_result(
         agent.id, snapshot_result(command_id, a_snapshot()), some_findings(), RECEIVED
     )
@@ -118,7 +126,7 @@ async def test_a_resent_result_changes_nothing(db: Database) -> None:
     d = desk(db)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     result = snapshot_result(command_id, a_snapshot())
     await d.diagnostics.accept_result(agent.id, result, some_findings(), RECEIVED)
     again = await d.diagnostics.accept_result(agent.id, result, some_findings()[:1], RECEIVED)
@@ -134,7 +142,7 @@ async def test_a_result_from_another_agent_is_refused_changes_nothing_and_is_aud
     agent = await enrolled_agent(db, "pc-1")
     intruder = await enrolled_agent(db, "pc-2")
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     with pytest.raises(PermissionDenied, match="issued to another agent"):
         await d.diagnostics.accept_result(
             intruder.id, snapshot_result(command_id, a_snapshot(agent.id)), [], RECEIVED
@@ -143,7 +151,7 @@ async def test_a_result_from_another_agent_is_refused_changes_nothing_and_is_aud
     with pytest.raises(PermissionDenied):
         await d.diagnostics.accept_result(intruder.id, failure, [], RECEIVED)
     assert await _counts(db) == (0, 0)
-    assert (await d.commands.get(command_id)).state is CommandState.QUEUED
+    assert (await d.commands.get(command_id)).state is CommandState.DELIVERED
     refusals = await db.read(
         lambda c: (
             c.execute(select(audit_log.c.actor).where(audit_log.c.result.like("refused%")))
@@ -187,7 +195,7 @@ async def test_a_failure_ends_the_command_in_the_state_the_agent_names(
     d = desk(db)
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
-    command_id = await queued(d, ann, agent.id)
+    command_id = await delivered(d, ann, agent.id)
     failure = agent_pb2.Failure(reason="collectors crashed", kind=kind)
     result = agent_pb2.Result(command_id=command_id, failure=failure)
     await d.diagnostics.accept_result(agent.id, result, [], RECEIVED)
@@ -203,7 +211,7 @@ async def test_a_ticket_linked_result_lands_on_the_timeline(db: Database) -> Non
     agent = await enrolled_agent(db)
     ann = await technician(db, "ann")
     ticket = await Tickets(db, clock).open(ann, title="Slow PC", agent=agent.id)
-    command_id = await queued(d, ann, agent.id, ticket.id)
+    command_id = await delivered(d, ann, agent.id, ticket.id)
     accepted = await d.diagnostics.accept_result(
         agent.id, snapshot_result(command_id, a_snapshot()), some_findings(), RECEIVED
     )
