@@ -87,8 +87,14 @@ class SessionEnd:
     retry_after_s: float | None = None
 
 
-def _failure(command_id: str, reason: str) -> agent_pb2.Result:
-    return agent_pb2.Result(command_id=command_id, failure=agent_pb2.Failure(reason=reason))
+def _failure(
+    command_id: str,
+    reason: str,
+    kind: agent_pb2.FailureKind.ValueType = agent_pb2.FAILURE_KIND_FAILED,
+) -> agent_pb2.Result:
+    return agent_pb2.Result(
+        command_id=command_id, failure=agent_pb2.Failure(reason=reason, kind=kind)
+    )
 
 
 def _is_revocation(error: grpc.aio.AioRpcError) -> bool:
@@ -309,7 +315,7 @@ class AgentRuntime:
             # The outbox cannot keep its result, so it is refused before anything runs.
             reason = "refused: a command id is 1 to 200 printable ASCII characters without spaces"
             log.warning("refusing a Collect with the command id %r", command_id[:64])
-            await self._send_result(_failure(command_id, reason))
+            await self._send_result(_failure(command_id, reason, agent_pb2.FAILURE_KIND_REFUSED))
             return
         if command_id in self._running:
             return  # already running: its result is sent when it finishes
@@ -320,7 +326,7 @@ class AgentRuntime:
             return
         if self._outbox.is_completed(command_id):
             reason = "already ran on this agent and its result was acknowledged"
-            await self._deliver(_failure(command_id, reason))
+            await self._deliver(_failure(command_id, reason, agent_pb2.FAILURE_KIND_REFUSED))
             return
         if collect.HasField("expires_at"):
             expires_at = collect.expires_at.ToDatetime(tzinfo=datetime.UTC)
@@ -328,12 +334,9 @@ class AgentRuntime:
                 reason = (
                     f"expired at {expires_at.isoformat(timespec='seconds')} before it could run"
                 )
-                await self._deliver(
-                    agent_pb2.Result(
-                        command_id=command_id, failure=agent_pb2.Failure(reason=reason)
-                    )
-                )
+                await self._deliver(_failure(command_id, reason, agent_pb2.FAILURE_KIND_EXPIRED))
                 return
+        log.info("running command %s (a full diagnostic)", command_id)
         task = asyncio.create_task(self._run_collect(command_id, list(collect.collectors)))
         self._running[command_id] = task
         task.add_done_callback(lambda _: self._running.pop(command_id, None))
@@ -356,14 +359,10 @@ class AgentRuntime:
                 raise  # the agent is stopping: the server will resend it
             self._cancelled.discard(command_id)
             reason = "cancelled by the server before it finished"
-            result = agent_pb2.Result(
-                command_id=command_id, failure=agent_pb2.Failure(reason=reason)
-            )
+            result = _failure(command_id, reason, agent_pb2.FAILURE_KIND_CANCELLED)
         except Exception as error:
             reason = f"collection failed: {' '.join(str(error).split()) or type(error).__name__}"
-            result = agent_pb2.Result(
-                command_id=command_id, failure=agent_pb2.Failure(reason=reason)
-            )
+            result = _failure(command_id, reason)
         await self._deliver(result)
 
     async def _deliver(self, result: agent_pb2.Result) -> None:

@@ -180,11 +180,11 @@ def test_unknown_ticket_and_unknown_agent_are_not_found(shared_sonde: Deployment
     assert sonde_error(shared_sonde, "agent", "show", "no-such-pc")["code"] == "NOT_FOUND"
 
 
-def test_offline_agent_is_unavailable_from_the_server(
+def test_offline_agent_is_unavailable_from_the_server_with_no_queue(
     shared_sonde: Deployment, tmp_path: Path
 ) -> None:
     agent_id = shared_sonde.enroll_agent(tmp_path / "never-started")
-    error = sonde_error(shared_sonde, "diag", agent_id)
+    error = sonde_error(shared_sonde, "diag", agent_id, "--no-queue")
     assert error["code"] == "UNAVAILABLE"
     assert "cannot reach the Sonde server" not in error["message"]
 

@@ -100,7 +100,7 @@ def test_agent_killed_shows_offline_within_the_heartbeat_window(
     assert record.last_seen_at.seconds > 0
 
 
-def test_offline_agent_gets_unavailable_saying_since_when(
+def test_offline_agent_with_no_queue_gets_unavailable_saying_since_when(
     sonde: Deployment, tmp_path: Path
 ) -> None:
     state = tmp_path / "agent"
@@ -110,6 +110,8 @@ def test_offline_agent_gets_unavailable_saying_since_when(
     agent.stop()
     sonde.wait_offline(agent_id)
     with sonde.console() as console, pytest.raises(grpc.RpcError) as refused:
-        console.RunDiagnostics(console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=10)
+        console.RunDiagnostics(
+            console_pb2.RunDiagnosticsRequest(agent=agent_id, no_queue=True), timeout=10
+        )
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "offline since" in (refused.value.details() or "")

@@ -48,8 +48,8 @@ def test_an_offline_agent_gets_its_queued_diagnostics_when_it_connects(
     queued = sonde_json(sonde, "diag", agent_id[:10], "--ticket", str(ticket["id"]))
     first = queued["command"]
     assert first["state"] == "COMMAND_STATE_QUEUED"
-    assert queued.get("agentOnline", False) is False
-    assert first["ticketId"] == str(ticket["id"])
+    assert queued["agent_online"] is False
+    assert first["ticket_id"] == ticket["id"]
     people = cli(sonde, "diag", agent_id[:10])
     assert people.returncode == 0, people.stderr
     assert "is offline; it runs when the agent connects" in people.stdout
@@ -100,7 +100,7 @@ def test_an_offline_agent_gets_its_queued_diagnostics_when_it_connects(
 
     with sonde.console() as console:
         timeline = console.GetTicket(
-            console_pb2.GetTicketRequest(id=int(ticket["id"])), timeout=10
+            console_pb2.GetTicketRequest(id=ticket["id"]), timeout=10
         ).timeline
     assert [e.snapshot_id for e in timeline if e.snapshot_id] == [ran[0].snapshot_id]
     shown = cli(sonde, "commands", "show", first["id"])
@@ -125,4 +125,4 @@ def test_an_online_agent_answers_within_the_call(sonde: Deployment, tmp_path: Pa
     sonde.wait_online(agent_id)
     reply = sonde_json(sonde, "diag", agent_id)
     assert reply["command"]["state"] == "COMMAND_STATE_SUCCEEDED"
-    assert reply["snapshot"]["summary"]["agentId"] == agent_id
+    assert reply["snapshot"]["summary"]["agent_id"] == agent_id
