@@ -63,13 +63,16 @@ class TestUserInterceptor(grpc.aio.ServerInterceptor):
 
 
 class StringIssuer:
-    """Real enrollment tokens; the string is the token id and secret (the bundle is the lead's)."""
+    """Real enrollment tokens; the string is the token id and secret (the bundle is the lead's).
 
-    def __init__(self, tokens: EnrollmentTokens) -> None:
-        self._tokens = tokens
+    `tokens` is the services' own (set once they exist), so its writes share their audit."""
+
+    def __init__(self) -> None:
+        self.tokens: EnrollmentTokens | None = None
 
     async def issue(self, actor: Principal, *, uses: int, ttl: timedelta) -> IssuedEnrollment:
-        token = await self._tokens.create(actor, uses=uses, ttl=ttl)
+        assert self.tokens is not None
+        token = await self.tokens.create(actor, uses=uses, ttl=ttl)
         return IssuedEnrollment(
             enrollment=f"{token.token_id}:{token.secret.hex()}",
             token_id=token.token_id,
@@ -98,8 +101,9 @@ class Console:
 
 @pytest.fixture
 async def console(db: Database) -> AsyncIterator[Console]:
-    tokens = EnrollmentTokens(db)
-    services = await open_services(db, StringIssuer(tokens))
+    issuer = StringIssuer()
+    services = await open_services(db, issuer)
+    issuer.tokens = services.tokens
     revoked: list[str] = []
     services.wakeups.on_revoked(revoked.append)
     for name, role in (("admin", Role.ADMIN), ("ann", Role.L1), ("bob", Role.L2)):
