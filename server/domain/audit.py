@@ -15,13 +15,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import BindParameter, Insert, String, Text, bindparam, cast, func, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.text import sanitized
-from sonde.server.storage.db import Database
+from sonde.server.storage.db import SQLITE_SHA256_HEX, Database
 from sonde.server.storage.tables import audit_log
 from sonde.server.storage.types import AnyRow
 
@@ -51,6 +55,25 @@ def _canonical_detail(detail: Mapping[str, DetailValue]) -> str:
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _row_tail(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    agent_id: str | None,
+    ticket_id: int | None,
+    detail: str,
+    result: str,
+) -> str:
+    """The canonical encoding of a row after its id: `[id,` + this is the whole encoding."""
+    encoded = json.dumps(
+        [at.isoformat(), actor, action, agent_id, ticket_id, detail, result],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return encoded[1:]
+
+
 def chain_hash(
     prev_hash: str,
     *,
@@ -64,12 +87,16 @@ def chain_hash(
     result: str,
 ) -> str:
     """The hash of one row, linked to the row before it."""
-    encoded = json.dumps(
-        [row_id, at.isoformat(), actor, action, agent_id, ticket_id, detail, result],
-        separators=(",", ":"),
-        ensure_ascii=False,
+    tail = _row_tail(
+        at=at,
+        actor=actor,
+        action=action,
+        agent_id=agent_id,
+        ticket_id=ticket_id,
+        detail=detail,
+        result=result,
     )
-    return hashlib.sha256(f"{prev_hash}\n{encoded}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}\n[{row_id},{tail}".encode()).hexdigest()
 
 
 def _row_hash(prev_hash: str, row: AnyRow) -> str:
@@ -100,6 +127,8 @@ def append_row(
     """Append one row inside the caller's transaction (the change it records); returns its id.
 
     Call it last in a unit of work: on PostgreSQL it takes the chain's lock, held to commit.
+    The row is one INSERT ... SELECT that reads the chain's head and computes the link in the
+    database (chain_hash's formula; verify() recomputes it in Python).
     """
     detail_text = _canonical_detail(detail or {})
     result = sanitized(result, max_chars=2000)
@@ -108,12 +137,7 @@ def append_row(
         # Replicas share the chain: one writer at a time across processes. SQLite's
         # BEGIN IMMEDIATE already excludes other writers.
         connection.execute(_LOCK_CHAIN)
-    last = connection.execute(_CHAIN_HEAD).first()
-    row_id = 1 if last is None else int(last.id) + 1
-    prev_hash = GENESIS_HASH if last is None else str(last.hash)
-    row_hash = chain_hash(
-        prev_hash,
-        row_id=row_id,
+    tail = _row_tail(
         at=at,
         actor=actor,
         action=action,
@@ -122,27 +146,89 @@ def append_row(
         detail=detail_text,
         result=result,
     )
-    connection.execute(
-        _INSERT_ROW,
+    row_id = connection.execute(
+        _APPEND_ROW,
         {
-            "id": row_id,
-            "at": at,
-            "actor": actor,
-            "action": action,
-            "agent_id": agent_id,
-            "ticket_id": ticket_id,
-            "detail": detail_text,
-            "result": result,
-            "prev_hash": prev_hash,
-            "hash": row_hash,
+            "audit_at": at,
+            "audit_actor": actor,
+            "audit_action": action,
+            "audit_agent_id": agent_id,
+            "audit_ticket_id": ticket_id,
+            "audit_detail": detail_text,
+            "audit_result": result,
+            "audit_tail": tail,
         },
+    ).scalar_one()
+    return int(row_id)
+
+
+class sha256_hex(FunctionElement[str]):
+    """SHA-256 of a text's UTF-8 bytes, as 64 hex digits, computed by the database."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(sha256_hex, "postgresql")
+def _sha256_hex_postgresql(element: sha256_hex, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"encode(sha256(convert_to({compiler.process(element.clauses, **kw)}, 'UTF8')), 'hex')"
+
+
+@compiles(sha256_hex, "sqlite")
+def _sha256_hex_sqlite(element: sha256_hex, compiler: SQLCompiler, **kw: Any) -> str:
+    # Registered on every connection by server.storage.db (SQLite has no SHA-256 of its own).
+    return f"{SQLITE_SHA256_HEX}({compiler.process(element.clauses, **kw)})"
+
+
+def _append_row_statement() -> Insert:
+    head_id = select(func.max(audit_log.c.id)).scalar_subquery()
+    head = select(
+        func.coalesce(head_id, 0).label("id"),
+        func.coalesce(
+            select(audit_log.c.hash).where(audit_log.c.id == head_id).scalar_subquery(),
+            GENESIS_HASH,
+        ).label("hash"),
+    ).subquery("head")
+    row_id = head.c.id + 1
+    link = head.c.hash + "\n[" + cast(row_id, String) + "," + bindparam("audit_tail", type_=Text())
+
+    def typed(name: str) -> BindParameter[Any]:
+        return bindparam(f"audit_{name}", type_=audit_log.c[name].type)
+
+    return (
+        audit_log.insert()
+        .from_select(
+            [
+                "id",
+                "at",
+                "actor",
+                "action",
+                "agent_id",
+                "ticket_id",
+                "detail",
+                "result",
+                "prev_hash",
+                "hash",
+            ],
+            select(
+                row_id,
+                typed("at"),
+                typed("actor"),
+                typed("action"),
+                typed("agent_id"),
+                typed("ticket_id"),
+                typed("detail"),
+                typed("result"),
+                head.c.hash,
+                sha256_hex(link),
+            ),
+        )
+        .returning(audit_log.c.id)
     )
-    return row_id
 
 
 _LOCK_CHAIN = text("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-_CHAIN_HEAD = select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)
-_INSERT_ROW = audit_log.insert()
+_APPEND_ROW = _append_row_statement()
 
 
 class AuditLog:

@@ -6,8 +6,9 @@ one transaction as one hop (ARCHITECTURE.md, "Audit, permissions, transactions")
   there, never in SQLite's busy handler) or a reader thread, with the stdlib driver. WAL mode,
   synchronous=FULL, so a snapshot the server acknowledged survives kill -9 and power loss; every
   write transaction starts with BEGIN IMMEDIATE.
-- PostgreSQL, through asyncpg: the function runs with `run_sync` on the event loop's own
-  greenlet, so no thread is involved at all.
+- PostgreSQL, through asyncpg: the function runs in one greenlet on the event loop (checkout,
+  BEGIN, the unit, COMMIT, checkin), so no thread is involved at all. A pooled connection is
+  pinged only after PING_AFTER_IDLE_S unused, not before every unit.
 `transaction()` and `reading()` (an AsyncSession each) remain for code not yet written as units.
 """
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,17 +33,23 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 SQLITE_READERS = 2
+# A pooled PostgreSQL connection is pinged before use only after this long unused: a ping is
+# three round trips (asyncpg: BEGIN, ";", ROLLBACK), as many as the rest of a small unit.
+PING_AFTER_IDLE_S = 10.0
+# sha256_hex(text) on SQLite, for SQL that computes a hash where PostgreSQL has sha256().
+SQLITE_SHA256_HEX = "sonde_sha256_hex"
 _READ_ONLY = "sonde_read_only"
 
 T = TypeVar("T")
@@ -113,7 +122,9 @@ def create_engine(url: str) -> AsyncEngine:
     if sqlite_path is not None:
         _create_owner_only(sqlite_path)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        engine = create_async_engine(url)
+        _ping_when_idle(engine.sync_engine)
+        return engine
     engine = create_async_engine(url)
     _apply_sqlite_settings(engine.sync_engine)
     return engine
@@ -133,6 +144,26 @@ def create_sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat unused for PING_AFTER_IDLE_S: one the
+    server or the network may have dropped. A dead one is replaced before the unit runs."""
+    idle_since = "sonde_idle_since"
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[idle_since] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(idle_since)
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise DisconnectionError("the pooled connection is gone") from error
+
+
 def _apply_sqlite_settings(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -147,11 +178,16 @@ def _apply_sqlite_settings(engine: Engine) -> None:
         ):
             cursor.execute(pragma)
         cursor.close()
+        dbapi_connection.create_function(SQLITE_SHA256_HEX, 1, _sha256_hex, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _sha256_hex(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass
@@ -225,8 +261,9 @@ class Database:
             return await asyncio.get_running_loop().run_in_executor(
                 self._writer, _run_unit, self._sqlite, unit
             )
-        async with self.engine.begin() as connection:
-            return await connection.run_sync(unit)
+        # One greenlet for checkout, BEGIN, the unit, COMMIT and checkin (AsyncEngine.begin()
+        # plus run_sync would spawn five): the asyncpg calls inside still run on this loop.
+        return await greenlet_spawn(_run_unit, self.engine.sync_engine, unit)
 
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit` in one read-only transaction (on SQLite beside the writer, not behind)."""
@@ -236,8 +273,7 @@ class Database:
             return await asyncio.get_running_loop().run_in_executor(
                 self._readers, _run_unit, self._sqlite_reading, unit
             )
-        async with self.engine.connect() as connection:
-            return await connection.run_sync(unit)
+        return await greenlet_spawn(_run_read, self.engine.sync_engine, unit)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -281,6 +317,12 @@ class Database:
 
 def _run_unit(engine: Engine, unit: Unit[T]) -> T:
     with engine.begin() as connection:
+        return unit(connection)
+
+
+def _run_read(engine: Engine, unit: Unit[T]) -> T:
+    # As AsyncEngine.connect() did: the driver's transaction ends with the connection (rollback).
+    with engine.connect() as connection:
         return unit(connection)
 
 
