@@ -334,7 +334,7 @@ class AgentRegistry:
             ).one()
             return _record(revoked)
 
-        return await self._writes.run(actor.name, "agent.revoke", unit)
+        return await self._writes.run(actor.name, "agent.revoke", unit, peer=actor.peer)
 
     async def is_revoked(self, agent_id: str) -> bool:
         """True for a revoked agent and for an id we never enrolled (refuse what we do not know)."""

@@ -105,4 +105,5 @@ class EnrollmentTokens:
             "enrollment_token.create",
             unit,
             detail={"uses": uses, "ttl_s": int(ttl.total_seconds())},
+            peer=actor.peer,
         )

@@ -262,7 +262,7 @@ class Tickets:
                 closed_at=None,
             )
 
-        return await self._writes.run(actor.name, "ticket.open", unit)
+        return await self._writes.run(actor.name, "ticket.open", unit, peer=actor.peer)
 
     async def comment(
         self, actor: Principal, ticket_id: int, body: str
@@ -294,7 +294,9 @@ class Tickets:
             )
             return ticket_from_row(row), event
 
-        return await self._writes.run(actor.name, "ticket.comment", unit, ticket_id=ticket_id)
+        return await self._writes.run(
+            actor.name, "ticket.comment", unit, ticket_id=ticket_id, peer=actor.peer
+        )
 
     async def assign(
         self, actor: Principal, ticket_id: int, assignee: str | None = None
@@ -330,7 +332,12 @@ class Tickets:
             return _save(connection, ticket, now, responded=True, assignee=assignee, status=status)
 
         return await self._writes.run(
-            actor.name, "ticket.assign", unit, ticket_id=ticket_id, detail={"assignee": assignee}
+            actor.name,
+            "ticket.assign",
+            unit,
+            ticket_id=ticket_id,
+            detail={"assignee": assignee},
+            peer=actor.peer,
         )
 
     async def escalate(
@@ -385,6 +392,7 @@ class Tickets:
             unit,
             ticket_id=ticket_id,
             detail={"assignee": assignee},
+            peer=actor.peer,
         )
 
     async def set_status(
@@ -420,6 +428,7 @@ class Tickets:
             unit,
             ticket_id=ticket_id,
             detail={"status": status.value},
+            peer=actor.peer,
         )
 
     async def resolve(self, actor: Principal, ticket_id: int, resolution: str) -> TicketRecord:
@@ -452,7 +461,9 @@ class Tickets:
                 resolved_at=now,
             )
 
-        return await self._writes.run(actor.name, "ticket.resolve", unit, ticket_id=ticket_id)
+        return await self._writes.run(
+            actor.name, "ticket.resolve", unit, ticket_id=ticket_id, peer=actor.peer
+        )
 
     async def close(self, actor: Principal, ticket_id: int, note: str = "") -> TicketRecord:
         """Close a resolved ticket, or an open one with a note saying why (duplicate, ...)."""
@@ -482,7 +493,9 @@ class Tickets:
             )
             return _save(connection, ticket, now, status=TicketStatus.CLOSED, closed_at=now)
 
-        return await self._writes.run(actor.name, "ticket.close", unit, ticket_id=ticket_id)
+        return await self._writes.run(
+            actor.name, "ticket.close", unit, ticket_id=ticket_id, peer=actor.peer
+        )
 
     async def reopen(self, actor: Principal, ticket_id: int, reason: str) -> TicketRecord:
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
@@ -518,7 +531,9 @@ class Tickets:
                 closed_at=None,
             )
 
-        return await self._writes.run(actor.name, "ticket.reopen", unit, ticket_id=ticket_id)
+        return await self._writes.run(
+            actor.name, "ticket.reopen", unit, ticket_id=ticket_id, peer=actor.peer
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 

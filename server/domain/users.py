@@ -96,7 +96,11 @@ class Users:
         (shown once, stored hashed)."""
         detail: dict[str, DetailValue] = {"name": name[:64], "role": role.label if role else None}
         added = await self._writes.run(
-            actor.name, "user.create", self._adding(actor, name, role), detail=detail
+            actor.name,
+            "user.create",
+            self._adding(actor, name, role),
+            detail=detail,
+            peer=actor.peer,
         )
         self._generation += 1
         return added
@@ -107,7 +111,7 @@ class Users:
         """The admin a new server starts with, audited as `server.init`."""
         unit = self._adding(actor, FIRST_ADMIN, Role.ADMIN, only_user=True)
         added = await self._writes.run(
-            actor.name, "server.init", unit, detail={"hosts": ",".join(hosts)}
+            actor.name, "server.init", unit, detail={"hosts": ",".join(hosts)}, peer=actor.peer
         )
         self._generation += 1
         return added
