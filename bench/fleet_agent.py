@@ -3,8 +3,11 @@
 Every simulated agent has its own key and enrolled certificate and its own TCP connection
 (a local subchannel pool per channel; PERFORMANCE.md pitfall). It says Hello, waits for
 Welcome, sends a Heartbeat every interval, answers Collect with a small valid Snapshot and
-counts ResultAcks. The worker ends by itself at its deadline, when its parent dies, or on
-SIGTERM, and then writes a JSON summary.
+checks that each Result gets its ResultAck. A RESOURCE_EXHAUSTED answer is retried after the
+server's `sonde-retry-after-ms` hint, as the real agent does. Per agent it records its
+attempts, the refusals with their hints and the time from its first attempt to Welcome. The
+worker ends by itself at its deadline, when its parent dies, or on SIGTERM, and then writes
+a JSON summary.
 
     python -m bench.fleet_agent --spec FILE --summary FILE --lifetime S --parent-pid PID
 """
@@ -32,10 +35,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 import sonde
 from bench.children import die_with_parent
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
+from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 WELCOME_TIMEOUT_S = 30.0
 COLLECTORS = ("system", "cpu", "memory", "disks")
 GiB = 1024**3
+
+
+@dataclass
+class AgentRecord:
+    """One simulated agent's way online: every attempt until its first Welcome."""
+
+    attempts: int = 0
+    retry_hints_ms: list[int] = field(default_factory=list)  # one per RESOURCE_EXHAUSTED
+    first_attempt_to_welcome_s: float | None = None
+    other_failures: int = 0
 
 
 @dataclass
@@ -48,8 +62,11 @@ class WorkerStats:
     heartbeats_sent: int = 0
     collects_answered: int = 0
     acks: int = 0
+    protocol_errors: int = 0  # Collect before Welcome, an ack for no Result sent
+    unacked_at_end: int = 0  # Results still waiting for their ack when the session ended
     welcome_seconds: list[float] = field(default_factory=list)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    records: dict[str, AgentRecord] = field(default_factory=dict)
 
     def came_online(self, seconds: float) -> None:
         self.welcomes += 1
@@ -106,6 +123,18 @@ def small_snapshot(agent: SimulatedAgent) -> diagnostics_pb2.Snapshot:
     return snapshot
 
 
+def retry_after_ms(error: grpc.aio.AioRpcError) -> int | None:
+    """The server's retry hint on a RESOURCE_EXHAUSTED answer, in ms (None: no hint)."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == RETRY_AFTER_MS_KEY:
+            text = (value.decode() if isinstance(value, bytes) else value).strip()
+            if text.isdigit() and len(text) <= 12:
+                return int(text)
+    return None
+
+
 def _heartbeat() -> agent_pb2.AgentMessage:
     beat = agent_pb2.Heartbeat(
         agent_time=_now(), cpu_percent=7.5, memory_percent=37.5, system_disk_percent=39.1
@@ -126,6 +155,7 @@ class _Session:
         self.call = call
         self.stats = stats
         self._lock = asyncio.Lock()
+        self.unacked: set[str] = set()  # Results sent, no ResultAck yet
 
     async def send(self, message: agent_pb2.AgentMessage) -> None:
         async with self._lock:
@@ -145,13 +175,22 @@ class _Session:
             assert isinstance(message, agent_pb2.ServerMessage)
             kind = message.WhichOneof("kind")
             if kind == "collect":
+                command_id = message.collect.command_id
                 result = agent_pb2.Result(
-                    command_id=message.collect.command_id, snapshot=small_snapshot(self.agent)
+                    command_id=command_id, snapshot=small_snapshot(self.agent)
                 )
+                self.unacked.add(command_id)
                 await self.send(agent_pb2.AgentMessage(result=result))
                 self.stats.collects_answered += 1
             elif kind == "ack":
                 self.stats.acks += 1
+                if message.ack.command_id not in self.unacked:
+                    self.stats.protocol_errors += 1
+                    self.stats.errors["an ack for no Result sent"] += 1
+                self.unacked.discard(message.ack.command_id)
+            elif kind == "welcome":
+                self.stats.protocol_errors += 1
+                self.stats.errors["a second Welcome"] += 1
             elif kind == "revoked":
                 raise RuntimeError("revoked")
 
@@ -176,6 +215,7 @@ class Fleet:
         ]  # fmt: skip
         self.stats = stats
         stats.agents = len(self.agents)
+        self._first_attempt: dict[str, float] = {}
 
     def _channel(self, agent: SimulatedAgent) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(
@@ -204,30 +244,58 @@ class Fleet:
             )  # fmt: skip
             await session.send(agent_pb2.AgentMessage(hello=hello))
             first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+            if first is grpc.aio.EOF:  # a refusal raised AioRpcError (with its status) instead
+                raise RuntimeError("the stream ended before Welcome")
             if not isinstance(first, agent_pb2.ServerMessage) or not first.HasField("welcome"):
+                self.stats.protocol_errors += 1
                 raise RuntimeError("no Welcome as the first server message")
-            self.stats.came_online(time.monotonic() - opened)
+            welcomed = time.monotonic()
+            self.stats.came_online(welcomed - opened)
+            record = self.stats.records[agent.agent_id]
+            if record.first_attempt_to_welcome_s is None:
+                record.first_attempt_to_welcome_s = welcomed - self._first_attempt[agent.agent_id]
             beats = asyncio.create_task(session.heartbeats(first.welcome.heartbeat_interval_s))
             try:
                 await session.serve()
             finally:
                 self.stats.online -= 1
+                self.stats.unacked_at_end += len(session.unacked)
                 beats.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await beats
 
     async def keep_online(self, index: int, agent: SimulatedAgent) -> None:
         await asyncio.sleep(self.ramp_s * index / max(1, len(self.agents)))
+        record = self.stats.records[agent.agent_id] = AgentRecord()
+        self._first_attempt[agent.agent_id] = time.monotonic()
         while True:
+            hint_ms: int | None = None
+            if record.first_attempt_to_welcome_s is None:
+                record.attempts += 1
             try:
                 await self._one_session(agent)
                 self.stats.errors["stream ended by the server"] += 1
             except grpc.aio.AioRpcError as error:
-                self.stats.errors[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
+                hint_ms = retry_after_ms(error)
+                if record.first_attempt_to_welcome_s is None:
+                    if hint_ms is not None:
+                        record.retry_hints_ms.append(hint_ms)
+                    else:
+                        record.other_failures += 1
+                if hint_ms is not None:
+                    self.stats.errors[f"{error.code().name} with a retry hint"] += 1
+                else:
+                    self.stats.errors[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
             except (TimeoutError, RuntimeError) as error:
+                if record.first_attempt_to_welcome_s is None:
+                    record.other_failures += 1
                 self.stats.errors[f"{type(error).__name__}: {error}"[:100]] += 1
-            # Reconnect like an agent does, but never faster than once a second.
-            await asyncio.sleep(random.uniform(1.0, 3.0))
+            if hint_ms is not None:
+                # As the real agent does: the server's hint, not the backoff.
+                await asyncio.sleep(hint_ms / 1000)
+            else:
+                # Reconnect like an agent does, but never faster than once a second.
+                await asyncio.sleep(random.uniform(1.0, 3.0))
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [
@@ -279,6 +347,7 @@ def main() -> int:
     stats = asyncio.run(amain(spec, args.lifetime, args.parent_pid))
     summary = asdict(stats)
     summary["errors"] = dict(stats.errors)
+    summary["records"] = {agent_id: asdict(r) for agent_id, r in stats.records.items()}
     args.summary.write_text(json.dumps(summary))
     return 0
 

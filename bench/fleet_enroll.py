@@ -31,9 +31,12 @@ def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-async def enroll_fleet(token: str, count: int, concurrency: int = 16) -> list[EnrolledAgent]:
-    """Enroll `count` agents with one multi-use token, `concurrency` calls in flight."""
-    bundle = decode_bundle(token)
+async def enroll_fleet(tokens: list[str], count: int, concurrency: int = 16) -> list[EnrolledAgent]:
+    """Enroll `count` agents, `concurrency` calls in flight: agent n uses tokens[n * T // count]
+    (a token holds at most MAX_USES uses, so a large fleet needs several, each with its share).
+    """
+    bundles = [decode_bundle(token) for token in tokens]
+    bundle = bundles[0]
     ca_pem = x509.load_der_x509_certificate(bundle.ca_certificate_der).public_bytes(
         serialization.Encoding.PEM
     )
@@ -49,8 +52,9 @@ async def enroll_fleet(token: str, count: int, concurrency: int = 16) -> list[En
         async def one(number: int) -> None:
             key = generate_key()
             hostname = f"bench-pc-{number:05d}"
+            use = bundles[number * len(bundles) // count]
             request = enrollment_pb2.EnrollRequest(
-                token_id=bundle.token_id, secret=bundle.secret, csr_der=build_csr(key),
+                token_id=use.token_id, secret=use.secret, csr_der=build_csr(key),
                 hostname=hostname, platform="linux",
             )  # fmt: skip
             async with slots:

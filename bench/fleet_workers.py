@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import children
@@ -33,6 +33,12 @@ class FleetCounts:
     errors: Counter[str]
     welcome_seconds: list[float]
     missing: list[Path]
+    # Per agent: its attempts until its first Welcome, the retry hints (ms) of the
+    # RESOURCE_EXHAUSTED answers among them, and the seconds from its first attempt to Welcome.
+    attempts: list[int] = field(default_factory=list)
+    retry_hints_ms: list[int] = field(default_factory=list)
+    first_attempt_to_welcome_s: list[float] = field(default_factory=list)
+    never_welcomed: int = 0
 
 
 def start_worker(
@@ -78,5 +84,12 @@ def read_counts(workers: list[Worker]) -> FleetCounts:
             continue
         total.welcome_seconds += data.pop("welcome_seconds")
         total.errors.update(data.pop("errors"))
+        for record in data.pop("records").values():
+            total.attempts.append(int(record["attempts"]))
+            total.retry_hints_ms += [int(hint) for hint in record["retry_hints_ms"]]
+            if record["first_attempt_to_welcome_s"] is None:
+                total.never_welcomed += 1
+            else:
+                total.first_attempt_to_welcome_s.append(float(record["first_attempt_to_welcome_s"]))
         total.counts.update({key: int(value) for key, value in data.items()})
     return total
