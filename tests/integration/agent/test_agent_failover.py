@@ -68,11 +68,12 @@ async def test_an_agent_enrolled_with_a_dead_first_address_connects_to_the_secon
     agent = await start_agent("run", "--state", str(state))
     # Straight on to the second address: no backoff step in between.
     await eventually(lambda: len(fake_server.agents.hellos) == 1, 5.0, f"a Hello\n{agent.log()}")
+    online = f"online: {fake_server.agent_address} as agent"
+    await eventually(lambda: online in agent.log(), 5.0, f"the agent online\n{agent.log()}")
     log = agent.log()
     assert f"disconnected from {dead_address} (UNAVAILABLE: " in log
     assert f"; trying {fake_server.agent_address} now" in log
     assert _delays(log) == []
-    assert f"online: {fake_server.agent_address} as agent" in log
 
 
 async def test_when_its_server_dies_the_agent_moves_to_the_next_address(

@@ -1,0 +1,135 @@
+"""For every state-changing console RPC: a crash between the change and its audit row leaves
+neither.
+
+The fault hook (AuditedWrites.fault_before_audit) runs inside the transaction, after the
+change and before its audit row, and raises as a dying process would stop. The database must
+then read exactly as before the call, on SQLite and on PostgreSQL. The list of RPCs comes from
+the service descriptor: a new method that is neither read-only nor listed here fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from sonde.server.storage.tables import metadata
+from sonde.v1 import console_pb2 as pb
+from tests.integration.console.harness import Console
+
+ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
+READ_ONLY = ("WhoAmI", "List", "Get")
+
+
+class InjectedCrash(Exception):
+    """The process dies here."""
+
+
+@dataclass
+class Scene:
+    agent_id: str
+    ticket_id: int  # in progress, assigned to bob
+    resolved_ticket_id: int
+    queued_command_id: str
+
+
+async def _scene(console: Console) -> Scene:
+    stub = console.stub
+    agent = await console.enroll_agent("PC-7")
+    ticket = (
+        await stub.OpenTicket(pb.OpenTicketRequest(title="slow", agent=agent.id), metadata=BOB)
+    ).ticket
+    await stub.AssignTicket(pb.AssignTicketRequest(id=ticket.id, assignee="bob"), metadata=BOB)
+    done = (await stub.OpenTicket(pb.OpenTicketRequest(title="printer"), metadata=BOB)).ticket
+    await stub.ResolveTicket(
+        pb.ResolveTicketRequest(id=done.id, resolution="cleared the queue"), metadata=BOB
+    )
+    queued = await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
+    return Scene(agent.id, ticket.id, done.id, queued.command.id)
+
+
+Call = Callable[[Console, Scene], Awaitable[Message]]
+
+CALLS: dict[str, Call] = {
+    "OpenTicket": lambda c, s: c.stub.OpenTicket(
+        pb.OpenTicketRequest(title="no sound", agent=s.agent_id), metadata=BOB
+    ),
+    "CommentTicket": lambda c, s: c.stub.CommentTicket(
+        pb.CommentTicketRequest(id=s.ticket_id, body="called back"), metadata=BOB
+    ),
+    "AssignTicket": lambda c, s: c.stub.AssignTicket(
+        pb.AssignTicketRequest(id=s.ticket_id, assignee="admin"), metadata=BOB
+    ),
+    "EscalateTicket": lambda c, s: c.stub.EscalateTicket(
+        pb.EscalateTicketRequest(id=s.ticket_id, reason="disk failing"), metadata=BOB
+    ),
+    "ResolveTicket": lambda c, s: c.stub.ResolveTicket(
+        pb.ResolveTicketRequest(id=s.ticket_id, resolution="rebooted"), metadata=BOB
+    ),
+    "CloseTicket": lambda c, s: c.stub.CloseTicket(
+        pb.CloseTicketRequest(id=s.ticket_id, note="duplicate"), metadata=BOB
+    ),
+    "ReopenTicket": lambda c, s: c.stub.ReopenTicket(
+        pb.ReopenTicketRequest(id=s.resolved_ticket_id, reason="it came back"), metadata=BOB
+    ),
+    "RunDiagnostics": lambda c, s: c.stub.RunDiagnostics(
+        pb.RunDiagnosticsRequest(agent=s.agent_id), metadata=BOB
+    ),
+    "CancelCommand": lambda c, s: c.stub.CancelCommand(
+        pb.CancelCommandRequest(id=s.queued_command_id), metadata=BOB
+    ),
+    "RevokeAgent": lambda c, s: c.stub.RevokeAgent(
+        pb.RevokeAgentRequest(agent=s.agent_id, reason="stolen"), metadata=ADMIN
+    ),
+    "CreateUser": lambda c, s: c.stub.CreateUser(
+        pb.CreateUserRequest(name="carol", role=pb.ROLE_L1), metadata=ADMIN
+    ),
+    "CreateEnrollmentToken": lambda c, s: c.stub.CreateEnrollmentToken(
+        pb.CreateEnrollmentTokenRequest(uses=5, ttl_s=600), metadata=ADMIN
+    ),
+}
+
+
+def test_every_state_changing_method_is_covered() -> None:
+    methods = pb.DESCRIPTOR.services_by_name["ConsoleService"].methods
+    changing = {m.name for m in methods if not m.name.startswith(READ_ONLY)}
+    assert changing == set(CALLS)
+
+
+async def _everything(console: Console) -> dict[str, list[tuple[object, ...]]]:
+    def unit(connection: Connection) -> dict[str, list[tuple[object, ...]]]:
+        return {
+            table.name: sorted(
+                (tuple(row) for row in connection.execute(select(table)).all()), key=repr
+            )
+            for table in metadata.sorted_tables
+            if table.name != "replicas"
+        }
+
+    return await console.services.db.read(unit)
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+async def test_a_crash_before_the_audit_row_leaves_neither(console: Console, method: str) -> None:
+    scene = await _scene(console)
+    # The call works when nothing crashes (so the fault below is what stops it).
+    before = await _everything(console)
+
+    def crash(action: str) -> None:
+        raise InjectedCrash(action)
+
+    console.services.audited.fault_before_audit = crash
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await CALLS[method](console, scene)
+    finally:
+        console.services.audited.fault_before_audit = None
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN
+    assert await _everything(console) == before
+    await CALLS[method](console, scene)  # and the same call, without the crash, changes things
+    assert await _everything(console) != before
