@@ -20,28 +20,8 @@ from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
-from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
+from sonde.server.domain.wakeups import Wakeups
 from sonde.server.storage.db import Database
-
-
-class Dispatcher(Protocol):
-    async def disconnect(self, agent_id: str, reason: str) -> None:
-        """Close the agent's open stream, on whichever replica holds it."""
-        ...
-
-
-class RevocationNotice:
-    """Tells every replica that an agent was revoked: its stream closes wherever it is."""
-
-    def __init__(self, db: Database, wakeups: Wakeups) -> None:
-        self._db = db
-        self._wakeups = wakeups
-
-    async def disconnect(self, agent_id: str, reason: str) -> None:
-        wakes: list[Wake] = []
-        wake = Wake(WakeKind.REVOKED, agent_id)
-        await self._db.write(lambda connection: emit(connection, wakes, wake))
-        self._wakeups.publish(wakes)
 
 
 @dataclass(frozen=True)
@@ -69,7 +49,6 @@ class ServerServices:
     diagnostics: Diagnostics
     tickets: Tickets
     enrollment: EnrollmentIssuer
-    dispatcher: Dispatcher
 
 
 async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerServices:
@@ -80,7 +59,7 @@ async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerSer
         db=db,
         wakeups=wakeups,
         audited=audited,
-        agents=AgentRegistry(db, writes=audited),
+        agents=AgentRegistry(db, writes=audited, wakeups=wakeups),
         tokens=EnrollmentTokens(db, writes=audited),
         users=Users(db, writes=audited),
         audit=AuditLog(db),
@@ -88,5 +67,4 @@ async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerSer
         diagnostics=Diagnostics(db, audited, wakeups),
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
-        dispatcher=RevocationNotice(db, wakeups),
     )

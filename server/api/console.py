@@ -84,7 +84,6 @@ class ConsoleServicer(CommandMethods, console_pb2_grpc.ConsoleServiceServicer):
     ) -> console_pb2.RevokeAgentResponse:
         principal = current_principal()
         revoked = await self._s.agents.revoke(principal, request.agent, request.reason, utc_now())
-        await self._s.dispatcher.disconnect(revoked.id, request.reason or "revoked by an admin")
         return console_pb2.RevokeAgentResponse(agent=mapping.agent(revoked))
 
     # -- diagnostics -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sonde.server.domain.clock import require_aware
 from sonde.server.domain.enrollment_tokens import REFUSED_UNKNOWN, is_token_id, spend_use
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import checked_text, sanitized
+from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import (
     Conflict,
     InvalidArgument,
@@ -112,6 +113,8 @@ _REVOKE = (
         revoke_reason=bindparam("revoke_reason_"),
         connected=False,
         online_since=None,
+        session_replica=None,
+        session_id=None,
     )
     .returning(*agents.c)
 )
@@ -157,9 +160,12 @@ def resolve_agent(connection: Connection, ref: str) -> AgentRecord:
 
 
 class AgentRegistry:
-    def __init__(self, db: Database, *, writes: AuditedWrites | None = None) -> None:
+    def __init__(
+        self, db: Database, *, writes: AuditedWrites | None = None, wakeups: Wakeups | None = None
+    ) -> None:
         self._db = db
         self._writes = writes if writes is not None else AuditedWrites(db)
+        self._wakeups = wakeups if wakeups is not None else Wakeups()
 
     async def enroll(
         self,
@@ -236,40 +242,6 @@ class AgentRegistry:
         rows = await self._db.read(lambda connection: connection.execute(query).all())
         return [_record(row) for row in rows]
 
-    async def connected(
-        self, agent_id: str, hello: HelloInfo, remote_address: str, at: datetime
-    ) -> None:
-        """The agent opened its stream and said hello."""
-        at = require_aware(at, "connection time")
-        hostname = sanitized(hello.hostname, max_chars=MAX_HOSTNAME_CHARS)
-        values: dict[str, object] = {
-            "platform": sanitized(hello.platform, max_chars=32),
-            "os_name": sanitized(hello.os_name, max_chars=255),
-            "os_version": sanitized(hello.os_version, max_chars=255),
-            "agent_version": sanitized(hello.agent_version, max_chars=64),
-            "connected": True,
-            "online_since": at,
-            "last_seen_at": at,
-            "remote_address": sanitized(remote_address, max_chars=255),
-        }
-        if hostname:
-            values |= {"hostname": hostname, "hostname_key": hostname.lower()}
-        async with self._db.transaction() as session:
-            result = await session.execute(
-                update(agents).where(agents.c.id == agent_id).values(**values)
-            )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise NotFound(f"no agent with id {agent_id[:40]!r}")
-
-    async def disconnected(self, agent_id: str, at: datetime) -> None:
-        at = require_aware(at, "disconnection time")
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(connected=False, online_since=None, last_seen_at=at)
-            )
-
     async def record_heartbeats(self, beats: Sequence[HeartbeatRecord]) -> None:
         """Store a batch of heartbeats in one transaction (the latest per agent wins)."""
         latest: dict[str, HeartbeatRecord] = {}
@@ -299,20 +271,7 @@ class AgentRegistry:
             }
             for beat in sorted(latest.values(), key=lambda beat: beat.agent_id)
         ]
-        async with self._db.transaction() as session:
-            connection = await session.connection()
-            await connection.execute(statement, rows)
-
-    async def mark_all_disconnected(self, at: datetime) -> int:
-        """At server start: nobody is connected yet, whatever the last run left behind."""
-        at = require_aware(at, "start time")
-        async with self._db.transaction() as session:
-            result = await session.execute(
-                update(agents)
-                .where(agents.c.connected.is_(True))
-                .values(connected=False, online_since=None)
-            )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        await self._db.write(lambda connection: connection.execute(statement, rows))
 
     async def revoke(self, actor: Principal, agent: str, reason: str, at: datetime) -> AgentRecord:
         """Revoke an agent (by id, host name or prefix): its later connections are refused."""
@@ -332,19 +291,14 @@ class AgentRegistry:
                 _REVOKE,
                 {"revoked_agent_id": found.id, "revoked_at_": at, "revoke_reason_": text},
             ).one()
+            # Every replica closes the agent's stream, wherever it is, once this commits.
+            emit(connection, wakes, Wake(WakeKind.REVOKED, found.id))
             return _record(revoked)
 
-        return await self._writes.run(actor.name, "agent.revoke", unit, peer=actor.peer)
-
-    async def is_revoked(self, agent_id: str) -> bool:
-        """True for a revoked agent and for an id we never enrolled (refuse what we do not know)."""
-        async with self._db.reading() as session:
-            revoked_at = (
-                await session.execute(
-                    select(agents.c.revoked_at, agents.c.id).where(agents.c.id == agent_id)
-                )
-            ).first()
-        return revoked_at is None or revoked_at.revoked_at is not None
+        wakes: list[Wake] = []
+        revoked = await self._writes.run(actor.name, "agent.revoke", unit, peer=actor.peer)
+        self._wakeups.publish(wakes)
+        return revoked
 
 
 def _like_prefix(text: str) -> str:

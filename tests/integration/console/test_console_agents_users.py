@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from sonde.server.domain.agents import HelloInfo
+from sonde.server.domain.sessions import SessionOpened, SessionRows
 from sonde.server.storage.tables import audit_log
 from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
@@ -34,12 +35,12 @@ async def _audit_rows(
 
 async def test_agents_list_show_and_revoke(console: Console) -> None:
     now = datetime.now(UTC)
-    registry = console.services.agents
     pc = await console.enroll_agent("pc-042")
     await console.enroll_agent("pc-043")
-    await registry.connected(
-        pc.id, HelloInfo("pc-042", "linux", "Ubuntu", "6.8", "0.1.0"), "127.0.0.1:1", now
-    )
+    sessions = SessionRows(console.services.db, "replica-1")
+    hello = HelloInfo("pc-042", "linux", "Ubuntu", "6.8", "0.1.0")
+    sessions.add(SessionOpened(pc.id, "session-1", hello, "127.0.0.1:1", now))
+    await sessions.flush()
 
     listed = await console.stub.ListAgents(pb.ListAgentsRequest(), metadata=ANN)
     assert [a.hostname for a in listed.agents] == ["pc-042", "pc-043"]
