@@ -229,6 +229,12 @@ def _append_row_statement() -> Insert:
 
 _LOCK_CHAIN = text("LOCK TABLE audit_log IN EXCLUSIVE MODE")
 _APPEND_ROW = _append_row_statement()
+_ROWS_FROM = (
+    select(audit_log)
+    .where(audit_log.c.id >= bindparam("from_id"))
+    .order_by(audit_log.c.id)
+    .limit(_VERIFY_BATCH)
+)
 
 
 class AuditLog:
@@ -263,24 +269,19 @@ class AuditLog:
 
     async def verify(self) -> AuditVerification:
         """Walk the chain from the first row; report the first row that does not hold."""
+        return await self._db.read(self._verify)
+
+    def _verify(self, connection: Connection) -> AuditVerification:
         prev_hash, expected_id, rows = GENESIS_HASH, 1, 0
-        async with self._db.reading() as session:
-            while True:
-                batch = (
-                    await session.execute(
-                        select(audit_log)
-                        .where(audit_log.c.id >= expected_id)
-                        .order_by(audit_log.c.id)
-                        .limit(_VERIFY_BATCH)
-                    )
-                ).all()
-                if not batch:
-                    break
-                for row in batch:
-                    problem = self._check_row(row, expected_id, prev_hash)
-                    if problem is not None:
-                        return AuditVerification(False, rows, problem[0], problem[1])
-                    prev_hash, expected_id, rows = row.hash, expected_id + 1, rows + 1
+        while True:
+            batch = connection.execute(_ROWS_FROM, {"from_id": expected_id}).all()
+            if not batch:
+                break
+            for row in batch:
+                problem = self._check_row(row, expected_id, prev_hash)
+                if problem is not None:
+                    return AuditVerification(False, rows, problem[0], problem[1])
+                prev_hash, expected_id, rows = row.hash, expected_id + 1, rows + 1
         return AuditVerification(True, rows, None, f"{rows} rows, chain intact")
 
     @staticmethod
