@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, require_aware, utc_now
@@ -91,38 +90,6 @@ def summary_from_row(row: AnyRow) -> SnapshotSummaryRecord:
     return SnapshotSummaryRecord(
         **{name: values[name] for name in SnapshotSummaryRecord.__dataclass_fields__}
     )
-
-
-async def load_summaries(
-    session: AsyncSession, snapshot_ids: Iterable[int]
-) -> dict[int, SnapshotSummaryRecord]:
-    wanted = sorted(set(snapshot_ids))
-    if not wanted:
-        return {}
-    rows = (
-        await session.execute(select(*_SUMMARY_COLUMNS).where(snapshots.c.id.in_(wanted)))
-    ).all()
-    return {int(row.id): summary_from_row(row) for row in rows}
-
-
-async def load_findings(
-    session: AsyncSession, snapshot_ids: Iterable[int]
-) -> dict[int, list[diagnostics_pb2.Finding]]:
-    """Each snapshot's findings, in the order the checks produced them."""
-    wanted = sorted(set(snapshot_ids))
-    found: dict[int, list[diagnostics_pb2.Finding]] = {snapshot_id: [] for snapshot_id in wanted}
-    if not wanted:
-        return found
-    rows = (
-        await session.execute(
-            select(findings.c.snapshot_id, findings.c.payload)
-            .where(findings.c.snapshot_id.in_(wanted))
-            .order_by(findings.c.snapshot_id, findings.c.position)
-        )
-    ).all()
-    for row in rows:
-        found[int(row.snapshot_id)].append(diagnostics_pb2.Finding.FromString(row.payload))
-    return found
 
 
 def summaries_of(

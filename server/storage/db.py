@@ -9,19 +9,17 @@ one transaction as one hop (ARCHITECTURE.md, "Audit, permissions, transactions")
 - PostgreSQL, through asyncpg: the function runs in one greenlet on the event loop (checkout,
   BEGIN, the unit, COMMIT, checkin), so no thread is involved at all. A pooled connection is
   pinged only after PING_AFTER_IDLE_S unused, not before every unit.
-`transaction()` and `reading()` (an AsyncSession each) remain for code not yet written as units.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.util import greenlet_spawn
@@ -216,14 +212,6 @@ class Database:
         self.engine = engine
         self.dialect: str = engine.dialect.name
         self.counters = StorageCounters()
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = async_sessionmaker(
-            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
-        )
-        # SQLite has one writer at a time. Queueing writers here, in the event loop, costs
-        # nothing; letting them collide in SQLite makes them sleep in its busy handler
-        # (1 to 100 ms a try), which is what made concurrent diagnostics slow.
-        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._sqlite = sqlite_engine
         self._sqlite_reading = (
             sqlite_engine.execution_options(**{_READ_ONLY: True}) if sqlite_engine else None
@@ -275,22 +263,6 @@ class Database:
             )
         return await greenlet_spawn(_run_read, self.engine.sync_engine, unit)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._write_turn is not None:
-                await stack.enter_async_context(self._write_turn)
-            session = await stack.enter_async_context(self._sessions())
-            await stack.enter_async_context(session.begin())
-            yield session
-
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction (on SQLite it does not queue behind writers)."""
-        async with self._read_sessions() as session, session.begin():
-            yield session
-
     async def close(self) -> None:
         for pool in (self._writer, self._readers):
             if pool is not None:
@@ -301,16 +273,18 @@ class Database:
 
     async def _check_schema(self) -> None:
         head = ScriptDirectory.from_config(_alembic_config("")).get_current_head()
-        async with self.reading() as session:
+
+        def current(connection: Connection) -> str | None:
             try:
-                current = (
-                    await session.execute(text("SELECT version_num FROM alembic_version"))
-                ).scalar()
+                found = connection.execute(text("SELECT version_num FROM alembic_version"))
+                return None if (value := found.scalar()) is None else str(value)
             except Exception:
-                current = None
-        if current != head:
+                return None
+
+        at = await self.read(current)
+        if at != head:
             raise SchemaNotCurrent(
-                f"the database is at schema {current or 'none'}, this server needs {head}: "
+                f"the database is at schema {at or 'none'}, this server needs {head}: "
                 "run `sonde-server init` (new data folder) or let `sonde-server run` migrate it"
             )
 

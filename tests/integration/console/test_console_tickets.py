@@ -198,8 +198,9 @@ async def test_errors_carry_the_right_status(console: Console) -> None:
     )
 
     # Refusals of changes are audited too, with what was refused.
-    async with console.services.db.reading() as session:
-        rows = (await session.execute(select(audit_log.c.action, audit_log.c.result))).all()
+    rows = await console.services.db.read(
+        lambda connection: connection.execute(select(audit_log.c.action, audit_log.c.result)).all()
+    )
     refused = [result for action, result in rows if action == "ticket.resolve"]
     assert refused == [
         f"refused: PermissionDenied: ticket {ticket.id} is escalated to L2: "

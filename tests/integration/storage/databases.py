@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from sonde.server.storage.db import Database, migrate
 from sonde.server.storage.tables import metadata
@@ -99,8 +100,11 @@ async def _truncate(url: str) -> None:
     database = await Database.open(url)
     try:
         names = ", ".join(table.name for table in metadata.sorted_tables)
-        async with database.transaction() as session:
-            await session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+        def change(session: Connection) -> None:
+            session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+        await database.write(change)
     finally:
         await database.close()
 

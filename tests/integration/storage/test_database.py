@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
 
 from sonde.server.storage.db import (
     Database,
@@ -59,17 +62,17 @@ async def test_sqlite_durability_settings(tmp_path: Path) -> None:
     migrate(url)
     db = await Database.open(url)
     try:
-        async with db.transaction() as session:
-            pragma = {
-                name: (await session.execute(text(f"PRAGMA {name}"))).scalar()
+
+        def read(connection: Connection) -> dict[str, object]:
+            return {
+                name: connection.execute(text(f"PRAGMA {name}")).scalar()
                 for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
             }
-        assert pragma == {
-            "journal_mode": "wal",
-            "synchronous": 2,  # FULL
-            "foreign_keys": 1,
-            "busy_timeout": 15000,
-        }
+
+        expected = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
+        expected["busy_timeout"] = 15000
+        assert await db.write(read) == expected  # 2: FULL
+        assert await db.read(read) == expected
         assert db.dialect == "sqlite"
     finally:
         await db.close()
@@ -87,44 +90,65 @@ def test_the_migrations_match_the_tables(db_url: str) -> None:
     command.check(_alembic_config(db_url))
 
 
-async def test_transactions_commit_or_roll_back(db: Database) -> None:
+async def test_units_commit_or_roll_back(db: Database) -> None:
     now = datetime.now(UTC)
 
-    async def abandoned() -> None:
-        async with db.transaction() as session:
-            await session.execute(
-                users.insert().values(name="ann", role="l1", created_by="t", created_at=now)
+    def add(name: str, *, then_fail: bool = False) -> Callable[[Connection], None]:
+        def unit(connection: Connection) -> None:
+            connection.execute(
+                users.insert().values(name=name, role="l1", created_by="t", created_at=now)
             )
-            raise RuntimeError("abandon")
+            if then_fail:
+                raise RuntimeError("abandon")
+
+        return unit
 
     with pytest.raises(RuntimeError):
-        await abandoned()
-    async with db.transaction() as session:
-        await session.execute(
-            users.insert().values(name="bob", role="l1", created_by="t", created_at=now)
-        )
-    async with db.reading() as session:
-        assert (await session.execute(select(users.c.name))).scalars().all() == ["bob"]
+        await db.write(add("ann", then_fail=True))
+    await db.write(add("bob"))
+    names = await db.read(lambda c: c.execute(select(users.c.name)).scalars().all())
+    assert names == ["bob"]
+
+
+async def test_concurrent_writers_take_turns_and_readers_are_not_blocked(db: Database) -> None:
+    now = datetime.now(UTC)
+
+    def add(name: str) -> Callable[[Connection], None]:
+        def unit(connection: Connection) -> None:
+            connection.execute(
+                users.insert().values(name=name, role="l1", created_by="t", created_at=now)
+            )
+
+        return unit
+
+    count = select(func.count()).select_from(users)
+    before = db.counters.copy()
+    await asyncio.gather(
+        *(db.write(add(f"tech{n}")) for n in range(40)),
+        *(db.read(lambda c: c.execute(count).scalar_one()) for _ in range(40)),
+    )
+    spent = db.counters - before
+    assert await db.read(lambda c: c.execute(count).scalar_one()) == 40
+    assert spent.transactions == 80
+    assert spent.thread_hops == (80 if db.dialect == "sqlite" else 0)
 
 
 async def test_timestamps_come_back_aware_in_utc(db: Database) -> None:
     local = datetime(2026, 1, 2, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
-    async with db.transaction() as session:
-        await session.execute(
+    await db.write(
+        lambda c: c.execute(
             users.insert().values(name="ann", role="l1", created_by="t", created_at=local)
         )
-    async with db.reading() as session:
-        stored = (await session.execute(select(users.c.created_at))).scalar_one()
+    )
+    stored = await db.read(lambda c: c.execute(select(users.c.created_at)).scalar_one())
     assert stored == local
     assert stored.tzinfo is not None
     assert stored.utcoffset() == timedelta(0)
 
 
 async def test_naive_timestamps_are_refused(db: Database) -> None:
+    naive = users.insert().values(
+        name="ann", role="l1", created_by="t", created_at=datetime(2026, 1, 1)
+    )
     with pytest.raises(Exception, match="timezone-aware"):
-        async with db.transaction() as session:
-            await session.execute(
-                users.insert().values(
-                    name="ann", role="l1", created_by="t", created_at=datetime(2026, 1, 1)
-                )
-            )
+        await db.write(lambda c: c.execute(naive))

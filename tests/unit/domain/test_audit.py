@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audit import AuditLog
 from sonde.server.storage.db import Database
@@ -41,10 +42,11 @@ async def test_concurrent_writers_keep_one_chain(db: Database) -> None:
 async def test_editing_a_rows_detail_in_sql_is_detected_with_its_id(db: Database) -> None:
     log = AuditLog(db, Clock())
     await _write(log, 5)
-    async with db.transaction() as session:
-        await session.execute(
-            update(audit_log).where(audit_log.c.id == 3).values(detail='{"n":99}')
-        )
+
+    def change(session: Connection) -> None:
+        session.execute(update(audit_log).where(audit_log.c.id == 3).values(detail='{"n":99}'))
+
+    await db.write(change)
     verification = await log.verify()
     assert not verification.ok
     assert verification.first_bad_id == 3
@@ -54,8 +56,11 @@ async def test_editing_a_rows_detail_in_sql_is_detected_with_its_id(db: Database
 async def test_deleting_a_row_is_detected(db: Database) -> None:
     log = AuditLog(db, Clock())
     await _write(log, 5)
-    async with db.transaction() as session:
-        await session.execute(delete(audit_log).where(audit_log.c.id == 2))
+
+    def change(session: Connection) -> None:
+        session.execute(delete(audit_log).where(audit_log.c.id == 2))
+
+    await db.write(change)
     verification = await log.verify()
     assert not verification.ok
     assert verification.first_bad_id == 2
@@ -65,11 +70,12 @@ async def test_deleting_a_row_is_detected(db: Database) -> None:
 async def test_deleting_a_row_and_renumbering_is_detected(db: Database) -> None:
     log = AuditLog(db, Clock())
     await _write(log, 4)
-    async with db.transaction() as session:
-        await session.execute(delete(audit_log).where(audit_log.c.id == 2))
-        await session.execute(
-            update(audit_log).where(audit_log.c.id > 2).values(id=audit_log.c.id - 1)
-        )
+
+    def change(session: Connection) -> None:
+        session.execute(delete(audit_log).where(audit_log.c.id == 2))
+        session.execute(update(audit_log).where(audit_log.c.id > 2).values(id=audit_log.c.id - 1))
+
+    await db.write(change)
     verification = await log.verify()
     assert not verification.ok
     assert verification.first_bad_id == 2
@@ -78,11 +84,14 @@ async def test_deleting_a_row_and_renumbering_is_detected(db: Database) -> None:
 async def test_reordering_rows_is_detected(db: Database) -> None:
     log = AuditLog(db, Clock())
     await _write(log, 4)
-    async with db.transaction() as session:
+
+    def change(session: Connection) -> None:
         # Swap rows 2 and 3 by swapping their ids.
-        await session.execute(update(audit_log).where(audit_log.c.id == 2).values(id=-2))
-        await session.execute(update(audit_log).where(audit_log.c.id == 3).values(id=2))
-        await session.execute(update(audit_log).where(audit_log.c.id == -2).values(id=3))
+        session.execute(update(audit_log).where(audit_log.c.id == 2).values(id=-2))
+        session.execute(update(audit_log).where(audit_log.c.id == 3).values(id=2))
+        session.execute(update(audit_log).where(audit_log.c.id == -2).values(id=3))
+
+    await db.write(change)
     verification = await log.verify()
     assert not verification.ok
     assert verification.first_bad_id == 2
@@ -95,7 +104,12 @@ async def test_secret_looking_details_are_never_stored(db: Database) -> None:
         "enrollment_token.create",
         detail={"token_id": "abc", "secret": "s3", "Password": "p", "api_token": "t", "uses": 1},
     )
-    async with db.reading() as session:
-        stored = (await session.execute(select(audit_log.c.detail))).scalar_one()
-        raw = (await session.execute(text("SELECT detail FROM audit_log"))).scalar_one()
+
+    def read(session: Connection) -> tuple[str, str]:
+        return (
+            session.execute(select(audit_log.c.detail)).scalar_one(),
+            session.execute(text("SELECT detail FROM audit_log")).scalar_one(),
+        )
+
+    stored, raw = await db.read(read)
     assert stored == raw == '{"token_id":"abc","uses":1}'
