@@ -32,7 +32,7 @@ from sonde.server.domain.sessions import (
 )
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wakeups
-from sonde.server.errors import NotFound, PermissionDenied, Unauthenticated
+from sonde.server.errors import SondeError, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
 from sonde.v1 import agent_pb2, agent_pb2_grpc
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
@@ -255,8 +255,9 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             found = evaluate(result.snapshot, CheckContext(reference_time=received_at))
         try:
             await self._diagnostics.accept_result(agent_id, result, found, received_at)
-        except (NotFound, PermissionDenied) as refused:
-            # A result for a command this agent was never sent: dropped, nothing changed.
+        except SondeError as refused:
+            # A result for a command this agent was never sent (or not yet sent): dropped,
+            # nothing changed, the refusal audited; the stream goes on.
             log.warning("refused a result from agent %s: %s", agent_id, refused)
 
 

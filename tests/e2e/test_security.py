@@ -303,6 +303,35 @@ def test_a_message_claiming_another_agents_id_changes_nothing(
     assert stored == 0
 
 
+def test_a_result_for_another_agents_queued_command_is_refused_and_changes_nothing(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    victim_id = shared_sonde.enroll_agent(tmp_path / "victim")  # enrolled, offline
+    with shared_sonde.console() as console:
+        queued = console.RunDiagnostics(
+            console_pb2.RunDiagnosticsRequest(agent=victim_id), timeout=10
+        ).command
+    _, intruder = enroll_in_process(shared_sonde, shared_sonde.enrollment())
+    hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(hostname="intruder", platform="linux"))
+    forged = agent_pb2.AgentMessage(result=agent_pb2.Result(command_id=queued.id))
+    forged.result.snapshot.system.hostname = "all fine here"
+    beat = agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(cpu_percent=1.0))
+    replies = open_session(shared_sonde.agent_address, intruder, [hello, forged, beat])
+    # The stream goes on (the result is acknowledged so an outbox cannot wedge on it)...
+    assert [r.WhichOneof("kind") for r in replies][:2] == ["welcome", "ack"]
+    # ...and nothing of the victim's changed: its command still waits for it.
+    with shared_sonde.console() as console:
+        after = console.GetCommand(console_pb2.GetCommandRequest(id=queued.id), timeout=10)
+    assert after.command.state == console_pb2.COMMAND_STATE_QUEUED
+    assert not after.command.snapshot_id
+    with sqlite3.connect(shared_sonde.data / "sonde.db") as db:
+        refused = db.execute(
+            "SELECT result FROM audit_log WHERE action = 'command.result'"
+            " AND result LIKE 'refused%'"
+        ).fetchall()
+    assert any("issued to another agent" in row[0] for row in refused)
+
+
 def test_a_revoked_agent_is_cut_off_within_five_seconds(
     shared_sonde: Deployment, tmp_path: Path
 ) -> None:
