@@ -26,6 +26,7 @@ from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
     DEFAULT_CONSOLE_ADDRESS,
     DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_CONNECTING,
     DataDir,
     ServerConfig,
     check_advertised_address,
@@ -166,6 +167,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir) -> int:
         heartbeat_interval_s=args.heartbeat_interval or config.heartbeat_interval_s,
         server_name=config.server_name,
         agent_addresses=tuple(config.agent_addresses),
+        max_connecting=args.max_connecting,
     )
 
     async def main() -> None:
@@ -319,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", type=_address, help="console listener HOST:PORT")
     run.add_argument("--agent-listen", type=_address, help="agent (mTLS) listener HOST:PORT")
     run.add_argument("--heartbeat-interval", type=int, help="seconds between agent heartbeats")
+    run.add_argument(
+        "--max-connecting",
+        type=int,
+        default=DEFAULT_MAX_CONNECTING,
+        metavar="N",
+        help="agents between connection and Welcome at once; more are told to retry later "
+        f"(default {DEFAULT_MAX_CONNECTING})",
+    )
     run.set_defaults(handler=cmd_run)
 
     token = commands.add_parser("token", help="enrollment tokens")

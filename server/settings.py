@@ -12,6 +12,8 @@ from sonde.server.pki import PkiPaths
 DEFAULT_CONSOLE_ADDRESS = "127.0.0.1:8443"
 DEFAULT_AGENT_ADDRESS = "127.0.0.1:8444"
 DEFAULT_HEARTBEAT_INTERVAL_S = 15
+# Agent sessions between accept and Welcome at once; more get RESOURCE_EXHAUSTED and a retry hint.
+DEFAULT_MAX_CONNECTING = 512
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -34,14 +34,13 @@ from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wakeups
 from sonde.server.errors import SondeError, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
+from sonde.server.settings import DEFAULT_MAX_CONNECTING
 from sonde.v1 import agent_pb2, agent_pb2_grpc
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
-# Sessions between accept and Welcome at once; more are told to come back later.
-MAX_HELLOS_IN_FLIGHT = 512
 RETRY_AFTER_MS = (2_000, 10_000)
 
 Context = grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
@@ -83,7 +82,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         commands: Commands,
         diagnostics: Diagnostics,
         wakeups: Wakeups,
-        max_hellos_in_flight: int = MAX_HELLOS_IN_FLIGHT,
+        max_hellos_in_flight: int = DEFAULT_MAX_CONNECTING,
     ) -> None:
         self._sessions = sessions
         self._admission = admission

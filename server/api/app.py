@@ -32,7 +32,7 @@ from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.pki import CertificateAuthority
 from sonde.server.services import ServerServices, open_services
-from sonde.server.settings import DataDir, join_address, split_address
+from sonde.server.settings import DEFAULT_MAX_CONNECTING, DataDir, join_address, split_address
 from sonde.server.storage.db import Database
 from sonde.v1 import (
     agent_pb2,
@@ -69,6 +69,7 @@ class RunOptions:
     heartbeat_interval_s: float
     server_name: str
     agent_addresses: tuple[str, ...] = ()  # advertised to agents; () = the agent listener
+    max_connecting: int = DEFAULT_MAX_CONNECTING  # sessions between accept and Welcome at once
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -126,6 +127,7 @@ class SondeServer:
                 commands=services.commands,
                 diagnostics=services.diagnostics,
                 wakeups=services.wakeups,
+                max_hellos_in_flight=options.max_connecting,
             ),
             self._agents,
         )

@@ -142,11 +142,11 @@ class Deployment:
         assert done.returncode == 0, done.stderr
         self.admin_token = json.loads(done.stdout)["admin_token"]
 
-    def start_server(self, *, same_ports: bool = False) -> None:
+    def start_server(self, *extra: str, same_ports: bool = False) -> None:
         """Start sonde-server; `same_ports` reuses the addresses of the previous run."""
         listening = self.data / "listening.json"
         listening.unlink(missing_ok=True)
-        args = ["run", "--data", str(self.data)]
+        args = ["run", "--data", str(self.data), *extra]
         args += ["--heartbeat-interval", str(self.heartbeat_interval_s)]
         if same_ports:
             args += ["--listen", self.console_address, "--agent-listen", self.agent_address]
