@@ -142,6 +142,9 @@ _OPEN_FOR_AGENT = (
 )
 
 
+_INSERT_COMMAND = commands.insert()
+
+
 def record_from_row(row: AnyRow) -> CommandRecord:
     return CommandRecord(
         id=row.id,
@@ -258,30 +261,50 @@ class Commands:
                 raise Unavailable(describe_offline(agent, now))
             if ticket_id is not None:
                 _require_ticket(connection, ticket_id)
-            command_id = new_command_id()
-            connection.execute(
-                commands.insert().values(
-                    id=command_id,
-                    agent_id=agent.id,
-                    kind=kind.value,
-                    ticket_id=ticket_id,
-                    requested_by=principal.name,
-                    created_at=now,
-                    expires_at=now + expires_in,
-                    state=CommandState.QUEUED.value,
-                )
+            record = CommandRecord(
+                id=new_command_id(),
+                agent_id=agent.id,
+                agent_hostname=agent.hostname,
+                kind=kind,
+                state=CommandState.QUEUED,
+                ticket_id=ticket_id,
+                requested_by=principal.name,
+                created_at=now,
+                expires_at=now + expires_in,
+                delivered_at=None,
+                started_at=None,
+                finished_at=None,
+                reason="",
+                cancelled_by="",
+                deliveries=0,
+                snapshot_id=None,
             )
-            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, command_id))
-            entry.detail |= {"command_id": command_id, "kind": kind.value}
+            connection.execute(
+                _INSERT_COMMAND,
+                {
+                    "id": record.id,
+                    "agent_id": agent.id,
+                    "kind": kind.value,
+                    "ticket_id": ticket_id,
+                    "requested_by": principal.name,
+                    "created_at": now,
+                    "expires_at": record.expires_at,
+                    "state": CommandState.QUEUED.value,
+                },
+            )
+            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))
+            entry.detail |= {"command_id": record.id, "kind": kind.value}
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
-            return QueuedCommand(load_command(connection, command_id), agent.online)
+            # What was just written, not read back (ARCHITECTURE.md: a hot path does not
+            # re-read what it just wrote).
+            return QueuedCommand(record, agent.online)
 
         queued = await self._audited.run(
             principal.name,
             "diagnostics.run",
             unit,
             ticket_id=ticket_id,
-            peer=principal_peer(principal),
+            peer=principal.peer,
         )
         self._wakeups.publish(wakes)
         return queued
@@ -317,9 +340,9 @@ class Commands:
             return load_command(connection, command_id)
 
         cancelled = await self._audited.run(
-            principal.name, "command.cancel", unit, peer=principal_peer(principal)
+            principal.name, "command.cancel", unit, peer=principal.peer
         )
-        self._wakeups.publish(wakes, cancelled)
+        self._wakeups.publish(wakes, FinishedCommand(cancelled))
         return cancelled
 
     # -- reading ---------------------------------------------------------------------------
@@ -351,15 +374,22 @@ class Commands:
         rows = await self._db.read(lambda connection: connection.execute(query).all())
         return [record_from_row(row) for row in rows]
 
-    async def wait_final(self, command_id: str, timeout_s: float) -> tuple[CommandRecord, object]:
+    async def wait_final(
+        self, command_id: str, timeout_s: float, *, known: CommandRecord | None = None
+    ) -> tuple[CommandRecord, object]:
         """Wait until the command is final or `timeout_s` passed; returns the row as it is then,
-        and what the finishing unit handed over in process (None when it finished elsewhere)."""
+        and what the finishing unit handed over in process (None when it finished elsewhere).
+        `known`: the command as the caller has just seen it (queue's answer), so the first look
+        needs no read; the row is read every WAIT_POLL_S after that, whatever the wake-ups do."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             waiter = self._wakeups.final_waiter(command_id)
             try:
-                record = await self.get(command_id)
+                if known is not None and known.id == command_id:
+                    record, known = known, None
+                else:
+                    record = await self.get(command_id)
                 if record.state.final:
                     return record, None
                 left = deadline - loop.time()
@@ -367,7 +397,7 @@ class Commands:
                     return record, None
                 with contextlib.suppress(TimeoutError):
                     outcome = await asyncio.wait_for(asyncio.shield(waiter), min(left, WAIT_POLL_S))
-                    if outcome is not None and isinstance(outcome, FinishedCommand):
+                    if isinstance(outcome, FinishedCommand):
                         return outcome.command, outcome.detail
             finally:
                 self._wakeups.forget_waiter(command_id, waiter)
@@ -375,11 +405,13 @@ class Commands:
     # -- delivery (called by the session that holds the agent's stream) --------------------
 
     async def claim_due(
-        self, agent_id: str, session_id: str, *, resend_delivered: bool
+        self, agent_id: str, session_id: str, *, resend_delivered: bool, known_due: bool = False
     ) -> builtins.list[CommandRecord]:
         """The agent's commands to send now, in creation order, marked delivered by this
         session. Queued ones past their expiry end `expired` here and are never sent.
-        `resend_delivered` (a new session) also resends what an earlier session delivered."""
+        `resend_delivered` (a new session) also resends what an earlier session delivered.
+        Without `known_due` (a wake-up that names a queued command) a read looks first, so a
+        session with nothing to send costs no write transaction."""
         now = self._clock()
         wakes: list[Wake] = []
 
@@ -414,7 +446,7 @@ class Commands:
             )
             return [load_command(connection, command_id) for command_id in due]
 
-        if not await self._db.read(
+        if not known_due and not await self._db.read(
             lambda connection: (
                 connection.execute(_OPEN_FOR_AGENT.limit(1), {"agent_id": agent_id}).first()
                 is not None
@@ -494,10 +526,6 @@ class FinishedCommand:
 
     command: CommandRecord
     detail: object = None
-
-
-def principal_peer(principal: Principal) -> str:
-    return str(getattr(principal, "peer", ""))
 
 
 def _checked_id(command_id: str) -> str:
