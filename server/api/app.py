@@ -184,7 +184,13 @@ class SondeServer:
             )
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(services.users.authenticate, record_refusal)],
+            interceptors=[
+                AuthInterceptor(
+                    services.users.authenticate,
+                    record_refusal,
+                    generation=lambda: services.users.generation,
+                )
+            ],
             options=COMMON_OPTIONS,
         )
         console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)

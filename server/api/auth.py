@@ -94,10 +94,18 @@ _TOKEN_CACHE_TTL_S = 5.0
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates the bearer token and checks METHOD_PERMISSIONS before console handlers."""
 
-    def __init__(self, authenticate: Authenticator, record_refusal: RefusalRecorder) -> None:
+    def __init__(
+        self,
+        authenticate: Authenticator,
+        record_refusal: RefusalRecorder,
+        generation: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._authenticate = authenticate
         self._record_refusal = record_refusal
         # Short cache: a burst of CLI calls costs one lookup; hashed keys, never raw tokens.
+        # `generation` moves whenever users change here: the cache is dropped at once then.
+        self._generation = generation
+        self._cached_generation = generation()
         self._cache: dict[bytes, tuple[float, Principal]] = {}
 
     async def intercept_service(
@@ -146,6 +154,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _principal_for(self, token: str) -> Principal:
         key = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         now = time.monotonic()
+        if (generation := self._generation()) != self._cached_generation:
+            self._cache.clear()
+            self._cached_generation = generation
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] < _TOKEN_CACHE_TTL_S:
             return cached[1]
