@@ -120,7 +120,7 @@ def measure(
         floor = children.start([sys.executable, "-c", _REFERENCE], root / "imports.log")
         targets.append(Samples("imports", floor.pid))
         token = server.enrollment()
-        minimal = asyncio.run(enroll_fleet(token, 1))
+        minimal = asyncio.run(enroll_fleet([token], 1))
         worker = start_worker(
             root, "minimal-agent", server, decode_bundle(token).server_name, minimal,
             ramp_s=0, lifetime_s=settle + seconds + 120,

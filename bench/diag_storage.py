@@ -99,9 +99,14 @@ async def one_diagnostic(
 ) -> bool:
     """One `sonde diag` as the server runs it; True when the snapshot was handed over."""
     queued = await commands.queue(technician, agent.agent_id, CommandKind.COLLECT, ticket_id=None)
-    waiting = asyncio.create_task(commands.wait_final(queued.command.id, WAIT_S))
-    await asyncio.sleep(0)  # the waiter reads the row once and waits, as in RunDiagnostics
-    claimed = await commands.claim_due(agent.agent_id, "session-1", resend_delivered=False)
+    waiting = asyncio.create_task(
+        commands.wait_final(queued.command.id, WAIT_S, known=queued.command)
+    )
+    await asyncio.sleep(0)  # the waiter starts waiting, as in RunDiagnostics
+    # The session, woken by the wake-up that names the command (server/api/agent_session.py).
+    claimed = await commands.claim_due(
+        agent.agent_id, "session-1", resend_delivered=False, known_due=True
+    )
     if [c.id for c in claimed] != [queued.command.id]:
         raise RuntimeError(f"claimed {[c.id for c in claimed]}, expected {queued.command.id}")
     received_at = datetime.now(UTC)

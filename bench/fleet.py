@@ -25,6 +25,7 @@ import asyncio
 import os
 import random
 import resource
+import shutil
 import signal
 import statistics
 import sys
@@ -268,6 +269,7 @@ def main() -> int:
     parser.add_argument(
         "--ramp", type=float, default=10, help="spread connects over (10 s); 0: at once"
     )
+    parser.add_argument("--keep-logs", type=Path, help="copy the server's and workers' logs here")
     parser.add_argument("--budget", type=float, default=540, help="hard end, seconds (540)")
     args = parser.parse_args()
     if not 1 <= args.agents <= 20_000 or not 1 <= args.workers <= 64 or args.diag_calls < 0:
@@ -288,6 +290,10 @@ def main() -> int:
         finally:
             signal.alarm(0)
             children.stop_all()
+            if args.keep_logs is not None:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log_path in Path(tmp).glob("*.log"):
+                    shutil.copy(log_path, args.keep_logs / log_path.name)
     print(format_table(rows))
     return 0
 

@@ -216,6 +216,7 @@ class Fleet:
         self.stats = stats
         stats.agents = len(self.agents)
         self._first_attempt: dict[str, float] = {}
+        self._phase: dict[str, str] = {}  # where the current session of each agent is
 
     def _channel(self, agent: SimulatedAgent) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(
@@ -242,7 +243,9 @@ class Fleet:
                 hostname=agent.hostname, platform="linux", os_name="Ubuntu 24.04 LTS",
                 os_version="6.8.0-bench", collectors=COLLECTORS, agent_time=_now(),
             )  # fmt: skip
+            self._phase[agent.agent_id] = "hello"  # connect, TLS, the stream, Hello
             await session.send(agent_pb2.AgentMessage(hello=hello))
+            self._phase[agent.agent_id] = "welcome"
             first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
             if first is grpc.aio.EOF:  # a refusal raised AioRpcError (with its status) instead
                 raise RuntimeError("the stream ended before Welcome")
@@ -254,6 +257,7 @@ class Fleet:
             record = self.stats.records[agent.agent_id]
             if record.first_attempt_to_welcome_s is None:
                 record.first_attempt_to_welcome_s = welcomed - self._first_attempt[agent.agent_id]
+            self._phase[agent.agent_id] = "online"
             beats = asyncio.create_task(session.heartbeats(first.welcome.heartbeat_interval_s))
             try:
                 await session.serve()
@@ -282,14 +286,17 @@ class Fleet:
                         record.retry_hints_ms.append(hint_ms)
                     else:
                         record.other_failures += 1
+                phase = self._phase.get(agent.agent_id, "")
                 if hint_ms is not None:
-                    self.stats.errors[f"{error.code().name} with a retry hint"] += 1
+                    self.stats.errors[f"{phase}: {error.code().name} with a retry hint"] += 1
                 else:
-                    self.stats.errors[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
+                    details = (error.details() or "")[:80]
+                    self.stats.errors[f"{phase}: {error.code().name}: {details}"] += 1
             except (TimeoutError, RuntimeError) as error:
                 if record.first_attempt_to_welcome_s is None:
                     record.other_failures += 1
-                self.stats.errors[f"{type(error).__name__}: {error}"[:100]] += 1
+                phase = self._phase.get(agent.agent_id, "")
+                self.stats.errors[f"{phase}: {type(error).__name__}: {error}"[:100]] += 1
             if hint_ms is not None:
                 # As the real agent does: the server's hint, not the backoff.
                 await asyncio.sleep(hint_ms / 1000)

@@ -196,9 +196,13 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         resend = True
         while not connection.closing:
             connection.due.clear()
+            known_due, connection.due_known = connection.due_known, False
             try:
                 due = await self._commands.claim_due(
-                    connection.agent_id, connection.session_id, resend_delivered=resend
+                    connection.agent_id,
+                    connection.session_id,
+                    resend_delivered=resend,
+                    known_due=known_due,
                 )
             except Exception:
                 log.exception("agent %s: could not read its due commands", connection.agent_id)

@@ -63,7 +63,9 @@ class CommandMethods:
         )
         if not (queued.agent_online or request.wait_offline):
             return response
-        record, handed = await self._s.commands.wait_final(queued.command.id, timeout_s)
+        record, handed = await self._s.commands.wait_final(
+            queued.command.id, timeout_s, known=queued.command
+        )
         response.command.CopyFrom(mapping.command(record))
         if record.state is CommandState.SUCCEEDED and record.snapshot_id is not None:
             stored = (

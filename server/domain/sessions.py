@@ -48,6 +48,7 @@ class AgentConnection:
     session_id: str = field(default_factory=new_session_id)
     outbound: asyncio.Queue[agent_pb2.ServerMessage | None] = field(default_factory=asyncio.Queue)
     due: asyncio.Event = field(default_factory=asyncio.Event)  # commands may be waiting
+    due_known: bool = False  # a wake-up named a command queued for the agent
     last_message_at: float = field(default_factory=time.monotonic)
     close_reason: str = ""
     revoked: bool = False
@@ -74,6 +75,7 @@ class AgentConnection:
     def on_wake(self, wake: Wake) -> None:
         """What a wake-up for this agent does to its session here."""
         if wake.kind is WakeKind.COMMANDS_DUE:
+            self.due_known = self.due_known or bool(wake.command_id)
             self.due.set()
         elif wake.kind is WakeKind.CANCEL:
             message = agent_pb2.ServerMessage()
