@@ -3,8 +3,9 @@
 Every simulated agent has its own key and enrolled certificate and its own TCP connection
 (a local subchannel pool per channel; PERFORMANCE.md pitfall). It says Hello, waits for
 Welcome, sends a Heartbeat every interval, answers Collect with a small valid Snapshot and
-checks that each Result gets its ResultAck. A RESOURCE_EXHAUSTED answer is retried after the
-server's `sonde-retry-after-ms` hint, as the real agent does. Per agent it records its
+checks that each Result gets its ResultAck. It reconnects with the real agent's backoff (1 s,
+x1.6, +-20 %, at most 120 s; reset by a Welcome), and a RESOURCE_EXHAUSTED answer is retried
+after the server's `sonde-retry-after-ms` hint, as the real agent does. Per agent it records its
 attempts, the refusals with their hints and the time from its first attempt to Welcome. The
 worker ends by itself at its deadline, when its parent dies, or on SIGTERM, and then writes
 a JSON summary.
@@ -206,6 +207,9 @@ class Fleet:
         raw_keepalive = spec["keepalive"]
         assert isinstance(raw_keepalive, list)
         self.keepalive = [(str(name), int(value)) for name, value in raw_keepalive]
+        raw_backoff = spec.get("backoff", [1.0, 1.6, 0.2, 120.0])
+        assert isinstance(raw_backoff, list)
+        self.backoff = tuple(float(value) for value in raw_backoff)
         raw_agents = spec["agents"]
         assert isinstance(raw_agents, list)
         self.agents = [
@@ -268,10 +272,18 @@ class Fleet:
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await beats
 
+    def _backoff_s(self, failures: int) -> float:
+        """The real agent's reconnect delay after `failures` failed attempts in a row."""
+        first, growth, jitter, cap = self.backoff
+        nominal = min(first * growth ** min(failures, 64), cap)
+        high = 1.0 + jitter if nominal < cap else 1.0
+        return min(nominal * random.uniform(1.0 - jitter, high), cap)
+
     async def keep_online(self, index: int, agent: SimulatedAgent) -> None:
         await asyncio.sleep(self.ramp_s * index / max(1, len(self.agents)))
         record = self.stats.records[agent.agent_id] = AgentRecord()
         self._first_attempt[agent.agent_id] = time.monotonic()
+        failures_in_a_row = 0
         while True:
             hint_ms: int | None = None
             if record.first_attempt_to_welcome_s is None:
@@ -297,12 +309,14 @@ class Fleet:
                     record.other_failures += 1
                 phase = self._phase.get(agent.agent_id, "")
                 self.stats.errors[f"{phase}: {type(error).__name__}: {error}"[:100]] += 1
+            if self._phase.get(agent.agent_id) == "online":
+                failures_in_a_row = 0  # a Welcome resets the backoff, as in the real agent
             if hint_ms is not None:
-                # As the real agent does: the server's hint, not the backoff.
-                await asyncio.sleep(hint_ms / 1000)
+                # As the real agent does: the server's hint plus up to 20 %; no backoff step.
+                await asyncio.sleep(hint_ms / 1000 * random.uniform(1.0, 1.2))
             else:
-                # Reconnect like an agent does, but never faster than once a second.
-                await asyncio.sleep(random.uniform(1.0, 3.0))
+                await asyncio.sleep(self._backoff_s(failures_in_a_row))
+                failures_in_a_row += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [

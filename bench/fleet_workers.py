@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import children
 from bench.fleet_enroll import EnrolledAgent
 from bench.local_server import LocalServer
+from sonde.agent.backoff import CAP_S, FIRST_DELAY_S, GROWTH, JITTER
 from sonde.agent.transport import KEEPALIVE_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,8 @@ def start_worker(
         "ramp_s": ramp_s,
         # The real agent's keepalive, so the server's ping policy is exercised as shipped.
         "keepalive": [list(option) for option in KEEPALIVE_OPTIONS],
+        # And its reconnect backoff (agent/backoff.py): 1 s, x1.6, +-20 %, at most 120 s.
+        "backoff": [FIRST_DELAY_S, GROWTH, JITTER, CAP_S],
         "agents": [asdict(agent) for agent in agents],
     }
     spec_path = root / f"{name}.json"
