@@ -26,6 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.text import sanitized
 from sonde.server.storage.db import SQLITE_SHA256_HEX, Database
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import audit_log
 from sonde.server.storage.types import AnyRow
 
@@ -146,8 +147,8 @@ def append_row(
         detail=detail_text,
         result=result,
     )
-    row_id = connection.execute(
-        _APPEND_ROW,
+    row_id = _APPEND_ROW.scalar(
+        connection,
         {
             "audit_at": at,
             "audit_actor": actor,
@@ -158,7 +159,7 @@ def append_row(
             "audit_result": result,
             "audit_tail": tail,
         },
-    ).scalar_one()
+    )
     return int(row_id)
 
 
@@ -228,7 +229,7 @@ def _append_row_statement() -> Insert:
 
 
 _LOCK_CHAIN = text("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-_APPEND_ROW = _append_row_statement()
+_APPEND_ROW = DriverStatement(_append_row_statement())  # on every audited change
 _ROWS_FROM = (
     select(audit_log)
     .where(audit_log.c.id >= bindparam("from_id"))

@@ -5,6 +5,9 @@ Statements are built once, with bind parameters, so each call reuses their compi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
@@ -24,6 +27,7 @@ from sonde.server.storage.tables import agents, snapshots, ticket_events, ticket
 from sonde.server.storage.types import AnyRow
 
 TICKET_COLUMNS = (*tickets.c, agents.c.hostname.label("agent_hostname"))
+_COLUMN_NAMES = tuple(column.name for column in TICKET_COLUMNS)
 _RECORD_FIELDS = tuple(TicketRecord.__dataclass_fields__)
 
 _TICKET = (
@@ -41,13 +45,18 @@ _TIMELINE = (
 )
 
 
+def ticket_from_values(values: Sequence[Any]) -> TicketRecord:
+    """A ticket from the values of TICKET_COLUMNS, in that order."""
+    named = dict(zip(_COLUMN_NAMES, values, strict=True))
+    named["channel"] = TicketChannel(named["channel"])
+    named["priority"] = TicketPriority(named["priority"])
+    named["level"] = TicketLevel(named["level"])
+    named["status"] = TicketStatus(named["status"])
+    return TicketRecord(**{name: named[name] for name in _RECORD_FIELDS})
+
+
 def ticket_from_row(row: AnyRow) -> TicketRecord:
-    values = dict(row._mapping)
-    values["channel"] = TicketChannel(values["channel"])
-    values["priority"] = TicketPriority(values["priority"])
-    values["level"] = TicketLevel(values["level"])
-    values["status"] = TicketStatus(values["status"])
-    return TicketRecord(**{name: values[name] for name in _RECORD_FIELDS})
+    return ticket_from_values(tuple(row))
 
 
 def _status_or_none(value: str | None) -> TicketStatus | None:

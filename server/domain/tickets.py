@@ -47,11 +47,13 @@ from sonde.server.domain.ticket_queries import (
     load_timeline,
     snapshot_agent,
     ticket_from_row,
+    ticket_from_values,
     user_role,
 )
 from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import agents, snapshots, tickets
 
 MAX_TITLE_CHARS = 200
@@ -72,7 +74,7 @@ _LINK_SNAPSHOT = (
 # A comment touches the ticket and reads it back in one statement: the ticket's row lock (on
 # PostgreSQL) comes with the update, and a closed ticket matches nothing.
 _COMMENT_AT = bindparam("comment_at", type_=tickets.c.updated_at.type)
-_COMMENTED = (
+_COMMENTED = DriverStatement(
     update(tickets)
     .where(
         tickets.c.id == bindparam("comment_ticket_id"),
@@ -274,10 +276,8 @@ class Tickets:
         ) -> tuple[TicketRecord, TicketEventRecord]:
             text = checked_text("the comment", body, max_chars=MAX_BODY_CHARS, required=True)
             now = self._clock()
-            row = connection.execute(
-                _COMMENTED, {"comment_ticket_id": ticket_id, "comment_at": now}
-            ).first()
-            if row is None:
+            rows = _COMMENTED.rows(connection, {"comment_ticket_id": ticket_id, "comment_at": now})
+            if not rows:
                 load_ticket(connection, ticket_id)  # NotFound when there is no such ticket
                 raise Conflict(f"ticket {ticket_id} is closed: reopen it first")
             event_id = append_event(
@@ -292,7 +292,7 @@ class Tickets:
             event = TicketEventRecord(
                 event_id, ticket_id, TicketEventKind.COMMENT, actor.name, now, text
             )
-            return ticket_from_row(row), event
+            return ticket_from_values(rows[0]), event
 
         return await self._writes.run(
             actor.name, "ticket.comment", unit, ticket_id=ticket_id, peer=actor.peer

@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import ticket_events, tickets
 
-# Built once: SQLAlchemy then reuses the compiled form for every event.
-_INSERT_EVENT = ticket_events.insert().returning(ticket_events.c.id)
-_TOUCH_TICKET = (
+# Built once and run on SQLite's own cursor: appending an event is on every ticket change.
+_INSERT_EVENT = DriverStatement(ticket_events.insert().returning(ticket_events.c.id))
+_TOUCH_TICKET = DriverStatement(
     update(tickets)
     .where(tickets.c.id == bindparam("event_ticket_id"))
     .values(updated_at=bindparam("event_at"))
@@ -34,8 +35,8 @@ def append_event(
 ) -> int:
     """Add one event and bump the ticket's updated_at (unless the caller updates the ticket
     itself in the same transaction: one statement less per ticket change); returns its id."""
-    event_id = connection.execute(
-        _INSERT_EVENT,
+    event_id = _INSERT_EVENT.scalar(
+        connection,
         {
             "ticket_id": ticket_id,
             "kind": kind,
@@ -47,7 +48,7 @@ def append_event(
             "assignee": assignee,
             "snapshot_id": snapshot_id,
         },
-    ).scalar_one()
+    )
     if touch_ticket:
-        connection.execute(_TOUCH_TICKET, {"event_ticket_id": ticket_id, "event_at": at})
+        _TOUCH_TICKET.rows(connection, {"event_ticket_id": ticket_id, "event_at": at})
     return int(event_id)
