@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, select, text, update
@@ -25,7 +26,7 @@ _RENAME = DriverStatement(
 
 
 async def test_an_insert_stores_what_core_stores_and_returns_python_values(db: Database) -> None:
-    def unit(connection: Connection) -> list[tuple[object, ...]]:
+    def unit(connection: Connection) -> list[tuple[Any, ...]]:
         connection.execute(
             users.insert().values(name="core", role="l1", created_by="t", created_at=AT)
         )
