@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sonde.server.domain.agents import AgentRegistry, HeartbeatRecord
+from sonde.server.domain.batching import flush_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,4 @@ class HeartbeatBatcher:
 
     async def run(self) -> None:
         """Flush until cancelled; a failed write is logged and retried with the next batch."""
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
-                try:
-                    await self.flush()
-                except Exception:
-                    log.exception("could not store a batch of heartbeats; will retry")
-        finally:
-            await asyncio.shield(self.flush())
+        await flush_in_batches(self.flush, self._full, self._flush_interval_s, "heartbeats")

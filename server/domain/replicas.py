@@ -49,16 +49,7 @@ class Replica:
         sole = self._db.dialect == "sqlite"
 
         def unit(connection: Connection) -> int:
-            connection.execute(
-                replicas.insert().values(
-                    id=self.id,
-                    hostname=socket.gethostname()[:255],
-                    pid=os.getpid(),
-                    started_at=now,
-                    lease_expires_at=now + LEASE,
-                    agent_address=self._agent_address[:255],
-                )
-            )
+            self._take_lease(connection, now)
             if not sole:
                 return 0
             ended = connection.execute(
@@ -79,16 +70,7 @@ class Replica:
                 .values(lease_expires_at=now + LEASE)
             )
             if renewed.rowcount == 0:  # swept by another replica after a long stall: rejoin
-                connection.execute(
-                    replicas.insert().values(
-                        id=self.id,
-                        hostname=socket.gethostname()[:255],
-                        pid=os.getpid(),
-                        started_at=now,
-                        lease_expires_at=now + LEASE,
-                        agent_address=self._agent_address[:255],
-                    )
-                )
+                self._take_lease(connection, now)
             live = select(replicas.c.id).where(replicas.c.lease_expires_at > now)
             ended = connection.execute(
                 update(agents)
@@ -102,6 +84,18 @@ class Replica:
             return Sweep(int(ended.rowcount))
 
         return await self._db.write(unit)
+
+    def _take_lease(self, connection: Connection, now: dt.datetime) -> None:
+        connection.execute(
+            replicas.insert().values(
+                id=self.id,
+                hostname=socket.gethostname()[:255],
+                pid=os.getpid(),
+                started_at=now,
+                lease_expires_at=now + LEASE,
+                agent_address=self._agent_address[:255],
+            )
+        )
 
     async def retire(self) -> None:
         """A graceful stop: end this replica's sessions and give its lease up."""

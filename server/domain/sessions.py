@@ -10,7 +10,6 @@ reconnect on another replica is never marked offline by the old stream's end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -22,6 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, AgentRecord, HelloInfo
+from sonde.server.domain.batching import flush_in_batches
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wake, WakeKind
 from sonde.server.storage.db import Database
@@ -241,17 +241,7 @@ class SessionRows:
 
     async def run(self) -> None:
         """Flush until cancelled; a failed write is logged and retried with the next batch."""
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
-                try:
-                    await self.flush()
-                except Exception:
-                    log.exception("could not store a batch of session changes; will retry")
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.flush())
+        await flush_in_batches(self.flush, self._full, self._flush_interval_s, "session changes")
 
 
 def _opened_values(change: SessionOpened, replica_id: str) -> dict[str, object]:
