@@ -86,6 +86,7 @@ async def test_cancel_stops_a_running_collection_and_says_so(
     agents.to_agent.put_nowait(cancel)
     await eventually(lambda: len(agents.results) == 1, 5.0, "a result")
     assert agents.results[0].failure.reason == "cancelled by the server before it finished"
+    assert agents.results[0].failure.kind == agent_pb2.FAILURE_KIND_CANCELLED
     assert runtime.collect.running == 0
 
 
@@ -133,6 +134,7 @@ async def test_a_command_id_the_outbox_cannot_keep_is_refused_before_it_runs(
     refused, fine = agents.results
     assert refused.command_id == "two words"
     assert refused.failure.reason.startswith("refused: a command id is 1 to 200 printable")
+    assert refused.failure.kind == agent_pb2.FAILURE_KIND_REFUSED
     assert fine.WhichOneof("outcome") == "snapshot"
     assert runtime.collect.most_at_once == 1  # only "fine" was collected
     await eventually(lambda: runtime.outbox.count() == 0, 5.0, "the ack")

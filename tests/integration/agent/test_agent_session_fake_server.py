@@ -100,6 +100,7 @@ async def test_an_expired_collect_is_answered_with_a_failure(
     await eventually(lambda: len(agents.results) == 1, 5.0, f"a result\n{agent.log()}")
     assert agents.results[0].WhichOneof("outcome") == "failure"
     assert agents.results[0].failure.reason.startswith("expired at ")
+    assert agents.results[0].failure.kind == agent_pb2.FAILURE_KIND_EXPIRED
 
 
 async def test_unacknowledged_results_are_resent_and_never_collected_twice(
