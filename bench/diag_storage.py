@@ -38,7 +38,8 @@ from bench.stats import Row, format_table, percentile
 from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.agents import AgentCertificate, AgentRegistry, HelloInfo
 from sonde.server.domain.audited import AuditedWrites
-from sonde.server.domain.commands import CommandKind, Commands, CommandState
+from sonde.server.domain.command_queue import Commands
+from sonde.server.domain.commands import CommandKind, CommandState
 from sonde.server.domain.diagnostics import Diagnostics, StoredSnapshotRecord
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role

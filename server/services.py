@@ -14,7 +14,7 @@ from typing import Protocol
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditedWrites
-from sonde.server.domain.commands import Commands
+from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal

@@ -19,7 +19,8 @@ import grpc
 from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, HeartbeatRecord, HelloInfo
 from sonde.server.domain.clock import utc_now
-from sonde.server.domain.commands import CommandRecord, Commands
+from sonde.server.domain.command_queue import Commands
+from sonde.server.domain.commands import CommandRecord
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.sessions import (

@@ -15,7 +15,8 @@ import grpc
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
-from sonde.server.domain.commands import DEFAULT_EXPIRY, CommandKind, CommandState
+from sonde.server.domain.command_queue import DEFAULT_EXPIRY
+from sonde.server.domain.commands import CommandKind, CommandState
 from sonde.server.domain.diagnostics import StoredSnapshotRecord
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sonde.server.domain.commands import Commands
+from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.replicas import RENEW_INTERVAL_S, Replica
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups
 

@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audited import AuditedWrites
-from sonde.server.domain.commands import CommandKind, CommandRecord, Commands, CommandState
+from sonde.server.domain.command_queue import Commands
+from sonde.server.domain.commands import CommandKind, CommandRecord, CommandState
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.tickets import Tickets
