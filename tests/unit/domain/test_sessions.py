@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sonde.server.domain.agents import AgentRegistry, HeartbeatRecord, HelloInfo
+from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.replicas import LEASE, Replica
 from sonde.server.domain.sessions import AgentAdmission, SessionClosed, SessionOpened, SessionRows
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups
 from sonde.server.storage.db import Database
-from tests.unit.domain.builders import SETUP_ADMIN, T0, Clock, enroll, new_agent_id
+from tests.unit.domain.builders import SETUP_ADMIN, T0, Clock, enroll, new_agent_id, technician
+from tests.unit.domain.test_diagnostics import desk, queued
 
 HELLO = HelloInfo("PC-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")
 
@@ -138,3 +140,20 @@ async def test_a_revocation_is_a_wake_up_for_the_agents_session(db: Database) ->
     wakeups.attach_session(agent.id, heard.append)
     await registry.revoke(SETUP_ADMIN, agent.id, "stolen", T0)
     assert heard == [Wake(WakeKind.REVOKED, agent.id)]
+
+
+async def test_the_upkeep_wakes_a_held_agent_whose_wake_up_was_lost(db: Database) -> None:
+    here, elsewhere = desk(db), desk(db)  # two replicas; elsewhere's wake-up never reaches here
+    agent = await enroll(AgentRegistry(db), db, new_agent_id(), "pc")
+    replica = Replica(db)
+    await replica.register()
+    rows = SessionRows(db, replica.id)
+    rows.add(SessionOpened(agent.id, "s1", HELLO, "x", T0))
+    await rows.flush()
+    heard: list[Wake] = []
+    here.wakeups.attach_session(agent.id, heard.append)
+    ann = await technician(db, "ann")
+    await queued(elsewhere, ann, agent.id)
+    assert heard == []
+    await FleetUpkeep(replica, here.commands, here.wakeups).once()
+    assert heard == [Wake(WakeKind.COMMANDS_DUE, agent.id)]
