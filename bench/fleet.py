@@ -62,8 +62,9 @@ def raise_file_limit(needed: int) -> None:
         print(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} needed")
 
 
-def wait_all_online(server: LocalServer, ids: set[str], workers: list[Worker]) -> float:
-    """Seconds until every simulated agent shows online; fails with the reason if not."""
+def wait_all_online(server: LocalServer, ids: set[str], workers: list[Worker]) -> tuple[float, int]:
+    """Seconds until every simulated agent shows online, and how many are; after
+    ONLINE_TIMEOUT_S it says so and returns how many made it."""
     started = time.monotonic()
     deadline = started + ONLINE_TIMEOUT_S
     while True:
@@ -72,16 +73,13 @@ def wait_all_online(server: LocalServer, ids: set[str], workers: list[Worker]) -
         print(f"\ronline {online:5d}/{len(ids)} after {elapsed:5.1f} s", end="", flush=True)
         if online == len(ids):
             print()
-            return elapsed
+            return elapsed, online
         for worker in workers:
             if not Path(f"/proc/{worker.pid}").exists():
                 raise RuntimeError(f"worker {worker.pid} died:\n{worker.log_path.read_text()}")
         if time.monotonic() > deadline:
-            print()
-            raise TimeoutError(
-                f"only {online} of {len(ids)} agents online after {ONLINE_TIMEOUT_S:.0f} s; "
-                f"see {server.log_path} and the worker logs"
-            )
+            print(f"\nonly {online} of {len(ids)} agents online after {ONLINE_TIMEOUT_S:.0f} s")
+            return elapsed, online
         # Listing every agent costs the server; while many are still connecting, less often.
         time.sleep(1 if online * 10 >= len(ids) * 9 else 2)
 
@@ -212,18 +210,21 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
         for n in range(args.workers)
     ]  # fmt: skip
     ids = {agent.agent_id for agent in enrolled}
-    online_s = wait_all_online(server, ids, workers)
+    online_s, online = wait_all_online(server, ids, workers)
     ramp = f"ramp {args.ramp:g} s" if args.ramp else "all at once"
-    rows.append(Row(f"seconds until all online ({ramp})", len(ids), online_s))
-
-    rows += idle_window(server.pid, [w.pid for w in workers], args.idle_seconds)
-    rss_n = rows[-3].median
-    rows.append(Row("server KiB per stream", len(ids), (rss_n - empty_rss) * 1024 / len(ids),
-                    target="<= 100"))  # fmt: skip
+    if online == len(ids):
+        rows.append(Row(f"seconds until all online ({ramp})", len(ids), online_s))
+        rows += idle_window(server.pid, [w.pid for w in workers], args.idle_seconds)
+        rss_n = rows[-3].median
+        rows.append(Row("server KiB per stream", len(ids), (rss_n - empty_rss) * 1024 / len(ids),
+                        target="<= 100"))  # fmt: skip
+    else:  # the connect figures below still say what happened; no idle window, no diag
+        rows.append(Row(f"agents online after {online_s:.0f} s ({ramp})", len(ids), online,
+                        target=f"{len(ids)}"))  # fmt: skip
 
     all_errors: list[str] = []
     whoami: list[float] = []
-    passes = sorted({1, args.concurrency} - {0}) if args.diag_calls else []
+    passes = sorted({1, args.concurrency} - {0}) if args.diag_calls and online == len(ids) else []
     for concurrency in passes:
         latencies, errors = asyncio.run(
             diag_round_trips(server, sorted(ids), args.diag_calls, concurrency, whoami)
