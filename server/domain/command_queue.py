@@ -59,6 +59,7 @@ _OPEN_FOR_AGENT = (
     .where(commands.c.state.in_([state.value for state in OPEN_STATES]))
     .order_by(commands.c.created_at, commands.c.id)
 )
+_CLAIMABLE = _OPEN_FOR_AGENT.with_for_update()
 _INSERT_COMMAND = commands.insert()
 
 
@@ -259,7 +260,9 @@ class Commands:
 
         def unit(connection: Connection) -> builtins.list[CommandRecord]:
             due: builtins.list[str] = []
-            for row in connection.execute(_OPEN_FOR_AGENT, {"agent_id": agent_id}).all():
+            # Locked (PostgreSQL): a cancel that commits first is seen here and never sent;
+            # one that comes after waits for this claim, then tells the agent to stop.
+            for row in connection.execute(_CLAIMABLE, {"agent_id": agent_id}).all():
                 state = CommandState(row.state)
                 if state is CommandState.QUEUED and row.expires_at <= now:
                     locked = lock_command(connection, row.id)

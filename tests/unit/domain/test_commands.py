@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -18,6 +19,7 @@ from sonde.server.domain.commands import (
     check_transition,
 )
 from sonde.server.domain.diagnostics import StoredSnapshotRecord
+from sonde.server.domain.wake_listener import asyncpg_dsn
 from sonde.server.domain.wakeups import Wake, WakeKind
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
@@ -265,3 +267,31 @@ async def test_a_wait_that_times_out_returns_the_command_as_it_is(db: Database) 
     command_id = await queued(d, ann, agent.id)
     record, _ = await d.commands.wait_final(command_id, 0.2)
     assert record.state is CommandState.QUEUED
+
+
+@pytest.mark.postgres
+async def test_a_cancel_that_commits_during_a_claim_is_never_sent(db: Database) -> None:
+    """PostgreSQL, where a claim and a cancel can run at once on two replicas."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a claim and a cancel cannot interleave")
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    command_id = await queued(d, ann, agent.id)
+    cancelling = await asyncpg.connect(asyncpg_dsn(str(db.engine.url.render_as_string(False))))
+    try:
+        holding = cancelling.transaction()
+        await holding.start()
+        await cancelling.execute(
+            "UPDATE commands SET state = 'cancelled', finished_at = now() WHERE id = $1",
+            command_id,
+        )
+        claim = asyncio.create_task(d.commands.claim_due(agent.id, "s1", resend_delivered=True))
+        await asyncio.sleep(0.3)  # the claim now waits on the cancel's row lock
+        assert not claim.done()
+        await holding.commit()
+        assert await asyncio.wait_for(claim, 10) == []
+    finally:
+        await cancelling.close()
+    found = await d.commands.get(command_id)
+    assert (found.state, found.deliveries) == (CommandState.CANCELLED, 0)
