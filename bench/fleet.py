@@ -67,8 +67,12 @@ def wait_all_online(server: LocalServer, ids: set[str], workers: list[Worker]) -
     ONLINE_TIMEOUT_S it says so and returns how many made it."""
     started = time.monotonic()
     deadline = started + ONLINE_TIMEOUT_S
+    online = 0
     while True:
-        online = len(server.online_ids() & ids)
+        try:
+            online = len(server.online_ids() & ids)
+        except grpc.RpcError as error:  # the console's own handshake waits behind the storm
+            print(f"\nListAgents failed ({error.code().name}); trying again", flush=True)
         elapsed = time.monotonic() - started
         print(f"\ronline {online:5d}/{len(ids)} after {elapsed:5.1f} s", end="", flush=True)
         if online == len(ids):
