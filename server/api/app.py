@@ -112,7 +112,6 @@ class SondeServer:
         admission = AgentAdmission(db)
         await admission.load()
         services.wakeups.on_revoked(admission.revoked)
-        services.wakeups.on_revoked(sessions.close_revoked)
         session_rows = SessionRows(db, replica.id, on_unknown=admission.forget)
         heartbeats = HeartbeatBatcher(services.agents)
         upkeep = FleetUpkeep(replica, services.commands, services.wakeups)

@@ -11,7 +11,7 @@ import asyncio
 import builtins
 import contextlib
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
@@ -40,10 +40,12 @@ from sonde.server.domain.commands import (
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.sessions import describe_offline
 from sonde.server.domain.text import checked_text
+from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
-from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import agents, commands, tickets
+from sonde.server.storage.tables import agents, commands
+from sonde.server.storage.types import AnyRow
 
 DEFAULT_EXPIRY = timedelta(hours=24)
 MAX_EXPIRY = timedelta(days=30)
@@ -54,7 +56,7 @@ MAX_LIST_LIMIT = 1000
 WAIT_POLL_S = 1.0  # the row is re-read this often while waiting, whatever the wake-ups do
 
 _OPEN_FOR_AGENT = (
-    select(commands.c.id, commands.c.state, commands.c.expires_at, commands.c.created_at)
+    select(commands.c.id, commands.c.agent_id, commands.c.state, commands.c.expires_at)
     .where(commands.c.agent_id == bindparam("agent_id"))
     .where(commands.c.state.in_([state.value for state in OPEN_STATES]))
     .order_by(commands.c.created_at, commands.c.id)
@@ -103,7 +105,7 @@ class Commands:
             if require_online and not agent.online:
                 raise Unavailable(describe_offline(agent, now))
             if ticket_id is not None:
-                _require_ticket(connection, ticket_id)
+                load_ticket(connection, ticket_id)  # NotFound before anything is written
             record = CommandRecord(
                 id=new_command_id(),
                 agent_id=agent.id,
@@ -265,15 +267,7 @@ class Commands:
             for row in connection.execute(_CLAIMABLE, {"agent_id": agent_id}).all():
                 state = CommandState(row.state)
                 if state is CommandState.QUEUED and row.expires_at <= now:
-                    locked = lock_command(connection, row.id)
-                    finish(
-                        connection,
-                        locked,
-                        CommandState.EXPIRED,
-                        now,
-                        wakes,
-                        reason=never_connected(row.expires_at),
-                    )
+                    _expire(connection, row, now, wakes)  # the row is locked already
                 elif state is CommandState.QUEUED or resend_delivered:
                     due.append(row.id)
             if not due:
@@ -335,19 +329,14 @@ class Commands:
                     )
                 )
             ).all()
+            ended = 0
             for overdue_row in overdue:
                 row = lock_command(connection, overdue_row.id)
                 if not is_open(row.state):
-                    continue
+                    continue  # ended meanwhile, by its result or on another replica
+                ended += 1
                 if row.state == CommandState.QUEUED.value:
-                    finish(
-                        connection,
-                        row,
-                        CommandState.EXPIRED,
-                        now,
-                        wakes,
-                        reason=never_connected(row.expires_at),
-                    )
+                    _expire(connection, row, now, wakes)
                 else:
                     finish(
                         connection,
@@ -358,7 +347,7 @@ class Commands:
                         reason="the agent took the command but sent no result before "
                         f"{row.expires_at + RESULT_GRACE:%Y-%m-%d %H:%M} UTC",
                     )
-            return len(overdue)
+            return ended
 
         ended = await self._db.write(unit)
         self._wakeups.publish(wakes)
@@ -372,6 +361,8 @@ def _checked_id(command_id: str) -> str:
     return command_id
 
 
-def _require_ticket(connection: Connection, ticket_id: int) -> None:
-    if connection.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None:
-        raise NotFound(f"no ticket {ticket_id}")
+def _expire(connection: Connection, row: AnyRow, now: datetime, wakes: list[Wake]) -> None:
+    """A queued command whose agent did not connect before its expiry: it never runs."""
+    finish(
+        connection, row, CommandState.EXPIRED, now, wakes, reason=never_connected(row.expires_at)
+    )

@@ -125,11 +125,6 @@ class LocalSessions:
     def online_count(self) -> int:
         return len(self._connections)
 
-    def close_revoked(self, agent_id: str) -> None:
-        connection = self._connections.get(agent_id)
-        if connection is not None:
-            connection.close("revoked by an admin", revoked=True)
-
     def close_silent_connections(self) -> list[str]:
         """Close every stream that missed its heartbeats; returns their agent ids."""
         limit = self.heartbeat_interval_s * MISSED_HEARTBEATS
