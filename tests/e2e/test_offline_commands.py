@@ -7,13 +7,15 @@ lands on the ticket. A command past its expiry is never delivered; a cancelled o
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
 from sonde.v1 import console_pb2
 from tests.e2e.test_cli_commands import open_ticket, sonde_json
 from tests.e2e.test_cli_commands import sonde as cli
-from tests.support.deployment import Deployment, wait_for
+from tests.support.deployment import Deployment, program, wait_for
 
 OFFLINE_FOR_S = 10.0
 
@@ -124,5 +126,32 @@ def test_an_online_agent_answers_within_the_call(sonde: Deployment, tmp_path: Pa
     sonde.start_agent(state)
     sonde.wait_online(agent_id)
     reply = sonde_json(sonde, "diag", agent_id)
+    assert reply["command"]["state"] == "COMMAND_STATE_SUCCEEDED"
+    assert reply["snapshot"]["summary"]["agent_id"] == agent_id
+
+
+def test_diag_wait_on_an_offline_agent_returns_the_result_once_it_connects(
+    sonde: Deployment, tmp_path: Path
+) -> None:
+    state = tmp_path / "laptop"
+    agent_id = sonde.enroll_agent(state)
+    waiting = subprocess.Popen(
+        [*program("sonde"), "diag", agent_id, "--wait", "--timeout", "60", "--json"],
+        env=sonde.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)  # the technician's call is waiting; the laptop is still off
+        assert waiting.poll() is None
+        sonde.start_agent(state)
+        out, err = waiting.communicate(timeout=90)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, err
+    reply = json.loads(out)
+    assert reply["agent_online"] is False  # it was offline when asked
     assert reply["command"]["state"] == "COMMAND_STATE_SUCCEEDED"
     assert reply["snapshot"]["summary"]["agent_id"] == agent_id
