@@ -30,8 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
+from sonde.server.domain.audit import audit_values
 from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.ticket_comments import COMMENT_ALONE, comment_values
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
 from sonde.server.storage.db import Database, StorageCounters, database_url, migrate
@@ -41,25 +44,7 @@ SLICE = 100
 PG = {"host": "127.0.0.1", "port": 5432, "database": "test"}
 BENCH_ADMIN = Principal(user_id=0, name="bench", role=Role.ADMIN)
 TARGETS = {"sqlite": 0.25, "postgresql": 0.5}
-
-# What a comment's unit sends (server/domain/tickets.py, timeline.py, audit.py), by hand.
-_SHAPE_TOUCH = (
-    "UPDATE tickets SET updated_at = $1, first_response_at = coalesce(first_response_at, $1) "
-    "WHERE id = $2 AND status <> 'closed' RETURNING tickets.*, "
-    "(SELECT hostname FROM agents WHERE agents.id = tickets.agent_id) AS agent_hostname"
-)
-_SHAPE_EVENT = (
-    "INSERT INTO ticket_events (ticket_id, kind, actor, at, body) "
-    "VALUES ($1, 'comment', $2, $3, $4) RETURNING id"
-)
-_SHAPE_AUDIT = (
-    "INSERT INTO audit_log (id, at, actor, action, agent_id, ticket_id, detail, result, "
-    "prev_hash, hash) SELECT head.id + 1, $1, $2, 'ticket.comment', NULL, $3, '{}', 'ok', "
-    "head.hash, encode(sha256(convert_to(head.hash || '\n[' || CAST(head.id + 1 AS VARCHAR) "
-    "|| ',' || $4, 'UTF8')), 'hex') FROM (SELECT coalesce((SELECT max(id) FROM audit_log), 0) "
-    "AS id, coalesce((SELECT hash FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)), "
-    "repeat('0', 64)) AS hash) AS head RETURNING id"
-)
+_ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 # Runs `count` reference transactions (on the given ticket); returns the seconds they took.
 Reference = Callable[[int, int], Awaitable[float]]
@@ -129,16 +114,17 @@ class RawAsyncpg:
         return time.perf_counter() - started
 
     async def comment_shape(self, count: int, ticket_id: int) -> float:
-        """A comment's transaction as SQL alone: Sonde's statements, written out by hand."""
+        """A comment's statement as SQL alone: Sonde's own SQL and values, sent by asyncpg."""
         connection = self._connection
         started = time.perf_counter()
         for n in range(count):
             now = datetime.now(UTC)
-            async with connection.transaction():
-                await connection.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-                await connection.fetchrow(_SHAPE_TOUCH, now, ticket_id)
-                await connection.fetchval(_SHAPE_EVENT, ticket_id, "bench", now, f"comment {n}")
-                await connection.fetchval(_SHAPE_AUDIT, now, "bench", ticket_id, f'"{n}"]')
+            values = {
+                **comment_values(ticket_id, now, "bench", f"comment {n}"),
+                **audit_values(now, "bench", "ticket.comment", ticket_id=ticket_id),
+            }
+            compiled = COMMENT_ALONE.compiled_for(_ASYNCPG, values)
+            await connection.fetch(compiled.sql, *compiled.parameters(values))
         return time.perf_counter() - started
 
     async def close(self) -> None:
@@ -268,7 +254,7 @@ def _report(engines: list[Engine], comments: int) -> None:
             floor_ratio = statistics.median(shape / r.raw for shape, r in shaped)
             share = statistics.median(r.sequential / shape for shape, r in shaped)
             print(
-                f"{'':<11} a comment's round trips through asyncpg alone: {floor:.0f}/s = "
+                f"{'':<11} a comment's statement through asyncpg alone: {floor:.0f}/s = "
                 f"{floor_ratio:.3f}x raw; Sonde gets {share:.2f} of that"
             )
 

@@ -4,8 +4,10 @@ Row n stores hash_n = SHA-256(hash_{n-1} || canonical(row n)), with hash_0 = 64 
 assigned here, consecutively from 1, under the database's write lock: a gap means a deleted row,
 a link that does not match means a deleted, reordered or edited row. A row is appended inside
 the transaction of the change it records (append_row), so neither exists without the other.
-(Deleting the newest rows leaves a shorter valid chain; anchoring the head outside the database
-is for a later issue.)
+The chain's head (last id and hash) is also kept in a row of its own, audit_chain: advancing it
+is how appends take turns, and verify() checks the log ends where the head says.
+(An attacker with write access to the database can still rewrite both; keying the chain and
+anchoring the head outside the database is for a later issue.)
 """
 
 from __future__ import annotations
@@ -17,17 +19,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, String, Text, bindparam, cast, func, select, text
+from sqlalchemy import (
+    BindParameter,
+    String,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    exists,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import CTE
 
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.text import sanitized
 from sonde.server.storage.db import SQLITE_SHA256_HEX, Database
 from sonde.server.storage.driver import DriverStatement
-from sonde.server.storage.tables import audit_log
+from sonde.server.storage.tables import audit_chain, audit_log
 from sonde.server.storage.types import AnyRow
 
 GENESIS_HASH = "0" * 64
@@ -114,6 +128,41 @@ def _row_hash(prev_hash: str, row: AnyRow) -> str:
     )
 
 
+def audit_values(
+    at: datetime,
+    actor: str,
+    action: str,
+    *,
+    agent_id: str | None = None,
+    ticket_id: int | None = None,
+    detail: Mapping[str, DetailValue] | None = None,
+    result: str = "ok",
+) -> dict[str, Any]:
+    """The values an audit row's statements bind (audit_row_cte's and append_row's)."""
+    detail_text = _canonical_detail(detail or {})
+    result = sanitized(result, max_chars=2000)
+    at = require_aware(at, "audit time")  # UTC, as verify() reads it back
+    tail = _row_tail(
+        at=at,
+        actor=actor,
+        action=action,
+        agent_id=agent_id,
+        ticket_id=ticket_id,
+        detail=detail_text,
+        result=result,
+    )
+    return {
+        "audit_at": at,
+        "audit_actor": actor,
+        "audit_action": action,
+        "audit_agent_id": agent_id,
+        "audit_ticket_id": ticket_id,
+        "audit_detail": detail_text,
+        "audit_result": result,
+        "audit_tail": tail,
+    }
+
+
 def append_row(
     connection: Connection,
     at: datetime,
@@ -127,40 +176,50 @@ def append_row(
 ) -> int:
     """Append one row inside the caller's transaction (the change it records); returns its id.
 
-    Call it last in a unit of work: on PostgreSQL it takes the chain's lock, held to commit.
-    The row is one INSERT ... SELECT that reads the chain's head and computes the link in the
-    database (chain_hash's formula; verify() recomputes it in Python).
+    Call it last in a unit of work: advancing the chain's head locks it until commit. The link
+    is computed in the database from the head's old hash (chain_hash's formula; verify()
+    recomputes it in Python). On PostgreSQL the head's UPDATE and the row's INSERT are one
+    statement; on SQLite, where BEGIN IMMEDIATE already excludes other writers, two.
     """
-    detail_text = _canonical_detail(detail or {})
-    result = sanitized(result, max_chars=2000)
-    at = require_aware(at, "audit time")  # UTC, as verify() reads it back
-    if connection.dialect.name == "postgresql":
-        # Replicas share the chain: one writer at a time across processes. SQLite's
-        # BEGIN IMMEDIATE already excludes other writers.
-        connection.execute(_LOCK_CHAIN)
-    tail = _row_tail(
-        at=at,
-        actor=actor,
-        action=action,
+    values = audit_values(
+        at,
+        actor,
+        action,
         agent_id=agent_id,
         ticket_id=ticket_id,
-        detail=detail_text,
+        detail=detail,
         result=result,
     )
-    row_id = _APPEND_ROW.scalar(
+    if connection.dialect.name == "postgresql":
+        row_id = connection.execute(_APPEND_ROW, values).scalar()
+        if row_id is None:
+            raise AuditChainBroken(_NO_HEAD)
+        return int(row_id)
+    heads = _ADVANCE_CHAIN.rows(connection, {"audit_tail": values["audit_tail"]})
+    if not heads:
+        raise AuditChainBroken(_NO_HEAD)
+    ((row_id, prev_hash, row_hash),) = heads
+    _INSERT_ROW.rows(
         connection,
         {
-            "audit_at": at,
-            "audit_actor": actor,
-            "audit_action": action,
-            "audit_agent_id": agent_id,
-            "audit_ticket_id": ticket_id,
-            "audit_detail": detail_text,
-            "audit_result": result,
-            "audit_tail": tail,
+            "id": row_id,
+            **{name: values[f"audit_{name}"] for name in _ROW_VALUES},
+            "prev_hash": prev_hash,
+            "hash": row_hash,
         },
     )
     return int(row_id)
+
+
+class AuditChainBroken(RuntimeError):
+    """The chain's head row is gone: nothing can be appended until an admin looks."""
+
+
+_NO_HEAD = (
+    "the audit chain's head row (table audit_chain) is missing, so no audit row can be "
+    "written: the audit tables were changed outside Sonde; run `sonde-server audit verify`"
+)
+_ROW_VALUES = ("at", "actor", "action", "agent_id", "ticket_id", "detail", "result")
 
 
 class sha256_hex(FunctionElement[str]):
@@ -181,55 +240,59 @@ def _sha256_hex_sqlite(element: sha256_hex, compiler: SQLCompiler, **kw: Any) ->
     return f"{SQLITE_SHA256_HEX}({compiler.process(element.clauses, **kw)})"
 
 
-def _append_row_statement() -> Insert:
-    head_id = select(func.max(audit_log.c.id)).scalar_subquery()
-    head = select(
-        func.coalesce(head_id, 0).label("id"),
-        func.coalesce(
-            select(audit_log.c.hash).where(audit_log.c.id == head_id).scalar_subquery(),
-            GENESIS_HASH,
-        ).label("hash"),
-    ).subquery("head")
-    row_id = head.c.id + 1
-    link = head.c.hash + "\n[" + cast(row_id, String) + "," + bindparam("audit_tail", type_=Text())
+def _advance_chain() -> Update:
+    """The head moves to the new row: its id, its hash linked to the old head's hash (the old
+    values are what SET reads), RETURNING the new row's id, link and hash."""
+    next_id = audit_chain.c.last_id + 1
+    link = (
+        audit_chain.c.hash + "\n[" + cast(next_id, String) + "," + bindparam("audit_tail", Text())
+    )
+    return (
+        update(audit_chain)
+        .where(audit_chain.c.id == CHAIN_ROW)
+        .values(last_id=next_id, prev_hash=audit_chain.c.hash, hash=sha256_hex(link))
+        .returning(audit_chain.c.last_id, audit_chain.c.prev_hash, audit_chain.c.hash)
+    )
+
+
+def audit_row_cte(after: CTE | None = None) -> CTE:
+    """PostgreSQL: the audit row as part of the statement that makes its change.
+
+    Two data-modifying CTEs: the head's UPDATE (its row lock orders appends, to commit) and
+    the row's INSERT ... RETURNING id. With `after`, both happen only when that CTE (the
+    change) returned a row: a change that matched nothing writes no audit row either. Bind
+    audit_values(...) with the statement's own values.
+    """
+    advance = _advance_chain()
+    if after is not None:
+        advance = advance.where(exists(select(literal(1)).select_from(after)))
+    head = advance.cte("audit_head")
 
     def typed(name: str) -> BindParameter[Any]:
         return bindparam(f"audit_{name}", type_=audit_log.c[name].type)
 
-    return (
+    row = (
         audit_log.insert()
         .from_select(
-            [
-                "id",
-                "at",
-                "actor",
-                "action",
-                "agent_id",
-                "ticket_id",
-                "detail",
-                "result",
-                "prev_hash",
-                "hash",
-            ],
+            ["id", *_ROW_VALUES, "prev_hash", "hash"],
             select(
-                row_id,
-                typed("at"),
-                typed("actor"),
-                typed("action"),
-                typed("agent_id"),
-                typed("ticket_id"),
-                typed("detail"),
-                typed("result"),
+                head.c.last_id,
+                *(typed(name) for name in _ROW_VALUES),
+                head.c.prev_hash,
                 head.c.hash,
-                sha256_hex(link),
             ),
         )
         .returning(audit_log.c.id)
     )
+    return row.cte("audit_row")
 
 
-_LOCK_CHAIN = text("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-_APPEND_ROW = DriverStatement(_append_row_statement())  # on every audited change
+CHAIN_ROW = 1
+_AUDIT_ROW = audit_row_cte()
+_APPEND_ROW = select(_AUDIT_ROW.c.id)  # PostgreSQL: one statement, one round trip
+_ADVANCE_CHAIN = DriverStatement(_advance_chain())  # SQLite, on every audited change
+_INSERT_ROW = DriverStatement(audit_log.insert())
+_HEAD = select(audit_chain.c.last_id, audit_chain.c.hash).where(audit_chain.c.id == CHAIN_ROW)
 _ROWS_FROM = (
     select(audit_log)
     .where(audit_log.c.id >= bindparam("from_id"))
@@ -283,7 +346,30 @@ class AuditLog:
                 if problem is not None:
                     return AuditVerification(False, rows, problem[0], problem[1])
                 prev_hash, expected_id, rows = row.hash, expected_id + 1, rows + 1
+        head = connection.execute(_HEAD).one_or_none()
+        problem = self._check_head(head, rows, prev_hash)
+        if problem is not None:
+            return AuditVerification(False, rows, problem[0], problem[1])
         return AuditVerification(True, rows, None, f"{rows} rows, chain intact")
+
+    @staticmethod
+    def _check_head(head: AnyRow | None, rows: int, last_hash: str) -> tuple[int, str] | None:
+        """The log must end where the chain's head says it does."""
+        if head is None:
+            return rows + 1, "the chain's head (table audit_chain) is missing"
+        if head.last_id > rows:
+            first, last = rows + 1, int(head.last_id)
+            which = f"row {first}" if first == last else f"rows {first}-{last}"
+            return first, (
+                f"{which} missing at the end: the chain's head records {last} rows, the log "
+                f"holds {rows} (the newest rows were deleted?)"
+            )
+        if head.last_id < rows or head.hash != last_hash:
+            return head.last_id, (
+                f"the log does not end at the chain's head (row {head.last_id}): rows were "
+                "written or changed outside Sonde"
+            )
+        return None
 
     @staticmethod
     def _check_row(row: AnyRow, expected_id: int, prev_hash: str) -> tuple[int, str] | None:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import DetailValue, append_row
+from sonde.server.domain.audit import DetailValue, append_row, audit_values
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.errors import SondeError
 from sonde.server.storage.db import Database
+from sonde.server.storage.driver import DriverStatement
 
 T = TypeVar("T")
 
@@ -140,6 +141,37 @@ class AuditedWrites:
         except SondeError as error:
             await self.refused(actor, action, error, entry=entry, peer=peer)
             raise
+
+    async def run_alone(
+        self,
+        actor: str,
+        action: str,
+        statement: DriverStatement,
+        values: Mapping[str, object],
+        *,
+        agent_id: str | None = None,
+        ticket_id: int | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """PostgreSQL: a change written as one statement with its audit row inside it
+        (audit_row_cte), sent alone: one round trip. Returns the statement's rows; none means it
+        matched nothing and wrote nothing, audit row included: the caller then runs its unit of
+        work, which says why and audits the refusal."""
+        if self._db.dialect != "postgresql":
+            raise ValueError("one-statement changes are for PostgreSQL; run a unit of work")
+        if self.fault_before_audit is not None:
+            # One statement has no point between the change and its row: a crash can only
+            # come before it is sent, or after it committed whole.
+            self.fault_before_audit(action)
+        audit = audit_values(
+            self._clock(),
+            actor,
+            action,
+            agent_id=agent_id,
+            ticket_id=ticket_id,
+            detail=detail,
+        )
+        return await self._db.write_alone(statement, {**values, **audit})
 
     async def refused(
         self,

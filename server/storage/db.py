@@ -19,12 +19,13 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -36,7 +37,9 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     create_async_engine,
 )
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from sonde.server.storage.driver import DriverStatement
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -261,6 +264,24 @@ class Database:
         # plus run_sync would spawn five): the asyncpg calls inside still run on this loop.
         return await greenlet_spawn(_run_unit, self.engine.sync_engine, unit)
 
+    async def write_alone(
+        self, statement: DriverStatement, values: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement as a transaction by itself; the rows it returns.
+
+        PostgreSQL: sent alone through asyncpg, autocommit, so the statement is the whole
+        transaction (atomic: all of its changes or none) and costs one round trip, where a unit
+        of work costs two more (BEGIN, COMMIT). SQLite: a write unit of that one statement.
+        """
+        if self._writing is not None:
+            return await self.write(lambda connection: statement.rows(connection, values))
+        self.counters.transactions += 1
+        self.counters.statements += 1
+        compiled = statement.compiled_for(self.engine.dialect, values)
+        parameters = compiled.parameters(values)
+        rows = await greenlet_spawn(_run_alone, self.engine.sync_engine, compiled.sql, parameters)
+        return [compiled.converted(row) for row in rows]
+
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit` in one read-only transaction (on SQLite beside the writer, not behind)."""
         self.counters.transactions += 1
@@ -298,6 +319,22 @@ class Database:
                 f"the database is at schema {at or 'none'}, this server needs {head}: "
                 "run `sonde-server init` (new data folder) or let `sonde-server run` migrate it"
             )
+
+
+def _run_alone(engine: Engine, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """One statement on a pooled asyncpg connection, outside any transaction block."""
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        assert driver is not None
+        try:
+            rows: list[Any] = await_only(driver.fetch(sql, *parameters))
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            pooled.invalidate()  # the connection is gone: the pool opens a new one next time
+            raise
+        return rows
+    finally:
+        pooled.close()
 
 
 def _run_unit(engine: Engine, unit: Unit[T]) -> T:

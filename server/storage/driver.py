@@ -1,4 +1,4 @@
-"""Core statements run on SQLite's own cursor, for the hottest paths of units of work.
+"""Core statements run on the driver's own API, for the hottest paths of units of work.
 
 SQLAlchemy's execution of one small statement costs five to eight times what SQLite takes to
 run it (a ticket comment's three statements: about 30 us in sqlite3, 150-240 us through
@@ -12,6 +12,10 @@ starts with SQLAlchemy's first statement, which must not be bypassed.
 
 Statements run this way still count in Database.counters (before_cursor_execute fires); driver
 errors reach the unit as the driver raised them (sqlite3.Error), and roll the unit back.
+
+On PostgreSQL a statement can also be a transaction by itself (Database.write_alone): compiled
+once for asyncpg and sent alone, in one round trip, with no BEGIN and COMMIT of its own. That
+is for a change written as one statement (data-modifying CTEs), atomic on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
 
 Processor = Callable[[Any], Any] | None
 
@@ -34,11 +40,30 @@ class _Compiled:
     results: tuple[Processor, ...]
     defaults: Mapping[str, Any]  # the statement's own values (literals in its WHERE, ...)
 
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's positional parameters, converted by the columns' types."""
+        merged = {**self.defaults, **values}
+        return tuple(
+            merged[name] if process is None else process(merged[name])
+            for name, process in zip(self.names, self.binds, strict=True)
+        )
+
+    def converted(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """A row the driver returned, in the columns' Python types."""
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip(row, self.results, strict=True)
+        )
+
+
+Statement = UpdateBase | Select[Any]
+
 
 class DriverStatement:
-    """An INSERT/UPDATE/DELETE (with RETURNING or not), run on the driver's cursor on SQLite."""
+    """An INSERT/UPDATE/DELETE (with RETURNING or not), or a SELECT of data-modifying CTEs (on
+    PostgreSQL), run on the driver's cursor on SQLite."""
 
-    def __init__(self, statement: UpdateBase) -> None:
+    def __init__(self, statement: Statement) -> None:
         self._statement = statement
         self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
 
@@ -49,11 +74,7 @@ class DriverStatement:
             result = connection.execute(self._statement, dict(values))
             return [tuple(row) for row in result] if result.returns_rows else []
         compiled = self._compiled_for(dialect, values)
-        merged = {**compiled.defaults, **values}
-        parameters = tuple(
-            merged[name] if process is None else process(merged[name])
-            for name, process in zip(compiled.names, compiled.binds, strict=True)
-        )
+        parameters = compiled.parameters(values)
         connection.dispatch.before_cursor_execute(
             connection, None, compiled.sql, parameters, None, False
         )
@@ -64,19 +85,17 @@ class DriverStatement:
             fetched = cursor.fetchall() if cursor.description is not None else []
         finally:
             cursor.close()
-        results = compiled.results
-        return [
-            tuple(
-                value if process is None else process(value)
-                for value, process in zip(row, results, strict=True)
-            )
-            for row in fetched
-        ]
+        return [compiled.converted(row) for row in fetched]
 
     def scalar(self, connection: Connection, values: Mapping[str, Any]) -> Any:
         """The first column of the one row it returns."""
         (row,) = self.rows(connection, values)
         return row[0]
+
+    def compiled_for(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
+        """The SQL for `dialect` and this set of value names (compiled once), to send as the
+        driver's own statement."""
+        return self._compiled_for(dialect, values)
 
     def _compiled_for(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
         key = (dialect.name, frozenset(values))
@@ -86,8 +105,9 @@ class DriverStatement:
         return compiled
 
 
-def _compile(statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> _Compiled:
+def _compile(statement: Statement, dialect: Dialect, keys: Sequence[str]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    assert isinstance(compiled, SQLCompiler)
     if compiled.insert_prefetch or compiled.update_prefetch:
         # Python-side column defaults are computed by SQLAlchemy's execution, skipped here.
         raise ValueError(f"give every column a value: {statement} has defaults to compute")

@@ -229,3 +229,16 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# The chain's head, one row (id CHAIN_ROW): the last row's id and hash. An append advances it
+# with one UPDATE, whose row lock orders appends across transactions and replicas (on
+# PostgreSQL inside the append's own statement: no table lock, no second round trip), and
+# whose old values give the new row its id and link.
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("last_id", IdColumnType, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

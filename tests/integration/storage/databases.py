@@ -20,8 +20,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from sonde.server.domain.audit import CHAIN_ROW, GENESIS_HASH
 from sonde.server.storage.db import Database, migrate
-from sonde.server.storage.tables import metadata
+from sonde.server.storage.tables import audit_chain, metadata
 
 PG_HOST, PG_PORT, PG_MAINTENANCE_DB = "127.0.0.1", 5432, "test"
 PG_USERS = ("postgres", "root")
@@ -103,6 +104,12 @@ async def _truncate(url: str) -> None:
 
         def change(session: Connection) -> None:
             session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            # As the migration leaves it: the audit chain's head at the genesis hash.
+            session.execute(
+                audit_chain.insert().values(
+                    id=CHAIN_ROW, last_id=0, prev_hash=GENESIS_HASH, hash=GENESIS_HASH
+                )
+            )
 
         await database.write(change)
     finally:

@@ -11,6 +11,7 @@ from alembic import command
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
+from sonde.server.domain.audit import AuditLog
 from sonde.server.storage.db import (
     Database,
     SchemaNotCurrent,
@@ -18,7 +19,7 @@ from sonde.server.storage.db import (
     database_url,
     migrate,
 )
-from sonde.server.storage.tables import users
+from sonde.server.storage.tables import audit_chain, users
 
 
 def test_default_url_is_sqlite_in_the_data_folder(tmp_path: Path) -> None:
@@ -88,6 +89,30 @@ async def test_open_refuses_a_database_that_was_not_migrated(tmp_path: Path) -> 
 def test_the_migrations_match_the_tables(db_url: str) -> None:
     # Fails when tables.py changes without a migration (alembic's autogenerate comparison).
     command.check(_alembic_config(db_url))
+
+
+async def test_the_audit_chains_head_is_seeded_from_the_log_it_finds(db_url: str) -> None:
+    """Migration 0003 on a database with audit rows: the head is the newest row, and the chain
+    goes on from it."""
+    db = await Database.open(db_url)
+    try:
+        log = AuditLog(db)
+        for n in range(3):
+            await log.record("ann", "ticket.comment", ticket_id=n + 1)
+    finally:
+        await db.close()
+    # Alembic's env.py runs an event loop of its own: not on this one.
+    await asyncio.to_thread(command.downgrade, _alembic_config(db_url), "0002")
+    await asyncio.to_thread(command.upgrade, _alembic_config(db_url), "head")
+    db = await Database.open(db_url)
+    try:
+        head = await db.read(lambda session: session.execute(select(audit_chain)).one())
+        assert head.last_id == 3
+        await AuditLog(db).record("ann", "ticket.comment", ticket_id=4)
+        verification = await AuditLog(db).verify()
+        assert (verification.ok, verification.rows) == (True, 4), verification.reason
+    finally:
+        await db.close()
 
 
 async def test_units_commit_or_roll_back(db: Database) -> None:

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.audit import AuditChainBroken, AuditLog, chain_hash
+from sonde.server.domain.tickets import Tickets
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import audit_log
-from tests.unit.domain.builders import Clock
+from sonde.server.storage.tables import audit_chain, audit_log
+from tests.unit.domain.builders import Clock, technician
 
 
 async def _write(log: AuditLog, count: int) -> None:
@@ -113,3 +115,77 @@ async def test_secret_looking_details_are_never_stored(db: Database) -> None:
 
     stored, raw = await db.read(read)
     assert stored == raw == '{"token_id":"abc","uses":1}'
+
+
+async def test_deleting_the_newest_rows_is_detected_from_the_chains_head(db: Database) -> None:
+    log = AuditLog(db, Clock())
+    await _write(log, 5)
+
+    def change(session: Connection) -> None:
+        session.execute(delete(audit_log).where(audit_log.c.id >= 4))
+
+    await db.write(change)
+    verification = await log.verify()
+    assert (verification.ok, verification.rows, verification.first_bad_id) == (False, 3, 4)
+    assert "rows 4-5 missing at the end: the chain's head records 5 rows" in verification.reason
+
+
+async def test_a_row_added_past_the_head_is_detected(db: Database) -> None:
+    log = AuditLog(db, Clock())
+    await _write(log, 2)
+
+    def forge(session: Connection) -> None:
+        newest = session.execute(select(audit_log).where(audit_log.c.id == 2)).one()
+        forged = {**newest._mapping, "id": 3, "prev_hash": newest.hash, "action": "forged"}
+        forged["hash"] = chain_hash(
+            newest.hash,
+            row_id=3,
+            at=forged["at"],
+            actor=forged["actor"],
+            action="forged",
+            agent_id=forged["agent_id"],
+            ticket_id=forged["ticket_id"],
+            detail=forged["detail"],
+            result=forged["result"],
+        )
+        session.execute(audit_log.insert().values(**forged))
+
+    await db.write(forge)
+    verification = await log.verify()
+    assert not verification.ok
+    assert "the log does not end at the chain's head (row 2)" in verification.reason
+
+
+async def test_without_its_head_the_chain_refuses_to_grow_and_verify_says_why(
+    db: Database,
+) -> None:
+    log = AuditLog(db, Clock())
+    await _write(log, 1)
+    await db.write(lambda session: session.execute(delete(audit_chain)))
+    with pytest.raises(AuditChainBroken, match="head row \\(table audit_chain\\) is missing"):
+        await _write(log, 1)
+    verification = await log.verify()
+    assert (verification.ok, verification.rows) == (False, 1)
+    assert "the chain's head (table audit_chain) is missing" in verification.reason
+
+
+async def test_two_servers_commenting_and_auditing_at_once_keep_one_chain(db_url: str) -> None:
+    """Two Database objects on one database, as two replicas: comments (one statement each on
+    PostgreSQL) and other audited rows interleave, and the chain stays whole and gapless."""
+    first, second = await Database.open(db_url), await Database.open(db_url)
+    try:
+        ann = await technician(first, "ann")
+        tickets = [Tickets(first), Tickets(second)]
+        opened = [await tickets[0].open(ann, title=f"ticket {n}") for n in range(4)]
+        logs = [AuditLog(first), AuditLog(second)]
+        await asyncio.gather(
+            *(tickets[n % 2].comment(ann, opened[n % 4].id, f"comment {n}") for n in range(40)),
+            *(logs[n % 2].record("ann", "agent.revoke", detail={"n": n}) for n in range(20)),
+        )
+        verification = await logs[1].verify()
+        assert verification.ok, verification.reason
+        # The technician's row, the four tickets, the 40 comments, the 20 other rows.
+        assert verification.rows == 1 + 4 + 40 + 20
+    finally:
+        await first.close()
+        await second.close()
