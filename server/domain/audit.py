@@ -163,33 +163,15 @@ def audit_values(
     }
 
 
-def append_row(
-    connection: Connection,
-    at: datetime,
-    actor: str,
-    action: str,
-    *,
-    agent_id: str | None = None,
-    ticket_id: int | None = None,
-    detail: Mapping[str, DetailValue] | None = None,
-    result: str = "ok",
-) -> int:
+def append_row(connection: Connection, values: Mapping[str, Any]) -> int:
     """Append one row inside the caller's transaction (the change it records); returns its id.
+    `values` come from audit_values().
 
     Call it last in a unit of work: advancing the chain's head locks it until commit. The link
     is computed in the database from the head's old hash (chain_hash's formula; verify()
     recomputes it in Python). On PostgreSQL the head's UPDATE and the row's INSERT are one
     statement; on SQLite, where BEGIN IMMEDIATE already excludes other writers, two.
     """
-    values = audit_values(
-        at,
-        actor,
-        action,
-        agent_id=agent_id,
-        ticket_id=ticket_id,
-        detail=detail,
-        result=result,
-    )
     if connection.dialect.name == "postgresql":
         row_id = connection.execute(_APPEND_ROW, values).scalar()
         if row_id is None:
@@ -317,19 +299,16 @@ class AuditLog:
         result: str = "ok",
     ) -> None:
         """A row in a transaction of its own: for events that change nothing else (refusals)."""
-        at = self._clock()
-        await self._db.write(
-            lambda connection: append_row(
-                connection,
-                at,
-                actor,
-                action,
-                agent_id=agent_id,
-                ticket_id=ticket_id,
-                detail=detail,
-                result=result,
-            )
+        values = audit_values(
+            self._clock(),
+            actor,
+            action,
+            agent_id=agent_id,
+            ticket_id=ticket_id,
+            detail=detail,
+            result=result,
         )
+        await self._db.write(lambda connection: append_row(connection, values))
 
     async def verify(self) -> AuditVerification:
         """Walk the chain from the first row; report the first row that does not hold."""

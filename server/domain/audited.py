@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -40,6 +41,20 @@ class AuditEntry:
     agent_id: str | None = None
     ticket_id: int | None = None
     detail: dict[str, DetailValue] = field(default_factory=dict)
+
+    def row_values(
+        self, at: datetime, actor: str, action: str, result: str = "ok"
+    ) -> dict[str, Any]:
+        """What append_row or an audit_row_cte binds for this entry."""
+        return audit_values(
+            at,
+            actor,
+            action,
+            agent_id=self.agent_id,
+            ticket_id=self.ticket_id,
+            detail=self.detail,
+            result=result,
+        )
 
 
 AuditedUnit = Callable[[Connection, AuditEntry], T]
@@ -125,15 +140,7 @@ class AuditedWrites:
             outcome = unit(connection, entry)
             if self.fault_before_audit is not None:
                 self.fault_before_audit(action)
-            append_row(
-                connection,
-                self._clock(),
-                actor,
-                action,
-                agent_id=entry.agent_id,
-                ticket_id=entry.ticket_id,
-                detail=entry.detail,
-            )
+            append_row(connection, entry.row_values(self._clock(), actor, action))
             return outcome
 
         try:
@@ -163,14 +170,8 @@ class AuditedWrites:
             # One statement has no point between the change and its row: a crash can only
             # come before it is sent, or after it committed whole.
             self.fault_before_audit(action)
-        audit = audit_values(
-            self._clock(),
-            actor,
-            action,
-            agent_id=agent_id,
-            ticket_id=ticket_id,
-            detail=detail,
-        )
+        entry = AuditEntry(agent_id, ticket_id, dict(detail or {}))
+        audit = entry.row_values(self._clock(), actor, action)
         return await self._db.write_alone(statement, {**values, **audit})
 
     async def refused(
@@ -187,21 +188,10 @@ class AuditedWrites:
         if left_out is None:
             return
         entry = entry or AuditEntry()
-        detail = dict(entry.detail)
+        refusal = AuditEntry(entry.agent_id, entry.ticket_id, dict(entry.detail))
         if peer:
-            detail["peer"] = peer[:100]
+            refusal.detail["peer"] = peer[:100]
         if left_out:
-            detail["refusals_left_out"] = left_out
-        at = self._clock()
-        await self._db.write(
-            lambda connection: append_row(
-                connection,
-                at,
-                actor,
-                action,
-                agent_id=entry.agent_id,
-                ticket_id=entry.ticket_id,
-                detail=detail,
-                result=refusal_text(error),
-            )
-        )
+            refusal.detail["refusals_left_out"] = left_out
+        values = refusal.row_values(self._clock(), actor, action, refusal_text(error))
+        await self._db.write(lambda connection: append_row(connection, values))
