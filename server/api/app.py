@@ -46,6 +46,9 @@ from sonde.v1 import (
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Calls gRPC core may hold before the servicer takes them (see COMMON_OPTIONS): one per agent
+# of the largest fleet one server is sized for (PERFORMANCE.md: 20,000), with room.
+MAX_PENDING_CALLS = 32_768
 
 # Must agree with the agent's keepalive (agent/transport.py): agents ping every 30 s.
 COMMON_OPTIONS: list[tuple[str, int]] = [
@@ -57,6 +60,14 @@ COMMON_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.max_ping_strikes", 0),
     # Off, so that an address another process holds fails at start instead of being shared.
     ("grpc.so_reuseport", 0),
+    # gRPC core holds the calls that arrived before the asyncio loop asked for them (it asks
+    # one at a time) and, past 1,000 of them, cancels new ones at random, all past 3,000:
+    # in a connect storm that threw away sessions whose TLS handshake was already done
+    # (CANCELLED at the agent, which then retried). The servicer's own admission
+    # (--max-connecting, RESOURCE_EXHAUSTED with a retry hint) is the overload answer;
+    # core's 30 s limit on an unrequested call still stands.
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
 
