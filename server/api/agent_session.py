@@ -20,7 +20,6 @@ from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, HeartbeatRecord, HelloInfo
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.command_queue import Commands
-from sonde.server.domain.commands import CommandRecord
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.sessions import (
@@ -63,13 +62,6 @@ def hello_info(hello: agent_pb2.Hello) -> HelloInfo:
         os_version=hello.os_version,
         agent_version=hello.agent_version,
     )
-
-
-def collect_message(command: CommandRecord) -> agent_pb2.ServerMessage:
-    message = agent_pb2.ServerMessage()
-    message.collect.command_id = command.id
-    message.collect.expires_at.FromDatetime(command.expires_at)
-    return message
 
 
 class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -167,6 +159,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self._wakeups.detach_session(agent_id, connection.on_wake)
+            self._wakeups.detach_stream(connection)
             if self._sessions.detach(connection):
                 self._session_rows.add(SessionClosed(agent_id, connection.session_id, utc_now()))
             log.info(
@@ -193,7 +186,8 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
 
     async def _deliver(self, connection: AgentConnection) -> None:
         """Send the agent's due commands: all that are open when it connects, then each one
-        queued for it (woken by the wake-ups, or by the replica's periodic look)."""
+        queued for it (queued on this replica: handed over by the queueing unit itself; else
+        woken by the wake-ups, or by the replica's periodic look)."""
         resend = True
         while not connection.closing:
             connection.due.clear()
@@ -210,10 +204,10 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 due = []
                 await asyncio.sleep(1.0)
                 connection.due.set()
+            if resend:  # what was due at connect goes first; then commands come directly
+                self._wakeups.attach_stream(connection)
             resend = False
-            for command in due:
-                if not connection.closing:
-                    connection.send(collect_message(command))
+            connection.deliver(due)
             await connection.due.wait()
 
     async def _write(self, connection: AgentConnection, context: Context) -> None:

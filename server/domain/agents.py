@@ -52,6 +52,7 @@ class AgentRecord:
     system_disk_percent: float
     remote_address: str
     cert_fingerprint: str
+    session_id: str | None = None  # the stream that holds it, as last written (batched)
 
     @property
     def online(self) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import contextlib
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
@@ -29,6 +30,7 @@ from sonde.server.domain.commands import (
     CommandState,
     FinishedCommand,
     QueuedCommand,
+    check_transition,
     finish,
     is_open,
     load_command,
@@ -41,7 +43,7 @@ from sonde.server.domain.roles import Principal
 from sonde.server.domain.sessions import describe_offline
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_queries import load_ticket
-from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
+from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, commands
@@ -91,11 +93,17 @@ class Commands:
         require_online: bool = False,
     ) -> QueuedCommand:
         """Record a command for the agent `agent_ref` names (an id first, then a name) and
-        wake its session. Audited as `diagnostics.run`, refusals included."""
+        wake its session. Audited as `diagnostics.run`, refusals included.
+
+        When this replica holds the agent's current stream, the same unit also marks the
+        command (after any older queued ones) delivered by that session, and they are sent on
+        the stream once it commits: no wake-up, no claim of its own."""
         wakes: list[Wake] = []
         now = self._clock()
 
-        def unit(connection: Connection, entry: AuditEntry) -> QueuedCommand:
+        def unit(
+            connection: Connection, entry: AuditEntry
+        ) -> tuple[QueuedCommand, LocalStream | None, builtins.list[CommandRecord]]:
             if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
                 raise InvalidArgument(f"a command expires after 1 s to {MAX_EXPIRY.days} days")
             agent = resolve_agent(connection, agent_ref)
@@ -106,6 +114,16 @@ class Commands:
                 raise Unavailable(describe_offline(agent, now))
             if ticket_id is not None:
                 load_ticket(connection, ticket_id)  # NotFound before anything is written
+            stream = self._wakeups.local_stream(agent.id)
+            if stream is not None and (not agent.online or agent.session_id != stream.session_id):
+                stream = None  # the agent's row names another stream (or none yet): wake it
+            sent = (
+                []
+                if stream is None
+                else _claim(
+                    connection, agent.id, stream.session_id, now, wakes, resend_delivered=False
+                )
+            )
             record = CommandRecord(
                 id=new_command_id(),
                 agent_id=agent.id,
@@ -124,27 +142,38 @@ class Commands:
                 deliveries=0,
                 snapshot_id=None,
             )
-            connection.execute(
-                _INSERT_COMMAND,
-                {
-                    "id": record.id,
-                    "agent_id": agent.id,
-                    "kind": kind.value,
-                    "ticket_id": ticket_id,
-                    "requested_by": principal.name,
-                    "created_at": now,
-                    "expires_at": record.expires_at,
-                    "state": CommandState.QUEUED.value,
-                },
-            )
-            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))
+            values = {
+                "id": record.id,
+                "agent_id": agent.id,
+                "kind": kind.value,
+                "ticket_id": ticket_id,
+                "requested_by": principal.name,
+                "created_at": now,
+                "expires_at": record.expires_at,
+                "state": CommandState.QUEUED.value,
+            }
+            if stream is None:
+                emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))
+            else:
+                check_transition(record.id, CommandState.QUEUED, CommandState.DELIVERED)
+                record = replace(
+                    record, state=CommandState.DELIVERED, delivered_at=now, deliveries=1
+                )
+                values |= {
+                    "state": CommandState.DELIVERED.value,
+                    "delivered_at": now,
+                    "deliveries": 1,
+                    "delivered_session": stream.session_id,
+                }
+                sent.append(record)
+            connection.execute(_INSERT_COMMAND, values)
             entry.detail |= {"command_id": record.id, "kind": kind.value}
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
             # What was just written, not read back (ARCHITECTURE.md: a hot path does not
             # re-read what it just wrote).
-            return QueuedCommand(record, agent.online)
+            return QueuedCommand(record, agent.online), stream, sent
 
-        queued = await self._audited.run(
+        queued, stream, sent = await self._audited.run(
             principal.name,
             "diagnostics.run",
             unit,
@@ -152,6 +181,8 @@ class Commands:
             peer=principal.peer,
         )
         self._wakeups.publish(wakes)
+        if stream is not None:
+            stream.deliver(sent)
         return queued
 
     async def cancel(self, principal: Principal, command_id: str, reason: str) -> CommandRecord:
@@ -261,29 +292,9 @@ class Commands:
         wakes: list[Wake] = []
 
         def unit(connection: Connection) -> builtins.list[CommandRecord]:
-            due: builtins.list[str] = []
-            # Locked (PostgreSQL): a cancel that commits first is seen here and never sent;
-            # one that comes after waits for this claim, then tells the agent to stop.
-            for row in connection.execute(_CLAIMABLE, {"agent_id": agent_id}).all():
-                state = CommandState(row.state)
-                if state is CommandState.QUEUED and row.expires_at <= now:
-                    _expire(connection, row, now, wakes)  # the row is locked already
-                elif state is CommandState.QUEUED or resend_delivered:
-                    due.append(row.id)
-            if not due:
-                return []
-            connection.execute(
-                update(commands)
-                .where(commands.c.id.in_(due))
-                .where(commands.c.state == CommandState.QUEUED.value)
-                .values(state=CommandState.DELIVERED.value, delivered_at=now)
+            return _claim(
+                connection, agent_id, session_id, now, wakes, resend_delivered=resend_delivered
             )
-            connection.execute(
-                update(commands)
-                .where(commands.c.id.in_(due))
-                .values(deliveries=commands.c.deliveries + 1, delivered_session=session_id)
-            )
-            return [load_command(connection, command_id) for command_id in due]
 
         if not known_due and not await self._db.read(
             lambda connection: (
@@ -359,6 +370,41 @@ def _checked_id(command_id: str) -> str:
     if not command_id or len(command_id) > MAX_COMMAND_ID_CHARS:
         raise InvalidArgument(f"a command id is 1 to {MAX_COMMAND_ID_CHARS} characters")
     return command_id
+
+
+def _claim(
+    connection: Connection,
+    agent_id: str,
+    session_id: str,
+    now: datetime,
+    wakes: list[Wake],
+    *,
+    resend_delivered: bool,
+) -> list[CommandRecord]:
+    """Mark the agent's due commands delivered by `session_id`, inside the caller's unit."""
+    due: list[str] = []
+    # Locked (PostgreSQL): a cancel that commits first is seen here and never sent;
+    # one that comes after waits for this claim, then tells the agent to stop.
+    for row in connection.execute(_CLAIMABLE, {"agent_id": agent_id}).all():
+        state = CommandState(row.state)
+        if state is CommandState.QUEUED and row.expires_at <= now:
+            _expire(connection, row, now, wakes)  # the row is locked already
+        elif state is CommandState.QUEUED or resend_delivered:
+            due.append(row.id)
+    if not due:
+        return []
+    connection.execute(
+        update(commands)
+        .where(commands.c.id.in_(due))
+        .where(commands.c.state == CommandState.QUEUED.value)
+        .values(state=CommandState.DELIVERED.value, delivered_at=now)
+    )
+    connection.execute(
+        update(commands)
+        .where(commands.c.id.in_(due))
+        .values(deliveries=commands.c.deliveries + 1, delivered_session=session_id)
+    )
+    return [load_command(connection, command_id) for command_id in due]
 
 
 def _expire(connection: Connection, row: AnyRow, now: datetime, wakes: list[Wake]) -> None:

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select, update
@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, AgentRecord, HelloInfo
 from sonde.server.domain.batching import flush_in_batches
+from sonde.server.domain.commands import CommandRecord
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wake, WakeKind
 from sonde.server.storage.db import Database
@@ -36,6 +37,13 @@ MISSED_HEARTBEATS = 2.5
 
 def new_session_id() -> str:
     return uuid.uuid4().hex
+
+
+def collect_message(command: CommandRecord) -> agent_pb2.ServerMessage:
+    message = agent_pb2.ServerMessage()
+    message.collect.command_id = command.id
+    message.collect.expires_at.FromDatetime(command.expires_at)
+    return message
 
 
 @dataclass(eq=False)
@@ -55,6 +63,12 @@ class AgentConnection:
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
         self.outbound.put_nowait(message)
+
+    def deliver(self, commands: Sequence[CommandRecord]) -> None:
+        """Send commands claimed for this session, in the order given."""
+        for command in commands:
+            if not self.closing:
+                self.send(collect_message(command))
 
     def heard_from(self) -> None:
         self.last_message_at = time.monotonic()

@@ -14,11 +14,15 @@ import asyncio
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from sonde.server.domain.commands import CommandRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +67,28 @@ def emit(connection: Connection, wakes: list[Wake], wake: Wake) -> None:
 AgentReceiver = Callable[[Wake], None]
 
 
+class LocalStream(Protocol):
+    """An agent's stream on this replica that takes its commands as they are queued, once its
+    session has sent what was due when it opened (server/domain/sessions.py, AgentConnection)."""
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    def deliver(self, commands: Sequence[CommandRecord]) -> None: ...
+
+
 class Wakeups:
     """This replica's receivers: each local agent session, and callers waiting for a command."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, AgentReceiver] = {}
+        self._streams: dict[str, LocalStream] = {}
         self._final: defaultdict[str, list[asyncio.Future[object]]] = defaultdict(list)
         self._revoked: list[Callable[[str], None]] = []
 
@@ -77,6 +98,19 @@ class Wakeups:
     def detach_session(self, agent_id: str, receiver: AgentReceiver) -> None:
         if self._sessions.get(agent_id) is receiver:
             del self._sessions[agent_id]
+
+    def attach_stream(self, stream: LocalStream) -> None:
+        self._streams[stream.agent_id] = stream
+
+    def detach_stream(self, stream: LocalStream) -> None:
+        if self._streams.get(stream.agent_id) is stream:
+            del self._streams[stream.agent_id]
+
+    def local_stream(self, agent_id: str) -> LocalStream | None:
+        """The agent's open stream here that takes commands directly, if this replica has one.
+        A plain lookup, so a unit of work may call it from the SQLite writer thread."""
+        stream = self._streams.get(agent_id)
+        return None if stream is None or stream.closing else stream
 
     def on_revoked(self, listener: Callable[[str], None]) -> None:
         self._revoked.append(listener)

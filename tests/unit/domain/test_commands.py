@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from sonde.server.domain.agents import HelloInfo
 from sonde.server.domain.commands import (
     FINAL_STATES,
     TRANSITIONS,
@@ -19,20 +20,24 @@ from sonde.server.domain.commands import (
     check_transition,
 )
 from sonde.server.domain.diagnostics import StoredSnapshotRecord
+from sonde.server.domain.sessions import AgentConnection, LocalSessions, SessionOpened, SessionRows
 from sonde.server.domain.wake_listener import asyncpg_dsn
 from sonde.server.domain.wakeups import Wake, WakeKind
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import audit_log, commands, snapshots
 from sonde.v1 import agent_pb2
-from tests.unit.domain.builders import Clock, enrolled_agent, technician
+from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
 from tests.unit.domain.test_diagnostics import (
+    Desk,
     a_snapshot,
     delivered,
     desk,
     queued,
     snapshot_result,
 )
+
+HELLO = HelloInfo("pc-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")
 
 
 def test_the_transition_table_has_one_shape() -> None:
@@ -163,6 +168,92 @@ async def test_queueing_wakes_the_agents_session_and_is_audited_with_the_command
         agent.id,
     )
     assert result.command.id in rows[-1].detail
+
+
+async def _session_row(db: Database, agent_id: str, session_id: str) -> None:
+    rows = SessionRows(db, "replica-a")
+    rows.add(SessionOpened(agent_id, session_id, HELLO, "127.0.0.1:5555", T0))
+    await rows.flush()
+
+
+async def _held_here(d: Desk, agent_id: str) -> AgentConnection:
+    """The agent's stream on this replica, as its session leaves it once it sent what was due
+    at connect (server/api/agent_session.py), and the agent's row naming that session."""
+    connection = LocalSessions(heartbeat_interval_s=15).attach(agent_id, "pc-042", T0)
+    await _session_row(d.db, agent_id, connection.session_id)
+    d.wakeups.attach_stream(connection)
+    return connection
+
+
+def _sent(connection: AgentConnection) -> list[str]:
+    sent = []
+    while not connection.outbound.empty():
+        message = connection.outbound.get_nowait()
+        assert message is not None
+        sent.append(message.collect.command_id)
+    return sent
+
+
+async def test_queueing_for_a_stream_held_here_delivers_it_in_the_same_unit(db: Database) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    connection = await _held_here(d, agent.id)
+    heard: list[Wake] = []
+    d.wakeups.attach_session(agent.id, heard.append)
+    before = db.counters.copy()
+    result = await d.commands.queue(ann, agent.id, CommandKind.COLLECT, ticket_id=None)
+    assert (db.counters - before).transactions == 1  # no wake-up, so no claim of its own
+    assert heard == []
+    assert _sent(connection) == [result.command.id]
+    assert (result.command.state, result.agent_online) == (CommandState.DELIVERED, True)
+    stored = await d.commands.get(result.command.id)
+    assert (stored.state, stored.deliveries, stored.delivered_at) == (
+        CommandState.DELIVERED,
+        1,
+        d.clock.now,
+    )
+    assert await d.commands.claim_due(agent.id, connection.session_id, resend_delivered=False) == []
+    # Durable as any delivery: a reconnect (a new session) resends it.
+    again = await d.commands.claim_due(agent.id, "s2", resend_delivered=True)
+    assert [(c.id, c.deliveries) for c in again] == [(result.command.id, 2)]
+    rows = await db.read(lambda c: c.execute(select(audit_log)).all())
+    assert (rows[-1].action, rows[-1].agent_id) == ("diagnostics.run", agent.id)
+    assert result.command.id in rows[-1].detail
+
+
+async def test_a_command_handed_to_the_stream_goes_after_older_queued_ones(db: Database) -> None:
+    clock = Clock()
+    d = desk(db, clock)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    older = await queued(d, ann, agent.id)  # its wake-up found no session
+    clock.advance(seconds=1)
+    connection = await _held_here(d, agent.id)
+    newer = await queued(d, ann, agent.id)
+    assert _sent(connection) == [older, newer]
+    assert {(await d.commands.get(c)).state for c in (older, newer)} == {CommandState.DELIVERED}
+
+
+async def test_a_stream_the_agents_row_does_not_name_is_woken_not_handed_the_command(
+    db: Database,
+) -> None:
+    d = desk(db)
+    agent = await enrolled_agent(db)
+    ann = await technician(db, "ann")
+    connection = await _held_here(d, agent.id)
+    await _session_row(db, agent.id, "a-newer-stream-on-replica-b")
+    heard: list[Wake] = []
+    d.wakeups.attach_session(agent.id, heard.append)
+    moved = await d.commands.queue(ann, agent.id, CommandKind.COLLECT, ticket_id=None)
+    assert moved.command.state is CommandState.QUEUED
+    assert heard == [Wake(WakeKind.COMMANDS_DUE, agent.id, moved.command.id)]
+    assert _sent(connection) == []
+    # A stream that is closing takes nothing either.
+    await _session_row(db, agent.id, connection.session_id)
+    connection.close("replaced by a newer connection from the same agent")
+    closing = await d.commands.queue(ann, agent.id, CommandKind.COLLECT, ticket_id=None)
+    assert closing.command.state is CommandState.QUEUED
 
 
 async def test_no_queue_refuses_an_offline_agent_and_writes_no_command(db: Database) -> None:
