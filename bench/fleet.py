@@ -168,7 +168,9 @@ def connect_rows(fleet: FleetCounts, agents: int) -> list[Row]:
     """Each agent's way online: attempts, refusals with their hints, time to Welcome."""
     rows: list[Row] = []
     if fleet.welcome_seconds:
-        rows.append(Row.of("Hello -> Welcome s, each session", fleet.welcome_seconds))
+        rows.append(Row.of("connect start -> Welcome s, each session", fleet.welcome_seconds))
+        rows.append(Row.of("  connect: start -> Hello written s", fleet.connect_seconds))
+        rows.append(Row.of("  Hello written -> Welcome s", fleet.hello_to_welcome_seconds))
     if fleet.first_attempt_to_welcome_s:
         rows.append(Row.of("first attempt -> Welcome s, per agent",
                            fleet.first_attempt_to_welcome_s, target="p99 <= 2"))  # fmt: skip
@@ -207,6 +209,7 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
                     args.agents / enroll_s))  # fmt: skip
 
     lifetime = budget_end - time.monotonic()
+    server_cpu_before = footprint(server.pid).cpu_s
     server_name = decode_bundle(tokens[0]).server_name
     workers = [
         start_worker(root, f"worker-{n}", server, server_name, enrolled[n :: args.workers],
@@ -215,6 +218,9 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
     ]  # fmt: skip
     ids = {agent.agent_id for agent in enrolled}
     online_s, online = wait_all_online(server, ids, workers)
+    # Both sides' CPU while connecting, against the machine's (os.cpu_count() cores x wall).
+    connect_cpu = [footprint(server.pid).cpu_s - server_cpu_before,
+                   sum(cpu_seconds(worker.pid) for worker in workers)]  # fmt: skip
     ramp = f"ramp {args.ramp:g} s" if args.ramp else "all at once"
     if online == len(ids):
         rows.append(Row(f"seconds until all online ({ramp})", len(ids), online_s))
@@ -222,7 +228,12 @@ def run(root: Path, args: argparse.Namespace, budget_end: float) -> list[Row]:
         rss_n = rows[-3].median
         rows.append(Row("server KiB per stream", len(ids), (rss_n - empty_rss) * 1024 / len(ids),
                         target="<= 100"))  # fmt: skip
-    else:  # the connect figures below still say what happened; no idle window, no diag
+    cores = os.cpu_count() or 1
+    rows.append(Row(f"CPU s while connecting: server (of {cores} x {online_s:.0f} s)", 1,
+                    connect_cpu[0]))  # fmt: skip
+    rows.append(Row(f"CPU s while connecting: generator ({args.workers} workers)", 1,
+                    connect_cpu[1]))  # fmt: skip
+    if online != len(ids):  # the connect figures below still say what happened; no idle window
         rows.append(Row(f"agents online after {online_s:.0f} s ({ramp})", len(ids), online,
                         target=f"{len(ids)}"))  # fmt: skip
 

@@ -65,15 +65,21 @@ class WorkerStats:
     acks: int = 0
     protocol_errors: int = 0  # Collect before Welcome, an ack for no Result sent
     unacked_at_end: int = 0  # Results still waiting for their ack when the session ended
-    welcome_seconds: list[float] = field(default_factory=list)
+    welcome_seconds: list[float] = field(default_factory=list)  # session start -> Welcome
+    # The same sessions split: start -> Hello written (TCP, TLS and HTTP/2 done: grpc.aio
+    # completes the write only on an open stream), then Hello written -> Welcome.
+    connect_seconds: list[float] = field(default_factory=list)
+    hello_to_welcome_seconds: list[float] = field(default_factory=list)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     records: dict[str, AgentRecord] = field(default_factory=dict)
 
-    def came_online(self, seconds: float) -> None:
+    def came_online(self, opened: float, hello_written: float, welcomed: float) -> None:
         self.welcomes += 1
         self.online += 1
         self.max_online = max(self.max_online, self.online)
-        self.welcome_seconds.append(seconds)
+        self.welcome_seconds.append(welcomed - opened)
+        self.connect_seconds.append(hello_written - opened)
+        self.hello_to_welcome_seconds.append(welcomed - hello_written)
 
 
 @dataclass(frozen=True)
@@ -249,6 +255,7 @@ class Fleet:
             )  # fmt: skip
             self._phase[agent.agent_id] = "hello"  # connect, TLS, the stream, Hello
             await session.send(agent_pb2.AgentMessage(hello=hello))
+            hello_written = time.monotonic()
             self._phase[agent.agent_id] = "welcome"
             first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
             if first is grpc.aio.EOF:  # a refusal raised AioRpcError (with its status) instead
@@ -257,7 +264,7 @@ class Fleet:
                 self.stats.protocol_errors += 1
                 raise RuntimeError("no Welcome as the first server message")
             welcomed = time.monotonic()
-            self.stats.came_online(welcomed - opened)
+            self.stats.came_online(opened, hello_written, welcomed)
             record = self.stats.records[agent.agent_id]
             if record.first_attempt_to_welcome_s is None:
                 record.first_attempt_to_welcome_s = welcomed - self._first_attempt[agent.agent_id]

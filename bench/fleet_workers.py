@@ -34,6 +34,8 @@ class FleetCounts:
     errors: Counter[str]
     welcome_seconds: list[float]
     missing: list[Path]
+    connect_seconds: list[float] = field(default_factory=list)
+    hello_to_welcome_seconds: list[float] = field(default_factory=list)
     # Per agent: its attempts until its first Welcome, the retry hints (ms) of the
     # RESOURCE_EXHAUSTED answers among them, and the seconds from its first attempt to Welcome.
     attempts: list[int] = field(default_factory=list)
@@ -86,6 +88,8 @@ def read_counts(workers: list[Worker]) -> FleetCounts:
             total.missing.append(worker.log_path)
             continue
         total.welcome_seconds += data.pop("welcome_seconds")
+        total.connect_seconds += data.pop("connect_seconds")
+        total.hello_to_welcome_seconds += data.pop("hello_to_welcome_seconds")
         total.errors.update(data.pop("errors"))
         for record in data.pop("records").values():
             total.attempts.append(int(record["attempts"]))
