@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -46,6 +45,7 @@ from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import agents, commands
 from sonde.server.storage.types import AnyRow
 
@@ -64,7 +64,7 @@ _OPEN_FOR_AGENT = (
     .order_by(commands.c.created_at, commands.c.id)
 )
 _CLAIMABLE = _OPEN_FOR_AGENT.with_for_update()
-_INSERT_COMMAND = commands.insert()
+_INSERT_COMMAND = DriverStatement(commands.insert())  # every column given: no defaults to run
 
 
 class Commands:
@@ -151,6 +151,13 @@ class Commands:
                 "created_at": now,
                 "expires_at": record.expires_at,
                 "state": CommandState.QUEUED.value,
+                "delivered_at": None,
+                "started_at": None,
+                "finished_at": None,
+                "failure_reason": "",
+                "cancelled_by": "",
+                "deliveries": 0,
+                "delivered_session": "",
             }
             if stream is None:
                 emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))
@@ -166,7 +173,7 @@ class Commands:
                     "delivered_session": stream.session_id,
                 }
                 sent.append(record)
-            connection.execute(_INSERT_COMMAND, values)
+            _INSERT_COMMAND.rows(connection, values)
             entry.detail |= {"command_id": record.id, "kind": kind.value}
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
             # What was just written, not read back (ARCHITECTURE.md: a hot path does not
@@ -271,10 +278,15 @@ class Commands:
                 left = deadline - loop.time()
                 if left <= 0:
                     return record, None
-                with contextlib.suppress(TimeoutError):
-                    outcome = await asyncio.wait_for(asyncio.shield(waiter), min(left, WAIT_POLL_S))
-                    if isinstance(outcome, FinishedCommand):
-                        return outcome.command, outcome.detail
+                # The waiter itself, not wait_for(shield(...)): the task resumes in the loop
+                # iteration after the finishing unit hands over, not two or three later.
+                timer = loop.call_later(min(left, WAIT_POLL_S), _look_again, waiter)
+                try:
+                    outcome = await waiter
+                finally:
+                    timer.cancel()
+                if isinstance(outcome, FinishedCommand):
+                    return outcome.command, outcome.detail
             finally:
                 self._wakeups.forget_waiter(command_id, waiter)
 
@@ -363,6 +375,12 @@ class Commands:
         ended = await self._db.write(unit)
         self._wakeups.publish(wakes)
         return ended
+
+
+def _look_again(waiter: asyncio.Future[object]) -> None:
+    """A wait's poll interval passed with no hand-over: its caller reads the row again."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _checked_id(command_id: str) -> str:

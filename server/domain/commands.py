@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.wakeups import Wake, WakeKind, emit
 from sonde.server.errors import Conflict, NotFound
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import agents, commands, snapshots
 from sonde.server.storage.types import AnyRow
 
@@ -117,6 +118,18 @@ JOINED = commands.join(agents, agents.c.id == commands.c.agent_id).outerjoin(
     snapshots, snapshots.c.command_id == commands.c.id
 )
 _ONE = select(*COLUMNS).select_from(JOINED).where(commands.c.id == bindparam("command_id"))
+_ONE_LOCKED = _ONE.with_for_update(of=commands)
+# Built once and run on SQLite's own cursor: every command ends through it.
+_FINISH = DriverStatement(
+    update(commands)
+    .where(commands.c.id == bindparam("finished_id"))
+    .values(
+        state=bindparam("finished_state"),
+        finished_at=bindparam("finished_at_"),
+        failure_reason=bindparam("finished_reason"),
+        cancelled_by=bindparam("finished_by"),
+    )
+)
 
 
 def record_from_row(row: AnyRow) -> CommandRecord:
@@ -147,6 +160,14 @@ def load_command(connection: Connection, command_id: str) -> CommandRecord:
     return record_from_row(row)
 
 
+def lock_command_record(connection: Connection, command_id: str) -> CommandRecord:
+    """The command whole, its row locked for the rest of the transaction on PostgreSQL."""
+    row = connection.execute(_ONE_LOCKED, {"command_id": command_id}).first()
+    if row is None:
+        raise NotFound(f"no command {command_id[:MAX_COMMAND_ID_CHARS]!r}")
+    return record_from_row(row)
+
+
 def lock_command(connection: Connection, command_id: str) -> AnyRow:
     """The command's own row, locked for the rest of the transaction on PostgreSQL."""
     row = connection.execute(
@@ -159,7 +180,7 @@ def lock_command(connection: Connection, command_id: str) -> AnyRow:
 
 def finish(
     connection: Connection,
-    row: AnyRow,
+    row: AnyRow | CommandRecord,
     target: CommandState,
     at: datetime,
     wakes: list[Wake],
@@ -169,17 +190,38 @@ def finish(
 ) -> None:
     """Move a locked command row to a final state, inside the caller's transaction."""
     check_transition(row.id, CommandState(row.state), target)
-    connection.execute(
-        update(commands)
-        .where(commands.c.id == row.id)
-        .values(
-            state=target.value,
-            finished_at=at,
-            failure_reason=reason[:MAX_REASON_CHARS],
-            cancelled_by=cancelled_by,
-        )
+    _FINISH.rows(
+        connection,
+        {
+            "finished_id": row.id,
+            "finished_state": target.value,
+            "finished_at_": at,
+            "finished_reason": reason[:MAX_REASON_CHARS],
+            "finished_by": cancelled_by,
+        },
     )
     emit(connection, wakes, Wake(WakeKind.FINAL, row.agent_id, row.id))
+
+
+def finish_record(
+    connection: Connection,
+    command: CommandRecord,
+    target: CommandState,
+    at: datetime,
+    wakes: list[Wake],
+    *,
+    reason: str = "",
+    cancelled_by: str = "",
+) -> CommandRecord:
+    """finish() for a command locked whole: returns it as it now is, without reading it back."""
+    finish(connection, command, target, at, wakes, reason=reason, cancelled_by=cancelled_by)
+    return replace(
+        command,
+        state=target,
+        finished_at=at,
+        reason=reason[:MAX_REASON_CHARS],
+        cancelled_by=cancelled_by,
+    )
 
 
 def never_connected(expires_at: datetime) -> str:

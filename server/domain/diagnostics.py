@@ -9,7 +9,7 @@ acknowledged and changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
@@ -21,15 +21,15 @@ from sonde.server.domain.commands import (
     CommandRecord,
     CommandState,
     FinishedCommand,
-    finish,
-    load_command,
-    lock_command,
+    finish_record,
+    lock_command_record,
 )
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake, Wakeups
 from sonde.server.errors import NotFound, PermissionDenied
 from sonde.server.storage.db import Database
+from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import findings, snapshots
 from sonde.server.storage.types import AnyRow
 from sonde.v1 import agent_pb2, diagnostics_pb2
@@ -124,8 +124,10 @@ def worst_severity(found: Sequence[diagnostics_pb2.Finding]) -> int:
     return max((finding.severity for finding in found), default=diagnostics_pb2.SEVERITY_OK)
 
 
-_INSERT_SNAPSHOT = snapshots.insert().returning(snapshots.c.id)
-_INSERT_FINDING = findings.insert()
+# Built once and run on SQLite's own cursor: every result an agent sends goes through them.
+_INSERT_SNAPSHOT = DriverStatement(snapshots.insert().returning(snapshots.c.id))
+_FINDINGS = findings.insert()
+_INSERT_FINDING = DriverStatement(_FINDINGS)
 _SNAPSHOT_BY_ID = select(*_SUMMARY_COLUMNS, snapshots.c.payload).where(
     snapshots.c.id == bindparam("snapshot_id")
 )
@@ -139,7 +141,7 @@ _LAST_SNAPSHOT = (
 
 def store_snapshot(
     connection: Connection,
-    command: AnyRow,
+    command: CommandRecord,
     agent_id: str,
     snapshot: diagnostics_pb2.Snapshot,
     found: Sequence[diagnostics_pb2.Finding],
@@ -147,9 +149,11 @@ def store_snapshot(
     received_at: datetime,
 ) -> StoredSnapshotRecord:
     """Insert a command's snapshot and findings; the snapshot is stored under `agent_id`."""
-    payload = diagnostics_pb2.Snapshot()
-    payload.CopyFrom(snapshot)
-    payload.agent_id = agent_id
+    payload = snapshot
+    if payload.agent_id != agent_id:  # a copy: the caller's message stays as it was
+        payload = diagnostics_pb2.Snapshot()
+        payload.CopyFrom(snapshot)
+        payload.agent_id = agent_id
     collected_at = (
         payload.collected_at.ToDatetime(tzinfo=UTC)
         if payload.HasField("collected_at")
@@ -157,8 +161,8 @@ def store_snapshot(
     )
     worst = worst_severity(found)
     snapshot_id = int(
-        connection.execute(
-            _INSERT_SNAPSHOT,
+        _INSERT_SNAPSHOT.scalar(
+            connection,
             {
                 "agent_id": agent_id,
                 "command_id": command.id,
@@ -170,24 +174,25 @@ def store_snapshot(
                 "requested_by": command.requested_by,
                 "payload": payload.SerializeToString(deterministic=True),
             },
-        ).scalar_one()
-    )
-    if found:
-        connection.execute(
-            _INSERT_FINDING,
-            [
-                {
-                    "snapshot_id": snapshot_id,
-                    "position": position,
-                    "check_id": finding.check[:64],
-                    "severity": int(finding.severity),
-                    "summary": finding.summary,
-                    "fix_script_id": finding.fix_script_id[:64],
-                    "payload": finding.SerializeToString(deterministic=True),
-                }
-                for position, finding in enumerate(found)
-            ],
         )
+    )
+    finding_rows = [
+        {
+            "snapshot_id": snapshot_id,
+            "position": position,
+            "check_id": finding.check[:64],
+            "severity": int(finding.severity),
+            "summary": finding.summary,
+            "fix_script_id": finding.fix_script_id[:64],
+            "payload": finding.SerializeToString(deterministic=True),
+        }
+        for position, finding in enumerate(found)
+    ]
+    if connection.dialect.name != "sqlite" and finding_rows:
+        connection.execute(_FINDINGS, finding_rows)  # one round trip for all of them
+    else:
+        for row in finding_rows:
+            _INSERT_FINDING.rows(connection, row)
     summary = SnapshotSummaryRecord(
         id=snapshot_id,
         agent_id=agent_id,
@@ -227,37 +232,41 @@ class Diagnostics:
         wakes: list[Wake] = []
 
         def unit(connection: Connection, entry: AuditEntry) -> AcceptedResult:
-            row = lock_command(connection, command_id)
-            if row.agent_id != agent_id:
+            command = lock_command_record(connection, command_id)
+            if command.agent_id != agent_id:
                 raise PermissionDenied(
                     f"command {command_id} was issued to another agent; its result is refused"
                 )
-            entry.agent_id, entry.ticket_id = agent_id, row.ticket_id
+            entry.agent_id, entry.ticket_id = agent_id, command.ticket_id
             entry.detail["command_id"] = command_id
-            if CommandState(row.state).final:
-                entry.detail["ignored"] = f"the command had already ended {row.state}"
-                return AcceptedResult(load_command(connection, command_id), None, False)
+            if command.state.final:
+                entry.detail["ignored"] = f"the command had already ended {command.state.value}"
+                return AcceptedResult(command, None, False)
             stored: StoredSnapshotRecord | None = None
             if result.HasField("snapshot"):
                 stored = store_snapshot(
-                    connection, row, agent_id, result.snapshot, found, received_at=received_at
+                    connection, command, agent_id, result.snapshot, found, received_at=received_at
                 )
-                finish(connection, row, CommandState.SUCCEEDED, received_at, wakes)
+                current = replace(
+                    finish_record(connection, command, CommandState.SUCCEEDED, received_at, wakes),
+                    snapshot_id=stored.summary.id,
+                )
                 entry.detail["snapshot_id"] = stored.summary.id
-                if row.ticket_id is not None:
+                if command.ticket_id is not None:
                     append_event(
                         connection,
-                        row.ticket_id,
+                        command.ticket_id,
                         TicketEventKind.DIAGNOSTIC,
-                        row.requested_by,
+                        command.requested_by,
                         received_at,
                         snapshot_id=stored.summary.id,
                     )
             else:
                 state = FAILURE_STATES.get(result.failure.kind, CommandState.FAILED)
                 reason = result.failure.reason or "the agent gave no reason"
-                finish(connection, row, state, received_at, wakes, reason=reason)
-            current = load_command(connection, command_id)
+                current = finish_record(
+                    connection, command, state, received_at, wakes, reason=reason
+                )
             entry.detail["state"] = current.state.value
             return AcceptedResult(current, stored, True)
 
