@@ -38,7 +38,6 @@ from bench.children import die_with_parent
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
-WELCOME_TIMEOUT_S = 30.0
 COLLECTORS = ("system", "cpu", "memory", "disks")
 GiB = 1024**3
 
@@ -213,6 +212,7 @@ class Fleet:
         raw_keepalive = spec["keepalive"]
         assert isinstance(raw_keepalive, list)
         self.keepalive = [(str(name), int(value)) for name, value in raw_keepalive]
+        self.welcome_timeout_s = float(str(spec.get("welcome_timeout_s", 30.0)))
         raw_backoff = spec.get("backoff", [1.0, 1.6, 0.2, 120.0])
         assert isinstance(raw_backoff, list)
         self.backoff = tuple(float(value) for value in raw_backoff)
@@ -257,7 +257,7 @@ class Fleet:
             await session.send(agent_pb2.AgentMessage(hello=hello))
             hello_written = time.monotonic()
             self._phase[agent.agent_id] = "welcome"
-            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+            first = await asyncio.wait_for(call.read(), self.welcome_timeout_s)
             if first is grpc.aio.EOF:  # a refusal raised AioRpcError (with its status) instead
                 raise RuntimeError("the stream ended before Welcome")
             if not isinstance(first, agent_pb2.ServerMessage) or not first.HasField("welcome"):
@@ -336,11 +336,24 @@ class Fleet:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+def _write_progress(path: Path, stats: WorkerStats) -> None:
+    """How many of this worker's agents have had their first Welcome, for the parent to
+    watch without asking the server (a ListAgents of the whole fleet is work for it)."""
+    welcomed = sum(1 for r in stats.records.values() if r.first_attempt_to_welcome_s is not None)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"agents": stats.agents, "welcomed": welcomed}))
+    partial.replace(path)
+
+
+async def _watch_parent(
+    parent_pid: int, stop: asyncio.Event, stats: WorkerStats, progress: Path | None
+) -> None:
     while not stop.is_set():
         if os.getppid() != parent_pid:
             stop.set()
-        await asyncio.sleep(1)
+        if progress is not None:
+            _write_progress(progress, stats)
+        await asyncio.sleep(0.5)
 
 
 async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> WorkerStats:
@@ -350,7 +363,8 @@ async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.call_later(lifetime_s, stop.set)
-    watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+    progress = Path(str(spec["progress_path"])) if "progress_path" in spec else None
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop, stats, progress))
     fleet = Fleet(spec, stats)
     try:
         await asyncio.wait_for(fleet.run(stop), lifetime_s + 10)

@@ -14,7 +14,7 @@ from bench import children
 from bench.fleet_enroll import EnrolledAgent
 from bench.local_server import LocalServer
 from sonde.agent.backoff import CAP_S, FIRST_DELAY_S, GROWTH, JITTER
-from sonde.agent.transport import KEEPALIVE_OPTIONS
+from sonde.agent.transport import KEEPALIVE_OPTIONS, WELCOME_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +24,7 @@ class Worker:
     pid: int
     summary_path: Path
     log_path: Path
+    progress_path: Path
 
 
 @dataclass
@@ -63,7 +64,10 @@ def start_worker(
         "keepalive": [list(option) for option in KEEPALIVE_OPTIONS],
         # And its reconnect backoff (agent/backoff.py): 1 s, x1.6, +-20 %, at most 120 s.
         "backoff": [FIRST_DELAY_S, GROWTH, JITTER, CAP_S],
+        # And how long it waits for Welcome once its Hello is written.
+        "welcome_timeout_s": WELCOME_TIMEOUT_S,
         "agents": [asdict(agent) for agent in agents],
+        "progress_path": str(root / f"{name}.progress.json"),
     }
     spec_path = root / f"{name}.json"
     spec_path.touch(mode=0o600)  # it holds private keys
@@ -76,7 +80,18 @@ def start_worker(
         "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
     process = children.start(argv, log_path, on_parent_death=signal.SIGKILL, cwd=REPO)
-    return Worker(process.pid, summary_path, log_path)
+    return Worker(process.pid, summary_path, log_path, root / f"{name}.progress.json")
+
+
+def welcomed_so_far(workers: list[Worker]) -> int:
+    """Agents that have had their first Welcome, as the workers last wrote it."""
+    welcomed = 0
+    for worker in workers:
+        try:
+            welcomed += int(json.loads(worker.progress_path.read_text())["welcomed"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            continue
+    return welcomed
 
 
 def read_counts(workers: list[Worker]) -> FleetCounts:
