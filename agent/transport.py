@@ -37,7 +37,11 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
-WELCOME_TIMEOUT_S = 30.0
+# From the Hello written (TLS done) to Welcome; the server lets a session wait as long
+# (server/api/app.py). In a connect storm it answers its established sessions in turn:
+# 10,000 at once on 2 cores took up to 30 s, and an agent giving up then starts a new TCP +
+# TLS handshake at the back of the queue.
+WELCOME_TIMEOUT_S = 60.0
 DEFAULT_HEARTBEAT_S = 30
 MAX_CONCURRENT_COLLECTS = 2
 # The server refuses messages over 4 MiB; a result that big would be refused on every

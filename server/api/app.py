@@ -49,6 +49,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Calls gRPC core may hold before the servicer takes them (see COMMON_OPTIONS): one per agent
 # of the largest fleet one server is sized for (PERFORMANCE.md: 20,000), with room.
 MAX_PENDING_CALLS = 32_768
+MAX_UNTAKEN_CALL_S = 60
 
 # Must agree with the agent's keepalive (agent/transport.py): agents ping every 30 s.
 COMMON_OPTIONS: list[tuple[str, int]] = [
@@ -64,10 +65,12 @@ COMMON_OPTIONS: list[tuple[str, int]] = [
     # one at a time) and, past 1,000 of them, cancels new ones at random, all past 3,000:
     # in a connect storm that threw away sessions whose TLS handshake was already done
     # (CANCELLED at the agent, which then retried). The servicer's own admission
-    # (--max-connecting, RESOURCE_EXHAUSTED with a retry hint) is the overload answer;
-    # core's 30 s limit on an unrequested call still stands.
+    # (--max-connecting, RESOURCE_EXHAUSTED with a retry hint) is the overload answer.
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+    # And as long as the agent waits for its Welcome (agent/transport.py), instead of core's
+    # 30 s: a session cancelled here costs the agent a new handshake at the back of the queue.
+    ("grpc.server_max_unrequested_time_in_server", MAX_UNTAKEN_CALL_S),
 ]
 
 
