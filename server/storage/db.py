@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from sonde.server.storage.driver import DriverStatement
+from sonde.server.storage.driver import STATEMENT_COUNTER, DriverStatement
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -230,8 +230,11 @@ class Database:
         self._readers = (
             ThreadPoolExecutor(SQLITE_READERS, "sonde-db-read") if sqlite_engine else None
         )
-        self._writing = _ThreadConnections(sqlite_engine) if sqlite_engine else None
-        self._reading = _ThreadConnections(self._sqlite_reading) if self._sqlite_reading else None
+        count = self._count_statement
+        self._writing = _ThreadConnections(sqlite_engine, count) if sqlite_engine else None
+        self._reading = (
+            _ThreadConnections(self._sqlite_reading, count) if self._sqlite_reading else None
+        )
         for counted in (engine.sync_engine, sqlite_engine):
             if counted is not None:
                 event.listen(counted, "before_cursor_execute", self._count_statement)
@@ -346,8 +349,9 @@ class _ThreadConnections:
     """Each SQLite worker thread keeps one connection for its life: a pool checkout, a new
     Connection and the pool's reset on return cost a fifth of a small unit (measured)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, count_statement: Callable[..., None]) -> None:
         self._engine = engine
+        self._count_statement = count_statement
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[Connection] = []
@@ -356,6 +360,7 @@ class _ThreadConnections:
         connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None or connection.closed or connection.invalidated:
             connection = self._engine.connect()
+            connection.info[STATEMENT_COUNTER] = self._count_statement  # DriverStatement's
             self._local.connection = connection
             with self._lock:
                 self._opened.append(connection)

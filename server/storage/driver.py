@@ -10,7 +10,9 @@ unit began) and converts what it returns the same way. On PostgreSQL it is an or
 Connection.execute: there the round trip, not Python, is the cost, and asyncpg's transaction
 starts with SQLAlchemy's first statement, which must not be bypassed.
 
-Statements run this way still count in Database.counters (before_cursor_execute fires); driver
+Statements run this way still count in Database.counters (through the STATEMENT_COUNTER the
+database keeps in the connection's info: SQLAlchemy's event dispatch cost more than SQLite's
+execution of a small statement); driver
 errors reach the unit as the driver raised them (sqlite3.Error), and roll the unit back.
 
 On PostgreSQL a statement can also be a transaction by itself (Database.write_alone): compiled
@@ -30,6 +32,8 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
 Processor = Callable[[Any], Any] | None
+# connection.info key: a callable the database counts a statement with.
+STATEMENT_COUNTER = "sonde_count_statement"
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,9 @@ class DriverStatement:
             return [tuple(row) for row in result] if result.returns_rows else []
         compiled = self._compiled_for(dialect, values)
         parameters = compiled.parameters(values)
-        connection.dispatch.before_cursor_execute(
-            connection, None, compiled.sql, parameters, None, False
-        )
+        count = connection.info.get(STATEMENT_COUNTER)
+        if count is not None:
+            count()
         driver = connection.connection.driver_connection
         assert driver is not None  # a live connection, inside its unit's transaction
         cursor = driver.execute(compiled.sql, parameters)
