@@ -7,7 +7,9 @@ for `sonde diag` to an online agent, in the order it happens:
 
     RunDiagnostics: Commands.queue, then Commands.wait_final (started at once, as the
     console waits while the agent works)
-    the agent's session, woken: Commands.claim_due
+    the agent's stream on this replica takes it in the queueing unit (direct delivery, the
+    usual case), or, with --path woken, as when another replica holds the agent's stream:
+    the session is woken and runs Commands.claim_due
     the agent's Result: checks evaluated, Diagnostics.accept_result
     RunDiagnostics again: the snapshot handed over in process, else Diagnostics.get_snapshot
 
@@ -15,6 +17,7 @@ Prints per diagnostic the medians over the rounds of statements, transactions, t
 the in-process time (p50/p95/p99), beside the "today" figures of issue 5 (17 / 5 / 69).
 
     python -m bench.diag_storage [--diagnostics 300] [--rounds 3] [--no-postgres]
+        [--path direct|woken|both]
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +44,7 @@ from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.agents import AgentCertificate, AgentRegistry, HelloInfo
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.command_queue import Commands
-from sonde.server.domain.commands import CommandKind, CommandState
+from sonde.server.domain.commands import CommandKind, CommandRecord, CommandState
 from sonde.server.domain.diagnostics import Diagnostics, StoredSnapshotRecord
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
@@ -64,7 +69,23 @@ class Round:
     handed: int = 0  # snapshots handed over in process (no get_snapshot)
 
 
-async def _setup(db: Database) -> tuple[Commands, Diagnostics, Principal, SimulatedAgent]:
+@dataclass
+class BenchStream:
+    """The agent's stream as this replica's session registers it (LocalStream): it keeps what
+    the queueing unit hands it, as the session would write it on the stream."""
+
+    agent_id: str
+    session_id: str
+    closing: bool = False
+    sent: list[str] = field(default_factory=list)
+
+    def deliver(self, commands: Sequence[CommandRecord]) -> None:
+        self.sent += [command.id for command in commands]
+
+
+async def _setup(
+    db: Database, direct: bool
+) -> tuple[Commands, Diagnostics, Principal, SimulatedAgent, BenchStream | None]:
     wakeups = Wakeups()
     audited = AuditedWrites(db)
     tokens = EnrollmentTokens(db, writes=audited)
@@ -87,16 +108,24 @@ async def _setup(db: Database) -> tuple[Commands, Diagnostics, Principal, Simula
     rows.add(SessionOpened(agent.id, "session-1", info, "ipv4:127.0.0.1:1", datetime.now(UTC)))
     await rows.flush()
     simulated = SimulatedAgent(agent.id, agent.hostname, b"", b"")
+    stream = BenchStream(agent.id, "session-1") if direct else None
+    if stream is not None:
+        wakeups.attach_stream(stream)
     return (
         Commands(db, audited, wakeups),
         Diagnostics(db, audited, wakeups),
         technician,
         simulated,
+        stream,
     )
 
 
 async def one_diagnostic(
-    commands: Commands, diagnostics: Diagnostics, technician: Principal, agent: SimulatedAgent
+    commands: Commands,
+    diagnostics: Diagnostics,
+    technician: Principal,
+    agent: SimulatedAgent,
+    stream: BenchStream | None,
 ) -> bool:
     """One `sonde diag` as the server runs it; True when the snapshot was handed over."""
     queued = await commands.queue(technician, agent.agent_id, CommandKind.COLLECT, ticket_id=None)
@@ -104,12 +133,15 @@ async def one_diagnostic(
         commands.wait_final(queued.command.id, WAIT_S, known=queued.command)
     )
     await asyncio.sleep(0)  # the waiter starts waiting, as in RunDiagnostics
-    # The session, woken by the wake-up that names the command (server/api/agent_session.py).
-    claimed = await commands.claim_due(
-        agent.agent_id, "session-1", resend_delivered=False, known_due=True
-    )
-    if [c.id for c in claimed] != [queued.command.id]:
-        raise RuntimeError(f"claimed {[c.id for c in claimed]}, expected {queued.command.id}")
+    if stream is not None:  # delivered by the queueing unit itself
+        claimed_ids, stream.sent = stream.sent, []
+    else:  # the session, woken by the wake-up that names the command (api/agent_session.py)
+        claimed = await commands.claim_due(
+            agent.agent_id, "session-1", resend_delivered=False, known_due=True
+        )
+        claimed_ids = [c.id for c in claimed]
+    if claimed_ids != [queued.command.id]:
+        raise RuntimeError(f"delivered {claimed_ids}, expected {queued.command.id}")
     received_at = datetime.now(UTC)
     snapshot = small_snapshot(agent)
     found = evaluate(snapshot, CheckContext(reference_time=received_at))
@@ -124,18 +156,18 @@ async def one_diagnostic(
     return False
 
 
-async def measure(url: str, count: int) -> Round:
+async def measure(url: str, count: int, direct: bool) -> Round:
     db = await Database.open(url)
     try:
-        commands, diagnostics, technician, agent = await _setup(db)
+        commands, diagnostics, technician, agent, stream = await _setup(db, direct)
         for _ in range(10):  # warm: statement caches, pooled connections
-            await one_diagnostic(commands, diagnostics, technician, agent)
+            await one_diagnostic(commands, diagnostics, technician, agent, stream)
         before = db.counters.copy()
         latencies: list[float] = []
         handed = 0
         for _ in range(count):
             started = time.perf_counter()
-            handed += await one_diagnostic(commands, diagnostics, technician, agent)
+            handed += await one_diagnostic(commands, diagnostics, technician, agent, stream)
             latencies.append((time.perf_counter() - started) * 1000)
         return Round(db.counters - before, latencies, handed)
     finally:
@@ -152,7 +184,7 @@ async def _pg_admin() -> tuple[asyncpg.Connection, str]:
     raise RuntimeError(f"PostgreSQL is not reachable at 127.0.0.1:5432: {'; '.join(errors)}")
 
 
-async def _pg_round(count: int) -> Round:
+async def _pg_round(count: int, direct: bool) -> Round:
     name = f"sonde_bench_diag_{secrets.token_hex(4)}"
     admin, user = await _pg_admin()
     try:
@@ -162,7 +194,7 @@ async def _pg_round(count: int) -> Round:
     url = f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}"
     try:
         await asyncio.to_thread(migrate, url)
-        return await measure(url, count)
+        return await measure(url, count, direct)
     finally:
         admin, _ = await _pg_admin()
         try:
@@ -171,11 +203,11 @@ async def _pg_round(count: int) -> Round:
             await admin.close()
 
 
-async def _sqlite_round(count: int) -> Round:
+async def _sqlite_round(count: int, direct: bool) -> Round:
     with tempfile.TemporaryDirectory(prefix="sonde-bench-diag-") as tmp:
         url = database_url(Path(tmp))
         await asyncio.to_thread(migrate, url)
-        return await measure(url, count)
+        return await measure(url, count, direct)
 
 
 def rows_for(engine: str, rounds: list[Round], count: int) -> list[Row]:
@@ -204,17 +236,26 @@ def main() -> int:
     parser.add_argument("--diagnostics", type=int, default=300, help="per round (300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per engine (3)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--path",
+        choices=("direct", "woken", "both"),
+        default="both",
+        help="direct: the agent's stream is on this replica; woken: on another (both)",
+    )
     args = parser.parse_args()
     if args.diagnostics < 1 or not 1 <= args.rounds <= 20:
         parser.error("--diagnostics must be >= 1, --rounds from 1 to 20")
     engines = [("sqlite", _sqlite_round)]
     if not args.no_postgres:
         engines.append(("postgresql", _pg_round))
+    paths = [("direct", True), ("woken", False)]
+    paths = [path for path in paths if args.path in (path[0], "both")]
     rows: list[Row] = []
-    for engine, one_round in engines:
+    for (name, one_round), (path, direct) in itertools.product(engines, paths):
+        engine = f"{name}, {path}"
         rounds = []
         for number in range(1, args.rounds + 1):
-            done = asyncio.run(asyncio.wait_for(one_round(args.diagnostics), 600))
+            done = asyncio.run(asyncio.wait_for(one_round(args.diagnostics, direct), 600))
             rounds.append(done)
             spent = done.spent
             print(
