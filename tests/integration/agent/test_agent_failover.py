@@ -127,7 +127,7 @@ async def test_a_retry_hint_is_waited_out_and_does_not_grow_the_backoff(
         Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "still busy"),
     ]
     agent = await start_agent("run", "--state", str(enrolled_state))
-    await eventually(lambda: len(agents.hellos) == 1, 10.0, f"a Hello\n{agent.log()}")
+    await eventually(lambda: len(agents.hellos) == 1, 30.0, f"a Hello\n{agent.log()}")
 
     assert agents.sessions == 3
     assert agents.session_times[1] - agents.session_times[0] >= 2.0
