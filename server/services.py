@@ -61,7 +61,7 @@ async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerSer
         audited=audited,
         agents=AgentRegistry(db, writes=audited, wakeups=wakeups),
         tokens=EnrollmentTokens(db, writes=audited),
-        users=Users(db, writes=audited),
+        users=Users(db, writes=audited, wakeups=wakeups),
         audit=AuditLog(db),
         commands=Commands(db, audited, wakeups),
         diagnostics=Diagnostics(db, audited, wakeups),

@@ -68,6 +68,11 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "RevokeAgent": Permission.AGENTS_REVOKE,
     CONSOLE + "CreateUser": Permission.USERS_MANAGE,
     CONSOLE + "ListUsers": Permission.USERS_MANAGE,
+    CONSOLE + "DisableUser": Permission.USERS_MANAGE,
+    CONSOLE + "EnableUser": Permission.USERS_MANAGE,
+    CONSOLE + "SetUserRole": Permission.USERS_MANAGE,
+    CONSOLE + "RotateUserToken": Permission.USERS_MANAGE,
+    CONSOLE + "Logout": Permission.ACCOUNT_LOGOUT,
     CONSOLE + "CreateEnrollmentToken": Permission.ENROLLMENT_MANAGE,
 }
 
@@ -88,7 +93,9 @@ Authenticator = Callable[[str], Awaitable[Principal]]
 RefusalRecorder = Callable[[str, str, SondeError, dict[str, str], str], Awaitable[None]]
 ANONYMOUS = "anonymous"
 
-_TOKEN_CACHE_TTL_S = 5.0
+# A principal is trusted this long: a token disabled, revoked or expiring on another replica is
+# refused here within it even if that replica's wake-up (pg_notify) never arrives.
+_TOKEN_CACHE_TTL_S = 1.0
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

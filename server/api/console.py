@@ -16,6 +16,7 @@ import sonde
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.console_commands import CommandMethods
+from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.ticket_model import TicketChannel, TicketPriority
@@ -40,7 +41,7 @@ def _optional_id(value: int, what: str) -> int | None:
     return value or None
 
 
-class ConsoleServicer(CommandMethods, console_pb2_grpc.ConsoleServiceServicer):
+class ConsoleServicer(CommandMethods, UserMethods, console_pb2_grpc.ConsoleServiceServicer):
     def __init__(self, services: ServerServices) -> None:
         self._s = services
 
@@ -200,24 +201,6 @@ class ConsoleServicer(CommandMethods, console_pb2_grpc.ConsoleServiceServicer):
         return console_pb2.ReopenTicketResponse(ticket=mapping.ticket(ticket))
 
     # -- users and enrollment (admin only: the interceptor enforces it) ---------------------
-
-    @translate_errors
-    async def CreateUser(
-        self, request: console_pb2.CreateUserRequest, context: Context
-    ) -> console_pb2.CreateUserResponse:
-        created, api_token = await self._s.users.add(
-            current_principal(), request.name, mapping.role_from_proto(request.role)
-        )
-        return console_pb2.CreateUserResponse(user=mapping.user(created), api_token=api_token)
-
-    @translate_errors
-    async def ListUsers(
-        self, request: console_pb2.ListUsersRequest, context: Context
-    ) -> console_pb2.ListUsersResponse:
-        current_principal()
-        return console_pb2.ListUsersResponse(
-            users=[mapping.user(u) for u in await self._s.users.list()]
-        )
 
     @translate_errors
     async def CreateEnrollmentToken(

@@ -105,6 +105,10 @@ def role_from_proto(number: int) -> Role | None:
 def user(record: UserRecord) -> console_pb2.User:
     message = console_pb2.User(name=record.name, role=role(record.role))
     _stamp(message.created_at, record.created_at)
+    if record.disabled_at is not None:
+        _stamp(message.disabled_at, record.disabled_at)
+    if record.token_expires_at is not None:
+        _stamp(message.token_expires_at, record.token_expires_at)
     return message
 
 

@@ -40,6 +40,7 @@ class Permission(enum.StrEnum):
     """One thing a technician may do, named `area.verb`."""
 
     ACCOUNT_READ = "account.read"
+    ACCOUNT_LOGOUT = "account.logout"
     AGENTS_READ = "agents.read"
     DIAGNOSTICS_RUN = "diagnostics.run"
     DIAGNOSTICS_READ = "diagnostics.read"
@@ -58,6 +59,7 @@ class Permission(enum.StrEnum):
 _L1: frozenset[Permission] = frozenset(
     {
         Permission.ACCOUNT_READ,
+        Permission.ACCOUNT_LOGOUT,
         Permission.AGENTS_READ,
         Permission.DIAGNOSTICS_RUN,
         Permission.DIAGNOSTICS_READ,
@@ -94,6 +96,7 @@ class Principal:
     name: str
     role: Role
     peer: str = field(default="", compare=False)  # where this call came from, for the audit
+    token_id: str = field(default="", compare=False)  # the API token's public id (logout)
 
     def may(self, permission: Permission) -> bool:
         return self.role.may(permission)

@@ -34,6 +34,7 @@ class WakeKind(enum.StrEnum):
     CANCEL = "cancel"  # stop a delivered command on the agent
     REVOKED = "revoked"  # close the agent's stream and refuse it from now on
     FINAL = "final"  # a command reached its final state
+    USERS = "users"  # users or API tokens changed: drop cached principals
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class Wakeups:
         self._streams: dict[str, LocalStream] = {}
         self._final: defaultdict[str, list[asyncio.Future[object]]] = defaultdict(list)
         self._revoked: list[Callable[[str], None]] = []
+        # Moves on every USERS wake-up (and after a missed notification): caches of principals
+        # compare it (server/domain/users.py, Users.generation).
+        self.users_generation = 0
 
     def attach_session(self, agent_id: str, receiver: AgentReceiver) -> None:
         self._sessions[agent_id] = receiver
@@ -121,6 +125,9 @@ class Wakeups:
             self.receive(wake, outcome)
 
     def receive(self, wake: Wake, outcome: object = None) -> None:
+        if wake.kind is WakeKind.USERS:
+            self.users_generation += 1
+            return
         if wake.kind is WakeKind.FINAL:
             for waiter in self._final.pop(wake.command_id, []):
                 if not waiter.done():
@@ -134,7 +141,9 @@ class Wakeups:
             receiver(wake)
 
     def wake_all_sessions(self) -> None:
-        """After a missed notification (the listener reconnected): every session looks again."""
+        """After a missed notification (the listener reconnected): every session looks again,
+        and cached principals are dropped."""
+        self.users_generation += 1
         for agent_id, receiver in list(self._sessions.items()):
             receiver(Wake(WakeKind.COMMANDS_DUE, agent_id))
         for command_id in list(self._final):

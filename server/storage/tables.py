@@ -81,6 +81,7 @@ users = Table(
     Column("role", String(8), nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("disabled_at", UtcDateTime()),  # set: every token of the user is refused
 )
 
 api_tokens = Table(
@@ -91,6 +92,7 @@ api_tokens = Table(
     Column("secret_sha256", LargeBinary(32), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime()),
+    Column("expires_at", UtcDateTime()),  # none: it does not expire
     Index(None, "user_id"),
 )
 

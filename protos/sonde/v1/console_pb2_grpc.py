@@ -134,6 +134,31 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.DisableUser = channel.unary_unary(
+                '/sonde.v1.ConsoleService/DisableUser',
+                request_serializer=sonde_dot_v1_dot_console__pb2.DisableUserRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.DisableUserResponse.FromString,
+                _registered_method=True)
+        self.EnableUser = channel.unary_unary(
+                '/sonde.v1.ConsoleService/EnableUser',
+                request_serializer=sonde_dot_v1_dot_console__pb2.EnableUserRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.EnableUserResponse.FromString,
+                _registered_method=True)
+        self.SetUserRole = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetUserRole',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetUserRoleRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetUserRoleResponse.FromString,
+                _registered_method=True)
+        self.RotateUserToken = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RotateUserToken',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RotateUserTokenRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RotateUserTokenResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/sonde.v1.ConsoleService/Logout',
+                request_serializer=sonde_dot_v1_dot_console__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.LogoutResponse.FromString,
+                _registered_method=True)
         self.CreateEnrollmentToken = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateEnrollmentToken',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.SerializeToString,
@@ -264,6 +289,36 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateUserToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateEnrollmentToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -372,6 +427,31 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.ListUsersRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'DisableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableUser,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.DisableUserRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.DisableUserResponse.SerializeToString,
+            ),
+            'EnableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableUser,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.EnableUserRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.EnableUserResponse.SerializeToString,
+            ),
+            'SetUserRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserRole,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetUserRoleRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetUserRoleResponse.SerializeToString,
+            ),
+            'RotateUserToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateUserToken,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RotateUserTokenRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RotateUserTokenResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.LogoutRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.LogoutResponse.SerializeToString,
             ),
             'CreateEnrollmentToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEnrollmentToken,
@@ -919,6 +999,141 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/ListUsers',
             sonde_dot_v1_dot_console__pb2.ListUsersRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/DisableUser',
+            sonde_dot_v1_dot_console__pb2.DisableUserRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.DisableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/EnableUser',
+            sonde_dot_v1_dot_console__pb2.EnableUserRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.EnableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetUserRole',
+            sonde_dot_v1_dot_console__pb2.SetUserRoleRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetUserRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateUserToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RotateUserToken',
+            sonde_dot_v1_dot_console__pb2.RotateUserTokenRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RotateUserTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/Logout',
+            sonde_dot_v1_dot_console__pb2.LogoutRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.LogoutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,11 @@ class ConsoleServiceStub:
     ReopenTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
+    DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
+    EnableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.EnableUserRequest, _console_pb2.EnableUserResponse]
+    SetUserRole: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetUserRoleRequest, _console_pb2.SetUserRoleResponse]
+    RotateUserToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]
+    Logout: _grpc.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]
     CreateEnrollmentToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]
 
 @_typing.type_check_only
@@ -76,6 +81,11 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ReopenTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
+    DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
+    EnableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.EnableUserRequest, _console_pb2.EnableUserResponse]  # type: ignore[assignment]
+    SetUserRole: _aio.UnaryUnaryMultiCallable[_console_pb2.SetUserRoleRequest, _console_pb2.SetUserRoleResponse]  # type: ignore[assignment]
+    RotateUserToken: _aio.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]  # type: ignore[assignment]
+    Logout: _aio.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]  # type: ignore[assignment]
     CreateEnrollmentToken: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -218,6 +228,41 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.ListUsersResponse, _abc.Awaitable[_console_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DisableUser(
+        self,
+        request: _console_pb2.DisableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.DisableUserResponse, _abc.Awaitable[_console_pb2.DisableUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EnableUser(
+        self,
+        request: _console_pb2.EnableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.EnableUserResponse, _abc.Awaitable[_console_pb2.EnableUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetUserRole(
+        self,
+        request: _console_pb2.SetUserRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetUserRoleResponse, _abc.Awaitable[_console_pb2.SetUserRoleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateUserToken(
+        self,
+        request: _console_pb2.RotateUserTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RotateUserTokenResponse, _abc.Awaitable[_console_pb2.RotateUserTokenResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _console_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.LogoutResponse, _abc.Awaitable[_console_pb2.LogoutResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateEnrollmentToken(
