@@ -117,7 +117,7 @@ _ENABLED_ADMINS = (
 _SET_USER = update(users).where(users.c.id == bindparam("user_id"))
 _REVOKE_USER_TOKENS = (
     update(api_tokens)
-    .where(api_tokens.c.user_id == bindparam("user_id"), api_tokens.c.revoked_at.is_(None))
+    .where(api_tokens.c.user_id == bindparam("revoked_user_id"), api_tokens.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("at"))
 )
 _REVOKE_TOKEN = (
@@ -276,7 +276,9 @@ class Users:
             user = self._locked_user(connection, name)
             now = self._clock()
             expires_at = _token_expiry(now, token_expires_in)
-            revoked = connection.execute(_REVOKE_USER_TOKENS, {"user_id": user.id, "at": now})
+            revoked = connection.execute(
+                _REVOKE_USER_TOKENS, {"revoked_user_id": user.id, "at": now}
+            )
             entry.detail["tokens_revoked"] = revoked.rowcount
             token = _issue_token(connection, user.id, now, expires_at)
             self._changed(connection)

@@ -1,7 +1,9 @@
 """A real grpc.aio server on 127.0.0.1:0 with the ConsoleServicer behind a test-only identity.
 
 The production token interceptor (server/api/auth.py) is tested end to end; here an
-"x-test-user" metadata key names the technician, loaded from the real users table.
+"x-test-user" metadata key names the technician: one the fixture created is authenticated with
+their real API token (so the principal carries its token id, for Logout), any other is loaded
+from the real users table.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ USER_KEY = "x-test-user"
 
 
 class TestUserInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, users: Users) -> None:
+    def __init__(self, users: Users, tokens: dict[str, str]) -> None:
         self._users = users
+        self._tokens = tokens
 
     async def intercept_service(
         self,
@@ -45,13 +48,17 @@ class TestUserInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         metadata = dict(details.invocation_metadata or ())
         name = metadata.get(USER_KEY)
-        users = self._users
+        users, tokens = self._users, self._tokens
 
         async def as_user(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if not isinstance(name, str):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"no {USER_KEY}")
-            record = await users.get(str(name))
-            with principal_scope(Principal(record.id, record.name, record.role)):
+            if str(name) in tokens:
+                principal = await users.authenticate(tokens[str(name)])
+            else:
+                record = await users.get(str(name))
+                principal = Principal(record.id, record.name, record.role)
+            with principal_scope(principal):
                 # grpc.aio passes its aio context; the stubs only know the sync one.
                 return await inner(request, context)  # type: ignore[arg-type]
 
@@ -106,15 +113,16 @@ async def console(db: Database) -> AsyncIterator[Console]:
     issuer.tokens = services.tokens
     revoked: list[str] = []
     services.wakeups.on_revoked(revoked.append)
+    tokens: dict[str, str] = {}
     for name, role in (("admin", Role.ADMIN), ("ann", Role.L1), ("bob", Role.L2)):
-        await services.users.add(SETUP_ADMIN, name, role)
-    server = grpc.aio.server(interceptors=[TestUserInterceptor(services.users)])
+        _, tokens[name] = await services.users.add(SETUP_ADMIN, name, role)
+    server = grpc.aio.server(interceptors=[TestUserInterceptor(services.users, tokens)])
     console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), revoked)
+        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), revoked, tokens)
     finally:
         await channel.close()
         await server.stop(grace=None)

@@ -50,6 +50,8 @@ async def _scene(console: Console) -> Scene:
         pb.ResolveTicketRequest(id=done.id, resolution="cleared the queue"), metadata=BOB
     )
     queued = await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
+    await stub.CreateUser(pb.CreateUserRequest(name="dora", role=pb.ROLE_L1), metadata=ADMIN)
+    await stub.DisableUser(pb.DisableUserRequest(name="dora"), metadata=ADMIN)
     return Scene(agent.id, ticket.id, done.id, queued.command.id)
 
 
@@ -89,6 +91,17 @@ CALLS: dict[str, Call] = {
     "CreateUser": lambda c, s: c.stub.CreateUser(
         pb.CreateUserRequest(name="carol", role=pb.ROLE_L1), metadata=ADMIN
     ),
+    "DisableUser": lambda c, s: c.stub.DisableUser(
+        pb.DisableUserRequest(name="ann"), metadata=ADMIN
+    ),
+    "EnableUser": lambda c, s: c.stub.EnableUser(pb.EnableUserRequest(name="dora"), metadata=ADMIN),
+    "SetUserRole": lambda c, s: c.stub.SetUserRole(
+        pb.SetUserRoleRequest(name="ann", role=pb.ROLE_L2), metadata=ADMIN
+    ),
+    "RotateUserToken": lambda c, s: c.stub.RotateUserToken(
+        pb.RotateUserTokenRequest(name="ann"), metadata=ADMIN
+    ),
+    "Logout": lambda c, s: c.stub.Logout(pb.LogoutRequest(), metadata=Console.as_user("ann")),
     "CreateEnrollmentToken": lambda c, s: c.stub.CreateEnrollmentToken(
         pb.CreateEnrollmentTokenRequest(uses=5, ttl_s=600), metadata=ADMIN
     ),

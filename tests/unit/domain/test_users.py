@@ -30,7 +30,7 @@ async def test_add_is_audited_without_the_token(db: Database) -> None:
     assert [(r.actor, r.action, r.detail, r.result) for r in rows] == [
         ("test-setup", "user.create", '{"name":"ann","role":"l1"}', "ok")
     ]
-    assert token.split("_")[-1] not in str(rows)
+    assert token.split("_", 2)[2] not in str(rows)
 
 
 async def test_every_change_moves_the_generation(db: Database) -> None:
