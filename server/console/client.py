@@ -56,6 +56,8 @@ def describe_rpc_error(
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and details.lower() in ("", "deadline exceeded"):
         # gRPC's own deadline, not the server's word about an agent.
         message = f"the server at {server} did not answer in time"
+    elif code == grpc.StatusCode.UNAUTHENTICATED and "ask an admin" in details:
+        message = details  # disabled, revoked or expired: it says what to do (domain/users.py)
     elif code == grpc.StatusCode.UNAUTHENTICATED:
         message = (
             f"{details or 'the server refused the token'}; "

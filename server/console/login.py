@@ -41,7 +41,9 @@ def register(
     )
     login.set_defaults(handler=run_login)
 
-    logout = commands.add_parser("logout", parents=[common], help="forget the saved credentials")
+    logout = commands.add_parser(
+        "logout", parents=[common], help="revoke the saved API token and forget it"
+    )
     logout.set_defaults(handler=run_logout)
 
     whoami = commands.add_parser("whoami", parents=[common], help="show who you are logged in as")
@@ -74,11 +76,32 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_logout(args: argparse.Namespace, ctx: Context) -> int:
+    """Revoke the saved API token on the server, then forget it here. If the server cannot
+    revoke it, the credentials are still removed, and the exit status says the token lives on."""
     path = ctx.config_path
+    revoked, why = False, ""
+    if path.exists():
+        try:
+            client = ctx.client()
+            client.call(client.stub.Logout, console_pb2.LogoutRequest())
+            revoked = True
+        except CliError as error:
+            why = str(error)
+        finally:
+            ctx.close()
     removed = remove_credentials(path)
-    ctx.out.emit({"config": str(path), "removed": removed})
-    ctx.out.done(f"removed {path}" if removed else f"not logged in (no {path})")
-    return 0
+    ctx.out.emit({"config": str(path), "removed": removed, "token_revoked": revoked})
+    if not removed:
+        ctx.out.done(f"not logged in (no {path})")
+        return 0
+    if revoked:
+        ctx.out.done(f"revoked the API token on the server and removed {path}")
+        return 0
+    ctx.out.done(
+        f"removed {path}, but the server did not revoke the API token ({why}): it stays valid "
+        "until an admin runs `sonde users rotate` for you"
+    )
+    return 1
 
 
 def run_whoami(args: argparse.Namespace, ctx: Context) -> int:

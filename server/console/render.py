@@ -278,11 +278,21 @@ def users_table(users: Sequence[console_pb2.User]) -> Table:
     table = Table(title="Users", title_justify="left")
     table.add_column("name")
     table.add_column("role")
+    table.add_column("state")
+    table.add_column("token expires")
     table.add_column("created")
     for user in users:
+        disabled = user.HasField("disabled_at")
         table.add_row(
             text(user.name),
             Text(role_label(user.role)),
+            Text(
+                f"disabled {format_time(user.disabled_at)}" if disabled else "enabled",
+                style="red" if disabled else "",
+            ),
+            Text(
+                format_time(user.token_expires_at) if user.HasField("token_expires_at") else "never"
+            ),
             Text(format_time(user.created_at)),
         )
     return table

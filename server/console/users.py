@@ -1,4 +1,5 @@
-"""Admin commands: `sonde user add|list` and `sonde token create` (agent enrollment)."""
+"""Admin commands: `sonde users add|list|disable|enable|role|rotate` (`user` works too) and
+`sonde token create` (agent enrollment)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # CreateEnrollmentTokenRequest.ttl_s is a uint32; a month is already more than anyone needs.
 MAX_TTL_S = 90 * 86400
+# An API token's lifetime (server/domain/users.py: 1 minute to 3650 days).
+MAX_TOKEN_LIFETIME_S = 3650 * 86400
 
 
 def role(value: str) -> console_pb2.Role.ValueType:
@@ -25,7 +28,7 @@ def role(value: str) -> console_pb2.Role.ValueType:
     return ROLES[key]
 
 
-def duration(value: str) -> int:
+def _seconds(value: str, *, shortest_s: int, longest_s: int, bounds: str) -> int:
     """'90s', '30m', '1h', '2d', '1w' or plain seconds, as seconds."""
     match = _DURATION.fullmatch(value.strip().lower())
     if match is None:
@@ -33,9 +36,19 @@ def duration(value: str) -> int:
             f"{value!r} is not a duration: expected e.g. 30m, 1h, 2d or seconds"
         )
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not 0 < seconds <= MAX_TTL_S:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected between 1s and 90d")
+    if not shortest_s <= seconds <= longest_s:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected between {bounds}")
     return seconds
+
+
+def duration(value: str) -> int:
+    """An enrollment token's lifetime, in seconds."""
+    return _seconds(value, shortest_s=1, longest_s=MAX_TTL_S, bounds="1s and 90d")
+
+
+def token_lifetime(value: str) -> int:
+    """An API token's lifetime, in seconds."""
+    return _seconds(value, shortest_s=60, longest_s=MAX_TOKEN_LIFETIME_S, bounds="1m and 3650d")
 
 
 def uses(value: str) -> int:
@@ -48,17 +61,43 @@ def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    user = commands.add_parser("user", parents=[common], help="technician accounts (admin)")
-    user_commands = user.add_subparsers(dest="user_command", metavar="{add,list}")
+    user = commands.add_parser(
+        "users", aliases=["user"], parents=[common], help="technician accounts (admin)"
+    )
+    user_commands = user.add_subparsers(
+        dest="user_command", metavar="{add,list,disable,enable,role,rotate}"
+    )
     user_commands.required = True
     add = user_commands.add_parser(
         "add", parents=[common], help="create a user and print their API token once"
     )
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", type=role, required=True, help="l1, l2 or admin")
+    add.add_argument(
+        "--expires", type=token_lifetime, default=0, help="the API token's lifetime, e.g. 90d"
+    )
     add.set_defaults(handler=run_add)
     listed = user_commands.add_parser("list", parents=[common], help="list users")
     listed.set_defaults(handler=run_list)
+    for verb, helped in (
+        ("disable", "refuse every API token of NAME from now on"),
+        ("enable", "accept NAME's API token again"),
+    ):
+        changed = user_commands.add_parser(verb, parents=[common], help=helped)
+        changed.add_argument("name", metavar="NAME")
+        changed.set_defaults(handler=run_disable if verb == "disable" else run_enable)
+    role_change = user_commands.add_parser("role", parents=[common], help="give NAME a role")
+    role_change.add_argument("name", metavar="NAME")
+    role_change.add_argument("role", metavar="ROLE", type=role, help="l1, l2 or admin")
+    role_change.set_defaults(handler=run_role)
+    rotate = user_commands.add_parser(
+        "rotate", parents=[common], help="revoke NAME's API tokens and print a new one once"
+    )
+    rotate.add_argument("name", metavar="NAME")
+    rotate.add_argument(
+        "--expires", type=token_lifetime, default=0, help="the new token's lifetime, e.g. 90d"
+    )
+    rotate.set_defaults(handler=run_rotate)
 
     token = commands.add_parser("token", parents=[common], help="agent enrollment tokens (admin)")
     token_commands = token.add_subparsers(dest="token_command", metavar="{create}")
@@ -73,15 +112,62 @@ def register(
 
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
-    request = console_pb2.CreateUserRequest(name=args.name, role=args.role)
+    request = console_pb2.CreateUserRequest(
+        name=args.name, role=args.role, token_expires_in_s=args.expires
+    )
     response = client.call(client.stub.CreateUser, request)
-    line = Text(f"created {inert(response.user.name)} ({role_label(response.user.role)}). ")
-    line.append("API token (shown once): ")
-    line.append(inert(response.api_token), style="bold")
+    _show_token(ctx, response, f"created {inert(response.user.name)}", response.user)
+    return 0
+
+
+def run_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.RotateUserTokenRequest(name=args.name, token_expires_in_s=args.expires)
+    response = client.call(client.stub.RotateUserToken, request)
+    done = f"revoked {inert(response.user.name)}'s API tokens"
+    _show_token(ctx, response, done, response.user)
+    return 0
+
+
+def _show_token(
+    ctx: Context,
+    response: console_pb2.CreateUserResponse | console_pb2.RotateUserTokenResponse,
+    done: str,
+    user: console_pb2.User,
+) -> None:
     if ctx.out.json_mode:
         ctx.out.emit_message(response)
-    else:
-        ctx.out.show_lines(line)
+        return
+    line = Text(f"{done} ({role_label(user.role)}). API token (shown once")
+    if user.HasField("token_expires_at"):
+        line.append(f", expires {format_time(user.token_expires_at)}")
+    line.append("): ")
+    line.append(inert(response.api_token), style="bold")
+    ctx.out.show_lines(line)
+
+
+def run_disable(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.DisableUser, console_pb2.DisableUserRequest(name=args.name))
+    ctx.out.result(
+        response, Text(f"disabled {inert(response.user.name)}: their API token is refused now")
+    )
+    return 0
+
+
+def run_enable(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    response = client.call(client.stub.EnableUser, console_pb2.EnableUserRequest(name=args.name))
+    ctx.out.result(response, Text(f"enabled {inert(response.user.name)}"))
+    return 0
+
+
+def run_role(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.SetUserRoleRequest(name=args.name, role=args.role)
+    response = client.call(client.stub.SetUserRole, request)
+    line = f"{inert(response.user.name)} is now {role_label(response.user.role)}"
+    ctx.out.result(response, Text(line))
     return 0
 
 

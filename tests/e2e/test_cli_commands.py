@@ -56,25 +56,58 @@ def test_whoami(shared_sonde: Deployment) -> None:
     assert f"admin (admin) on {shared_sonde.console_address}" in done.stdout
 
 
-def test_login_saves_a_config_that_later_commands_use(
+def test_login_saves_a_config_that_later_commands_use_and_logout_revokes_it(
     shared_sonde: Deployment, tmp_path: Path
 ) -> None:
+    lena = sonde_json(shared_sonde, "users", "add", "lena", "--role", "l1")["api_token"]
     home = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
     bare = {name: "" for name in ("SONDE_SERVER", "SONDE_TOKEN", "SONDE_CA")}
     login = sonde(
         shared_sonde,
         "login", shared_sonde.console_address,
-        "--token", shared_sonde.admin_token, "--ca", str(shared_sonde.ca_file),
+        "--token", lena, "--ca", str(shared_sonde.ca_file),
         **home, **bare,
     )  # fmt: skip
     assert login.returncode == 0, login.stderr
     config = tmp_path / "config" / "sonde" / "config.json"
     assert config.stat().st_mode & 0o777 == 0o600
     assert sonde(shared_sonde, "whoami", **home, **bare).returncode == 0
-    assert sonde(shared_sonde, "logout", **home, **bare).returncode == 0
+    logout = sonde(shared_sonde, "logout", **home, **bare)
+    assert logout.returncode == 0, logout.stdout + logout.stderr
+    assert "revoked the API token on the server" in logout.stdout + logout.stderr
     missing = sonde(shared_sonde, "whoami", **home, **bare)
     assert missing.returncode == 1
     assert "sonde login SERVER --token TOKEN --ca CA_FILE" in missing.stderr
+    # The token itself is dead on the server, not only forgotten here.
+    refused = sonde_error(shared_sonde, "whoami", token=lena)
+    assert refused["code"] == "UNAUTHENTICATED"
+    assert "revoked" in refused["message"]
+
+
+def test_an_admin_takes_access_back(shared_sonde: Deployment) -> None:
+    added = sonde_json(shared_sonde, "users", "add", "carol", "--role", "l1", "--expires", "8h")
+    token = added["api_token"]
+    assert added["user"]["token_expires_at"]
+    listed = sonde(shared_sonde, "users", "list")
+    assert "carol" in listed.stdout, listed.stdout
+    assert "enabled" in listed.stdout, listed.stdout
+    disabled = sonde(shared_sonde, "users", "disable", "carol")
+    assert disabled.returncode == 0
+    assert "disabled carol: their API token is refused now" in disabled.stdout
+    refused = sonde_error(shared_sonde, "whoami", token=token)
+    assert (refused["code"], refused["message"]) == (
+        "UNAUTHENTICATED",
+        "user carol is disabled: ask an admin (sonde users enable)",
+    )
+    assert sonde(shared_sonde, "users", "enable", "carol").returncode == 0
+    assert sonde_json(shared_sonde, "whoami", token=token)["user"]["role"] == "ROLE_L1"
+    assert "carol is now l2" in sonde(shared_sonde, "users", "role", "carol", "l2").stdout
+    assert sonde_json(shared_sonde, "whoami", token=token)["user"]["role"] == "ROLE_L2"
+    rotated = sonde_json(shared_sonde, "users", "rotate", "carol")
+    assert sonde_error(shared_sonde, "whoami", token=token)["code"] == "UNAUTHENTICATED"
+    assert sonde_json(shared_sonde, "whoami", token=rotated["api_token"])["user"]["name"] == "carol"
+    own = sonde_error(shared_sonde, "users", "disable", "admin")
+    assert own["message"] == "you cannot disable yourself: ask another admin"
 
 
 def test_agents_and_agent_show(shared_sonde: Deployment, shared_agent: OnlineAgent) -> None:

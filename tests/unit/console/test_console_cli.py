@@ -146,7 +146,11 @@ def test_usage_errors_exit_2_and_are_json_with_json(capsys: pytest.CaptureFixtur
 
 def test_logout_without_config(capsys: pytest.CaptureFixture[str], no_login: Path) -> None:
     assert main(["logout", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"config": str(no_login), "removed": False}
+    assert json.loads(capsys.readouterr().out) == {
+        "config": str(no_login),
+        "removed": False,
+        "token_revoked": False,
+    }
 
 
 def test_login_refuses_a_ca_that_is_not_pem(

@@ -32,6 +32,7 @@ class StandIn:
     address: str
     ca_pem: bytes
     seen_authorization: list[str] = field(default_factory=list)
+    logged_out: list[str] = field(default_factory=list)  # the tokens Logout revoked
 
 
 def _handler(
@@ -67,6 +68,10 @@ def stand_in() -> Iterator[StandIn]:
         user = console_pb2.User(name="alice", role=console_pb2.ROLE_L2)
         return console_pb2.WhoAmIResponse(user=user, server_version="0.1.0")
 
+    def logout(request: Any, context: grpc.ServicerContext) -> console_pb2.LogoutResponse:
+        state.logged_out.append(str(dict(context.invocation_metadata()).get("authorization")))
+        return console_pb2.LogoutResponse()
+
     def get_ticket(request: Any, context: grpc.ServicerContext) -> console_pb2.GetTicketResponse:
         context.abort(grpc.StatusCode.NOT_FOUND, f"ticket {request.id} does not exist")
 
@@ -77,6 +82,7 @@ def stand_in() -> Iterator[StandIn]:
 
     handlers = {
         "WhoAmI": _handler(who_am_i, console_pb2.WhoAmIRequest, console_pb2.WhoAmIResponse),
+        "Logout": _handler(logout, console_pb2.LogoutRequest, console_pb2.LogoutResponse),
         "GetTicket": _handler(
             get_ticket, console_pb2.GetTicketRequest, console_pb2.GetTicketResponse
         ),
@@ -187,4 +193,6 @@ def test_login_checks_then_saves_and_commands_use_it(
         "error": {"code": "NOT_FOUND", "message": "ticket 99 does not exist"}
     }
     assert main(["logout"]) == 0
+    assert "revoked the API token on the server" in capsys.readouterr().out
+    assert stand_in.logged_out[-1] == "Bearer good-token"
     assert not config.exists()
