@@ -74,6 +74,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "RotateUserToken": Permission.USERS_MANAGE,
     CONSOLE + "Logout": Permission.ACCOUNT_LOGOUT,
     CONSOLE + "CreateEnrollmentToken": Permission.ENROLLMENT_MANAGE,
+    CONSOLE + "ListAudit": Permission.AUDIT_READ,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

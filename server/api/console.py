@@ -15,6 +15,7 @@ import grpc
 import sonde
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
+from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
@@ -41,7 +42,9 @@ def _optional_id(value: int, what: str) -> int | None:
     return value or None
 
 
-class ConsoleServicer(CommandMethods, UserMethods, console_pb2_grpc.ConsoleServiceServicer):
+class ConsoleServicer(
+    CommandMethods, UserMethods, AuditMethods, console_pb2_grpc.ConsoleServiceServicer
+):
     def __init__(self, services: ServerServices) -> None:
         self._s = services
 

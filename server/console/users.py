@@ -28,7 +28,7 @@ def role(value: str) -> console_pb2.Role.ValueType:
     return ROLES[key]
 
 
-def _seconds(value: str, *, shortest_s: int, longest_s: int, bounds: str) -> int:
+def seconds_between(value: str, *, shortest_s: int, longest_s: int, bounds: str) -> int:
     """'90s', '30m', '1h', '2d', '1w' or plain seconds, as seconds."""
     match = _DURATION.fullmatch(value.strip().lower())
     if match is None:
@@ -43,12 +43,14 @@ def _seconds(value: str, *, shortest_s: int, longest_s: int, bounds: str) -> int
 
 def duration(value: str) -> int:
     """An enrollment token's lifetime, in seconds."""
-    return _seconds(value, shortest_s=1, longest_s=MAX_TTL_S, bounds="1s and 90d")
+    return seconds_between(value, shortest_s=1, longest_s=MAX_TTL_S, bounds="1s and 90d")
 
 
 def token_lifetime(value: str) -> int:
     """An API token's lifetime, in seconds."""
-    return _seconds(value, shortest_s=60, longest_s=MAX_TOKEN_LIFETIME_S, bounds="1m and 3650d")
+    return seconds_between(
+        value, shortest_s=60, longest_s=MAX_TOKEN_LIFETIME_S, bounds="1m and 3650d"
+    )
 
 
 def uses(value: str) -> int:

@@ -268,3 +268,29 @@ def test_revoke(shared_sonde: Deployment, second_agent: OnlineAgent) -> None:
     assert second_agent.agent_id not in default
     every = sonde_json(shared_sonde, "agents", "--all")["agents"]
     assert any(a["id"] == second_agent.agent_id and a["revoked"] for a in every)
+
+
+def test_audit_lists_who_did_what_for_those_allowed(shared_sonde: Deployment) -> None:
+    added = sonde_json(shared_sonde, "users", "add", "dan", "--role", "l2")
+    ticket = open_ticket(shared_sonde)
+    sonde_json(shared_sonde, "ticket", "comment", str(ticket["id"]), "called the user")
+    listed = sonde_json(
+        shared_sonde, "audit", "--ticket", str(ticket["id"]), "--action", "ticket.*"
+    )
+    actions = [entry["action"] for entry in listed["entries"]]
+    assert actions == ["ticket.comment", "ticket.open"]
+    assert {entry["actor"] for entry in listed["entries"]} == {"admin"}
+    created = sonde_json(shared_sonde, "audit", "--who", "admin", "--action", "user.create")
+    assert any('"name":"dan"' in entry["detail"] for entry in created["entries"])
+    page = sonde_json(shared_sonde, "audit", "--limit", "1", "--since", "1h")
+    assert len(page["entries"]) == 1
+    assert page["more"] is True
+    human = sonde(shared_sonde, "audit", "--limit", "1")
+    assert human.returncode == 0
+    assert "older entries match too: add --before" in human.stdout
+    denied = sonde_error(shared_sonde, "audit", token=added["api_token"])
+    assert denied["code"] == "PERMISSION_DENIED"
+    assert "audit.read" in denied["message"]
+    bad = sonde(shared_sonde, "audit", "--since", "yesterday")
+    assert bad.returncode == 2
+    assert "expected a span such as 2h or 3d" in bad.stderr

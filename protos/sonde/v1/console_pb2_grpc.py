@@ -164,6 +164,11 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListAudit',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -325,6 +330,12 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -457,6 +468,11 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.CreateEnrollmentToken,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListAuditRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1161,6 +1177,33 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/CreateEnrollmentToken',
             sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListAudit',
+            sonde_dot_v1_dot_console__pb2.ListAuditRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,7 @@ class ConsoleServiceStub:
     RotateUserToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]
     Logout: _grpc.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]
     CreateEnrollmentToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]
+    ListAudit: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -87,6 +88,7 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     RotateUserToken: _aio.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]  # type: ignore[assignment]
     Logout: _aio.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]  # type: ignore[assignment]
     CreateEnrollmentToken: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]  # type: ignore[assignment]
+    ListAudit: _aio.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -270,5 +272,12 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.CreateEnrollmentTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.CreateEnrollmentTokenResponse, _abc.Awaitable[_console_pb2.CreateEnrollmentTokenResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAudit(
+        self,
+        request: _console_pb2.ListAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListAuditResponse, _abc.Awaitable[_console_pb2.ListAuditResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
