@@ -20,6 +20,7 @@ from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.clock import utc_now
+from sonde.server.domain.snapshot_history import previous_snapshot_id
 from sonde.server.domain.ticket_model import TicketChannel, TicketPriority
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
@@ -97,8 +98,12 @@ class ConsoleServicer(
         self, request: console_pb2.GetSnapshotRequest, context: Context
     ) -> console_pb2.GetSnapshotResponse:
         current_principal()
-        stored = await self._s.diagnostics.get_snapshot(_positive_id(request.id, "the snapshot"))
-        return console_pb2.GetSnapshotResponse(snapshot=mapping.stored_snapshot(stored))
+        snapshot_id = _positive_id(request.id, "the snapshot")
+        stored = await self._s.diagnostics.get_snapshot(snapshot_id)
+        previous = await previous_snapshot_id(self._s.db, snapshot_id)
+        return console_pb2.GetSnapshotResponse(
+            snapshot=mapping.stored_snapshot(stored), previous_id=previous or 0
+        )
 
     # -- tickets ---------------------------------------------------------------------------
 

@@ -10,7 +10,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sonde.server.console import agents, audit, commands, demo, diag, login, tickets, users
+from sonde.server.console import (
+    agents,
+    audit,
+    commands,
+    demo,
+    diag,
+    login,
+    snapshots,
+    tickets,
+    users,
+)
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.output import Output
@@ -48,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (login, agents, diag, commands, tickets, users, audit, demo):
+    for module in (login, agents, diag, snapshots, commands, tickets, users, audit, demo):
         module.register(subcommands, common)
     return parser
 

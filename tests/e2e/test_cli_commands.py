@@ -294,3 +294,33 @@ def test_audit_lists_who_did_what_for_those_allowed(shared_sonde: Deployment) ->
     bad = sonde(shared_sonde, "audit", "--since", "yesterday")
     assert bad.returncode == 2
     assert "expected a span such as 2h or 3d" in bad.stderr
+
+
+def test_a_stored_diagnostic_is_shown_and_compared_with_the_one_before(
+    shared_sonde: Deployment, shared_agent: OnlineAgent
+) -> None:
+    first = sonde_json(shared_sonde, "diag", shared_agent.agent_id)["snapshot"]["summary"]
+    second = sonde_json(shared_sonde, "diag", shared_agent.agent_id)["snapshot"]["summary"]
+    shown = sonde_json(shared_sonde, "snapshot", "show", str(second["id"]))
+    assert shown["snapshot"]["summary"]["agent_id"] == shared_agent.agent_id
+    assert int(shown["previous_id"]) >= int(first["id"])
+    human = sonde(shared_sonde, "snapshot", "show", str(second["id"]))
+    assert human.returncode == 0
+    assert f"Diagnostic #{second['id']}" in human.stdout
+    diff = sonde_json(shared_sonde, "snapshot", "diff", str(second["id"]), str(first["id"]))
+    assert (diff["machine"], diff["newer"], diff["older"]) == (
+        shared_agent.agent_id,
+        int(second["id"]),
+        int(first["id"]),
+    )
+    # Two live collections a second apart: some gauge moved, and nothing of the bookkeeping.
+    paths = [change["path"] for change in diff["facts"]]
+    assert paths, diff
+    assert not any(path.startswith(("collected_at", "duration_ms")) for path in paths)
+    default = sonde_json(shared_sonde, "snapshot", "diff", str(second["id"]))
+    assert default["older"] == int(shown["previous_id"])
+    table = sonde(shared_sonde, "snapshot", "diff", str(second["id"]))
+    assert table.returncode == 0
+    assert "Facts that changed" in table.stdout
+    missing = sonde_error(shared_sonde, "snapshot", "show", "999999999")
+    assert missing["code"] == "NOT_FOUND"

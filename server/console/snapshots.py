@@ -1,0 +1,141 @@
+"""`sonde snapshot show ID` and `sonde snapshot diff A [B]`: a stored diagnostic in full, and
+what changed between two diagnostics of one machine (B defaults to the one before A)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+from rich.text import Text
+
+from sonde.server.console.context import Context
+from sonde.server.console.errors import CliError
+from sonde.server.console.render import (
+    findings_table,
+    key_facts,
+    severity_text,
+    snapshot_line,
+    text,
+)
+from sonde.server.console.snapshot_diff import (
+    FactChange,
+    FindingChange,
+    fact_changes,
+    finding_changes,
+)
+from sonde.v1 import console_pb2
+
+
+def _snapshot_id(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 2**63:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a diagnostic number")
+    return int(value)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    parser = commands.add_parser(
+        "snapshot", parents=[common], help="stored diagnostics: show one, compare two"
+    )
+    actions = parser.add_subparsers(dest="snapshot_action", metavar="{show,diff}")
+    actions.required = True
+    show = actions.add_parser("show", parents=[common], help="a stored diagnostic in full")
+    show.add_argument("id", type=_snapshot_id, metavar="ID")
+    show.set_defaults(handler=run_show)
+    diff = actions.add_parser(
+        "diff", parents=[common], help="facts and findings that changed between two diagnostics"
+    )
+    diff.add_argument("id", type=_snapshot_id, metavar="A", help="the newer diagnostic")
+    diff.add_argument(
+        "other",
+        type=_snapshot_id,
+        nargs="?",
+        metavar="B",
+        help="the older (default: the one before A)",
+    )
+    diff.set_defaults(handler=run_diff)
+
+
+def _get(ctx: Context, snapshot_id: int) -> console_pb2.GetSnapshotResponse:
+    client = ctx.client()
+    return client.call(client.stub.GetSnapshot, console_pb2.GetSnapshotRequest(id=snapshot_id))
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    response = _get(ctx, args.id)
+    stored = response.snapshot
+    heading = Text("Diagnostic ", style="bold")
+    heading.append_text(snapshot_line(stored.summary))
+    ctx.out.result(response, heading, findings_table(stored.findings), key_facts(stored.snapshot))
+    return 0
+
+
+def run_diff(args: argparse.Namespace, ctx: Context) -> int:
+    newer = _get(ctx, args.id)
+    older_id = args.other or newer.previous_id
+    if not older_id:
+        raise CliError(
+            "NOT_FOUND", f"diagnostic {args.id} is its machine's first: give B to compare with"
+        )
+    older = _get(ctx, older_id)
+    a, b = newer.snapshot, older.snapshot
+    if a.summary.agent_id != b.summary.agent_id:
+        raise CliError(
+            "INVALID_ARGUMENT",
+            f"diagnostics {args.id} and {older_id} are of different machines "
+            f"({a.summary.agent_id}, {b.summary.agent_id}): compare two of one machine",
+        )
+    facts = fact_changes(b.snapshot, a.snapshot)
+    findings = finding_changes(list(b.findings), list(a.findings))
+    if ctx.out.json_mode:
+        ctx.out.emit(
+            {
+                "machine": a.summary.agent_id,
+                "newer": args.id,
+                "older": older_id,
+                "facts": [vars(change) for change in facts],
+                "findings": [
+                    {
+                        "check": change.check,
+                        "change": change.change,
+                        "before": change.before.summary if change.before else "",
+                        "after": change.after.summary if change.after else "",
+                    }
+                    for change in findings
+                ],
+            }
+        )
+        return 0
+    heading = Text(f"Diagnostic {args.id} against {older_id} ({a.summary.agent_id})", style="bold")
+    ctx.out.show_lines(heading)
+    ctx.out.show(_findings_table(findings), _facts_table(facts))
+    return 0
+
+
+def _findings_table(changes: list[FindingChange]) -> Table:
+    table = Table(title="Findings that changed", title_justify="left")
+    for column in ("check", "change", "before", "now"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        table.add_row(
+            text(change.check),
+            Text(change.change),
+            severity_text(change.before.severity) if change.before else Text("-"),
+            severity_text(change.after.severity) if change.after else Text("-"),
+        )
+    if not changes:
+        table.add_row("-", "none", "", "")
+    return table
+
+
+def _facts_table(changes: list[FactChange]) -> Table:
+    table = Table(title="Facts that changed", title_justify="left")
+    for column in ("fact", "before", "now"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        table.add_row(text(change.path), text(change.before or "-"), text(change.after or "-"))
+    if not changes:
+        table.add_row("none", "", "")
+    return table
