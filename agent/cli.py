@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 # reasons; it reads this once, when grpc is first imported, so it must come first.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+import sonde
 from sonde.agent import exit_codes
 from sonde.agent.paths import default_state_dir
 
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Sonde workstation agent: remote diagnostics for the IT helpdesk.",
         formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=sonde.version_line("sonde-agent"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     state_help = f"state folder (default: $SONDE_AGENT_STATE or {default_state_dir()})"
 

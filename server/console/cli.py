@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+import sonde
 from sonde.server.console import (
     agents,
     audit,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `sonde login SERVER --token TOKEN --ca CA_FILE`, or try `sonde demo`.",
     )
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
+    parser.add_argument("--version", action="version", version=sonde.version_line("sonde"))
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (login, agents, diag, snapshots, commands, tickets, users, audit, demo):
         module.register(subcommands, common)
