@@ -38,7 +38,8 @@ async def test_connect_latency_to_a_real_listener_and_a_refused_port(
     assert (server.purpose, server.host, server.port, server.ok) == (
         "server", "127.0.0.1", listener, True,
     )  # fmt: skip
-    assert 0 < server.duration_ms < 1000
+    # Measured, and within the probe's own limit (a loopback connect can round to 0 ms).
+    assert 0 <= server.duration_ms <= probes.PROBE_TIMEOUT_S * 1000
     assert (target.purpose, target.ok) == ("target", False)
     assert "refused" in target.error.lower()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
 
 import pytest
 
@@ -49,12 +49,12 @@ async def test_a_hung_collector_times_out_while_the_others_complete() -> None:
         Collector("disks", "disks", _raises, 1.0),
         Collector("battery", "battery", _unavailable, 1.0),
     ]
-    started = time.monotonic()
+    # The hung collector is released only after run_collectors returns: that it returns at all
+    # shows the others did not wait for it (the generous deadline only bounds a broken run).
     try:
-        snapshot = await run_collectors(entries, CollectContext())
+        snapshot = await asyncio.wait_for(run_collectors(entries, CollectContext()), 60)
     finally:
         released.set()
-    assert time.monotonic() - started < 2.0
     reports = {c.name: c for c in snapshot.collectors}
     assert [c.name for c in snapshot.collectors] == ["memory", "cpu", "disks", "battery"]
     assert reports["memory"].state == State.COLLECTOR_STATE_OK

@@ -66,10 +66,17 @@ def test_a_stale_list_is_returned_at_once_and_refreshed_in_the_background(tmp_pa
     cache = software.SoftwareCache(tmp_path / software.CACHE_FILE)
     cache.get(CountingInventory(["old"]), 3600)
     slow = CountingInventory(["old", "new"])
-    slow.gate.clear()  # the refresh takes as long as we say
-    started = time.monotonic()
-    facts = cache.get(slow, max_age_s=0)
-    assert time.monotonic() - started < 0.5
+    slow.gate.clear()  # the refresh takes as long as we say: until the gate opens
+    # The read returns while the gate is still closed, so it did not wait for the refresh (run
+    # on a thread, so that a read that waited fails the test instead of hanging it).
+    returned: list[diagnostics_pb2.SoftwareFacts] = []
+    reader = threading.Thread(
+        target=lambda: returned.append(cache.get(slow, max_age_s=0)), daemon=True
+    )
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the stale read waited for the refresh"
+    (facts,) = returned
     assert [p.name for p in facts.packages] == ["old"]
     cache.get(slow, max_age_s=0)  # a second stale read starts no second refresh
     slow.gate.set()
