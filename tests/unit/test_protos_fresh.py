@@ -55,3 +55,23 @@ def test_every_rpc_has_its_own_request_and_response() -> None:
         assert method.output_type.name == f"{method.name}Response"
         assert method.input_type.full_name not in seen
         seen.add(method.input_type.full_name)
+
+
+@pytest.mark.parametrize("generator", ["grpcio-tools", "mypy-protobuf"])
+def test_the_generators_are_the_pinned_ones(generator: str) -> None:
+    """Otherwise the freshness test above would fail for a generator's release, not a change."""
+    import re
+    import tomllib
+    from importlib.metadata import version
+
+    test_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["test"]
+    pins = dict(
+        match.groups() for spec in test_extra if (match := re.fullmatch(r"([\w-]+)==(.+)", spec))
+    )
+    assert generator in pins, f"pyproject.toml's test extra must pin {generator}==VERSION"
+    assert version(generator) == pins[generator], (
+        f"{generator} {version(generator)} is installed, the protos were made with "
+        f"{pins[generator]}: pip install -e '.[dev]'"
+    )
