@@ -67,9 +67,10 @@ def test_the_generators_are_the_pinned_ones(generator: str) -> None:
     test_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["test"]
-    pins = dict(
-        match.groups() for spec in test_extra if (match := re.fullmatch(r"([\w-]+)==(.+)", spec))
-    )
+    pins: dict[str, str] = {}
+    for spec in test_extra:
+        if match := re.fullmatch(r"([\w-]+)==(.+)", spec):
+            pins[match.group(1)] = match.group(2)
     assert generator in pins, f"pyproject.toml's test extra must pin {generator}==VERSION"
     assert version(generator) == pins[generator], (
         f"{generator} {version(generator)} is installed, the protos were made with "
