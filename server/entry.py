@@ -7,6 +7,7 @@ should say what to install, not print an ImportError's traceback.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,9 @@ def console_main() -> int:
     missing = missing_server_packages()
     if missing:
         return _refuse("sonde", missing)
+    # gRPC core's own log lines ("Handshake failed with error ...") are not for a technician's
+    # terminal: the CLI says what went wrong in one line. GRPC_VERBOSITY=debug still shows them.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from sonde.server.console.cli import main
 
     return main()

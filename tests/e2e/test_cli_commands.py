@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +233,38 @@ def test_unreachable_server_says_so(shared_sonde: Deployment) -> None:
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "UNAVAILABLE"
     assert error["message"].startswith(f"cannot reach the Sonde server at {address}")
+
+
+def test_a_failed_handshake_is_one_line_without_grpc_core_logs(
+    shared_sonde: Deployment,
+) -> None:
+    """Something that is not a Sonde server answers: the technician reads one line, not gRPC
+    core's "Handshake failed" log lines."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        stop = threading.Event()
+
+        def answer_like_a_web_server() -> None:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    peer, _ = listener.accept()
+                    with peer:
+                        peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        serving = threading.Thread(target=answer_like_a_web_server, daemon=True)
+        serving.start()
+        try:
+            done = sonde(shared_sonde, "agents", SONDE_SERVER=address)
+        finally:
+            stop.set()
+            serving.join(timeout=5)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error (UNAVAILABLE): cannot reach the Sonde server at {address}")
 
 
 def test_hostile_ticket_text_is_refused_or_printed_inert(shared_sonde: Deployment) -> None:
