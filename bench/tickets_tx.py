@@ -32,7 +32,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-from sonde.server.domain.audit import audit_values
+from sonde.server.domain.audit_rows import audit_values
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.ticket_comments import COMMENT_ALONE, comment_values
 from sonde.server.domain.tickets import Tickets
@@ -123,7 +123,7 @@ class RawAsyncpg:
                 **comment_values(ticket_id, now, "bench", f"comment {n}"),
                 **audit_values(now, "bench", "ticket.comment", ticket_id=ticket_id),
             }
-            compiled = COMMENT_ALONE.compiled_for(_ASYNCPG, values)
+            compiled = COMMENT_ALONE[False].compiled_for(_ASYNCPG, values)
             await connection.fetch(compiled.sql, *compiled.parameters(values))
         return time.perf_counter() - started
 

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import DetailValue, append_row, audit_values
+from sonde.server.domain.audit_chain import append_row
+from sonde.server.domain.audit_rows import AuditKey, DetailValue, audit_values
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.errors import SondeError
 from sonde.server.storage.db import Database
@@ -43,7 +44,13 @@ class AuditEntry:
     detail: dict[str, DetailValue] = field(default_factory=dict)
 
     def row_values(
-        self, at: datetime, actor: str, action: str, result: str = "ok"
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        result: str = "ok",
+        *,
+        key: AuditKey | None = None,
     ) -> dict[str, Any]:
         """What append_row or an audit_row_cte binds for this entry."""
         return audit_values(
@@ -54,6 +61,7 @@ class AuditEntry:
             ticket_id=self.ticket_id,
             detail=self.detail,
             result=result,
+            key=key,
         )
 
 
@@ -115,10 +123,16 @@ def refusal_text(error: SondeError) -> str:
 
 class AuditedWrites:
     def __init__(
-        self, db: Database, clock: Clock = utc_now, refusals: RefusalLimiter | None = None
+        self,
+        db: Database,
+        clock: Clock = utc_now,
+        refusals: RefusalLimiter | None = None,
+        *,
+        key: AuditKey | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
+        self._key = key
         self._refusals = refusals or RefusalLimiter()
         self.fault_before_audit: FaultHook | None = None
 
@@ -140,7 +154,7 @@ class AuditedWrites:
             outcome = unit(connection, entry)
             if self.fault_before_audit is not None:
                 self.fault_before_audit(action)
-            append_row(connection, entry.row_values(self._clock(), actor, action))
+            append_row(connection, entry.row_values(self._clock(), actor, action, key=self._key))
             return outcome
 
         try:
@@ -148,6 +162,11 @@ class AuditedWrites:
         except SondeError as error:
             await self.refused(actor, action, error, entry=entry, peer=peer)
             raise
+
+    @property
+    def keyed(self) -> bool:
+        """Whether rows are linked with the audit key (a one-statement change picks its SQL)."""
+        return self._key is not None
 
     async def run_alone(
         self,
@@ -171,7 +190,7 @@ class AuditedWrites:
             # come before it is sent, or after it committed whole.
             self.fault_before_audit(action)
         entry = AuditEntry(agent_id, ticket_id, dict(detail or {}))
-        audit = entry.row_values(self._clock(), actor, action)
+        audit = entry.row_values(self._clock(), actor, action, key=self._key)
         return await self._db.write_alone(statement, {**values, **audit})
 
     async def refused(
@@ -193,5 +212,7 @@ class AuditedWrites:
             refusal.detail["peer"] = peer[:100]
         if left_out:
             refusal.detail["refusals_left_out"] = left_out
-        values = refusal.row_values(self._clock(), actor, action, refusal_text(error))
+        values = refusal.row_values(
+            self._clock(), actor, action, refusal_text(error), key=self._key
+        )
         await self._db.write(lambda connection: append_row(connection, values))

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, Update, bindparam, func, literal, select, true, update
 
-from sonde.server.domain.audit import audit_row_cte
+from sonde.server.domain.audit_chain import audit_row_cte
 from sonde.server.domain.ticket_model import (
     TicketEventKind,
     TicketEventRecord,
@@ -49,7 +49,7 @@ def _touched() -> Update:
     )
 
 
-def _in_one_statement() -> Select[Any]:
+def _in_one_statement(keyed: bool) -> Select[Any]:
     touched = _touched().cte("touched")
     event = (
         ticket_events.insert()
@@ -66,7 +66,7 @@ def _in_one_statement() -> Select[Any]:
         .returning(ticket_events.c.id)
         .cte("event")
     )
-    audit_row = audit_row_cte(after=event)
+    audit_row = audit_row_cte(after=event, keyed=keyed)
     return (
         select(*touched.c, event.c.id.label("event_id"))
         .select_from(touched)
@@ -77,7 +77,8 @@ def _in_one_statement() -> Select[Any]:
 
 # The unit of work's first statement (SQLite, and PostgreSQL's refusals), then the whole comment.
 COMMENTED = DriverStatement(_touched())
-COMMENT_ALONE = DriverStatement(_in_one_statement())
+# By whether the audit chain is keyed.
+COMMENT_ALONE = {keyed: DriverStatement(_in_one_statement(keyed)) for keyed in (False, True)}
 
 
 def comment_values(ticket_id: int, at: datetime, actor: str, body: str) -> dict[str, object]:

@@ -302,7 +302,7 @@ class Tickets:
         rows = await self._writes.run_alone(
             actor.name,
             "ticket.comment",
-            COMMENT_ALONE,
+            COMMENT_ALONE[self._writes.keyed],
             comment_values(ticket_id, now, actor.name, text),
             ticket_id=ticket_id,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import os
 import stat
 import threading
@@ -49,6 +50,8 @@ SQLITE_READERS = 2
 PING_AFTER_IDLE_S = 10.0
 # sha256_hex(text) on SQLite, for SQL that computes a hash where PostgreSQL has sha256().
 SQLITE_SHA256_HEX = "sonde_sha256_hex"
+# hmac_hex(key, text) on SQLite: HMAC-SHA256, for the keyed audit chain.
+SQLITE_HMAC_HEX = "sonde_hmac_hex"
 _READ_ONLY = "sonde_read_only"
 
 T = TypeVar("T")
@@ -178,6 +181,7 @@ def _apply_sqlite_settings(engine: Engine) -> None:
             cursor.execute(pragma)
         cursor.close()
         dbapi_connection.create_function(SQLITE_SHA256_HEX, 1, _sha256_hex, deterministic=True)
+        dbapi_connection.create_function(SQLITE_HMAC_HEX, 2, _hmac_hex, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -193,6 +197,12 @@ def _apply_sqlite_settings(engine: Engine) -> None:
 
 def _sha256_hex(value: str | None) -> str | None:
     return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
+def _hmac_hex(key: bytes | None, value: str | None) -> str | None:
+    if key is None or value is None:
+        return None
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass

@@ -243,4 +243,6 @@ audit_chain = Table(
     Column("last_id", IdColumnType, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("keyed_from", IdColumnType),  # the first row linked with the audit key, if any
+    Column("key_check", String(64)),  # names that key (audit_rows.AuditKey.check)
 )

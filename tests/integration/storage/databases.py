@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import CHAIN_ROW, GENESIS_HASH
+from sonde.server.domain.audit_chain import CHAIN_ROW
+from sonde.server.domain.audit_rows import GENESIS_HASH
 from sonde.server.storage.db import Database, migrate
 from sonde.server.storage.tables import audit_chain, metadata
 

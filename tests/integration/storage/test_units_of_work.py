@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import sha256_hex
+from sonde.server.domain.audit_chain import sha256_hex
 from sonde.server.storage import db as storage
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import users

@@ -6,8 +6,12 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit import AuditChainBroken, AuditLog, chain_hash
+from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.audit_chain import AuditChainBroken
+from sonde.server.domain.audit_rows import AuditKey, chain_hash
+from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.tickets import Tickets
+from sonde.server.errors import NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import audit_chain, audit_log
 from tests.unit.domain.builders import Clock, technician
@@ -189,3 +193,82 @@ async def test_two_servers_commenting_and_auditing_at_once_keep_one_chain(db_url
     finally:
         await first.close()
         await second.close()
+
+
+KEY = AuditKey(bytes(range(32)))
+OTHER_KEY = AuditKey(bytes(range(1, 33)))
+
+
+async def test_a_keyed_chain_verifies_only_with_its_key(db: Database) -> None:
+    await _write(AuditLog(db, Clock()), 2)  # written before the server had a key
+    keyed = AuditLog(db, Clock(), key=KEY)
+    await _write(keyed, 3)
+    verification = await keyed.verify()
+    assert (verification.ok, verification.rows) == (True, 5), verification.reason
+    assert verification.reason == "5 rows, chain intact, keyed from row 3"
+    without = await AuditLog(db).verify()
+    assert (without.ok, without.first_bad_id) == (False, 3)
+    assert "verify it with the audit key" in without.reason
+    other = await AuditLog(db, key=OTHER_KEY).verify()
+    assert not other.ok
+    assert "not the one the chain is keyed with" in other.reason
+
+
+async def test_rewriting_a_keyed_row_and_rechaining_without_the_key_is_detected(
+    db: Database,
+) -> None:
+    keyed = AuditLog(db, Clock(), key=KEY)
+    await _write(keyed, 4)
+
+    def rechain(session: Connection) -> None:
+        """What someone with the database and no key can do: edit, relink every row."""
+        rows = session.execute(select(audit_log).order_by(audit_log.c.id)).all()
+        prev = "0" * 64
+        for row in rows:
+            detail = '{"n":99}' if row.id == 2 else row.detail
+            fields = {**row._mapping, "detail": detail}
+            fields.pop("id"), fields.pop("prev_hash"), fields.pop("hash")
+            new_hash = chain_hash(prev, row_id=row.id, **fields)
+            session.execute(
+                update(audit_log)
+                .where(audit_log.c.id == row.id)
+                .values(detail=detail, prev_hash=prev, hash=new_hash)
+            )
+            prev = new_hash
+        session.execute(update(audit_chain).values(hash=prev))
+
+    await db.write(rechain)
+    verification = await keyed.verify()
+    assert (verification.ok, verification.first_bad_id) == (False, 1)
+    assert "row 1 was modified" in verification.reason
+
+
+async def test_a_writer_without_the_key_or_with_another_is_refused_and_writes_nothing(
+    db: Database,
+) -> None:
+    await _write(AuditLog(db, Clock(), key=KEY), 1)
+    with pytest.raises(AuditChainBroken, match="the audit chain is keyed and this program has no"):
+        await _write(AuditLog(db, Clock()), 1)
+    with pytest.raises(AuditChainBroken, match="is not the one the audit chain is keyed with"):
+        await _write(AuditLog(db, Clock(), key=OTHER_KEY), 1)
+    verification = await AuditLog(db, key=KEY).verify()
+    assert (verification.ok, verification.rows) == (True, 1)
+
+
+async def test_keyed_comments_and_changes_keep_one_verifiable_chain(db: Database) -> None:
+    """Units of work and (on PostgreSQL) the one-statement comment, all keyed."""
+    writes = AuditedWrites(db, Clock(), key=KEY)
+    ann = await technician(db, "ann")  # unkeyed: before the key
+    tickets = Tickets(db, Clock(), writes=writes)
+    ticket = await tickets.open(ann, title="VPN down")
+    for n in range(3):
+        before = db.counters.copy()
+        await tickets.comment(ann, ticket.id, f"comment {n}")
+        # PostgreSQL: the keyed comment is still one statement.
+        assert (db.counters - before).statements == (4 if db.dialect == "sqlite" else 1)
+    with pytest.raises(NotFound):
+        await tickets.comment(ann, 10**9, "no such ticket")  # refused, audited, keyed
+    verification = await AuditLog(db, key=KEY).verify()
+    assert verification.ok, verification.reason
+    assert verification.rows == 1 + 1 + 3 + 1
+    assert verification.reason.endswith("keyed from row 2")
