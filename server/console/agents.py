@@ -1,6 +1,7 @@
 """`sonde agents`, `sonde agent show`, `sonde agents revoke`: the workstations the server knows.
 
-AGENT is sent as typed: the server resolves an id, a host name or an unambiguous prefix.
+AGENT is sent as typed: the server resolves it, ids before the host names agents report
+(resolve_agent in server/domain/agents.py).
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import argparse
 
 from sonde.server.console.context import Context
-from sonde.server.console.render import agent_detail, agents_table
+from sonde.server.console.render import agent_detail, agents_table, machine_name
 from sonde.server.console.render_ticket import tickets_table
 from sonde.v1 import console_pb2
+
+# How AGENT is read: a name is the agent's own word, so ids come first (docs/cli.md).
+AGENT_HELP = "id (or its start) or host name; ids come first"
 
 
 def register(
@@ -30,7 +34,7 @@ def register(
     show = agent_commands.add_parser(
         "show", parents=[common], help="an agent's state, last diagnostic and open tickets"
     )
-    show.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
+    show.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     show.set_defaults(handler=run_show)
     _add_revoke(agent_commands, common)
 
@@ -44,7 +48,7 @@ def _add_revoke(
         parents=[common],
         help="cut an agent off now and refuse it from then on (admin)",
     )
-    revoke.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
+    revoke.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     revoke.add_argument("--reason", default="", help="why, for the audit log")
     revoke.set_defaults(handler=run_revoke)
 
@@ -79,8 +83,6 @@ def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
     request = console_pb2.RevokeAgentRequest(agent=args.agent, reason=args.reason)
     response = client.call(client.stub.RevokeAgent, request)
     ctx.out.emit_message(response)
-    ctx.out.done(
-        f"revoked {response.agent.hostname} ({response.agent.id}): its connection is closed "
-        "and it is refused from now on"
-    )
+    revoked = machine_name(response.agent.hostname, response.agent.id)
+    ctx.out.done(f"revoked {revoked}: its connection is closed and it is refused from now on")
     return 0

@@ -14,11 +14,12 @@ import time
 import grpc
 from rich.text import Text
 
+from sonde.server.console.agents import AGENT_HELP
 from sonde.server.console.client import diag_deadline
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import findings_table, inert, key_facts, snapshot_line
-from sonde.server.console.render_command import OPEN_STATES, queued_line, state_label
+from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
 from sonde.server.console.users import duration
 from sonde.v1 import console_pb2
 
@@ -40,7 +41,7 @@ def register(
         "--ticket when given) and show the findings, critical first, and the key facts. "
         "An offline agent gets it when it connects, until --expires.",
     )
-    diag.add_argument("agent", metavar="AGENT", help="id, host name or unambiguous prefix")
+    diag.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     diag.add_argument("--ticket", type=int, default=0, metavar="N", help="link to ticket N")
     diag.add_argument(
         "--timeout",
@@ -101,7 +102,8 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
     if response.HasField("snapshot"):
         stored = response.snapshot
         heading = Text("Diagnostic ", style="bold")
-        heading.append_text(snapshot_line(stored.summary))
+        # The machine that answered, by the name it reports and the id it holds.
+        heading.append_text(snapshot_line(stored.summary, machine(command)))
         ctx.out.result(
             response, heading, findings_table(stored.findings), key_facts(stored.snapshot)
         )
@@ -114,6 +116,6 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     raise CliError(
         "FAILED_PRECONDITION",
-        f"the diagnostic {command.id} ended {state_label(command.state)}: "
+        f"the diagnostic {command.id} for {machine(command)} ended {state_label(command.state)}: "
         f"{command.reason or 'no reason given'}",
     )

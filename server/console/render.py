@@ -8,6 +8,7 @@ forge extra lines on the technician's terminal.
 
 from __future__ import annotations
 
+import itertools
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,8 @@ SEVERITY_STYLE = {
     diagnostics_pb2.SEVERITY_OK: "green",
     diagnostics_pb2.SEVERITY_UNSPECIFIED: "dim",
 }
+# How many characters of an agent id a table shows at least (short_id_chars).
+SHORT_ID_CHARS = 8
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Control, format (bidi overrides, zero-width), line/paragraph separators, surrogates.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -52,6 +55,42 @@ def inert(value: str) -> str:
 def text(value: str, style: str = "") -> Text:
     """Untrusted text as a Text that rich prints literally."""
     return Text(inert(value), style=style)
+
+
+def machine_name(hostname: str, agent_id: str) -> str:
+    """A machine as the name it reports, always beside its id: 'PC-042 (kry2...)'.
+
+    The name is the agent's own word (another agent may report the same one); the id comes
+    from its key. Inert, so it may go into any sentence.
+    """
+    if not agent_id:
+        return inert(hostname) or "-"
+    if not hostname or hostname == agent_id:
+        return agent_id  # an agent that never reported a name goes by its id
+    return f"{inert(hostname)} ({agent_id})"
+
+
+def short_id_chars(agent_ids: Iterable[str]) -> int:
+    """How much of each id a table shows: 8 characters (40 bits), more when two of the
+    table's ids share them, so no two of its machines look alike. Detail views show it all."""
+    chars = SHORT_ID_CHARS
+    for one, other in itertools.pairwise(sorted(set(agent_ids))):  # neighbours share the most
+        shared = 0
+        while shared < min(len(one), len(other)) and one[shared] == other[shared]:
+            shared += 1
+        chars = max(chars, shared + 1)
+    return chars
+
+
+def machine_cell(hostname: str, agent_id: str, id_chars: int) -> Text:
+    """A machine in a table cell: the name it reports, the start of its id on the line below
+    (the cell's column is at least `id_chars` wide: the id is never cut)."""
+    if not agent_id:
+        return text(hostname or "-")
+    short = Text(agent_id[:id_chars])
+    if not hostname or hostname == agent_id:
+        return short
+    return Text("\n").join([text(hostname), short])
 
 
 def enum_label(name: str, prefix: str) -> str:
@@ -176,8 +215,10 @@ def agent_detail(response: console_pb2.GetAgentResponse, now: float | None = Non
     return facts
 
 
-def snapshot_line(summary: console_pb2.SnapshotSummary) -> Text:
-    line = Text(f"#{summary.id} at {format_time(summary.collected_at)}: ")
+def snapshot_line(summary: console_pb2.SnapshotSummary, machine: str = "") -> Text:
+    """'#12 at ...: critical, 3 finding(s)'; `machine` (from machine_name) after the number."""
+    of = f" of {machine}" if machine else ""
+    line = Text(f"#{summary.id}{of} at {format_time(summary.collected_at)}: ")
     line.append_text(severity_text(summary.worst_severity))
     line.append(f", {summary.finding_count} finding(s)")
     if summary.ticket_id:
@@ -215,7 +256,7 @@ def key_facts(snapshot: diagnostics_pb2.Snapshot) -> Table:
     table.add_column(style="bold")
     table.add_column()
     system, cpu, memory = snapshot.system, snapshot.cpu, snapshot.memory
-    table.add_row("host", text(system.hostname))
+    table.add_row("host", text(machine_name(system.hostname, snapshot.agent_id)))
     os_line = f"{system.os_name} ({system.os_version}, {system.architecture})"
     table.add_row("os", text(os_line))
     table.add_row("uptime", Text(format_duration(system.uptime_seconds)))

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from sonde.server.console.render import enum_label, format_time, has_time, inert, text
+from sonde.server.console.render import (
+    enum_label,
+    format_time,
+    has_time,
+    machine_cell,
+    machine_name,
+    short_id_chars,
+    text,
+)
 from sonde.v1 import console_pb2
 
 STATE_STYLES = {
@@ -51,7 +59,7 @@ def kind_label(kind: console_pb2.CommandKind.ValueType) -> str:
 
 def machine(command: console_pb2.Command) -> str:
     """The machine as it names itself, always beside its id (a name can lie)."""
-    return f"{inert(command.agent_hostname)} ({command.agent_id})"
+    return machine_name(command.agent_hostname, command.agent_id)
 
 
 def queued_line(command: console_pb2.Command, online: bool) -> Text:
@@ -99,13 +107,14 @@ def command_detail(command: console_pb2.Command) -> Table:
 
 def commands_table(commands: Sequence[console_pb2.Command]) -> Table:
     table = Table(title="Commands", title_justify="left")
+    id_chars = short_id_chars(command.agent_id for command in commands)
     for column in ("id", "what", "machine", "state", "ticket", "asked by", "queued", "finished"):
-        table.add_column(column)
+        table.add_column(column, min_width=id_chars if column == "machine" else None)
     for command in commands:
         table.add_row(
             command.id[:12],
             kind_label(command.kind),
-            text(machine(command)),
+            machine_cell(command.agent_hostname, command.agent_id, id_chars),
             state_text(command.state),
             str(command.ticket_id) if command.ticket_id else "-",
             text(command.requested_by),

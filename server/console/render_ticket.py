@@ -16,7 +16,10 @@ from sonde.server.console.render import (
     format_duration,
     format_time,
     has_time,
+    machine_cell,
+    machine_name,
     severity_text,
+    short_id_chars,
     snapshot_line,
     sorted_findings,
     text,
@@ -82,17 +85,23 @@ def resolve_met(ticket: console_pb2.Ticket) -> bool:
 
 
 def agent_label(ticket: console_pb2.Ticket) -> Text:
+    """The ticket's machine: the name it reports and its id, or '-'."""
     if not ticket.agent_id:
         return Text("-")
-    return text(ticket.agent_hostname or ticket.agent_id)
+    return text(machine_name(ticket.agent_hostname, ticket.agent_id))
 
 
 def tickets_table(
     tickets: Sequence[console_pb2.Ticket], now: float | None = None, title: str = "Tickets"
 ) -> Table:
     table = Table(title=title, title_justify="left")
+    id_chars = short_id_chars(ticket.agent_id for ticket in tickets if ticket.agent_id)
     for column in ("#", "pri", "status", "level", "title", "assignee", "agent", "resolve due"):
-        table.add_column(column, justify="right" if column == "#" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "#" else "left",
+            min_width=id_chars if column == "agent" else None,
+        )
     for ticket in tickets:
         table.add_row(
             str(ticket.id),
@@ -101,7 +110,7 @@ def tickets_table(
             level_label(ticket.level),
             text(ticket.title),
             text(ticket.assignee or "-"),
-            agent_label(ticket),
+            machine_cell(ticket.agent_hostname, ticket.agent_id, id_chars),
             sla_text(ticket.resolve_due_at, resolve_met(ticket), now),
         )
     return table
@@ -117,15 +126,12 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
     status.append(f" ({level_label(ticket.level)}, ")
     status.append_text(priority_text(ticket.priority))
     status.append(")")
-    agent = agent_label(ticket)
-    if ticket.agent_id and ticket.agent_hostname:
-        agent.append_text(text(f" ({ticket.agent_id})", "dim"))
     rows: list[tuple[str, Text]] = [
         ("status", status),
         ("channel", Text(channel_label(ticket.channel))),
         ("requester", text(ticket.requester or "-")),
         ("assignee", text(ticket.assignee or "-")),
-        ("agent", agent),
+        ("agent", agent_label(ticket)),
         ("opened", text(f"{format_time(ticket.created_at)} by {ticket.created_by}")),
         ("response due", sla_text(ticket.response_due_at, response_met(ticket), now)),
         ("resolve due", sla_text(ticket.resolve_due_at, resolve_met(ticket), now)),
@@ -148,8 +154,9 @@ def event_kind_label(kind: console_pb2.TicketEventKind.ValueType) -> str:
     return enum_label(console_pb2.TicketEventKind.Name(kind), "TICKET_EVENT_KIND_")
 
 
-def event_detail(event: console_pb2.TicketEvent) -> Text:
-    """What happened, in one cell: the body, and for a diagnostic its severity and findings."""
+def event_detail(event: console_pb2.TicketEvent, ticket: console_pb2.Ticket) -> Text:
+    """What happened, in one cell: the body, and for a diagnostic its machine, severity and
+    findings (the machine's name is known when it is the ticket's, its id always)."""
     lines: list[Text] = []
     kind = event.kind
     if kind == console_pb2.TICKET_EVENT_KIND_ASSIGNED and event.assignee:
@@ -165,11 +172,19 @@ def event_detail(event: console_pb2.TicketEvent) -> Text:
         lines.append(text(event.body))
     if kind == console_pb2.TICKET_EVENT_KIND_DIAGNOSTIC:
         if event.HasField("snapshot"):
-            lines.append(snapshot_line(event.snapshot))
+            lines.append(snapshot_line(event.snapshot, _snapshot_machine(event.snapshot, ticket)))
         elif event.snapshot_id:
             lines.append(Text(f"snapshot #{event.snapshot_id}"))
         lines.extend(_findings_lines(event.findings))
     return Text("\n").join(lines)
+
+
+def _snapshot_machine(summary: console_pb2.SnapshotSummary, ticket: console_pb2.Ticket) -> str:
+    # A snapshot summary carries its agent's id only; the ticket carries its agent's name.
+    if not summary.agent_id:
+        return ""
+    name = ticket.agent_hostname if summary.agent_id == ticket.agent_id else ""
+    return machine_name(name, summary.agent_id)
 
 
 def _findings_lines(findings: Sequence[diagnostics_pb2.Finding]) -> list[Text]:
@@ -194,7 +209,7 @@ def _findings_lines(findings: Sequence[diagnostics_pb2.Finding]) -> list[Text]:
     return lines
 
 
-def timeline_table(events: Sequence[console_pb2.TicketEvent]) -> Table:
+def timeline_table(events: Sequence[console_pb2.TicketEvent], ticket: console_pb2.Ticket) -> Table:
     table = Table(title="Timeline", title_justify="left")
     table.add_column("when", no_wrap=True)
     table.add_column("who")
@@ -205,10 +220,14 @@ def timeline_table(events: Sequence[console_pb2.TicketEvent]) -> Table:
             format_time(event.at),
             text(event.actor or "-"),
             Text(event_kind_label(event.kind), style="bold"),
-            event_detail(event),
+            event_detail(event, ticket),
         )
     return table
 
 
 def ticket_view(response: console_pb2.GetTicketResponse, now: float | None = None) -> Group:
-    return Group(ticket_header(response.ticket, now), Text(""), timeline_table(response.timeline))
+    return Group(
+        ticket_header(response.ticket, now),
+        Text(""),
+        timeline_table(response.timeline, response.ticket),
+    )

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
+from sonde.server.console.render import machine_name
 from sonde.server.console.render_ticket import level_label, status_label, ticket_view, tickets_table
 from sonde.v1 import console_pb2
 
@@ -152,9 +153,13 @@ def register(
 
 def _changed(ctx: Context, ticket: console_pb2.Ticket, what: str) -> None:
     assignee = f", assigned to {ticket.assignee}" if ticket.assignee else ""
+    # The machine by the name it reports and its id (for `open`: whom --agent reached).
+    agent = (
+        f", agent {machine_name(ticket.agent_hostname, ticket.agent_id)}" if ticket.agent_id else ""
+    )
     ctx.out.done(
         f"ticket #{ticket.id} {what}: {status_label(ticket.status)} "
-        f"({level_label(ticket.level)}){assignee}"
+        f"({level_label(ticket.level)}){assignee}{agent}"
     )
 
 
