@@ -83,6 +83,19 @@ class BenchStream:
         self.sent += [command.id for command in commands]
 
 
+@dataclass(frozen=True)
+class _Presigned:
+    """A certificate request for the simulated agent's key, signed as given (no CA here)."""
+
+    certificate: AgentCertificate
+
+    def checked_agent_id(self) -> str:
+        return self.certificate.agent_id
+
+    def sign(self) -> AgentCertificate:
+        return self.certificate
+
+
 async def _setup(
     db: Database, direct: bool
 ) -> tuple[Commands, Diagnostics, Principal, SimulatedAgent, BenchStream | None]:
@@ -91,13 +104,13 @@ async def _setup(
     tokens = EnrollmentTokens(db, writes=audited)
     token = await tokens.create(BENCH_ADMIN, uses=1, ttl=timedelta(hours=1))
     agent_id = base64.b32encode(secrets.token_bytes(20)).decode().lower()[:26]
-    certificate = AgentCertificate(agent_id=agent_id, fingerprint="ab" * 32, der=b"")
+    request = _Presigned(AgentCertificate(agent_id=agent_id, fingerprint="ab" * 32, der=b""))
     agent, _ = await AgentRegistry(db, writes=audited).enroll(
         token.token_id,
         token.secret,
         hostname="bench-pc-00001",
         platform="linux",
-        sign=lambda: certificate,
+        request=request,
         at=datetime.now(UTC),
     )
     record, _ = await Users(db, writes=audited).add(BENCH_ADMIN, "ann", Role.L2)

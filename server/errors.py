@@ -37,3 +37,12 @@ class Unavailable(SondeError):
 
 class DeadlineExceeded(SondeError):
     """The target did not answer in time."""
+
+
+class ResourceExhausted(SondeError):
+    """The caller is over a limit (too many failures from its address); it may retry after
+    `retry_after_ms`, which the answer carries as its retry hint (sonde.wire_limits)."""
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms

@@ -18,7 +18,8 @@ from typing import Any
 
 import grpc
 
-from sonde.server.api.errors import status_for
+from sonde.server.api.errors import abort_with
+from sonde.server.api.peer_lockout import AUTH_FAILURES, PeerLockout, peer_address
 from sonde.server.domain.roles import Permission, Principal, roles_with
 from sonde.server.errors import PermissionDenied, SondeError, Unauthenticated
 
@@ -107,9 +108,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         authenticate: Authenticator,
         record_refusal: RefusalRecorder,
         generation: Callable[[], int] = lambda: 0,
+        lockout: PeerLockout | None = None,
     ) -> None:
         self._authenticate = authenticate
         self._record_refusal = record_refusal
+        # Failed tokens per peer address: past AUTH_FAILURES in a window, refused before lookup.
+        self._lockout = lockout or PeerLockout("failed authentications", max_failures=AUTH_FAILURES)
         # Short cache: a burst of CLI calls costs one lookup; hashed keys, never raw tokens.
         # `generation` moves whenever users change here: the cache is dropped at once then.
         self._generation = generation
@@ -144,8 +148,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 raise Unauthenticated(
                     "no API token: send 'authorization: Bearer <token>' (sonde login does this)"
                 )
+        except SondeError as error:
+            await self._record_refusal(ANONYMOUS, "auth.refused", error, detail, peer)
+            raise
+        locked = self._lockout.refusal(peer)
+        if locked is not None:
+            # Keyed by the address, not the connection: the refusals' rate bounds its rows.
+            address = peer_address(peer)
+            await self._record_refusal(ANONYMOUS, "auth.refused", locked, detail, address)
+            raise locked
+        try:
             principal = await self._principal_for(token)
         except SondeError as error:
+            self._lockout.failed(peer)
             await self._record_refusal(ANONYMOUS, "auth.refused", error, detail, peer)
             raise
         if not principal.may(required):
@@ -193,7 +208,7 @@ def _guarded(
     """The same handler, but it first admits the caller and runs as them, or aborts."""
 
     async def refuse(error: SondeError, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(status_for(error), str(error))
+        await abort_with(context, error)
 
     if handler.unary_unary is not None:
         inner_uu = handler.unary_unary

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import grpc
 
 from sonde.server import errors
+from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.SondeError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -30,6 +32,13 @@ def status_for(error: errors.SondeError) -> grpc.StatusCode:
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: errors.SondeError) -> None:
+    """End the call with the error's status and message (and its retry hint, if it has one)."""
+    if isinstance(error, errors.ResourceExhausted):
+        context.set_trailing_metadata(((RETRY_AFTER_MS_KEY, str(error.retry_after_ms)),))
+    await context.abort(status_for(error), str(error))
 
 
 P = ParamSpec("P")
@@ -51,7 +60,7 @@ def translate_errors(
         except errors.SondeError as error:
             # grpc.aio's context class does not subclass grpc.aio.ServicerContext: duck-type it.
             context = cast("grpc.aio.ServicerContext[Any, Any]", args[-1])
-            await context.abort(status_for(error), str(error))
+            await abort_with(context, error)
             raise AssertionError("unreachable: abort raises") from error
 
     return wrapper

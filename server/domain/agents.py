@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
@@ -14,7 +15,12 @@ from sqlalchemy.engine import Connection
 from sonde.identity import is_agent_id
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import require_aware
-from sonde.server.domain.enrollment_tokens import REFUSED_UNKNOWN, is_token_id, spend_use
+from sonde.server.domain.enrollment_tokens import (
+    check_presented,
+    check_token,
+    is_token_id,
+    take_use,
+)
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import checked_text, sanitized
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
@@ -23,7 +29,7 @@ from sonde.server.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
+    SondeError,
 )
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents
@@ -131,8 +137,17 @@ class AgentCertificate:
     der: bytes
 
 
-# Signs the agent's request; called inside the enrollment, once the token has been accepted.
-CertificateSigner = Callable[[], AgentCertificate]
+class CertificateRequest(Protocol):
+    """An agent's certificate request as enrollment uses it (server/api/enrollment.py)."""
+
+    def checked_agent_id(self) -> str:
+        """The id the request's key stands for, or InvalidArgument when the request is
+        unusable; called before the token is looked at."""
+        ...
+
+    def sign(self) -> AgentCertificate:
+        """Sign it; called once the token and the agent's standing are checked."""
+        ...
 
 
 def resolve_agent(connection: Connection, ref: str) -> AgentRecord:
@@ -175,26 +190,40 @@ class AgentRegistry:
         *,
         hostname: str,
         platform: str,
-        sign: CertificateSigner,
+        request: CertificateRequest,
         at: datetime,
         peer: str = "",
     ) -> tuple[AgentRecord, AgentCertificate]:
-        """Spend one use of the enrollment token, sign the agent's certificate and record the
-        agent (new, or the same key enrolled again), audited as `enrollment-token:ID`: one
-        unit of work, so a refused enrollment spends no use and registers nothing."""
-        if not is_token_id(token_id):
-            raise Unauthenticated(REFUSED_UNKNOWN)  # nothing to audit it as
-        at = require_aware(at, "enrollment time")
+        """Check the request, then the token, then the agent's standing; sign the agent's
+        certificate, take one use of the token (last) and record the agent (new, or the same
+        key enrolled again), audited as `enrollment-token:ID`: one unit of work, so a refused
+        enrollment spends no use and registers nothing. Every refusal is audited (at the
+        refusals' bounded rate)."""
+        try:
+            check_presented(token_id, secret)
+            at = require_aware(at, "enrollment time")
+            agent_id = request.checked_agent_id()
+            if not is_agent_id(agent_id):
+                raise InvalidArgument(f"{agent_id[:40]!r} is not an agent id")
+        except SondeError as error:
+            await self.refuse_enrollment(token_id, error, peer=peer)
+            raise
         hostname = sanitized(hostname, max_chars=MAX_HOSTNAME_CHARS)
         platform = sanitized(platform, max_chars=32)
 
         def unit(connection: Connection, entry: AuditEntry) -> tuple[AgentRecord, AgentCertificate]:
-            spend_use(connection, token_id, secret, at)
-            certificate = sign()
-            agent_id = certificate.agent_id
-            if not is_agent_id(agent_id):
-                raise InvalidArgument(f"{agent_id[:40]!r} is not an agent id")
             entry.agent_id = agent_id
+            check_token(connection, token_id, secret, at)
+            existing = connection.execute(_AGENT_LOCKED, {"agent_id": agent_id}).first()
+            if existing is not None and existing.revoked_at is not None:
+                raise PermissionDenied(
+                    f"agent {agent_id} was revoked on {existing.revoked_at:%Y-%m-%d %H:%M} UTC; "
+                    "enroll with a new key"
+                )
+            certificate = request.sign()
+            if certificate.agent_id != agent_id:
+                raise InvalidArgument("the signed certificate is not for the request's key")
+            take_use(connection, token_id)
             name = hostname or agent_id
             entry.detail["hostname"] = name
             values = {
@@ -204,21 +233,17 @@ class AgentRegistry:
                 "cert_fingerprint": certificate.fingerprint,
                 "enrolled_at": at,
             }
-            existing = connection.execute(_AGENT_LOCKED, {"agent_id": agent_id}).first()
             if existing is None:
                 row = connection.execute(_INSERT_AGENT, {"id": agent_id, **values}).one()
-            elif existing.revoked_at is not None:
-                raise PermissionDenied(
-                    f"agent {agent_id} was revoked on {existing.revoked_at:%Y-%m-%d %H:%M} UTC; "
-                    "enroll with a new key"
-                )
             else:
                 row = connection.execute(_REENROLL, {"enrolled_agent_id": agent_id, **values}).one()
             return _record(row), certificate
 
-        return await self._writes.run(
-            f"enrollment-token:{token_id}", "agent.enroll", unit, peer=peer
-        )
+        return await self._writes.run(_enrollment_actor(token_id), "agent.enroll", unit, peer=peer)
+
+    async def refuse_enrollment(self, token_id: str, error: SondeError, *, peer: str = "") -> None:
+        """Audit an enrollment refused before its unit of work, at the refusals' bounded rate."""
+        await self._writes.refused(_enrollment_actor(token_id), "agent.enroll", error, peer=peer)
 
     async def get(self, agent_id: str) -> AgentRecord:
         row = await self._db.read(
@@ -300,6 +325,11 @@ class AgentRegistry:
         revoked = await self._writes.run(actor.name, "agent.revoke", unit, peer=actor.peer)
         self._wakeups.publish(wakes)
         return revoked
+
+
+def _enrollment_actor(token_id: str) -> str:
+    """Who an enrollment is audited as: its token, or `anonymous` for an id no token has."""
+    return f"enrollment-token:{token_id}" if is_token_id(token_id) else "anonymous"
 
 
 def _like_prefix(text: str) -> str:

@@ -21,12 +21,14 @@ MAX_USES = 1000
 MIN_TTL = timedelta(minutes=1)
 MAX_TTL = timedelta(days=30)
 REFUSED_UNKNOWN = "enrollment token is unknown or its secret is wrong"
+MAX_TOKEN_ID_CHARS = 64
+MAX_SECRET_BYTES = 64
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}")  # hashed_secrets.new_id
 
 _INSERT_TOKEN = enrollment_tokens.insert()
-_TOKEN = select(enrollment_tokens.c.secret_sha256, enrollment_tokens.c.expires_at).where(
-    enrollment_tokens.c.id == bindparam("token_id")
-)
+_TOKEN = select(
+    enrollment_tokens.c.secret_sha256, enrollment_tokens.c.expires_at, enrollment_tokens.c.uses_left
+).where(enrollment_tokens.c.id == bindparam("token_id"))
 # The condition makes the decrement atomic: two enrollments cannot take the last use.
 _TAKE_USE = (
     update(enrollment_tokens)
@@ -47,8 +49,19 @@ def is_token_id(text: str) -> bool:
     return _TOKEN_ID.fullmatch(text) is not None
 
 
-def spend_use(connection: Connection, token_id: str, secret: bytes, at: datetime) -> None:
-    """Take one use of the token inside the caller's unit, or Unauthenticated saying why not."""
+def check_presented(token_id: str, secret: bytes) -> None:
+    """Refuse a token id and secret that no token could have, before any lookup."""
+    if not token_id or not secret:
+        raise InvalidArgument("an enrollment needs the token id and its secret")
+    if len(token_id) > MAX_TOKEN_ID_CHARS or len(secret) > MAX_SECRET_BYTES:
+        raise InvalidArgument("the enrollment request is larger than any valid one")
+    if not is_token_id(token_id):
+        raise Unauthenticated(REFUSED_UNKNOWN)
+
+
+def check_token(connection: Connection, token_id: str, secret: bytes, at: datetime) -> None:
+    """Unauthenticated, saying why, unless the token exists, its secret matches, it has not
+    expired and it has a use left. Spends nothing: take_use does, once all else is checked."""
     at = require_aware(at, "enrollment time")
     row = connection.execute(_TOKEN, {"token_id": token_id}).first()
     if not hashed_secrets.matches(secret, row.secret_sha256 if row is not None else None):
@@ -58,6 +71,13 @@ def spend_use(connection: Connection, token_id: str, secret: bytes, at: datetime
         raise Unauthenticated(
             f"enrollment token {token_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )
+    if row.uses_left <= 0:
+        raise Unauthenticated(f"enrollment token {token_id} has no uses left")
+
+
+def take_use(connection: Connection, token_id: str) -> None:
+    """Take one use of a checked token inside the caller's unit (the last step of an
+    enrollment), or Unauthenticated when a concurrent enrollment took the last one."""
     taken = connection.execute(_TAKE_USE, {"used_token_id": token_id})
     if taken.rowcount != 1:
         raise Unauthenticated(f"enrollment token {token_id} has no uses left")

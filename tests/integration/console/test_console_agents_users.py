@@ -161,7 +161,7 @@ async def test_enrollment_tokens(console: Console) -> None:
         bytes.fromhex(secret),
         hostname="pc-1",
         platform="linux",
-        sign=lambda: signed_as(new_agent_id()),
+        request=signed_as(new_agent_id()),
         at=datetime.now(UTC),
     )
     assert enrolled.hostname == "pc-1"

@@ -42,9 +42,23 @@ async def enrollment_token(db: Database, *, uses: int = 1, at: datetime = T0) ->
     return await tokens.create(SETUP_ADMIN, uses=uses, ttl=timedelta(hours=1))
 
 
-def signed_as(agent_id: str, fingerprint: str = "ab" * 32) -> AgentCertificate:
-    """What the CA's signature of an agent's request gives, for a key with this id."""
-    return AgentCertificate(agent_id=agent_id, fingerprint=fingerprint, der=b"")
+@dataclass(frozen=True)
+class SignedAs:
+    """A certificate request whose key stands for `certificate.agent_id`, and what the CA's
+    signature of it gives."""
+
+    certificate: AgentCertificate
+
+    def checked_agent_id(self) -> str:
+        return self.certificate.agent_id
+
+    def sign(self) -> AgentCertificate:
+        return self.certificate
+
+
+def signed_as(agent_id: str, fingerprint: str = "ab" * 32) -> SignedAs:
+    """An agent's certificate request for a key with this id, as the CA would sign it."""
+    return SignedAs(AgentCertificate(agent_id=agent_id, fingerprint=fingerprint, der=b""))
 
 
 async def enroll(
@@ -59,13 +73,13 @@ async def enroll(
 ) -> AgentRecord:
     """Enroll an agent for real: a one-use token, then the registry's enrollment."""
     token = await enrollment_token(db, at=at)
-    certificate = signed_as(agent_id or new_agent_id(), fingerprint)
+    request = signed_as(agent_id or new_agent_id(), fingerprint)
     agent, _ = await registry.enroll(
         token.token_id,
         token.secret,
         hostname=hostname,
         platform=platform,
-        sign=lambda: certificate,
+        request=request,
         at=at,
     )
     return agent

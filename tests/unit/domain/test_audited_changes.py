@@ -82,7 +82,7 @@ async def _prepare(d: Domain, action: str) -> Change:
     await d.tickets.resolve(ann, resolved.id, "new toner")
     admin = Principal(user_id=0, name="root", role=Role.ADMIN)
     token = await enrollment_token(d.db)
-    certificate = signed_as(new_agent_id())
+    request = signed_as(new_agent_id())
     changes: dict[str, Change] = {
         "ticket.open": lambda: d.tickets.open(ann, title="VPN down", agent="pc-042"),
         "ticket.comment": lambda: d.tickets.comment(ann, ticket.id, "asked for a restart"),
@@ -101,7 +101,7 @@ async def _prepare(d: Domain, action: str) -> Change:
             token.secret,
             hostname="pc-043",
             platform="linux",
-            sign=lambda: certificate,
+            request=request,
             at=T0,
         ),
         "agent.revoke": lambda: d.agents.revoke(admin, "pc-042", "stolen", T0),

@@ -24,13 +24,13 @@ async def _enroll(
     agent_id: str | None = None,
     at: datetime = T0,
 ) -> AgentRecord:
-    certificate = signed_as(agent_id or new_agent_id())
+    request = signed_as(agent_id or new_agent_id())
     agent, _ = await AgentRegistry(db).enroll(
         token.token_id,
         token.secret if secret is None else secret,
         hostname="pc-042",
         platform="linux",
-        sign=lambda: certificate,
+        request=request,
         at=at,
     )
     return agent

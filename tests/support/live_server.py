@@ -1,0 +1,144 @@
+"""A real SondeServer in this process: both listeners on 127.0.0.1:0 (console TLS, agents
+mutual TLS), on the database URL a test gives (SQLite or PostgreSQL), and the clients a
+hand-driven agent or technician needs. In-process so that a test can read the server's log
+records (caplog) and its database directly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import grpc.aio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sonde.identity import agent_id_from_public_key
+from sonde.server import pki
+from sonde.server.api.app import RunOptions, SondeServer
+from sonde.server.domain.enrollment_tokens import EnrollmentTokens, IssuedToken
+from sonde.server.domain.roles import Role
+from sonde.server.domain.users import Users
+from sonde.server.settings import DataDir
+from sonde.server.storage.db import Database
+from sonde.v1 import agent_pb2, console_pb2_grpc, enrollment_pb2, enrollment_pb2_grpc
+from tests.unit.domain.builders import SETUP_ADMIN
+
+SERVER_NAME = "localhost"
+_HOUR = timedelta(hours=1)
+_NAME_OVERRIDE = (("grpc.ssl_target_name_override", SERVER_NAME),)
+
+
+def agent_csr(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """What `sonde-agent enroll` sends: CN = the key's agent id, signed by the key."""
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, agent_id_from_public_key(key.public_key()))]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+@dataclass
+class HandDrivenAgent:
+    """An enrolled key and certificate; opens raw sessions on the agent listener."""
+
+    agent_id: str
+    key: ec.EllipticCurvePrivateKey
+    credentials: grpc.ChannelCredentials
+    address: str
+
+    def channel(self) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(self.address, self.credentials, options=_NAME_OVERRIDE)
+
+
+@dataclass
+class LiveServer:
+    server: SondeServer
+    db: Database  # the test's own connection to the server's database
+    ca_pem: bytes
+    admin_token: str
+
+    def console_channel(self, token: str | None = None) -> grpc.aio.Channel:
+        credentials = grpc.ssl_channel_credentials(self.ca_pem)
+        if token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.access_token_call_credentials(token)
+            )
+        return grpc.aio.secure_channel(
+            self.server.console_address, credentials, options=_NAME_OVERRIDE
+        )
+
+    def console(self, channel: grpc.aio.Channel) -> console_pb2_grpc.ConsoleServiceAsyncStub:
+        return console_pb2_grpc.ConsoleServiceStub(channel)
+
+    def enrollment(
+        self, channel: grpc.aio.Channel
+    ) -> enrollment_pb2_grpc.EnrollmentServiceAsyncStub:
+        return enrollment_pb2_grpc.EnrollmentServiceStub(channel)
+
+    async def token(self, uses: int = 1) -> IssuedToken:
+        return await EnrollmentTokens(self.db).create(SETUP_ADMIN, uses=uses, ttl=_HOUR)
+
+    async def enroll(self, hostname: str = "hand-driven") -> HandDrivenAgent:
+        """Enroll a key made here through the real Enroll call."""
+        token = await self.token()
+        key = ec.generate_private_key(ec.SECP256R1())
+        async with self.console_channel() as channel:
+            reply = await self.enrollment(channel).Enroll(
+                enrollment_pb2.EnrollRequest(
+                    token_id=token.token_id,
+                    secret=token.secret,
+                    csr_der=agent_csr(key),
+                    hostname=hostname,
+                    platform="linux",
+                ),
+                timeout=10,
+            )
+        certificate = x509.load_der_x509_certificate(reply.certificate_der)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem,
+            private_key=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            certificate_chain=certificate.public_bytes(serialization.Encoding.PEM),
+        )
+        return HandDrivenAgent(reply.agent_id, key, credentials, self.server.agent_address)
+
+
+@asynccontextmanager
+async def live_server(root: Path, database_url: str) -> AsyncIterator[LiveServer]:
+    """A started SondeServer over `database_url` (migrated), its pki under `root`."""
+    data = DataDir(root)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pki.initialise(data.pki, [])
+    db = await Database.open(database_url)
+    try:
+        _, admin_token = await Users(db).add(SETUP_ADMIN, "admin", Role.ADMIN)
+        server = SondeServer(
+            RunOptions(
+                data=data,
+                console_address="127.0.0.1:0",
+                agent_address="127.0.0.1:0",
+                database_url=database_url,
+                heartbeat_interval_s=30,
+                server_name=SERVER_NAME,
+            )
+        )
+        await server.start()
+        try:
+            yield LiveServer(server, db, data.pki.ca_certificate.read_bytes(), admin_token)
+        finally:
+            await server.stop(grace_s=0)
+    finally:
+        await db.close()
+
+
+def hello(hostname: str = "hand-driven") -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(hello=agent_pb2.Hello(hostname=hostname, platform="linux"))
