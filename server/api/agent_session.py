@@ -4,6 +4,11 @@ The agent's id comes from its verified client certificate only. Hello's fields a
 and cleaned at intake; a Hello that claims another id changes nothing. Welcome goes out before
 anything is written (the session row is batched); then the session delivers the agent's due
 commands, in creation order, and keeps delivering as they are queued.
+
+Every Result gets its ResultAck once it is stored or refused (a command that is unknown, of
+another agent or already ended; a snapshot the checks cannot read ends its command as
+failed): only a failure to store it (the database) ends the stream, so that the agent resends
+it later. Warnings about what one stream sent are rate-limited (StreamWarnings).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 RETRY_AFTER_MS = (2_000, 10_000)
+# Per stream: this many warnings a minute in full, then one line counting the rest.
+WARNINGS_PER_WINDOW = 10
+WARNING_WINDOW_S = 60.0
 
 Context = grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 
@@ -62,6 +71,61 @@ def hello_info(hello: agent_pb2.Hello) -> HelloInfo:
         os_version=hello.os_version,
         agent_version=hello.agent_version,
     )
+
+
+class StreamWarnings:
+    """Warnings about what one agent's stream sent: the first `per_window` of each window in
+    full, the rest counted and told in one line when the window is over or the stream ends
+    (a hostile agent's flood costs a few lines a minute, not one a message)."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        per_window: int = WARNINGS_PER_WINDOW,
+        window_s: float = WARNING_WINDOW_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._agent_id = agent_id
+        self._per_window, self._window_s = per_window, window_s
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._told = self._left_out = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        self.tick()
+        if self._told < self._per_window:
+            self._told += 1
+            log.warning("agent %s " + message, self._agent_id, *args)
+        else:
+            self._left_out += 1
+
+    def tick(self) -> None:
+        """Start a new window once this one is over, telling what it left out."""
+        now = self._monotonic()
+        if now - self._started >= self._window_s:
+            self.flush()
+            self._started, self._told = now, 0
+
+    def flush(self) -> None:
+        if self._left_out:
+            log.warning(
+                "agent %s: %d more warnings about its stream in the last %.0f s, left out",
+                self._agent_id,
+                self._left_out,
+                self._monotonic() - self._started,
+            )
+            self._left_out = 0
+
+
+def _unreadable_snapshot(command_id: str, error: Exception) -> agent_pb2.Result:
+    """What a snapshot the checks could not read is stored as: its command's failure."""
+    problem = " ".join(str(error).split())[:300] or type(error).__name__
+    failure = agent_pb2.Failure(
+        reason=f"the server could not read this snapshot: {problem}",
+        kind=agent_pb2.FAILURE_KIND_FAILED,
+    )
+    return agent_pb2.Result(command_id=command_id, failure=failure)
 
 
 class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -225,38 +289,62 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self, connection: AgentConnection, request_iterator: AsyncIterator[agent_pb2.AgentMessage]
     ) -> None:
         agent_id = connection.agent_id
+        warnings = StreamWarnings(agent_id)
         try:
             async for message in request_iterator:
                 connection.heard_from()
+                warnings.tick()
                 kind = message.WhichOneof("kind")
                 if kind == "heartbeat":
                     self._heartbeats.add(_heartbeat_record(agent_id, message.heartbeat))
                 elif kind == "result":
-                    await self._accept(agent_id, message.result)
+                    await self._accept(agent_id, message.result, warnings)
                     ack = agent_pb2.ServerMessage()
                     ack.ack.command_id = message.result.command_id
                     connection.send(ack)
                 else:
-                    log.warning("agent %s sent an unexpected %s: ignored", agent_id, kind)
+                    warnings.warn("sent an unexpected %s message: ignored", kind or "empty")
         except grpc.aio.AioRpcError:
             pass
         except Exception:
             log.exception("agent %s: error while reading its stream", agent_id)
         finally:
+            warnings.flush()
             connection.close(connection.close_reason or "the agent closed its stream")
 
-    async def _accept(self, agent_id: str, result: agent_pb2.Result) -> None:
+    async def _accept(
+        self, agent_id: str, result: agent_pb2.Result, warnings: StreamWarnings
+    ) -> None:
+        """Store a result, or refuse it with one warning; either way it is acknowledged."""
         received_at = utc_now()
         found = []
+        unreadable: Exception | None = None
         if result.HasField("snapshot"):
             result.snapshot.agent_id = agent_id
-            found = evaluate(result.snapshot, CheckContext(reference_time=received_at))
+            try:
+                found = evaluate(result.snapshot, CheckContext(reference_time=received_at))
+            except Exception as error:  # e.g. a Timestamp out of range: the same on every resend
+                unreadable = error
+                result = _unreadable_snapshot(result.command_id, error)
         try:
-            await self._diagnostics.accept_result(agent_id, result, found, received_at)
+            accepted = await self._diagnostics.accept_result(agent_id, result, found, received_at)
         except SondeError as refused:
-            # A result for a command this agent was never sent (or not yet sent): dropped,
-            # nothing changed, the refusal audited; the stream goes on.
-            log.warning("refused a result from agent %s: %s", agent_id, refused)
+            # Unknown, another agent's, not yet sent: dropped, nothing changed, audited.
+            warnings.warn("sent a result that was refused: %s", refused)
+            return
+        command = accepted.command
+        if not accepted.changed:
+            warnings.warn(
+                "resent the result of command %s, which had already ended %s: dropped",
+                command.id,
+                command.state.value,
+            )
+        elif unreadable is not None:
+            warnings.warn(
+                "sent a snapshot for command %s that the checks cannot read (%s): it failed",
+                command.id,
+                unreadable,
+            )
 
 
 def _heartbeat_record(agent_id: str, beat: agent_pb2.Heartbeat) -> HeartbeatRecord:

@@ -2,12 +2,14 @@
 
 A result is stored in one unit of work with the command's final state, the ticket's timeline
 event and its audit row (actor `agent:<id>`, the id from the agent's certificate). A result for
-a command that already ended (cancelled, interrupted, or resent after it was stored) is
-acknowledged and changes nothing.
+a command that already ended (cancelled, interrupted, or resent after it was stored) changes
+nothing and is audited like a refusal, at the refusals' bounded rate: an agent resending it in
+a loop cannot fill the log. The agent's session acknowledges both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,16 +20,19 @@ from sqlalchemy.engine import Connection
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.commands import (
+    MAX_COMMAND_ID_CHARS,
+    MAX_REASON_CHARS,
     CommandRecord,
     CommandState,
     FinishedCommand,
     finish_record,
     lock_command_record,
 )
+from sonde.server.domain.text import sanitized
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake, Wakeups
-from sonde.server.errors import NotFound, PermissionDenied
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import findings, snapshots
@@ -43,6 +48,21 @@ FAILURE_STATES = {
     agent_pb2.FAILURE_KIND_CANCELLED: CommandState.CANCELLED,
     agent_pb2.FAILURE_KIND_TIMED_OUT: CommandState.TIMED_OUT,
 }
+
+
+# What a command id can be (the server's are uuid4 hex): anything else is refused unread.
+_COMMAND_ID = re.compile(rf"[!-~]{{1,{MAX_COMMAND_ID_CHARS}}}")
+
+
+class AlreadyEnded(Conflict):
+    """A result for a command that had already ended: nothing is written."""
+
+    def __init__(self, command: CommandRecord) -> None:
+        super().__init__(
+            f"command {command.id} had already ended {command.state.value}; "
+            "this result was acknowledged and dropped"
+        )
+        self.command = command
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,7 @@ class AcceptedResult:
 
     command: CommandRecord
     stored: StoredSnapshotRecord | None
-    changed: bool  # False: the command had already ended, nothing was written
+    changed: bool  # False: the command had already ended; only a refusal row may be written
 
 
 _SUMMARY_COLUMNS = (
@@ -224,11 +244,19 @@ class Diagnostics:
     ) -> AcceptedResult:
         """Store what the agent `agent_id` (its certificate's id) sent for a command.
 
-        Refused (NotFound, PermissionDenied, audited) when the command does not exist or was
-        issued to another agent: nothing changes.
+        Refused (InvalidArgument, NotFound, PermissionDenied, audited) when the command id is
+        malformed, the command does not exist or was issued to another agent: nothing changes.
         """
         received_at = require_aware(received_at, "receipt time")
         command_id = result.command_id
+        actor = f"agent:{agent_id}"
+        if not _COMMAND_ID.fullmatch(command_id):
+            malformed = InvalidArgument(
+                f"a result names the command {command_id[:MAX_COMMAND_ID_CHARS]!r}, which is "
+                "not a command id"
+            )
+            await self._audited.refused(actor, "command.result", malformed)
+            raise malformed
         wakes: list[Wake] = []
 
         def unit(connection: Connection, entry: AuditEntry) -> AcceptedResult:
@@ -240,8 +268,7 @@ class Diagnostics:
             entry.agent_id, entry.ticket_id = agent_id, command.ticket_id
             entry.detail["command_id"] = command_id
             if command.state.final:
-                entry.detail["ignored"] = f"the command had already ended {command.state.value}"
-                return AcceptedResult(command, None, False)
+                raise AlreadyEnded(command)
             stored: StoredSnapshotRecord | None = None
             if result.HasField("snapshot"):
                 stored = store_snapshot(
@@ -263,14 +290,18 @@ class Diagnostics:
                     )
             else:
                 state = FAILURE_STATES.get(result.failure.kind, CommandState.FAILED)
-                reason = result.failure.reason or "the agent gave no reason"
+                reason = sanitized(result.failure.reason, max_chars=MAX_REASON_CHARS)
+                reason = reason or "the agent gave no reason"
                 current = finish_record(
                     connection, command, state, received_at, wakes, reason=reason
                 )
             entry.detail["state"] = current.state.value
             return AcceptedResult(current, stored, True)
 
-        accepted = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
+        try:
+            accepted = await self._audited.run(actor, "command.result", unit)
+        except AlreadyEnded as ended:
+            return AcceptedResult(ended.command, None, False)
         self._wakeups.publish(wakes, FinishedCommand(accepted.command, accepted.stored))
         return accepted
 
