@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sonde.agent.checks.wording import duration
 from sonde.server.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class PeerLockout:
         if left_ms <= 0:
             return None
         return ResourceExhausted(
-            f"too many {self.what} from {address}; retry in {_wait_text(left_ms)}",
+            f"too many {self.what} from {address}; retry in {duration(math.ceil(left_ms / 1000))}",
             retry_after_ms=left_ms,
         )
 
@@ -118,10 +119,3 @@ class PeerLockout:
 
     def tracked(self) -> int:
         return len(self._windows)
-
-
-def _wait_text(retry_after_ms: int) -> str:
-    """'4 min 10 s', '12 s': how long a locked-out peer waits, for the refusal's message."""
-    seconds = math.ceil(retry_after_ms / 1000)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
