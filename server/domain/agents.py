@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import builtins
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from sonde.identity import is_agent_id
@@ -98,15 +99,20 @@ def _percent(value: float) -> float:
 # Statements built once, with bind parameters.
 _AGENT = select(agents).where(agents.c.id == bindparam("agent_id"))
 _AGENT_LOCKED = _AGENT.with_for_update()
-_AGENTS_BY_KEY = select(agents).where(
-    (agents.c.id == bindparam("key")) | (agents.c.hostname_key == bindparam("key"))
-)
-_AGENTS_BY_PREFIX = (
+# What can start an agent id (sonde/identity.py: 26 lowercase base32 characters).
+_ID_CHARACTERS = re.compile(r"[a-z2-7]{1,26}")
+_AGENTS_BY_ID_PREFIX = (
     select(agents)
-    .where(
-        agents.c.id.like(bindparam("pattern"), escape="\\")
-        | agents.c.hostname_key.like(bindparam("pattern"), escape="\\")
-    )
+    .where(agents.c.id.like(bindparam("pattern")))
+    .order_by(agents.c.id)
+    .limit(_AMBIGUOUS_SHOWN + 1)
+)
+_AGENTS_BY_NAME = (
+    select(agents).where(agents.c.hostname_key == bindparam("key")).order_by(agents.c.id)
+)
+_AGENTS_BY_NAME_PREFIX = (
+    select(agents)
+    .where(agents.c.hostname_key.like(bindparam("pattern"), escape="\\"))
     .order_by(agents.c.hostname_key, agents.c.id)
     .limit(_AMBIGUOUS_SHOWN + 1)
 )
@@ -151,28 +157,59 @@ class CertificateRequest(Protocol):
 
 
 def resolve_agent(connection: Connection, ref: str) -> AgentRecord:
-    """An agent by exact id, exact host name (any case), or an unambiguous prefix of either."""
+    """The agent `ref` names: ids first, then host names, which agents report themselves.
+
+    1. A full id names that agent, or none (never an agent that took it as its name).
+    2. The start of an id names its agent when no other agent's id starts so and no other
+       agent has `ref` as its name: a name equal to another agent's id prefix is ambiguous.
+    3. A host name (any case) names its agent; of several agents with that name, the one not
+       revoked when only one is (a re-installed machine keeps its name under a new key).
+    4. The start of a host name names its agent when it is the only one.
+    Whatever else matches more than one agent is refused, naming the candidates and their ids.
+    """
     ref = checked_text("the agent", ref, max_chars=MAX_HOSTNAME_CHARS, required=True)
     key = ref.lower()
-    rows = connection.execute(_AGENTS_BY_KEY, {"key": key}).all()
-    if not rows:
-        rows = connection.execute(_AGENTS_BY_PREFIX, {"pattern": _like_prefix(key)}).all()
-    matches = [_record(row) for row in rows]
-    by_id = [match for match in matches if match.id == key]
-    if by_id:
-        return by_id[0]
-    if len(matches) > 1:
-        # A re-installed machine keeps its name under a new key: prefer the live one.
-        live = [match for match in matches if match.revoked_at is None]
-        if len(live) == 1 and all(m.hostname.lower() == key for m in matches):
+    if is_agent_id(key):
+        row = connection.execute(_AGENT, {"agent_id": key}).first()
+        if row is None:
+            raise NotFound(f"no agent has the id {key}")
+        return _record(row)
+    named = _records(connection, _AGENTS_BY_NAME, {"key": key})
+    if _ID_CHARACTERS.fullmatch(key):
+        by_id = _records(connection, _AGENTS_BY_ID_PREFIX, {"pattern": f"{key}%"})
+        if by_id:
+            return _only_match(ref, [*by_id, *named])
+    if len(named) > 1:
+        live = [match for match in named if match.revoked_at is None]
+        if len(live) == 1:
             return live[0]
-    if not matches:
+    if not named:
+        named = _records(connection, _AGENTS_BY_NAME_PREFIX, {"pattern": _like_prefix(key)})
+    if not named:
         raise NotFound(f"no agent matches {ref!r}")
-    if len(matches) > 1:
-        shown = ", ".join(f"{m.hostname} ({m.id})" for m in matches[:_AMBIGUOUS_SHOWN])
-        more = " and more" if len(matches) > _AMBIGUOUS_SHOWN else ""
-        raise InvalidArgument(f"{ref!r} is ambiguous: {shown}{more}; give more of the name or id")
-    return matches[0]
+    return _only_match(ref, named)
+
+
+def _records(
+    connection: Connection, statement: Select[Any], values: dict[str, str]
+) -> list[AgentRecord]:
+    return [_record(row) for row in connection.execute(statement, values)]
+
+
+def _only_match(ref: str, matches: Sequence[AgentRecord]) -> AgentRecord:
+    """The one agent among `matches` (one agent may match twice), or InvalidArgument."""
+    distinct = list({match.id: match for match in matches}.values())
+    if len(distinct) == 1:
+        return distinct[0]
+    shown = ", ".join(
+        f"{m.hostname} ({m.id}{', revoked' if m.revoked_at is not None else ''})"
+        for m in distinct[:_AMBIGUOUS_SHOWN]
+    )
+    more = " and more" if len(distinct) > _AMBIGUOUS_SHOWN else ""
+    raise InvalidArgument(
+        f"{ref!r} is ambiguous: {shown}{more}; give more of the name or id "
+        "(a full id is never ambiguous)"
+    )
 
 
 class AgentRegistry:
@@ -254,7 +291,7 @@ class AgentRegistry:
         return _record(row)
 
     async def resolve(self, ref: str) -> AgentRecord:
-        """An agent by exact id, exact host name (any case), or an unambiguous prefix of either."""
+        """The agent `ref` names: an id, an id prefix, a host name or its prefix (resolve_agent)."""
         return await self._db.read(lambda connection: resolve_agent(connection, ref))
 
     async def list(
