@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sonde.server.domain.agents import AgentRegistry, HelloInfo
+from sonde.server.domain.agents import AgentRecord, AgentRegistry, HelloInfo
 from sonde.server.domain.commands import CommandKind
 from sonde.server.domain.sessions import SessionClosed, SessionOpened, SessionRows
 from sonde.server.domain.tickets import Tickets
@@ -29,6 +29,15 @@ VICTIM_PREFIX = "kry2"
 def an_id(prefix: str = "") -> str:
     """A fresh agent id (26 base32 characters) that starts with `prefix`."""
     return (prefix + new_agent_id())[:26]
+
+
+async def victim_and_rogue(
+    registry: AgentRegistry, db: Database
+) -> tuple[AgentRecord, AgentRecord]:
+    """The victim, PC-042, and an enrolled agent that has reported an innocent name so far."""
+    victim = await enroll(registry, db, an_id(VICTIM_PREFIX), "pc-042")
+    rogue = await enroll(registry, db, an_id("zz"), "innocent")
+    return victim, rogue
 
 
 async def reports(db: Database, agent_id: str, hostname: str, session: str = "s1") -> None:
@@ -115,8 +124,7 @@ async def test_a_colliding_host_name_never_takes_a_reference_to_another_agent(
     db: Database, case: str
 ) -> None:
     registry = AgentRegistry(db)
-    victim = await enroll(registry, db, an_id(VICTIM_PREFIX), "pc-042")
-    rogue = await enroll(registry, db, an_id("zz"), "innocent")
+    victim, rogue = await victim_and_rogue(registry, db)
     name, expected = COLLISIONS[case]
     await reports(db, rogue.id, name(victim.id))
     assert (await registry.get(rogue.id)).hostname == name(victim.id)
@@ -132,8 +140,7 @@ async def test_a_name_reported_on_each_hello_is_resolved_as_it_stands_and_outliv
     db: Database,
 ) -> None:
     registry = AgentRegistry(db)
-    victim = await enroll(registry, db, an_id(VICTIM_PREFIX), "pc-042")
-    rogue = await enroll(registry, db, an_id("zz"), "innocent")
+    victim, rogue = await victim_and_rogue(registry, db)
     prefix = victim.id[:4]
     assert await reached(registry, prefix, victim.id, rogue.id) == VICTIM
     await reports(db, rogue.id, prefix, session="s1")
@@ -164,8 +171,7 @@ async def test_a_revoked_agents_id_prefix_taken_as_a_name_is_still_ambiguous(
 ) -> None:
     """No preference for the live agent across an id and a name: the id stays first."""
     registry = AgentRegistry(db)
-    victim = await enroll(registry, db, an_id(VICTIM_PREFIX), "pc-042")
-    rogue = await enroll(registry, db, an_id("zz"), "innocent")
+    victim, rogue = await victim_and_rogue(registry, db)
     await registry.revoke(SETUP_ADMIN, victim.id, "stolen", T0)
     await reports(db, rogue.id, victim.id[:6])
     with pytest.raises(InvalidArgument, match=rf"pc-042 \({victim.id}, revoked\)"):
@@ -241,8 +247,7 @@ async def test_a_diagnostic_or_ticket_by_a_colliding_name_reaches_the_right_agen
     registry = AgentRegistry(db)
     tickets = Tickets(db, d.clock)
     ann = await technician(db, "ann")
-    victim = await enroll(registry, db, an_id(VICTIM_PREFIX), "pc-042")
-    rogue = await enroll(registry, db, an_id("zz"), "innocent")
+    victim, rogue = await victim_and_rogue(registry, db)
     await reports(db, rogue.id, victim.id[:4])
     with pytest.raises(InvalidArgument, match="is ambiguous"):
         await d.commands.queue(ann, victim.id[:4], CommandKind.COLLECT, ticket_id=None)
