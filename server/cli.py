@@ -29,7 +29,9 @@ from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
     DataDir,
     ServerConfig,
+    advertised_address,
     check_advertised_address,
+    is_wildcard,
     split_address,
 )
 from sonde.server.storage.db import Database, database_url, migrate
@@ -85,7 +87,31 @@ async def _with_db(url: str, work: Callable[[Database], Awaitable[int]]) -> int:
 # -- init ------------------------------------------------------------------------------------
 
 
+def _unreachable(args: argparse.Namespace) -> str | None:
+    """Why enrollment strings made from these options would name an address nobody reaches."""
+    for host in args.host:
+        if is_wildcard(host):
+            return f"--host {host}: that means every address; give the name workstations use"
+    if args.host:
+        return None  # a listener on every address is reached by the first --host
+    if is_wildcard(split_address(args.listen)[0]):
+        return (
+            f"--listen {args.listen} listens on every address, and no name says which one "
+            "workstations reach: add --host NAME (the server certificate names it too)"
+        )
+    if is_wildcard(split_address(args.agent_listen)[0]) and not args.agent_address:
+        return (
+            f"--agent-listen {args.agent_listen} listens on every address, and no name says "
+            "which one agents reach: add --host NAME, or --agent-address HOST:PORT"
+        )
+    return None
+
+
 def cmd_init(args: argparse.Namespace) -> int:
+    unreachable = _unreachable(args)
+    if unreachable:
+        print(f"sonde-server init: {unreachable}", file=sys.stderr)
+        return exit_codes.USAGE
     data = DataDir(args.data)
     if data.is_initialised():
         print(f"sonde-server: {data.root} is already initialised", file=sys.stderr)
@@ -193,8 +219,17 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     data.require_initialised()
     config = data.load_config()
     running = data.read_listening()
-    console_address = running["console_address"] if running else config.console_address
-    agent_address = running["agent_address"] if running else config.agent_address
+    # As the running server does: a listener on every address is reached by the server's name.
+    console_address = (
+        running["console_address"]
+        if running
+        else advertised_address(config.console_address, config.server_name)
+    )
+    agent_address = (
+        running["agent_address"]
+        if running
+        else advertised_address(config.agent_address, config.server_name)
+    )
     advertised = list(args.agent_address) or config.agent_addresses
     if split_address(console_address)[1] == 0 or (
         not advertised and split_address(agent_address)[1] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -28,15 +29,37 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def is_wildcard(host: str) -> bool:
+    """0.0.0.0 or :: (however spelt): a listener on every address, which nobody connects to."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def check_advertised_address(address: str) -> str:
-    """An address agents connect to: HOST:PORT with a real port (not 0)."""
-    if split_address(address)[1] == 0:
+    """An address agents connect to: HOST:PORT with a real port (not 0) and a real host."""
+    host, port = split_address(address)
+    if port == 0:
         raise ValueError(f"{address!r}: agents cannot connect to port 0")
+    if is_wildcard(host):
+        raise ValueError(
+            f"{address!r}: {host} means every address of the server, which agents cannot "
+            "connect to; give the name or address they reach it by"
+        )
     return address
 
 
 def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def advertised_address(listen_address: str, server_name: str) -> str:
+    """What to tell agents for a listener: one on every address is reached by the server's name."""
+    host, port = split_address(listen_address)
+    return join_address(server_name, port) if is_wildcard(host) else listen_address
+
+
 
 
 @dataclass
