@@ -18,6 +18,7 @@ from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, STATE_FILE
 from sonde.agent.platform_info import platform_name
 from sonde.agent.state import (
     AgentState,
+    enrollment_problems,
     ensure_state_dir,
     is_enrolled,
     save_state,
@@ -118,18 +119,27 @@ def request_certificate(
     return response
 
 
+def _refuse_unsafe_folder(state_dir: Path) -> None:
+    """A link or another user's folder would put the key where someone else chose."""
+    problems = enrollment_problems(state_dir)
+    if problems:
+        raise EnrollmentError("\n".join(f"refusing to enroll: {line}" for line in problems))
+
+
 def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
     """Enroll this workstation with the server the token names; return the recorded state."""
     try:
         bundle = decode_bundle(token)
     except ValueError as error:
         raise EnrollmentError(str(error)) from None
+    _refuse_unsafe_folder(state_dir)
     if is_enrolled(state_dir) and not force:
         raise EnrollmentError(
             f"{state_dir} already holds an enrollment; pass --force to replace it "
             "(the old identity stops working on this machine)"
         )
     ensure_state_dir(state_dir)
+    _refuse_unsafe_folder(state_dir)  # again: made after the first look, it may be a stranger's
     key = generate_key()
     request = enrollment_pb2.EnrollRequest(
         token_id=bundle.token_id,

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import stat
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, SECRET_DIRS, SECRET_FILES, STATE_FILE
 from sonde.identity import is_agent_id
+from sonde.private_files import Folder, unsafe_entries
 
-log = logging.getLogger(__name__)
+# Re-exported (mypy's explicit form): the outbox and the tests write through these names.
+from sonde.private_files import fsync_dir as fsync_dir  # noqa: PLC0414
+from sonde.private_files import write_private_file as write_private_file  # noqa: PLC0414
+
+# What `run` checks in the state folder: the outbox is owner-only through and through.
+STATE_LAYOUT = Folder(
+    noun="state folder",
+    secret_files=frozenset(SECRET_FILES),
+    subfolders={name: Folder(secret=True) for name in SECRET_DIRS},
+)
 
 
 class NotEnrolled(Exception):
@@ -60,35 +68,6 @@ def ensure_state_dir(state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if sys.platform != "win32":
         os.chmod(state_dir, 0o700)
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write atomically (temporary file, fsync, rename) with mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if sys.platform != "win32":
-            os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply when tmp already existed
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or removal in the folder durable (POSIX; a no-op on Windows)."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_enrolled(state_dir: Path) -> bool:
@@ -147,71 +126,27 @@ def load_credentials(state_dir: Path) -> Credentials:
     return Credentials(*contents)
 
 
-def _problem(path: Path, info: os.stat_result, secret: bool, owner: int) -> str | None:
-    mode = stat.S_IMODE(info.st_mode)
-    is_dir = stat.S_ISDIR(info.st_mode)
-    if stat.S_ISLNK(info.st_mode):
-        return f"{path} is a symbolic link; state files must be plain files (remove it)"
-    if info.st_uid != owner:
-        return (
-            f"{path} is owned by uid {info.st_uid}, not by the agent's user (uid {owner}); "
-            f"run: chown {owner} {path}"
-        )
-    if is_dir:
-        if mode & 0o022:
-            return (
-                f"{path} has mode {mode:04o}: the state folder is writable by group or others; "
-                f"run: chmod 700 {path}"
-            )
-        if secret and mode & 0o055:
-            return (
-                f"{path} has mode {mode:04o}: it is readable by group or others; "
-                f"run: chmod 700 {path}"
-            )
-        return None
-    if mode & 0o022:
-        fixed = mode & (0o700 if secret else 0o755)
-        return (
-            f"{path} has mode {mode:04o}: it is writable by group or others; "
-            f"run: chmod {fixed:o} {path}"
-        )
-    if secret and mode & 0o044:
-        return (
-            f"{path} has mode {mode:04o}: it is readable by group or others; run: chmod 600 {path}"
-        )
-    return None
-
-
 def check_permissions(state_dir: Path) -> None:
     """Refuse a state folder that someone other than the agent's user could read or change.
 
-    POSIX only: on Windows, ACLs are the installer's job, so this only logs a note.
+    Every problem is named, one line each. POSIX only: on Windows, ACLs are the installer's
+    job, so this only logs a note.
     """
-    if sys.platform == "win32":
-        log.info("permission check skipped on Windows: the installer sets the folder's ACL")
-        return
-    owner = os.geteuid()
     try:
-        folder_info = os.lstat(state_dir)
+        problems = unsafe_entries(state_dir, STATE_LAYOUT, program="agent")
     except FileNotFoundError:
         raise NotEnrolled(
             f"this agent is not enrolled: the state folder {state_dir} does not exist "
             "(run `sonde-agent enroll TOKEN` first)"
         ) from None
-    problem = _problem(state_dir, folder_info, secret=False, owner=owner)
-    if problem:
-        raise UnsafePermissions(f"refusing to start: {problem}")
-    _check_entries(state_dir, owner, all_secret=False)
+    if problems:
+        raise UnsafePermissions("\n".join(f"refusing to start: {line}" for line in problems))
 
 
-def _check_entries(folder: Path, owner: int, *, all_secret: bool) -> None:
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        path = Path(entry.path)
-        info = os.lstat(path)
-        secret = all_secret or entry.name in SECRET_FILES or entry.name in SECRET_DIRS
-        problem = _problem(path, info, secret=secret, owner=owner)
-        if problem:
-            raise UnsafePermissions(f"refusing to start: {problem}")
-        if stat.S_ISDIR(info.st_mode) and (all_secret or entry.name in SECRET_DIRS):
-            # The outbox's files hold results (what this machine did): owner-only too.
-            _check_entries(path, owner, all_secret=True)
+def enrollment_problems(state_dir: Path) -> list[str]:
+    """What makes the state folder unsafe to enroll into: a link, another user's, unsafe
+    entries; not its own mode, which enrollment sets. [] when it does not exist yet."""
+    try:
+        return unsafe_entries(state_dir, STATE_LAYOUT, program="agent", root_mode=False)
+    except FileNotFoundError:
+        return []

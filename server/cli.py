@@ -34,7 +34,7 @@ from sonde.server.settings import (
     is_wildcard,
     split_address,
 )
-from sonde.server.storage.db import Database, database_url, migrate
+from sonde.server.storage.db import Database, _sqlite_path, database_url, migrate
 
 log = logging.getLogger("sonde-server")
 
@@ -107,6 +107,11 @@ def _unreachable(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _print_refusals(doing: str, problems: list[str]) -> None:
+    for line in problems:
+        print(f"sonde-server: refusing to {doing}: {line}", file=sys.stderr)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     unreachable = _unreachable(args)
     if unreachable:
@@ -116,6 +121,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     if data.is_initialised():
         print(f"sonde-server: {data.root} is already initialised", file=sys.stderr)
         return 1
+    try:
+        # A link, another user's folder or what was planted in it would hold our keys.
+        problems = data.permission_problems(None, root_mode=False)
+    except FileNotFoundError:
+        problems = []
+    if problems:
+        _print_refusals("initialise", problems)
+        return exit_codes.ERROR
     data.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     data.root.chmod(0o700)
     config = ServerConfig(
@@ -165,6 +178,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     data = DataDir(args.data)
     data.require_initialised()
+    config = data.load_config()
+    url = _db_url(data, config, args.db)
+    # Before the lock and the migration: a refusal changes nothing.
+    problems = data.permission_problems(_sqlite_path(url))
+    if problems:
+        _print_refusals("start", problems)
+        return exit_codes.ERROR
     try:
         # Held until the process ends: one server per data folder.
         lock = FolderLock.acquire(data.root)
@@ -175,15 +195,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"sonde-server: cannot lock the data folder {data.root}: {error}", file=sys.stderr)
         return exit_codes.ERROR
     with lock:
-        return _run_locked(args, data)
+        return _run_locked(args, data, config, url)
 
 
-def _run_locked(args: argparse.Namespace, data: DataDir) -> int:
+def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, url: str) -> int:
     from sonde.server.api.app import RunOptions, serve  # the gRPC stack only when serving
     from sonde.server.api.listeners import CannotListen
 
-    config = data.load_config()
-    url = _db_url(data, config, args.db)
     migrate(url)
     options = RunOptions(
         data=data,

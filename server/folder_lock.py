@@ -46,7 +46,9 @@ class FolderLock:
     def acquire(cls, folder: Path) -> FolderLock:
         """Take the lock without waiting; DataFolderInUse when another process has it."""
         path = folder / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        # A link planted at the lock's name is refused (ELOOP), not truncated through.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags, 0o600)
         handle = os.fdopen(fd, "r+b", buffering=0)
         try:
             _lock(handle)

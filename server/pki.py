@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sonde.identity import agent_id_from_public_key
+from sonde.private_files import write_private_file
 from sonde.server.domain.clock import utc_now
 from sonde.server.errors import InvalidArgument, Unauthenticated
 
@@ -32,7 +32,7 @@ BACKDATE = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class PkiPaths:
-    """Where `sonde-server init` keeps the CA and the server's keys (all keys owner-only)."""
+    """Where `sonde-server init` keeps the CA and the server's keys (every file owner-only)."""
 
     root: Path
 
@@ -60,17 +60,9 @@ class PkiPaths:
     def catalog_key(self) -> Path:
         return self.root / "catalog.key"
 
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only, atomically (created 0600, then renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    @property
+    def private_keys(self) -> tuple[Path, ...]:
+        return (self.ca_key, self.server_key, self.dispatch_key, self.catalog_key)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
@@ -258,11 +250,11 @@ def initialise(paths: PkiPaths, hosts: list[str]) -> CertificateAuthority:
     """Create the CA, the server certificate, and the dispatch and catalog keys."""
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     authority = CertificateAuthority.create()
-    write_private(paths.ca_key, _pem_key(authority.key))
-    paths.ca_certificate.write_bytes(authority.certificate_pem)
+    write_private_file(paths.ca_key, _pem_key(authority.key))
+    write_private_file(paths.ca_certificate, authority.certificate_pem)
     write_server_certificate(paths, authority, hosts)
-    write_private(paths.dispatch_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
-    write_private(paths.catalog_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
+    write_private_file(paths.dispatch_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
+    write_private_file(paths.catalog_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
     return authority
 
 
@@ -270,5 +262,7 @@ def write_server_certificate(
     paths: PkiPaths, authority: CertificateAuthority, hosts: list[str]
 ) -> None:
     certificate, key = authority.issue_server(hosts)
-    write_private(paths.server_key, _pem_key(key))
-    paths.server_certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    write_private_file(paths.server_key, _pem_key(key))
+    write_private_file(
+        paths.server_certificate, certificate.public_bytes(serialization.Encoding.PEM)
+    )

@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sonde.private_files import Folder, unsafe_entries, unsafe_file, write_private_file
 from sonde.server.pki import PkiPaths
 
 DEFAULT_CONSOLE_ADDRESS = "127.0.0.1:8443"
@@ -15,6 +16,8 @@ DEFAULT_AGENT_ADDRESS = "127.0.0.1:8444"
 DEFAULT_HEARTBEAT_INTERVAL_S = 15
 # Agent sessions between accept and Welcome at once; more get RESOURCE_EXHAUSTED and a retry hint.
 DEFAULT_MAX_CONNECTING = 512
+# What SQLite keeps beside its database file while it is open, or after a crash.
+SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -60,8 +63,6 @@ def advertised_address(listen_address: str, server_name: str) -> str:
     return join_address(server_name, port) if is_wildcard(host) else listen_address
 
 
-
-
 @dataclass
 class ServerConfig:
     """DIR/server.json: the addresses chosen at init; `run` flags override them."""
@@ -100,6 +101,34 @@ class DataDir:
     def pki(self) -> PkiPaths:
         return PkiPaths(self.root / "pki")
 
+    def _layout(self, database_name: str) -> Folder:
+        """What `run` checks here: every key, server.json and the database are owner-only."""
+        database = (database_name, *(database_name + suffix for suffix in SQLITE_SIDE_SUFFIXES))
+        return Folder(
+            noun="data folder",
+            secret_files=frozenset((self.config_file.name, *database)),
+            subfolders={
+                self.pki.root.name: Folder(
+                    noun="pki folder",
+                    secret_files=frozenset(key.name for key in self.pki.private_keys),
+                )
+            },
+        )
+
+    def permission_problems(self, sqlite_file: Path | None, *, root_mode: bool = True) -> list[str]:
+        """Everything here (and the SQLite database, wherever it is) that someone other than
+        the server's user could read or change, one line each; [] when all is safe.
+
+        FileNotFoundError when the folder does not exist.
+        """
+        inside = sqlite_file is None or sqlite_file.parent.resolve() == self.root.resolve()
+        name = sqlite_file.name if sqlite_file is not None and inside else self.database_file.name
+        found = unsafe_entries(self.root, self._layout(name), program="server", root_mode=root_mode)
+        if sqlite_file is not None and not inside:
+            for suffix in ("", *SQLITE_SIDE_SUFFIXES):
+                found += unsafe_file(Path(f"{sqlite_file}{suffix}"), secret=True, program="server")
+        return found
+
     def is_initialised(self) -> bool:
         return self.config_file.exists() and self.pki.ca_certificate.exists()
 
@@ -124,19 +153,16 @@ class DataDir:
 
     def save_config(self, config: ServerConfig) -> None:
         # The file can hold a database URL with a password: owner-only.
-        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(asdict(config), indent=2) + "\n")
+        text = json.dumps(asdict(config), indent=2) + "\n"
+        write_private_file(self.config_file, text.encode("utf-8"))
 
     def write_listening(self, console_address: str, agent_address: str) -> None:
-        tmp = self.listening_file.with_suffix(".tmp")
         payload = {
             "console_address": console_address,
             "agent_address": agent_address,
             "pid": os.getpid(),
         }
-        tmp.write_text(json.dumps(payload) + "\n")
-        os.replace(tmp, self.listening_file)
+        write_private_file(self.listening_file, (json.dumps(payload) + "\n").encode("utf-8"))
 
     def read_listening(self) -> dict[str, str] | None:
         """The running server's bound addresses, or None when no server is running here."""

@@ -4,6 +4,7 @@ files of the same process too, so a second acquire stands in for a second server
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,13 @@ def test_a_holder_whose_pid_is_not_recorded_is_still_refused(tmp_path: Path) -> 
         (tmp_path / LOCK_FILE).write_text("")  # as between another server's lock and its write
         with pytest.raises(DataFolderInUse, match="a process whose pid is not recorded"):
             FolderLock.acquire(tmp_path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="O_NOFOLLOW is POSIX")
+def test_a_link_planted_at_the_lock_is_not_truncated_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"a file of someone else's\n")
+    (tmp_path / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic links"):
+        FolderLock.acquire(tmp_path)
+    assert victim.read_bytes() == b"a file of someone else's\n"
