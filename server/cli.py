@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from sonde.server import exit_codes, pki
-from sonde.server.domain.audit import AuditLog
+from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_key
+from sonde.server.domain.audit import AuditKey, AuditLog
+from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
@@ -74,6 +76,16 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
 
 def _db_url(data: DataDir, config: ServerConfig, override: str | None) -> str:
     return database_url(data.root, override or config.database_url)
+
+
+def _audit_key(data: DataDir) -> AuditKey | None:
+    """The data folder's audit key (None in a folder made before there was one)."""
+    return load_audit_key(audit_key_path(data.pki.root))
+
+
+def _audited(db: Database, data: DataDir) -> AuditedWrites:
+    """Audited writes of an admin command, linked with the data folder's audit key."""
+    return AuditedWrites(db, key=_audit_key(data))
 
 
 async def _with_db(url: str, work: Callable[[Database], Awaitable[int]]) -> int:
@@ -140,11 +152,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         agent_addresses=list(args.agent_address),
     )
     pki.initialise(data.pki, config.hosts)
+    audit_key, _ = ensure_audit_key(data.pki.root)  # the first audit row is keyed already
     url = _db_url(data, config, None)
     migrate(url)
 
     async def create_admin(db: Database) -> int:
-        _, token = await Users(db).add_first_admin(SERVER_ADMIN, hosts=config.hosts)
+        users = Users(db, writes=AuditedWrites(db, key=audit_key))
+        _, token = await users.add_first_admin(SERVER_ADMIN, hosts=config.hosts)
         payload = {
             "data": str(data.root),
             "admin_user": "admin",
@@ -263,7 +277,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     issuer.set_addresses(console_address, agent_address)
 
     async def create(db: Database) -> int:
-        issuer.set_tokens(EnrollmentTokens(db))
+        issuer.set_tokens(EnrollmentTokens(db, writes=_audited(db, data)))
         issued = await issuer.issue(SERVER_ADMIN, uses=args.uses, ttl=args.ttl)
         payload = {
             "enrollment": issued.enrollment,
@@ -301,7 +315,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     role = Role.parse(args.role)
 
     async def add(db: Database) -> int:
-        user, token = await Users(db).add(SERVER_ADMIN, args.name, role)
+        user, token = await Users(db, writes=_audited(db, data)).add(SERVER_ADMIN, args.name, role)
         payload = {"name": user.name, "role": role.label, "api_token": token}
         _emit(args, payload, f"User {user.name} ({role.label}). API token (shown once):\n  {token}")
         return 0
@@ -318,7 +332,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = data.load_config()
 
     async def verify(db: Database) -> int:
-        result = await AuditLog(db).verify()
+        result = await AuditLog(db, key=_audit_key(data)).verify()
         payload = {
             "ok": result.ok,
             "rows": result.rows,

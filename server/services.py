@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sonde.server.domain.agents import AgentRegistry
-from sonde.server.domain.audit import AuditLog
+from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.diagnostics import Diagnostics
@@ -51,10 +51,12 @@ class ServerServices:
     enrollment: EnrollmentIssuer
 
 
-async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerServices:
-    """The domain objects over `db`, built whole."""
+async def open_services(
+    db: Database, enrollment: EnrollmentIssuer, *, audit_key: AuditKey | None = None
+) -> ServerServices:
+    """The domain objects over `db`, built whole; audit rows linked with `audit_key`."""
     wakeups = Wakeups()
-    audited = AuditedWrites(db)
+    audited = AuditedWrites(db, key=audit_key)
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -62,7 +64,7 @@ async def open_services(db: Database, enrollment: EnrollmentIssuer) -> ServerSer
         agents=AgentRegistry(db, writes=audited, wakeups=wakeups),
         tokens=EnrollmentTokens(db, writes=audited),
         users=Users(db, writes=audited, wakeups=wakeups),
-        audit=AuditLog(db),
+        audit=AuditLog(db, key=audit_key),
         commands=Commands(db, audited, wakeups),
         diagnostics=Diagnostics(db, audited, wakeups),
         tickets=Tickets(db, writes=audited),

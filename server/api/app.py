@@ -22,6 +22,7 @@ from sonde.server.api.auth import AuthInterceptor
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
+from sonde.server.audit_key import audit_key_path, ensure_audit_key
 from sonde.server.domain.audited import AuditEntry
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
@@ -112,11 +113,18 @@ class SondeServer:
         authority = CertificateAuthority.load(pki)
         server_key = pki.server_key.read_bytes()
         server_certificate = pki.server_certificate.read_bytes()
+        audit_key, made = ensure_audit_key(pki.root)
+        if made:
+            log.warning(
+                "made the audit key %s: audit rows are keyed from now on; copy it with pki/ "
+                "to every replica and keep it in the data folder's backups",
+                audit_key_path(pki.root),
+            )
         self._db = db = await Database.open(options.database_url)
         issuer = BundleIssuer(
             authority.certificate_der, options.server_name, options.agent_addresses
         )
-        services = await open_services(db, issuer)
+        services = await open_services(db, issuer, audit_key=audit_key)
         issuer.set_tokens(services.tokens)
         self.replica = replica = Replica(db)
         reset = await replica.register()

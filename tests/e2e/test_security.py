@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from google.protobuf.descriptor import MethodDescriptor
 
 from sonde.identity import agent_id_from_public_key
 from sonde.server.api.auth import METHOD_PERMISSIONS, OPEN_METHODS
+from sonde.server.domain.audit_rows import chain_hash
 from sonde.server.domain.audited import REFUSALS_PER_KEY
 from sonde.server.domain.roles import ROLE_PERMISSIONS, Permission, Role
 from sonde.server.pki import CertificateAuthority
@@ -379,3 +381,41 @@ def test_editing_an_audit_row_is_detected(sonde: Deployment) -> None:
     tampered = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
     assert tampered.returncode == 1
     assert "TAMPERED" in tampered.stdout
+
+
+def test_the_servers_chain_is_keyed_and_rechaining_without_the_key_is_detected(
+    sonde: Deployment,
+) -> None:
+    """A real server keys its chain from its first row with pki/audit.key (0600, not in the
+    database); edit a row and recompute every link as one can without the key: detected."""
+    sonde.add_user("auditor", "l1")
+    key_file = sonde.data / "pki" / "audit.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    verified = run("sonde-server", "audit", "verify", "--data", str(sonde.data), "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["reason"].endswith("keyed from row 1")
+    with sqlite3.connect(sonde.data / "sonde.db") as db:
+        assert key_file.read_bytes().hex() not in str(
+            db.execute("SELECT * FROM audit_log").fetchall()
+        )
+        rows = db.execute(
+            "SELECT id, at, actor, action, agent_id, ticket_id, detail, result FROM audit_log "
+            "ORDER BY id"
+        ).fetchall()
+        prev = "0" * 64
+        for row_id, at, written_by, action, agent_id, ticket_id, detail, result in rows:
+            actor = "mallory" if row_id == 1 else written_by
+            moment = datetime.fromisoformat(at).replace(tzinfo=UTC)
+            link = chain_hash(
+                prev, row_id=row_id, at=moment, actor=actor, action=action,
+                agent_id=agent_id, ticket_id=ticket_id, detail=detail, result=result,
+            )  # fmt: skip
+            db.execute(
+                "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE id = ?",
+                (actor, prev, link, row_id),
+            )
+            prev = link
+        db.execute("UPDATE audit_chain SET hash = ?", (prev,))
+    tampered = run("sonde-server", "audit", "verify", "--data", str(sonde.data))
+    assert tampered.returncode == 1
+    assert "TAMPERED at row 1" in tampered.stdout

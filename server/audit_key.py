@@ -1,0 +1,81 @@
+"""The server's audit key: pki/audit.key in the data folder, 32 random bytes, owner-only.
+
+The audit chain is keyed with it (server/domain/audit_rows.py), so it must never be in the
+database and must be the same on every replica (copy pki/ whole, as for the CA). A data
+folder made before the key existed gets one the first time the server starts; the chain is
+keyed from its next row on.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from sonde.server.domain.audit_rows import AUDIT_KEY_BYTES, AuditKey
+from sonde.server.errors import Conflict
+
+AUDIT_KEY_FILE = "audit.key"
+
+
+class AuditKeyProblem(Conflict):
+    """The key file cannot be used: says which file and what to do."""
+
+
+def audit_key_path(pki_root: Path) -> Path:
+    return pki_root / AUDIT_KEY_FILE
+
+
+def load_audit_key(path: Path) -> AuditKey | None:
+    """The key in `path`, or None when there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise AuditKeyProblem(f"{path}: cannot read the audit key ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditKeyProblem(f"{path}: the audit key is not a regular file")
+        if info.st_mode & 0o077:
+            raise AuditKeyProblem(
+                f"{path}: the audit key is readable or writable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 600 {path}"
+            )
+        secret = file.read(AUDIT_KEY_BYTES + 1)
+    if len(secret) != AUDIT_KEY_BYTES:
+        raise AuditKeyProblem(
+            f"{path}: an audit key is {AUDIT_KEY_BYTES} bytes, this file has {len(secret)}; "
+            "restore it from a backup of the data folder (a new key cannot verify the old rows)"
+        )
+    return AuditKey(secret)
+
+
+def create_audit_key(path: Path) -> AuditKey:
+    """A new key in `path`, which must not exist (O_EXCL: no file or link is followed)."""
+    secret = secrets.token_bytes(AUDIT_KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise AuditKeyProblem(f"{path} exists already: not overwriting an audit key") from None
+    with os.fdopen(fd, "wb") as file:
+        file.write(secret)
+        file.flush()
+        os.fsync(file.fileno())
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return AuditKey(secret)
+
+
+def ensure_audit_key(pki_root: Path) -> tuple[AuditKey, bool]:
+    """The data folder's key, made now if it has none; and whether it was made now."""
+    path = audit_key_path(pki_root)
+    key = load_audit_key(path)
+    if key is not None:
+        return key, False
+    return create_audit_key(path), True
