@@ -21,6 +21,8 @@ from cryptography.x509.oid import NameOID
 from sonde.identity import agent_id_from_public_key
 from sonde.server import pki
 from sonde.server.api.app import RunOptions, SondeServer
+from sonde.server.audit_key import ensure_audit_key
+from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens, IssuedToken
 from sonde.server.domain.roles import Role
 from sonde.server.domain.users import Users
@@ -62,6 +64,7 @@ class LiveServer:
     db: Database  # the test's own connection to the server's database
     ca_pem: bytes
     admin_token: str
+    writes: AuditedWrites  # the test's own audited writes, keyed as the server's are
 
     def console_channel(self, token: str | None = None) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(self.ca_pem)
@@ -82,7 +85,8 @@ class LiveServer:
         return enrollment_pb2_grpc.EnrollmentServiceStub(channel)
 
     async def token(self, uses: int = 1) -> IssuedToken:
-        return await EnrollmentTokens(self.db).create(SETUP_ADMIN, uses=uses, ttl=_HOUR)
+        tokens = EnrollmentTokens(self.db, writes=self.writes)
+        return await tokens.create(SETUP_ADMIN, uses=uses, ttl=_HOUR)
 
     async def enroll(self, hostname: str = "hand-driven") -> HandDrivenAgent:
         """Enroll a key made here through the real Enroll call."""
@@ -118,9 +122,11 @@ async def live_server(root: Path, database_url: str) -> AsyncIterator[LiveServer
     data = DataDir(root)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki.initialise(data.pki, [])
+    audit_key, _ = ensure_audit_key(data.pki.root)  # as `sonde-server init` makes it
     db = await Database.open(database_url)
+    writes = AuditedWrites(db, key=audit_key)
     try:
-        _, admin_token = await Users(db).add(SETUP_ADMIN, "admin", Role.ADMIN)
+        _, admin_token = await Users(db, writes=writes).add(SETUP_ADMIN, "admin", Role.ADMIN)
         server = SondeServer(
             RunOptions(
                 data=data,
@@ -133,7 +139,8 @@ async def live_server(root: Path, database_url: str) -> AsyncIterator[LiveServer
         )
         await server.start()
         try:
-            yield LiveServer(server, db, data.pki.ca_certificate.read_bytes(), admin_token)
+            ca_pem = data.pki.ca_certificate.read_bytes()
+            yield LiveServer(server, db, ca_pem, admin_token, writes)
         finally:
             await server.stop(grace_s=0)
     finally:
