@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sonde.private_files import Folder, unsafe_entries, unsafe_file, write_private_file
+from sonde.server.audit_key import AUDIT_KEY_FILE
 from sonde.server.pki import PkiPaths
 
 DEFAULT_CONSOLE_ADDRESS = "127.0.0.1:8443"
@@ -110,7 +111,9 @@ class DataDir:
             subfolders={
                 self.pki.root.name: Folder(
                     noun="pki folder",
-                    secret_files=frozenset(key.name for key in self.pki.private_keys),
+                    secret_files=frozenset(
+                        {*(key.name for key in self.pki.private_keys), AUDIT_KEY_FILE}
+                    ),
                 )
             },
         )
