@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.audit_chain import CHAIN_ROW, append_row
+from sonde.server.domain.audit_chain import HEAD, append_row
 from sonde.server.domain.audit_rows import (
     GENESIS_HASH,
     AuditKey,
@@ -28,7 +28,7 @@ from sonde.server.domain.audit_rows import (
 )
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import audit_chain, audit_log
+from sonde.server.storage.tables import audit_log
 from sonde.server.storage.types import AnyRow
 
 __all__ = ["GENESIS_HASH", "AuditKey", "AuditLog", "AuditVerification", "DetailValue"]
@@ -59,7 +59,6 @@ def _row_hash(prev_hash: str, row: AnyRow, key: AuditKey | None) -> str:
     )
 
 
-_HEAD = select(audit_chain).where(audit_chain.c.id == CHAIN_ROW)
 _ROWS_FROM = (
     select(audit_log)
     .where(audit_log.c.id >= bindparam("from_id"))
@@ -104,7 +103,7 @@ class AuditLog:
         return await self._db.read(self._verify)
 
     def _verify(self, connection: Connection) -> AuditVerification:
-        head = connection.execute(_HEAD).one_or_none()
+        head = connection.execute(HEAD).one_or_none()
         keyed_from = head.keyed_from if head is not None else None
         if keyed_from is not None:
             if self._key is None:

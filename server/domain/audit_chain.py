@@ -173,13 +173,14 @@ def is_keyed(values: Mapping[str, Any]) -> bool:
     return "audit_key_check" in values
 
 
-_HEAD = select(audit_chain)
+# The head row, as it stands (verify() reads it too).
+HEAD = select(audit_chain).where(audit_chain.c.id == CHAIN_ROW)
 _ADVANCE_VALUES = ("audit_tail", "audit_key", "audit_key_check")  # SQLite's advance binds
 
 
 def refusal(connection: Connection, values: Mapping[str, Any]) -> AuditChainBroken:
     """Why the head did not advance for these values: gone, keyed, or keyed with another key."""
-    head = connection.execute(_HEAD.where(audit_chain.c.id == CHAIN_ROW)).one_or_none()
+    head = connection.execute(HEAD).one_or_none()
     if head is None:
         return AuditChainBroken(_NO_HEAD)
     if not is_keyed(values):
