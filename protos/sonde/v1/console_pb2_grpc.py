@@ -54,6 +54,11 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.RevokeAgentRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RevokeAgentResponse.FromString,
                 _registered_method=True)
+        self.RemoveAgent = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RemoveAgent',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.FromString,
+                _registered_method=True)
         self.RunDiagnostics = channel.unary_unary(
                 '/sonde.v1.ConsoleService/RunDiagnostics',
                 request_serializer=sonde_dot_v1_dot_console__pb2.RunDiagnosticsRequest.SerializeToString,
@@ -164,6 +169,16 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.FromString,
                 _registered_method=True)
+        self.ListEnrollmentTokens = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListEnrollmentTokens',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeEnrollmentToken = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RevokeEnrollmentToken',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenResponse.FromString,
+                _registered_method=True)
         self.ListAudit = channel.unary_unary(
                 '/sonde.v1.ConsoleService/ListAudit',
                 request_serializer=sonde_dot_v1_dot_console__pb2.ListAuditRequest.SerializeToString,
@@ -193,6 +208,12 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAgent(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -330,6 +351,18 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEnrollmentTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeEnrollmentToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAudit(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -358,6 +391,11 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RevokeAgent,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RevokeAgentRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RevokeAgentResponse.SerializeToString,
+            ),
+            'RemoveAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAgent,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.SerializeToString,
             ),
             'RunDiagnostics': grpc.unary_unary_rpc_method_handler(
                     servicer.RunDiagnostics,
@@ -468,6 +506,16 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.CreateEnrollmentToken,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.SerializeToString,
+            ),
+            'ListEnrollmentTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEnrollmentTokens,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensResponse.SerializeToString,
+            ),
+            'RevokeEnrollmentToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeEnrollmentToken,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenResponse.SerializeToString,
             ),
             'ListAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudit,
@@ -583,6 +631,33 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RevokeAgent',
             sonde_dot_v1_dot_console__pb2.RevokeAgentRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RevokeAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RemoveAgent',
+            sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1177,6 +1252,60 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/CreateEnrollmentToken',
             sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.CreateEnrollmentTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEnrollmentTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListEnrollmentTokens',
+            sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListEnrollmentTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeEnrollmentToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RevokeEnrollmentToken',
+            sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RevokeEnrollmentTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

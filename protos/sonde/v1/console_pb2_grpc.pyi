@@ -35,6 +35,7 @@ class ConsoleServiceStub:
     ListAgents: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListAgentsRequest, _console_pb2.ListAgentsResponse]
     GetAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetAgentRequest, _console_pb2.GetAgentResponse]
     RevokeAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]
+    RemoveAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveAgentRequest, _console_pb2.RemoveAgentResponse]
     RunDiagnostics: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]
     GetSnapshot: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]
     ListCommands: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]
@@ -57,6 +58,8 @@ class ConsoleServiceStub:
     RotateUserToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]
     Logout: _grpc.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]
     CreateEnrollmentToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]
+    ListEnrollmentTokens: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListEnrollmentTokensRequest, _console_pb2.ListEnrollmentTokensResponse]
+    RevokeEnrollmentToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.RevokeEnrollmentTokenRequest, _console_pb2.RevokeEnrollmentTokenResponse]
     ListAudit: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]
 
 @_typing.type_check_only
@@ -66,6 +69,7 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ListAgents: _aio.UnaryUnaryMultiCallable[_console_pb2.ListAgentsRequest, _console_pb2.ListAgentsResponse]  # type: ignore[assignment]
     GetAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.GetAgentRequest, _console_pb2.GetAgentResponse]  # type: ignore[assignment]
     RevokeAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]  # type: ignore[assignment]
+    RemoveAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveAgentRequest, _console_pb2.RemoveAgentResponse]  # type: ignore[assignment]
     RunDiagnostics: _aio.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]  # type: ignore[assignment]
     GetSnapshot: _aio.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]  # type: ignore[assignment]
     ListCommands: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]  # type: ignore[assignment]
@@ -88,6 +92,8 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     RotateUserToken: _aio.UnaryUnaryMultiCallable[_console_pb2.RotateUserTokenRequest, _console_pb2.RotateUserTokenResponse]  # type: ignore[assignment]
     Logout: _aio.UnaryUnaryMultiCallable[_console_pb2.LogoutRequest, _console_pb2.LogoutResponse]  # type: ignore[assignment]
     CreateEnrollmentToken: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateEnrollmentTokenRequest, _console_pb2.CreateEnrollmentTokenResponse]  # type: ignore[assignment]
+    ListEnrollmentTokens: _aio.UnaryUnaryMultiCallable[_console_pb2.ListEnrollmentTokensRequest, _console_pb2.ListEnrollmentTokensResponse]  # type: ignore[assignment]
+    RevokeEnrollmentToken: _aio.UnaryUnaryMultiCallable[_console_pb2.RevokeEnrollmentTokenRequest, _console_pb2.RevokeEnrollmentTokenResponse]  # type: ignore[assignment]
     ListAudit: _aio.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -118,6 +124,13 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RevokeAgentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RevokeAgentResponse, _abc.Awaitable[_console_pb2.RevokeAgentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveAgent(
+        self,
+        request: _console_pb2.RemoveAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RemoveAgentResponse, _abc.Awaitable[_console_pb2.RemoveAgentResponse]]: ...
 
     @_abc_1.abstractmethod
     def RunDiagnostics(
@@ -272,6 +285,20 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.CreateEnrollmentTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.CreateEnrollmentTokenResponse, _abc.Awaitable[_console_pb2.CreateEnrollmentTokenResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEnrollmentTokens(
+        self,
+        request: _console_pb2.ListEnrollmentTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListEnrollmentTokensResponse, _abc.Awaitable[_console_pb2.ListEnrollmentTokensResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeEnrollmentToken(
+        self,
+        request: _console_pb2.RevokeEnrollmentTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RevokeEnrollmentTokenResponse, _abc.Awaitable[_console_pb2.RevokeEnrollmentTokenResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListAudit(
