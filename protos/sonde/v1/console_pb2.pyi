@@ -216,6 +216,29 @@ COMMAND_KIND_COLLECT: CommandKind.ValueType  # 1
 """a full diagnostic"""
 Global___CommandKind: _TypeAlias = CommandKind  # noqa: Y015
 
+class _EnrollmentTokenState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EnrollmentTokenStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EnrollmentTokenState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ENROLLMENT_TOKEN_STATE_UNSPECIFIED: _EnrollmentTokenState.ValueType  # 0
+    ENROLLMENT_TOKEN_STATE_ACTIVE: _EnrollmentTokenState.ValueType  # 1
+    """has uses left and has not expired"""
+    ENROLLMENT_TOKEN_STATE_USED_UP: _EnrollmentTokenState.ValueType  # 2
+    ENROLLMENT_TOKEN_STATE_EXPIRED: _EnrollmentTokenState.ValueType  # 3
+    ENROLLMENT_TOKEN_STATE_REVOKED: _EnrollmentTokenState.ValueType  # 4
+
+class EnrollmentTokenState(_EnrollmentTokenState, metaclass=_EnrollmentTokenStateEnumTypeWrapper): ...
+
+ENROLLMENT_TOKEN_STATE_UNSPECIFIED: EnrollmentTokenState.ValueType  # 0
+ENROLLMENT_TOKEN_STATE_ACTIVE: EnrollmentTokenState.ValueType  # 1
+"""has uses left and has not expired"""
+ENROLLMENT_TOKEN_STATE_USED_UP: EnrollmentTokenState.ValueType  # 2
+ENROLLMENT_TOKEN_STATE_EXPIRED: EnrollmentTokenState.ValueType  # 3
+ENROLLMENT_TOKEN_STATE_REVOKED: EnrollmentTokenState.ValueType  # 4
+Global___EnrollmentTokenState: _TypeAlias = EnrollmentTokenState  # noqa: Y015
+
 @_typing.final
 class Command(_message.Message):
     """Something the server asks of an agent, durable from the moment it is asked."""
@@ -350,6 +373,8 @@ class Agent(_message.Message):
     SYSTEM_DISK_PERCENT_FIELD_NUMBER: _builtins.int
     REMOTE_ADDRESS_FIELD_NUMBER: _builtins.int
     ONLINE_SINCE_FIELD_NUMBER: _builtins.int
+    REMOVED_AT_FIELD_NUMBER: _builtins.int
+    REMOVED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     hostname: _builtins.str
     platform: _builtins.str
@@ -363,6 +388,7 @@ class Agent(_message.Message):
     memory_percent: _builtins.float
     system_disk_percent: _builtins.float
     remote_address: _builtins.str
+    removed_by: _builtins.str
     @_builtins.property
     def last_seen_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -371,6 +397,10 @@ class Agent(_message.Message):
     def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def online_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def removed_at(self) -> _timestamp_pb2.Timestamp:
+        """Set: the machine was retired (`sonde agents remove`); its history stays."""
+
     def __init__(
         self,
         *,
@@ -390,10 +420,12 @@ class Agent(_message.Message):
         system_disk_percent: _builtins.float = ...,
         remote_address: _builtins.str = ...,
         online_since: _timestamp_pb2.Timestamp | None = ...,
+        removed_at: _timestamp_pb2.Timestamp | None = ...,
+        removed_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["enrolled_at", b"enrolled_at", "last_seen_at", b"last_seen_at", "online_since", b"online_since", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrolled_at", b"enrolled_at", "last_seen_at", b"last_seen_at", "online_since", b"online_since", "removed_at", b"removed_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "enrolled_at", b"enrolled_at", "hostname", b"hostname", "id", b"id", "last_seen_at", b"last_seen_at", "memory_percent", b"memory_percent", "online", b"online", "online_since", b"online_since", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform", "remote_address", b"remote_address", "revoked", b"revoked", "revoked_at", b"revoked_at", "system_disk_percent", b"system_disk_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "enrolled_at", b"enrolled_at", "hostname", b"hostname", "id", b"id", "last_seen_at", b"last_seen_at", "memory_percent", b"memory_percent", "online", b"online", "online_since", b"online_since", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform", "remote_address", b"remote_address", "removed_at", b"removed_at", "removed_by", b"removed_by", "revoked", b"revoked", "revoked_at", b"revoked_at", "system_disk_percent", b"system_disk_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -651,17 +683,21 @@ class ListAgentsRequest(_message.Message):
 
     ONLINE_ONLY_FIELD_NUMBER: _builtins.int
     INCLUDE_REVOKED_FIELD_NUMBER: _builtins.int
+    INCLUDE_REMOVED_FIELD_NUMBER: _builtins.int
     online_only: _builtins.bool
     include_revoked: _builtins.bool
+    include_removed: _builtins.bool
+    """retired machines too (implies include_revoked)"""
     def __init__(
         self,
         *,
         online_only: _builtins.bool = ...,
         include_revoked: _builtins.bool = ...,
+        include_removed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_revoked", b"include_revoked", "online_only", b"online_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_removed", b"include_removed", "include_revoked", b"include_revoked", "online_only", b"online_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -777,6 +813,52 @@ class RevokeAgentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeAgentResponse: _TypeAlias = RevokeAgentResponse  # noqa: Y015
+
+@_typing.final
+class RemoveAgentRequest(_message.Message):
+    """Retires a machine: its certificate is refused from now on (as RevokeAgent), and it leaves
+    the agent lists; its tickets, diagnostics and audit rows keep it, shown as removed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAgentRequest: _TypeAlias = RemoveAgentRequest  # noqa: Y015
+
+@_typing.final
+class RemoveAgentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agent(self) -> Global___Agent: ...
+    def __init__(
+        self,
+        *,
+        agent: Global___Agent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAgentResponse: _TypeAlias = RemoveAgentResponse  # noqa: Y015
 
 @_typing.final
 class RunDiagnosticsRequest(_message.Message):
@@ -1800,6 +1882,137 @@ class CreateEnrollmentTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateEnrollmentTokenResponse: _TypeAlias = CreateEnrollmentTokenResponse  # noqa: Y015
+
+@_typing.final
+class EnrollmentToken(_message.Message):
+    """An enrollment token as stored: never its secret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    USES_GRANTED_FIELD_NUMBER: _builtins.int
+    USES_LEFT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    created_by: _builtins.str
+    uses_granted: _builtins.int
+    uses_left: _builtins.int
+    state: Global___EnrollmentTokenState.ValueType
+    revoked_by: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        uses_granted: _builtins.int = ...,
+        uses_left: _builtins.int = ...,
+        state: Global___EnrollmentTokenState.ValueType = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "expires_at", b"expires_at", "id", b"id", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by", "state", b"state", "uses_granted", b"uses_granted", "uses_left", b"uses_left"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollmentToken: _TypeAlias = EnrollmentToken  # noqa: Y015
+
+@_typing.final
+class ListEnrollmentTokensRequest(_message.Message):
+    """Newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_INACTIVE_FIELD_NUMBER: _builtins.int
+    include_inactive: _builtins.bool
+    """used-up, expired and revoked tokens too"""
+    def __init__(
+        self,
+        *,
+        include_inactive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnrollmentTokensRequest: _TypeAlias = ListEnrollmentTokensRequest  # noqa: Y015
+
+@_typing.final
+class ListEnrollmentTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnrollmentToken]: ...
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___EnrollmentToken] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnrollmentTokensResponse: _TypeAlias = ListEnrollmentTokensResponse  # noqa: Y015
+
+@_typing.final
+class RevokeEnrollmentTokenRequest(_message.Message):
+    """`token` is a token id or an unambiguous prefix of one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeEnrollmentTokenRequest: _TypeAlias = RevokeEnrollmentTokenRequest  # noqa: Y015
+
+@_typing.final
+class RevokeEnrollmentTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___EnrollmentToken: ...
+    def __init__(
+        self,
+        *,
+        token: Global___EnrollmentToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeEnrollmentTokenResponse: _TypeAlias = RevokeEnrollmentTokenResponse  # noqa: Y015
 
 @_typing.final
 class AuditEntry(_message.Message):
