@@ -58,6 +58,9 @@ agents = Table(
     Column("cpu_percent", Float(), nullable=False, default=0.0),
     Column("memory_percent", Float(), nullable=False, default=0.0),
     Column("system_disk_percent", Float(), nullable=False, default=0.0),
+    # Set: retired by `sonde agents remove` (revoked too); kept for its tickets and history.
+    Column("removed_at", UtcDateTime()),
+    Column("removed_by", String(64), nullable=False, default=""),
     Index(None, "hostname_key"),
 )
 
@@ -71,6 +74,8 @@ enrollment_tokens = Table(
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),  # set: refused at enrollment from then on
+    Column("revoked_by", String(64), nullable=False, default=""),
 )
 
 users = Table(
