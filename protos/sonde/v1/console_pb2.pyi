@@ -148,6 +148,10 @@ class _TicketEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ticke
     TICKET_EVENT_KIND_CLOSED: _TicketEventKind.ValueType  # 7
     TICKET_EVENT_KIND_REOPENED: _TicketEventKind.ValueType  # 8
     TICKET_EVENT_KIND_STATUS_CHANGED: _TicketEventKind.ValueType  # 9
+    TICKET_EVENT_KIND_WAITING: _TicketEventKind.ValueType  # 10
+    """waiting on the requester: body is the reason"""
+    TICKET_EVENT_KIND_RESUMED: _TicketEventKind.ValueType  # 11
+    """back to the status it had before waiting"""
 
 class TicketEventKind(_TicketEventKind, metaclass=_TicketEventKindEnumTypeWrapper): ...
 
@@ -161,6 +165,10 @@ TICKET_EVENT_KIND_RESOLVED: TicketEventKind.ValueType  # 6
 TICKET_EVENT_KIND_CLOSED: TicketEventKind.ValueType  # 7
 TICKET_EVENT_KIND_REOPENED: TicketEventKind.ValueType  # 8
 TICKET_EVENT_KIND_STATUS_CHANGED: TicketEventKind.ValueType  # 9
+TICKET_EVENT_KIND_WAITING: TicketEventKind.ValueType  # 10
+"""waiting on the requester: body is the reason"""
+TICKET_EVENT_KIND_RESUMED: TicketEventKind.ValueType  # 11
+"""back to the status it had before waiting"""
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
 
 class _CommandState:
@@ -443,6 +451,7 @@ class SnapshotSummary(_message.Message):
     FINDING_COUNT_FIELD_NUMBER: _builtins.int
     TICKET_ID_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    AGENT_HOSTNAME_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     agent_id: _builtins.str
     worst_severity: _diagnostics_pb2.Severity.ValueType
@@ -450,6 +459,8 @@ class SnapshotSummary(_message.Message):
     ticket_id: _builtins.int
     """0 when not linked"""
     requested_by: _builtins.str
+    agent_hostname: _builtins.str
+    """as the agent reports it: shown beside the id, never instead"""
     @_builtins.property
     def collected_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -465,10 +476,11 @@ class SnapshotSummary(_message.Message):
         finding_count: _builtins.int = ...,
         ticket_id: _builtins.int = ...,
         requested_by: _builtins.str = ...,
+        agent_hostname: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["collected_at", b"collected_at", "received_at", b"received_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "collected_at", b"collected_at", "finding_count", b"finding_count", "id", b"id", "received_at", b"received_at", "requested_by", b"requested_by", "ticket_id", b"ticket_id", "worst_severity", b"worst_severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "collected_at", b"collected_at", "finding_count", b"finding_count", "id", b"id", "received_at", b"received_at", "requested_by", b"requested_by", "ticket_id", b"ticket_id", "worst_severity", b"worst_severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,6 +529,7 @@ class TicketEvent(_message.Message):
     FROM_STATUS_FIELD_NUMBER: _builtins.int
     TO_STATUS_FIELD_NUMBER: _builtins.int
     ASSIGNEE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     kind: Global___TicketEventKind.ValueType
     actor: _builtins.str
@@ -527,6 +540,8 @@ class TicketEvent(_message.Message):
     to_status: Global___TicketStatus.ValueType
     assignee: _builtins.str
     """for ASSIGNED"""
+    previous_assignee: _builtins.str
+    """for ASSIGNED, ESCALATED: who had the ticket before"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -551,10 +566,11 @@ class TicketEvent(_message.Message):
         from_status: Global___TicketStatus.ValueType = ...,
         to_status: Global___TicketStatus.ValueType = ...,
         assignee: _builtins.str = ...,
+        previous_assignee: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee", b"assignee", "at", b"at", "body", b"body", "findings", b"findings", "from_status", b"from_status", "id", b"id", "kind", b"kind", "snapshot", b"snapshot", "snapshot_id", b"snapshot_id", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee", b"assignee", "at", b"at", "body", b"body", "findings", b"findings", "from_status", b"from_status", "id", b"id", "kind", b"kind", "previous_assignee", b"previous_assignee", "snapshot", b"snapshot", "snapshot_id", b"snapshot_id", "to_status", b"to_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -751,22 +767,32 @@ class GetAgentResponse(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     LAST_SNAPSHOT_FIELD_NUMBER: _builtins.int
     OPEN_TICKETS_FIELD_NUMBER: _builtins.int
+    RECENT_TICKETS_FIELD_NUMBER: _builtins.int
+    TICKET_COUNT_FIELD_NUMBER: _builtins.int
+    ticket_count: _builtins.int
+    """all its tickets: more than 10 means there are more"""
     @_builtins.property
     def agent(self) -> Global___Agent: ...
     @_builtins.property
     def last_snapshot(self) -> Global___SnapshotSummary: ...
     @_builtins.property
     def open_tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ticket]: ...
+    @_builtins.property
+    def recent_tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ticket]:
+        """its last 10 tickets in any status, newest first"""
+
     def __init__(
         self,
         *,
         agent: Global___Agent | None = ...,
         last_snapshot: Global___SnapshotSummary | None = ...,
         open_tickets: _abc.Iterable[Global___Ticket] | None = ...,
+        recent_tickets: _abc.Iterable[Global___Ticket] | None = ...,
+        ticket_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "last_snapshot", b"last_snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "last_snapshot", b"last_snapshot", "open_tickets", b"open_tickets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "last_snapshot", b"last_snapshot", "open_tickets", b"open_tickets", "recent_tickets", b"recent_tickets", "ticket_count", b"ticket_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1378,20 +1404,26 @@ class EscalateTicketRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     ASSIGNEE_FIELD_NUMBER: _builtins.int
+    KEEP_ASSIGNEE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     reason: _builtins.str
     assignee: _builtins.str
     """optional L2 technician"""
+    keep_assignee: _builtins.bool
+    """Keep the current assignee (who must be an l2 technician or an admin); without it, and
+    without `assignee`, the ticket leaves its assignee and waits in the L2 queue.
+    """
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         reason: _builtins.str = ...,
         assignee: _builtins.str = ...,
+        keep_assignee: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee", b"assignee", "id", b"id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee", b"assignee", "id", b"id", "keep_assignee", b"keep_assignee", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1402,16 +1434,20 @@ class EscalateTicketResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TICKET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_FIELD_NUMBER: _builtins.int
+    previous_assignee: _builtins.str
+    """who had the ticket before; empty: nobody"""
     @_builtins.property
     def ticket(self) -> Global___Ticket: ...
     def __init__(
         self,
         *,
         ticket: Global___Ticket | None = ...,
+        previous_assignee: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_assignee", b"previous_assignee", "ticket", b"ticket"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1542,6 +1578,102 @@ class ReopenTicketResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReopenTicketResponse: _TypeAlias = ReopenTicketResponse  # noqa: Y015
+
+@_typing.final
+class WaitTicketRequest(_message.Message):
+    """Waiting on the requester (or a third party): the SLA's resolve clock pauses until resume."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    reason: _builtins.str
+    """required: what the ticket waits for"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitTicketRequest: _TypeAlias = WaitTicketRequest  # noqa: Y015
+
+@_typing.final
+class WaitTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitTicketResponse: _TypeAlias = WaitTicketResponse  # noqa: Y015
+
+@_typing.final
+class ResumeTicketRequest(_message.Message):
+    """Back to the status the ticket had before it waited; its resolve due time moves later by
+    the time spent waiting.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    note: _builtins.str
+    """optional: what came back"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeTicketRequest: _TypeAlias = ResumeTicketRequest  # noqa: Y015
+
+@_typing.final
+class ResumeTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    WAITED_S_FIELD_NUMBER: _builtins.int
+    waited_s: _builtins.int
+    """how long it waited: the resolve due time moved by this much"""
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+        waited_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket", "waited_s", b"waited_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeTicketResponse: _TypeAlias = ResumeTicketResponse  # noqa: Y015
 
 @_typing.final
 class CreateUserRequest(_message.Message):

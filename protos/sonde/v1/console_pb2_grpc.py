@@ -129,6 +129,16 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.ReopenTicketRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.ReopenTicketResponse.FromString,
                 _registered_method=True)
+        self.WaitTicket = channel.unary_unary(
+                '/sonde.v1.ConsoleService/WaitTicket',
+                request_serializer=sonde_dot_v1_dot_console__pb2.WaitTicketRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.WaitTicketResponse.FromString,
+                _registered_method=True)
+        self.ResumeTicket = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ResumeTicket',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateUser',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateUserRequest.SerializeToString,
@@ -303,6 +313,18 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -466,6 +488,16 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.ReopenTicket,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.ReopenTicketRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.ReopenTicketResponse.SerializeToString,
+            ),
+            'WaitTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTicket,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.WaitTicketRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.WaitTicketResponse.SerializeToString,
+            ),
+            'ResumeTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTicket,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -1036,6 +1068,60 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/ReopenTicket',
             sonde_dot_v1_dot_console__pb2.ReopenTicketRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.ReopenTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/WaitTicket',
+            sonde_dot_v1_dot_console__pb2.WaitTicketRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.WaitTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ResumeTicket',
+            sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.FromString,
             options,
             channel_credentials,
             insecure,

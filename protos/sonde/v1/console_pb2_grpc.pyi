@@ -50,6 +50,8 @@ class ConsoleServiceStub:
     ResolveTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ResolveTicketRequest, _console_pb2.ResolveTicketResponse]
     CloseTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.CloseTicketRequest, _console_pb2.CloseTicketResponse]
     ReopenTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]
+    WaitTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.WaitTicketRequest, _console_pb2.WaitTicketResponse]
+    ResumeTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ResumeTicketRequest, _console_pb2.ResumeTicketResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
     DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
@@ -84,6 +86,8 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ResolveTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ResolveTicketRequest, _console_pb2.ResolveTicketResponse]  # type: ignore[assignment]
     CloseTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.CloseTicketRequest, _console_pb2.CloseTicketResponse]  # type: ignore[assignment]
     ReopenTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]  # type: ignore[assignment]
+    WaitTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.WaitTicketRequest, _console_pb2.WaitTicketResponse]  # type: ignore[assignment]
+    ResumeTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ResumeTicketRequest, _console_pb2.ResumeTicketResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
     DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
@@ -229,6 +233,20 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.ReopenTicketRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.ReopenTicketResponse, _abc.Awaitable[_console_pb2.ReopenTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WaitTicket(
+        self,
+        request: _console_pb2.WaitTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.WaitTicketResponse, _abc.Awaitable[_console_pb2.WaitTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumeTicket(
+        self,
+        request: _console_pb2.ResumeTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ResumeTicketResponse, _abc.Awaitable[_console_pb2.ResumeTicketResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateUser(
