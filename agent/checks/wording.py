@@ -29,10 +29,11 @@ def finding(
 
 
 def size(byte_count: int) -> str:
-    """1024-based, as Windows Explorer shows it: "3.1 GB", "237 GB", "512 MB"."""
+    """Binary units, said as such: "3.1 GiB", "237 GiB", "512 MiB" (the one size wording of
+    findings and of the CLI; Windows Explorer shows the same numbers as "GB")."""
     value = float(byte_count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             break
         value /= 1024
     if unit == "B":

@@ -26,8 +26,9 @@ from rich.text import Text
 from sonde.server.console.context import Context
 from sonde.server.console.demo_run import DemoRun, Step, StepFailed, tail
 from sonde.server.console.errors import CliError
+from sonde.server.console.inert import inert
 from sonde.server.console.output import Output, message_json
-from sonde.server.console.render import findings_table, inert
+from sonde.server.console.render import findings_table
 from sonde.server.console.render_ticket import ticket_view
 
 # While waiting for Ctrl-C, how often to check that both processes still run.

@@ -18,7 +18,8 @@ from sonde.server.console.agents import AGENT_HELP
 from sonde.server.console.client import diag_deadline
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
-from sonde.server.console.render import findings_table, inert, key_facts, snapshot_line
+from sonde.server.console.inert import inert
+from sonde.server.console.render import findings_table, key_facts, snapshot_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
 from sonde.server.console.users import duration
 from sonde.v1 import console_pb2

@@ -18,8 +18,9 @@ from sonde.server.console.config import (
 )
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
+from sonde.server.console.inert import inert
 from sonde.server.console.output import message_json
-from sonde.server.console.render import inert, role_label
+from sonde.server.console.render import role_label
 from sonde.v1 import console_pb2
 
 

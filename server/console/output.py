@@ -16,7 +16,8 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from sonde.server.console.errors import CliError
-from sonde.server.console.render import inert
+from sonde.server.console.inert import inert
+from sonde.server.console.layout import terminal_width
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -49,6 +50,8 @@ class Output:
         self.json_mode = json_mode
         self.stdout = sys.stdout if stdout is None else stdout
         self.stderr = sys.stderr if stderr is None else stderr
+        # The terminal's width, 80 when not a terminal (docs/cli.md: tables fit it).
+        width = terminal_width() if width is None else width
         self.console = Console(
             file=self.stdout,
             highlight=False,

@@ -8,9 +8,7 @@ forge extra lines on the technician's terminal.
 
 from __future__ import annotations
 
-import itertools
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -18,6 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 from rich.text import Text
 
+from sonde.agent.checks.wording import size
+from sonde.server.console.inert import inert
+from sonde.server.console.layout import unique_prefix_chars
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 SEVERITY_STYLE = {
@@ -26,30 +27,6 @@ SEVERITY_STYLE = {
     diagnostics_pb2.SEVERITY_OK: "green",
     diagnostics_pb2.SEVERITY_UNSPECIFIED: "dim",
 }
-# How many characters of an agent id a table shows at least (short_id_chars).
-SHORT_ID_CHARS = 8
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# Control, format (bidi overrides, zero-width), line/paragraph separators, surrogates.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-
-
-def inert(value: str) -> str:
-    """The text with every character a terminal would act on replaced by a visible escape."""
-    if value.isprintable():
-        return value
-    parts: list[str] = []
-    for char in value:
-        if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
-            parts.append(char)
-        elif char in _NAMED_ESCAPES:
-            parts.append(_NAMED_ESCAPES[char])
-        elif ord(char) < 0x100:
-            parts.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            parts.append(f"\\u{ord(char):04x}")
-        else:
-            parts.append(f"\\U{ord(char):08x}")
-    return "".join(parts)
 
 
 def text(value: str, style: str = "") -> Text:
@@ -73,13 +50,7 @@ def machine_name(hostname: str, agent_id: str) -> str:
 def short_id_chars(agent_ids: Iterable[str]) -> int:
     """How much of each id a table shows: 8 characters (40 bits), more when two of the
     table's ids share them, so no two of its machines look alike. Detail views show it all."""
-    chars = SHORT_ID_CHARS
-    for one, other in itertools.pairwise(sorted(set(agent_ids))):  # neighbours share the most
-        shared = 0
-        while shared < min(len(one), len(other)) and one[shared] == other[shared]:
-            shared += 1
-        chars = max(chars, shared + 1)
-    return chars
+    return unique_prefix_chars(agent_ids)
 
 
 def machine_cell(hostname: str, agent_id: str, id_chars: int) -> Text:
@@ -111,10 +82,16 @@ def has_time(timestamp: Timestamp) -> bool:
 
 
 def format_time(timestamp: Timestamp) -> str:
-    """Local time to the minute, or '-' when the field is not set."""
+    """Local time to the minute with its zone, '2026-12-01 09:05 CET' (or 'UTC+05:30' where
+    the zone has no short name), or '-' when the field is not set."""
     if not has_time(timestamp):
         return "-"
-    return datetime.fromtimestamp(timestamp.seconds).strftime("%Y-%m-%d %H:%M")
+    moment = datetime.fromtimestamp(timestamp.seconds).astimezone()
+    zone = moment.strftime("%Z")
+    if not (zone.isascii() and zone.isalpha() and len(zone) <= 5):
+        offset = moment.strftime("%z")  # '+0530'
+        zone = f"UTC{offset[:3]}:{offset[3:5]}"
+    return f"{moment:%Y-%m-%d %H:%M} {zone}"
 
 
 def format_duration(seconds: float) -> str:
@@ -140,12 +117,8 @@ def format_ago(timestamp: Timestamp, now: float | None = None) -> str:
 
 
 def format_bytes(count: float) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """A size in binary units, said: '3.1 GiB', '237 GiB' (the findings' own wording)."""
+    return size(int(count))
 
 
 def agent_state(agent: console_pb2.Agent, now: float | None = None) -> Text:

@@ -9,7 +9,8 @@ import re
 from rich.text import Text
 
 from sonde.server.console.context import Context
-from sonde.server.console.render import format_time, inert, role_label, users_table
+from sonde.server.console.inert import inert
+from sonde.server.console.render import format_time, role_label, users_table
 from sonde.v1 import console_pb2
 
 ROLES = {"l1": console_pb2.ROLE_L1, "l2": console_pb2.ROLE_L2, "admin": console_pb2.ROLE_ADMIN}

@@ -42,7 +42,7 @@ def test_disk_space_sentence_reads_like_explorer() -> None:
     )
     found = disk_space(snapshot, CTX)
     assert found is not None
-    assert found.summary == "Drive C: is 97 % full: 3.1 GB free of 237 GB."
+    assert found.summary == "Drive C: is 97 % full: 3.1 GiB free of 237 GiB."
     assert {e.key for e in found.evidence} == {"C:\\"}
 
 

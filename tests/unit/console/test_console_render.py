@@ -9,12 +9,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import RenderableType
 from rich.text import Text
 
+from sonde.server.console.inert import inert
 from sonde.server.console.output import Output
 from sonde.server.console.render import (
     agent_detail,
     agents_table,
     findings_table,
-    inert,
     key_facts,
     sorted_findings,
     users_table,
@@ -171,8 +171,8 @@ def test_key_facts_show_os_uptime_cpu_memory_disks_network() -> None:
     assert "Ubuntu 24.04.1 LTS (6.8.0-45-generic, x86_64)" in text
     assert "3d 4h" in text
     assert "Intel i5: 4 cores / 8 threads, 12% busy" in text
-    assert "8.0 GiB of 16.0 GiB used (50%)" in text
-    assert "/ 97.0 GiB of 100.0 GiB (97%)" in text
+    assert "8.0 GiB of 16 GiB used (50%)" in text
+    assert "/ 97 GiB of 100 GiB (97%)" in text
     assert "gateway 192.168.1.1; dns 192.168.1.1; eth0 10.0.0.5" in text
     assert "battery: unavailable (no battery)" in text
 
