@@ -214,9 +214,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, url: str) -> int:
     from sonde.server.api.app import RunOptions, serve  # the gRPC stack only when serving
+    from sonde.server.api.connection_limits import warn_if_over_file_limit
     from sonde.server.api.listeners import CannotListen
+    from sonde.server.file_limit import raise_open_file_limit
 
     migrate(url)
+    limits = config.limits()
+    open_files = raise_open_file_limit()
+    warn_if_over_file_limit(limits, open_files[0] if open_files else None)
     options = RunOptions(
         data=data,
         console_address=args.listen or config.console_address,
@@ -226,6 +231,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         server_name=config.server_name,
         agent_addresses=tuple(config.agent_addresses),
         max_connecting=args.max_connecting,
+        limits=limits,
     )
 
     async def main() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from sonde.private_files import Folder, unsafe_entries, unsafe_file, write_private_file
+from sonde.server.audit_checkpoints import CHECKPOINT_FILE
 from sonde.server.audit_key import AUDIT_KEY_FILE
 from sonde.server.pki import PkiPaths
 
@@ -17,6 +19,13 @@ DEFAULT_AGENT_ADDRESS = "127.0.0.1:8444"
 DEFAULT_HEARTBEAT_INTERVAL_S = 15
 # Agent sessions between accept and Welcome at once; more get RESOURCE_EXHAUSTED and a retry hint.
 DEFAULT_MAX_CONNECTING = 512
+# Connection limits (docs/server.md, "Connection limits"): seconds, and connections at once.
+DEFAULT_HANDSHAKE_TIMEOUT_S = 20.0  # TCP accepted -> TLS and HTTP/2 settings done
+DEFAULT_IDLE_CONNECTION_TIMEOUT_S = 60.0  # no call in flight (an agent's Session always is)
+DEFAULT_MAX_AGENT_CONNECTIONS = 24_000  # the 20,000-agent target of one server, with room
+DEFAULT_MAX_CONSOLE_CONNECTIONS = 4_096
+DEFAULT_MAX_AGENT_CONNECTIONS_PER_ADDRESS = 0  # 0: none; a site's agents share one NAT address
+DEFAULT_MAX_CONSOLE_CONNECTIONS_PER_ADDRESS = 256
 # What SQLite keeps beside its database file while it is open, or after a crash.
 SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -64,6 +73,30 @@ def advertised_address(listen_address: str, server_name: str) -> str:
     return join_address(server_name, port) if is_wildcard(host) else listen_address
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a connection may take to get ready or sit idle, and how many each listener
+    holds at once, in all and from one address (0 per address: no cap of its own)."""
+
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    idle_connection_timeout_s: float = DEFAULT_IDLE_CONNECTION_TIMEOUT_S
+    max_agent_connections: int = DEFAULT_MAX_AGENT_CONNECTIONS
+    max_console_connections: int = DEFAULT_MAX_CONSOLE_CONNECTIONS
+    max_agent_connections_per_address: int = DEFAULT_MAX_AGENT_CONNECTIONS_PER_ADDRESS
+    max_console_connections_per_address: int = DEFAULT_MAX_CONSOLE_CONNECTIONS_PER_ADDRESS
+
+    def __post_init__(self) -> None:
+        for name in ("handshake_timeout_s", "idle_connection_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
+        for name in ("max_agent_connections", "max_console_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")
+        for name in ("max_agent_connections_per_address", "max_console_connections_per_address"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no cap) or more, not {getattr(self, name)}")
+
+
 @dataclass
 class ServerConfig:
     """DIR/server.json: the addresses chosen at init; `run` flags override them."""
@@ -75,6 +108,30 @@ class ServerConfig:
     database_url: str | None = None  # None: SQLite in the data folder
     # What enrollment strings tell agents, in order (one per replica); [] = agent_address.
     agent_addresses: list[str] = field(default_factory=list)
+    # ConnectionLimits' fields, by name; what is not here has its default.
+    connection_limits: dict[str, float] = field(default_factory=dict)
+
+    def limits(self) -> ConnectionLimits:
+        """The connection limits this file sets; ValueError naming what is refused and why."""
+        known = {f.name for f in fields(ConnectionLimits)}
+        unknown = sorted(set(self.connection_limits) - known)
+        if unknown:
+            raise ValueError(
+                f"connection_limits: unknown {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        values: dict[str, Any] = {}
+        for name, value in self.connection_limits.items():
+            kind = next(f.type for f in fields(ConnectionLimits) if f.name == name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"connection_limits: {name} must be a number, not {value!r}")
+            if kind == "int" and value != int(value):
+                raise ValueError(f"connection_limits: {name} must be a whole number, not {value}")
+            values[name] = int(value) if kind == "int" else float(value)
+        try:
+            return ConnectionLimits(**values)
+        except ValueError as error:
+            raise ValueError(f"connection_limits: {error}") from None
 
     @property
     def server_name(self) -> str:
@@ -107,7 +164,7 @@ class DataDir:
         database = (database_name, *(database_name + suffix for suffix in SQLITE_SIDE_SUFFIXES))
         return Folder(
             noun="data folder",
-            secret_files=frozenset((self.config_file.name, *database)),
+            secret_files=frozenset((self.config_file.name, CHECKPOINT_FILE, *database)),
             subfolders={
                 self.pki.root.name: Folder(
                     noun="pki folder",
@@ -152,6 +209,10 @@ class DataDir:
                 raise SystemExit(
                     f"sonde-server: {self.config_file}: agent_addresses: {error}"
                 ) from None
+        try:
+            config.limits()
+        except ValueError as error:
+            raise SystemExit(f"sonde-server: {self.config_file}: {error}") from None
         return config
 
     def save_config(self, config: ServerConfig) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sonde.server.api.agent_session import AgentSessionServicer
 from sonde.server.api.auth import AuthInterceptor
+from sonde.server.api.connection_limits import address_caps, listener_options
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
@@ -33,7 +34,13 @@ from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.pki import CertificateAuthority
 from sonde.server.services import ServerServices, open_services
-from sonde.server.settings import DEFAULT_MAX_CONNECTING, DataDir, join_address, split_address
+from sonde.server.settings import (
+    DEFAULT_MAX_CONNECTING,
+    ConnectionLimits,
+    DataDir,
+    join_address,
+    split_address,
+)
 from sonde.server.storage.db import Database
 from sonde.v1 import (
     agent_pb2,
@@ -85,6 +92,7 @@ class RunOptions:
     server_name: str
     agent_addresses: tuple[str, ...] = ()  # advertised to agents; () = the agent listener
     max_connecting: int = DEFAULT_MAX_CONNECTING  # sessions between accept and Welcome at once
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # docs/server.md
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -138,7 +146,10 @@ class SondeServer:
         heartbeats = HeartbeatBatcher(services.agents)
         upkeep = FleetUpkeep(replica, services.commands, services.wakeups)
 
-        self._agents = grpc.aio.server(options=COMMON_OPTIONS)
+        self._agents = grpc.aio.server(
+            options=COMMON_OPTIONS
+            + listener_options(options.limits, options.limits.max_agent_connections)
+        )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentSessionServicer(
                 sessions=sessions,
@@ -190,6 +201,8 @@ class SondeServer:
         if db.dialect == "postgresql":
             listener = WakeListener(options.database_url, services.wakeups)
             self._tasks.append(asyncio.create_task(listener.run(), name="wake-listener"))
+        for cap in address_caps(options.limits, agent_port, console_port):
+            self._tasks.append(asyncio.create_task(cap.run(), name=f"address-cap-{cap.port}"))
         log.info(
             "sonde-server listening: console %s, agents %s (mTLS)",
             self.console_address,
@@ -212,7 +225,8 @@ class SondeServer:
                     generation=lambda: services.users.generation,
                 )
             ],
-            options=COMMON_OPTIONS,
+            options=COMMON_OPTIONS
+            + listener_options(self.options.limits, self.options.limits.max_console_connections),
         )
         console_pb2_grpc.add_ConsoleServiceServicer_to_server(ConsoleServicer(services), server)
         health = HealthServicer()
