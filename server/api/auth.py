@@ -66,7 +66,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "ResolveTicket": Permission.TICKETS_WORK,
     CONSOLE + "CloseTicket": Permission.TICKETS_WORK,
     CONSOLE + "ReopenTicket": Permission.TICKETS_WORK,
+    CONSOLE + "WaitTicket": Permission.TICKETS_WORK,
+    CONSOLE + "ResumeTicket": Permission.TICKETS_WORK,
     CONSOLE + "RevokeAgent": Permission.AGENTS_REVOKE,
+    CONSOLE + "RemoveAgent": Permission.AGENTS_REMOVE,
     CONSOLE + "CreateUser": Permission.USERS_MANAGE,
     CONSOLE + "ListUsers": Permission.USERS_MANAGE,
     CONSOLE + "DisableUser": Permission.USERS_MANAGE,
@@ -75,6 +78,8 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "RotateUserToken": Permission.USERS_MANAGE,
     CONSOLE + "Logout": Permission.ACCOUNT_LOGOUT,
     CONSOLE + "CreateEnrollmentToken": Permission.ENROLLMENT_MANAGE,
+    CONSOLE + "ListEnrollmentTokens": Permission.ENROLLMENT_MANAGE,
+    CONSOLE + "RevokeEnrollmentToken": Permission.ENROLLMENT_MANAGE,
     CONSOLE + "ListAudit": Permission.AUDIT_READ,
 }
 

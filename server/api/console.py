@@ -17,6 +17,7 @@ from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_commands import CommandMethods
+from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.clock import utc_now
@@ -44,7 +45,11 @@ def _optional_id(value: int, what: str) -> int | None:
 
 
 class ConsoleServicer(
-    CommandMethods, UserMethods, AuditMethods, console_pb2_grpc.ConsoleServiceServicer
+    CommandMethods,
+    UserMethods,
+    AuditMethods,
+    FleetMethods,
+    console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:
         self._s = services
@@ -64,7 +69,9 @@ class ConsoleServicer(
     ) -> console_pb2.ListAgentsResponse:
         current_principal()
         found = await self._s.agents.list(
-            online_only=request.online_only, include_revoked=request.include_revoked
+            online_only=request.online_only,
+            include_revoked=request.include_revoked,
+            include_removed=request.include_removed,
         )
         return console_pb2.ListAgentsResponse(agents=[mapping.agent(a) for a in found])
 
@@ -176,10 +183,17 @@ class ConsoleServicer(
     ) -> console_pb2.EscalateTicketResponse:
         principal = current_principal()
         ticket_id = _positive_id(request.id, "the ticket")
-        ticket = await self._s.tickets.escalate(
-            principal, ticket_id, request.reason, request.assignee or None
+        escalation = await self._s.tickets.escalate(
+            principal,
+            ticket_id,
+            request.reason,
+            request.assignee or None,
+            keep_assignee=request.keep_assignee,
         )
-        return console_pb2.EscalateTicketResponse(ticket=mapping.ticket(ticket))
+        return console_pb2.EscalateTicketResponse(
+            ticket=mapping.ticket(escalation.ticket),
+            previous_assignee=escalation.previous_assignee or "",
+        )
 
     @translate_errors
     async def ResolveTicket(
@@ -207,6 +221,26 @@ class ConsoleServicer(
         ticket_id = _positive_id(request.id, "the ticket")
         ticket = await self._s.tickets.reopen(principal, ticket_id, request.reason)
         return console_pb2.ReopenTicketResponse(ticket=mapping.ticket(ticket))
+
+    @translate_errors
+    async def WaitTicket(
+        self, request: console_pb2.WaitTicketRequest, context: Context
+    ) -> console_pb2.WaitTicketResponse:
+        principal = current_principal()
+        ticket_id = _positive_id(request.id, "the ticket")
+        ticket = await self._s.tickets.wait(principal, ticket_id, request.reason)
+        return console_pb2.WaitTicketResponse(ticket=mapping.ticket(ticket))
+
+    @translate_errors
+    async def ResumeTicket(
+        self, request: console_pb2.ResumeTicketRequest, context: Context
+    ) -> console_pb2.ResumeTicketResponse:
+        principal = current_principal()
+        ticket_id = _positive_id(request.id, "the ticket")
+        resumed = await self._s.tickets.resume(principal, ticket_id, request.note)
+        return console_pb2.ResumeTicketResponse(
+            ticket=mapping.ticket(resumed.ticket), waited_s=int(resumed.waited.total_seconds())
+        )
 
     # -- users and enrollment (admin only: the interceptor enforces it) ---------------------
 

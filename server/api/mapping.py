@@ -131,6 +131,8 @@ def agent(record: AgentRecord) -> console_pb2.Agent:
     _stamp(message.enrolled_at, record.enrolled_at)
     _stamp(message.revoked_at, record.revoked_at)
     _stamp(message.online_since, record.online_since)
+    _stamp(message.removed_at, record.removed_at)
+    message.removed_by = record.removed_by
     return message
 
 
@@ -142,6 +144,7 @@ def snapshot_summary(record: SnapshotSummaryRecord) -> console_pb2.SnapshotSumma
         finding_count=record.finding_count,
         ticket_id=record.ticket_id or 0,
         requested_by=record.requested_by,
+        agent_hostname=record.agent_hostname,
     )
     _stamp(message.collected_at, record.collected_at)
     _stamp(message.received_at, record.received_at)
@@ -190,6 +193,7 @@ def ticket_event(record: TicketEventRecord) -> console_pb2.TicketEvent:
         snapshot_id=record.snapshot_id or 0,
         findings=record.findings,
         assignee=record.assignee or "",
+        previous_assignee=record.previous_assignee or "",
     )
     _stamp(message.at, record.at)
     if record.snapshot is not None:

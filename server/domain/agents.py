@@ -1,4 +1,5 @@
-"""The agent registry: who enrolled, who is connected, their last gauges, who is revoked."""
+"""The agent registry: who enrolled, who is connected, their last gauges, who is revoked,
+which machines were removed (retired: revoked and out of the lists, their history kept)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ class AgentRecord:
     remote_address: str
     cert_fingerprint: str
     session_id: str | None = None  # the stream that holds it, as last written (batched)
+    removed_at: datetime | None = None
+    removed_by: str = ""
 
     @property
     def online(self) -> bool:
@@ -122,6 +125,21 @@ _REVOKE = (
     update(agents)
     .where(agents.c.id == bindparam("revoked_agent_id"))
     .values(
+        revoked_at=bindparam("revoked_at_"),
+        revoke_reason=bindparam("revoke_reason_"),
+        connected=False,
+        online_since=None,
+        session_replica=None,
+        session_id=None,
+    )
+    .returning(*agents.c)
+)
+_REMOVE = (
+    update(agents)
+    .where(agents.c.id == bindparam("removed_agent_id"))
+    .values(
+        removed_at=bindparam("removed_at_"),
+        removed_by=bindparam("removed_by_"),
         revoked_at=bindparam("revoked_at_"),
         revoke_reason=bindparam("revoke_reason_"),
         connected=False,
@@ -295,13 +313,21 @@ class AgentRegistry:
         return await self._db.read(lambda connection: resolve_agent(connection, ref))
 
     async def list(
-        self, *, online_only: bool = False, include_revoked: bool = False
+        self,
+        *,
+        online_only: bool = False,
+        include_revoked: bool = False,
+        include_removed: bool = False,
     ) -> builtins.list[AgentRecord]:
+        """Agents by name; revoked ones with include_revoked, removed ones only with
+        include_removed (which implies include_revoked: a removed agent is revoked too)."""
         query = select(agents).order_by(agents.c.hostname_key, agents.c.id)
         if online_only:
             query = query.where(agents.c.connected.is_(True))
-        if online_only or not include_revoked:
+        if online_only or not (include_revoked or include_removed):
             query = query.where(agents.c.revoked_at.is_(None))
+        if online_only or not include_removed:
+            query = query.where(agents.c.removed_at.is_(None))
         rows = await self._db.read(lambda connection: connection.execute(query).all())
         return [_record(row) for row in rows]
 
@@ -362,6 +388,46 @@ class AgentRegistry:
         revoked = await self._writes.run(actor.name, "agent.revoke", unit, peer=actor.peer)
         self._wakeups.publish(wakes)
         return revoked
+
+    async def remove(self, actor: Principal, agent: str, reason: str, at: datetime) -> AgentRecord:
+        """Retire a machine (by id, host name or prefix): revoked if it was not (its stream is
+        closed and its certificate refused from the commit on, on every replica), and out of
+        the agent lists; its row stays, so its tickets, diagnostics and audit rows still name
+        it. Audited as `agent.remove`."""
+        at = require_aware(at, "removal time")
+
+        def unit(connection: Connection, entry: AuditEntry) -> AgentRecord:
+            text = checked_text("the removal reason", reason, max_chars=1000)
+            found = resolve_agent(connection, agent)
+            entry.agent_id = found.id
+            row = connection.execute(_AGENT_LOCKED, {"agent_id": found.id}).one()
+            if row.removed_at is not None:
+                raise Conflict(
+                    f"agent {row.hostname} ({found.id}) was already removed by {row.removed_by} "
+                    f"on {row.removed_at:%Y-%m-%d %H:%M} UTC"
+                )
+            entry.detail["hostname"] = row.hostname
+            entry.detail["was_revoked"] = row.revoked_at is not None
+            removed = connection.execute(
+                _REMOVE,
+                {
+                    "removed_agent_id": found.id,
+                    "removed_at_": at,
+                    "removed_by_": actor.name,
+                    # A revocation keeps its own time and reason.
+                    "revoked_at_": row.revoked_at or at,
+                    "revoke_reason_": row.revoke_reason if row.revoked_at else (text or "removed"),
+                },
+            ).one()
+            emit(connection, wakes, Wake(WakeKind.REVOKED, found.id))
+            return _record(removed)
+
+        wakes: list[Wake] = []
+        removed = await self._writes.run(
+            actor.name, "agent.remove", unit, detail={"reason": reason[:1000]}, peer=actor.peer
+        )
+        self._wakeups.publish(wakes)
+        return removed
 
 
 def _enrollment_actor(token_id: str) -> str:

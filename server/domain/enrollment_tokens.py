@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,9 +15,11 @@ from sonde.server.domain import hashed_secrets
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.roles import Principal
-from sonde.server.errors import InvalidArgument, Unauthenticated
+from sonde.server.domain.text import checked_text
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import enrollment_tokens
+from sonde.server.storage.types import AnyRow
 
 MAX_USES = 1000
 MIN_TTL = timedelta(minutes=1)
@@ -27,14 +31,90 @@ _TOKEN_ID = re.compile(r"[0-9a-f]{16}")  # hashed_secrets.new_id
 
 _INSERT_TOKEN = enrollment_tokens.insert()
 _TOKEN = select(
-    enrollment_tokens.c.secret_sha256, enrollment_tokens.c.expires_at, enrollment_tokens.c.uses_left
+    enrollment_tokens.c.secret_sha256,
+    enrollment_tokens.c.expires_at,
+    enrollment_tokens.c.uses_left,
+    enrollment_tokens.c.revoked_at,
+    enrollment_tokens.c.revoked_by,
 ).where(enrollment_tokens.c.id == bindparam("token_id"))
+# What a token shows: never its secret's hash.
+_SHOWN = (
+    enrollment_tokens.c.id,
+    enrollment_tokens.c.created_by,
+    enrollment_tokens.c.created_at,
+    enrollment_tokens.c.expires_at,
+    enrollment_tokens.c.uses_granted,
+    enrollment_tokens.c.uses_left,
+    enrollment_tokens.c.revoked_at,
+    enrollment_tokens.c.revoked_by,
+)
+_ALL_TOKENS = select(*_SHOWN).order_by(
+    enrollment_tokens.c.created_at.desc(), enrollment_tokens.c.id
+)
+_ACTIVE_TOKENS = _ALL_TOKENS.where(
+    enrollment_tokens.c.revoked_at.is_(None),
+    enrollment_tokens.c.uses_left > 0,
+    enrollment_tokens.c.expires_at > bindparam("now"),
+)
+_AMBIGUOUS_SHOWN = 5
+_TOKENS_BY_PREFIX = (
+    select(*_SHOWN)
+    .where(enrollment_tokens.c.id.like(bindparam("pattern")))
+    .order_by(enrollment_tokens.c.id)
+    .limit(_AMBIGUOUS_SHOWN + 1)
+    .with_for_update()
+)
+_REVOKE = (
+    update(enrollment_tokens)
+    .where(enrollment_tokens.c.id == bindparam("revoked_token_id"))
+    .values(revoked_at=bindparam("revoked_at_"), revoked_by=bindparam("revoked_by_"))
+    .returning(*_SHOWN)
+)
+_TOKEN_PREFIX = re.compile(r"[0-9a-f]{1,16}")
 # The condition makes the decrement atomic: two enrollments cannot take the last use.
 _TAKE_USE = (
     update(enrollment_tokens)
     .where(enrollment_tokens.c.id == bindparam("used_token_id"), enrollment_tokens.c.uses_left > 0)
     .values(uses_left=enrollment_tokens.c.uses_left - 1)
 )
+
+
+class TokenState(enum.Enum):
+    ACTIVE = "active"
+    USED_UP = "used up"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class EnrollmentToken:
+    """A token as an admin sees it: who made it, its uses and lifetime, never its secret."""
+
+    id: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    uses_granted: int
+    uses_left: int
+    revoked_at: datetime | None
+    revoked_by: str
+    state: TokenState  # as of when it was read
+
+
+def _state(row: AnyRow, at: datetime) -> TokenState:
+    if row.revoked_at is not None:
+        return TokenState.REVOKED
+    if row.uses_left <= 0:
+        return TokenState.USED_UP
+    if row.expires_at <= at:
+        return TokenState.EXPIRED
+    return TokenState.ACTIVE
+
+
+def _token(row: AnyRow, at: datetime) -> EnrollmentToken:
+    values = row._mapping
+    shown = {name: values[name] for name in EnrollmentToken.__dataclass_fields__ if name != "state"}
+    return EnrollmentToken(**shown, state=_state(row, at))
 
 
 @dataclass(frozen=True)
@@ -67,6 +147,11 @@ def check_token(connection: Connection, token_id: str, secret: bytes, at: dateti
     if not hashed_secrets.matches(secret, row.secret_sha256 if row is not None else None):
         raise Unauthenticated(REFUSED_UNKNOWN)
     assert row is not None
+    if row.revoked_at is not None:
+        raise Unauthenticated(
+            f"enrollment token {token_id} was revoked by {row.revoked_by} "
+            f"on {row.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
     if row.expires_at <= at:
         raise Unauthenticated(
             f"enrollment token {token_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -127,3 +212,60 @@ class EnrollmentTokens:
             detail={"uses": uses, "ttl_s": int(ttl.total_seconds())},
             peer=actor.peer,
         )
+
+    async def list(self, *, include_inactive: bool = False) -> builtins.list[EnrollmentToken]:
+        """Newest first: the tokens that can still enroll, or every token with include_inactive."""
+        now = self._clock()
+        statement = _ALL_TOKENS if include_inactive else _ACTIVE_TOKENS
+        rows = await self._db.read(
+            lambda connection: connection.execute(statement, {"now": now}).all()
+        )
+        return [_token(row, now) for row in rows]
+
+    async def revoke(self, actor: Principal, token: str) -> EnrollmentToken:
+        """Take back a token (its id or an unambiguous prefix): every enrollment with it is
+        refused from the commit on, on every replica (each enrollment reads its row).
+        Audited as `enrollment_token.revoke`."""
+
+        def unit(connection: Connection, entry: AuditEntry) -> EnrollmentToken:
+            now = self._clock()
+            found = _resolve_token(connection, token, now)
+            entry.detail["token_id"] = found.id
+            if found.revoked_at is not None:
+                raise Conflict(
+                    f"enrollment token {found.id} was already revoked by {found.revoked_by} "
+                    f"on {found.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            values = {
+                "revoked_token_id": found.id,
+                "revoked_at_": now,
+                "revoked_by_": actor.name,
+            }
+            return _token(connection.execute(_REVOKE, values).one(), now)
+
+        return await self._writes.run(
+            actor.name,
+            "enrollment_token.revoke",
+            unit,
+            detail={"token": token[:40]},
+            peer=actor.peer,
+        )
+
+
+def _resolve_token(connection: Connection, ref: str, at: datetime) -> EnrollmentToken:
+    """The token `ref` names: its whole id, or the start of exactly one token's id."""
+    text = checked_text("the enrollment token", ref, max_chars=MAX_TOKEN_ID_CHARS, required=True)
+    key = text.lower()
+    if not _TOKEN_PREFIX.fullmatch(key):
+        raise InvalidArgument(
+            f"{text!r} is not an enrollment token id: ids are 16 hexadecimal characters "
+            "(sonde tokens list shows them)"
+        )
+    rows = connection.execute(_TOKENS_BY_PREFIX, {"pattern": f"{key}%"}).all()
+    if not rows:
+        raise NotFound(f"no enrollment token has an id starting {key!r}")
+    if len(rows) > 1:
+        shown = ", ".join(row.id for row in rows[:_AMBIGUOUS_SHOWN])
+        more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
+        raise InvalidArgument(f"{key!r} is ambiguous: tokens {shown}{more}; give more of the id")
+    return _token(rows[0], at)

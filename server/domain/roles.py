@@ -51,6 +51,8 @@ class Permission(enum.StrEnum):
     # Resolve or close a ticket escalated to L2 (an L1 may still comment on it).
     TICKETS_RESOLVE_ESCALATED = "tickets.resolve_escalated"
     AGENTS_REVOKE = "agents.revoke"
+    # Retire a machine: revoke it and take it out of the lists (its history stays).
+    AGENTS_REMOVE = "agents.remove"
     USERS_MANAGE = "users.manage"
     ENROLLMENT_MANAGE = "enrollment.manage"
     AUDIT_READ = "audit.read"
@@ -72,6 +74,7 @@ _L1: frozenset[Permission] = frozenset(
 _L2: frozenset[Permission] = _L1 | {Permission.TICKETS_RESOLVE_ESCALATED}
 _ADMIN: frozenset[Permission] = _L2 | {
     Permission.AGENTS_REVOKE,
+    Permission.AGENTS_REMOVE,
     Permission.USERS_MANAGE,
     Permission.ENROLLMENT_MANAGE,
     Permission.AUDIT_READ,
