@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
@@ -35,7 +35,7 @@ from sonde.server.domain.wakeups import Wake, Wakeups
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.driver import DriverStatement
-from sonde.server.storage.tables import findings, snapshots
+from sonde.server.storage.tables import agents, findings, snapshots
 from sonde.server.storage.types import AnyRow
 from sonde.v1 import agent_pb2, diagnostics_pb2
 
@@ -75,6 +75,7 @@ class SnapshotSummaryRecord:
     finding_count: int
     ticket_id: int | None
     requested_by: str
+    agent_hostname: str = ""  # the name its agent reports, where the query joins it
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ _SUMMARY_COLUMNS = (
 def summary_from_row(row: AnyRow) -> SnapshotSummaryRecord:
     values = row._mapping
     return SnapshotSummaryRecord(
-        **{name: values[name] for name in SnapshotSummaryRecord.__dataclass_fields__}
+        **{
+            name: values[name]
+            for name in SnapshotSummaryRecord.__dataclass_fields__
+            if name in values
+        }
     )
 
 
@@ -118,8 +123,13 @@ def summaries_of(
     wanted = sorted(set(snapshot_ids))
     if not wanted:
         return {}
-    rows = connection.execute(select(*_SUMMARY_COLUMNS).where(snapshots.c.id.in_(wanted))).all()
-    return {int(row.id): summary_from_row(row) for row in rows}
+    # With the name its agent reports: a ticket's timeline names each diagnostic's machine.
+    query = (
+        select(*_SUMMARY_COLUMNS, func.coalesce(agents.c.hostname, "").label("agent_hostname"))
+        .outerjoin(agents, agents.c.id == snapshots.c.agent_id)
+        .where(snapshots.c.id.in_(wanted))
+    )
+    return {int(row.id): summary_from_row(row) for row in connection.execute(query).all()}
 
 
 def findings_of(

@@ -1,7 +1,8 @@
 """Service levels: when a ticket must first be answered and when it must be resolved.
 
 Wall-clock durations from the moment the ticket is opened (business hours come later);
-"one business day" for P2 is counted as 8 hours. See docs/tickets.md.
+"one business day" for P2 is counted as 8 hours. The resolve clock pauses while a ticket waits
+on the requester: when the wait ends its due time moves later by the wait. See docs/tickets.md.
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def response_breached(
     return answered_or_now > response_due_at
 
 
-def resolve_breached(resolve_due_at: datetime, resolved_at: datetime | None, now: datetime) -> bool:
-    resolved_or_now = resolved_at if resolved_at is not None else now
-    return resolved_or_now > resolve_due_at
+def resolve_breached(
+    resolve_due_at: datetime,
+    resolved_at: datetime | None,
+    now: datetime,
+    *,
+    waiting_since: datetime | None = None,
+) -> bool:
+    """True when it was resolved late, or is open and now late; a waiting ticket is judged
+    as of when it began to wait (its clock is paused)."""
+    if resolved_at is not None:
+        return resolved_at > resolve_due_at
+    return (waiting_since or now) > resolve_due_at
+
+
+def paused_due(resolve_due_at: datetime, waiting_since: datetime, wait_ended: datetime) -> datetime:
+    """The resolve due time once a wait on the requester ends: later by the time the ticket
+    waited, because the resolve clock does not run while the helpdesk cannot act."""
+    return resolve_due_at + max(wait_ended - waiting_since, timedelta(0))

@@ -54,6 +54,8 @@ class TicketEventKind(enum.StrEnum):
     CLOSED = "closed"
     REOPENED = "reopened"
     STATUS_CHANGED = "status_changed"
+    WAITING = "waiting"  # on the requester: the body says what for
+    RESUMED = "resumed"  # back to the status it had before it waited
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class TicketEventRecord:
     from_status: TicketStatus | None = None
     to_status: TicketStatus | None = None
     assignee: str | None = None
+    previous_assignee: str | None = None  # for ASSIGNED, ESCALATED: who had it before
     snapshot_id: int | None = None
     snapshot: SnapshotSummaryRecord | None = None  # for DIAGNOSTIC
     findings: tuple[diagnostics_pb2.Finding, ...] = ()  # for DIAGNOSTIC

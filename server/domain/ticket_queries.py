@@ -88,11 +88,31 @@ def load_ticket(connection: Connection, ticket_id: int, *, lock: bool = False) -
     return ticket_from_row(row)
 
 
+_HANDS_OVER = frozenset(
+    {TicketEventKind.OPENED.value, TicketEventKind.ASSIGNED.value, TicketEventKind.ESCALATED.value}
+)
+
+
+def _previous_assignees(rows: Sequence[AnyRow]) -> dict[int, str]:
+    """Who had the ticket before each assignment or escalation: only these events set the
+    assignee (an escalation without one leaves the ticket to the L2 queue)."""
+    previous: dict[int, str] = {}
+    holder: str | None = None
+    for row in rows:
+        if row.kind not in _HANDS_OVER:
+            continue
+        if holder is not None and row.kind != TicketEventKind.OPENED.value:
+            previous[int(row.id)] = holder
+        holder = row.assignee
+    return previous
+
+
 def load_timeline(connection: Connection, ticket_id: int) -> list[TicketEventRecord]:
     rows = connection.execute(_TIMELINE, {"ticket_id": ticket_id}).all()
     linked = [int(row.snapshot_id) for row in rows if row.snapshot_id is not None]
     summaries = summaries_of(connection, linked)
     found = findings_of(connection, linked)
+    previous = _previous_assignees(rows)
     return [
         TicketEventRecord(
             id=int(row.id),
@@ -104,6 +124,7 @@ def load_timeline(connection: Connection, ticket_id: int) -> list[TicketEventRec
             from_status=_status_or_none(row.from_status),
             to_status=_status_or_none(row.to_status),
             assignee=row.assignee,
+            previous_assignee=previous.get(int(row.id)),
             snapshot_id=row.snapshot_id,
             snapshot=summaries.get(row.snapshot_id) if row.snapshot_id else None,
             findings=tuple(found.get(row.snapshot_id, ())) if row.snapshot_id else (),

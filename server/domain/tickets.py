@@ -1,6 +1,7 @@
 """Tickets: open, list, show with the timeline, and every move of the status machine.
 
     new --assign--> in_progress <--set_status--> waiting
+    new | in_progress --wait (reason)--> waiting --resume--> the status it had
     new | in_progress | waiting --resolve--> resolved --close--> closed
     new | in_progress | waiting --close (with a note)--> closed
     resolved | closed --reopen--> in_progress (assigned) or new
@@ -21,7 +22,7 @@ import builtins
 import dataclasses
 import enum
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -57,6 +58,7 @@ from sonde.server.domain.ticket_queries import (
     ticket_from_values,
     user_role,
 )
+from sonde.server.domain.ticket_waiting import current_wait, end_of_wait, waited
 from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
@@ -78,6 +80,18 @@ _LINK_SNAPSHOT = (
     .where(snapshots.c.id == bindparam("linked_snapshot_id"), snapshots.c.ticket_id.is_(None))
     .values(ticket_id=bindparam("linked_ticket_id"))
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Escalation:
+    ticket: TicketRecord
+    previous_assignee: str | None  # who had it before; the ticket tells who has it now
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumption:
+    ticket: TicketRecord
+    waited: timedelta  # the resolve due time moved later by this much
 
 
 class Tickets:
@@ -351,11 +365,21 @@ class Tickets:
         )
 
     async def escalate(
-        self, actor: Principal, ticket_id: int, reason: str, assignee: str | None = None
-    ) -> TicketRecord:
-        """Move an L1 ticket to L2, saying why; optionally straight to an L2 technician."""
+        self,
+        actor: Principal,
+        ticket_id: int,
+        reason: str,
+        assignee: str | None = None,
+        *,
+        keep_assignee: bool = False,
+    ) -> Escalation:
+        """Move an L1 ticket to L2, saying why. It goes to `assignee` (an L2 technician or an
+        admin), or stays with its assignee when `keep_assignee` (who must be one), or else
+        leaves its assignee and waits in the L2 queue as new."""
+        if keep_assignee and assignee is not None:
+            raise InvalidArgument("escalate to a technician or keep the current assignee, not both")
 
-        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+        def unit(connection: Connection, entry: AuditEntry) -> Escalation:
             text = checked_text(
                 "the escalation reason", reason, max_chars=MAX_BODY_CHARS, required=True
             )
@@ -363,17 +387,27 @@ class Tickets:
             self._require_open(ticket, "escalate")
             if ticket.level is TicketLevel.L2:
                 raise Conflict(f"ticket {ticket_id} is already at L2")
-            if assignee is not None:
-                role = user_role(connection, assignee)
+            kept = ticket.assignee if keep_assignee else None
+            if keep_assignee and kept is None:
+                raise InvalidArgument(f"ticket {ticket_id} has no assignee to keep")
+            given = assignee or kept
+            if given is not None:
+                role = user_role(connection, given)
                 if not role.may(Permission.TICKETS_RESOLVE_ESCALATED):
                     raise InvalidArgument(
                         f"an escalated ticket goes to an l2 technician or an admin; "
-                        f"{assignee} is {role.label}"
+                        f"{given} is {role.label}"
                     )
             # The L1 assignee hands over: the ticket goes to the L2 queue (new) unless given to
-            # someone, who then has it in progress.
-            status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
+            # someone, or kept, who then has it in progress (a kept waiting ticket still waits).
+            status = TicketStatus.IN_PROGRESS if given else TicketStatus.NEW
+            if kept is not None and ticket.status is TicketStatus.WAITING:
+                status = TicketStatus.WAITING
             now = self._clock()
+            still_waiting = status is TicketStatus.WAITING
+            changes = (
+                {} if still_waiting else end_of_wait(current_wait(connection, ticket), ticket, now)
+            )
             append_event(
                 connection,
                 ticket_id,
@@ -384,24 +418,26 @@ class Tickets:
                 body=text,
                 from_status=ticket.status.value,
                 to_status=status.value,
-                assignee=assignee,
+                assignee=given,
             )
-            return _save(
+            escalated = _save(
                 connection,
                 ticket,
                 now,
                 responded=True,
                 level=TicketLevel.L2,
-                assignee=assignee,
+                assignee=given,
                 status=status,
+                **changes,
             )
+            return Escalation(escalated, ticket.assignee)
 
         return await self._writes.run(
             actor.name,
             "ticket.escalate",
             unit,
             ticket_id=ticket_id,
-            detail={"assignee": assignee},
+            detail={"assignee": assignee, "kept": "yes" if keep_assignee else "no"},
             peer=actor.peer,
         )
 
@@ -419,6 +455,7 @@ class Tickets:
             if ticket.status is status:
                 raise Conflict(f"ticket {ticket_id} is already {status.value}")
             now = self._clock()
+            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,
@@ -430,7 +467,7 @@ class Tickets:
                 from_status=ticket.status.value,
                 to_status=status.value,
             )
-            return _save(connection, ticket, now, responded=True, status=status)
+            return _save(connection, ticket, now, responded=True, status=status, **changes)
 
         return await self._writes.run(
             actor.name,
@@ -439,6 +476,77 @@ class Tickets:
             ticket_id=ticket_id,
             detail={"status": status.value},
             peer=actor.peer,
+        )
+
+    async def wait(self, actor: Principal, ticket_id: int, reason: str) -> TicketRecord:
+        """The ticket waits on the requester (or a third party), saying for what; its resolve
+        clock pauses until it is resumed, resolved or closed."""
+
+        def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
+            text = checked_text(
+                "the reason for waiting", reason, max_chars=MAX_BODY_CHARS, required=True
+            )
+            ticket = load_ticket(connection, ticket_id, lock=True)
+            self._require_open(ticket, "put on hold")
+            if ticket.status is TicketStatus.WAITING:
+                raise Conflict(
+                    f"ticket {ticket_id} is already waiting: resume it before it waits again"
+                )
+            now = self._clock()
+            append_event(
+                connection,
+                ticket_id,
+                TicketEventKind.WAITING,
+                actor.name,
+                now,
+                touch_ticket=False,
+                body=text,
+                from_status=ticket.status.value,
+                to_status=TicketStatus.WAITING.value,
+            )
+            return _save(connection, ticket, now, responded=True, status=TicketStatus.WAITING)
+
+        return await self._writes.run(
+            actor.name, "ticket.wait", unit, ticket_id=ticket_id, peer=actor.peer
+        )
+
+    async def resume(self, actor: Principal, ticket_id: int, note: str = "") -> Resumption:
+        """A waiting ticket goes back to the status it had; its resolve due time moves later
+        by the time it waited."""
+
+        def unit(connection: Connection, entry: AuditEntry) -> Resumption:
+            text = checked_text("the note", note, max_chars=MAX_BODY_CHARS)
+            ticket = load_ticket(connection, ticket_id, lock=True)
+            if ticket.status is not TicketStatus.WAITING:
+                raise Conflict(
+                    f"ticket {ticket_id} is {ticket.status.value}, not waiting: "
+                    "only a waiting ticket can be resumed"
+                )
+            now = self._clock()
+            wait = current_wait(connection, ticket)
+            back_to = (
+                wait.was
+                if wait is not None
+                else (TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW)
+            )
+            append_event(
+                connection,
+                ticket_id,
+                TicketEventKind.RESUMED,
+                actor.name,
+                now,
+                touch_ticket=False,
+                body=text,
+                from_status=TicketStatus.WAITING.value,
+                to_status=back_to.value,
+            )
+            resumed = _save(
+                connection, ticket, now, status=back_to, **end_of_wait(wait, ticket, now)
+            )
+            return Resumption(resumed, waited(wait, now))
+
+        return await self._writes.run(
+            actor.name, "ticket.resume", unit, ticket_id=ticket_id, peer=actor.peer
         )
 
     async def resolve(self, actor: Principal, ticket_id: int, resolution: str) -> TicketRecord:
@@ -450,6 +558,7 @@ class Tickets:
             self._require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
             now = self._clock()
+            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,
@@ -469,6 +578,7 @@ class Tickets:
                 status=TicketStatus.RESOLVED,
                 resolution=text,
                 resolved_at=now,
+                **changes,
             )
 
         return await self._writes.run(
@@ -490,6 +600,7 @@ class Tickets:
                     "closing it needs a note saying why"
                 )
             now = self._clock()
+            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,
@@ -501,7 +612,9 @@ class Tickets:
                 from_status=ticket.status.value,
                 to_status=TicketStatus.CLOSED.value,
             )
-            return _save(connection, ticket, now, status=TicketStatus.CLOSED, closed_at=now)
+            return _save(
+                connection, ticket, now, status=TicketStatus.CLOSED, closed_at=now, **changes
+            )
 
         return await self._writes.run(
             actor.name, "ticket.close", unit, ticket_id=ticket_id, peer=actor.peer

@@ -80,6 +80,8 @@ async def _prepare(d: Domain, action: str) -> Change:
     ticket = await d.tickets.open(ann, title="Outlook freezes", agent=agent.id)
     resolved = await d.tickets.open(ann, title="Printer")
     await d.tickets.resolve(ann, resolved.id, "new toner")
+    waiting = await d.tickets.open(ann, title="Scanner")
+    await d.tickets.wait(ann, waiting.id, "the user sends the model number")
     admin = Principal(user_id=0, name="root", role=Role.ADMIN)
     token = await enrollment_token(d.db)
     request = signed_as(new_agent_id())
@@ -94,6 +96,8 @@ async def _prepare(d: Domain, action: str) -> Change:
         "ticket.resolve": lambda: d.tickets.resolve(ann, ticket.id, "rebuilt the profile"),
         "ticket.close": lambda: d.tickets.close(ann, ticket.id, "duplicate"),
         "ticket.reopen": lambda: d.tickets.reopen(ann, resolved.id, "it froze again"),
+        "ticket.wait": lambda: d.tickets.wait(ann, ticket.id, "the user is away"),
+        "ticket.resume": lambda: d.tickets.resume(ann, waiting.id, "model number came"),
         "user.create": lambda: d.users.add(admin, "carol", Role.L1),
         "enrollment_token.create": lambda: d.tokens.create(admin, uses=2, ttl=timedelta(hours=1)),
         "agent.enroll": lambda: d.agents.enroll(
@@ -128,6 +132,8 @@ ACTIONS = [
     "ticket.resolve",
     "ticket.close",
     "ticket.reopen",
+    "ticket.wait",
+    "ticket.resume",
     "user.create",
     "enrollment_token.create",
     "agent.enroll",

@@ -63,7 +63,9 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
     ticket, comment = await tickets.comment(ann, ticket.id, "Asked the user to restart.")
     assert comment.kind is TicketEventKind.COMMENT
     assert comment.body == "Asked the user to restart."
-    ticket = await tickets.escalate(ann, ticket.id, "Needs a mailbox repair", assignee="bob")
+    ticket = (
+        await tickets.escalate(ann, ticket.id, "Needs a mailbox repair", assignee="bob")
+    ).ticket
     assert (ticket.level, ticket.assignee, ticket.status) == (
         TicketLevel.L2,
         "bob",

@@ -1,0 +1,60 @@
+"""Waiting on the requester: when a ticket began to wait, what it was before, and the SLA pause.
+
+A wait is the last timeline event that moved the ticket to waiting (WAITING, or a
+STATUS_CHANGED of old); resume returns the ticket to the status that event moved it from.
+Any way out of waiting (resume, resolve, close) ends the pause: the resolve due time moves
+later by the time spent waiting (sla.paused_due).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from sonde.server.domain import sla
+from sonde.server.domain.ticket_model import TicketRecord, TicketStatus
+from sonde.server.storage.tables import ticket_events
+
+_LAST_WAIT = (
+    select(ticket_events.c.at, ticket_events.c.from_status)
+    .where(
+        ticket_events.c.ticket_id == bindparam("ticket_id"),
+        ticket_events.c.to_status == TicketStatus.WAITING.value,
+    )
+    .order_by(ticket_events.c.id.desc())
+    .limit(1)
+)
+
+
+@dataclass(frozen=True)
+class Wait:
+    since: datetime
+    was: TicketStatus  # the status it returns to on resume
+
+
+def current_wait(connection: Connection, ticket: TicketRecord) -> Wait | None:
+    """The ticket's wait, when it is waiting."""
+    if ticket.status is not TicketStatus.WAITING:
+        return None
+    row = connection.execute(_LAST_WAIT, {"ticket_id": ticket.id}).first()
+    if row is None:  # no event says since when: nothing to pause
+        return None
+    was = TicketStatus(row.from_status) if row.from_status else TicketStatus.WAITING
+    if not was.is_open or was is TicketStatus.WAITING:
+        was = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
+    return Wait(since=row.at, was=was)
+
+
+def end_of_wait(wait: Wait | None, ticket: TicketRecord, now: datetime) -> dict[str, Any]:
+    """The ticket's changes when its wait ends now: the resolve due time, paused meanwhile."""
+    if wait is None:
+        return {}
+    return {"resolve_due_at": sla.paused_due(ticket.resolve_due_at, wait.since, now)}
+
+
+def waited(wait: Wait | None, now: datetime) -> timedelta:
+    return max(now - wait.since, timedelta(0)) if wait is not None else timedelta(0)
