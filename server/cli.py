@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sonde
 from sonde.server import exit_codes, pki
 from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_key
 from sonde.server.domain.audit import AuditKey, AuditLog
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonde-server", description="Sonde's central server and its admin commands."
     )
+    parser.add_argument("--version", action="version", version=sonde.version_line("sonde-server"))
     commands = parser.add_subparsers(dest="command", required=True)
 
     def agent_address_option(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from sonde.server.console import (
     login,
     snapshots,
     tickets,
+    tokens,
     users,
 )
 from sonde.server.console.context import Context
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
     parser.add_argument("--version", action="version", version=sonde.version_line("sonde"))
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (login, agents, diag, snapshots, commands, tickets, users, audit, demo):
+    for module in (login, agents, diag, snapshots, commands, tickets, users, tokens, audit, demo):
         module.register(subcommands, common)
     return parser
 

@@ -21,7 +21,7 @@ def test_the_package_and_the_distribution_agree() -> None:
     assert sonde.__version__ == declared == version("sonde-helpdesk")
 
 
-@pytest.mark.parametrize("program", ["sonde", "sonde-agent"])
+@pytest.mark.parametrize("program", ["sonde", "sonde-agent", "sonde-server"])
 def test_each_program_says_its_version(program: str) -> None:
     executable = Path(sys.executable).parent / program
     done = subprocess.run(
