@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.console import RenderableType
+
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import agent_detail, agents_table, machine_name
@@ -85,7 +87,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     response = client.call(client.stub.GetAgent, console_pb2.GetAgentRequest(agent=args.agent))
-    renderables = [agent_detail(response)]
+    renderables: list[RenderableType] = [agent_detail(response)]
     if response.open_tickets:
         renderables.append(tickets_table(response.open_tickets, title="Open tickets"))
     ctx.out.result(response, *renderables)

@@ -142,13 +142,8 @@ class ListTable:
                 break
             shown.remove(optional[-1])
         result = [0] * len(self.columns)
-        if fitted is None:  # even the required columns do not fit: squeeze, never cut a KEEP
-            fitted = [
-                natural[index]
-                if self.columns[index].give is Give.KEEP
-                else max(self.columns[index].min_width, _NARROWEST)
-                for index in shown
-            ]
+        if fitted is None:  # a very narrow terminal: the KEEP columns whole, the rest share
+            fitted = self._squeezed([natural[index] for index in shown], shown, width)
         for index, chosen in zip(shown, fitted, strict=True):
             result[index] = chosen
         return result
@@ -189,6 +184,12 @@ class ListTable:
             left -= widths[n]
             pending.pop(0)
         return widths
+
+    def _squeezed(self, natural: list[int], shown: list[int], width: int) -> list[int]:
+        flexible = [n for n, index in enumerate(shown) if self.columns[index].give is not Give.KEEP]
+        fixed = sum(natural[n] for n in range(len(shown)) if n not in flexible)
+        share = (width - _GAP * (len(shown) - 1) - fixed) // max(len(flexible), 1)
+        return [max(share, 3) if n in flexible else natural[n] for n in range(len(shown))]
 
     def table(self, width: int) -> Table:
         """The rich table for `width` columns."""

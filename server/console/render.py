@@ -18,7 +18,7 @@ from rich.text import Text
 
 from sonde.agent.checks.wording import size
 from sonde.server.console.inert import inert
-from sonde.server.console.layout import unique_prefix_chars
+from sonde.server.console.layout import Column, Give, ListTable, unique_prefix_chars
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 SEVERITY_STYLE = {
@@ -129,24 +129,31 @@ def agent_state(agent: console_pb2.Agent, now: float | None = None) -> Text:
     return Text(f"offline ({format_ago(agent.last_seen_at, now)})", style="dim")
 
 
-def agents_table(agents: Sequence[console_pb2.Agent], now: float | None = None) -> Table:
-    table = Table(title="Agents", title_justify="left")
-    table.add_column("host")
-    # An id is copied into later commands: never wrapped or cut.
-    table.add_column("id", no_wrap=True, min_width=26)
-    for column in ("state", "os", "version"):
-        table.add_column(column)
-    for column in ("cpu", "mem", "disk"):
-        table.add_column(column, justify="right")
+def agents_table(agents: Sequence[console_pb2.Agent], now: float | None = None) -> ListTable:
+    """Host name, then the start of its id (unique among the rows: `agent show` takes it)."""
+    table = ListTable(
+        "Agents",
+        [
+            Column("host", Give.CUT),
+            Column("id"),
+            Column("state"),
+            Column("cpu", justify="right"),
+            Column("mem", justify="right"),
+            Column("disk", justify="right"),
+            Column("os", Give.CUT, optional=True),
+            Column("version", optional=True),
+        ],
+    )
+    id_chars = short_id_chars(agent.id for agent in agents)
     for agent in agents:
         gauges = [f"{value:.0f}%" if agent.online else "-" for value in _gauges(agent)]
         table.add_row(
-            text(agent.hostname),
-            text(agent.id),
+            text(agent.hostname or "-"),
+            text(agent.id[:id_chars]),
             agent_state(agent, now),
+            *gauges,
             text(f"{agent.os_name} {agent.os_version}".strip() or agent.platform),
             text(agent.agent_version),
-            *gauges,
         )
     return table
 
@@ -204,21 +211,27 @@ def sorted_findings(findings: Iterable[diagnostics_pb2.Finding]) -> list[diagnos
     return sorted(findings, key=lambda finding: -int(finding.severity))
 
 
-def findings_table(findings: Iterable[diagnostics_pb2.Finding], title: str = "Findings") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("severity")
-    table.add_column("check")
-    table.add_column("finding")
-    table.add_column("evidence")
-    table.add_column("fix")
+def findings_table(
+    findings: Iterable[diagnostics_pb2.Finding], title: str = "Findings"
+) -> ListTable:
+    table = ListTable(
+        title,
+        [
+            Column("severity"),
+            Column("check"),
+            Column("finding", Give.WRAP),
+            Column("fix", optional=True),
+            Column("evidence", Give.WRAP, optional=True),
+        ],
+    )
     for finding in sorted_findings(findings):
         evidence = Text(", ").join(text(f"{item.key}={item.value}") for item in finding.evidence)
         table.add_row(
             severity_text(finding.severity),
             text(finding.check),
             text(finding.summary, SEVERITY_STYLE.get(finding.severity, "")),
-            evidence,
             text(finding.fix_script_id or "-"),
+            evidence,
         )
     return table
 
@@ -288,25 +301,28 @@ def _network_line(network: diagnostics_pb2.NetworkFacts) -> Text:
     return text(line)
 
 
-def users_table(users: Sequence[console_pb2.User]) -> Table:
-    table = Table(title="Users", title_justify="left")
-    table.add_column("name")
-    table.add_column("role")
-    table.add_column("state")
-    table.add_column("token expires")
-    table.add_column("created")
+def users_table(users: Sequence[console_pb2.User]) -> ListTable:
+    table = ListTable(
+        "Users",
+        [
+            Column("name", Give.CUT),
+            Column("role"),
+            Column("state"),
+            Column("token expires"),
+            Column("disabled", optional=True),
+            Column("created", optional=True),
+        ],
+    )
     for user in users:
         disabled = user.HasField("disabled_at")
         table.add_row(
             text(user.name),
             Text(role_label(user.role)),
-            Text(
-                f"disabled {format_time(user.disabled_at)}" if disabled else "enabled",
-                style="red" if disabled else "",
-            ),
+            Text("disabled", style="red") if disabled else Text("enabled"),
             Text(
                 format_time(user.token_expires_at) if user.HasField("token_expires_at") else "never"
             ),
+            Text(format_time(user.disabled_at) if disabled else "-"),
             Text(format_time(user.created_at)),
         )
     return table

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from sonde.server.console.layout import Column, Give, ListTable, unique_prefix_chars
 from sonde.server.console.render import (
     enum_label,
     format_time,
@@ -105,20 +106,33 @@ def command_detail(command: console_pb2.Command) -> Table:
     return table
 
 
-def commands_table(commands: Sequence[console_pb2.Command]) -> Table:
-    table = Table(title="Commands", title_justify="left")
+def commands_table(commands: Sequence[console_pb2.Command]) -> ListTable:
+    """The machine (its name over the start of its id), what, its state, when it was queued,
+    then the start of the command's id (unique among the rows: `commands show` takes it)."""
     id_chars = short_id_chars(command.agent_id for command in commands)
-    for column in ("id", "what", "machine", "state", "ticket", "asked by", "queued", "finished"):
-        table.add_column(column, min_width=id_chars if column == "machine" else None)
+    command_chars = unique_prefix_chars(command.id for command in commands)
+    table = ListTable(
+        "Commands",
+        [
+            Column("machine", Give.CUT, min_width=id_chars),
+            Column("what"),
+            Column("state"),
+            Column("queued"),
+            Column("id"),
+            Column("ticket", optional=True),
+            Column("asked by", Give.CUT, optional=True),
+            Column("finished", optional=True),
+        ],
+    )
     for command in commands:
         table.add_row(
-            command.id[:12],
-            kind_label(command.kind),
             machine_cell(command.agent_hostname, command.agent_id, id_chars),
+            kind_label(command.kind),
             state_text(command.state),
+            format_time(command.created_at),
+            command.id[:command_chars],
             str(command.ticket_id) if command.ticket_id else "-",
             text(command.requested_by),
-            format_time(command.created_at),
             format_time(command.finished_at) if has_time(command.finished_at) else "-",
         )
     return table

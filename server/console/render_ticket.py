@@ -6,10 +6,12 @@ import time
 from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from sonde.server.console.layout import Column, Give, ListTable, Paragraph
 from sonde.server.console.render import (
     SEVERITY_STYLE,
     enum_label,
@@ -34,6 +36,8 @@ _STATUS_STYLE = {
     console_pb2.TICKET_STATUS_RESOLVED: "green",
     console_pb2.TICKET_STATUS_CLOSED: "dim",
 }
+# How far a timeline event's detail sits under its when/who/what line.
+_DETAIL_INDENT = 4
 _PRIORITY_STYLE = {
     console_pb2.TICKET_PRIORITY_P1: "bold red",
     console_pb2.TICKET_PRIORITY_P2: "red",
@@ -91,17 +95,38 @@ def agent_label(ticket: console_pb2.Ticket) -> Text:
     return text(machine_name(ticket.agent_hostname, ticket.agent_id))
 
 
+def due_text(due: Timestamp, met: bool, now: float | None = None) -> Text:
+    """A due time as a list shows it: how long is left, or how long ago it passed."""
+    if not has_time(due):
+        return Text("-")
+    if met:
+        return Text("met")
+    now = time.time() if now is None else now
+    left = due.seconds - now
+    if left < 0:
+        return Text(f"overdue by {format_duration(left)}", style="bold red")
+    return Text(f"in {format_duration(left)}")
+
+
 def tickets_table(
     tickets: Sequence[console_pb2.Ticket], now: float | None = None, title: str = "Tickets"
-) -> Table:
-    table = Table(title=title, title_justify="left")
+) -> ListTable:
+    """One line a ticket (two with a machine: its name over the start of its id); the title
+    is cut to the width, the status never (`ticket show` has the rest)."""
     id_chars = short_id_chars(ticket.agent_id for ticket in tickets if ticket.agent_id)
-    for column in ("#", "pri", "status", "level", "title", "assignee", "agent", "resolve due"):
-        table.add_column(
-            column,
-            justify="right" if column == "#" else "left",
-            min_width=id_chars if column == "agent" else None,
-        )
+    table = ListTable(
+        title,
+        [
+            Column("#", justify="right"),
+            Column("pri"),
+            Column("status"),
+            Column("level"),
+            Column("title", Give.CUT),
+            Column("machine", Give.CUT, min_width=id_chars),
+            Column("resolve due"),
+            Column("assignee", Give.CUT, optional=True),
+        ],
+    )
     for ticket in tickets:
         table.add_row(
             str(ticket.id),
@@ -109,9 +134,9 @@ def tickets_table(
             status_text(ticket.status),
             level_label(ticket.level),
             text(ticket.title),
-            text(ticket.assignee or "-"),
             machine_cell(ticket.agent_hostname, ticket.agent_id, id_chars),
-            sla_text(ticket.resolve_due_at, resolve_met(ticket), now),
+            due_text(ticket.resolve_due_at, resolve_met(ticket), now),
+            text(ticket.assignee or "-"),
         )
     return table
 
@@ -137,16 +162,16 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
         ("resolve due", sla_text(ticket.resolve_due_at, resolve_met(ticket), now)),
     ]
     if ticket.resolution:
-        rows.append(("resolution", text(ticket.resolution)))
+        rows.append(("resolution", Text("\n").join(_body_lines(ticket.resolution))))
     if has_time(ticket.resolved_at):
         rows.append(("resolved", Text(format_time(ticket.resolved_at))))
     if has_time(ticket.closed_at):
         rows.append(("closed", Text(format_time(ticket.closed_at))))
     for name, value in rows:
         grid.add_row(name, value)
-    parts: list[Text | Table] = [title, grid]
+    parts: list[Text | Table | Paragraph] = [title, grid]
     if ticket.description:
-        parts.append(text(ticket.description))
+        parts.append(Paragraph(ticket.description))
     return Group(*parts)
 
 
@@ -169,7 +194,7 @@ def event_detail(event: console_pb2.TicketEvent, ticket: console_pb2.Ticket) -> 
         change.append_text(status_text(event.to_status))
         lines.append(change)
     if event.body:
-        lines.append(text(event.body))
+        lines.extend(_body_lines(event.body))
     if kind == console_pb2.TICKET_EVENT_KIND_DIAGNOSTIC:
         if event.HasField("snapshot"):
             lines.append(snapshot_line(event.snapshot, _snapshot_machine(event.snapshot, ticket)))
@@ -177,6 +202,11 @@ def event_detail(event: console_pb2.TicketEvent, ticket: console_pb2.Ticket) -> 
             lines.append(Text(f"snapshot #{event.snapshot_id}"))
         lines.extend(_findings_lines(event.findings))
     return Text("\n").join(lines)
+
+
+def _body_lines(body: str) -> list[Text]:
+    """What a person wrote, its newlines kept (each line inert); the width wraps it."""
+    return [text(line) for line in body.replace("\r\n", "\n").split("\n")]
 
 
 def _snapshot_machine(summary: console_pb2.SnapshotSummary, ticket: console_pb2.Ticket) -> str:
@@ -209,20 +239,34 @@ def _findings_lines(findings: Sequence[diagnostics_pb2.Finding]) -> list[Text]:
     return lines
 
 
-def timeline_table(events: Sequence[console_pb2.TicketEvent], ticket: console_pb2.Ticket) -> Table:
-    table = Table(title="Timeline", title_justify="left")
-    table.add_column("when", no_wrap=True)
-    table.add_column("who")
-    table.add_column("what")
-    table.add_column("detail")
-    for event in events:
-        table.add_row(
-            format_time(event.at),
-            text(event.actor or "-"),
-            Text(event_kind_label(event.kind), style="bold"),
-            event_detail(event, ticket),
-        )
-    return table
+class Timeline:
+    """The timeline as a list: a line for when, who and what, then the detail under it,
+    indented and wrapped to the width (a comment keeps its newlines; nothing is cut)."""
+
+    def __init__(
+        self, events: Sequence[console_pb2.TicketEvent], ticket: console_pb2.Ticket
+    ) -> None:
+        self.events = events
+        self.ticket = ticket
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text("Timeline", style="italic")
+        for event in self.events:
+            line = Text(format_time(event.at))
+            line.append("  ")
+            line.append_text(text(event.actor or "-"))
+            line.append("  ")
+            line.append(event_kind_label(event.kind), style="bold")
+            yield line
+            detail = event_detail(event, self.ticket)
+            if detail.plain:
+                yield Padding(detail, (0, 0, 0, _DETAIL_INDENT))
+
+
+def timeline_table(
+    events: Sequence[console_pb2.TicketEvent], ticket: console_pb2.Ticket
+) -> Timeline:
+    return Timeline(events, ticket)
 
 
 def ticket_view(response: console_pb2.GetTicketResponse, now: float | None = None) -> Group:

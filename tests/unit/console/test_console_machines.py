@@ -87,13 +87,16 @@ def test_a_diagnostic_shows_the_machine_that_answered() -> None:
 
 def test_agents_show_the_id_beside_the_name() -> None:
     agent = console_pb2.Agent(id=ROGUE_ID, hostname=ROGUE_NAME, online=True)
-    for view in (
-        agents_table([agent], NOW),
-        agent_detail(console_pb2.GetAgentResponse(agent=agent), NOW),
-    ):
-        text = rendered(view)
-        assert ROGUE_NAME in text
-        assert ROGUE_ID in text
+    detail = rendered(agent_detail(console_pb2.GetAgentResponse(agent=agent), NOW))
+    assert ROGUE_NAME in detail
+    assert ROGUE_ID in detail
+    # The list: the name, then the start of the id, as much as tells the rows apart.
+    victim = console_pb2.Agent(id=VICTIM_ID, hostname="PC-042", online=True)
+    twin = console_pb2.Agent(id=VICTIM_ID[:11] + "z" + VICTIM_ID[12:], hostname="PC-043")
+    listed = rendered(agents_table([agent, victim, twin], NOW), width=80).splitlines()
+    rogue_row = next(line for line in listed if line.startswith(ROGUE_NAME))
+    assert rogue_row.split()[1] == ROGUE_ID[:12]
+    assert next(line for line in listed if line.startswith("PC-042")).split()[1] == VICTIM_ID[:12]
 
 
 def test_tickets_and_their_timeline_show_the_id_beside_the_name() -> None:
