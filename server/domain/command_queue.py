@@ -42,6 +42,7 @@ from sonde.server.domain.roles import Principal
 from sonde.server.domain.sessions import describe_offline
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_queries import load_ticket
+from sonde.server.domain.ticket_waiting import require_ticket_of
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
@@ -112,8 +113,8 @@ class Commands:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
             if require_online and not agent.online:
                 raise Unavailable(describe_offline(agent, now))
-            if ticket_id is not None:
-                load_ticket(connection, ticket_id)  # NotFound before anything is written
+            if ticket_id is not None:  # refused before anything is written or sent
+                require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
             stream = self._wakeups.local_stream(agent.id)
             if stream is not None and (not agent.online or agent.session_id != stream.session_id):
                 stream = None  # the agent's row names another stream (or none yet): wake it

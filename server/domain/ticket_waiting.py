@@ -1,4 +1,5 @@
-"""Waiting on the requester: when a ticket began to wait, what it was before, and the SLA pause.
+"""Waiting on the requester: when a ticket began to wait, what it was before, and the SLA pause;
+and whether a diagnostic may land on a ticket's timeline (require_ticket_of).
 
 A wait is the last timeline event that moved the ticket to waiting (WAITING, or a
 STATUS_CHANGED of old); resume returns the ticket to the status that event moved it from.
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain import sla
 from sonde.server.domain.ticket_model import TicketRecord, TicketStatus
+from sonde.server.errors import Conflict, InvalidArgument
 from sonde.server.storage.tables import ticket_events
 
 _LAST_WAIT = (
@@ -58,3 +60,16 @@ def end_of_wait(wait: Wait | None, ticket: TicketRecord, now: datetime) -> dict[
 
 def waited(wait: Wait | None, now: datetime) -> timedelta:
     return max(now - wait.since, timedelta(0)) if wait is not None else timedelta(0)
+
+
+def require_ticket_of(ticket: TicketRecord, agent_id: str, hostname: str) -> None:
+    """A diagnostic may land on the ticket's timeline: refused, as a comment is, when it is
+    closed, and when the ticket is about another machine."""
+    if ticket.status is TicketStatus.CLOSED:
+        raise Conflict(f"ticket {ticket.id} is closed: reopen it first")
+    if ticket.agent_id is not None and ticket.agent_id != agent_id:
+        about = f"{ticket.agent_hostname or ''} ({ticket.agent_id})".lstrip()
+        raise InvalidArgument(
+            f"ticket {ticket.id} is about {about}, not {hostname} ({agent_id}): "
+            "run the diagnostic on the ticket's machine, or link it to a ticket about this one"
+        )

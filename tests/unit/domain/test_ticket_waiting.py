@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sonde.server.domain import sla
+from sonde.server.domain.commands import CommandKind
 from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketStatus
 from sonde.server.domain.tickets import Tickets
 from sonde.server.errors import Conflict, InvalidArgument
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import audit_log
+from sonde.server.storage.tables import audit_log, commands
 from tests.unit.domain.builders import T0, Clock, enrolled_agent, technician
 from tests.unit.domain.test_diagnostics import (
     a_snapshot,
@@ -190,3 +191,41 @@ async def test_the_timeline_names_each_diagnostics_machine(db: Database) -> None
     summary = timeline[-1].snapshot
     assert summary is not None
     assert (summary.agent_id, summary.agent_hostname) == (agent.id, "PC-042")
+
+
+async def _commands_queued(db: Database) -> int:
+    query = select(func.count()).select_from(commands)
+    return int(await db.read(lambda connection: connection.execute(query).scalar_one()))
+
+
+async def test_a_diagnostic_for_a_closed_ticket_or_another_machines_is_refused_unqueued(
+    db: Database,
+) -> None:
+    clock = Clock()
+    d = desk(db, clock)
+    tickets = Tickets(db, clock)
+    ann = await technician(db, "ann")
+    pc42 = await enrolled_agent(db, "PC-042")
+    pc43 = await enrolled_agent(db, "PC-043")
+    about_42 = await tickets.open(ann, title="Slow PC", agent=pc42.id)
+    closed = await tickets.open(ann, title="Old", agent=pc43.id)
+    await tickets.close(ann, closed.id, "duplicate")
+    no_machine = await tickets.open(ann, title="Someone's PC")
+
+    with pytest.raises(
+        InvalidArgument,
+        match=f"ticket {about_42.id} is about PC-042 \\({pc42.id}\\), not PC-043 \\({pc43.id}\\)",
+    ):
+        await d.commands.queue(ann, pc43.id, CommandKind.COLLECT, ticket_id=about_42.id)
+    with pytest.raises(Conflict, match=f"ticket {closed.id} is closed: reopen it first"):
+        await d.commands.queue(ann, pc43.id, CommandKind.COLLECT, ticket_id=closed.id)
+    assert await _commands_queued(db) == 0
+    refusals = [result for _, result in await _audited(db, "diagnostics.run")]
+    assert len(refusals) == 2
+    assert "ok" not in refusals
+
+    await d.commands.queue(ann, pc42.id, CommandKind.COLLECT, ticket_id=about_42.id)
+    await d.commands.queue(ann, pc43.id, CommandKind.COLLECT, ticket_id=no_machine.id)
+    resolved = await tickets.resolve(ann, about_42.id, "rebooted")
+    await d.commands.queue(ann, pc42.id, CommandKind.COLLECT, ticket_id=resolved.id)
+    assert await _commands_queued(db) == 3
