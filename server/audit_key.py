@@ -13,6 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audit_rows import AUDIT_KEY_BYTES, AuditKey
 from sonde.server.errors import Conflict
 
@@ -79,3 +80,29 @@ def ensure_audit_key(pki_root: Path) -> tuple[AuditKey, bool]:
     if key is not None:
         return key, False
     return create_audit_key(path), True
+
+
+async def audit_key_for_chain(pki_root: Path, audit: AuditLog) -> tuple[AuditKey, bool]:
+    """The key to run with, checked against the chain's head; and whether it was made now.
+
+    A key is made only for a chain that has never been keyed: a keyed chain whose key is
+    missing, or another key than the one it was keyed with, refuses the start (every audited
+    write would be refused, and a new key could not verify the old rows).
+    """
+    path = audit_key_path(pki_root)
+    key = load_audit_key(path)
+    head = await audit.head()
+    if head is None or head.keyed_from is None:
+        return (key, False) if key is not None else (create_audit_key(path), True)
+    if key is None:
+        raise AuditKeyProblem(
+            f"{path} is missing, but the audit chain is keyed with it from row {head.keyed_from}: "
+            "restore it from a backup of the data folder, or copy it from another replica's "
+            "pki/ (a new key could neither write to nor verify this chain)"
+        )
+    if head.key_check != key.check:
+        raise AuditKeyProblem(
+            f"{path} is not the key the audit chain is keyed with (from row {head.keyed_from}): "
+            "copy pki/audit.key from the data folder of the server that keyed it"
+        )
+    return key, False

@@ -16,8 +16,9 @@ from typing import Any
 
 import sonde
 from sonde.server import exit_codes, pki
+from sonde.server.audit_checkpoints import checkpoint_path, read_checkpoint
 from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_key
-from sonde.server.domain.audit import AuditKey, AuditLog
+from sonde.server.domain.audit import AuditCheckpoint, AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
@@ -333,24 +334,63 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 # -- audit verify ----------------------------------------------------------------------------
 
 
+def _expected_checkpoint(text: str) -> AuditCheckpoint:
+    rows, _, head_hash = text.partition(":")
+    if not rows.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", head_hash):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give ROWS:HASH, the row count and the 64 hex digits of the head's hash "
+            "(SONDE_AUDIT_ROWS and SONDE_AUDIT_HEAD of a journal entry)"
+        )
+    return AuditCheckpoint(rows=int(rows), head_hash=head_hash, at=None)
+
+
+def _checkpoint_to_verify(
+    args: argparse.Namespace, data: DataDir, key: AuditKey | None
+) -> tuple[AuditCheckpoint | None, str]:
+    """The checkpoint `audit verify` compares with, and where it comes from (or why none)."""
+    if args.no_checkpoint:
+        return None, "--no-checkpoint"
+    if args.expect is not None:
+        return args.expect, "--expect"
+    path = checkpoint_path(data.root)
+    if key is None:
+        return None, f"this data folder has no audit key, so {path} cannot be checked"
+    checkpoint = read_checkpoint(path, key)
+    if checkpoint is None:
+        return None, f"{path} does not exist yet: the server writes it while it runs"
+    return checkpoint, str(path)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     data = DataDir(args.data)
     data.require_initialised()
     config = data.load_config()
+    key = _audit_key(data)
+    checkpoint, source = _checkpoint_to_verify(args, data, key)
 
     async def verify(db: Database) -> int:
-        result = await AuditLog(db, key=_audit_key(data)).verify()
+        result = await AuditLog(db, key=key).verify(checkpoint)
         payload = {
             "ok": result.ok,
             "rows": result.rows,
             "first_bad_id": result.first_bad_id,
             "reason": result.reason,
+            "checkpoint": None
+            if checkpoint is None
+            else {
+                "source": source,
+                "rows": checkpoint.rows,
+                "head_hash": checkpoint.head_hash,
+                "at": None if checkpoint.at is None else checkpoint.at.isoformat(),
+            },
         }
         text = (
-            f"audit log intact: {result.rows} rows, hash chain verified"
+            f"audit log intact: {result.reason}"
             if result.ok
             else f"AUDIT LOG TAMPERED at row {result.first_bad_id}: {result.reason}"
         )
+        if result.ok and checkpoint is None:
+            text += f"\n(no checkpoint to compare with: {source})"
         _emit(args, payload, text)
         return 0 if result.ok else 1
 
@@ -427,8 +467,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check the audit log's hash chain, and that it still reaches its last checkpoint",
+    )
     data_option(verify)
+    against = verify.add_mutually_exclusive_group()
+    against.add_argument(
+        "--expect",
+        metavar="ROWS:HASH",
+        type=_expected_checkpoint,
+        help="compare with this checkpoint (from the system journal: SONDE_AUDIT_ROWS and "
+        "SONDE_AUDIT_HEAD) instead of the data folder's",
+    )
+    against.add_argument(
+        "--no-checkpoint", action="store_true", help="check the chain alone, with no checkpoint"
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_audit_verify)
     return parser

@@ -23,7 +23,9 @@ from sonde.server.api.connection_limits import address_caps, listener_options
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
-from sonde.server.audit_key import audit_key_path, ensure_audit_key
+from sonde.server.audit_checkpoints import AuditCheckpoints, checkpoint_path
+from sonde.server.audit_key import audit_key_for_chain, audit_key_path
+from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditEntry
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
@@ -42,6 +44,7 @@ from sonde.server.settings import (
     split_address,
 )
 from sonde.server.storage.db import Database
+from sonde.server.system_journal import SystemJournal
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -113,6 +116,7 @@ class SondeServer:
         self._console: grpc.aio.Server | None = None
         self._agents: grpc.aio.Server | None = None
         self._sessions: LocalSessions | None = None
+        self._checkpoints: AuditCheckpoints | None = None
         self.replica: Replica | None = None
 
     async def start(self) -> None:
@@ -121,14 +125,27 @@ class SondeServer:
         authority = CertificateAuthority.load(pki)
         server_key = pki.server_key.read_bytes()
         server_certificate = pki.server_certificate.read_bytes()
-        audit_key, made = ensure_audit_key(pki.root)
+        self._db = db = await Database.open(options.database_url)
+        audit_key, made = await audit_key_for_chain(pki.root, AuditLog(db))
         if made:
             log.warning(
                 "made the audit key %s: audit rows are keyed from now on; copy it with pki/ "
                 "to every replica and keep it in the data folder's backups",
                 audit_key_path(pki.root),
             )
-        self._db = db = await Database.open(options.database_url)
+        journal = SystemJournal.from_environment()
+        self._checkpoints = checkpoints = AuditCheckpoints(
+            AuditLog(db, key=audit_key),
+            checkpoint_path(options.data.root),
+            audit_key,
+            journal=journal,
+        )
+        await checkpoints.take()
+        log.info(
+            "audit checkpoints go to %s%s",
+            checkpoint_path(options.data.root),
+            " and the system journal" if journal.present else " (no system journal here)",
+        )
         issuer = BundleIssuer(
             authority.certificate_der, options.server_name, options.agent_addresses
         )
@@ -197,6 +214,7 @@ class SondeServer:
             asyncio.create_task(session_rows.run(), name="session-rows"),
             asyncio.create_task(sessions.watch_heartbeats(), name="heartbeat-watch"),
             asyncio.create_task(upkeep.run(), name="fleet-upkeep"),
+            asyncio.create_task(checkpoints.run(), name="audit-checkpoints"),
         ]
         if db.dialect == "postgresql":
             listener = WakeListener(options.database_url, services.wakeups)
@@ -259,6 +277,11 @@ class SondeServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._checkpoints is not None:
+            try:
+                await self._checkpoints.take()
+            except Exception:
+                log.exception("could not take the last audit checkpoint")
         if self.replica is not None and self._db is not None:
             try:
                 await self.replica.retire()
