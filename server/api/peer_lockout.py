@@ -11,17 +11,18 @@ addresses are held (about 200 bytes each); past that the oldest window is forgot
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import time
-import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sonde.agent.checks.wording import duration
 from sonde.server.errors import ResourceExhausted
+from sonde.server.peer_addresses import peer_address
+
+__all__ = ["AUTH_FAILURES", "ENROLL_FAILURES", "PeerLockout", "peer_address"]
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,6 @@ ENROLL_FAILURES = 20
 AUTH_FAILURES = 100
 WINDOW_S = 300.0
 MAX_PEERS = 10_000
-
-
-def peer_address(peer: str) -> str:
-    """The address a failure counts against: 'ipv4:10.0.0.9:5123' -> '10.0.0.9',
-    'ipv6:[2001:db8:1:2::7]:5123' -> '2001:db8:1:2::/64'; anything else as given."""
-    family, _, rest = peer.partition(":")
-    host = urllib.parse.unquote(rest).rpartition(":")[0].strip("[]")
-    try:
-        if family == "ipv4":
-            return str(ipaddress.IPv4Address(host))
-        if family == "ipv6":
-            return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
-    except ValueError:
-        pass
-    return peer
 
 
 @dataclass

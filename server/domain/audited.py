@@ -6,8 +6,8 @@ the change and fills in an AuditEntry (the agent it resolved, what it created), 
 row is appended in the same transaction, so a crash between the two leaves neither. An
 operation refused with a SondeError (authentication, permission, validation, not found) changes
 nothing and is recorded as a refusal in a transaction of its own, at most `burst` rows per key
-(actor, peer) and window, so a flood of refused calls cannot fill the disk; the next row written
-for that key says how many were left out.
+(actor, peer's address: not its port) and window, so a flood of refused calls cannot fill the
+disk; the next row written for that key says how many were left out.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sonde.server.domain.audit_chain import append_row
 from sonde.server.domain.audit_rows import AuditKey, DetailValue, audit_values
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.errors import SondeError
+from sonde.server.peer_addresses import peer_address
 from sonde.server.storage.db import Database
 from sonde.server.storage.driver import DriverStatement
 
@@ -203,7 +204,7 @@ class AuditedWrites:
         peer: str = "",
     ) -> None:
         """Record a refusal in its own transaction, unless this key is over its rate."""
-        left_out = self._refusals.admit(actor, peer)
+        left_out = self._refusals.admit(actor, peer_address(peer))  # not per port
         if left_out is None:
             return
         entry = entry or AuditEntry()

@@ -90,6 +90,19 @@ async def test_a_flood_of_refusals_is_recorded_at_a_bounded_rate(db: Database) -
     assert '"refusals_left_out":47' in last.detail
 
 
+async def test_refusals_from_many_ports_of_one_address_share_its_rate(db: Database) -> None:
+    """A client opens as many connections as it likes: each has its own port, not its own
+    budget of audit rows."""
+    limiter = RefusalLimiter(per_key=3, in_all=100, window_s=60, monotonic=lambda: 0.0)
+    writes = AuditedWrites(db, Clock(), limiter)
+    for port in range(1, 41):
+        await writes.refused("mallory", "auth.denied", NotFound("x"), peer=f"ipv4:1.2.3.4:{port}")
+        await writes.refused(
+            "mallory", "auth.denied", NotFound("x"), peer=f"ipv6:[2001:db8::{port:x}]:{port}"
+        )
+    assert await _count(db, audit_log) == 6, "3 for the IPv4 address, 3 for the IPv6 /64"
+
+
 def test_the_limiter_caps_every_key_together_and_forgets_old_keys() -> None:
     limiter = RefusalLimiter(per_key=5, in_all=8, window_s=60, max_keys=4, monotonic=lambda: 0.0)
     admitted = [limiter.admit("bot", f"peer-{n}") for n in range(20)]
