@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.command_refs import resolve_command_id
 from sonde.server.domain.commands import (
     COLUMNS,
     JOINED,
@@ -202,13 +203,14 @@ class Commands:
         now = self._clock()
 
         def unit(connection: Connection, entry: AuditEntry) -> CommandRecord:
-            row = lock_command(connection, command_id)
+            found = resolve_command_id(connection, command_id)
+            row = lock_command(connection, found)
             entry.agent_id, entry.ticket_id = row.agent_id, row.ticket_id
-            entry.detail["command_id"] = command_id
+            entry.detail["command_id"] = found
             state = CommandState(row.state)
             if state.final:
                 raise Conflict(
-                    f"command {command_id} already ended {state.value}; there is nothing to cancel"
+                    f"command {found} already ended {state.value}; there is nothing to cancel"
                 )
             finish(
                 connection,
@@ -220,8 +222,8 @@ class Commands:
                 cancelled_by=principal.name,
             )
             if state is not CommandState.QUEUED:
-                emit(connection, wakes, Wake(WakeKind.CANCEL, row.agent_id, command_id))
-            return load_command(connection, command_id)
+                emit(connection, wakes, Wake(WakeKind.CANCEL, row.agent_id, found))
+            return load_command(connection, found)
 
         cancelled = await self._audited.run(
             principal.name, "command.cancel", unit, peer=principal.peer
@@ -233,7 +235,9 @@ class Commands:
 
     async def get(self, command_id: str) -> CommandRecord:
         command_id = _checked_id(command_id)
-        return await self._db.read(lambda connection: load_command(connection, command_id))
+        return await self._db.read(
+            lambda connection: load_command(connection, resolve_command_id(connection, command_id))
+        )
 
     async def list(
         self,
