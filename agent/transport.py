@@ -20,6 +20,7 @@ import grpc.aio
 import sonde
 from sonde.agent import exit_codes
 from sonde.agent.backoff import AddressRotation, Backoff
+from sonde.agent.diagnostic_hold import wait_while_held
 from sonde.agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
 from sonde.agent.journal import Outbox, is_command_id
 from sonde.agent.platform_info import describe_machine
@@ -353,6 +354,7 @@ class AgentRuntime:
 
     async def _run_collect(self, command_id: str, collectors: list[str]) -> None:
         try:
+            await wait_while_held(command_id)  # a test hook, off unless SONDE_AGENT_TEST_HOLD
             async with self._slots:
                 snapshot = await self._collect(collectors)
             snapshot.agent_id = self._state.agent_id
