@@ -119,13 +119,17 @@ def test_agents_and_agent_show(shared_sonde: Deployment, shared_agent: OnlineAge
     assert mine["hostname"] == socket.gethostname()
     table = sonde(shared_sonde, "agents")
     assert table.returncode == 0
-    assert shared_agent.agent_id in table.stdout
+    # The list: host name, then the start of the id (whole in agent show); within 80 columns.
+    row = next(line for line in table.stdout.splitlines() if shared_agent.agent_id[:8] in line)
+    assert row.startswith(socket.gethostname()[:6]), row
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
     # AGENT by an unambiguous prefix of its id.
     shown = sonde_json(shared_sonde, "agent", "show", shared_agent.agent_id[:8])
     assert shown["agent"]["id"] == shared_agent.agent_id
     human = sonde(shared_sonde, "agent", "show", shared_agent.agent_id)
     assert human.returncode == 0
     assert "online" in human.stdout
+    assert shared_agent.agent_id in human.stdout
 
 
 def test_diag_on_a_ticket_lands_on_its_timeline(
