@@ -56,14 +56,15 @@ def state_label(state: console_pb2.EnrollmentTokenState.ValueType) -> str:
 
 
 def tokens_table(tokens: Sequence[console_pb2.EnrollmentToken]) -> Table:
-    table = Table(title="Enrollment tokens", title_justify="left")
+    """One line a token at 80 columns: the day it was made (its time is in --json)."""
+    table = Table(title="Enrollment tokens", title_justify="left", box=None, padding=(0, 1))
     # An id is copied into `sonde tokens revoke`: never wrapped or cut.
     table.add_column("id", no_wrap=True, min_width=16)
     table.add_column("state", no_wrap=True)
     table.add_column("uses left", justify="right", no_wrap=True)
     table.add_column("expires", no_wrap=True)
-    table.add_column("created by")
-    table.add_column("created", no_wrap=True)
+    table.add_column("made by")
+    table.add_column("made", no_wrap=True)
     for token in tokens:
         table.add_row(
             text(token.id),
@@ -71,7 +72,7 @@ def tokens_table(tokens: Sequence[console_pb2.EnrollmentToken]) -> Table:
             f"{token.uses_left} of {token.uses_granted}",
             format_time(token.expires_at),
             text(token.created_by),
-            format_time(token.created_at),
+            format_time(token.created_at)[:10],
         )
     return table
 
