@@ -20,6 +20,7 @@ from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
+from sonde.server.domain.agent_tickets import agent_tickets
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.snapshot_history import previous_snapshot_id
 from sonde.server.domain.ticket_model import TicketChannel, TicketPriority
@@ -83,8 +84,12 @@ class ConsoleServicer(
         agent = await self._s.agents.resolve(request.agent)
         last = await self._s.diagnostics.last_snapshot(agent.id)
         open_tickets = await self._s.tickets.list(agent_id=agent.id)
+        its_tickets = await agent_tickets(self._s.db, agent.id)
         response = console_pb2.GetAgentResponse(
-            agent=mapping.agent(agent), open_tickets=mapping.tickets(open_tickets)
+            agent=mapping.agent(agent),
+            open_tickets=mapping.tickets(open_tickets),
+            recent_tickets=mapping.tickets(its_tickets.recent),
+            ticket_count=its_tickets.total,
         )
         if last is not None:
             response.last_snapshot.CopyFrom(mapping.snapshot_summary(last))

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from rich.console import RenderableType
+from rich.text import Text
 
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
@@ -46,7 +47,7 @@ def register(
     agent_commands = agent.add_subparsers(dest="agent_command", metavar="{show,revoke}")
     agent_commands.required = True
     show = agent_commands.add_parser(
-        "show", parents=[common], help="an agent's state, last diagnostic and open tickets"
+        "show", parents=[common], help="an agent's state, last diagnostic and last 10 tickets"
     )
     show.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     show.set_defaults(handler=run_show)
@@ -88,8 +89,14 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     response = client.call(client.stub.GetAgent, console_pb2.GetAgentRequest(agent=args.agent))
     renderables: list[RenderableType] = [agent_detail(response)]
-    if response.open_tickets:
-        renderables.append(tickets_table(response.open_tickets, title="Open tickets"))
+    shown = len(response.recent_tickets)
+    if shown:
+        title = f"Its last {shown} tickets, newest first" if shown > 1 else "Its ticket"
+        renderables.append(tickets_table(response.recent_tickets, title=title))
+    more = response.ticket_count - shown
+    if more > 0:
+        every = f"sonde ticket list --agent {response.agent.id} --all"
+        renderables.append(Text(f"{more} more: {every}"))
     ctx.out.result(response, *renderables)
     return 0
 

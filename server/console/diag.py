@@ -21,6 +21,7 @@ from sonde.server.console.errors import CliError
 from sonde.server.console.inert import inert
 from sonde.server.console.render import findings_table, key_facts, snapshot_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
+from sonde.server.console.render_processes import top_processes
 from sonde.server.console.users import duration
 from sonde.v1 import console_pb2
 
@@ -106,7 +107,11 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
         # The machine that answered, by the name it reports and the id it holds.
         heading.append_text(snapshot_line(stored.summary, machine(command)))
         ctx.out.result(
-            response, heading, findings_table(stored.findings), key_facts(stored.snapshot)
+            response,
+            heading,
+            findings_table(stored.findings),
+            *top_processes(stored.findings, stored.snapshot),
+            key_facts(stored.snapshot),
         )
         return 0
     if command.state in OPEN_STATES:

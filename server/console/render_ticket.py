@@ -11,6 +11,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from sonde.server.console.handover import handover as _handover
 from sonde.server.console.layout import Column, Give, ListTable, Paragraph
 from sonde.server.console.render import (
     SEVERITY_STYLE,
@@ -141,6 +142,12 @@ def tickets_table(
     return table
 
 
+def _resolve_due(ticket: console_pb2.Ticket, now: float | None) -> Text:
+    if ticket.status == console_pb2.TICKET_STATUS_WAITING:  # its clock is paused (sla.py)
+        return Text(f"{format_time(ticket.resolve_due_at)} (paused while waiting; moves on resume)")
+    return sla_text(ticket.resolve_due_at, resolve_met(ticket), now)
+
+
 def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group:
     title = Text(f"Ticket #{ticket.id}: ", style="bold")
     title.append_text(text(ticket.title, "bold"))
@@ -159,7 +166,7 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
         ("agent", agent_label(ticket)),
         ("opened", text(f"{format_time(ticket.created_at)} by {ticket.created_by}")),
         ("response due", sla_text(ticket.response_due_at, response_met(ticket), now)),
-        ("resolve due", sla_text(ticket.resolve_due_at, resolve_met(ticket), now)),
+        ("resolve due", _resolve_due(ticket, now)),
     ]
     if ticket.resolution:
         rows.append(("resolution", Text("\n").join(_body_lines(ticket.resolution))))
@@ -185,7 +192,10 @@ def event_detail(event: console_pb2.TicketEvent, ticket: console_pb2.Ticket) -> 
     lines: list[Text] = []
     kind = event.kind
     if kind == console_pb2.TICKET_EVENT_KIND_ASSIGNED and event.assignee:
-        lines.append(text(f"to {event.assignee}"))
+        taken = f", from {event.previous_assignee}" if event.previous_assignee else ""
+        lines.append(text(f"to {event.assignee}{taken}"))
+    if kind == console_pb2.TICKET_EVENT_KIND_ESCALATED:
+        lines.append(text(_handover(event.previous_assignee, event.assignee)))
     if kind == console_pb2.TICKET_EVENT_KIND_STATUS_CHANGED or (
         event.from_status and event.to_status and event.from_status != event.to_status
     ):
@@ -210,10 +220,12 @@ def _body_lines(body: str) -> list[Text]:
 
 
 def _snapshot_machine(summary: console_pb2.SnapshotSummary, ticket: console_pb2.Ticket) -> str:
-    # A snapshot summary carries its agent's id only; the ticket carries its agent's name.
+    """The diagnostic's machine: the name its agent reports and its whole id (a detail view)."""
     if not summary.agent_id:
         return ""
-    name = ticket.agent_hostname if summary.agent_id == ticket.agent_id else ""
+    name = summary.agent_hostname or (
+        ticket.agent_hostname if summary.agent_id == ticket.agent_id else ""
+    )
     return machine_name(name, summary.agent_id)
 
 

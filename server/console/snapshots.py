@@ -17,6 +17,7 @@ from sonde.server.console.render import (
     snapshot_line,
     text,
 )
+from sonde.server.console.render_processes import top_processes
 from sonde.server.console.snapshot_diff import (
     FactChange,
     FindingChange,
@@ -68,7 +69,13 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     stored = response.snapshot
     heading = Text("Diagnostic ", style="bold")
     heading.append_text(snapshot_line(stored.summary))
-    ctx.out.result(response, heading, findings_table(stored.findings), key_facts(stored.snapshot))
+    ctx.out.result(
+        response,
+        heading,
+        findings_table(stored.findings),
+        *top_processes(stored.findings, stored.snapshot),
+        key_facts(stored.snapshot),
+    )
     return 0
 
 

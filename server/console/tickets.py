@@ -1,4 +1,5 @@
-"""`sonde ticket open|list|show|comment|assign|escalate|resolve|close|reopen`."""
+"""`sonde ticket open|list|show|comment|assign|resolve|close|reopen` (escalate, wait and resume:
+ticket_flow.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import TypeVar
 
+from sonde.server.console import ticket_flow
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import machine_name
@@ -133,10 +135,7 @@ def register(
     assign.add_argument("user", nargs="?", default="", metavar="USER")
     assign.set_defaults(handler=run_assign)
 
-    escalate = action("escalate", "hand over from L1 to L2")
-    escalate.add_argument("--reason", required=True, help="why L1 cannot finish it")
-    escalate.add_argument("--to", default="", metavar="USER", help="an L2 technician")
-    escalate.set_defaults(handler=run_escalate)
+    ticket_flow.register(action)  # escalate, wait, resume
 
     resolve = action("resolve", "mark resolved with what fixed it")
     resolve.add_argument("--resolution", required=True, help="what fixed it")
@@ -227,15 +226,6 @@ def run_assign(args: argparse.Namespace, ctx: Context) -> int:
     response = client.call(client.stub.AssignTicket, request)
     ctx.out.emit_message(response)
     _changed(ctx, response.ticket, "assigned")
-    return 0
-
-
-def run_escalate(args: argparse.Namespace, ctx: Context) -> int:
-    client = ctx.client()
-    request = console_pb2.EscalateTicketRequest(id=args.id, reason=args.reason, assignee=args.to)
-    response = client.call(client.stub.EscalateTicket, request)
-    ctx.out.emit_message(response)
-    _changed(ctx, response.ticket, "escalated")
     return 0
 
 
