@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# gRPC core's own INFO lines (a failed TLS handshake) would duplicate our one-line
-# reasons; it reads this once, when grpc is first imported, so it must come first.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+# gRPC core's own lines (a failed TLS handshake, a key it cannot use) would duplicate our
+# one-line reasons; it reads this once, when grpc is first imported, so it must come first.
+# GRPC_VERBOSITY=debug still shows them.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import sonde
 from sonde.agent import exit_codes
-from sonde.agent.paths import default_state_dir
+from sonde.agent.paths import CERT_FILE, KEY_FILE, default_state_dir
+from sonde.pipes import quiet_when_piped
 
 if TYPE_CHECKING:
     import asyncio
@@ -169,6 +171,13 @@ def _collect(args: argparse.Namespace, state_dir: Path) -> int:
     from sonde.agent.collect_cmd import run_collect
     from sonde.agent.state import NotEnrolled, load_state
 
+    if state_dir.exists() and not state_dir.is_dir():
+        print(
+            f"sonde-agent: --state {state_dir} is a file; the state folder must be a folder "
+            "(leave --state out for the default one)",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE
     try:
         server_address: str | None = load_state(state_dir).agent_address
     except NotEnrolled:
@@ -193,6 +202,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     keep_openssl_out()
     import asyncio
 
+    from sonde.agent.credential_check import DamagedCredentials, check_credentials
     from sonde.agent.journal import Outbox
     from sonde.agent.state import (
         NotEnrolled,
@@ -210,6 +220,17 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     except (UnsafePermissions, NotEnrolled) as refusal:
         log.error("%s", refusal)
         return exit_codes.REFUSED
+    try:
+        check_credentials(
+            state.agent_id,
+            state_dir / KEY_FILE,
+            credentials.private_key_pem,
+            state_dir / CERT_FILE,
+            credentials.certificate_pem,
+        )
+    except DamagedCredentials as refusal:
+        log.error("refusing to start: %s", refusal)
+        return exit_codes.DAMAGED_STATE
 
     async def collect(only: Sequence[str]) -> diagnostics_pb2.Snapshot:
         # The collectors (and platform, shutil...) load with the first Collect, not at idle.
@@ -248,6 +269,11 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The program: exit code 141, and no traceback, when stdout's reader goes away."""
+    return quiet_when_piped(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # Everything the agent writes (state, outbox, caches) is for its own user only.
     os.umask(0o077)
     logging.basicConfig(

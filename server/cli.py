@@ -18,6 +18,7 @@ import sonde
 from sonde.server import exit_codes, pki
 from sonde.server.audit_checkpoints import checkpoint_path, read_checkpoint
 from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_key
+from sonde.server.database_errors import database_refusal
 from sonde.server.domain.audit import AuditCheckpoint, AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
@@ -72,6 +73,14 @@ def _agent_address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _database_option(text: str) -> str:
+    try:
+        database_url(Path("."), text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
@@ -91,11 +100,28 @@ def _audited(db: Database, data: DataDir) -> AuditedWrites:
 
 
 async def _with_db(url: str, work: Callable[[Database], Awaitable[int]]) -> int:
-    db = await Database.open(url)
     try:
-        return await work(db)
-    finally:
-        await db.close()
+        db = await Database.open(url)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+    except Exception as error:
+        refusal = database_refusal(url, error)
+        if refusal is None:
+            raise
+        raise refusal from None
+
+
+def _migrate(url: str) -> None:
+    """migrate(), with a database that refuses us or is not there said in one line."""
+    try:
+        migrate(url)
+    except Exception as error:
+        refusal = database_refusal(url, error)
+        if refusal is None:
+            raise
+        raise refusal from None
 
 
 # -- init ------------------------------------------------------------------------------------
@@ -121,6 +147,17 @@ def _unreachable(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _cannot_create(folder: Path, error: OSError) -> str:
+    """Why init cannot make the data folder, and the command that makes it for the server."""
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(folder) else ""
+    return (
+        f"cannot create the data folder {folder}: {reason}{where}; create it first as root for "
+        f"the user the server runs as (install -d -m 700 -o USER -g USER {folder}), or give "
+        "--data a folder this user can create"
+    )
+
+
 def _print_refusals(doing: str, problems: list[str]) -> None:
     for line in problems:
         print(f"sonde-server: refusing to {doing}: {line}", file=sys.stderr)
@@ -138,13 +175,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         # A link, another user's folder or what was planted in it would hold our keys.
         problems = data.permission_problems(None, root_mode=False)
-    except FileNotFoundError:
-        problems = []
+    except (FileNotFoundError, NotADirectoryError):
+        problems = []  # not there yet: made below, or refused saying why it cannot be
     if problems:
         _print_refusals("initialise", problems)
         return exit_codes.ERROR
-    data.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data.root.chmod(0o700)
+    try:
+        data.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data.root.chmod(0o700)
+    except OSError as error:
+        print(f"sonde-server: {_cannot_create(data.root, error)}", file=sys.stderr)
+        return exit_codes.ERROR
     config = ServerConfig(
         console_address=args.listen,
         agent_address=args.agent_listen,
@@ -153,10 +194,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         database_url=args.db,
         agent_addresses=list(args.agent_address),
     )
+    url = _db_url(data, config, None)
+    _migrate(url)  # first: a database that refuses us leaves no keys behind to trip a retry
     pki.initialise(data.pki, config.hosts)
     audit_key, _ = ensure_audit_key(data.pki.root)  # the first audit row is keyed already
-    url = _db_url(data, config, None)
-    migrate(url)
 
     async def create_admin(db: Database) -> int:
         users = Users(db, writes=AuditedWrites(db, key=audit_key))
@@ -220,7 +261,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
     from sonde.server.api.listeners import CannotListen
     from sonde.server.file_limit import raise_open_file_limit
 
-    migrate(url)
+    _migrate(url)
     limits = config.limits()
     open_files = raise_open_file_limit()
     warn_if_over_file_limit(limits, open_files[0] if open_files else None)
@@ -420,7 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", type=Path, required=True, help="the server's data folder")
-        p.add_argument("--db", help="database URL (default: SQLite in the data folder)")
+        p.add_argument(
+            "--db",
+            type=_database_option,
+            help="database URL, postgresql://USER@HOST/DB (default: SQLite in the data folder)",
+        )
 
     init = commands.add_parser("init", help="create the CA, keys, database and the admin token")
     data_option(init)

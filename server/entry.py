@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sonde.pipes import quiet_when_piped
+
 SERVER_EXTRA = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "rich", "grpc_health")
 
 
@@ -30,9 +32,12 @@ def server_main() -> int:
     missing = missing_server_packages()
     if missing:
         return _refuse("sonde-server", missing)
+    # gRPC core's own lines ("Failed to add port to server ...") come before the server's one
+    # line saying what went wrong and what to do. GRPC_VERBOSITY=debug still shows them.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from sonde.server.cli import main
 
-    return main()
+    return quiet_when_piped(main)
 
 
 def console_main() -> int:
@@ -44,4 +49,4 @@ def console_main() -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from sonde.server.console.cli import main
 
-    return main()
+    return quiet_when_piped(main)

@@ -142,15 +142,18 @@ class ConsoleServicer(
     ) -> console_pb2.ListTicketsResponse:
         current_principal()
         statuses = [mapping.status_from_proto(number) for number in request.statuses]
-        found = await self._s.tickets.list(
+        found = await self._s.tickets.page(
             statuses=[status for status in statuses if status is not None],
             level=mapping.level_from_proto(request.level),
             assignee=request.assignee or None,
             agent_id=(await self._s.agents.resolve(request.agent)).id if request.agent else None,
             include_closed=request.include_closed,
             limit=request.limit or 100,
+            offset=request.offset,
         )
-        return console_pb2.ListTicketsResponse(tickets=mapping.tickets(found))
+        return console_pb2.ListTicketsResponse(
+            tickets=mapping.tickets(found.tickets), more=found.more
+        )
 
     @translate_errors
     async def GetTicket(

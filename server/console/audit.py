@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from rich.table import Table
 from rich.text import Text
 
+from sonde.server.console.arguments import audit_row, ticket_number
 from sonde.server.console.context import Context
 from sonde.server.console.render import format_time, text
 from sonde.server.console.users import MAX_TOKEN_LIFETIME_S, seconds_between
@@ -61,12 +62,16 @@ def register(
         "--action", default="", metavar="ACTION", help="e.g. user.disable, or ticket.* for all"
     )
     parser.add_argument("--agent", default="", metavar="AGENT", help="only about this machine")
-    parser.add_argument("--ticket", type=int, default=0, metavar="N", help="only ticket N's")
+    parser.add_argument(
+        "--ticket", type=ticket_number, default=0, metavar="N", help="only ticket N's"
+    )
     parser.add_argument(
         "--since", type=since, default=None, metavar="WHEN", help="2h, 3d, or 2026-12-01T09:00"
     )
     parser.add_argument("--limit", type=limit, default=100, metavar="N", help="at most N (100)")
-    parser.add_argument("--before", type=int, default=0, metavar="ID", help="older than row ID")
+    parser.add_argument(
+        "--before", type=audit_row, default=0, metavar="ID", help="older than row ID"
+    )
     parser.set_defaults(handler=run_list)
 
 

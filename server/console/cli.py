@@ -1,6 +1,7 @@
 """`sonde`: the technician's command line. Parses arguments and hands off to a command module.
 
-Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad usage, 130 interrupted.
+Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad usage, 130 interrupted,
+141 stdout's reader went away (`sonde ... | head`, see sonde.pipes).
 """
 
 from __future__ import annotations

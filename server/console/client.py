@@ -12,6 +12,7 @@ from typing import Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from sonde.server.console.command_names import with_command_names
 from sonde.server.console.config import Credentials
 from sonde.server.console.errors import CliError
 from sonde.v1 import console_pb2_grpc
@@ -65,7 +66,7 @@ def describe_rpc_error(
         )
     else:
         message = details or f"the server answered {code.name} without a reason"
-    return CliError(code.name, message)
+    return CliError(code.name, with_command_names(message))
 
 
 class ConsoleClient:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from sonde.server.console.arguments import page_limit, ticket_number
 from sonde.server.console.context import Context
-from sonde.server.console.errors import CliError
 from sonde.server.console.render_command import (
     STATE_NAMES,
     command_detail,
@@ -49,8 +49,12 @@ def register(
         metavar="STATE",
         help="only in this state (repeatable): " + ", ".join(sorted(STATE_NAMES)),
     )
-    parser.add_argument("--ticket", type=int, default=0, metavar="N", help="only ticket N's")
-    parser.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (100)")
+    parser.add_argument(
+        "--ticket", type=ticket_number, default=0, metavar="N", help="only ticket N's"
+    )
+    parser.add_argument(
+        "--limit", type=page_limit, default=100, metavar="N", help="at most N (100)"
+    )
     parser.set_defaults(handler=run_list)
     actions = parser.add_subparsers(dest="commands_action", metavar="{show,cancel}")
     show = actions.add_parser("show", parents=[common], help="one command and its times")
@@ -65,10 +69,6 @@ def register(
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    if not 1 <= args.limit <= 1000:
-        raise CliError("INVALID_ARGUMENT", f"--limit {args.limit}: expected 1 to 1000")
-    if args.ticket < 0:
-        raise CliError("INVALID_ARGUMENT", f"--ticket {args.ticket}: a ticket number is positive")
     client = ctx.client()
     request = console_pb2.ListCommandsRequest(
         agent=args.agent, states=args.state, ticket_id=args.ticket, limit=args.limit

@@ -15,6 +15,7 @@ import grpc
 from rich.text import Text
 
 from sonde.server.console.agents import AGENT_HELP
+from sonde.server.console.arguments import ticket_number
 from sonde.server.console.client import diag_deadline
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
@@ -44,7 +45,9 @@ def register(
         "An offline agent gets it when it connects, until --expires.",
     )
     diag.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
-    diag.add_argument("--ticket", type=int, default=0, metavar="N", help="link to ticket N")
+    diag.add_argument(
+        "--ticket", type=ticket_number, default=0, metavar="N", help="link to ticket N"
+    )
     diag.add_argument(
         "--timeout",
         type=int,
@@ -74,8 +77,6 @@ def register(
 def run_diag(args: argparse.Namespace, ctx: Context) -> int:
     if args.timeout < 0 or args.timeout > 600:
         raise CliError("INVALID_ARGUMENT", f"--timeout {args.timeout}: expected 1 to 600 seconds")
-    if args.ticket < 0:
-        raise CliError("INVALID_ARGUMENT", f"--ticket {args.ticket}: a ticket number is positive")
     if args.expires > MAX_EXPIRY_S:
         raise CliError("INVALID_ARGUMENT", "--expires: a queued diagnostic waits at most 30d")
     client = ctx.client()

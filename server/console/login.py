@@ -32,8 +32,8 @@ def register(
         "login",
         parents=[common],
         help="check credentials with the server and save them",
-        description="Check the token with the server (WhoAmI), then save server, token and CA "
-        "to the config file (owner-only).",
+        description="Check the token with the server (as `sonde whoami` does), then save "
+        "server, token and CA to the config file (owner-only).",
     )
     login.add_argument("server", metavar="SERVER", help="the console address, HOST:PORT")
     login.add_argument("--token", required=True, help="your API token ('-' reads it from stdin)")

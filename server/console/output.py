@@ -35,6 +35,14 @@ def dump_json(data: object) -> str:
     return json.dumps(data, indent=2, ensure_ascii=True, sort_keys=False)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 itself; the program's entry point ends every program alike
+        # (sonde.pipes: exit 141, nothing printed).
+        self.quiet = True
+        raise BrokenPipeError
+
+
 class Output:
     """The stdout and stderr of one command, in either JSON or table mode."""
 
@@ -52,14 +60,14 @@ class Output:
         self.stderr = sys.stderr if stderr is None else stderr
         # The terminal's width, 80 when not a terminal (docs/cli.md: tables fit it).
         width = terminal_width() if width is None else width
-        self.console = Console(
+        self.console = _Console(
             file=self.stdout,
             highlight=False,
             emoji=False,
             force_terminal=force_terminal,
             width=width,
         )
-        self.errors = Console(
+        self.errors = _Console(
             file=self.stderr,
             highlight=False,
             emoji=False,

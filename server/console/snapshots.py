@@ -8,6 +8,7 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
+from sonde.server.console.arguments import snapshot_number
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import (
@@ -27,12 +28,6 @@ from sonde.server.console.snapshot_diff import (
 from sonde.v1 import console_pb2
 
 
-def _snapshot_id(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 2**63:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a diagnostic number")
-    return int(value)
-
-
 def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
@@ -43,15 +38,15 @@ def register(
     actions = parser.add_subparsers(dest="snapshot_action", metavar="{show,diff}")
     actions.required = True
     show = actions.add_parser("show", parents=[common], help="a stored diagnostic in full")
-    show.add_argument("id", type=_snapshot_id, metavar="ID")
+    show.add_argument("id", type=snapshot_number, metavar="ID")
     show.set_defaults(handler=run_show)
     diff = actions.add_parser(
         "diff", parents=[common], help="facts and findings that changed between two diagnostics"
     )
-    diff.add_argument("id", type=_snapshot_id, metavar="A", help="the newer diagnostic")
+    diff.add_argument("id", type=snapshot_number, metavar="A", help="the newer diagnostic")
     diff.add_argument(
         "other",
-        type=_snapshot_id,
+        type=snapshot_number,
         nargs="?",
         metavar="B",
         help="the older (default: the one before A)",

@@ -4,11 +4,15 @@ ticket_flow.py)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Mapping
 from typing import TypeVar
 
+from rich.text import Text
+
 from sonde.server.console import ticket_flow
+from sonde.server.console.arguments import page_limit, page_offset, snapshot_number, ticket_number
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import machine_name
@@ -46,13 +50,6 @@ def _parse_choice(what: str, choices: Mapping[str, EnumT], value: str) -> EnumT:
         expected = ", ".join(name.replace("_", "-") for name in choices)
         raise argparse.ArgumentTypeError(f"unknown {what} {value!r}: expected one of {expected}")
     return choices[key]
-
-
-def ticket_number(value: str) -> int:
-    number = value.removeprefix("#")
-    if not number.isdigit() or int(number) <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a ticket number (e.g. 17)")
-    return int(number)
 
 
 def channel(value: str) -> console_pb2.TicketChannel.ValueType:
@@ -102,7 +99,11 @@ def register(
     opened.add_argument("--agent", default="", metavar="AGENT", help="the workstation concerned")
     opened.add_argument("--assignee", default="", metavar="USER", help="who works on it")
     opened.add_argument(
-        "--snapshot", type=int, default=0, metavar="ID", help="attach an existing diagnostic"
+        "--snapshot",
+        type=snapshot_number,
+        default=0,
+        metavar="ID",
+        help="attach an existing diagnostic",
     )
     opened.set_defaults(handler=run_open)
 
@@ -122,7 +123,16 @@ def register(
     who.add_argument("--mine", action="store_true", help="assigned to you")
     listed.add_argument("--agent", default="", metavar="AGENT")
     listed.add_argument("--all", action="store_true", help="include closed tickets")
-    listed.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
+    listed.add_argument(
+        "--limit",
+        type=page_limit,
+        default=0,
+        metavar="N",
+        help="at most N (1 to 1000, default 100)",
+    )
+    listed.add_argument(
+        "--offset", type=page_offset, default=0, metavar="N", help="skip the first N (paging)"
+    )
     listed.set_defaults(handler=run_list)
 
     action("show", "a ticket with its SLA and timeline").set_defaults(handler=run_show)
@@ -192,15 +202,42 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         level=args.level,
         assignee=assignee,
         agent=args.agent,
-        limit=max(args.limit, 0),
+        limit=args.limit,
         include_closed=args.all,
+        offset=args.offset,
     )
     response = client.call(client.stub.ListTickets, request)
     if not response.tickets and not ctx.out.json_mode:
-        ctx.out.done("no tickets match")
+        ctx.out.done("no tickets match" if not args.offset else f"no tickets past {args.offset}")
         return 0
-    ctx.out.result(response, tickets_table(response.tickets))
+    table = tickets_table(response.tickets)
+    if not response.more:
+        ctx.out.result(response, table)
+        return 0
+    after = next_page(args, args.offset + len(response.tickets))
+    ctx.out.result(response, table, Text(f"{response.more} more: {after}", style="dim"))
     return 0
+
+
+def next_page(args: argparse.Namespace, offset: int) -> str:
+    """The `sonde ticket list` line of the next page: the same filters, a later --offset."""
+    words = ["sonde", "ticket", "list"]
+    if args.status:
+        names = {number: name.replace("_", "-") for name, number in STATUSES.items()}
+        words += ["--status", *(names[number] for number in args.status)]
+    if args.level:
+        words += ["--level", next(n for n, v in LEVELS.items() if v == args.level)]
+    if args.mine:
+        words.append("--mine")
+    elif args.assignee:
+        words += ["--assignee", shlex.quote(args.assignee)]
+    if args.agent:
+        words += ["--agent", shlex.quote(args.agent)]
+    if args.all:
+        words.append("--all")
+    if args.limit:
+        words += ["--limit", str(args.limit)]
+    return " ".join([*words, "--offset", str(offset)])
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:

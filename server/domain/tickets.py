@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain import sla
@@ -94,6 +94,12 @@ class Resumption:
     waited: timedelta  # the resolve due time moved later by this much
 
 
+@dataclasses.dataclass(frozen=True)
+class TicketPage:
+    tickets: builtins.list[TicketRecord]
+    more: int  # matching tickets after this page
+
+
 class Tickets:
     def __init__(
         self, db: Database, clock: Clock = utc_now, *, writes: AuditedWrites | None = None
@@ -115,8 +121,32 @@ class Tickets:
         limit: int = DEFAULT_LIST_LIMIT,
     ) -> builtins.list[TicketRecord]:
         """Most urgent first (priority, then oldest); closed tickets only when asked."""
+        found = await self.page(
+            statuses=statuses,
+            level=level,
+            assignee=assignee,
+            agent_id=agent_id,
+            include_closed=include_closed,
+            limit=limit,
+        )
+        return found.tickets
+
+    async def page(
+        self,
+        *,
+        statuses: Iterable[TicketStatus] = (),
+        level: TicketLevel | None = None,
+        assignee: str | None = None,
+        agent_id: str | None = None,
+        include_closed: bool = False,
+        limit: int = DEFAULT_LIST_LIMIT,
+        offset: int = 0,
+    ) -> TicketPage:
+        """One page of list()'s order, past `offset` matching tickets, and how many follow it."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidArgument(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
+        if offset < 0:
+            raise InvalidArgument(f"offset must be 0 or more, got {offset}")
         wanted = sorted(set(statuses))
         # The filters vary per call; a list is a read, not the hot path.
         query = select(*TICKET_COLUMNS).outerjoin(agents, agents.c.id == tickets.c.agent_id)
@@ -130,12 +160,17 @@ class Tickets:
             query = query.where(tickets.c.agent_id == agent_id)
         if assignee is not None:
             query = query.where(tickets.c.assignee == assignee)
-        query = query.order_by(tickets.c.priority, tickets.c.id).limit(limit)
+        matching = select(func.count()).select_from(query.subquery())
+        query = query.order_by(tickets.c.priority, tickets.c.id).limit(limit).offset(offset)
 
-        def unit(connection: Connection) -> builtins.list[TicketRecord]:
+        def unit(connection: Connection) -> TicketPage:
             if assignee is not None:
                 user_role(connection, assignee)
-            return [ticket_from_row(row) for row in connection.execute(query).all()]
+            found = [ticket_from_row(row) for row in connection.execute(query).all()]
+            if len(found) < limit:
+                return TicketPage(found, more=0)
+            total = int(connection.execute(matching).scalar_one())
+            return TicketPage(found, more=max(total - offset - len(found), 0))
 
         return await self._db.read(unit)
 

@@ -69,7 +69,10 @@ def database_url(data_dir: Path, url: str | None = None) -> str:
     url = url.strip()
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"{_redact(url)!r} is not a database URL: expected postgresql://...")
+        raise ValueError(
+            "not a database URL (it has no scheme://): expected postgresql://USER@HOST/DB, "
+            "or leave --db out for SQLite in the data folder"
+        )
     scheme = scheme.lower()
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         normalised = f"postgresql+asyncpg://{rest}"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from sonde.agent.cli import COLLECTOR_NAMES
 from sonde.agent.collectors.runner import collector_names
 from sonde.agent.state import AgentState, save_state, write_private_file
+from sonde.identity import agent_id_from_public_key
 from tests.support.suite_coverage import unmeasured
 from tests.unit.agent.conftest import CA
 
@@ -85,7 +86,14 @@ def _state_folder(tmp_path: Path, test_ca: CA, address: str) -> Path:
     write_private_file(state_dir / "ca.crt", certificate_pem)
     save_state(
         state_dir,
-        AgentState("abcdefghijklmnopqrstuvwxyz", (address,), address, "sonde-test", "2026-11-28"),
+        # The id the key derives: run refuses a key or certificate that is another agent's.
+        AgentState(
+            agent_id_from_public_key(key.public_key()),
+            (address,),
+            address,
+            "sonde-test",
+            "2026-11-28",
+        ),
     )
     return state_dir
 

@@ -1,0 +1,50 @@
+"""Argument types for numbers the console sends: refused at parse time, naming what was wrong.
+
+Ids are int64 on the wire and in storage, so one past 2**63 - 1 can name nothing; protobuf
+would refuse it with a traceback. A page holds 1 to 1000 rows, as the server allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+MAX_ID = 2**63 - 1
+MAX_PAGE = 1000
+
+
+def record_id(what: str, example: str = "17") -> Callable[[str], int]:
+    """A positive 64-bit id ('#17' too); `what` is the kind with its article ("a ticket ...")."""
+
+    def parse(value: str) -> int:
+        number = value.strip().removeprefix("#")
+        if not number.isdigit() or int(number) <= 0:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what} (e.g. {example})")
+        if int(number) > MAX_ID:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is too large to be {what}: they end at {MAX_ID}"
+            )
+        return int(number)
+
+    return parse
+
+
+def page_limit(value: str) -> int:
+    """How many rows a list shows: 1 to MAX_PAGE."""
+    number = value.strip()
+    if not number.lstrip("-").isdigit() or not 1 <= int(number) <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number from 1 to {MAX_PAGE}")
+    return int(number)
+
+
+def page_offset(value: str) -> int:
+    """How many matching rows to skip: 0 or more (uint32 on the wire)."""
+    number = value.strip()
+    if not number.isdigit() or int(number) >= 2**32:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number from 0 to {2**32 - 1}")
+    return int(number)
+
+
+ticket_number = record_id("a ticket number")
+snapshot_number = record_id("a diagnostic number", "12")
+audit_row = record_id("an audit row id", "120")

@@ -1,0 +1,51 @@
+"""The `sonde` command behind each console RPC, so that a refusal names what the technician typed.
+
+The server words its refusals for any API client ("RunDiagnostics needs the diagnostics.run
+permission ..."); the CLI shows "`sonde diag` needs ..." instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+COMMAND_OF_RPC = {
+    "WhoAmI": "sonde whoami",
+    "ListAgents": "sonde agents",
+    "GetAgent": "sonde agent show",
+    "RevokeAgent": "sonde revoke",
+    "RemoveAgent": "sonde agents remove",
+    "RunDiagnostics": "sonde diag",
+    "GetSnapshot": "sonde snapshot show",
+    "ListCommands": "sonde commands",
+    "GetCommand": "sonde commands show",
+    "CancelCommand": "sonde commands cancel",
+    "OpenTicket": "sonde ticket open",
+    "ListTickets": "sonde ticket list",
+    "GetTicket": "sonde ticket show",
+    "CommentTicket": "sonde ticket comment",
+    "AssignTicket": "sonde ticket assign",
+    "EscalateTicket": "sonde ticket escalate",
+    "ResolveTicket": "sonde ticket resolve",
+    "CloseTicket": "sonde ticket close",
+    "ReopenTicket": "sonde ticket reopen",
+    "WaitTicket": "sonde ticket wait",
+    "ResumeTicket": "sonde ticket resume",
+    "CreateUser": "sonde users add",
+    "ListUsers": "sonde users list",
+    "DisableUser": "sonde users disable",
+    "EnableUser": "sonde users enable",
+    "SetUserRole": "sonde users role",
+    "RotateUserToken": "sonde users rotate",
+    "Logout": "sonde logout",
+    "CreateEnrollmentToken": "sonde token create",
+    "ListEnrollmentTokens": "sonde tokens list",
+    "RevokeEnrollmentToken": "sonde tokens revoke",
+    "ListAudit": "sonde audit",
+}
+
+_RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")
+
+
+def with_command_names(message: str) -> str:
+    """`message` with each console RPC name replaced by its `sonde` command, in backquotes."""
+    return _RPC_NAME.sub(lambda match: f"`{COMMAND_OF_RPC[match.group(1)]}`", message)
