@@ -34,6 +34,7 @@ from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionR
 from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
+from sonde.server.memory_release import MemoryRelease
 from sonde.server.pki import CertificateAuthority
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
@@ -215,6 +216,7 @@ class SondeServer:
             asyncio.create_task(sessions.watch_heartbeats(), name="heartbeat-watch"),
             asyncio.create_task(upkeep.run(), name="fleet-upkeep"),
             asyncio.create_task(checkpoints.run(), name="audit-checkpoints"),
+            asyncio.create_task(MemoryRelease().run(), name="memory-release"),
         ]
         if db.dialect == "postgresql":
             listener = WakeListener(options.database_url, services.wakeups)

@@ -3,7 +3,7 @@
 Half to each listener: raw TCP that never starts TLS, TLS that never starts HTTP/2 (console),
 HTTP/2 that never makes a call (console). Meanwhile the agent's session stays connected and
 a technician's WhoAmI answers within 1 s; the server closes every one of them within its
-(shortened) timeouts. Its memory does not come back yet (the second test, expected to fail).
+(shortened) timeouts. Its memory comes back once they are gone (server/memory_release.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from sonde.server.settings import DataDir
 from sonde.v1 import console_pb2
 from tests.e2e.conftest import bring_online
-from tests.support.deployment import Deployment
+from tests.support.deployment import Deployment, wait_for
 from tests.support.idle_connections import HalfOpen, closing_all, open_connections, wait_all_closed
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,7 @@ HANDSHAKE_S = 8.0
 IDLE_S = 10.0
 MIB = 1024 * 1024
 GROWTH_ALLOWED = 24 * MIB
+MEMORY_BACK_S = 60.0  # memory_release checks every 15 s
 
 
 def _rss(pid: int) -> int:
@@ -111,10 +112,19 @@ def _flood_a_real_server(tmp_path: Path, rounds_wanted: int, *, memory: bool) ->
                     f"{flood.rss_with / MIB:.0f} MiB with them, {flood.rss_after / MIB:.0f} after"
                 )
             if memory:
-                assert rounds[-1].rss_after <= baseline + GROWTH_ALLOWED, (
-                    f"server RSS {rounds[-1].rss_after / MIB:.0f} MiB after {len(rounds)} "
-                    f"rounds of 2,000 connections, {baseline / MIB:.0f} MiB before"
+                pid = sonde.server.popen.pid
+
+                def given_back() -> int | None:
+                    rss = _rss(pid)
+                    return rss if rss <= baseline + GROWTH_ALLOWED else None
+
+                settled = wait_for(
+                    f"the server's memory to come back near {baseline / MIB:.0f} MiB",
+                    given_back,
+                    timeout=MEMORY_BACK_S,
+                    interval=1.0,
                 )
+                print(f"server RSS {settled / MIB:.0f} MiB once given back")
         finally:
             sonde.stop()
     finally:
@@ -127,10 +137,7 @@ def test_idle_and_half_open_connections_are_closed_while_agents_and_technicians_
     _flood_a_real_server(tmp_path, 1, memory=False)
 
 
-# Measured here (grpcio 1.85.3): 102 MiB before, 207 MiB after one round, 261 after two.
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server's RSS grows with each round of 2,000 connections and stays up",
-)
+# Measured here (grpcio 1.85.3): 94 MiB before, 200 MiB once 2,000 connections were closed,
+# 106 MiB after glibc's malloc_trim; without it, 261 MiB after two rounds.
 def test_the_servers_memory_comes_back_after_rounds_of_idle_connections(tmp_path: Path) -> None:
     _flood_a_real_server(tmp_path, 2, memory=True)
