@@ -6,8 +6,8 @@ the change and fills in an AuditEntry (the agent it resolved, what it created), 
 row is appended in the same transaction, so a crash between the two leaves neither. An
 operation refused with a SondeError (authentication, permission, validation, not found) changes
 nothing and is recorded as a refusal in a transaction of its own, at most `burst` rows per key
-(actor, peer's address: not its port) and window, so a flood of refused calls cannot fill the
-disk; the next row written for that key says how many were left out.
+(actor, peer's address: not its port, kind of refusal) and window, so a flood of refused calls
+cannot fill the disk; the next row written for that key says how many were left out.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class _Window:
 
 
 class RefusalLimiter:
-    """How many refusals to record: `per_key` per (actor, peer) and `in_all` per window."""
+    """How many refusals to record: `per_key` per key (an actor, its address, the kind of
+    refusal) and `in_all` per window."""
 
     def __init__(
         self,
@@ -93,15 +94,15 @@ class RefusalLimiter:
         self._per_key, self._in_all, self._window_s = per_key, in_all, window_s
         self._max_keys = max_keys
         self._monotonic = monotonic
-        self._keys: dict[tuple[str, str], _Window] = {}
+        self._keys: dict[tuple[str, str, str], _Window] = {}
         self._all = _Window(monotonic())
 
-    def admit(self, actor: str, peer: str) -> int | None:
+    def admit(self, actor: str, peer: str, kind: str = "") -> int | None:
         """None: leave this refusal out. Else the number left out before it, to say so."""
         now = self._monotonic()
         if now - self._all.started >= self._window_s:
             self._all = _Window(now)
-        key = (actor, peer)
+        key = (actor, peer, kind)
         window = self._keys.get(key)
         if window is None or now - window.started >= self._window_s:
             carried = window.suppressed if window is not None else 0
@@ -204,7 +205,9 @@ class AuditedWrites:
         peer: str = "",
     ) -> None:
         """Record a refusal in its own transaction, unless this key is over its rate."""
-        left_out = self._refusals.admit(actor, peer_address(peer))  # not per port
+        # Per address, not per port (a client opens connections at will); per kind, so that
+        # a lockout (ResourceExhausted) is recorded beside the failures that caused it.
+        left_out = self._refusals.admit(actor, peer_address(peer), type(error).__name__)
         if left_out is None:
             return
         entry = entry or AuditEntry()
