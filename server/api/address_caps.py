@@ -5,10 +5,12 @@ handshake, an idle connection) Python never sees, so a cap per address cannot be
 interceptor. Instead the server looks at its own sockets: every `interval_s` it reads the
 kernel's table of TCP connections (/proc/net/tcp and tcp6), counts the established ones on
 the listener's port by remote address (IPv4 by address, IPv6 by /64, as PeerLockout), and
-shuts down the newest of those past the cap (the highest socket inodes: the oldest, such as
-agents' sessions, are kept). gRPC then sees the connection end and closes it as it would any
-other. A socket is shut down only through a duplicate of the server's own descriptor whose
-inode is checked first, so a descriptor number reused meanwhile is never touched.
+shuts down the newest of those past the cap: the oldest, such as agents' sessions, are kept.
+Age is the scan that first saw a connection (socket inodes are handed out in per-CPU batches,
+so they say little about age), then, among those a scan first saw together, the inode. gRPC
+then sees the connection end and closes it as it would any other. A socket is shut down only
+through a duplicate of the server's own descriptor whose inode is checked first, so a
+descriptor number reused meanwhile is never touched.
 
 What it does not bound: between two scans an address can hold more (at most the listener's
 own cap); connections in the kernel's accept queue are not the server's yet. Where there is
@@ -23,7 +25,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +76,19 @@ def listener_connections(port: int, tables: Iterable[Path] = TCP_TABLES) -> Iter
             yield Connection(_remote_address(fields[2]), int(fields[9]))
 
 
-def over_cap(connections: Iterable[Connection], max_per_address: int) -> dict[str, list[int]]:
-    """Each address past the cap -> the inodes of its newest connections beyond it."""
+def over_cap(
+    connections: Iterable[Connection],
+    max_per_address: int,
+    first_seen: Mapping[int, int] | None = None,
+) -> dict[str, list[int]]:
+    """Each address past the cap -> the inodes of its newest connections beyond it, oldest
+    first by `first_seen` (inode -> the scan that first saw it), then by inode."""
+    seen = first_seen or {}
     by_address: dict[str, list[int]] = defaultdict(list)
     for connection in connections:
         by_address[connection.address].append(connection.inode)
     return {
-        address: sorted(inodes)[max_per_address:]
+        address: sorted(inodes, key=lambda inode: (seen.get(inode, 0), inode))[max_per_address:]
         for address, inodes in by_address.items()
         if len(inodes) > max_per_address
     }
@@ -132,10 +140,17 @@ class AddressCap:
         self.port, self.max_per_address, self.purpose = port, max_per_address, purpose
         self.interval_s = interval_s
         self._warned: set[str] = set()
+        self._scans = 0
+        self._first_seen: dict[int, int] = {}  # inode -> the scan that first saw it
 
     def enforce(self) -> int:
         """One scan: shut down what is past the cap; how many connections were."""
-        excess = over_cap(listener_connections(self.port), self.max_per_address)
+        self._scans += 1
+        connections = list(listener_connections(self.port))
+        self._first_seen = {
+            c.inode: self._first_seen.get(c.inode, self._scans) for c in connections
+        }
+        excess = over_cap(connections, self.max_per_address, self._first_seen)
         for address, inodes in excess.items():
             if address not in self._warned:
                 self._warned.add(address)

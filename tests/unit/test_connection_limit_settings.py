@@ -79,6 +79,9 @@ def test_the_newest_connections_past_the_cap_are_the_ones_to_close(tmp_path: Pat
     assert sorted(c.inode for c in found) == [101, 102, 103, 104]
     assert over_cap(found, 2) == {"127.0.0.1": [103]}
     assert over_cap([Connection("127.0.0.1", 1)], 1) == {}
+    # Age is the scan that first saw a connection, not its inode (handed out per CPU).
+    first_seen = {103: 1, 101: 2, 102: 2}
+    assert over_cap(found, 2, first_seen) == {"127.0.0.1": [102]}
 
 
 def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
