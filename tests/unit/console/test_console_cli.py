@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sonde.server.console import tickets, users
+from sonde.server.console import arguments, tickets, users
 from sonde.server.console.cli import build_parser, main
 from sonde.server.console.output import message_json
 from sonde.v1 import console_pb2, diagnostics_pb2
@@ -95,7 +95,7 @@ def test_ticket_arguments_become_enum_values() -> None:
 
 def test_ticket_number_and_choices_are_checked() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="not a ticket number"):
-        tickets.ticket_number("0")
+        arguments.ticket_number("0")
     with pytest.raises(argparse.ArgumentTypeError, match="expected one of phone, email"):
         tickets.channel("fax")
 
