@@ -18,6 +18,7 @@ from tests.integration.agent.fake_server import (
     eventually,
     run_agent_command,
 )
+from tests.support import suite_coverage
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
 
@@ -37,7 +38,11 @@ async def test_full_collect_over_mtls_with_openssl_and_sqlite_kept_out(
     start_agent: StartAgent,
     agent_command: list[str],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Coverage would map SQLite and OpenSSL into the agent it measures: this one runs unmeasured.
+    for variable in suite_coverage.PROCESS_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     agents = fake_server.agents
     agent = await start_agent("run", "--state", str(enrolled_state))
     await eventually(lambda: len(agents.heartbeats) >= 1, 5.0, f"a heartbeat\n{agent.log()}")
