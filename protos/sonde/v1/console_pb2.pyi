@@ -452,6 +452,7 @@ class SnapshotSummary(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     AGENT_HOSTNAME_FIELD_NUMBER: _builtins.int
+    AGENT_REMOVED_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     agent_id: _builtins.str
     worst_severity: _diagnostics_pb2.Severity.ValueType
@@ -461,6 +462,8 @@ class SnapshotSummary(_message.Message):
     requested_by: _builtins.str
     agent_hostname: _builtins.str
     """as the agent reports it: shown beside the id, never instead"""
+    agent_removed: _builtins.bool
+    """the machine was retired (`sonde agents remove`)"""
     @_builtins.property
     def collected_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -477,10 +480,11 @@ class SnapshotSummary(_message.Message):
         ticket_id: _builtins.int = ...,
         requested_by: _builtins.str = ...,
         agent_hostname: _builtins.str = ...,
+        agent_removed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["collected_at", b"collected_at", "received_at", b"received_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "collected_at", b"collected_at", "finding_count", b"finding_count", "id", b"id", "received_at", b"received_at", "requested_by", b"requested_by", "ticket_id", b"ticket_id", "worst_severity", b"worst_severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "collected_at", b"collected_at", "finding_count", b"finding_count", "id", b"id", "received_at", b"received_at", "requested_by", b"requested_by", "ticket_id", b"ticket_id", "worst_severity", b"worst_severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -599,6 +603,7 @@ class Ticket(_message.Message):
     RESOLUTION_FIELD_NUMBER: _builtins.int
     RESOLVED_AT_FIELD_NUMBER: _builtins.int
     CLOSED_AT_FIELD_NUMBER: _builtins.int
+    AGENT_REMOVED_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     title: _builtins.str
     description: _builtins.str
@@ -612,6 +617,8 @@ class Ticket(_message.Message):
     agent_hostname: _builtins.str
     created_by: _builtins.str
     resolution: _builtins.str
+    agent_removed: _builtins.bool
+    """the machine was retired (`sonde agents remove`)"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -646,10 +653,11 @@ class Ticket(_message.Message):
         resolution: _builtins.str = ...,
         resolved_at: _timestamp_pb2.Timestamp | None = ...,
         closed_at: _timestamp_pb2.Timestamp | None = ...,
+        agent_removed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "assignee", b"assignee", "channel", b"channel", "closed_at", b"closed_at", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "level", b"level", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "assignee", b"assignee", "channel", b"channel", "closed_at", b"closed_at", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "level", b"level", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
