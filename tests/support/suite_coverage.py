@@ -8,7 +8,8 @@ in one working tree never mix). At the end they are combined, the paths of an in
 are mapped back to the source ([tool.coverage.paths]), a summary per package is printed, and a
 run of the whole suite fails when a gated package is under GATE_PERCENT.
 
-SONDE_COVERAGE=off turns measuring off (a faster run while developing).
+SONDE_COVERAGE=off turns measuring off (a faster run while developing); SONDE_COVERAGE_DATA=FILE
+keeps the combined data there, for `coverage report -m --data-file=FILE` or `coverage html`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import coverage
 GATED_PACKAGES = ("sonde.server.api", "sonde.server.domain")
 GATE_PERCENT = 85.0
 SWITCH = "SONDE_COVERAGE"
+KEEP_DATA = "SONDE_COVERAGE_DATA"
 # What coverage reads at a Python process's start: a process started without them is not measured.
 PROCESS_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
@@ -95,6 +97,10 @@ class SuiteCoverage:
         os.chdir(self.root)
         try:
             combined.combine([str(self.folder)], keep=False)
+            combined.save()
+            kept = os.environ.get(KEEP_DATA)
+            if kept:
+                shutil.copyfile(self.folder / "coverage", kept)
             files = []
             for measured in sorted(combined.get_data().measured_files()):
                 path = Path(measured)
