@@ -12,7 +12,7 @@ COMMAND_OF_RPC = {
     "WhoAmI": "sonde whoami",
     "ListAgents": "sonde agents",
     "GetAgent": "sonde agent show",
-    "RevokeAgent": "sonde revoke",
+    "RevokeAgent": "sonde agents revoke",
     "RemoveAgent": "sonde agents remove",
     "RunDiagnostics": "sonde diag",
     "GetSnapshot": "sonde snapshot show",
