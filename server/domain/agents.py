@@ -253,7 +253,11 @@ class AgentRegistry:
         certificate, take one use of the token (last) and record the agent (new, or the same
         key enrolled again), audited as `enrollment-token:ID`: one unit of work, so a refused
         enrollment spends no use and registers nothing. Every refusal is audited (at the
-        refusals' bounded rate)."""
+        refusals' bounded rate).
+
+        A retry (is_unanswered_enrollment: this key, enrolled with this token, never
+        connected) is answered with a new certificate for the same agent and spends no use,
+        audited with `retry: true`; its token must still be valid but for its uses."""
         try:
             check_presented(token_id, secret)
             at = require_aware(at, "enrollment time")
@@ -268,8 +272,10 @@ class AgentRegistry:
 
         def unit(connection: Connection, entry: AuditEntry) -> tuple[AgentRecord, AgentCertificate]:
             entry.agent_id = agent_id
-            check_token(connection, token_id, secret, at)
             existing = connection.execute(_AGENT_LOCKED, {"agent_id": agent_id}).first()
+            retry = existing is not None and is_unanswered_enrollment(existing, token_id)
+            # The secret, the token's revocation and its expiry are checked for a retry too.
+            check_token(connection, token_id, secret, at, spends_a_use=not retry)
             if existing is not None and existing.revoked_at is not None:
                 raise PermissionDenied(
                     f"agent {agent_id} was revoked on {existing.revoked_at:%Y-%m-%d %H:%M} UTC; "
@@ -278,16 +284,21 @@ class AgentRegistry:
             certificate = request.sign()
             if certificate.agent_id != agent_id:
                 raise InvalidArgument("the signed certificate is not for the request's key")
-            take_use(connection, token_id)
             name = hostname or agent_id
             entry.detail["hostname"] = name
-            values = {
+            values: dict[str, object] = {
                 "hostname": name,
                 "hostname_key": name.lower(),
                 "platform": platform,
                 "cert_fingerprint": certificate.fingerprint,
-                "enrolled_at": at,
+                "enrolled_with_token": token_id,
             }
+            if retry:
+                # The same enrollment answered again: it keeps its time and its spent use.
+                entry.detail["retry"] = True
+            else:
+                take_use(connection, token_id)
+                values["enrolled_at"] = at
             if existing is None:
                 row = connection.execute(_INSERT_AGENT, {"id": agent_id, **values}).one()
             else:
@@ -428,6 +439,21 @@ class AgentRegistry:
         )
         self._wakeups.publish(wakes)
         return removed
+
+
+def is_unanswered_enrollment(row: AnyRow, token_id: str) -> bool:
+    """Whether enrolling the agent of `row` with `token_id` again is a retry of an enrollment
+    whose reply never reached it: the same token enrolled this key, and the agent has never
+    opened a session (an agent that has connected did get its certificate) and is neither
+    revoked nor removed. The caller has matched the key: the agent id is derived from it."""
+    return (
+        row.enrolled_with_token == token_id
+        and row.last_seen_at is None
+        and row.session_id is None
+        and not row.connected
+        and row.revoked_at is None
+        and row.removed_at is None
+    )
 
 
 def _enrollment_actor(token_id: str) -> str:

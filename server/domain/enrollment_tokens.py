@@ -139,9 +139,14 @@ def check_presented(token_id: str, secret: bytes) -> None:
         raise Unauthenticated(REFUSED_UNKNOWN)
 
 
-def check_token(connection: Connection, token_id: str, secret: bytes, at: datetime) -> None:
-    """Unauthenticated, saying why, unless the token exists, its secret matches, it has not
-    expired and it has a use left. Spends nothing: take_use does, once all else is checked."""
+def check_token(
+    connection: Connection, token_id: str, secret: bytes, at: datetime, *, spends_a_use: bool = True
+) -> None:
+    """Unauthenticated, saying why, unless the token exists, its secret matches, it is not
+    revoked, it has not expired and (when the enrollment `spends_a_use`) it has a use left.
+    Spends nothing: take_use does, once all else is checked. A retry of an enrollment whose
+    reply was lost spends no use, so it passes `spends_a_use=False`: a used-up token still
+    answers its own enrollment again, a revoked or expired one does not."""
     at = require_aware(at, "enrollment time")
     row = connection.execute(_TOKEN, {"token_id": token_id}).first()
     if not hashed_secrets.matches(secret, row.secret_sha256 if row is not None else None):
@@ -156,7 +161,7 @@ def check_token(connection: Connection, token_id: str, secret: bytes, at: dateti
         raise Unauthenticated(
             f"enrollment token {token_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )
-    if row.uses_left <= 0:
+    if spends_a_use and row.uses_left <= 0:
         raise Unauthenticated(f"enrollment token {token_id} has no uses left")
 
 

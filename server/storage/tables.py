@@ -61,6 +61,8 @@ agents = Table(
     # Set: retired by `sonde agents remove` (revoked too); kept for its tickets and history.
     Column("removed_at", UtcDateTime()),
     Column("removed_by", String(64), nullable=False, default=""),
+    # The enrollment token its key was last enrolled with (NULL: enrolled before 0007).
+    Column("enrolled_with_token", String(16)),
     Index(None, "hostname_key"),
 )
 
