@@ -20,7 +20,7 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 15
 # Agent sessions between accept and Welcome at once; more get RESOURCE_EXHAUSTED and a retry hint.
 DEFAULT_MAX_CONNECTING = 512
 # Connection limits (docs/server.md, "Connection limits"): seconds, and connections at once.
-DEFAULT_HANDSHAKE_TIMEOUT_S = 20.0  # TCP accepted -> TLS and HTTP/2 settings done
+DEFAULT_HANDSHAKE_TIMEOUT_S = 60.0  # TCP accepted -> TLS and HTTP/2 settings done (a storm: ~30 s)
 DEFAULT_IDLE_CONNECTION_TIMEOUT_S = 60.0  # no call in flight (an agent's Session always is)
 DEFAULT_MAX_AGENT_CONNECTIONS = 24_000  # the 20,000-agent target of one server, with room
 DEFAULT_MAX_CONSOLE_CONNECTIONS = 4_096
