@@ -145,6 +145,7 @@ def snapshot_summary(record: SnapshotSummaryRecord) -> console_pb2.SnapshotSumma
         ticket_id=record.ticket_id or 0,
         requested_by=record.requested_by,
         agent_hostname=record.agent_hostname,
+        agent_removed=bool(record.agent_removed),
     )
     _stamp(message.collected_at, record.collected_at)
     _stamp(message.received_at, record.received_at)
@@ -172,6 +173,7 @@ def ticket(record: TicketRecord) -> console_pb2.Ticket:
         assignee=record.assignee or "",
         agent_id=record.agent_id or "",
         agent_hostname=record.agent_hostname or "",
+        agent_removed=record.agent_removed,
         created_by=record.created_by,
         resolution=record.resolution,
     )

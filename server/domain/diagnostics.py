@@ -76,6 +76,7 @@ class SnapshotSummaryRecord:
     ticket_id: int | None
     requested_by: str
     agent_hostname: str = ""  # the name its agent reports, where the query joins it
+    agent_removed: bool = False  # its machine was retired, where the query joins it
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,11 @@ _SUMMARY_COLUMNS = (
     snapshots.c.ticket_id,
     snapshots.c.requested_by,
 )
+# The machine as it is now: the name its agent reports, and whether it was retired.
+_AGENT_COLUMNS = (
+    func.coalesce(agents.c.hostname, "").label("agent_hostname"),
+    agents.c.removed_at.is_not(None).label("agent_removed"),
+)
 
 
 def summary_from_row(row: AnyRow) -> SnapshotSummaryRecord:
@@ -125,7 +131,7 @@ def summaries_of(
         return {}
     # With the name its agent reports: a ticket's timeline names each diagnostic's machine.
     query = (
-        select(*_SUMMARY_COLUMNS, func.coalesce(agents.c.hostname, "").label("agent_hostname"))
+        select(*_SUMMARY_COLUMNS, *_AGENT_COLUMNS)
         .outerjoin(agents, agents.c.id == snapshots.c.agent_id)
         .where(snapshots.c.id.in_(wanted))
     )
@@ -158,11 +164,14 @@ def worst_severity(found: Sequence[diagnostics_pb2.Finding]) -> int:
 _INSERT_SNAPSHOT = DriverStatement(snapshots.insert().returning(snapshots.c.id))
 _FINDINGS = findings.insert()
 _INSERT_FINDING = DriverStatement(_FINDINGS)
-_SNAPSHOT_BY_ID = select(*_SUMMARY_COLUMNS, snapshots.c.payload).where(
-    snapshots.c.id == bindparam("snapshot_id")
+_SNAPSHOT_BY_ID = (
+    select(*_SUMMARY_COLUMNS, *_AGENT_COLUMNS, snapshots.c.payload)
+    .outerjoin(agents, agents.c.id == snapshots.c.agent_id)
+    .where(snapshots.c.id == bindparam("snapshot_id"))
 )
 _LAST_SNAPSHOT = (
-    select(*_SUMMARY_COLUMNS)
+    select(*_SUMMARY_COLUMNS, *_AGENT_COLUMNS)
+    .outerjoin(agents, agents.c.id == snapshots.c.agent_id)
     .where(snapshots.c.agent_id == bindparam("agent_id"))
     .order_by(snapshots.c.received_at.desc(), snapshots.c.id.desc())
     .limit(1)
@@ -232,6 +241,8 @@ def store_snapshot(
         finding_count=len(found),
         ticket_id=command.ticket_id,
         requested_by=command.requested_by,
+        # As get_snapshot reads it back (a machine sending results is not removed).
+        agent_hostname=command.agent_hostname if command.agent_id == agent_id else "",
     )
     return StoredSnapshotRecord(summary=summary, snapshot=payload, findings=list(found))
 

@@ -45,6 +45,11 @@ def _touched() -> Update:
             .correlate(tickets)
             .scalar_subquery()
             .label("agent_hostname"),
+            select(agents.c.removed_at.is_not(None))
+            .where(agents.c.id == tickets.c.agent_id)
+            .correlate(tickets)
+            .scalar_subquery()
+            .label("agent_removed"),
         )
     )
 

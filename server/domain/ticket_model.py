@@ -80,6 +80,7 @@ class TicketRecord:
     resolution: str
     resolved_at: datetime | None
     closed_at: datetime | None
+    agent_removed: bool = False  # its machine was retired (`sonde agents remove`)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,11 @@ from sonde.server.errors import NotFound
 from sonde.server.storage.tables import agents, snapshots, ticket_events, tickets, users
 from sonde.server.storage.types import AnyRow
 
-TICKET_COLUMNS = (*tickets.c, agents.c.hostname.label("agent_hostname"))
+TICKET_COLUMNS = (
+    *tickets.c,
+    agents.c.hostname.label("agent_hostname"),
+    agents.c.removed_at.is_not(None).label("agent_removed"),
+)
 _COLUMN_NAMES = tuple(column.name for column in TICKET_COLUMNS)
 _RECORD_FIELDS = tuple(TicketRecord.__dataclass_fields__)
 
@@ -52,6 +56,7 @@ def ticket_from_values(values: Sequence[Any]) -> TicketRecord:
     named["priority"] = TicketPriority(named["priority"])
     named["level"] = TicketLevel(named["level"])
     named["status"] = TicketStatus(named["status"])
+    named["agent_removed"] = bool(named["agent_removed"])  # NULL: no machine, or a subquery's
     return TicketRecord(**{name: named[name] for name in _RECORD_FIELDS})
 
 
