@@ -26,6 +26,7 @@ def _entry(row: AuditRow) -> console_pb2.AuditEntry:
         ticket_id=row.ticket_id or 0,
         detail=row.detail,
         result=row.result,
+        agent_hostname=row.agent_hostname,
     )
     entry.at.FromDatetime(row.at)
     return entry

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.clock import require_aware
 from sonde.server.errors import InvalidArgument, NotFound
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import audit_log
+from sonde.server.storage.tables import agents, audit_log
 from sonde.server.storage.types import AnyRow
 
 DEFAULT_LIMIT = 100
@@ -42,6 +42,7 @@ class AuditRow:
     ticket_id: int | None
     detail: str
     result: str
+    agent_hostname: str = ""  # the name the agent reports now, "" for none (or gone)
 
 
 def _escaped_prefix(text: str) -> str:
@@ -56,7 +57,10 @@ def _checked(value: str, what: str) -> str:
 
 
 def _query(connection: Connection, wanted: AuditFilter) -> Select[tuple[AnyRow]]:
-    query = select(audit_log)
+    # With the name the machine reports: `sonde audit` shows it beside the id.
+    query = select(
+        audit_log, func.coalesce(agents.c.hostname, "").label("agent_hostname")
+    ).outerjoin(agents, agents.c.id == audit_log.c.agent_id)
     if actor := _checked(wanted.actor, "--who"):
         query = query.where(audit_log.c.actor == actor)
     if action := _checked(wanted.action, "--action"):
@@ -90,6 +94,7 @@ def _row(row: AnyRow) -> AuditRow:
         None if row.ticket_id is None else int(row.ticket_id),
         str(row.detail),
         str(row.result),
+        str(row.agent_hostname),
     )
 
 

@@ -2168,6 +2168,7 @@ class AuditEntry(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    AGENT_HOSTNAME_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     actor: _builtins.str
     action: _builtins.str
@@ -2178,6 +2179,8 @@ class AuditEntry(_message.Message):
     """canonical JSON"""
     result: _builtins.str
     """"ok" or "refused: ..." """
+    agent_hostname: _builtins.str
+    """the name agent_id's agent reports now ("" when none)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -2191,10 +2194,11 @@ class AuditEntry(_message.Message):
         ticket_id: _builtins.int = ...,
         detail: _builtins.str = ...,
         result: _builtins.str = ...,
+        agent_hostname: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "agent_id", b"agent_id", "at", b"at", "detail", b"detail", "id", b"id", "result", b"result", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "at", b"at", "detail", b"detail", "id", b"id", "result", b"result", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -48,6 +48,10 @@ async def test_filters_match_together_newest_first_with_pages(db: Database) -> N
     everything, more = await list_audit(db, AuditFilter(limit=1000))
     assert not more
     assert len(everything) == 6  # four rows, the enrollment token and the agent enrolled
+    # Each row about a machine names it as it reports itself now; the others name none.
+    names = {(row.action, row.agent_hostname) for row in everything if row.agent_id}
+    assert names == {("diagnostics.run", "pc-042"), ("agent.enroll", "pc-042")}
+    assert {row.agent_hostname for row in everything if not row.agent_id} == {""}
 
 
 async def test_a_machine_gone_from_the_fleet_is_found_by_its_id_prefix(db: Database) -> None:
@@ -55,6 +59,7 @@ async def test_a_machine_gone_from_the_fleet_is_found_by_its_id_prefix(db: Datab
     await log.record("admin", "agent.revoke", agent_id="7ry2abcdefghijklmnopqrstuv")
     rows, _ = await list_audit(db, AuditFilter(agent="7RY2"))
     assert [row.agent_id for row in rows] == ["7ry2abcdefghijklmnopqrstuv"]
+    assert [row.agent_hostname for row in rows] == [""]  # no such agent row to name it
     # Wildcards in the reference are literal, not LIKE patterns.
     assert (await list_audit(db, AuditFilter(agent="%")))[0] == []
 
