@@ -14,7 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, STATE_FILE
+from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, PENDING_KEY_FILE, STATE_FILE
+from sonde.agent.pending_key import (
+    PendingKeyDamaged,
+    forget_pending_key,
+    keep_pending_key,
+    pending_key,
+)
 from sonde.agent.platform_info import platform_name
 from sonde.agent.state import (
     AgentState,
@@ -33,6 +39,16 @@ ENROLL_TIMEOUT_S = 20.0
 
 class EnrollmentError(Exception):
     """Enrollment did not complete; the message is one line a person can act on."""
+
+
+class ReplyLost(EnrollmentError):
+    """Enroll got no answer: the server may have enrolled the key all the same."""
+
+
+# What a call whose request may have reached the server ends with when its reply does not.
+_REPLY_LOST = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +71,28 @@ class AgentKey:
 
 def generate_key() -> AgentKey:
     """A fresh ECDSA P-256 key pair; the id follows from its public half."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    return _agent_key(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _agent_key(key: ec.EllipticCurvePrivateKey) -> AgentKey:
     return AgentKey(key, agent_id_from_public_key(key.public_key()))
+
+
+def enrollment_key(state_dir: Path, ca_der: bytes, *, force: bool) -> AgentKey:
+    """The key pending for this server (a retry whose reply was lost), or a new one, kept
+    in the state folder before it is sent: the same machine is never enrolled twice."""
+    if force:
+        forget_pending_key(state_dir)
+    else:
+        try:
+            kept = pending_key(state_dir, ca_der)
+        except PendingKeyDamaged as error:
+            raise EnrollmentError(str(error)) from None
+        if kept is not None:
+            return _agent_key(kept)
+    key = generate_key()
+    keep_pending_key(state_dir, key.private_key, ca_der)
+    return key
 
 
 def build_csr(key: AgentKey) -> bytes:
@@ -111,10 +147,17 @@ def request_certificate(
         except grpc.RpcError as error:
             code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = error.details() if isinstance(error, grpc.Call) else str(error)
-            raise EnrollmentError(
-                f"enrollment refused ({code.name}): {details or 'no details'}"
-                if code != grpc.StatusCode.UNAVAILABLE
-                else f"cannot reach the server at {bundle.console_address} (UNAVAILABLE): {details}"
+            if code not in _REPLY_LOST:
+                raise EnrollmentError(
+                    f"enrollment refused ({code.name}): {details or 'no details'}"
+                ) from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise ReplyLost(
+                    f"cannot reach the server at {bundle.console_address} (UNAVAILABLE): {details}"
+                ) from None
+            raise ReplyLost(
+                f"no answer from the server at {bundle.console_address} ({code.name}): "
+                f"{details or 'no details'}"
             ) from None
     return response
 
@@ -140,7 +183,7 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
         )
     ensure_state_dir(state_dir)
     _refuse_unsafe_folder(state_dir)  # again: made after the first look, it may be a stranger's
-    key = generate_key()
+    key = enrollment_key(state_dir, bundle.ca_certificate_der, force=force)
     request = enrollment_pb2.EnrollRequest(
         token_id=bundle.token_id,
         secret=bundle.secret,
@@ -148,7 +191,14 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
         hostname=socket.gethostname(),
         platform=platform_name(),
     )
-    response = request_certificate(bundle, request)
+    try:
+        response = request_certificate(bundle, request)
+    except ReplyLost as error:
+        raise EnrollmentError(
+            f"{error}\n(this machine's key for the enrollment is kept in "
+            f"{state_dir / PENDING_KEY_FILE}: run the same command again to finish it as the "
+            "same machine)"
+        ) from None
     certificate = check_issued_certificate(response.certificate_der, bundle.ca_certificate_der, key)
     if response.agent_id and response.agent_id != key.agent_id:
         raise EnrollmentError(
@@ -167,10 +217,11 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
     # Forget the old identity first: a crash below must not pair the old agent.json
     # with a new key.
     (state_dir / STATE_FILE).unlink(missing_ok=True)
-    # The key only reaches disk once the server has certified it; agent.json comes last,
-    # so a half-written enrollment never looks complete.
+    # agent.key is written once the server has certified the key; agent.json comes last,
+    # so a half-written enrollment never looks complete. The pending key goes after it.
     write_private_file(state_dir / KEY_FILE, key.private_pem())
     write_private_file(state_dir / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
     write_private_file(state_dir / CA_FILE, _pem(bundle.ca_certificate_der))
     save_state(state_dir, state)
+    forget_pending_key(state_dir)
     return state

@@ -12,11 +12,13 @@ KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
 CA_FILE = "ca.crt"
 STATE_FILE = "agent.json"
+# The key of an enrollment not yet answered: a retry reuses it (agent/pending_key.py).
+PENDING_KEY_FILE = "enrollment-pending.json"
 # A folder: one file per result not yet acknowledged, and the ids already executed.
 OUTBOX_DIR = "outbox"
 
 # Files whose contents are secret (or reveal what the machine did): owner-only read too.
-SECRET_FILES = (KEY_FILE, STATE_FILE)
+SECRET_FILES = (KEY_FILE, STATE_FILE, PENDING_KEY_FILE)
 # Folders whose every file is secret; the folder itself is owner-only (0700) too.
 SECRET_DIRS = (OUTBOX_DIR,)
 
