@@ -16,8 +16,11 @@ from sonde.v1 import console_pb2
 ROLES = {"l1": console_pb2.ROLE_L1, "l2": console_pb2.ROLE_L2, "admin": console_pb2.ROLE_ADMIN}
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-# CreateEnrollmentTokenRequest.ttl_s is a uint32; a month is already more than anyone needs.
-MAX_TTL_S = 90 * 86400
+# An enrollment token's lifetime and uses, as the server allows them
+# (server/domain/enrollment_tokens.py: MIN_TTL, MAX_TTL, MAX_USES), refused here at parse time.
+MIN_TTL_S = 60
+MAX_TTL_S = 30 * 86400
+MAX_USES = 1000
 # An API token's lifetime (server/domain/users.py: 1 minute to 3650 days).
 MAX_TOKEN_LIFETIME_S = 3650 * 86400
 
@@ -43,8 +46,13 @@ def seconds_between(value: str, *, shortest_s: int, longest_s: int, bounds: str)
 
 
 def duration(value: str) -> int:
+    """A lifetime of 1 s to 90 days, in seconds (a queued diagnostic's --expires)."""
+    return seconds_between(value, shortest_s=1, longest_s=90 * 86400, bounds="1s and 90d")
+
+
+def enrollment_lifetime(value: str) -> int:
     """An enrollment token's lifetime, in seconds."""
-    return seconds_between(value, shortest_s=1, longest_s=MAX_TTL_S, bounds="1s and 90d")
+    return seconds_between(value, shortest_s=MIN_TTL_S, longest_s=MAX_TTL_S, bounds="1m and 30d")
 
 
 def token_lifetime(value: str) -> int:
@@ -55,8 +63,8 @@ def token_lifetime(value: str) -> int:
 
 
 def uses(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) <= 100_000:
-        raise argparse.ArgumentTypeError(f"--uses {value!r}: expected 1 to 100000")
+    if not value.isdigit() or not 0 < int(value) <= MAX_USES:
+        raise argparse.ArgumentTypeError(f"--uses {value!r}: expected 1 to {MAX_USES}")
     return int(value)
 
 
@@ -109,7 +117,9 @@ def register(
         "create", parents=[common], help="print one enrollment string for `sonde-agent enroll`"
     )
     create.add_argument("--uses", type=uses, default=1, help="how many agents may use it")
-    create.add_argument("--ttl", type=duration, default=3600, help="lifetime, e.g. 1h (default)")
+    create.add_argument(
+        "--ttl", type=enrollment_lifetime, default=3600, help="lifetime, 1m to 30d (default 1h)"
+    )
     create.set_defaults(handler=run_token_create)
 
 

@@ -265,3 +265,31 @@ def test_a_refusal_names_the_command_not_the_rpc(shared_sonde: Deployment) -> No
     done = run("sonde", "audit", env=shared_sonde.cli_env(token))
     said = refused(done, 1, "`sonde audit` needs the audit.read permission")
     assert "ListAudit" not in said
+
+
+# -- sonde token create: what the server would refuse is refused before it is sent ------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--uses", "1001", "expected 1 to 1000"),
+        ("--uses", "0", "expected 1 to 1000"),
+        ("--ttl", "31d", "expected between 1m and 30d"),
+        ("--ttl", "30s", "expected between 1m and 30d"),
+    ],
+)
+def test_token_create_refuses_what_the_server_would_refuse_naming_the_option(
+    shared_sonde: Deployment, option: str, value: str, expected: str
+) -> None:
+    done = run("sonde", "token", "create", option, value, env=shared_sonde.cli_env())
+    refused(done, 2, f"argument {option}", value, expected)
+
+
+def test_token_create_at_the_bounds_is_taken_by_the_server(shared_sonde: Deployment) -> None:
+    done = run(
+        "sonde", "--json", "token", "create", "--uses", "1000", "--ttl", "30d",
+        env=shared_sonde.cli_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["enrollment"].startswith("sonde-enroll-1.")
