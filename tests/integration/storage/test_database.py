@@ -42,7 +42,7 @@ def test_postgresql_url_forms_are_normalised_to_asyncpg(tmp_path: Path, given: s
     ("given", "message"),
     [
         ("mysql://u:pw@h/db", "unsupported database URL scheme 'mysql'"),
-        ("just-a-name", "is not a database URL"),
+        ("just-a-name", "not a database URL \\(it has no scheme://\\)"),
         ("sqlite://", "needs a file path"),
     ],
 )
