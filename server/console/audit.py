@@ -11,12 +11,17 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from rich.table import Table
 from rich.text import Text
 
 from sonde.server.console.arguments import audit_row, ticket_number
 from sonde.server.console.context import Context
-from sonde.server.console.render import format_time, text
+from sonde.server.console.layout import Column, Give, ListTable
+from sonde.server.console.render import (
+    format_time,
+    machine_cell,
+    short_id_chars,
+    text,
+)
 from sonde.server.console.users import MAX_TOKEN_LIFETIME_S, seconds_between
 from sonde.v1 import console_pb2
 
@@ -88,7 +93,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.since is not None:
         request.since.FromDatetime(args.since)
     response = client.call(client.stub.ListAudit, request)
-    renderables: list[Table | Text] = [audit_table(response.entries)]
+    renderables: list[ListTable | Text] = [audit_table(response.entries)]
     if response.more:
         oldest = response.entries[-1].id
         renderables.append(
@@ -98,19 +103,45 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def audit_table(entries: Sequence[console_pb2.AuditEntry]) -> Table:
-    table = Table(title="Audit log, newest first", title_justify="left")
-    for column in ("id", "when", "who", "action", "machine", "ticket", "result", "detail"):
-        table.add_column(column, overflow="fold")
+def audit_table(entries: Sequence[console_pb2.AuditEntry]) -> ListTable:
+    """One row an entry: when with its zone, who, what, the machine (the name it reports over
+    the start of its id), the ticket and ok or refused; why it was refused and what the entry
+    recorded are wrapped under the row."""
+    id_chars = short_id_chars(entry.agent_id for entry in entries if entry.agent_id)
+    table = ListTable(
+        "Audit log, newest first",
+        [
+            Column("when"),
+            Column("who", Give.CUT),
+            Column("action"),
+            Column("machine", Give.CUT, min_width=id_chars),
+            Column("#", justify="right"),  # the ticket, as in ticket list
+            Column("result"),
+            Column("row", justify="right", optional=True),
+        ],
+    )
     for entry in entries:
+        refused = entry.result != "ok"
         table.add_row(
-            str(entry.id),
             format_time(entry.at),
             text(entry.actor),
             text(entry.action),
-            text(entry.agent_id or "-"),
+            machine_cell(entry.agent_hostname, entry.agent_id, id_chars)
+            if entry.agent_id
+            else Text("-"),
             str(entry.ticket_id) if entry.ticket_id else "-",
-            text(entry.result, style="" if entry.result == "ok" else "yellow"),
-            text(entry.detail if entry.detail != "{}" else ""),
+            Text("refused", style="yellow") if refused else Text("ok"),
+            str(entry.id),
+            detail=_detail(entry) if refused or entry.detail not in ("", "{}") else None,
         )
     return table
+
+
+def _detail(entry: console_pb2.AuditEntry) -> Text:
+    """Why it was refused (the server's words), then what the entry recorded (its JSON)."""
+    lines: list[Text] = []
+    if entry.result != "ok":
+        lines.append(text(entry.result.removeprefix("refused").lstrip(": ") or entry.result))
+    if entry.detail not in ("", "{}"):
+        lines.append(text(entry.detail, style="dim"))
+    return Text("\n").join(lines)

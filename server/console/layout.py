@@ -5,7 +5,9 @@ says how it may give way:
 - KEEP never gives way: ids a technician copies, states, numbers and times are shown whole;
 - CUT is cut with an ellipsis (titles, names): the row keeps to one line;
 - WRAP is wrapped at words (a finding, a change): nothing is lost.
-Columns marked `optional` are left out, last first, when the others would not fit.
+Columns marked `optional` are left out, last first, when the others would not fit. When even
+then the KEEP columns would not stay whole, the rows are printed as records (`field  value`
+lines), not cut.
 
 Free text a person wrote (comments, descriptions) keeps its newlines and is wrapped with
 textwrap to the width (`Paragraph`), never cut.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -116,23 +119,34 @@ class Column:
 
 
 Cell = Text | str
+# How far a row's detail (`add_row(detail=...)`) sits under the row.
+DETAIL_INDENT = 4
 
 
 class ListTable:
-    """A titled list whose columns are fitted to the width when printed (see the module)."""
+    """A titled list whose columns are fitted to the width when printed (see the module).
 
-    def __init__(self, title: str, columns: Sequence[Column]) -> None:
+    When even the KEEP columns and the narrowest of the others do not fit (a terminal of
+    40 columns), each row is printed as a record instead: a block of `column  value` lines,
+    so that states and ids are still whole (long values wrap, never cut).
+    """
+
+    def __init__(self, title: str, columns: Sequence[Column], detail_label: str = "detail") -> None:
         self.title = title
         self.columns = list(columns)
         self.rows: list[list[Text]] = []
+        self.details: list[Text | None] = []
+        self.detail_label = detail_label
 
-    def add_row(self, *cells: Cell) -> None:
+    def add_row(self, *cells: Cell, detail: Cell | None = None) -> None:
+        """One row; `detail` (a refusal's text, say) is wrapped under it, indented."""
         if len(cells) != len(self.columns):
             raise ValueError(f"{len(cells)} cells for {len(self.columns)} columns")
-        self.rows.append([cell if isinstance(cell, Text) else Text(cell) for cell in cells])
+        self.rows.append([_as_text(cell) for cell in cells])
+        self.details.append(None if detail is None else _as_text(detail))
 
-    def widths(self, width: int) -> list[int]:
-        """Each column's width at `width` (0: left out)."""
+    def widths(self, width: int) -> list[int] | None:
+        """Each column's width at `width` (0: left out), or None: print records."""
         natural = [self._natural(index) for index in range(len(self.columns))]
         shown = list(range(len(self.columns)))
         while True:
@@ -141,9 +155,9 @@ class ListTable:
             if fitted is not None or not optional:
                 break
             shown.remove(optional[-1])
+        if fitted is None:  # a very narrow terminal: the KEEP columns would not stay whole
+            return None
         result = [0] * len(self.columns)
-        if fitted is None:  # a very narrow terminal: the KEEP columns whole, the rest share
-            fitted = self._squeezed([natural[index] for index in shown], shown, width)
         for index, chosen in zip(shown, fitted, strict=True):
             result[index] = chosen
         return result
@@ -171,36 +185,43 @@ class ListTable:
         if sum(min(natural[n], floors[n]) for n in flexible) > left:
             return None
         widths = list(natural)
-        # Water-filling: the narrow columns keep their width, the wide ones share the rest.
-        pending = sorted(flexible, key=lambda n: natural[n])
-        while pending:
-            share = left // len(pending)
-            n = pending[0]
-            if natural[n] <= share:
-                widths[n] = natural[n]
-            else:
-                share = max(share, floors[n])
-                widths[n] = share
-            left -= widths[n]
-            pending.pop(0)
+
+        # Water-filling: the narrow columns keep their width, the wide ones share the rest
+        # (the highest level at which each gets min(natural, max(floor, level)) and all fit).
+        def at(level: int) -> dict[int, int]:
+            return {n: min(natural[n], max(floors[n], level)) for n in flexible}
+
+        level = max(natural[n] for n in flexible)
+        while level > 0 and sum(at(level).values()) > left:
+            level -= 1
+        shares = at(level)
+        spare = left - sum(shares.values())
+        for n in sorted(flexible, key=lambda n: natural[n]):  # the rest, a column each
+            if spare and shares[n] < natural[n]:
+                shares[n] += 1
+                spare -= 1
+        for n, share in shares.items():
+            widths[n] = share
         return widths
 
-    def _squeezed(self, natural: list[int], shown: list[int], width: int) -> list[int]:
-        flexible = [n for n, index in enumerate(shown) if self.columns[index].give is not Give.KEEP]
-        fixed = sum(natural[n] for n in range(len(shown)) if n not in flexible)
-        share = (width - _GAP * (len(shown) - 1) - fixed) // max(len(flexible), 1)
-        return [max(share, 3) if n in flexible else natural[n] for n in range(len(shown))]
-
     def table(self, width: int) -> Table:
-        """The rich table for `width` columns."""
+        """The rich table for `width` columns, every row in it (details are left out)."""
         widths = self.widths(width)
+        if widths is None:
+            raise ValueError(f"{self.title!r} does not fit {width} columns as a table")
+        return self._table(widths, self.rows, title=self.title, header=True)
+
+    def _table(
+        self, widths: list[int], rows: Sequence[list[Text]], *, title: str | None, header: bool
+    ) -> Table:
         table = Table(
-            title=self.title,
+            title=title,
             title_justify="left",
             box=None,
             pad_edge=False,
             padding=(0, _GAP // 2),
             header_style="bold",
+            show_header=header,
         )
         shown = [index for index, chosen in enumerate(widths) if chosen]
         for index in shown:
@@ -212,15 +233,49 @@ class ListTable:
                 no_wrap=column.give is not Give.WRAP,
                 overflow="ellipsis" if column.give is Give.CUT else "fold",
             )
-        for row in self.rows:
+        for row in rows:
             table.add_row(*(row[index] for index in shown))
         return table
 
+    def _records(self) -> RenderResult:
+        """Each row as a block of `column  value` lines, a blank line between blocks."""
+        yield Text(self.title, style="italic")
+        labels = [column.header for column in self.columns]
+        if any(detail is not None for detail in self.details):
+            labels.append(self.detail_label)
+        for number, (row, detail) in enumerate(zip(self.rows, self.details, strict=True)):
+            if number:
+                yield Text("")
+            grid = Table.grid(padding=(0, _GAP))
+            grid.add_column(style="bold", no_wrap=True, min_width=max(map(cell_len, labels)))
+            grid.add_column(overflow="fold")
+            for column, cell in zip(self.columns, row, strict=True):
+                grid.add_row(column.header, cell)
+            if detail is not None:
+                grid.add_row(self.detail_label, detail)
+            yield grid
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self.table(options.max_width)
+        widths = self.widths(options.max_width)
+        if widths is None:
+            yield from self._records()
+        elif all(detail is None for detail in self.details):
+            yield self._table(widths, self.rows, title=self.title, header=True)
+        else:  # a table a row, the same widths for all, each row's detail under it
+            yield self._table(widths, [], title=self.title, header=True)
+            for row, detail in zip(self.rows, self.details, strict=True):
+                yield self._table(widths, [row], title=None, header=False)
+                if detail is not None:
+                    yield Padding(detail, (0, 0, 0, DETAIL_INDENT))
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        used = sum(self.widths(options.max_width))
-        shown = sum(1 for chosen in self.widths(options.max_width) if chosen)
-        total = used + _GAP * max(shown - 1, 0)
+        widths = self.widths(options.max_width)
+        if widths is None:
+            return Measurement(options.max_width, options.max_width)
+        shown = sum(1 for chosen in widths if chosen)
+        total = sum(widths) + _GAP * max(shown - 1, 0)
         return Measurement(total, total)
+
+
+def _as_text(cell: Cell) -> Text:
+    return cell if isinstance(cell, Text) else Text(cell)

@@ -34,17 +34,23 @@ def text(value: str, style: str = "") -> Text:
     return Text(inert(value), style=style)
 
 
-def machine_name(hostname: str, agent_id: str) -> str:
-    """A machine as the name it reports, always beside its id: 'PC-042 (kry2...)'.
+# What a retired machine (`sonde agents remove`) is labelled with, wherever it is named.
+REMOVED = "(removed)"
+
+
+def machine_name(hostname: str, agent_id: str, removed: bool = False) -> str:
+    """A machine as the name it reports, always beside its id: 'PC-042 (kry2...)', and
+    'PC-042 (kry2...) (removed)' once it was retired.
 
     The name is the agent's own word (another agent may report the same one); the id comes
     from its key. Inert, so it may go into any sentence.
     """
     if not agent_id:
         return inert(hostname) or "-"
-    if not hostname or hostname == agent_id:
-        return agent_id  # an agent that never reported a name goes by its id
-    return f"{inert(hostname)} ({agent_id})"
+    named = agent_id  # an agent that never reported a name goes by its id
+    if hostname and hostname != agent_id:
+        named = f"{inert(hostname)} ({agent_id})"
+    return f"{named} {REMOVED}" if removed else named
 
 
 def short_id_chars(agent_ids: Iterable[str]) -> int:
@@ -53,15 +59,23 @@ def short_id_chars(agent_ids: Iterable[str]) -> int:
     return unique_prefix_chars(agent_ids)
 
 
-def machine_cell(hostname: str, agent_id: str, id_chars: int) -> Text:
+def machine_cell(hostname: str, agent_id: str, id_chars: int, removed: bool = False) -> Text:
     """A machine in a table cell: the name it reports, the start of its id on the line below
-    (the cell's column is at least `id_chars` wide: the id is never cut)."""
+    (the cell's column is at least `id_chars` wide: the id is never cut), and '(removed)'
+    under them once it was retired (see machine_column_width)."""
     if not agent_id:
         return text(hostname or "-")
-    short = Text(agent_id[:id_chars])
-    if not hostname or hostname == agent_id:
-        return short
-    return Text("\n").join([text(hostname), short])
+    lines = [Text(agent_id[:id_chars])]
+    if hostname and hostname != agent_id:
+        lines.insert(0, text(hostname))
+    if removed:
+        lines.append(Text(REMOVED, style="dim"))
+    return Text("\n").join(lines)
+
+
+def machine_column_width(id_chars: int) -> int:
+    """The narrowest a machine column may be: the start of an id, and '(removed)', whole."""
+    return max(id_chars, len(REMOVED))
 
 
 def enum_label(name: str, prefix: str) -> str:
@@ -122,6 +136,8 @@ def format_bytes(count: float) -> str:
 
 
 def agent_state(agent: console_pb2.Agent, now: float | None = None) -> Text:
+    if agent.HasField("removed_at"):  # retired: revoked too, but that is not the news
+        return Text("removed", style="red")
     if agent.revoked:
         return Text("revoked", style="red")
     if agent.online:

@@ -20,6 +20,7 @@ from sonde.server.console.render import (
     format_time,
     has_time,
     machine_cell,
+    machine_column_width,
     machine_name,
     severity_text,
     short_id_chars,
@@ -93,7 +94,7 @@ def agent_label(ticket: console_pb2.Ticket) -> Text:
     """The ticket's machine: the name it reports and its id, or '-'."""
     if not ticket.agent_id:
         return Text("-")
-    return text(machine_name(ticket.agent_hostname, ticket.agent_id))
+    return text(machine_name(ticket.agent_hostname, ticket.agent_id, ticket.agent_removed))
 
 
 def due_text(due: Timestamp, met: bool, now: float | None = None) -> Text:
@@ -123,7 +124,7 @@ def tickets_table(
             Column("status"),
             Column("level"),
             Column("title", Give.CUT),
-            Column("machine", Give.CUT, min_width=id_chars),
+            Column("machine", Give.CUT, min_width=machine_column_width(id_chars)),
             Column("resolve due"),
             Column("assignee", Give.CUT, optional=True),
         ],
@@ -135,7 +136,7 @@ def tickets_table(
             status_text(ticket.status),
             level_label(ticket.level),
             text(ticket.title),
-            machine_cell(ticket.agent_hostname, ticket.agent_id, id_chars),
+            machine_cell(ticket.agent_hostname, ticket.agent_id, id_chars, ticket.agent_removed),
             due_text(ticket.resolve_due_at, resolve_met(ticket), now),
             text(ticket.assignee or "-"),
         )
@@ -226,7 +227,7 @@ def _snapshot_machine(summary: console_pb2.SnapshotSummary, ticket: console_pb2.
     name = summary.agent_hostname or (
         ticket.agent_hostname if summary.agent_id == ticket.agent_id else ""
     )
-    return machine_name(name, summary.agent_id)
+    return machine_name(name, summary.agent_id, summary.agent_removed)
 
 
 def _findings_lines(findings: Sequence[diagnostics_pb2.Finding]) -> list[Text]:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.text import Text
 
 from sonde.server.console.arguments import snapshot_number
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
+from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import (
     findings_table,
+    format_bytes,
+    format_time,
     key_facts,
+    machine_name,
     severity_text,
     snapshot_line,
     text,
@@ -59,11 +63,19 @@ def _get(ctx: Context, snapshot_id: int) -> console_pb2.GetSnapshotResponse:
     return client.call(client.stub.GetSnapshot, console_pb2.GetSnapshotRequest(id=snapshot_id))
 
 
+def snapshot_machine(stored: console_pb2.StoredSnapshot) -> str:
+    """The diagnostic's machine: the name its agent reports now (or reported in it), its id,
+    and '(removed)' once it was retired."""
+    summary = stored.summary
+    name = summary.agent_hostname or stored.snapshot.system.hostname
+    return machine_name(name, summary.agent_id, summary.agent_removed)
+
+
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     response = _get(ctx, args.id)
     stored = response.snapshot
     heading = Text("Diagnostic ", style="bold")
-    heading.append_text(snapshot_line(stored.summary))
+    heading.append_text(snapshot_line(stored.summary, snapshot_machine(stored)))
     ctx.out.result(
         response,
         heading,
@@ -110,16 +122,20 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
         return 0
-    heading = Text(f"Diagnostic {args.id} against {older_id} ({a.summary.agent_id})", style="bold")
-    ctx.out.show_lines(heading)
-    ctx.out.show(_findings_table(findings), _facts_table(facts))
+    heading = Text(
+        f"Diagnostic {args.id} at {format_time(a.summary.collected_at)} against {older_id} at "
+        f"{format_time(b.summary.collected_at)}, of {snapshot_machine(a)}",
+        style="bold",
+    )
+    ctx.out.show(heading, finding_changes_table(findings), fact_changes_table(facts))
     return 0
 
 
-def _findings_table(changes: list[FindingChange]) -> Table:
-    table = Table(title="Findings that changed", title_justify="left")
-    for column in ("check", "change", "before", "now"):
-        table.add_column(column, overflow="fold")
+def finding_changes_table(changes: list[FindingChange]) -> ListTable:
+    table = ListTable(
+        "Findings that changed",
+        [Column("check"), Column("change"), Column("before"), Column("now")],
+    )
     for change in changes:
         table.add_row(
             text(change.check),
@@ -132,12 +148,35 @@ def _findings_table(changes: list[FindingChange]) -> Table:
     return table
 
 
-def _facts_table(changes: list[FactChange]) -> Table:
-    table = Table(title="Facts that changed", title_justify="left")
-    for column in ("fact", "before", "now"):
-        table.add_column(column, overflow="fold")
+def fact_changes_table(changes: list[FactChange]) -> ListTable:
+    table = ListTable(
+        "Facts that changed",
+        [Column("fact", Give.WRAP), Column("before", Give.WRAP), Column("now", Give.WRAP)],
+    )
     for change in changes:
-        table.add_row(text(change.path), text(change.before or "-"), text(change.after or "-"))
+        table.add_row(
+            text(change.path),
+            text(shown_fact(change.path, change.before)),
+            text(shown_fact(change.path, change.after)),
+        )
     if not changes:
         table.add_row("none", "", "")
     return table
+
+
+def shown_fact(path: str, value: str) -> str:
+    """A fact as people read it: sizes in binary units, times local with their zone, '-' for
+    none; any other value as the agent sent it (--json keeps bytes and UTC)."""
+    if not value:
+        return "-"
+    name = path.rsplit(".", 1)[-1]
+    if name.endswith("_bytes") and value.isdigit():
+        return format_bytes(int(value))
+    if name.endswith(("_at", "_time")):
+        moment = Timestamp()
+        try:
+            moment.FromJsonString(value)
+        except ValueError:
+            return value
+        return format_time(moment)
+    return value

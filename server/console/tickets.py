@@ -164,7 +164,9 @@ def _changed(ctx: Context, ticket: console_pb2.Ticket, what: str) -> None:
     assignee = f", assigned to {ticket.assignee}" if ticket.assignee else ""
     # The machine by the name it reports and its id (for `open`: whom --agent reached).
     agent = (
-        f", agent {machine_name(ticket.agent_hostname, ticket.agent_id)}" if ticket.agent_id else ""
+        f", agent {machine_name(ticket.agent_hostname, ticket.agent_id, ticket.agent_removed)}"
+        if ticket.agent_id
+        else ""
     )
     ctx.out.done(
         f"ticket #{ticket.id} {what}: {status_label(ticket.status)} "

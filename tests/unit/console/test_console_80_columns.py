@@ -11,10 +11,24 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import RenderableType
 
+from sonde.server.console.audit import audit_table
 from sonde.server.console.output import Output
-from sonde.server.console.render import agent_detail, agents_table, findings_table, users_table
+from sonde.server.console.render import (
+    agent_detail,
+    agents_table,
+    findings_table,
+    format_bytes,
+    format_time,
+    users_table,
+)
 from sonde.server.console.render_command import commands_table, state_label
 from sonde.server.console.render_ticket import status_label, ticket_view, tickets_table
+from sonde.server.console.snapshot_diff import fact_changes, finding_changes
+from sonde.server.console.snapshots import (
+    fact_changes_table,
+    finding_changes_table,
+    snapshot_machine,
+)
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 NOW = 1_768_478_400.0
@@ -202,3 +216,159 @@ def test_users_and_findings_fit() -> None:
     assert "disabled" in text
     assert "critical" in text
     assert "Clear temporary files." in " ".join(line.strip() for line in shown)
+
+
+# -- sonde audit, snapshot diff, narrow terminals, removed machines -------------------------
+
+REFUSAL = (
+    "refused: PermissionDenied: only an admin may remove a machine; ask an admin, or have "
+    "your role changed with sonde users role"
+)
+
+
+def audit_entries() -> list[console_pb2.AuditEntry]:
+    return [
+        console_pb2.AuditEntry(
+            id=1234,
+            at=at(NOW),
+            actor="alice.longname@accounting.example.org",
+            action="enrollment_token.revoke",
+            agent_id=IDS[0],
+            agent_hostname=HOST,
+            ticket_id=17,
+            result=REFUSAL,
+            detail='{"hostname":"pc-042"}',
+        ),
+        console_pb2.AuditEntry(
+            id=1233,
+            at=at(NOW),
+            actor="bob",
+            action="ticket.comment",
+            agent_id=IDS[1],
+            ticket_id=17,
+            result="ok",
+            detail="{}",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("width", [80, 40])
+def test_audit_fits_with_ok_or_refused_and_the_refusal_wrapped_under_it(width: int) -> None:
+    shown = lines(audit_table(audit_entries()), width=width)
+    fits(shown, width)
+    text = "\n".join(shown)
+    words = " ".join(line.strip() for line in shown)
+    assert "refused" in text.split()  # the result reduced to a word, whole
+    assert "refused: PermissionDenied" not in text  # the reason is said once, under it
+    # The refusal's words, all of them (wrapped, not cut), and what the entry recorded.
+    assert "only an admin may remove a machine; ask an admin, or have your role" in words
+    assert "changed with sonde users role" in words
+    assert '{"hostname":"pc-042"}' in words.replace(" ", "")
+    assert "enrollment_token.revoke" in text
+    assert IDS[0][:9] in text  # two ids share 8 characters: 9 tell them apart
+    assert IDS[1][:9] in text
+    assert format_time(at(NOW)) in text  # when, with its zone
+    if width == 80:
+        row = next(line for line in shown if "enrollment_token.revoke" in line)
+        assert row.startswith(format_time(at(NOW)))
+        assert row.split()[-1] == "refused"
+        assert HOST[:5] in row  # the host name first, the start of its id under it
+        detail = shown[shown.index(row) + 2]
+        assert detail.startswith("    PermissionDenied")
+        assert next(line for line in shown if "ticket.comment" in line).split()[-1] == "ok"
+
+
+def _diff_snapshot(free: int, boot: int, used: float) -> diagnostics_pb2.Snapshot:
+    snapshot = diagnostics_pb2.Snapshot(agent_id=IDS[0])
+    snapshot.system.boot_time.FromSeconds(boot)
+    snapshot.memory.used_percent = used
+    snapshot.disks.partitions.add(mountpoint="/home", free_bytes=free)
+    return snapshot
+
+
+@pytest.mark.parametrize("width", [80, 40])
+def test_snapshot_diff_says_sizes_in_binary_units_and_times_with_their_zone(width: int) -> None:
+    older = _diff_snapshot(free=int(80.5 * 1024**3), boot=int(NOW) - 86400, used=40.0)
+    newer = _diff_snapshot(free=3 * 1024**3, boot=int(NOW), used=92.5)
+    findings = finding_changes(
+        [diagnostics_pb2.Finding(check="disk.space", severity=diagnostics_pb2.SEVERITY_OK)],
+        [diagnostics_pb2.Finding(check="disk.space", severity=diagnostics_pb2.SEVERITY_CRITICAL)],
+    )
+    shown = lines(
+        finding_changes_table(findings),
+        fact_changes_table(fact_changes(older, newer)),
+        width=width,
+    )
+    fits(shown, width)
+    text = "\n".join(shown)
+    words = " ".join(line.strip() for line in shown)
+    for size in (int(80.5 * 1024**3), 3 * 1024**3):
+        assert format_bytes(size) in words
+        assert format_bytes(size).endswith(" GiB")
+    assert str(3 * 1024**3) not in text  # no raw bytes
+    for moment in (at(NOW), at(NOW - 86400)):  # local, with its zone (wrapped at 40)
+        shown_at = format_time(moment)
+        assert shown_at in text if width == 80 else shown_at.split()[0] in text
+    assert "Z" not in words.replace("Zone", "")  # no RFC 3339 times ('...T12:00:00Z')
+    for state in ("worse", "ok", "critical"):
+        assert state in text.split()
+
+
+def test_at_40_columns_a_list_becomes_records_with_states_and_ids_whole() -> None:
+    listed = agents()
+    shown = lines(agents_table(listed, NOW), width=40)
+    fits(shown, 40)
+    values = [line.split(None, 1) for line in shown if line.strip()]
+    states = [value[1].strip() for value in values if value[0] == "state"]
+    assert states == ["online", "offline (3d 0h ago)", "revoked"]
+    ids = [value[1].strip() for value in values if value[0] == "id"]
+    assert ids == [agent_id[:9] for agent_id in IDS]
+    # The host name wraps over lines in its record: all of it is there.
+    assert HOST in "".join(line[len("version  ") :].strip() for line in shown)
+    # The ticket list too: each status whole on its own line.
+    ticket_lines = lines(tickets_table(tickets(), NOW), width=40)
+    fits(ticket_lines, 40)
+    for ticket in tickets():
+        assert f"status       {status_label(ticket.status)}" in map(str.rstrip, ticket_lines)
+
+
+def test_a_removed_machine_is_labelled_removed() -> None:
+    retired = agents()[2]
+    retired.removed_at.CopyFrom(at(NOW))
+    retired.removed_by = "admin"
+    for width in (80, 40):
+        shown = lines(agents_table([agents()[0], retired], NOW), width=width)
+        fits(shown, width)
+        assert "removed" in "\n".join(shown).split()
+        assert "revoked" not in "\n".join(shown)
+    # Tickets: the list's machine column and ticket show's header.
+    ticket = tickets()[1]
+    ticket.agent_removed = True
+    for width in (80, 40):
+        listed = lines(tickets_table([ticket, tickets()[0]], NOW), width=width)
+        fits(listed, width)
+        assert "\n".join(listed).count("(removed)") == 1
+    summary = console_pb2.SnapshotSummary(
+        id=5,
+        agent_id=ticket.agent_id,
+        agent_hostname=HOST,
+        agent_removed=True,
+        collected_at=at(NOW),
+        worst_severity=diagnostics_pb2.SEVERITY_WARNING,
+        finding_count=1,
+    )
+    diagnostic = console_pb2.TicketEvent(
+        kind=console_pb2.TICKET_EVENT_KIND_DIAGNOSTIC, actor="alice", at=at(NOW), snapshot=summary
+    )
+    shown = lines(
+        ticket_view(console_pb2.GetTicketResponse(ticket=ticket, timeline=[diagnostic]), NOW)
+    )
+    fits(shown)
+    words = " ".join(line.strip() for line in shown)
+    assert f"{HOST} ({ticket.agent_id}) (removed)" in words  # the header
+    assert f"#5 of {HOST} ({ticket.agent_id}) (removed)" in words  # the timeline's diagnostic
+    # snapshot show names its machine, removed.
+    stored = console_pb2.StoredSnapshot(summary=summary)
+    assert snapshot_machine(stored) == f"{HOST} ({ticket.agent_id}) (removed)"
+    summary.agent_removed = False
+    assert "(removed)" not in snapshot_machine(console_pb2.StoredSnapshot(summary=summary))
