@@ -23,12 +23,27 @@ from sonde.server.console.inert import inert
 from sonde.server.console.render import findings_table, key_facts, snapshot_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
 from sonde.server.console.render_processes import top_processes
-from sonde.server.console.users import duration
+from sonde.server.console.users import seconds_between
 from sonde.v1 import console_pb2
 
 # How often the spinner line refreshes while the agent collects.
 _SPINNER_TICK_S = 0.1
 MAX_EXPIRY_S = 30 * 86400
+MAX_TIMEOUT_S = 600
+
+
+def diag_timeout(value: str) -> int:
+    """--timeout: 1 to 600 seconds, refused at parse time like every other number."""
+    if not value.isdigit() or not 0 < int(value) <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected 1 to {MAX_TIMEOUT_S} seconds")
+    return int(value)
+
+
+def diag_expiry(value: str) -> int:
+    """--expires: how long a queued diagnostic waits, 1 s to 30 days."""
+    return seconds_between(value, shortest_s=1, longest_s=MAX_EXPIRY_S, bounds="1s and 30d")
+
+
 EXIT_NOT_DONE = 3  # queued or still on its way: not a failure, not a result either
 
 
@@ -50,14 +65,14 @@ def register(
     )
     diag.add_argument(
         "--timeout",
-        type=int,
+        type=diag_timeout,
         default=0,
         metavar="S",
         help="seconds to wait for the result (default: the server's, 30)",
     )
     diag.add_argument(
         "--expires",
-        type=duration,
+        type=diag_expiry,
         default=0,
         metavar="DURATION",
         help="how long a queued diagnostic waits for an offline agent, e.g. 2h (default 24h)",
@@ -75,10 +90,6 @@ def register(
 
 
 def run_diag(args: argparse.Namespace, ctx: Context) -> int:
-    if args.timeout < 0 or args.timeout > 600:
-        raise CliError("INVALID_ARGUMENT", f"--timeout {args.timeout}: expected 1 to 600 seconds")
-    if args.expires > MAX_EXPIRY_S:
-        raise CliError("INVALID_ARGUMENT", "--expires: a queued diagnostic waits at most 30d")
     client = ctx.client()
     request = console_pb2.RunDiagnosticsRequest(
         agent=args.agent,

@@ -45,11 +45,6 @@ def seconds_between(value: str, *, shortest_s: int, longest_s: int, bounds: str)
     return seconds
 
 
-def duration(value: str) -> int:
-    """A lifetime of 1 s to 90 days, in seconds (a queued diagnostic's --expires)."""
-    return seconds_between(value, shortest_s=1, longest_s=90 * 86400, bounds="1s and 90d")
-
-
 def enrollment_lifetime(value: str) -> int:
     """An enrollment token's lifetime, in seconds."""
     return seconds_between(value, shortest_s=MIN_TTL_S, longest_s=MAX_TTL_S, bounds="1m and 30d")

@@ -293,3 +293,19 @@ def test_token_create_at_the_bounds_is_taken_by_the_server(shared_sonde: Deploym
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["enrollment"].startswith("sonde-enroll-1.")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--timeout", "0", "expected 1 to 600 seconds"),
+        ("--timeout", "-1", "expected 1 to 600 seconds"),
+        ("--timeout", HUGE, "expected 1 to 600 seconds"),
+        ("--expires", "31d", "expected between 1s and 30d"),
+    ],
+)
+def test_diag_refuses_a_timeout_or_expiry_out_of_range_at_parse_time(
+    shared_sonde: Deployment, option: str, value: str, expected: str
+) -> None:
+    done = run("sonde", "diag", "PC-042", option, value, env=shared_sonde.cli_env())
+    refused(done, 2, f"argument {option}", value, expected)

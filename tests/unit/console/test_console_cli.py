@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sonde.server.console import arguments, tickets, users
+from sonde.server.console import arguments, diag, tickets, users
 from sonde.server.console.cli import build_parser, main
 from sonde.server.console.output import message_json
 from sonde.v1 import console_pb2, diagnostics_pb2
@@ -101,13 +101,13 @@ def test_ticket_number_and_choices_are_checked() -> None:
 
 
 def test_durations_and_uses() -> None:
-    assert users.duration("1h") == 3600
-    assert users.duration("90") == 90
-    assert users.duration("30m") == 1800
-    assert users.duration("2d") == 172800
-    for bad in ("1y", "0", "-5m", "100d", "h"):
+    assert diag.diag_expiry("1h") == 3600
+    assert diag.diag_expiry("90") == 90
+    assert diag.diag_expiry("30m") == 1800
+    assert diag.diag_expiry("2d") == 172800
+    for bad in ("1y", "0", "-5m", "31d", "h"):
         with pytest.raises(argparse.ArgumentTypeError):
-            users.duration(bad)
+            diag.diag_expiry(bad)
     with pytest.raises(argparse.ArgumentTypeError):
         users.uses("0")
     assert users.role("ADMIN") == console_pb2.ROLE_ADMIN

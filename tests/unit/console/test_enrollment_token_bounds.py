@@ -33,9 +33,3 @@ def test_lifetime_from_a_minute_to_thirty_days() -> None:
     for bad in ("59s", "59", "31d", "5w", "0"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected between 1m and 30d"):
             users.enrollment_lifetime(bad)
-
-
-def test_a_queued_diagnostics_expiry_keeps_its_own_bounds() -> None:
-    # diag --expires shares the duration syntax, not the enrollment token's bounds.
-    assert users.duration("10s") == 10
-    assert users.duration("60d") == 60 * 86400
