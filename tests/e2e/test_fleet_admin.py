@@ -103,6 +103,9 @@ def test_a_removed_machine_is_cut_off_unlisted_and_kept_by_its_tickets(
     ticket = sonde_json(
         sonde_deployment, "ticket", "open", "--title", "PC is slow", "--agent", online.agent_id
     )["ticket"]
+    before = sonde(sonde_deployment, "ticket", "show", str(ticket["id"])).stdout
+    assert online.agent_id in before
+    assert "(removed)" not in before
 
     l2 = sonde_deployment.add_user("lee", "l2")
     denied = sonde_error(sonde_deployment, "agents", "remove", online.agent_id, "--yes", token=l2)
@@ -134,7 +137,16 @@ def test_a_removed_machine_is_cut_off_unlisted_and_kept_by_its_tickets(
     assert any(a["id"] == online.agent_id and a["removed_at"] for a in every)
     shown = sonde_json(sonde_deployment, "ticket", "show", str(ticket["id"]))["ticket"]
     assert shown["agent_id"] == online.agent_id
-    assert online.agent_id in sonde(sonde_deployment, "ticket", "show", str(ticket["id"])).stdout
+    assert shown["agent_removed"] is True
+    # Its ticket names it, labelled removed: ticket show, and ticket list's machine column.
+    header = sonde(sonde_deployment, "ticket", "show", str(ticket["id"])).stdout
+    assert f"({online.agent_id}) (removed)" in header
+    listed = sonde(sonde_deployment, "ticket", "list").stdout.splitlines()
+    row = next(n for n, line in enumerate(listed) if line.lstrip().startswith(str(ticket["id"])))
+    assert any("(removed)" in line for line in listed[row : row + 3])
+    assert all(len(line) <= 80 for line in listed)
+    every_row = sonde(sonde_deployment, "agents", "--all").stdout.splitlines()
+    assert any(online.agent_id[:8] in line and " removed" in line for line in every_row)
     again = sonde_error(sonde_deployment, "agents", "remove", online.agent_id, "--yes")
     assert again["code"] == "FAILED_PRECONDITION"
     assert "already removed" in again["message"]
@@ -144,6 +156,16 @@ def test_a_removed_machine_is_cut_off_unlisted_and_kept_by_its_tickets(
         (online.agent_id, "refused"),
         (online.agent_id, "ok"),
     ]
+    # The audit as a technician reads it: 80 columns, ok or refused, the reason under it.
+    table = sonde(sonde_deployment, "audit", "--action", "agent.remove").stdout.splitlines()
+    assert all(len(line) <= 80 for line in table), "\n".join(table)
+    results = [
+        [word for word in line.split() if word in ("ok", "refused")]
+        for line in table
+        if "agent.remove" in line
+    ]
+    assert results[:2] == [["refused"], ["ok"]]
+    assert any("already removed" in line for line in table)
 
 
 @pytest.mark.postgres
