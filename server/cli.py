@@ -21,7 +21,7 @@ from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_
 from sonde.server.database_errors import database_refusal
 from sonde.server.domain.audit import AuditCheckpoint, AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
-from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.enrollment_tokens import MAX_TTL, MAX_USES, MIN_TTL, EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
@@ -56,6 +56,26 @@ def parse_duration(text: str) -> dt.timedelta:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 1h or 7d")
     return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _token_uses(text: str) -> int:
+    """--uses, refused here as the server would refuse it."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_USES:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 to {MAX_USES}")
+    return int(text)
+
+
+def _token_ttl(text: str) -> dt.timedelta:
+    """--ttl, refused here as the server would refuse it."""
+    try:
+        ttl = parse_duration(text)
+    except argparse.ArgumentTypeError:
+        ttl = None
+    if ttl is None or not MIN_TTL <= ttl <= MAX_TTL:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected between 1m and 30d (a duration like 30m, 1h or 7d)"
+        )
+    return ttl
 
 
 def _address(text: str) -> str:
@@ -495,8 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="print one enrollment string")
     data_option(create)
-    create.add_argument("--uses", type=int, default=1)
-    create.add_argument("--ttl", type=parse_duration, default=dt.timedelta(hours=1))
+    create.add_argument("--uses", type=_token_uses, default=1, help="1 to 1000 (default 1)")
+    create.add_argument(
+        "--ttl", type=_token_ttl, default=dt.timedelta(hours=1), help="1m to 30d (default 1h)"
+    )
     agent_address_option(create)
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=cmd_token_create)

@@ -286,6 +286,23 @@ def test_token_create_refuses_what_the_server_would_refuse_naming_the_option(
     refused(done, 2, f"argument {option}", value, expected)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--uses", "5000", "expected 1 to 1000"),
+        ("--uses", "0", "expected 1 to 1000"),
+        ("--ttl", "60d", "expected between 1m and 30d"),
+        ("--ttl", "5s", "expected between 1m and 30d"),
+        ("--ttl", "0", "expected between 1m and 30d"),
+    ],
+)
+def test_the_servers_own_token_create_refuses_the_same_at_parse_time(
+    shared_sonde: Deployment, option: str, value: str, expected: str
+) -> None:
+    done = run("sonde-server", "token", "create", "--data", str(shared_sonde.data), option, value)
+    refused(done, 2, f"argument {option}", value, expected)
+
+
 def test_token_create_at_the_bounds_is_taken_by_the_server(shared_sonde: Deployment) -> None:
     done = run(
         "sonde", "--json", "token", "create", "--uses", "1000", "--ttl", "30d",
