@@ -218,7 +218,8 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         state = load_state(state_dir)
         credentials = load_credentials(state_dir)
     except (UnsafePermissions, NotEnrolled) as refusal:
-        log.error("%s", refusal)
+        # One line, as every refusal at start (the service manager keeps stderr too).
+        print(f"sonde-agent: {refusal}", file=sys.stderr)
         return exit_codes.REFUSED
     try:
         check_credentials(
@@ -229,7 +230,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
             credentials.certificate_pem,
         )
     except DamagedCredentials as refusal:
-        log.error("refusing to start: %s", refusal)
+        print(f"sonde-agent: refusing to start: {refusal}", file=sys.stderr)
         return exit_codes.DAMAGED_STATE
 
     async def collect(only: Sequence[str]) -> diagnostics_pb2.Snapshot:

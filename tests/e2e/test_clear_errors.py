@@ -227,6 +227,15 @@ def test_state_that_is_a_file_is_refused(tmp_path: Path) -> None:
     refused(run("sonde-agent", "collect", "--state", str(state)), 2, str(state), "is a file")
 
 
+def test_a_state_folder_that_does_not_exist_is_one_plain_line(tmp_path: Path) -> None:
+    missing = tmp_path / "never-enrolled"
+    said = refused(run("sonde-agent", "run", "--state", str(missing)), 3, str(missing))
+    assert said.splitlines() == [
+        f"sonde-agent: this agent is not enrolled: the state folder {missing} does not exist "
+        "(run `sonde-agent enroll TOKEN` first)"
+    ]
+
+
 @pytest.mark.parametrize(
     "damage",
     [b"", b"garbage\n", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"],
