@@ -65,7 +65,18 @@ def run_login(args: argparse.Namespace, ctx: Context) -> int:
         ca_pem=read_ca_file(args.ca),
     )
     with ConsoleClient(credentials) as client:
-        response = client.call(client.stub.WhoAmI, console_pb2.WhoAmIRequest())
+        try:
+            response = client.call(client.stub.WhoAmI, console_pb2.WhoAmIRequest())
+        except CliError as error:
+            if error.code != "UNAUTHENTICATED" or "ask an admin" in error.message:
+                raise  # disabled, revoked or expired accounts say so themselves
+            # Not "log in again": this is the login. Nothing was saved.
+            raise CliError(
+                error.code,
+                f"{credentials.server} refused this API token (mistyped, revoked, expired or "
+                "for another server); nothing was saved: ask an admin for your token, or for "
+                "a new one (`sonde users rotate NAME`)",
+            ) from None
     path = save_credentials(credentials, ctx.config_path)
     ctx.out.emit({"server": credentials.server, "config": str(path), **message_json(response)})
     user = response.user

@@ -86,6 +86,24 @@ def test_login_saves_a_config_that_later_commands_use_and_logout_revokes_it(
     assert "revoked" in refused["message"]
 
 
+def test_login_with_a_wrong_token_says_so_and_saves_nothing(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    bare = {name: "" for name in ("SONDE_SERVER", "SONDE_TOKEN", "SONDE_CA")}
+    login = sonde(
+        shared_sonde,
+        "login", shared_sonde.console_address,
+        "--token", "sonde_" + "0" * 40, "--ca", str(shared_sonde.ca_file),
+        **home, **bare,
+    )  # fmt: skip
+    assert login.returncode == 1
+    assert "refused this API token" in login.stderr
+    assert "nothing was saved" in login.stderr
+    assert "log in again" not in login.stderr, "this is the login"
+    assert not (tmp_path / "config" / "sonde" / "config.json").exists()
+
+
 def test_an_admin_takes_access_back(shared_sonde: Deployment) -> None:
     added = sonde_json(shared_sonde, "users", "add", "carol", "--role", "l1", "--expires", "8h")
     token = added["api_token"]
