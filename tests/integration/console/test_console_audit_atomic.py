@@ -35,7 +35,9 @@ class Scene:
     agent_id: str
     ticket_id: int  # in progress, assigned to bob
     resolved_ticket_id: int
+    waiting_ticket_id: int  # waiting on the requester
     queued_command_id: str
+    token_id: str  # an enrollment token not yet used
 
 
 async def _scene(console: Console) -> Scene:
@@ -49,10 +51,17 @@ async def _scene(console: Console) -> Scene:
     await stub.ResolveTicket(
         pb.ResolveTicketRequest(id=done.id, resolution="cleared the queue"), metadata=BOB
     )
+    waiting = (await stub.OpenTicket(pb.OpenTicketRequest(title="no mail"), metadata=BOB)).ticket
+    await stub.WaitTicket(
+        pb.WaitTicketRequest(id=waiting.id, reason="the user is away until Monday"), metadata=BOB
+    )
     queued = await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
     await stub.CreateUser(pb.CreateUserRequest(name="dora", role=pb.ROLE_L1), metadata=ADMIN)
     await stub.DisableUser(pb.DisableUserRequest(name="dora"), metadata=ADMIN)
-    return Scene(agent.id, ticket.id, done.id, queued.command.id)
+    token = await stub.CreateEnrollmentToken(
+        pb.CreateEnrollmentTokenRequest(uses=1, ttl_s=600), metadata=ADMIN
+    )
+    return Scene(agent.id, ticket.id, done.id, waiting.id, queued.command.id, token.token_id)
 
 
 Call = Callable[[Console, Scene], Awaitable[Message]]
@@ -79,6 +88,13 @@ CALLS: dict[str, Call] = {
     "ReopenTicket": lambda c, s: c.stub.ReopenTicket(
         pb.ReopenTicketRequest(id=s.resolved_ticket_id, reason="it came back"), metadata=BOB
     ),
+    "WaitTicket": lambda c, s: c.stub.WaitTicket(
+        pb.WaitTicketRequest(id=s.ticket_id, reason="waiting for the user to reboot"),
+        metadata=BOB,
+    ),
+    "ResumeTicket": lambda c, s: c.stub.ResumeTicket(
+        pb.ResumeTicketRequest(id=s.waiting_ticket_id, note="the user is back"), metadata=BOB
+    ),
     "RunDiagnostics": lambda c, s: c.stub.RunDiagnostics(
         pb.RunDiagnosticsRequest(agent=s.agent_id), metadata=BOB
     ),
@@ -87,6 +103,9 @@ CALLS: dict[str, Call] = {
     ),
     "RevokeAgent": lambda c, s: c.stub.RevokeAgent(
         pb.RevokeAgentRequest(agent=s.agent_id, reason="stolen"), metadata=ADMIN
+    ),
+    "RemoveAgent": lambda c, s: c.stub.RemoveAgent(
+        pb.RemoveAgentRequest(agent=s.agent_id, reason="retired"), metadata=ADMIN
     ),
     "CreateUser": lambda c, s: c.stub.CreateUser(
         pb.CreateUserRequest(name="carol", role=pb.ROLE_L1), metadata=ADMIN
@@ -104,6 +123,9 @@ CALLS: dict[str, Call] = {
     "Logout": lambda c, s: c.stub.Logout(pb.LogoutRequest(), metadata=Console.as_user("ann")),
     "CreateEnrollmentToken": lambda c, s: c.stub.CreateEnrollmentToken(
         pb.CreateEnrollmentTokenRequest(uses=5, ttl_s=600), metadata=ADMIN
+    ),
+    "RevokeEnrollmentToken": lambda c, s: c.stub.RevokeEnrollmentToken(
+        pb.RevokeEnrollmentTokenRequest(token=s.token_id), metadata=ADMIN
     ),
 }
 
