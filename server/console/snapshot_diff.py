@@ -4,6 +4,11 @@ Facts are compared as flat paths ("memory.used_percent", "disks.volumes[/home].f
 a list of messages is keyed by each element's name-like field, so a disk or an interface is
 compared with itself, not with whatever sits at the same position. The collection's own
 bookkeeping (when, how long, which collectors ran) is left out.
+
+What moves at every collection is left out too unless asked for (`everything`): counters
+(disk and network I/O), load and per-core figures, the top processes, the uptime; and a size
+or a percentage that moved by less than GAUGE_MOVE of itself. A finding whose severity stayed
+the same counts only when it is not OK and its summary changed (disk 91% full -> 97% full).
 """
 
 from __future__ import annotations
@@ -20,6 +25,20 @@ from sonde.v1 import diagnostics_pb2
 _BOOKKEEPING = frozenset({"agent_id", "collected_at", "duration_ms", "collectors"})
 # The fields a list element is known by, in order of preference.
 _KEYS = ("name", "mount_point", "mountpoint", "device", "id", "pid", "check")
+# Facts that move at every collection: left out unless everything is asked for.
+_MOVING_PREFIXES = ("processes.", "cpu.load_", "cpu.per_core_percent", "cpu.percent", "disks.io[")
+_MOVING_NAMES = frozenset(
+    {
+        "uptime_s",
+        "uptime_seconds",
+        "bytes_sent",
+        "bytes_received",
+        "packets_sent",
+        "packets_received",
+    }
+)
+_GAUGE_SUFFIXES = ("_bytes", "_percent")
+GAUGE_MOVE = 0.05  # a size or a percentage must move by 5 % of itself to count
 
 
 @dataclass(frozen=True)
@@ -58,15 +77,43 @@ def facts(snapshot: diagnostics_pb2.Snapshot) -> dict[str, str]:
     return dict(_flat(data, ""))
 
 
+@dataclass(frozen=True)
+class FactChanges:
+    changes: list[FactChange]
+    left_out: int  # changes of facts that move at every collection, not listed
+
+
+def _moves_anyway(path: str, before: str | None, after: str | None) -> bool:
+    """A change that says nothing: a counter, a per-process figure, or a gauge's jitter."""
+    name = path.rsplit(".", 1)[-1]
+    if path.startswith(_MOVING_PREFIXES) or name in _MOVING_NAMES:
+        return True
+    if before is None or after is None or not name.endswith(_GAUGE_SUFFIXES):
+        return False
+    try:
+        was, now = float(before), float(after)
+    except ValueError:
+        return False
+    return abs(now - was) < GAUGE_MOVE * max(abs(was), abs(now))
+
+
 def fact_changes(
-    before: diagnostics_pb2.Snapshot, after: diagnostics_pb2.Snapshot
-) -> list[FactChange]:
+    before: diagnostics_pb2.Snapshot,
+    after: diagnostics_pb2.Snapshot,
+    *,
+    everything: bool = False,
+) -> FactChanges:
     old, new = facts(before), facts(after)
-    return [
-        FactChange(path, old.get(path, ""), new.get(path, ""))
-        for path in sorted(old.keys() | new.keys())
-        if old.get(path) != new.get(path)
-    ]
+    changes, left_out = [], 0
+    for path in sorted(old.keys() | new.keys()):
+        was, now = old.get(path), new.get(path)
+        if was == now:
+            continue
+        if not everything and _moves_anyway(path, was, now):
+            left_out += 1
+            continue
+        changes.append(FactChange(path, was or "", now or ""))
+    return FactChanges(changes, left_out)
 
 
 def finding_changes(
@@ -84,6 +131,6 @@ def finding_changes(
         elif now.severity != was.severity:
             kind = "worse" if now.severity > was.severity else "better"
             changes.append(FindingChange(check, kind, was, now))
-        elif now.summary != was.summary:
+        elif now.summary != was.summary and now.severity > diagnostics_pb2.SEVERITY_OK:
             changes.append(FindingChange(check, "changed", was, now))
     return changes

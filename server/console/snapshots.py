@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import RenderableType
 from rich.text import Text
 
 from sonde.server.console.arguments import snapshot_number
@@ -55,6 +56,11 @@ def register(
         metavar="B",
         help="the older (default: the one before A)",
     )
+    diff.add_argument(
+        "--all",
+        action="store_true",
+        help="list the facts that move at every collection too (counters, load, processes)",
+    )
     diff.set_defaults(handler=run_diff)
 
 
@@ -101,7 +107,8 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
             f"diagnostics {args.id} and {older_id} are of different machines "
             f"({a.summary.agent_id}, {b.summary.agent_id}): compare two of one machine",
         )
-    facts = fact_changes(b.snapshot, a.snapshot)
+    moved = fact_changes(b.snapshot, a.snapshot, everything=args.all)
+    facts = moved.changes
     findings = finding_changes(list(b.findings), list(a.findings))
     if ctx.out.json_mode:
         ctx.out.emit(
@@ -110,6 +117,7 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
                 "newer": args.id,
                 "older": older_id,
                 "facts": [vars(change) for change in facts],
+                "facts_left_out": moved.left_out,
                 "findings": [
                     {
                         "check": change.check,
@@ -127,7 +135,20 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
         f"{format_time(b.summary.collected_at)}, of {snapshot_machine(a)}",
         style="bold",
     )
-    ctx.out.show(heading, finding_changes_table(findings), fact_changes_table(facts))
+    shown: list[RenderableType] = [
+        heading,
+        finding_changes_table(findings),
+        fact_changes_table(facts),
+    ]
+    if moved.left_out:
+        shown.append(
+            Text(
+                f"({moved.left_out} facts that move at every collection left out: counters, "
+                "load, processes, small moves of sizes; --all lists them)",
+                style="dim",
+            )
+        )
+    ctx.out.show(*shown)
     return 0
 
 
@@ -137,11 +158,14 @@ def finding_changes_table(changes: list[FindingChange]) -> ListTable:
         [Column("check"), Column("change"), Column("before"), Column("now")],
     )
     for change in changes:
+        was, now = change.before, change.after
+        summaries = [f"was: {was.summary}" if was else "", f"now: {now.summary}" if now else ""]
         table.add_row(
             text(change.check),
             Text(change.change),
-            severity_text(change.before.severity) if change.before else Text("-"),
-            severity_text(change.after.severity) if change.after else Text("-"),
+            severity_text(was.severity) if was else Text("-"),
+            severity_text(now.severity) if now else Text("-"),
+            detail=text("\n".join(line for line in summaries if line)),
         )
     if not changes:
         table.add_row("-", "none", "", "")

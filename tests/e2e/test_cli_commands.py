@@ -372,14 +372,23 @@ def test_a_stored_diagnostic_is_shown_and_compared_with_the_one_before(
         int(second["id"]),
         int(first["id"]),
     )
-    # Two live collections a second apart: some gauge moved, and nothing of the bookkeeping.
+    # Two live collections a second apart: counters and processes moved, which the diff
+    # leaves out unless asked (and counts); nothing of the bookkeeping either way.
+    assert diff["facts_left_out"] > 0, diff
     paths = [change["path"] for change in diff["facts"]]
-    assert paths, diff
-    assert not any(path.startswith(("collected_at", "duration_ms")) for path in paths)
+    assert not any(path.startswith(("processes.", "cpu.load_", "disks.io[")) for path in paths)
+    everything = sonde_json(
+        shared_sonde, "snapshot", "diff", str(second["id"]), str(first["id"]), "--all"
+    )
+    every_path = [change["path"] for change in everything["facts"]]
+    assert any(path.startswith("processes.") for path in every_path), everything
+    assert everything["facts_left_out"] == 0
+    assert not any(path.startswith(("collected_at", "duration_ms")) for path in every_path)
     default = sonde_json(shared_sonde, "snapshot", "diff", str(second["id"]))
     assert default["older"] == int(shown["previous_id"])
     table = sonde(shared_sonde, "snapshot", "diff", str(second["id"]))
     assert table.returncode == 0
     assert "Facts that changed" in table.stdout
+    assert "facts that move at every collection left out" in table.stdout
     missing = sonde_error(shared_sonde, "snapshot", "show", "999999999")
     assert missing["code"] == "NOT_FOUND"

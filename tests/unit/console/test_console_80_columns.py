@@ -296,7 +296,7 @@ def test_snapshot_diff_says_sizes_in_binary_units_and_times_with_their_zone(widt
     )
     shown = lines(
         finding_changes_table(findings),
-        fact_changes_table(fact_changes(older, newer)),
+        fact_changes_table(fact_changes(older, newer).changes),
         width=width,
     )
     fits(shown, width)
