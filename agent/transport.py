@@ -306,8 +306,13 @@ class AgentRuntime:
                 log.debug("ignoring a %s message", kind)
 
     async def _heartbeats(self, sender: _Sender, interval_s: int) -> None:
+        """One at once, so the machine's gauges are known as soon as it is online (not 0 %
+        until the first interval ends), then one every interval."""
+        first = True
         while True:
-            await asyncio.sleep(interval_s)
+            if not first:
+                await asyncio.sleep(interval_s)
+            first = False
             heartbeat = build_heartbeat(outbox_pending=self._outbox.count())
             try:
                 await sender.send(agent_pb2.AgentMessage(heartbeat=heartbeat))

@@ -64,6 +64,19 @@ async def test_online_within_2_s_with_a_truthful_hello_and_heartbeats(
     assert agent.process.returncode is None
 
 
+async def test_the_first_heartbeat_comes_with_the_session_not_an_interval_later(
+    fake_server: FakeServer, enrolled_state: Path, start_agent: StartAgent
+) -> None:
+    """`sonde agents` shows a machine's gauges as soon as it is online, not 0 % for 15 s."""
+    agents = fake_server.agents
+    agents.heartbeat_interval_s = 60
+    agent = await start_agent("run", "--state", str(enrolled_state))
+    await eventually(lambda: len(agents.hellos) == 1, 5.0, f"a Hello\n{agent.log()}")
+    await eventually(lambda: len(agents.heartbeats) == 1, 5.0, f"a heartbeat\n{agent.log()}")
+    assert 0 < agents.heartbeats[0].memory_percent < 100
+    assert 0 < agents.heartbeats[0].system_disk_percent <= 100
+
+
 async def test_collect_returns_a_snapshot_and_the_ack_empties_the_outbox(
     fake_server: FakeServer, enrolled_state: Path, start_agent: StartAgent
 ) -> None:
