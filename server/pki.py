@@ -1,8 +1,9 @@
 """The Sonde CA: it signs the server's certificate and every agent's, and nothing else.
 
 Keys are ECDSA P-256 for TLS; the dispatch and catalog keys are Ed25519 (they sign remediation
-envelopes and catalog entries in a later issue, but exist from `init` on so that an agent
-enrolled today can verify them tomorrow).
+envelopes and catalog entries). The server reads only the catalog's public key, catalog.pub:
+`init` makes catalog.key for the demo beside it, and in production the admin moves catalog.key
+to the offline machine that signs the catalog (docs/remediation.md, "Signing and publishing").
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class PkiPaths:
     @property
     def catalog_key(self) -> Path:
         return self.root / "catalog.key"
+
+    @property
+    def catalog_public_key(self) -> Path:
+        """The catalog's public key (PEM): all the server, and every replica, needs of it."""
+        return self.root / "catalog.pub"
 
     @property
     def private_keys(self) -> tuple[Path, ...]:
@@ -254,8 +260,33 @@ def initialise(paths: PkiPaths, hosts: list[str]) -> CertificateAuthority:
     write_private_file(paths.ca_certificate, authority.certificate_pem)
     write_server_certificate(paths, authority, hosts)
     write_private_file(paths.dispatch_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
-    write_private_file(paths.catalog_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
+    catalog_key = ed25519.Ed25519PrivateKey.generate()
+    write_private_file(paths.catalog_key, _pem_key(catalog_key))
+    write_catalog_public_key(paths, catalog_key.public_key())
     return authority
+
+
+def write_catalog_public_key(paths: PkiPaths, public_key: ed25519.Ed25519PublicKey) -> None:
+    write_private_file(
+        paths.catalog_public_key,
+        public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+
+
+def load_catalog_public_key(paths: PkiPaths) -> ed25519.Ed25519PublicKey | None:
+    """The pinned catalog public key, or None when pki/catalog.pub is absent (a data folder
+    from before it existed: the catalog cannot be published until the admin writes it).
+    Never the private key, even when catalog.key is beside it."""
+    try:
+        pem = paths.catalog_public_key.read_bytes()
+    except FileNotFoundError:
+        return None
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ValueError(f"{paths.catalog_public_key} is not an Ed25519 public key")
+    return key
 
 
 def write_server_certificate(

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
+from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
@@ -49,12 +52,18 @@ class ServerServices:
     diagnostics: Diagnostics
     tickets: Tickets
     enrollment: EnrollmentIssuer
+    catalog: Catalog
 
 
 async def open_services(
-    db: Database, enrollment: EnrollmentIssuer, *, audit_key: AuditKey | None = None
+    db: Database,
+    enrollment: EnrollmentIssuer,
+    *,
+    audit_key: AuditKey | None = None,
+    catalog_public_key: ed25519.Ed25519PublicKey | None = None,
 ) -> ServerServices:
-    """The domain objects over `db`, built whole; audit rows linked with `audit_key`."""
+    """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
+    bundles verified with `catalog_public_key` (None: publishing is refused)."""
     wakeups = Wakeups()
     audited = AuditedWrites(db, key=audit_key)
     return ServerServices(
@@ -69,4 +78,5 @@ async def open_services(
         diagnostics=Diagnostics(db, audited, wakeups),
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
+        catalog=Catalog(db, catalog_public_key, writes=audited),
     )

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -35,7 +36,7 @@ from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.memory_release import MemoryRelease
-from sonde.server.pki import CertificateAuthority
+from sonde.server.pki import CertificateAuthority, PkiPaths, load_catalog_public_key
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
@@ -84,6 +85,18 @@ COMMON_OPTIONS: list[tuple[str, int]] = [
     # 30 s: a session cancelled here costs the agent a new handshake at the back of the queue.
     ("grpc.server_max_unrequested_time_in_server", MAX_UNTAKEN_CALL_S),
 ]
+
+
+def _catalog_public_key(pki: PkiPaths) -> ed25519.Ed25519PublicKey | None:
+    """The catalog's public key only (pki/catalog.pub), never catalog.key."""
+    key = load_catalog_public_key(pki)
+    if key is None:
+        log.warning(
+            "%s is missing: catalog bundles are refused until it is written "
+            "(sonde-catalog public-key --key catalog.key)",
+            pki.catalog_public_key,
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,10 @@ class SondeServer:
         issuer = BundleIssuer(
             authority.certificate_der, options.server_name, options.agent_addresses
         )
-        services = await open_services(db, issuer, audit_key=audit_key)
+        catalog_key = _catalog_public_key(pki)
+        services = await open_services(
+            db, issuer, audit_key=audit_key, catalog_public_key=catalog_key
+        )
         issuer.set_tokens(services.tokens)
         self.replica = replica = Replica(db)
         reset = await replica.register()
@@ -205,6 +221,7 @@ class SondeServer:
                 agents=services.agents,
                 agent_address=self.agent_address,
                 server_name=options.server_name,
+                catalog_public_key=catalog_key,
             ),
             self._console,
         )

@@ -81,6 +81,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "ListEnrollmentTokens": Permission.ENROLLMENT_MANAGE,
     CONSOLE + "RevokeEnrollmentToken": Permission.ENROLLMENT_MANAGE,
     CONSOLE + "ListAudit": Permission.AUDIT_READ,
+    CONSOLE + "PublishCatalog": Permission.CATALOG_MANAGE,
+    # What a caller may run within the list is its scripts.run.<risk> (server/domain).
+    CONSOLE + "ListScripts": Permission.SCRIPTS_READ,
+    CONSOLE + "GetScript": Permission.SCRIPTS_READ,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

@@ -16,6 +16,7 @@ import sonde
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.console_audit import AuditMethods
+from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_users import UserMethods
@@ -50,6 +51,7 @@ class ConsoleServicer(
     UserMethods,
     AuditMethods,
     FleetMethods,
+    CatalogMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import grpc
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from sonde.catalog.bundle import raw_public_key
 from sonde.server.agent_requests import check_agent_request
 from sonde.server.api.errors import translate_errors
 from sonde.server.api.peer_lockout import ENROLL_FAILURES, PeerLockout, peer_address
@@ -52,8 +54,13 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         agent_address: str,
         server_name: str,
         lockout: PeerLockout | None = None,
+        catalog_public_key: ed25519.Ed25519PublicKey | None = None,
     ) -> None:
         self._authority = authority
+        # The agent pins it: it runs only scripts this key signed.
+        self._catalog_key = (
+            raw_public_key(catalog_public_key) if catalog_public_key is not None else b""
+        )
         self._agents = agents
         self._agent_address = agent_address
         self._server_name = server_name
@@ -94,4 +101,5 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             ca_certificate_der=self._authority.certificate_der,
             agent_address=self._agent_address,
             server_name=self._server_name,
+            catalog_public_key=self._catalog_key,
         )

@@ -56,6 +56,15 @@ class Permission(enum.StrEnum):
     USERS_MANAGE = "users.manage"
     ENROLLMENT_MANAGE = "enrollment.manage"
     AUDIT_READ = "audit.read"
+    # The signed script catalog: list and show what is published; run a script of a risk
+    # (checked by the risk of the script, in the domain); approve another's high-risk run;
+    # publish a signed bundle.
+    SCRIPTS_READ = "scripts.read"
+    SCRIPTS_RUN_LOW = "scripts.run.low"
+    SCRIPTS_RUN_MEDIUM = "scripts.run.medium"
+    SCRIPTS_RUN_HIGH = "scripts.run.high"
+    SCRIPTS_APPROVE = "scripts.approve"
+    CATALOG_MANAGE = "catalog.manage"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -69,10 +78,18 @@ _L1: frozenset[Permission] = frozenset(
         Permission.COMMANDS_CANCEL,
         Permission.TICKETS_READ,
         Permission.TICKETS_WORK,
+        Permission.SCRIPTS_READ,
+        Permission.SCRIPTS_RUN_LOW,
     }
 )
-_L2: frozenset[Permission] = _L1 | {Permission.TICKETS_RESOLVE_ESCALATED}
+_L2: frozenset[Permission] = _L1 | {
+    Permission.TICKETS_RESOLVE_ESCALATED,
+    Permission.SCRIPTS_RUN_MEDIUM,
+    Permission.SCRIPTS_APPROVE,
+}
 _ADMIN: frozenset[Permission] = _L2 | {
+    Permission.SCRIPTS_RUN_HIGH,
+    Permission.CATALOG_MANAGE,
     Permission.AGENTS_REVOKE,
     Permission.AGENTS_REMOVE,
     Permission.USERS_MANAGE,

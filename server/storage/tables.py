@@ -8,6 +8,7 @@ with the columns queries need extracted beside them.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from sonde.server.storage.types import IdColumnType, UtcDateTime
@@ -252,4 +254,26 @@ audit_chain = Table(
     Column("hash", String(64), nullable=False),
     Column("keyed_from", IdColumnType),  # the first row linked with the audit key, if any
     Column("key_check", String(64)),  # names that key (audit_rows.AuditKey.check)
+)
+
+# The signed script catalog: every version ever published, each kept as signed (its bytes and
+# signature), never changed once written. risk, platforms and title are read from the manifest
+# for listing; version_order sorts versions (major, minor, patch: 10^12, 10^6, 1).
+catalog_scripts = Table(
+    "catalog_scripts",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("script_id", String(64), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("version_order", BigInteger(), nullable=False),
+    Column("title", String(120), nullable=False),
+    Column("risk", String(8), nullable=False),
+    Column("platforms", String(64), nullable=False),  # comma-separated: "linux,macos"
+    Column("manifest", LargeBinary(), nullable=False),
+    Column("script", LargeBinary(), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=False),
+    Column("published_by", String(64), nullable=False),
+    UniqueConstraint("script_id", "version"),
 )

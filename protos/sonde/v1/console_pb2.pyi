@@ -2272,3 +2272,393 @@ class ListAuditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditResponse: _TypeAlias = ListAuditResponse  # noqa: Y015
+
+@_typing.final
+class PublishCatalogRequest(_message.Message):
+    """A signed catalog bundle as `sonde-catalog sign` wrote it (sonde.catalog.bundle). The
+    server verifies every entry against its pinned catalog public key and refuses the whole
+    bundle if one entry is unsigned, badly signed or changes a published version.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUNDLE_FIELD_NUMBER: _builtins.int
+    bundle: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        bundle: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle", b"bundle"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishCatalogRequest: _TypeAlias = PublishCatalogRequest  # noqa: Y015
+
+@_typing.final
+class PublishedScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    version: _builtins.str
+    added: _builtins.bool
+    """false: this exact version was published before (no change)"""
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        added: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "script_id", b"script_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishedScript: _TypeAlias = PublishedScript  # noqa: Y015
+
+@_typing.final
+class PublishCatalogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """SHA-256 of the catalog public key that signed the bundle, hex"""
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishedScript]: ...
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___PublishedScript] | None = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "scripts", b"scripts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishCatalogResponse: _TypeAlias = PublishCatalogResponse  # noqa: Y015
+
+@_typing.final
+class ScriptParameter(_message.Message):
+    """One parameter of a script, as its manifest declares it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    HAS_DEFAULT_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    HAS_MINIMUM_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    HAS_MAXIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    type: _builtins.str
+    """string, int, bool, enum"""
+    description: _builtins.str
+    required: _builtins.bool
+    default: _builtins.str
+    """"" when none; "***" for a secret parameter's"""
+    has_default: _builtins.bool
+    pattern: _builtins.str
+    has_minimum: _builtins.bool
+    minimum: _builtins.int
+    has_maximum: _builtins.bool
+    maximum: _builtins.int
+    secret: _builtins.bool
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        description: _builtins.str = ...,
+        required: _builtins.bool = ...,
+        default: _builtins.str = ...,
+        has_default: _builtins.bool = ...,
+        pattern: _builtins.str = ...,
+        choices: _abc.Iterable[_builtins.str] | None = ...,
+        has_minimum: _builtins.bool = ...,
+        minimum: _builtins.int = ...,
+        has_maximum: _builtins.bool = ...,
+        maximum: _builtins.int = ...,
+        secret: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default", b"default", "description", b"description", "has_default", b"has_default", "has_maximum", b"has_maximum", "has_minimum", b"has_minimum", "maximum", b"maximum", "minimum", b"minimum", "name", b"name", "pattern", b"pattern", "required", b"required", "secret", b"secret", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptParameter: _TypeAlias = ScriptParameter  # noqa: Y015
+
+@_typing.final
+class CatalogScript(_message.Message):
+    """A published catalog script: one version of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    PLATFORMS_FIELD_NUMBER: _builtins.int
+    INTERPRETER_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    NEEDS_ADMIN_FIELD_NUMBER: _builtins.int
+    DISRUPTIVE_FIELD_NUMBER: _builtins.int
+    REBOOT_REQUIRED_FIELD_NUMBER: _builtins.int
+    IDEMPOTENT_FIELD_NUMBER: _builtins.int
+    FIXES_FIELD_NUMBER: _builtins.int
+    VERIFY_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    SELF_SERVICE_FIELD_NUMBER: _builtins.int
+    USER_SESSION_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_FIELD_NUMBER: _builtins.int
+    PUBLISHED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    version: _builtins.str
+    title: _builtins.str
+    description: _builtins.str
+    risk: _builtins.str
+    """low, medium, high"""
+    interpreter: _builtins.str
+    timeout_s: _builtins.int
+    needs_admin: _builtins.bool
+    disruptive: _builtins.bool
+    reboot_required: _builtins.bool
+    idempotent: _builtins.bool
+    self_service: _builtins.bool
+    user_session: _builtins.bool
+    key_id: _builtins.str
+    """the catalog key that signed it"""
+    published_by: _builtins.str
+    @_builtins.property
+    def platforms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """windows, linux, macos"""
+
+    @_builtins.property
+    def fixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def verify(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptParameter]: ...
+    @_builtins.property
+    def published_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        risk: _builtins.str = ...,
+        platforms: _abc.Iterable[_builtins.str] | None = ...,
+        interpreter: _builtins.str = ...,
+        timeout_s: _builtins.int = ...,
+        needs_admin: _builtins.bool = ...,
+        disruptive: _builtins.bool = ...,
+        reboot_required: _builtins.bool = ...,
+        idempotent: _builtins.bool = ...,
+        fixes: _abc.Iterable[_builtins.str] | None = ...,
+        verify: _abc.Iterable[_builtins.str] | None = ...,
+        parameters: _abc.Iterable[Global___ScriptParameter] | None = ...,
+        self_service: _builtins.bool = ...,
+        user_session: _builtins.bool = ...,
+        key_id: _builtins.str = ...,
+        published_at: _timestamp_pb2.Timestamp | None = ...,
+        published_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["published_at", b"published_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "disruptive", b"disruptive", "fixes", b"fixes", "id", b"id", "idempotent", b"idempotent", "interpreter", b"interpreter", "key_id", b"key_id", "needs_admin", b"needs_admin", "parameters", b"parameters", "platforms", b"platforms", "published_at", b"published_at", "published_by", b"published_by", "reboot_required", b"reboot_required", "risk", b"risk", "self_service", b"self_service", "timeout_s", b"timeout_s", "title", b"title", "user_session", b"user_session", "verify", b"verify", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogScript: _TypeAlias = CatalogScript  # noqa: Y015
+
+@_typing.final
+class ListScriptsRequest(_message.Message):
+    """The newest version of every script the caller may run (by its risk and the caller's
+    scripts.run.* permissions), sorted by id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    ALL_RISKS_FIELD_NUMBER: _builtins.int
+    platform: _builtins.str
+    """"": every platform"""
+    all_risks: _builtins.bool
+    """also scripts above the caller's own risk (marked may_run false)"""
+    def __init__(
+        self,
+        *,
+        platform: _builtins.str = ...,
+        all_risks: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_risks", b"all_risks", "platform", b"platform"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScriptsRequest: _TypeAlias = ListScriptsRequest  # noqa: Y015
+
+@_typing.final
+class ListedScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    MAY_RUN_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    may_run: _builtins.bool
+    """the caller holds scripts.run.<risk>"""
+    versions: _builtins.int
+    """how many versions are published"""
+    @_builtins.property
+    def script(self) -> Global___CatalogScript: ...
+    def __init__(
+        self,
+        *,
+        script: Global___CatalogScript | None = ...,
+        may_run: _builtins.bool = ...,
+        versions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["script", b"script"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["may_run", b"may_run", "script", b"script", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListedScript: _TypeAlias = ListedScript  # noqa: Y015
+
+@_typing.final
+class ListScriptsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListedScript]: ...
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___ListedScript] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scripts", b"scripts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScriptsResponse: _TypeAlias = ListScriptsResponse  # noqa: Y015
+
+@_typing.final
+class GetScriptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    version: _builtins.str
+    """"": the newest"""
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["script_id", b"script_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScriptRequest: _TypeAlias = GetScriptRequest  # noqa: Y015
+
+@_typing.final
+class ScriptVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_FIELD_NUMBER: _builtins.int
+    PUBLISHED_BY_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    published_by: _builtins.str
+    key_id: _builtins.str
+    @_builtins.property
+    def published_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        published_at: _timestamp_pb2.Timestamp | None = ...,
+        published_by: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["published_at", b"published_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "published_at", b"published_at", "published_by", b"published_by", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptVersion: _TypeAlias = ScriptVersion  # noqa: Y015
+
+@_typing.final
+class GetScriptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    MAY_RUN_FIELD_NUMBER: _builtins.int
+    manifest: _builtins.bytes
+    """the manifest's exact bytes (TOML), as signed"""
+    body: _builtins.bytes
+    """the script's exact bytes, as signed"""
+    signature: _builtins.bytes
+    """Ed25519 over the entry (sonde.catalog.bundle)"""
+    may_run: _builtins.bool
+    @_builtins.property
+    def script(self) -> Global___CatalogScript: ...
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptVersion]:
+        """newest first"""
+
+    def __init__(
+        self,
+        *,
+        script: Global___CatalogScript | None = ...,
+        manifest: _builtins.bytes = ...,
+        body: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        versions: _abc.Iterable[Global___ScriptVersion] | None = ...,
+        may_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["script", b"script"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "manifest", b"manifest", "may_run", b"may_run", "script", b"script", "signature", b"signature", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScriptResponse: _TypeAlias = GetScriptResponse  # noqa: Y015

@@ -194,6 +194,21 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.PublishCatalog = channel.unary_unary(
+                '/sonde.v1.ConsoleService/PublishCatalog',
+                request_serializer=sonde_dot_v1_dot_console__pb2.PublishCatalogRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.PublishCatalogResponse.FromString,
+                _registered_method=True)
+        self.ListScripts = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListScripts',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListScriptsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListScriptsResponse.FromString,
+                _registered_method=True)
+        self.GetScript = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetScript',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -391,6 +406,25 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishCatalog(self, request, context):
+        """The signed script catalog (docs/remediation.md, "Signing and publishing").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScripts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScript(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -553,6 +587,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.ListAuditRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'PublishCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishCatalog,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.PublishCatalogRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.PublishCatalogResponse.SerializeToString,
+            ),
+            'ListScripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScripts,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListScriptsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListScriptsResponse.SerializeToString,
+            ),
+            'GetScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScript,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1419,6 +1468,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/ListAudit',
             sonde_dot_v1_dot_console__pb2.ListAuditRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/PublishCatalog',
+            sonde_dot_v1_dot_console__pb2.PublishCatalogRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.PublishCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListScripts',
+            sonde_dot_v1_dot_console__pb2.ListScriptsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListScriptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetScript',
+            sonde_dot_v1_dot_console__pb2.GetScriptRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetScriptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class ConsoleServiceStub:
     ListEnrollmentTokens: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListEnrollmentTokensRequest, _console_pb2.ListEnrollmentTokensResponse]
     RevokeEnrollmentToken: _grpc.UnaryUnaryMultiCallable[_console_pb2.RevokeEnrollmentTokenRequest, _console_pb2.RevokeEnrollmentTokenResponse]
     ListAudit: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]
+    PublishCatalog: _grpc.UnaryUnaryMultiCallable[_console_pb2.PublishCatalogRequest, _console_pb2.PublishCatalogResponse]
+    """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
+    ListScripts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]
+    GetScript: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -99,6 +103,10 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ListEnrollmentTokens: _aio.UnaryUnaryMultiCallable[_console_pb2.ListEnrollmentTokensRequest, _console_pb2.ListEnrollmentTokensResponse]  # type: ignore[assignment]
     RevokeEnrollmentToken: _aio.UnaryUnaryMultiCallable[_console_pb2.RevokeEnrollmentTokenRequest, _console_pb2.RevokeEnrollmentTokenResponse]  # type: ignore[assignment]
     ListAudit: _aio.UnaryUnaryMultiCallable[_console_pb2.ListAuditRequest, _console_pb2.ListAuditResponse]  # type: ignore[assignment]
+    PublishCatalog: _aio.UnaryUnaryMultiCallable[_console_pb2.PublishCatalogRequest, _console_pb2.PublishCatalogResponse]  # type: ignore[assignment]
+    """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
+    ListScripts: _aio.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]  # type: ignore[assignment]
+    GetScript: _aio.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -324,5 +332,27 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.ListAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.ListAuditResponse, _abc.Awaitable[_console_pb2.ListAuditResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PublishCatalog(
+        self,
+        request: _console_pb2.PublishCatalogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.PublishCatalogResponse, _abc.Awaitable[_console_pb2.PublishCatalogResponse]]:
+        """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
+
+    @_abc_1.abstractmethod
+    def ListScripts(
+        self,
+        request: _console_pb2.ListScriptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListScriptsResponse, _abc.Awaitable[_console_pb2.ListScriptsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetScript(
+        self,
+        request: _console_pb2.GetScriptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetScriptResponse, _abc.Awaitable[_console_pb2.GetScriptResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

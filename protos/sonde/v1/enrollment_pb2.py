@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sonde/v1/enrollment.proto\x12\x08sonde.v1\"\xae\x01\n\x10\x45nrollmentBundle\x12\x17\n\x0f\x63onsole_address\x18\x01 \x01(\t\x12\x15\n\ragent_address\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_der\x18\x03 \x01(\x0c\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\x0c\x12\x13\n\x0bserver_name\x18\x06 \x01(\t\x12\x17\n\x0f\x61gent_addresses\x18\x07 \x03(\t\"f\n\rEnrollRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63sr_der\x18\x03 \x01(\x0c\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"\x83\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x02 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_der\x18\x03 \x01(\x0c\x12\x15\n\ragent_address\x18\x04 \x01(\t\x12\x13\n\x0bserver_name\x18\x05 \x01(\t2P\n\x11\x45nrollmentService\x12;\n\x06\x45nroll\x12\x17.sonde.v1.EnrollRequest\x1a\x18.sonde.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sonde/v1/enrollment.proto\x12\x08sonde.v1\"\xae\x01\n\x10\x45nrollmentBundle\x12\x17\n\x0f\x63onsole_address\x18\x01 \x01(\t\x12\x15\n\ragent_address\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_der\x18\x03 \x01(\x0c\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\x0c\x12\x13\n\x0bserver_name\x18\x06 \x01(\t\x12\x17\n\x0f\x61gent_addresses\x18\x07 \x03(\t\"f\n\rEnrollRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63sr_der\x18\x03 \x01(\x0c\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"\x9f\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x02 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_der\x18\x03 \x01(\x0c\x12\x15\n\ragent_address\x18\x04 \x01(\t\x12\x13\n\x0bserver_name\x18\x05 \x01(\t\x12\x1a\n\x12\x63\x61talog_public_key\x18\x06 \x01(\x0c\x32P\n\x11\x45nrollmentService\x12;\n\x06\x45nroll\x12\x17.sonde.v1.EnrollRequest\x1a\x18.sonde.v1.EnrollResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLREQUEST']._serialized_start=216
   _globals['_ENROLLREQUEST']._serialized_end=318
   _globals['_ENROLLRESPONSE']._serialized_start=321
-  _globals['_ENROLLRESPONSE']._serialized_end=452
-  _globals['_ENROLLMENTSERVICE']._serialized_start=454
-  _globals['_ENROLLMENTSERVICE']._serialized_end=534
+  _globals['_ENROLLRESPONSE']._serialized_end=480
+  _globals['_ENROLLMENTSERVICE']._serialized_start=482
+  _globals['_ENROLLMENTSERVICE']._serialized_end=562
 # @@protoc_insertion_point(module_scope)

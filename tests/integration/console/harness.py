@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sonde.server.api.auth import principal_scope
 from sonde.server.api.console import ConsoleServicer
@@ -94,6 +95,10 @@ class Console:
     stub: console_pb2_grpc.ConsoleServiceAsyncStub
     revoked: list[str]  # agents whose streams every replica was told to close
     tokens: dict[str, str] = field(default_factory=dict)
+    # The catalog key whose public half this server pins (tests sign bundles with it).
+    catalog_key: ed25519.Ed25519PrivateKey = field(
+        default_factory=ed25519.Ed25519PrivateKey.generate
+    )
 
     @staticmethod
     def as_user(name: str) -> tuple[tuple[str, str]]:
@@ -109,7 +114,8 @@ class Console:
 @pytest.fixture
 async def console(db: Database) -> AsyncIterator[Console]:
     issuer = StringIssuer()
-    services = await open_services(db, issuer)
+    catalog_key = ed25519.Ed25519PrivateKey.generate()
+    services = await open_services(db, issuer, catalog_public_key=catalog_key.public_key())
     issuer.tokens = services.tokens
     revoked: list[str] = []
     services.wakeups.on_revoked(revoked.append)
@@ -122,7 +128,8 @@ async def console(db: Database) -> AsyncIterator[Console]:
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Console(services, console_pb2_grpc.ConsoleServiceStub(channel), revoked, tokens)
+        stub = console_pb2_grpc.ConsoleServiceStub(channel)
+        yield Console(services, stub, revoked, tokens, catalog_key)
     finally:
         await channel.close()
         await server.stop(grace=None)

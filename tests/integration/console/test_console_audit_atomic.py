@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sonde.server.storage.tables import metadata
 from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
+from tests.support.catalog_bundles import signed_bundle, source
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
 READ_ONLY = ("WhoAmI", "List", "Get")
@@ -126,6 +127,10 @@ CALLS: dict[str, Call] = {
     ),
     "RevokeEnrollmentToken": lambda c, s: c.stub.RevokeEnrollmentToken(
         pb.RevokeEnrollmentTokenRequest(token=s.token_id), metadata=ADMIN
+    ),
+    "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
+        pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
+        metadata=ADMIN,
     ),
 }
 
