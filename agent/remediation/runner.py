@@ -147,7 +147,7 @@ def _write_new(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _prepare(
+def prepare_run(
     folder: Path,
     manifest: Manifest,
     script: bytes,
@@ -157,7 +157,8 @@ def _prepare(
     mark: str,
     home: Path | None,
 ) -> tuple[list[str], dict[str, str]]:
-    """Write the run's files; its command line and environment."""
+    """Write the run's files into `folder`; the command line and environment that run them
+    (`program`: the interpreter and its fixed options, from interpreter_command)."""
     script_path = folder / f"{manifest.id}{manifest.interpreter.suffix}"
     if manifest.interpreter is not Interpreter.POWERSHELL:
         _write_new(script_path, script)
@@ -225,7 +226,7 @@ async def run(
     mark = os.urandom(16).hex()
     folder = Path(tempfile.mkdtemp(prefix="sonde-run-", dir=work_root))
     try:
-        argv, environment = _prepare(
+        argv, environment = prepare_run(
             folder, manifest, script, values, program, mark=mark, home=home
         )
         return await _supervise(
