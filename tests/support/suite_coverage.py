@@ -14,10 +14,11 @@ keeps the combined data there, for `coverage report -m --data-file=FILE` or `cov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,17 @@ PROCESS_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 def unmeasured(env: Mapping[str, str]) -> dict[str, str]:
     """`env` without coverage's variables: for a child whose loaded modules a test inspects."""
     return {name: value for name, value in env.items() if name not in PROCESS_VARIABLES}
+
+
+@contextlib.contextmanager
+def unmeasured_children() -> Iterator[None]:
+    """Children started inside are not measured (for a process whose memory or speed a test
+    measures: coverage's tracing adds to both)."""
+    saved = {name: os.environ.pop(name) for name in PROCESS_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _percent(statements: int, missing: int) -> float:
