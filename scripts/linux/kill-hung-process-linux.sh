@@ -1,7 +1,7 @@
 #!/bin/bash
 # End one hung process: SIGTERM, then SIGKILL after a grace period. The process is named by
 # its id and its name together, so that an id reused by another program is refused.
-# Parameters (environment, set by the agent): SONDE_PARAM_PID, SONDE_PARAM_PROCESS_NAME (the
+# Parameters (environment, set by the agent): SONDE_PARAM_PROCESS_ID, SONDE_PARAM_PROCESS_NAME (the
 # name ps shows, at most 15 characters), SONDE_PARAM_GRACE_S (1-60), SONDE_DRY_RUN=1|0.
 # Exit: 0 ended or already gone; 1 it would not end; 2 refused (a parameter, a name that does
 # not match, a process Sonde or the system needs).
@@ -12,11 +12,11 @@ case "${SONDE_DRY_RUN:-}" in
     0) dry_run=false ;;
     *) echo "refused: SONDE_DRY_RUN must be 1 or 0" >&2; exit 2 ;;
 esac
-pid="${SONDE_PARAM_PID:-}"
+pid="${SONDE_PARAM_PROCESS_ID:-}"
 name="${SONDE_PARAM_PROCESS_NAME:-}"
 grace="${SONDE_PARAM_GRACE_S:-10}"
 if [[ ! "$pid" =~ ^[1-9][0-9]{0,9}$ ]] || [ "$pid" -lt 2 ]; then
-    echo "refused: pid must be a process id above 1" >&2
+    echo "refused: process_id must be a process id above 1" >&2
     exit 2
 fi
 if [[ ! "$name" =~ ^[A-Za-z0-9._+:@-]{1,15}$ ]]; then

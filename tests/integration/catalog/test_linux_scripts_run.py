@@ -87,7 +87,7 @@ def example_values(entry: CatalogEntry, sleeper_pid: int) -> dict[str, str]:
     examples = {
         "service": "network-manager",
         "unit": "cups.service",
-        "pid": str(sleeper_pid),
+        "process_id": str(sleeper_pid),
         "process_name": comm(sleeper_pid),
     }
     return {p.name: examples[p.name] for p in entry.manifest.parameters if p.required}
@@ -190,7 +190,7 @@ def test_clear_temp_files_refuses_the_root_folder(tmp_path: Path) -> None:
 def test_kill_hung_process_forces_one_that_ignores_sigterm(
     tmp_path: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
-    given = {"pid": str(sleeper.pid), "process_name": comm(sleeper.pid), "grace_s": "1"}
+    given = {"process_id": str(sleeper.pid), "process_name": comm(sleeper.pid), "grace_s": "1"}
     result = run_script(
         ENTRIES["kill-hung-process-linux"], given, dry_run=False, home=tmp_path, tmpdir=None
     )
@@ -209,7 +209,7 @@ def test_kill_hung_process_forces_one_that_ignores_sigterm(
 def test_kill_hung_process_ends_a_polite_one_with_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
     try:
-        given = {"pid": str(process.pid), "process_name": "sleep"}
+        given = {"process_id": str(process.pid), "process_name": "sleep"}
         result = run_script(
             ENTRIES["kill-hung-process-linux"], given, dry_run=False, home=tmp_path, tmpdir=None
         )
@@ -225,7 +225,7 @@ def test_kill_hung_process_ends_a_polite_one_with_sigterm(tmp_path: Path) -> Non
 def test_kill_hung_process_refuses_an_id_that_is_another_program(
     tmp_path: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
-    given = {"pid": str(sleeper.pid), "process_name": "firefox", "grace_s": "1"}
+    given = {"process_id": str(sleeper.pid), "process_name": "firefox", "grace_s": "1"}
     result = run_script(
         ENTRIES["kill-hung-process-linux"], given, dry_run=False, home=tmp_path, tmpdir=None
     )
@@ -235,7 +235,7 @@ def test_kill_hung_process_refuses_an_id_that_is_another_program(
 
 
 def test_kill_hung_process_refuses_the_program_that_runs_it(tmp_path: Path) -> None:
-    given = {"pid": str(os.getpid()), "process_name": comm(os.getpid())}
+    given = {"process_id": str(os.getpid()), "process_name": comm(os.getpid())}
     result = run_script(
         ENTRIES["kill-hung-process-linux"], given, dry_run=False, home=tmp_path, tmpdir=None
     )
