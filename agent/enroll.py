@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sonde.agent.catalog_key import CatalogKeyRefused, check_catalog_key, pin_catalog_key
 from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, PENDING_KEY_FILE, STATE_FILE
 from sonde.agent.pending_key import (
     PendingKeyDamaged,
@@ -204,6 +205,11 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
         raise EnrollmentError(
             f"the server named this agent {response.agent_id!r} but its key says {key.agent_id!r}"
         )
+    try:
+        # Before anything is written: a refused key leaves the old enrollment as it was.
+        check_catalog_key(state_dir, response.catalog_public_key, replace=force)
+    except CatalogKeyRefused as error:
+        raise EnrollmentError(str(error)) from None
     # The string's list is the admin's (every replica); an older server's names one address,
     # which the server that enrolled us may correct.
     addresses = list(bundle.agent_addresses) or [response.agent_address or bundle.agent_address]
@@ -222,6 +228,7 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
     write_private_file(state_dir / KEY_FILE, key.private_pem())
     write_private_file(state_dir / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
     write_private_file(state_dir / CA_FILE, _pem(bundle.ca_certificate_der))
+    pin_catalog_key(state_dir, response.catalog_public_key, replace=force)
     save_state(state_dir, state)
     forget_pending_key(state_dir)
     return state

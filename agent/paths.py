@@ -12,6 +12,8 @@ KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
 CA_FILE = "ca.crt"
 STATE_FILE = "agent.json"
+# The catalog public key pinned at enrollment: only scripts it signed run (agent/catalog_key.py).
+CATALOG_KEY_FILE = "catalog.pub"
 # The key of an enrollment not yet answered: a retry reuses it (agent/pending_key.py).
 PENDING_KEY_FILE = "enrollment-pending.json"
 # A folder: one file per result not yet acknowledged, and the ids already executed.

@@ -230,6 +230,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             "console_address": config.console_address,
             "agent_address": config.agent_address,
             "agent_addresses": config.agent_addresses,
+            "catalog_key": str(data.pki.catalog_key),
+            "catalog_public_key": str(data.pki.catalog_public_key),
         }
         told = ", ".join(config.agent_addresses)
         _emit(
@@ -240,7 +242,11 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"  console        : {config.console_address}\n"
             f"  agents (mTLS)  : {config.agent_address}\n"
             + (f"  agents told    : {told}\n" if told else "")
-            + f"Admin API token (shown once, keep it safe):\n  {token}\n"
+            + f"  catalog key    : {data.pki.catalog_key}\n"
+            "    signs the script catalog (sonde-catalog sign); the server reads only "
+            f"{data.pki.catalog_public_key.name}.\n"
+            "    In production move catalog.key to an offline machine (docs/remediation.md)\n"
+            f"Admin API token (shown once, keep it safe):\n  {token}\n"
             f"Next: sonde-server run --data {data.root}",
         )
         return 0

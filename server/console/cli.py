@@ -19,6 +19,7 @@ from sonde.server.console import (
     demo,
     diag,
     login,
+    scripts,
     snapshots,
     tickets,
     tokens,
@@ -62,7 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
     parser.add_argument("--version", action="version", version=sonde.version_line("sonde"))
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (login, agents, diag, snapshots, commands, tickets, users, tokens, audit, demo):
+    for module in (
+        login,
+        agents,
+        diag,
+        snapshots,
+        commands,
+        tickets,
+        users,
+        tokens,
+        audit,
+        scripts,
+        demo,
+    ):
         module.register(subcommands, common)
     return parser
 

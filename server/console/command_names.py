@@ -41,6 +41,9 @@ COMMAND_OF_RPC = {
     "ListEnrollmentTokens": "sonde tokens list",
     "RevokeEnrollmentToken": "sonde tokens revoke",
     "ListAudit": "sonde audit",
+    "PublishCatalog": "sonde catalog publish",
+    "ListScripts": "sonde scripts",
+    "GetScript": "sonde scripts show",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

@@ -27,6 +27,7 @@ PROGRAMS = {
     "sonde-server": "sonde.server.cli",
     "sonde-agent": "sonde.agent.cli",
     "sonde": "sonde.server.console.cli",
+    "sonde-catalog": "sonde.catalog.cli",
 }
 
 
