@@ -6,7 +6,8 @@ It runs where the catalog key is (in production an offline machine, never the se
     sonde-catalog verify --public-key catalog.pub catalog.bundle
     sonde-catalog public-key --key catalog.key > catalog.pub
 
-Exit 0 when done, 1 when refused (one line on stderr saying what and why), 2 on bad usage.
+Exit 0 when done, 1 when refused (one line on stderr saying what and why), 2 on bad usage,
+141 when stdout's reader went away (`sonde-catalog sign ... | head -1`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sonde.catalog.bundle import (
 )
 from sonde.catalog.folder import CatalogFolderError, load_catalog_folder
 from sonde.catalog.manifest import Manifest
+from sonde.pipes import quiet_when_piped
 from sonde.private_files import write_private_file
 
 PROGRAM = "sonde-catalog"
@@ -150,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The program: exit code 141, and no traceback, when stdout's reader goes away."""
+    return quiet_when_piped(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = parser().parse_args(argv)
     try:
         code: int = arguments.run(arguments)

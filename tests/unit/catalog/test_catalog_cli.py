@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sonde.catalog.cli import main
 from tests.support.catalog_bundles import source, write_catalog_folder
+from tests.support.deployment import program
 
 
 def key_file(tmp_path: Path, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> Path:
@@ -93,3 +96,21 @@ def test_verify_refuses_what_is_not_a_bundle_or_not_a_public_key(
     public.write_text(capsys.readouterr().out)
     said = refusal(capsys, "verify", "--public-key", str(public), str(garbage))
     assert "not a catalog bundle: it is not JSON" in said
+
+
+def test_a_reader_that_goes_away_ends_it_quietly_with_141(tmp_path: Path) -> None:
+    key = key_file(tmp_path, ed25519.Ed25519PrivateKey.generate())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head -1` that has already read its line
+    try:
+        done = subprocess.run(
+            [*program("sonde-catalog"), "public-key", "--key", str(key)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == b""
