@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding, percent
 from sonde.v1 import diagnostics_pb2
 
@@ -44,7 +45,9 @@ def cpu_saturation(
             f"The processor is overloaded: {percent(cpu.usage_percent)} busy and a load of "
             f"{cpu.load_5m:.1f} over 5 minutes for {cpu.logical_cores} cores."
         )
-    return finding("cpu.saturation", severity, summary, evidence)
+    return finding(
+        "cpu.saturation", severity, summary, evidence, fix_for("cpu.saturation", snapshot)
+    )
 
 
 def _rate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import (
     CRITICAL,
     OK,
@@ -57,7 +58,7 @@ def disk_space(
         summary = f"Every disk has room; the fullest, {name[0].lower()}{name[1:]}, is {state}"
     else:
         summary = f"{name} is {state}"
-    return finding("disk.space", severity, summary, evidence, "clear-temp-files")
+    return finding("disk.space", severity, summary, evidence, fix_for("disk.space", snapshot))
 
 
 def disk_inodes(

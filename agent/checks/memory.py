@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding, percent, size
 from sonde.v1 import diagnostics_pb2
 
@@ -36,4 +37,6 @@ def memory_pressure(
         summary += f", and swap is {percent(memory.swap_used_percent)} used."
     else:
         summary += "."
-    return finding("memory.pressure", severity, summary, evidence)
+    return finding(
+        "memory.pressure", severity, summary, evidence, fix_for("memory.pressure", snapshot)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
 
@@ -59,7 +60,7 @@ def network_dns(
                 CRITICAL,
                 "No DNS server is configured: names like the company's servers cannot be found.",
                 evidence,
-                "flush-dns-cache",
+                fix_for("network.dns", snapshot),
             )
         return finding("network.dns", OK, f"DNS servers are configured: {servers}.", evidence)
     failed = [r for r in resolutions if not r.ok]
@@ -70,7 +71,7 @@ def network_dns(
             CRITICAL,
             f"Name resolution fails for {names} (DNS servers: {servers}).",
             evidence,
-            "flush-dns-cache",
+            fix_for("network.dns", snapshot),
         )
     slowest = max(resolutions, key=lambda r: r.duration_ms)
     if slowest.duration_ms >= ctx.thresholds.dns_slow_warning_ms:
@@ -80,7 +81,7 @@ def network_dns(
             f"Name resolution is slow: {slowest.name} took {slowest.duration_ms:.0f} ms "
             f"(DNS servers: {servers}).",
             evidence,
-            "flush-dns-cache",
+            fix_for("network.dns", snapshot),
         )
     return finding(
         "network.dns",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
 
@@ -30,4 +31,5 @@ def services_failed(
     more = f" and {count - _NAMED_IN_SUMMARY} more" if count > _NAMED_IN_SUMMARY else ""
     plural = "service has" if count == 1 else "services have"
     summary = f"{count} {plural} failed or stopped unexpectedly: {names}{more}."
-    return finding("services.failed", severity, summary, evidence, "restart-service")
+    fix = fix_for("services.failed", snapshot)
+    return finding("services.failed", severity, summary, evidence, fix)

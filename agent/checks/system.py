@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, duration, finding
 from sonde.v1 import diagnostics_pb2
 
@@ -51,4 +52,5 @@ def system_clock_skew(
             if severity == CRITICAL
             else "; beyond 5 minutes domain sign-in (Kerberos) fails."
         )
-    return finding("system.clock_skew", severity, summary, evidence, "resync-clock")
+    fix = fix_for("system.clock_skew", snapshot)
+    return finding("system.clock_skew", severity, summary, evidence, fix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sonde.agent.checks.context import CheckContext
+from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
 
@@ -24,4 +25,5 @@ def reboot_pending(
     more = len(updates.reboot_reasons) - 1
     summary = f"A restart is pending to finish installing updates ({first}"
     summary += f" and {more} more)." if more > 0 else ")."
-    return finding("updates.reboot_pending", WARNING, summary, evidence)
+    fix = fix_for("updates.reboot_pending", snapshot)
+    return finding("updates.reboot_pending", WARNING, summary, evidence, fix)

@@ -101,3 +101,9 @@ def test_the_shell_check_catches_what_it_is_for() -> None:
         assert SHELL_EVALUATES.search(line), line
     for line in ('echo "evaluated"', 'systemctl restart -- "$unit"', "find . -type f"):
         assert not SHELL_EVALUATES.search(line), line
+
+
+def test_the_docs_list_every_script_with_its_risk() -> None:
+    page = (CATALOG.parent / "docs" / "remediation.md").read_text()
+    listed = dict(re.findall(r"^\| `([a-z0-9-]+)` \| (low|medium|high)\b", page, re.M))
+    assert listed == {e.id: e.manifest.risk.value for e in ENTRIES}

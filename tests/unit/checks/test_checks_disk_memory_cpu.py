@@ -19,10 +19,12 @@ CTX = CheckContext()
     [(89.9, OK), (90.0, WARNING), (94.9, WARNING), (95.0, CRITICAL), (100.0, CRITICAL)],
 )
 def test_disk_space_by_used_share(used: float, expected: int) -> None:
-    found = disk_space(with_partition(used), CTX)
+    snapshot = with_partition(used)
+    snapshot.system.os_family = "linux"
+    found = disk_space(snapshot, CTX)
     assert found is not None
     assert found.severity == expected
-    assert found.fix_script_id == ("" if expected == OK else "clear-temp-files")
+    assert found.fix_script_id == ("" if expected == OK else "clear-temp-files-linux")
 
 
 @pytest.mark.parametrize(

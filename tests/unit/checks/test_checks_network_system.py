@@ -55,10 +55,12 @@ def _resolution(ok: bool, ms: float) -> diagnostics_pb2.NameResolution:
 def test_dns(
     resolutions: list[diagnostics_pb2.NameResolution], servers: list[str], expected: int
 ) -> None:
-    found = network_dns(_network(resolutions=resolutions, dns_servers=servers), CTX)
+    snapshot = _network(resolutions=resolutions, dns_servers=servers)
+    snapshot.system.os_family = "windows"
+    found = network_dns(snapshot, CTX)
     assert found is not None
     assert found.severity == expected
-    assert found.fix_script_id == ("" if expected == OK else "flush-dns-cache")
+    assert found.fix_script_id == ("" if expected == OK else "flush-dns-cache-windows")
 
 
 def test_dns_unavailable_without_resolutions_gives_no_finding() -> None:
