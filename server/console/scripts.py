@@ -73,13 +73,15 @@ def run_publish(args: argparse.Namespace, ctx: Context) -> int:
         client.stub.PublishCatalog, console_pb2.PublishCatalogRequest(bundle=data)
     )
     added = [s for s in response.scripts if s.added]
+    unchanged = len(response.scripts) - len(added)
     lines = [
         Text(
-            f"published {len(added)} of {len(response.scripts)} scripts "
-            f"(catalog key {response.key_id[:16]}); "
-            f"{len(response.scripts) - len(added)} were published already, unchanged"
+            f"published {len(added)} of {len(response.scripts)} scripts, "
+            f"signed by catalog key {response.key_id[:16]}"
         )
     ]
+    if unchanged:
+        lines.append(Text(f"{unchanged} unchanged: published before with the same bytes"))
     lines += [Text(f"  added {s.script_id} {s.version}") for s in added]
     ctx.out.result(response, Text("\n").join(lines))
     return 0

@@ -94,6 +94,7 @@ def test_sign_offline_publish_and_list_by_role(sonde: Deployment, tmp_path: Path
     again = run("sonde", "catalog", "publish", str(bundle), env=sonde.cli_env())
     assert again.returncode == 0, again.stderr
     assert "published 0 of 3 scripts" in again.stdout
+    assert "3 unchanged: published before with the same bytes" in again.stdout
 
     assert listed_ids(sonde, l1) == ["flush-dns"]
     assert listed_ids(sonde, l2) == ["flush-dns", "restart-unit"]
