@@ -48,16 +48,24 @@ def agent_home() -> str:
 
 
 def script_environment(
-    values: Mapping[str, ParameterValue], *, mark: str, home: Path | None = None
+    values: Mapping[str, ParameterValue],
+    *,
+    mark: str,
+    home: Path | None = None,
+    system: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The whole environment of one run: the fixed variables and the run's values."""
-    environment = {
-        "PATH": MINIMAL_PATH,
-        "HOME": str(home) if home is not None else agent_home(),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        RUN_MARK: mark,
-    }
+    """The whole environment of one run: the fixed variables (on Windows `system`, from
+    windows_environment, instead) and the run's values."""
+    if system is not None:
+        environment = dict(system)
+    else:
+        environment = {
+            "PATH": MINIMAL_PATH,
+            "HOME": str(home) if home is not None else agent_home(),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+        }
+    environment[RUN_MARK] = mark
     for name, value in values.items():
         if name == DRY_RUN:
             environment[DRY_RUN_VARIABLE] = as_text(value)
@@ -76,9 +84,7 @@ WINDOWS_KEPT = (
 )  # fmt: skip
 
 
-def windows_environment(mark: str, inherited: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a PowerShell run on Windows: the system's folders, and the mark."""
+def windows_environment(inherited: Mapping[str, str]) -> dict[str, str]:
+    """What a run on Windows keeps of the agent's environment: the system's folders."""
     lowered = {key.lower(): value for key, value in inherited.items()}
-    environment = {key: lowered[key.lower()] for key in WINDOWS_KEPT if key.lower() in lowered}
-    environment[RUN_MARK] = mark
-    return environment
+    return {key: lowered[key.lower()] for key in WINDOWS_KEPT if key.lower() in lowered}

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 import psutil
@@ -47,13 +48,24 @@ class ProcessTree:
         roots: list[int] = [self.leader_pid] if self.leader_running else []
         roots += list(self.known)
         for pid in roots:
+            for child in self._descendants(pid):
+                self._remember(child)
+
+    def _descendants(self, pid: int) -> list[psutil.Process]:
+        listed = _proc_descendants(pid) if sys.platform == "linux" else None
+        if listed is None:  # not Linux, or a kernel without /proc/PID/task/TID/children
             try:
                 parent = self.known.get(pid) or psutil.Process(pid)
-                children = parent.children(recursive=True)
+                return parent.children(recursive=True)
             except (psutil.Error, OSError):
+                return []
+        found = []
+        for child in listed:
+            if child in self.known:
                 continue
-            for child in children:
-                self._remember(child)
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(child))
+        return found
 
     def _remember(self, process: psutil.Process) -> None:
         known = self.known.get(process.pid)
@@ -125,3 +137,29 @@ class ProcessTree:
             self.signal_all(signal.SIGKILL)
             await asyncio.sleep(0.05)
         return len(found)
+
+
+def _proc_descendants(pid: int) -> list[int] | None:
+    """The descendants of `pid` from /proc/PID/task/TID/children: a few small reads, where
+    psutil's children() reads every process on the machine. None if the kernel lacks them."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # it has ended
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as listing:
+                    children = [int(child) for child in listing.read().split()]
+            except FileNotFoundError:
+                if os.path.exists(f"/proc/{parent}/task/{task}"):
+                    return None  # the file is missing, not the task
+                continue
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found

@@ -69,7 +69,7 @@ class RunLimits:
     chunk_bytes: int = 16 * 1024
     chunk_interval_s: float = 0.05  # at most one chunk per stream this often while it runs
     kill_grace_s: float = 1.0  # between SIGTERM and SIGKILL
-    observe_interval_s: float = 0.25  # how often the script's descendants are recorded
+    observe_interval_s: float = 0.1  # how often the script's descendants are recorded
 
 
 @dataclass(frozen=True)
@@ -160,18 +160,18 @@ def prepare_run(
     """Write the run's files into `folder`; the command line and environment that run them
     (`program`: the interpreter and its fixed options, from interpreter_command)."""
     script_path = folder / f"{manifest.id}{manifest.interpreter.suffix}"
+    system = windows_environment(os.environ) if sys.platform == "win32" else None
     if manifest.interpreter is not Interpreter.POWERSHELL:
         _write_new(script_path, script)
-        return [*program, str(script_path)], script_environment(values, mark=mark, home=home)
+        environment = script_environment(values, mark=mark, home=home, system=system)
+        return [*program, str(script_path)], environment
     _write_new(script_path, powershell.script_source(script))
     parameters = folder / "parameters.json"
     prologue = folder / "prologue.ps1"
     _write_new(parameters, powershell.parameter_file(manifest, values))
     _write_new(prologue, powershell.PROLOGUE.encode("ascii"))
     command = powershell.powershell_command(program[0], prologue, parameters, script_path)
-    if sys.platform == "win32":
-        return command, windows_environment(mark, os.environ)
-    return command, script_environment({}, mark=mark, home=home)
+    return command, script_environment({}, mark=mark, home=home, system=system)
 
 
 def _remove(folder: Path) -> None:
