@@ -269,6 +269,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_refusals("start", problems)
         return exit_codes.ERROR
     try:
+        pki.load_catalog_public_key(data.pki)
+    except pki.CatalogKeyDamaged as error:
+        print(f"sonde-server: refusing to start: {error}", file=sys.stderr)
+        return exit_codes.ERROR
+    try:
         # Held until the process ends: one server per data folder.
         lock = FolderLock.acquire(data.root)
     except DataFolderInUse as error:

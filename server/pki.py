@@ -275,17 +275,29 @@ def write_catalog_public_key(paths: PkiPaths, public_key: ed25519.Ed25519PublicK
     )
 
 
+class CatalogKeyDamaged(ValueError):
+    """pki/catalog.pub is there but is not an Ed25519 public key: says which file and how to
+    write it again."""
+
+
 def load_catalog_public_key(paths: PkiPaths) -> ed25519.Ed25519PublicKey | None:
     """The pinned catalog public key, or None when pki/catalog.pub is absent (a data folder
     from before it existed: the catalog cannot be published until the admin writes it).
     Never the private key, even when catalog.key is beside it."""
+    path = paths.catalog_public_key
     try:
-        pem = paths.catalog_public_key.read_bytes()
+        pem = path.read_bytes()
     except FileNotFoundError:
         return None
-    key = serialization.load_pem_public_key(pem)
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        key = None
     if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ValueError(f"{paths.catalog_public_key} is not an Ed25519 public key")
+        raise CatalogKeyDamaged(
+            f"{path} is not an Ed25519 public key (PEM); write it again with "
+            f"`sonde-catalog public-key --key catalog.key > {path}`"
+        )
     return key
 
 

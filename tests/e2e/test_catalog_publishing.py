@@ -175,3 +175,32 @@ def test_the_real_catalog_folder_signs_and_publishes(sonde: Deployment, tmp_path
     assert code == 0, published
     assert len(published["scripts"]) == len(signed["entries"])
     assert listed_ids(sonde, sonde.admin_token) == sorted(e["id"] for e in signed["entries"])
+
+
+def test_a_damaged_catalog_pub_refuses_the_start_and_a_missing_one_refuses_bundles(
+    tmp_path: Path,
+) -> None:
+    sonde = Deployment(tmp_path)
+    sonde.init()
+    public = sonde.data / "pki" / "catalog.pub"
+    genuine = public.read_bytes()
+    public.write_bytes(b"-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n")
+    refused = run("sonde-server", "run", "--data", str(sonde.data), timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"sonde-server: refusing to start: {public} is not an Ed25519 public key (PEM); "
+        f"write it again with `sonde-catalog public-key --key catalog.key > {public}`"
+    ]
+    public.unlink()  # a data folder from before catalog.pub
+    folder = write_catalog_folder(tmp_path / "catalog", TIERS)
+    bundle = tmp_path / "catalog.bundle"
+    sign(sonde.data / "pki" / "catalog.key", folder, bundle)
+    sonde.start_server()
+    try:
+        published = run("sonde", "catalog", "publish", str(bundle), env=sonde.cli_env())
+        assert published.returncode == 1
+        assert "this server has no catalog public key (pki/catalog.pub)" in published.stderr
+        shown = run("sonde-catalog", "public-key", "--key", str(sonde.data / "pki" / "catalog.key"))
+        assert shown.stdout.encode() == genuine
+    finally:
+        sonde.stop()

@@ -190,3 +190,15 @@ async def test_unknown_scripts_versions_and_platforms_are_refused_by_name(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await console.stub.ListScripts(pb.ListScriptsRequest(platform="amiga"), metadata=ANN)
     assert "unknown platform 'amiga'" in (caught.value.details() or "")
+
+
+async def test_a_refused_bundle_is_audited_as_refused_naming_the_entry(console: Console) -> None:
+    rogue = signed_bundle(ed25519.Ed25519PrivateKey.generate(), source("evil-one"))
+    await refused(console, rogue)
+    query = select(audit_log.c.actor, audit_log.c.result).where(
+        audit_log.c.action == "catalog.publish"
+    )
+    found = await console.services.db.read(lambda c: c.execute(query).all())
+    assert [actor for actor, _ in found] == ["admin"]
+    assert found[0][1].startswith("refused: InvalidArgument: the bundle is refused")
+    assert "evil-one 1.0.0: signed with another key" in found[0][1]
