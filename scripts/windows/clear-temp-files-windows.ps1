@@ -8,6 +8,7 @@ Exit: 0 done or nothing to do; 1 failed (the error is on stderr); 2 refused.
 #>
 [CmdletBinding()]
 param(
+    [ValidateRange(1, 365)]
     [int]$OlderThanDays = 7,
     [switch]$DryRun
 )

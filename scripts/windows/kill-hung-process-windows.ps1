@@ -10,10 +10,12 @@ process Windows or Sonde needs).
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
+    [ValidateRange(5, 2147483647)]
     [int]$ProcessId,
     [Parameter(Mandatory = $true)]
     [ValidatePattern('^[A-Za-z0-9._ -]{1,64}$')]
     [string]$ProcessName,
+    [ValidateRange(1, 60)]
     [int]$GraceS = 10,
     [switch]$DryRun
 )

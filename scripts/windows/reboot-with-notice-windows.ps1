@@ -8,6 +8,7 @@ Exit: 0 scheduled or cancelled; 1 failed (the error is on stderr); 2 refused.
 #>
 [CmdletBinding()]
 param(
+    [ValidateRange(1, 240)]
     [int]$DelayMinutes = 10,
     [ValidatePattern("^[A-Za-z0-9][A-Za-z0-9 .,:;'!?()/-]{0,199}$")]
     [string]$Message = 'IT support will restart this computer: please save your work.',

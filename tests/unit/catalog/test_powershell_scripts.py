@@ -1,7 +1,8 @@
 """The catalog's PowerShell scripts, checked on Linux with the tree-sitter PowerShell grammar:
 each parses without an error, its param() block is its manifest's parameters (PascalCase names,
 [bool]/[int]/[string] types, Mandatory where required, the enum's ValidateSet, the string's
-pattern, the default) plus [switch]$DryRun, it is strict, and nothing in it runs text as code.
+pattern, the int's ValidateRange, the default) plus [switch]$DryRun, it is strict, and
+nothing in it runs text as code.
 What only Windows can show (the cmdlets' behaviour) is in docs/remediation.md."""
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ScriptParameter:
     mandatory: bool = False
     choices: tuple[str, ...] = ()
     pattern: str | None = None
+    bounds: tuple[int, int] | None = None
     default: str | None = None
     attributes: list[str] = field(default_factory=list)
 
@@ -90,6 +92,9 @@ def script_parameters(root: tree_sitter.Node) -> list[ScriptParameter]:
                     parameter.choices = tuple(
                         unquote(text(a)) for a in arguments if a.type == "attribute_argument"
                     )
+                elif written.lower().startswith("[validaterange("):
+                    low, high = re.findall(r"-?[0-9]+", written)
+                    parameter.bounds = (int(low), int(high))
                 elif written.lower().startswith("[validatepattern("):
                     argument = next(a for a in walk(attribute) if a.type == "attribute_argument")
                     parameter.pattern = unquote(text(argument))
@@ -139,6 +144,10 @@ def test_its_param_block_is_its_manifest(entry: CatalogEntry) -> None:
         assert parameter.choices == declared.choices, where
         if declared.type is ParameterType.STRING:
             assert parameter.pattern == f"^{declared.pattern}$", where
+        if declared.minimum is not None or declared.maximum is not None:
+            assert parameter.bounds == (declared.minimum, declared.maximum), where
+        else:
+            assert parameter.bounds is None, where
         default = parameter.default
         if default is not None and declared.type in (ParameterType.STRING, ParameterType.ENUM):
             default = unquote(default)
@@ -231,6 +240,8 @@ param(
     [string]$Choice,
     [ValidatePattern('^[0-9]+$')]
     [string]$Digits = '12',
+    [ValidateRange(1, 60)]
+    [int]$Wait = 5,
     [bool]$Flag = $true,
     [switch]$DryRun
 )
@@ -239,9 +250,11 @@ param(
     assert [(p.name, p.type, p.mandatory) for p in written] == [
         ("Choice", "string", True),
         ("Digits", "string", False),
+        ("Wait", "int", False),
         ("Flag", "bool", False),
         ("DryRun", "switch", False),
     ]
     assert written[0].choices == ("a", "b")
     assert written[1].pattern == "^[0-9]+$"
-    assert (written[1].default, written[2].default) == ("'12'", "$true")
+    assert written[2].bounds == (1, 60)
+    assert (written[1].default, written[3].default) == ("'12'", "$true")
