@@ -70,6 +70,7 @@ class RunLimits:
     chunk_interval_s: float = 0.05  # at most one chunk per stream this often while it runs
     kill_grace_s: float = 1.0  # between SIGTERM and SIGKILL
     observe_interval_s: float = 0.1  # how often the script's descendants are recorded
+    flush_timeout_s: float = 10.0  # for on_output to take the rest once the script has ended
 
 
 @dataclass(frozen=True)
@@ -275,16 +276,19 @@ class _ScriptProcess:
 
             flags = windows_job.CREATE_SUSPENDED | windows_job.CREATE_NEW_PROCESS_GROUP
             options = {"creationflags": flags | windows_job.CREATE_NO_WINDOW}
-        transport, _ = await loop.subprocess_exec(
-            lambda: protocol,
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-            cwd=folder,
-            **options,
-        )
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: protocol,
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=environment,
+                cwd=folder,
+                **options,
+            )
+        except OSError as error:
+            raise ScriptCannotRun(f"could not start {argv[0]}: {error.strerror or error}") from None
         started = cls(transport, protocol, mark)
         if sys.platform == "win32":
             try:
@@ -373,7 +377,12 @@ async def _supervise(
             await asyncio.wait_for(protocol.closed.wait(), _PIPES_CLOSE_S)
         ended.set()
         more.set()
-        await asyncio.gather(*background)
+        # A receiver that stalls (a stream to the server that no longer moves) does not hold
+        # the run: the outcome has the output in any case.
+        _, stalled = await asyncio.wait(background, timeout=limits.flush_timeout_s)
+        for task in stalled:
+            log.warning("a script's output was not all taken within %g s", limits.flush_timeout_s)
+            task.cancel()
     except BaseException:  # cancelled from outside: nothing of the run may outlive it
         script.kill_now()
         for task in background:

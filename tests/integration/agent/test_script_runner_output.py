@@ -148,3 +148,21 @@ idempotent = true
     assert report["peak"] - report["before"] < 50 * MIB, report
     assert sampled_peak - report["before"] < 50 * MIB, (sampled_peak, report)
     assert report["streamed"] == MIB  # the kept part was streamed, nothing more
+
+
+def test_a_stalled_receiver_does_not_hold_the_run() -> None:
+    entry = manifest("prints-to-a-stalled-receiver", timeout_s=60)
+    taken: list[OutputChunk] = []
+
+    async def stalls(chunk: OutputChunk) -> None:
+        taken.append(chunk)
+        await asyncio.Event().wait()  # never returns: the stream to the server stopped moving
+
+    limits = RunLimits(flush_timeout_s=0.5)
+    outcome = asyncio.run(
+        run(entry, b"echo one; echo two >&2\n", entry.check_values({}), limits=limits,
+            on_output=stalls)
+    )  # fmt: skip
+    assert outcome.exit_code == 0
+    assert (outcome.stdout, outcome.stderr) == (b"one\n", b"two\n")
+    assert len(taken) == 1

@@ -14,6 +14,8 @@ import stat
 from pathlib import Path
 
 import pytest
+import tree_sitter
+import tree_sitter_powershell
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,9 +140,7 @@ def test_no_value_reaches_the_prologue_or_the_command_line(
 
 def test_the_prologue_is_fixed_text_that_parses() -> None:
     assert powershell.PROLOGUE.isascii()
-    tree_sitter = pytest.importorskip("tree_sitter")
-    grammar = pytest.importorskip("tree_sitter_powershell")
-    parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
     assert not parser.parse(powershell.PROLOGUE.encode()).root_node.has_error
     assert parser.parse(b"param(\n[string]$a = ").root_node.has_error  # it does find errors
     assert "& $Script @arguments" in powershell.PROLOGUE  # the values are splatted, not parsed
