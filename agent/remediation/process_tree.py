@@ -30,6 +30,10 @@ import psutil
 from sonde.agent.remediation.environment import RUN_MARK
 
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
+if sys.platform == "win32":
+    _SIGKILL = signal.SIGTERM  # psutil sends it as TerminateProcess
+else:
+    _SIGKILL = signal.SIGKILL
 
 
 class ProcessTree:
@@ -83,6 +87,8 @@ class ProcessTree:
                 self._remember(process)
 
     def _belongs(self, process: psutil.Process) -> bool:
+        if sys.platform == "win32":  # a Job Object holds the tree there: this runs on POSIX
+            return False
         with contextlib.suppress(OSError):
             if self.leader_pid in (os.getsid(process.pid), os.getpgid(process.pid)):
                 return True
@@ -109,7 +115,7 @@ class ProcessTree:
         return running
 
     def signal_all(self, number: signal.Signals) -> None:
-        if self.leader_running:
+        if self.leader_running and sys.platform != "win32":
             with contextlib.suppress(OSError):
                 os.killpg(self.leader_pid, number)
         for process in self.alive():
@@ -134,7 +140,7 @@ class ProcessTree:
             found |= {process.pid for process in self.alive()}
             if not self.alive() and not self.leader_running:
                 break
-            self.signal_all(signal.SIGKILL)
+            self.signal_all(_SIGKILL)
             await asyncio.sleep(0.05)
         return len(found)
 

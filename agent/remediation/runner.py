@@ -331,7 +331,8 @@ class _ScriptProcess:
             return
         self.tree.observe()
         self.tree.scan()
-        self.tree.signal_all(signal.SIGKILL)
+        if sys.platform != "win32":
+            self.tree.signal_all(signal.SIGKILL)
 
     def close(self) -> None:
         self.transport.close()

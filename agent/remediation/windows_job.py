@@ -26,6 +26,19 @@ _PROCESS_SUSPEND_RESUME = 0x0800
 
 _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
 _ntdll = ctypes.WinDLL("ntdll")
+# Declared, not left to ctypes' default (int): a HANDLE is pointer-sized on 64-bit Windows.
+_HANDLE, _BOOL, _DWORD = wintypes.HANDLE, wintypes.BOOL, wintypes.DWORD
+for _function, _arguments, _result in (
+    (_kernel32.CreateJobObjectW, (ctypes.c_void_p, wintypes.LPCWSTR), _HANDLE),
+    (_kernel32.SetInformationJobObject, (_HANDLE, ctypes.c_int, ctypes.c_void_p, _DWORD), _BOOL),
+    (_kernel32.OpenProcess, (_DWORD, _BOOL, _DWORD), _HANDLE),
+    (_kernel32.AssignProcessToJobObject, (_HANDLE, _HANDLE), _BOOL),
+    (_kernel32.TerminateJobObject, (_HANDLE, wintypes.UINT), _BOOL),
+    (_kernel32.CloseHandle, (_HANDLE,), _BOOL),
+    (_ntdll.NtResumeProcess, (_HANDLE,), wintypes.LONG),
+):
+    _function.argtypes = _arguments
+    _function.restype = _result
 
 
 class _BasicLimits(ctypes.Structure):
@@ -63,7 +76,7 @@ class _ExtendedLimits(ctypes.Structure):
     ]
 
 
-def _check(result: int, what: str) -> int:
+def _check(result: int | None, what: str) -> int:
     if not result:
         raise OSError(ctypes.get_last_error(), f"{what} failed")
     return result
