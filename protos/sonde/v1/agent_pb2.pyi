@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sonde.v1 import diagnostics_pb2 as _diagnostics_pb2
+from sonde.v1 import remediation_pb2 as _remediation_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -57,6 +58,23 @@ FAILURE_KIND_TIMED_OUT: FailureKind.ValueType  # 5
 """stopped by its time limit"""
 Global___FailureKind: _TypeAlias = FailureKind  # noqa: Y015
 
+class _ScriptStream:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScriptStreamEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScriptStream.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCRIPT_STREAM_UNSPECIFIED: _ScriptStream.ValueType  # 0
+    SCRIPT_STREAM_STDOUT: _ScriptStream.ValueType  # 1
+    SCRIPT_STREAM_STDERR: _ScriptStream.ValueType  # 2
+
+class ScriptStream(_ScriptStream, metaclass=_ScriptStreamEnumTypeWrapper): ...
+
+SCRIPT_STREAM_UNSPECIFIED: ScriptStream.ValueType  # 0
+SCRIPT_STREAM_STDOUT: ScriptStream.ValueType  # 1
+SCRIPT_STREAM_STDERR: ScriptStream.ValueType  # 2
+Global___ScriptStream: _TypeAlias = ScriptStream  # noqa: Y015
+
 @_typing.final
 class AgentMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -64,24 +82,28 @@ class AgentMessage(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    SCRIPT_OUTPUT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def result(self) -> Global___Result: ...
+    @_builtins.property
+    def script_output(self) -> Global___ScriptOutput: ...
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         result: Global___Result | None = ...,
+        script_output: Global___ScriptOutput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -96,6 +118,7 @@ class ServerMessage(_message.Message):
     CANCEL_FIELD_NUMBER: _builtins.int
     REVOKED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
+    RUN_SCRIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -106,6 +129,12 @@ class ServerMessage(_message.Message):
     def revoked(self) -> Global___Revoked: ...
     @_builtins.property
     def ack(self) -> Global___ResultAck: ...
+    @_builtins.property
+    def run_script(self) -> _remediation_pb2.SignedRunScript:
+        """Run a catalog script: the agent checks the order (sonde.catalog.envelope) before
+        anything runs, and answers with a Result (script_run, or a failure saying why).
+        """
+
     def __init__(
         self,
         *,
@@ -114,12 +143,13 @@ class ServerMessage(_message.Message):
         cancel: Global___Cancel | None = ...,
         revoked: Global___Revoked | None = ...,
         ack: Global___ResultAck | None = ...,
+        run_script: _remediation_pb2.SignedRunScript | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -332,17 +362,21 @@ class Failure(_message.Message):
 
     REASON_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     kind: Global___FailureKind.ValueType
+    refusal: _builtins.str
+    """For a refused run order: sonde.catalog.envelope.Refusal's value ("bad-signature", ...)."""
     def __init__(
         self,
         *,
         reason: _builtins.str = ...,
         kind: Global___FailureKind.ValueType = ...,
+        refusal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "refusal", b"refusal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,24 +389,121 @@ class Result(_message.Message):
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
+    SCRIPT_RUN_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     @_builtins.property
     def snapshot(self) -> _diagnostics_pb2.Snapshot: ...
     @_builtins.property
     def failure(self) -> Global___Failure: ...
+    @_builtins.property
+    def script_run(self) -> Global___ScriptRun: ...
     def __init__(
         self,
         *,
         command_id: _builtins.str = ...,
         snapshot: _diagnostics_pb2.Snapshot | None = ...,
         failure: Global___Failure | None = ...,
+        script_run: Global___ScriptRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "outcome", b"outcome", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "outcome", b"outcome", "script_run", b"script_run", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "failure", b"failure", "outcome", b"outcome", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "failure", b"failure", "outcome", b"outcome", "script_run", b"script_run", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["snapshot", "failure"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["snapshot", "failure", "script_run"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
 Global___Result: _TypeAlias = Result  # noqa: Y015
+
+@_typing.final
+class ScriptOutput(_message.Message):
+    """A running script's output, in order, while it runs (for `sonde runs show --follow`). Not
+    kept in the agent's outbox: the Result's ScriptRun carries what was kept.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    stream: Global___ScriptStream.ValueType
+    offset: _builtins.int
+    """bytes of this stream sent before this chunk"""
+    data: _builtins.bytes
+    """at most 16 KiB"""
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        stream: Global___ScriptStream.ValueType = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "data", b"data", "offset", b"offset", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptOutput: _TypeAlias = ScriptOutput  # noqa: Y015
+
+@_typing.final
+class ScriptRun(_message.Message):
+    """How a script run ended, with the output the agent kept (1 MiB a stream by default)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_VERSION_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    TIMED_OUT_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    STDOUT_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STDERR_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STDOUT_BYTES_FIELD_NUMBER: _builtins.int
+    STDERR_BYTES_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    script_version: _builtins.str
+    dry_run: _builtins.bool
+    exit_code: _builtins.int
+    """-1 when it was stopped (timed out, cancelled)"""
+    timed_out: _builtins.bool
+    cancelled: _builtins.bool
+    stdout: _builtins.bytes
+    stderr: _builtins.bytes
+    stdout_truncated: _builtins.bool
+    stderr_truncated: _builtins.bool
+    stdout_bytes: _builtins.int
+    """as many as the script printed"""
+    stderr_bytes: _builtins.int
+    duration_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        script_version: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        exit_code: _builtins.int = ...,
+        timed_out: _builtins.bool = ...,
+        cancelled: _builtins.bool = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+        stdout_truncated: _builtins.bool = ...,
+        stderr_truncated: _builtins.bool = ...,
+        stdout_bytes: _builtins.int = ...,
+        stderr_bytes: _builtins.int = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "exit_code", b"exit_code", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptRun: _TypeAlias = ScriptRun  # noqa: Y015
