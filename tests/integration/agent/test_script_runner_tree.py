@@ -166,3 +166,23 @@ def test_a_script_that_reads_stdin_gets_end_of_file() -> None:
     assert not outcome.timed_out
     assert outcome.exit_code == 0
     assert outcome.stdout == b"read status 1\n"
+
+
+def test_stopping_one_run_leaves_another_run_alone() -> None:
+    """Two runs at once: the one that times out is stopped with its tree; the other, whose
+    own sleeper outlives the first's end, finishes as it would have."""
+    marker = f"sonde-tree-{os.getpid()}-neighbour"
+    patient = manifest("patient-neighbour", timeout_s=60)
+    neighbour = b'sleep 6 & wait; echo "neighbour finished"\n'  # outlives the other's end
+
+    async def scenario() -> tuple[bool, int | None, bytes]:
+        stopped, finished = await asyncio.gather(
+            run(ENTRY, FORKS + b"sleep 300\n", ENTRY.check_values({"marker": marker})),
+            run(patient, neighbour, patient.check_values({})),
+        )
+        return stopped.timed_out, finished.exit_code, finished.stdout
+
+    timed_out, exit_code, stdout = asyncio.run(scenario())
+    assert timed_out
+    assert (exit_code, stdout) == (0, b"neighbour finished\n")
+    assert marked(marker) == []
