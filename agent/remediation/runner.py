@@ -48,7 +48,14 @@ from sonde.agent.remediation.output import (
     stream_output_safely,
 )
 from sonde.agent.remediation.process_tree import ProcessTree
-from sonde.catalog.manifest import DRY_RUN, Interpreter, Manifest, ParameterValue, Platform
+from sonde.catalog.manifest import (
+    DRY_RUN,
+    MAX_TIMEOUT_S,
+    Interpreter,
+    Manifest,
+    ParameterValue,
+    Platform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,19 @@ class RunLimits:
     kill_grace_s: float = 1.0  # between SIGTERM and SIGKILL
     observe_interval_s: float = 0.1  # how often the script's descendants are recorded
     flush_timeout_s: float = 10.0  # for on_output to take the rest once the script has ended
+
+    def __post_init__(self) -> None:
+        if self.timeout_s is not None and not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(f"timeout_s must be above 0 and at most {MAX_TIMEOUT_S} s")
+        if self.output_cap_bytes < 0:
+            raise ValueError("output_cap_bytes must be 0 or more")
+        if self.chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be at least 1")
+        for name in ("chunk_interval_s", "kill_grace_s", "flush_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+        if self.observe_interval_s <= 0:
+            raise ValueError("observe_interval_s must be above 0")
 
 
 @dataclass(frozen=True)
