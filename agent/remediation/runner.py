@@ -264,13 +264,6 @@ async def run(
         _remove(folder)
 
 
-async def _observe(tree: ProcessTree, exited: asyncio.Event, interval_s: float) -> None:
-    while not exited.is_set():
-        tree.observe()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exited.wait(), interval_s)
-
-
 class _ScriptProcess:
     """The started script and what holds its tree: a ProcessTree (POSIX) or a job (Windows)."""
 
@@ -286,9 +279,13 @@ class _ScriptProcess:
 
     @classmethod
     async def start(
-        cls, argv: list[str], environment: dict[str, str], folder: Path, protocol: _ScriptProtocol,
+        cls,
+        argv: list[str],
+        environment: dict[str, str],
+        folder: Path,
+        protocol: _ScriptProtocol,
         mark: str,
-    ) -> _ScriptProcess:  # fmt: skip
+    ) -> _ScriptProcess:
         loop = asyncio.get_running_loop()
         options: dict[str, Any] = {"start_new_session": True}
         if sys.platform == "win32":
