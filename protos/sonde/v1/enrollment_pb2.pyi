@@ -108,6 +108,7 @@ class EnrollResponse(_message.Message):
     AGENT_ADDRESS_FIELD_NUMBER: _builtins.int
     SERVER_NAME_FIELD_NUMBER: _builtins.int
     CATALOG_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    DISPATCH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     certificate_der: _builtins.bytes
     ca_certificate_der: _builtins.bytes
@@ -116,6 +117,10 @@ class EnrollResponse(_message.Message):
     catalog_public_key: _builtins.bytes
     """The catalog's Ed25519 public key (32 raw bytes) the agent pins: it runs only scripts
     signed by it. Empty from a server without pki/catalog.pub.
+    """
+    dispatch_public_key: _builtins.bytes
+    """The server's dispatch Ed25519 public key (32 raw bytes) the agent pins: it runs only run
+    orders signed by it. Empty from a server without pki/dispatch.key.
     """
     def __init__(
         self,
@@ -126,10 +131,11 @@ class EnrollResponse(_message.Message):
         agent_address: _builtins.str = ...,
         server_name: _builtins.str = ...,
         catalog_public_key: _builtins.bytes = ...,
+        dispatch_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "agent_id", b"agent_id", "ca_certificate_der", b"ca_certificate_der", "catalog_public_key", b"catalog_public_key", "certificate_der", b"certificate_der", "server_name", b"server_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "agent_id", b"agent_id", "ca_certificate_der", b"ca_certificate_der", "catalog_public_key", b"catalog_public_key", "certificate_der", b"certificate_der", "dispatch_public_key", b"dispatch_public_key", "server_name", b"server_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
