@@ -22,9 +22,9 @@ from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.command_refs import resolve_command_id
 from sonde.server.domain.commands import (
     COLUMNS,
+    DELIVERABLE_STATES,
     JOINED,
     MAX_COMMAND_ID_CHARS,
-    OPEN_STATES,
     CommandKind,
     CommandRecord,
     CommandState,
@@ -62,7 +62,7 @@ WAIT_POLL_S = 1.0  # the row is re-read this often while waiting, whatever the w
 _OPEN_FOR_AGENT = (
     select(commands.c.id, commands.c.agent_id, commands.c.state, commands.c.expires_at)
     .where(commands.c.agent_id == bindparam("agent_id"))
-    .where(commands.c.state.in_([state.value for state in OPEN_STATES]))
+    .where(commands.c.state.in_(sorted(state.value for state in DELIVERABLE_STATES)))
     .order_by(commands.c.created_at, commands.c.id)
 )
 _CLAIMABLE = _OPEN_FOR_AGENT.with_for_update()
@@ -221,7 +221,7 @@ class Commands:
                 reason=reason or f"cancelled by {principal.name}",
                 cancelled_by=principal.name,
             )
-            if state is not CommandState.QUEUED:
+            if state not in (CommandState.QUEUED, CommandState.PENDING_APPROVAL):
                 emit(connection, wakes, Wake(WakeKind.CANCEL, row.agent_id, found))
             return load_command(connection, found)
 

@@ -3,6 +3,8 @@
     queued -> delivered -> running -> succeeded | failed | timed_out | cancelled | refused
                                       | interrupted
     queued -> expired | cancelled    (never delivered: offline past expires_at, or cancelled)
+    pending_approval -> queued | rejected | expired | cancelled
+                                     (a high-risk script run: a second person approves first)
 
 The row in `commands` is the truth, not a future in some process's memory: any replica's
 session delivers an agent's due commands in creation order when it connects and as they are
@@ -35,9 +37,11 @@ MAX_REASON_CHARS = 2000
 
 class CommandKind(enum.StrEnum):
     COLLECT = "collect"
+    RUN_SCRIPT = "run_script"  # a catalog script (server/domain/script_runs.py)
 
 
 class CommandState(enum.StrEnum):
+    PENDING_APPROVAL = "pending_approval"
     QUEUED = "queued"
     DELIVERED = "delivered"
     RUNNING = "running"
@@ -48,6 +52,7 @@ class CommandState(enum.StrEnum):
     REFUSED = "refused"
     INTERRUPTED = "interrupted"
     EXPIRED = "expired"
+    REJECTED = "rejected"
 
     @property
     def final(self) -> bool:
@@ -68,6 +73,15 @@ _AFTER_DELIVERY = frozenset(
 
 # The state machine, written once: every change of state goes through `check_transition`.
 TRANSITIONS: Mapping[CommandState, frozenset[CommandState]] = {
+    # Never sent until approved; rejected, or not approved in time (expired), it never runs.
+    CommandState.PENDING_APPROVAL: frozenset(
+        {
+            CommandState.QUEUED,
+            CommandState.REJECTED,
+            CommandState.EXPIRED,
+            CommandState.CANCELLED,
+        }
+    ),
     CommandState.QUEUED: frozenset(
         {CommandState.DELIVERED, CommandState.EXPIRED, CommandState.CANCELLED}
     ),
@@ -76,6 +90,8 @@ TRANSITIONS: Mapping[CommandState, frozenset[CommandState]] = {
 }
 FINAL_STATES = frozenset(state for state in CommandState if state.final)
 OPEN_STATES = frozenset(TRANSITIONS)
+# What an agent's session may send: never a run that still waits for its approval.
+DELIVERABLE_STATES = OPEN_STATES - {CommandState.PENDING_APPROVAL}
 
 
 def check_transition(command_id: str, current: CommandState, target: CommandState) -> None:

@@ -277,3 +277,34 @@ catalog_scripts = Table(
     Column("published_by", String(64), nullable=False),
     UniqueConstraint("script_id", "version"),
 )
+
+# What a RunScript command runs and how it ended (server/domain/script_runs.py). `parameters`
+# holds the values as given, secrets included, only until the run ends; `parameters_shown`
+# is what people see (secrets as ***).
+script_runs = Table(
+    "script_runs",
+    metadata,
+    Column("command_id", String(64), ForeignKey("commands.id"), primary_key=True),
+    Column("script_id", String(64), nullable=False, index=True),
+    Column("script_version", String(20), nullable=False),
+    Column("risk", String(8), nullable=False),
+    Column("dry_run", Boolean(), nullable=False),
+    Column("parameters_shown", Text(), nullable=False),  # JSON object, secrets masked
+    Column("parameters", Text(), nullable=False),  # JSON object, as dispatched; "{}" once ended
+    Column("approval_due_at", UtcDateTime()),  # a high-risk run not approved by then expires
+    Column("approved_by", String(64), nullable=False),
+    Column("approved_at", UtcDateTime()),
+    Column("rejected_by", String(64), nullable=False),
+    Column("exit_code", Integer()),
+    Column("timed_out", Boolean(), nullable=False),
+    Column("cancelled", Boolean(), nullable=False),
+    Column("stdout", LargeBinary(), nullable=False),
+    Column("stderr", LargeBinary(), nullable=False),
+    Column("stdout_truncated", Boolean(), nullable=False),
+    Column("stderr_truncated", Boolean(), nullable=False),
+    Column("stdout_bytes", BigInteger(), nullable=False),
+    Column("stderr_bytes", BigInteger(), nullable=False),
+    Column("duration_ms", BigInteger()),
+    Column("live_output", LargeBinary(), nullable=False),  # chunks as they came, bounded
+    Column("live_dropped", BigInteger(), nullable=False),  # bytes past the live bound
+)

@@ -41,7 +41,19 @@ HELLO = HelloInfo("pc-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0")
 
 
 def test_the_transition_table_has_one_shape() -> None:
-    assert set(TRANSITIONS) == {CommandState.QUEUED, CommandState.DELIVERED, CommandState.RUNNING}
+    assert set(TRANSITIONS) == {
+        CommandState.PENDING_APPROVAL,
+        CommandState.QUEUED,
+        CommandState.DELIVERED,
+        CommandState.RUNNING,
+    }
+    # A run waiting for its approval is never delivered: approved (queued) or it ends.
+    assert TRANSITIONS[CommandState.PENDING_APPROVAL] == {
+        CommandState.QUEUED,
+        CommandState.REJECTED,
+        CommandState.EXPIRED,
+        CommandState.CANCELLED,
+    }
     assert set(CommandState) - set(TRANSITIONS) == FINAL_STATES
     # Never delivered: only expiry or a cancel ends a queued command.
     assert TRANSITIONS[CommandState.QUEUED] == {

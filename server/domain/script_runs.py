@@ -1,0 +1,727 @@
+"""Script runs: the RunScript command of the command core, its tiers, approvals and results.
+
+A run is a command (kind run_script) plus its row in `script_runs`: the catalog entry chosen
+(id and version), the parameters checked against the manifest at request time, dry run, who
+approved it, and how it ended. Who may ask is decided by the script's risk:
+
+- low: scripts.run.low, and a ticket the caller works (assigned to them, not closed) about that
+  machine; a caller who holds scripts.run.medium needs no ticket;
+- medium: scripts.run.medium;
+- high: scripts.run.high or scripts.run.medium, and then the run waits in pending_approval
+  until another person with scripts.approve approves it (APPROVAL_WINDOW at most: then it
+  expires). Nobody approves their own request. An approved run must reach the agent within
+  APPROVAL_WINDOW of its approval (its expiry is brought forward to that), or it expires.
+
+Secret values: `parameters_shown` (secrets as ***) is what listings, the audit and the timeline
+show; `parameters` holds the values as given only until the run ends (its result, or the
+sweep after any other final state, erases them): the server needs them to sign the order.
+
+Every change writes its audit row in its own transaction: script.run (the request),
+script.approve, script.reject, command.result; dispatch is the command core's delivery
+(delivered_at, deliveries) and a cancel is command.cancel.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from sonde.catalog.envelope import sign_order
+from sonde.catalog.manifest import ManifestError, Platform, Risk, parse_manifest
+from sonde.server.domain.agents import resolve_agent
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.command_queue import DEFAULT_EXPIRY, MAX_EXPIRY
+from sonde.server.domain.command_refs import resolve_command_id
+from sonde.server.domain.commands import (
+    MAX_REASON_CHARS,
+    CommandKind,
+    CommandRecord,
+    CommandState,
+    FinishedCommand,
+    check_transition,
+    finish_record,
+    load_command,
+    lock_command_record,
+    new_command_id,
+)
+from sonde.server.domain.roles import Permission, Principal, roles_with
+from sonde.server.domain.text import checked_text
+from sonde.server.domain.ticket_model import TicketStatus
+from sonde.server.domain.ticket_queries import load_ticket
+from sonde.server.domain.ticket_waiting import require_ticket_of
+from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
+from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import catalog_scripts, commands, script_runs
+from sonde.server.storage.types import AnyRow
+from sonde.v1 import agent_pb2, remediation_pb2
+
+APPROVAL_WINDOW = timedelta(hours=4)
+MAX_STORED_OUTPUT = 1024 * 1024  # bytes kept of each stream (the agent's own cap)
+MAX_LIVE_OUTPUT = 256 * 1024  # bytes of live chunks kept for --follow; the rest is counted
+_NO_SECRETS = "{}"
+
+
+def _roles(permission: Permission) -> str:
+    return ", ".join(role.label for role in roles_with(permission))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    command: CommandRecord
+    script_id: str
+    script_version: str
+    risk: Risk
+    dry_run: bool
+    parameters: dict[str, str]  # as people see them: secrets as ***
+    approval_due_at: datetime | None
+    approved_by: str
+    approved_at: datetime | None
+    rejected_by: str
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_bytes: int
+    stderr_bytes: int
+    duration_ms: int | None
+    live_output: bytes
+    live_dropped: int
+
+
+_RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
+
+
+def _run(command: CommandRecord, row: AnyRow) -> RunRecord:
+    return RunRecord(
+        command=command,
+        script_id=row.script_id,
+        script_version=row.script_version,
+        risk=Risk(row.risk),
+        dry_run=bool(row.dry_run),
+        parameters=dict(json.loads(row.parameters_shown)),
+        approval_due_at=row.approval_due_at,
+        approved_by=row.approved_by,
+        approved_at=row.approved_at,
+        rejected_by=row.rejected_by,
+        exit_code=row.exit_code,
+        timed_out=bool(row.timed_out),
+        cancelled=bool(row.cancelled),
+        stdout=bytes(row.stdout),
+        stderr=bytes(row.stderr),
+        stdout_truncated=bool(row.stdout_truncated),
+        stderr_truncated=bool(row.stderr_truncated),
+        stdout_bytes=int(row.stdout_bytes),
+        stderr_bytes=int(row.stderr_bytes),
+        duration_ms=row.duration_ms,
+        live_output=bytes(row.live_output),
+        live_dropped=int(row.live_dropped),
+    )
+
+
+def _load_run(connection: Connection, command_id: str) -> RunRecord:
+    command = load_command(connection, command_id)
+    row = connection.execute(
+        select(*_RUN_COLUMNS).where(script_runs.c.command_id == command_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"command {command_id} is not a script run (sonde commands shows it)")
+    return _run(command, row)
+
+
+def _lock_run_row(connection: Connection, command_id: str) -> AnyRow:
+    row = connection.execute(
+        select(script_runs).where(script_runs.c.command_id == command_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"command {command_id} is not a script run (sonde commands shows it)")
+    return row
+
+
+def _chosen_entry(connection: Connection, script_id: str, version: str, platform: str) -> AnyRow:
+    """The published entry: `version`, or the newest published for the agent's platform."""
+    query = select(catalog_scripts).where(catalog_scripts.c.script_id == script_id)
+    rows = connection.execute(query.order_by(catalog_scripts.c.version_order.desc())).all()
+    if not rows:
+        raise NotFound(f"no script {script_id!r} is published (sonde scripts lists them)")
+    if version:
+        found = [row for row in rows if row.version == version]
+        if not found:
+            known = ", ".join(row.version for row in rows)
+            raise NotFound(f"{script_id} has no version {version!r} (published: {known})")
+        chosen = found[0]
+        if platform not in chosen.platforms.split(","):
+            raise InvalidArgument(
+                f"{script_id} {version} is for {chosen.platforms}; this machine is "
+                f"{platform or 'of an unknown platform'}"
+            )
+        return chosen
+    for row in rows:
+        if platform in row.platforms.split(","):
+            return row
+    raise InvalidArgument(
+        f"no published version of {script_id} is for {platform or 'an unknown platform'} "
+        f"(it is for {rows[0].platforms}); this machine cannot run it"
+    )
+
+
+def _check_tier(
+    connection: Connection,
+    principal: Principal,
+    risk: Risk,
+    ticket_id: int | None,
+    agent: tuple[str, str],
+) -> None:
+    """Refused, saying what would allow it, when `principal` may not ask for this run on
+    `agent` (its id and name)."""
+    agent_id, hostname = agent
+    if risk is Risk.LOW:
+        if principal.may(Permission.SCRIPTS_RUN_MEDIUM):
+            return
+        if not principal.may(Permission.SCRIPTS_RUN_LOW):
+            raise PermissionDenied(
+                f"a low-risk script needs {Permission.SCRIPTS_RUN_LOW} "
+                f"(roles {_roles(Permission.SCRIPTS_RUN_LOW)})"
+            )
+        if ticket_id is None:
+            raise PermissionDenied(
+                f"a low-risk script runs on a machine of a ticket you work: give --ticket N "
+                f"(a ticket assigned to you about {hostname}), or ask someone with "
+                f"{Permission.SCRIPTS_RUN_MEDIUM}"
+            )
+        ticket = load_ticket(connection, ticket_id)
+        if ticket.assignee != principal.name:
+            raise PermissionDenied(
+                f"ticket {ticket_id} is assigned to {ticket.assignee or 'nobody'}, not you: "
+                f"take it (sonde tickets assign {ticket_id} --to {principal.name}) to run "
+                "low-risk scripts for it"
+            )
+        if ticket.status is TicketStatus.CLOSED:
+            raise PermissionDenied(f"ticket {ticket_id} is closed: reopen it first")
+        if ticket.agent_id != agent_id:
+            raise PermissionDenied(
+                f"ticket {ticket_id} is not about {hostname} ({agent_id}): link it to this "
+                "machine, or use a ticket about it"
+            )
+    elif risk is Risk.MEDIUM:
+        if not principal.may(Permission.SCRIPTS_RUN_MEDIUM):
+            raise PermissionDenied(
+                f"a medium-risk script needs {Permission.SCRIPTS_RUN_MEDIUM} "
+                f"(roles {_roles(Permission.SCRIPTS_RUN_MEDIUM)}): escalate the ticket"
+            )
+    elif not (
+        principal.may(Permission.SCRIPTS_RUN_HIGH) or principal.may(Permission.SCRIPTS_RUN_MEDIUM)
+    ):
+        raise PermissionDenied(
+            f"a high-risk script needs {Permission.SCRIPTS_RUN_HIGH} or "
+            f"{Permission.SCRIPTS_RUN_MEDIUM} (roles {_roles(Permission.SCRIPTS_RUN_MEDIUM)}), "
+            "then another person's approval: escalate the ticket"
+        )
+
+
+def _shown(parameters: Mapping[str, str]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in sorted(parameters.items()))
+
+
+class ScriptRuns:
+    def __init__(
+        self,
+        db: Database,
+        audited: AuditedWrites,
+        wakeups: Wakeups,
+        clock: Clock = utc_now,
+        *,
+        dispatch_key: ed25519.Ed25519PrivateKey | None = None,
+    ) -> None:
+        self._db = db
+        self._audited = audited
+        self._wakeups = wakeups
+        self._clock = clock
+        self._dispatch_key = dispatch_key
+
+    # -- asking ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        principal: Principal,
+        agent_ref: str,
+        script_id: str,
+        *,
+        version: str = "",
+        parameters: Mapping[str, str] | None = None,
+        ticket_id: int | None = None,
+        expires_in: timedelta = DEFAULT_EXPIRY,
+        dry_run: bool = False,
+    ) -> RunRecord:
+        """Record a run of a published script on an agent; audited as `script.run`, refusals
+        included. A high-risk one waits for another person's approval; any other is queued."""
+        given = dict(parameters or {})
+        wakes: list[Wake] = []
+        now = self._clock()
+
+        def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
+                raise InvalidArgument(f"a run expires after 1 s to {MAX_EXPIRY.days} days")
+            if not script_id or len(script_id) > 64:
+                raise InvalidArgument("name a script by its id, like flush-dns-cache")
+            agent = resolve_agent(connection, agent_ref)
+            entry.agent_id = agent.id
+            entry.detail["script"] = script_id
+            if agent.revoked_at is not None:
+                raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
+            chosen = _chosen_entry(connection, script_id, version, agent.platform)
+            manifest = parse_manifest(chosen.manifest)
+            entry.detail["version"] = manifest.version
+            entry.detail["risk"] = manifest.risk.value
+            if ticket_id is not None:
+                require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
+            _check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
+            try:
+                values = manifest.check_values(given, dry_run=dry_run)
+            except ManifestError as error:
+                raise InvalidArgument(str(error)) from None
+            values.pop("dry_run")
+            shown = manifest.masked(values)
+            as_text = {
+                name: ("1" if value else "0") if isinstance(value, bool) else str(value)
+                for name, value in values.items()
+            }
+            high = manifest.risk is Risk.HIGH
+            state = CommandState.PENDING_APPROVAL if high else CommandState.QUEUED
+            command = CommandRecord(
+                id=new_command_id(),
+                agent_id=agent.id,
+                agent_hostname=agent.hostname,
+                kind=CommandKind.RUN_SCRIPT,
+                state=state,
+                ticket_id=ticket_id,
+                requested_by=principal.name,
+                created_at=now,
+                expires_at=now + expires_in,
+                delivered_at=None,
+                started_at=None,
+                finished_at=None,
+                reason="",
+                cancelled_by="",
+                deliveries=0,
+                snapshot_id=None,
+            )
+            connection.execute(
+                commands.insert().values(
+                    id=command.id,
+                    agent_id=agent.id,
+                    kind=command.kind.value,
+                    ticket_id=ticket_id,
+                    requested_by=principal.name,
+                    created_at=now,
+                    expires_at=command.expires_at,
+                    state=state.value,
+                    failure_reason="",
+                    cancelled_by="",
+                    deliveries=0,
+                    delivered_session="",
+                )
+            )
+            approval_due = min(now + APPROVAL_WINDOW, command.expires_at) if high else None
+            connection.execute(
+                script_runs.insert().values(
+                    command_id=command.id,
+                    script_id=manifest.id,
+                    script_version=manifest.version,
+                    risk=manifest.risk.value,
+                    dry_run=dry_run,
+                    parameters_shown=json.dumps(shown, sort_keys=True),
+                    parameters=json.dumps(as_text, sort_keys=True),
+                    approval_due_at=approval_due,
+                    approved_by="",
+                    approved_at=None,
+                    rejected_by="",
+                    exit_code=None,
+                    timed_out=False,
+                    cancelled=False,
+                    stdout=b"",
+                    stderr=b"",
+                    stdout_truncated=False,
+                    stderr_truncated=False,
+                    stdout_bytes=0,
+                    stderr_bytes=0,
+                    duration_ms=None,
+                    live_output=b"",
+                    live_dropped=0,
+                )
+            )
+            if not high:
+                emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, command.id))
+            entry.detail |= {
+                "command_id": command.id,
+                "parameters": _shown(shown),
+                "dry_run": int(dry_run),
+                "state": state.value,
+                "expires_in_s": int(expires_in.total_seconds()),
+            }
+            return _load_run(connection, command.id)
+
+        run = await self._audited.run(
+            principal.name, "script.run", unit, ticket_id=ticket_id, peer=principal.peer
+        )
+        self._wakeups.publish(wakes)
+        return run
+
+    async def approve(self, principal: Principal, run_ref: str) -> RunRecord:
+        """Another person's approval of a high-risk run: it is queued for its agent.
+        Audited as `script.approve`, refusals included."""
+        wakes: list[Wake] = []
+        now = self._clock()
+
+        def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            command, row = self._awaiting(connection, principal, run_ref, entry, "approve")
+            if row.approval_due_at is not None and row.approval_due_at <= now:
+                raise Conflict(
+                    f"run {command.id} waited for an approval since "
+                    f"{command.created_at:%Y-%m-%d %H:%M} UTC, longer than "
+                    f"{APPROVAL_WINDOW.total_seconds() / 3600:.0f} h: it expired and never "
+                    "runs; ask for the run again"
+                )
+            check_transition(command.id, command.state, CommandState.QUEUED)
+            connection.execute(
+                update(commands)
+                .where(commands.c.id == command.id)
+                .values(
+                    state=CommandState.QUEUED.value,
+                    expires_at=min(command.expires_at, now + APPROVAL_WINDOW),
+                )
+            )
+            connection.execute(
+                update(script_runs)
+                .where(script_runs.c.command_id == command.id)
+                .values(approved_by=principal.name, approved_at=now)
+            )
+            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, command.agent_id, command.id))
+            return _load_run(connection, command.id)
+
+        run = await self._audited.run(principal.name, "script.approve", unit, peer=principal.peer)
+        self._wakeups.publish(wakes)
+        return run
+
+    async def reject(self, principal: Principal, run_ref: str, reason: str) -> RunRecord:
+        """A high-risk run refused by someone with scripts.approve: it never runs."""
+        wakes: list[Wake] = []
+        now = self._clock()
+        reason = checked_text("the reason", reason, max_chars=500)
+
+        def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            if not reason:
+                raise InvalidArgument("say why the run is rejected: --reason TEXT")
+            command, _ = self._awaiting(connection, principal, run_ref, entry, "reject")
+            entry.detail["reason"] = reason
+            finish_record(
+                connection,
+                command,
+                CommandState.REJECTED,
+                now,
+                wakes,
+                reason=f"rejected by {principal.name}: {reason}",
+            )
+            connection.execute(
+                update(script_runs)
+                .where(script_runs.c.command_id == command.id)
+                .values(rejected_by=principal.name, parameters=_NO_SECRETS)
+            )
+            return _load_run(connection, command.id)
+
+        run = await self._audited.run(principal.name, "script.reject", unit, peer=principal.peer)
+        self._wakeups.publish(wakes, FinishedCommand(run.command))
+        return run
+
+    def _awaiting(
+        self,
+        connection: Connection,
+        principal: Principal,
+        run_ref: str,
+        entry: AuditEntry,
+        verb: str,
+    ) -> tuple[CommandRecord, AnyRow]:
+        if not principal.may(Permission.SCRIPTS_APPROVE):
+            raise PermissionDenied(
+                f"to {verb} a run needs {Permission.SCRIPTS_APPROVE} "
+                f"(roles {_roles(Permission.SCRIPTS_APPROVE)})"
+            )
+        command_id = resolve_command_id(connection, run_ref.strip())
+        command = lock_command_record(connection, command_id)
+        entry.agent_id, entry.ticket_id = command.agent_id, command.ticket_id
+        entry.detail["command_id"] = command_id
+        row = _lock_run_row(connection, command_id)
+        if command.requested_by == principal.name:
+            raise PermissionDenied(
+                f"you asked for run {command_id}: another person with "
+                f"{Permission.SCRIPTS_APPROVE} must {verb} it (to withdraw it: sonde runs cancel)"
+            )
+        if command.state is not CommandState.PENDING_APPROVAL:
+            raise Conflict(
+                f"run {command_id} is {command.state.value}, not pending approval: "
+                f"there is nothing to {verb}"
+            )
+        return command, row
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, run_ref: str) -> RunRecord:
+        return await self._db.read(
+            lambda connection: _load_run(connection, resolve_command_id(connection, run_ref))
+        )
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        ticket_id: int | None = None,
+        states: Iterable[CommandState] = (),
+        limit: int = 100,
+    ) -> builtins.list[RunRecord]:
+        """Newest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be from 1 to 1000, got {limit}")
+        query = (
+            select(commands.c.id)
+            .select_from(commands.join(script_runs, script_runs.c.command_id == commands.c.id))
+            .order_by(commands.c.created_at.desc(), commands.c.id.desc())
+            .limit(limit)
+        )
+        if agent_id is not None:
+            query = query.where(commands.c.agent_id == agent_id)
+        if ticket_id is not None:
+            query = query.where(commands.c.ticket_id == ticket_id)
+        wanted = sorted({state.value for state in states})
+        if wanted:
+            query = query.where(commands.c.state.in_(wanted))
+
+        def unit(connection: Connection) -> builtins.list[RunRecord]:
+            ids = [row.id for row in connection.execute(query).all()]
+            return [_load_run(connection, command_id) for command_id in ids]
+
+        return await self._db.read(unit)
+
+    # -- dispatch (the agent's session) ----------------------------------------------------
+
+    async def orders(
+        self, due: Sequence[CommandRecord]
+    ) -> dict[str, remediation_pb2.SignedRunScript]:
+        """The signed order of each run among `due` (commands claimed for a session)."""
+        wanted = [command for command in due if command.kind is CommandKind.RUN_SCRIPT]
+        if not wanted:
+            return {}
+        key = self._dispatch_key
+        if key is None:
+            raise RuntimeError("this server has no dispatch key (pki/dispatch.key)")
+        ids = [command.id for command in wanted]
+        query = (
+            select(
+                script_runs.c.command_id,
+                script_runs.c.parameters,
+                script_runs.c.dry_run,
+                script_runs.c.approved_by,
+                catalog_scripts.c.script_id,
+                catalog_scripts.c.version,
+                catalog_scripts.c.manifest,
+                catalog_scripts.c.script,
+                catalog_scripts.c.key_id,
+                catalog_scripts.c.signature,
+            )
+            .select_from(
+                script_runs.join(
+                    catalog_scripts,
+                    (catalog_scripts.c.script_id == script_runs.c.script_id)
+                    & (catalog_scripts.c.version == script_runs.c.script_version),
+                )
+            )
+            .where(script_runs.c.command_id.in_(ids))
+        )
+        rows = {
+            row.command_id: row
+            for row in await self._db.read(lambda connection: connection.execute(query).all())
+        }
+        now = self._clock()
+        signed: dict[str, remediation_pb2.SignedRunScript] = {}
+        for command in wanted:
+            row = rows.get(command.id)
+            if row is None:
+                continue
+            order = remediation_pb2.RunScriptOrder(
+                command_id=command.id,
+                agent_id=command.agent_id,
+                entry=remediation_pb2.CatalogEntry(
+                    id=row.script_id,
+                    version=row.version,
+                    manifest=bytes(row.manifest),
+                    script=bytes(row.script),
+                    catalog_key_id=row.key_id,
+                    catalog_signature=bytes(row.signature),
+                ),
+                parameters=json.loads(row.parameters),
+                dry_run=bool(row.dry_run),
+                requested_by=command.requested_by,
+                approved_by=row.approved_by,
+                ticket_id=command.ticket_id or 0,
+            )
+            order.issued_at.FromDatetime(now.astimezone(UTC).replace(tzinfo=None))
+            order.expires_at.FromDatetime(command.expires_at.astimezone(UTC).replace(tzinfo=None))
+            signed[command.id] = sign_order(key, order)
+        return signed
+
+    # -- results ---------------------------------------------------------------------------
+
+    async def accept_result(
+        self, agent_id: str, result: agent_pb2.Result, received_at: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Store a Result.script_run from the agent `agent_id` (its certificate's id): the
+        run ends succeeded (exit 0), failed, timed_out or cancelled. Returns the run and
+        whether anything changed (False: it had already ended; the result is dropped)."""
+        outcome = result.script_run
+        wakes: list[Wake] = []
+        changed = True
+
+        def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            nonlocal changed
+            command = lock_command_record(connection, result.command_id)
+            if command.agent_id != agent_id:
+                raise PermissionDenied(
+                    f"command {command.id} was issued to another agent; its result is refused"
+                )
+            entry.agent_id, entry.ticket_id = agent_id, command.ticket_id
+            entry.detail["command_id"] = command.id
+            _lock_run_row(connection, command.id)
+            if command.state.final:
+                changed = False
+                return _load_run(connection, command.id)
+            if outcome.timed_out:
+                state, reason = CommandState.TIMED_OUT, "stopped by its time limit"
+            elif outcome.cancelled:
+                state, reason = CommandState.CANCELLED, "stopped by a cancel"
+            elif outcome.exit_code == 0:
+                state, reason = CommandState.SUCCEEDED, ""
+            else:
+                state, reason = CommandState.FAILED, f"the script exited {outcome.exit_code}"
+            finish_record(connection, command, state, received_at, wakes, reason=reason)
+            stdout, stderr = bytes(outcome.stdout), bytes(outcome.stderr)
+            connection.execute(
+                update(script_runs)
+                .where(script_runs.c.command_id == command.id)
+                .values(
+                    parameters=_NO_SECRETS,
+                    exit_code=outcome.exit_code,
+                    timed_out=outcome.timed_out,
+                    cancelled=outcome.cancelled,
+                    stdout=stdout[:MAX_STORED_OUTPUT],
+                    stderr=stderr[:MAX_STORED_OUTPUT],
+                    stdout_truncated=outcome.stdout_truncated or len(stdout) > MAX_STORED_OUTPUT,
+                    stderr_truncated=outcome.stderr_truncated or len(stderr) > MAX_STORED_OUTPUT,
+                    stdout_bytes=max(outcome.stdout_bytes, len(stdout)),
+                    stderr_bytes=max(outcome.stderr_bytes, len(stderr)),
+                    duration_ms=outcome.duration_ms,
+                )
+            )
+            entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}
+            return _load_run(connection, command.id)
+
+        run = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
+        if changed:
+            self._wakeups.publish(wakes, FinishedCommand(run.command))
+        return run, changed
+
+    async def append_output(self, agent_id: str, chunk: agent_pb2.ScriptOutput) -> bool:
+        """A running script's output chunk, kept for --follow up to MAX_LIVE_OUTPUT bytes;
+        False when refused (not this agent's run, or not running any more)."""
+
+        def unit(connection: Connection) -> bool:
+            command = load_command(connection, chunk.command_id)
+            if command.agent_id != agent_id or command.state.final:
+                return False
+            row = _lock_run_row(connection, command.id)
+            kept = bytes(row.live_output)
+            room = max(0, MAX_LIVE_OUTPUT - len(kept))
+            data = bytes(chunk.data)
+            values: dict[str, object] = {
+                "live_output": kept + data[:room],
+                "live_dropped": int(row.live_dropped) + max(0, len(data) - room),
+            }
+            if command.state is CommandState.DELIVERED:
+                check_transition(command.id, command.state, CommandState.RUNNING)
+                connection.execute(
+                    update(commands)
+                    .where(commands.c.id == command.id)
+                    .values(state=CommandState.RUNNING.value, started_at=utc_now())
+                )
+            connection.execute(
+                update(script_runs).where(script_runs.c.command_id == command.id).values(values)
+            )
+            return True
+
+        try:
+            return await self._db.write(unit)
+        except NotFound:
+            return False
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    async def end_unapproved(self) -> int:
+        """Runs not approved before their approval was due end `expired`; the secret values
+        of runs that ended are erased. Safe on every replica at once."""
+        now = self._clock()
+        wakes: list[Wake] = []
+
+        def unit(connection: Connection) -> int:
+            due = connection.execute(
+                select(commands.c.id)
+                .select_from(commands.join(script_runs, script_runs.c.command_id == commands.c.id))
+                .where(commands.c.state == CommandState.PENDING_APPROVAL.value)
+                .where(script_runs.c.approval_due_at <= now)
+            ).all()
+            ended = 0
+            for found in due:
+                command = lock_command_record(connection, found.id)
+                if command.state is not CommandState.PENDING_APPROVAL:
+                    continue
+                ended += 1
+                finish_record(
+                    connection,
+                    command,
+                    CommandState.EXPIRED,
+                    now,
+                    wakes,
+                    reason=(
+                        f"no one with {Permission.SCRIPTS_APPROVE} approved it within "
+                        f"{APPROVAL_WINDOW.total_seconds() / 3600:.0f} h"
+                    )[:MAX_REASON_CHARS],
+                )
+            finished = select(commands.c.id).where(
+                commands.c.state.not_in([state.value for state in CommandState if not state.final])
+            )
+            connection.execute(
+                update(script_runs)
+                .where(script_runs.c.parameters != _NO_SECRETS)
+                .where(script_runs.c.command_id.in_(finished))
+                .values(parameters=_NO_SECRETS)
+            )
+            return ended
+
+        ended = await self._db.write(unit)
+        self._wakeups.publish(wakes)
+        return ended
+
+
+def platform_of(text: str) -> Platform | None:
+    try:
+        return Platform(text)
+    except ValueError:
+        return None
