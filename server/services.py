@@ -21,6 +21,7 @@ from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wakeups
@@ -53,6 +54,7 @@ class ServerServices:
     tickets: Tickets
     enrollment: EnrollmentIssuer
     catalog: Catalog
+    script_runs: ScriptRuns
 
 
 async def open_services(
@@ -61,9 +63,11 @@ async def open_services(
     *,
     audit_key: AuditKey | None = None,
     catalog_public_key: ed25519.Ed25519PublicKey | None = None,
+    dispatch_key: ed25519.Ed25519PrivateKey | None = None,
 ) -> ServerServices:
     """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
-    bundles verified with `catalog_public_key` (None: publishing is refused)."""
+    bundles verified with `catalog_public_key` (None: publishing is refused); script runs' orders
+    signed with `dispatch_key` (None: a run cannot be sent)."""
     wakeups = Wakeups()
     audited = AuditedWrites(db, key=audit_key)
     return ServerServices(
@@ -79,4 +83,5 @@ async def open_services(
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
+        script_runs=ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key),
     )

@@ -26,8 +26,10 @@ from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, HeartbeatRecord, HelloInfo
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.command_queue import Commands
+from sonde.server.domain.commands import CommandKind, CommandRecord
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.sessions import (
     AgentAdmission,
     AgentConnection,
@@ -41,7 +43,7 @@ from sonde.server.domain.wakeups import Wakeups
 from sonde.server.errors import SondeError, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
 from sonde.server.settings import DEFAULT_MAX_CONNECTING
-from sonde.v1 import agent_pb2, agent_pb2_grpc
+from sonde.v1 import agent_pb2, agent_pb2_grpc, remediation_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         diagnostics: Diagnostics,
         wakeups: Wakeups,
         max_hellos_in_flight: int = DEFAULT_MAX_CONNECTING,
+        script_runs: ScriptRuns | None = None,
     ) -> None:
         self._sessions = sessions
         self._admission = admission
@@ -148,6 +151,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._commands = commands
         self._diagnostics = diagnostics
         self._wakeups = wakeups
+        self._script_runs = script_runs
         self._max_hellos = max_hellos_in_flight
         self._hellos = 0
 
@@ -268,11 +272,28 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 due = []
                 await asyncio.sleep(1.0)
                 connection.due.set()
+            orders = await self._orders(connection.agent_id, due)
             if resend:  # what was due at connect goes first; then commands come directly
                 self._wakeups.attach_stream(connection)
             resend = False
-            connection.deliver(due)
+            connection.deliver(due, orders)
             await connection.due.wait()
+
+    async def _orders(
+        self, agent_id: str, due: list[CommandRecord]
+    ) -> dict[str, remediation_pb2.SignedRunScript]:
+        """The signed orders of the script runs among `due`; none when they cannot be made
+        (no dispatch key, the database): those runs stay delivered, resent at the next
+        connect, and end interrupted after their expiry if they never reach the agent."""
+        if self._script_runs is None or not any(
+            command.kind is CommandKind.RUN_SCRIPT for command in due
+        ):
+            return {}
+        try:
+            return await self._script_runs.orders(due)
+        except Exception:
+            log.exception("agent %s: could not sign its script runs' orders", agent_id)
+            return {}
 
     async def _write(self, connection: AgentConnection, context: Context) -> None:
         while True:
@@ -297,6 +318,8 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 kind = message.WhichOneof("kind")
                 if kind == "heartbeat":
                     self._heartbeats.add(_heartbeat_record(agent_id, message.heartbeat))
+                elif kind == "script_output":
+                    await self._output(agent_id, message.script_output, warnings)
                 elif kind == "result":
                     await self._accept(agent_id, message.result, warnings)
                     ack = agent_pb2.ServerMessage()
@@ -312,11 +335,40 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             warnings.flush()
             connection.close(connection.close_reason or "the agent closed its stream")
 
+    async def _output(
+        self, agent_id: str, chunk: agent_pb2.ScriptOutput, warnings: StreamWarnings
+    ) -> None:
+        """A running script's output, kept (bounded) for `sonde runs show --follow`."""
+        if self._script_runs is None:
+            return
+        try:
+            kept = await self._script_runs.append_output(agent_id, chunk)
+        except SondeError as refused:
+            warnings.warn("sent script output that was refused: %s", refused)
+            return
+        if not kept:
+            warnings.warn(
+                "sent output for command %s, not a running script of its own: dropped",
+                chunk.command_id[:64],
+            )
+
     async def _accept(
         self, agent_id: str, result: agent_pb2.Result, warnings: StreamWarnings
     ) -> None:
         """Store a result, or refuse it with one warning; either way it is acknowledged."""
         received_at = utc_now()
+        if result.HasField("script_run") and self._script_runs is not None:
+            try:
+                _, changed = await self._script_runs.accept_result(agent_id, result, received_at)
+            except SondeError as refused:
+                warnings.warn("sent a script result that was refused: %s", refused)
+                return
+            if not changed:
+                warnings.warn(
+                    "resent the result of run %s, which had already ended: dropped",
+                    result.command_id[:64],
+                )
+            return
         found = []
         unreadable: Exception | None = None
         if result.HasField("snapshot"):

@@ -26,6 +26,7 @@ from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
 from sonde.server.audit_checkpoints import AuditCheckpoints, checkpoint_path
 from sonde.server.audit_key import audit_key_for_chain, audit_key_path
+from sonde.server.dispatch_signing import load_dispatch_private_key
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditEntry
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
@@ -165,7 +166,11 @@ class SondeServer:
         )
         catalog_key = _catalog_public_key(pki)
         services = await open_services(
-            db, issuer, audit_key=audit_key, catalog_public_key=catalog_key
+            db,
+            issuer,
+            audit_key=audit_key,
+            catalog_public_key=catalog_key,
+            dispatch_key=load_dispatch_private_key(pki),
         )
         issuer.set_tokens(services.tokens)
         self.replica = replica = Replica(db)
@@ -178,7 +183,9 @@ class SondeServer:
         services.wakeups.on_revoked(admission.revoked)
         session_rows = SessionRows(db, replica.id, on_unknown=admission.forget)
         heartbeats = HeartbeatBatcher(services.agents)
-        upkeep = FleetUpkeep(replica, services.commands, services.wakeups)
+        upkeep = FleetUpkeep(
+            replica, services.commands, services.wakeups, script_runs=services.script_runs
+        )
 
         self._agents = grpc.aio.server(
             options=COMMON_OPTIONS
@@ -194,6 +201,7 @@ class SondeServer:
                 diagnostics=services.diagnostics,
                 wakeups=services.wakeups,
                 max_hellos_in_flight=options.max_connecting,
+                script_runs=services.script_runs,
             ),
             self._agents,
         )

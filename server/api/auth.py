@@ -85,6 +85,14 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     # What a caller may run within the list is its scripts.run.<risk> (server/domain).
     CONSOLE + "ListScripts": Permission.SCRIPTS_READ,
     CONSOLE + "GetScript": Permission.SCRIPTS_READ,
+    # A run's tier (scripts.run.low with a ticket, .medium, .high, then another person's
+    # scripts.approve) is checked by the script's risk in the domain (server/domain/script_runs.py).
+    CONSOLE + "RunScript": Permission.SCRIPTS_RUN_LOW,
+    CONSOLE + "ListRuns": Permission.SCRIPTS_READ,
+    CONSOLE + "GetRun": Permission.SCRIPTS_READ,
+    CONSOLE + "CancelRun": Permission.COMMANDS_CANCEL,
+    CONSOLE + "ApproveRun": Permission.SCRIPTS_APPROVE,
+    CONSOLE + "RejectRun": Permission.SCRIPTS_APPROVE,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

@@ -19,6 +19,7 @@ from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_fleet import FleetMethods
+from sonde.server.api.console_runs import RunMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.agent_tickets import agent_tickets
@@ -52,6 +53,7 @@ class ConsoleServicer(
     AuditMethods,
     FleetMethods,
     CatalogMethods,
+    RunMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

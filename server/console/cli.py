@@ -19,6 +19,7 @@ from sonde.server.console import (
     demo,
     diag,
     login,
+    runs,
     scripts,
     snapshots,
     tickets,
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         tokens,
         audit,
         scripts,
+        runs,
         demo,
     ):
         module.register(subcommands, common)

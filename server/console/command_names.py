@@ -44,6 +44,12 @@ COMMAND_OF_RPC = {
     "PublishCatalog": "sonde catalog publish",
     "ListScripts": "sonde scripts",
     "GetScript": "sonde scripts show",
+    "RunScript": "sonde run",
+    "ListRuns": "sonde runs",
+    "GetRun": "sonde runs show",
+    "CancelRun": "sonde runs cancel",
+    "ApproveRun": "sonde approve",
+    "RejectRun": "sonde reject",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

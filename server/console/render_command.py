@@ -55,7 +55,10 @@ def state_text(state: console_pb2.CommandState.ValueType) -> Text:
 
 
 def kind_label(kind: console_pb2.CommandKind.ValueType) -> str:
-    return {console_pb2.COMMAND_KIND_COLLECT: "diagnostic"}.get(kind, "command")
+    return {
+        console_pb2.COMMAND_KIND_COLLECT: "diagnostic",
+        console_pb2.COMMAND_KIND_RUN_SCRIPT: "script run",
+    }.get(kind, "command")
 
 
 def machine(command: console_pb2.Command) -> str:

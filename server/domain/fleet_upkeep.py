@@ -1,5 +1,6 @@
 """The replica's periodic upkeep: renew its lease, end dead replicas' sessions, end overdue
-commands, and wake local sessions that have queued commands (should a wake-up have been lost).
+commands and script runs nobody approved in time (erasing the secret values of runs that
+ended), and wake local sessions that have queued commands (should a wake-up have been lost).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.replicas import RENEW_INTERVAL_S, Replica
+from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups
 
 log = logging.getLogger(__name__)
@@ -21,8 +23,11 @@ class FleetUpkeep:
         commands: Commands,
         wakeups: Wakeups,
         interval_s: float = RENEW_INTERVAL_S,
+        *,
+        script_runs: ScriptRuns | None = None,
     ) -> None:
         self._replica = replica
+        self._script_runs = script_runs
         self._commands = commands
         self._wakeups = wakeups
         self._interval_s = interval_s
@@ -34,6 +39,10 @@ class FleetUpkeep:
         ended = await self._commands.end_overdue()
         if ended:
             log.info("ended %d overdue commands (expired or interrupted)", ended)
+        if self._script_runs is not None:
+            unapproved = await self._script_runs.end_unapproved()
+            if unapproved:
+                log.info("%d script runs expired: nobody approved them in time", unapproved)
         for agent_id in await self._commands.agents_with_queued(self._replica.id):
             self._wakeups.receive(Wake(WakeKind.COMMANDS_DUE, agent_id))
 

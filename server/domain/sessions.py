@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select, update
@@ -22,12 +22,12 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.agents import MAX_HOSTNAME_CHARS, AgentRecord, HelloInfo
 from sonde.server.domain.batching import flush_in_batches
-from sonde.server.domain.commands import CommandRecord
+from sonde.server.domain.commands import CommandKind, CommandRecord
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wake, WakeKind
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents
-from sonde.v1 import agent_pb2
+from sonde.v1 import agent_pb2, remediation_pb2
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,24 @@ class AgentConnection:
     def send(self, message: agent_pb2.ServerMessage) -> None:
         self.outbound.put_nowait(message)
 
-    def deliver(self, commands: Sequence[CommandRecord]) -> None:
-        """Send commands claimed for this session, in the order given."""
+    def deliver(
+        self,
+        commands: Sequence[CommandRecord],
+        orders: Mapping[str, remediation_pb2.SignedRunScript] | None = None,
+    ) -> None:
+        """Send commands claimed for this session, in the order given; a script run as its
+        signed order from `orders` (server/domain/script_runs.py)."""
         for command in commands:
-            if not self.closing:
+            if self.closing:
+                continue
+            if command.kind is CommandKind.RUN_SCRIPT:
+                order = (orders or {}).get(command.id)
+                if order is None:
+                    continue  # no order could be made: the sweep ends it when it expires
+                message = agent_pb2.ServerMessage()
+                message.run_script.CopyFrom(order)
+                self.send(message)
+            else:
                 self.send(collect_message(command))
 
     def heard_from(self) -> None:

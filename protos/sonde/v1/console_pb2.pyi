@@ -188,6 +188,10 @@ class _CommandStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandS
     COMMAND_STATE_REFUSED: _CommandState.ValueType  # 8
     COMMAND_STATE_INTERRUPTED: _CommandState.ValueType  # 9
     COMMAND_STATE_EXPIRED: _CommandState.ValueType  # 10
+    COMMAND_STATE_PENDING_APPROVAL: _CommandState.ValueType  # 11
+    """a high-risk run: another person approves first"""
+    COMMAND_STATE_REJECTED: _CommandState.ValueType  # 12
+    """a high-risk run its approver refused: never sent"""
 
 class CommandState(_CommandState, metaclass=_CommandStateEnumTypeWrapper):
     """ARCHITECTURE.md, "Commands": queued -> delivered -> running -> one final state, or
@@ -205,6 +209,10 @@ COMMAND_STATE_CANCELLED: CommandState.ValueType  # 7
 COMMAND_STATE_REFUSED: CommandState.ValueType  # 8
 COMMAND_STATE_INTERRUPTED: CommandState.ValueType  # 9
 COMMAND_STATE_EXPIRED: CommandState.ValueType  # 10
+COMMAND_STATE_PENDING_APPROVAL: CommandState.ValueType  # 11
+"""a high-risk run: another person approves first"""
+COMMAND_STATE_REJECTED: CommandState.ValueType  # 12
+"""a high-risk run its approver refused: never sent"""
 Global___CommandState: _TypeAlias = CommandState  # noqa: Y015
 
 class _CommandKind:
@@ -216,12 +224,16 @@ class _CommandKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandKi
     COMMAND_KIND_UNSPECIFIED: _CommandKind.ValueType  # 0
     COMMAND_KIND_COLLECT: _CommandKind.ValueType  # 1
     """a full diagnostic"""
+    COMMAND_KIND_RUN_SCRIPT: _CommandKind.ValueType  # 2
+    """a catalog script"""
 
 class CommandKind(_CommandKind, metaclass=_CommandKindEnumTypeWrapper): ...
 
 COMMAND_KIND_UNSPECIFIED: CommandKind.ValueType  # 0
 COMMAND_KIND_COLLECT: CommandKind.ValueType  # 1
 """a full diagnostic"""
+COMMAND_KIND_RUN_SCRIPT: CommandKind.ValueType  # 2
+"""a catalog script"""
 Global___CommandKind: _TypeAlias = CommandKind  # noqa: Y015
 
 class _EnrollmentTokenState:
@@ -2662,3 +2674,433 @@ class GetScriptResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetScriptResponse: _TypeAlias = GetScriptResponse  # noqa: Y015
+
+@_typing.final
+class ScriptRunInfo(_message.Message):
+    """One run of a catalog script on one agent: a command of kind RUN_SCRIPT and what it ran."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_VERSION_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    APPROVED_AT_FIELD_NUMBER: _builtins.int
+    APPROVAL_DUE_AT_FIELD_NUMBER: _builtins.int
+    REJECTED_BY_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    TIMED_OUT_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    STDOUT_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STDERR_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STDOUT_BYTES_FIELD_NUMBER: _builtins.int
+    STDERR_BYTES_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    script_version: _builtins.str
+    risk: _builtins.str
+    """low, medium, high"""
+    dry_run: _builtins.bool
+    approved_by: _builtins.str
+    rejected_by: _builtins.str
+    ended: _builtins.bool
+    """a result is stored: the fields below are set"""
+    exit_code: _builtins.int
+    timed_out: _builtins.bool
+    cancelled: _builtins.bool
+    stdout: _builtins.bytes
+    """kept up to 1 MiB"""
+    stderr: _builtins.bytes
+    stdout_truncated: _builtins.bool
+    stderr_truncated: _builtins.bool
+    stdout_bytes: _builtins.int
+    """as many as the script printed"""
+    stderr_bytes: _builtins.int
+    duration_ms: _builtins.int
+    @_builtins.property
+    def command(self) -> Global___Command: ...
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as given; secret ones as ***"""
+
+    @_builtins.property
+    def approved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def approval_due_at(self) -> _timestamp_pb2.Timestamp:
+        """a pending run not approved by then expires"""
+
+    def __init__(
+        self,
+        *,
+        command: Global___Command | None = ...,
+        script_id: _builtins.str = ...,
+        script_version: _builtins.str = ...,
+        risk: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        approved_by: _builtins.str = ...,
+        approved_at: _timestamp_pb2.Timestamp | None = ...,
+        approval_due_at: _timestamp_pb2.Timestamp | None = ...,
+        rejected_by: _builtins.str = ...,
+        ended: _builtins.bool = ...,
+        exit_code: _builtins.int = ...,
+        timed_out: _builtins.bool = ...,
+        cancelled: _builtins.bool = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+        stdout_truncated: _builtins.bool = ...,
+        stderr_truncated: _builtins.bool = ...,
+        stdout_bytes: _builtins.int = ...,
+        stderr_bytes: _builtins.int = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "command", b"command"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "parameters", b"parameters", "rejected_by", b"rejected_by", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptRunInfo: _TypeAlias = ScriptRunInfo  # noqa: Y015
+
+@_typing.final
+class RunScriptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_S_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    """an agent reference"""
+    script_id: _builtins.str
+    version: _builtins.str
+    """"": the newest published for the agent's platform"""
+    ticket_id: _builtins.int
+    """0: none (a low-risk run by scripts.run.low needs one)"""
+    expires_in_s: _builtins.int
+    """0: 24 h; at most 30 days"""
+    dry_run: _builtins.bool
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as text, checked against the manifest"""
+
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        script_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        ticket_id: _builtins.int = ...,
+        expires_in_s: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "parameters", b"parameters", "script_id", b"script_id", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunScriptRequest: _TypeAlias = RunScriptRequest  # noqa: Y015
+
+@_typing.final
+class RunScriptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunScriptResponse: _TypeAlias = RunScriptResponse  # noqa: Y015
+
+@_typing.final
+class ListRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    """an agent reference; empty: every agent"""
+    ticket_id: _builtins.int
+    limit: _builtins.int
+    """0: 100"""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___CommandState.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        states: _abc.Iterable[Global___CommandState.ValueType] | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "limit", b"limit", "states", b"states", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptRunInfo]:
+        """newest first; no output (GetRun has it)"""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___ScriptRunInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
+
+@_typing.final
+class GetRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LIVE_OFFSET_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """a run's command id, or its start"""
+    live_offset: _builtins.int
+    """live output already seen (--follow)"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        live_offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "live_offset", b"live_offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
+
+@_typing.final
+class GetRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    LIVE_OUTPUT_FIELD_NUMBER: _builtins.int
+    LIVE_BYTES_FIELD_NUMBER: _builtins.int
+    LIVE_DROPPED_FIELD_NUMBER: _builtins.int
+    live_output: _builtins.bytes
+    """what the agent streamed while it ran, from live_offset"""
+    live_bytes: _builtins.int
+    """live output kept in all (bounded to 256 KiB)"""
+    live_dropped: _builtins.int
+    """streamed past the bound: see the stored output"""
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+        live_output: _builtins.bytes = ...,
+        live_bytes: _builtins.int = ...,
+        live_dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live_bytes", b"live_bytes", "live_dropped", b"live_dropped", "live_output", b"live_output", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunResponse: _TypeAlias = GetRunResponse  # noqa: Y015
+
+@_typing.final
+class CancelRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class ApproveRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRunRequest: _TypeAlias = ApproveRunRequest  # noqa: Y015
+
+@_typing.final
+class ApproveRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRunResponse: _TypeAlias = ApproveRunResponse  # noqa: Y015
+
+@_typing.final
+class RejectRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    """required"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRunRequest: _TypeAlias = RejectRunRequest  # noqa: Y015
+
+@_typing.final
+class RejectRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRunResponse: _TypeAlias = RejectRunResponse  # noqa: Y015

@@ -209,6 +209,36 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.FromString,
                 _registered_method=True)
+        self.RunScript = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RunScript',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RunScriptRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RunScriptResponse.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListRuns',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetRun',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetRunResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/sonde.v1.ConsoleService/CancelRun',
+                request_serializer=sonde_dot_v1_dot_console__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.ApproveRun = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ApproveRun',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ApproveRunRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ApproveRunResponse.FromString,
+                _registered_method=True)
+        self.RejectRun = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RejectRun',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RejectRunRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RejectRunResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -425,6 +455,43 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunScript(self, request, context):
+        """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -602,6 +669,36 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.GetScript,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.SerializeToString,
+            ),
+            'RunScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunScript,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RunScriptRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RunScriptResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListRunsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetRunRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetRunResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.CancelRunRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'ApproveRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveRun,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ApproveRunRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ApproveRunResponse.SerializeToString,
+            ),
+            'RejectRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectRun,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RejectRunRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RejectRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1549,6 +1646,168 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/GetScript',
             sonde_dot_v1_dot_console__pb2.GetScriptRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.GetScriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RunScript',
+            sonde_dot_v1_dot_console__pb2.RunScriptRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RunScriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListRuns',
+            sonde_dot_v1_dot_console__pb2.ListRunsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetRun',
+            sonde_dot_v1_dot_console__pb2.GetRunRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/CancelRun',
+            sonde_dot_v1_dot_console__pb2.CancelRunRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ApproveRun',
+            sonde_dot_v1_dot_console__pb2.ApproveRunRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ApproveRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RejectRun',
+            sonde_dot_v1_dot_console__pb2.RejectRunRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RejectRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,13 @@ class ConsoleServiceStub:
     """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
     ListScripts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]
     GetScript: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]
+    RunScript: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunScriptRequest, _console_pb2.RunScriptResponse]
+    """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch")."""
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListRunsRequest, _console_pb2.ListRunsResponse]
+    GetRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetRunRequest, _console_pb2.GetRunResponse]
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.CancelRunRequest, _console_pb2.CancelRunResponse]
+    ApproveRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.ApproveRunRequest, _console_pb2.ApproveRunResponse]
+    RejectRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -107,6 +114,13 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
     ListScripts: _aio.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]  # type: ignore[assignment]
     GetScript: _aio.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]  # type: ignore[assignment]
+    RunScript: _aio.UnaryUnaryMultiCallable[_console_pb2.RunScriptRequest, _console_pb2.RunScriptResponse]  # type: ignore[assignment]
+    """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch")."""
+    ListRuns: _aio.UnaryUnaryMultiCallable[_console_pb2.ListRunsRequest, _console_pb2.ListRunsResponse]  # type: ignore[assignment]
+    GetRun: _aio.UnaryUnaryMultiCallable[_console_pb2.GetRunRequest, _console_pb2.GetRunResponse]  # type: ignore[assignment]
+    CancelRun: _aio.UnaryUnaryMultiCallable[_console_pb2.CancelRunRequest, _console_pb2.CancelRunResponse]  # type: ignore[assignment]
+    ApproveRun: _aio.UnaryUnaryMultiCallable[_console_pb2.ApproveRunRequest, _console_pb2.ApproveRunResponse]  # type: ignore[assignment]
+    RejectRun: _aio.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -354,5 +368,48 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.GetScriptRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.GetScriptResponse, _abc.Awaitable[_console_pb2.GetScriptResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RunScript(
+        self,
+        request: _console_pb2.RunScriptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RunScriptResponse, _abc.Awaitable[_console_pb2.RunScriptResponse]]:
+        """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch")."""
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _console_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListRunsResponse, _abc.Awaitable[_console_pb2.ListRunsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _console_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetRunResponse, _abc.Awaitable[_console_pb2.GetRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _console_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.CancelRunResponse, _abc.Awaitable[_console_pb2.CancelRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ApproveRun(
+        self,
+        request: _console_pb2.ApproveRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ApproveRunResponse, _abc.Awaitable[_console_pb2.ApproveRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RejectRun(
+        self,
+        request: _console_pb2.RejectRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RejectRunResponse, _abc.Awaitable[_console_pb2.RejectRunResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,6 +39,8 @@ class Scene:
     waiting_ticket_id: int  # waiting on the requester
     queued_command_id: str
     token_id: str  # an enrollment token not yet used
+    queued_run_id: str  # a medium-risk script run, queued
+    pending_run_id: str  # a high-risk one asked by admin, pending approval
 
 
 async def _scene(console: Console) -> Scene:
@@ -62,7 +64,30 @@ async def _scene(console: Console) -> Scene:
     token = await stub.CreateEnrollmentToken(
         pb.CreateEnrollmentTokenRequest(uses=1, ttl_s=600), metadata=ADMIN
     )
-    return Scene(agent.id, ticket.id, done.id, waiting.id, queued.command.id, token.token_id)
+    await stub.PublishCatalog(
+        pb.PublishCatalogRequest(
+            bundle=signed_bundle(
+                console.catalog_key,
+                source("clear-temp", risk="medium"),
+                source("repair-updates", risk="high"),
+            )
+        ),
+        metadata=ADMIN,
+    )
+    run = pb.RunScriptRequest(agent=agent.id, script_id="clear-temp")
+    queued_run = await stub.RunScript(run, metadata=BOB)
+    risky = pb.RunScriptRequest(agent=agent.id, script_id="repair-updates")
+    pending_run = await stub.RunScript(risky, metadata=ADMIN)
+    return Scene(
+        agent.id,
+        ticket.id,
+        done.id,
+        waiting.id,
+        queued.command.id,
+        token.token_id,
+        queued_run.run.command.id,
+        pending_run.run.command.id,
+    )
 
 
 Call = Callable[[Console, Scene], Awaitable[Message]]
@@ -127,6 +152,18 @@ CALLS: dict[str, Call] = {
     ),
     "RevokeEnrollmentToken": lambda c, s: c.stub.RevokeEnrollmentToken(
         pb.RevokeEnrollmentTokenRequest(token=s.token_id), metadata=ADMIN
+    ),
+    "RunScript": lambda c, s: c.stub.RunScript(
+        pb.RunScriptRequest(agent=s.agent_id, script_id="clear-temp"), metadata=BOB
+    ),
+    "CancelRun": lambda c, s: c.stub.CancelRun(
+        pb.CancelRunRequest(id=s.queued_run_id), metadata=BOB
+    ),
+    "ApproveRun": lambda c, s: c.stub.ApproveRun(
+        pb.ApproveRunRequest(id=s.pending_run_id), metadata=BOB
+    ),
+    "RejectRun": lambda c, s: c.stub.RejectRun(
+        pb.RejectRunRequest(id=s.pending_run_id, reason="not now"), metadata=BOB
     ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
