@@ -270,7 +270,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return exit_codes.ERROR
     try:
         pki.load_catalog_public_key(data.pki)
-    except pki.CatalogKeyDamaged as error:
+        # Writes dispatch.pub from dispatch.key in a data folder from before it existed.
+        pki.load_dispatch_public_key(data.pki)
+    except (pki.CatalogKeyDamaged, pki.DispatchKeyDamaged) as error:
         print(f"sonde-server: refusing to start: {error}", file=sys.stderr)
         return exit_codes.ERROR
     try:

@@ -58,6 +58,11 @@ class PkiPaths:
         return self.root / "dispatch.key"
 
     @property
+    def dispatch_public_key(self) -> Path:
+        """The dispatch key's public half (PEM), sent to agents at enrollment: they pin it."""
+        return self.root / "dispatch.pub"
+
+    @property
     def catalog_key(self) -> Path:
         return self.root / "catalog.key"
 
@@ -259,7 +264,9 @@ def initialise(paths: PkiPaths, hosts: list[str]) -> CertificateAuthority:
     write_private_file(paths.ca_key, _pem_key(authority.key))
     write_private_file(paths.ca_certificate, authority.certificate_pem)
     write_server_certificate(paths, authority, hosts)
-    write_private_file(paths.dispatch_key, _pem_key(ed25519.Ed25519PrivateKey.generate()))
+    dispatch_key = ed25519.Ed25519PrivateKey.generate()
+    write_private_file(paths.dispatch_key, _pem_key(dispatch_key))
+    write_dispatch_public_key(paths, dispatch_key.public_key())
     catalog_key = ed25519.Ed25519PrivateKey.generate()
     write_private_file(paths.catalog_key, _pem_key(catalog_key))
     write_catalog_public_key(paths, catalog_key.public_key())
@@ -273,6 +280,53 @@ def write_catalog_public_key(paths: PkiPaths, public_key: ed25519.Ed25519PublicK
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
+
+
+def write_dispatch_public_key(paths: PkiPaths, public_key: ed25519.Ed25519PublicKey) -> None:
+    write_private_file(
+        paths.dispatch_public_key,
+        public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+
+
+class DispatchKeyDamaged(ValueError):
+    """pki/dispatch.pub or dispatch.key is there but is not an Ed25519 key: says which file."""
+
+
+def load_dispatch_public_key(paths: PkiPaths) -> ed25519.Ed25519PublicKey | None:
+    """The dispatch public key agents pin (pki/dispatch.pub), or None when neither it nor
+    dispatch.key exists. A data folder from before dispatch.pub has it written once from
+    dispatch.key here, at the start, so the enrollment path never touches the private key."""
+    path = paths.dispatch_public_key
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        try:
+            private_pem = paths.dispatch_key.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            private = serialization.load_pem_private_key(private_pem, password=None)
+        except (ValueError, TypeError):
+            private = None
+        if not isinstance(private, ed25519.Ed25519PrivateKey):
+            raise DispatchKeyDamaged(
+                f"{paths.dispatch_key} is not an Ed25519 private key (PEM)"
+            ) from None
+        write_dispatch_public_key(paths, private.public_key())
+        return private.public_key()
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        key = None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise DispatchKeyDamaged(
+            f"{path} is not an Ed25519 public key (PEM); delete it and start the server again "
+            f"to write it from {paths.dispatch_key.name}"
+        )
+    return key
 
 
 class CatalogKeyDamaged(ValueError):

@@ -37,7 +37,12 @@ from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.memory_release import MemoryRelease
-from sonde.server.pki import CertificateAuthority, PkiPaths, load_catalog_public_key
+from sonde.server.pki import (
+    CertificateAuthority,
+    PkiPaths,
+    load_catalog_public_key,
+    load_dispatch_public_key,
+)
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
@@ -230,6 +235,7 @@ class SondeServer:
                 agent_address=self.agent_address,
                 server_name=options.server_name,
                 catalog_public_key=catalog_key,
+                dispatch_public_key=load_dispatch_public_key(pki),
             ),
             self._console,
         )

@@ -55,11 +55,16 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         server_name: str,
         lockout: PeerLockout | None = None,
         catalog_public_key: ed25519.Ed25519PublicKey | None = None,
+        dispatch_public_key: ed25519.Ed25519PublicKey | None = None,
     ) -> None:
         self._authority = authority
         # The agent pins it: it runs only scripts this key signed.
         self._catalog_key = (
             raw_public_key(catalog_public_key) if catalog_public_key is not None else b""
+        )
+        # The agent pins it too: it runs only run orders this key signed.
+        self._dispatch_key = (
+            raw_public_key(dispatch_public_key) if dispatch_public_key is not None else b""
         )
         self._agents = agents
         self._agent_address = agent_address
@@ -102,4 +107,5 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             agent_address=self._agent_address,
             server_name=self._server_name,
             catalog_public_key=self._catalog_key,
+            dispatch_public_key=self._dispatch_key,
         )
