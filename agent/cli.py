@@ -249,6 +249,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
                 outbox=outbox,
                 collect=collect,
                 collectors=COLLECTOR_NAMES,
+                state_dir=state_dir,
             )
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
             return await runtime.run(stop)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sonde.agent.catalog_key import CatalogKeyRefused, check_catalog_key, pin_catalog_key
+from sonde.agent.dispatch_key import DISPATCH_KEY, DispatchKeyRefused
 from sonde.agent.paths import CA_FILE, CERT_FILE, KEY_FILE, PENDING_KEY_FILE, STATE_FILE
 from sonde.agent.pending_key import (
     PendingKeyDamaged,
@@ -208,7 +209,8 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
     try:
         # Before anything is written: a refused key leaves the old enrollment as it was.
         check_catalog_key(state_dir, response.catalog_public_key, replace=force)
-    except CatalogKeyRefused as error:
+        DISPATCH_KEY.check(state_dir, response.dispatch_public_key, replace=force)
+    except (CatalogKeyRefused, DispatchKeyRefused) as error:
         raise EnrollmentError(str(error)) from None
     # The string's list is the admin's (every replica); an older server's names one address,
     # which the server that enrolled us may correct.
@@ -229,6 +231,7 @@ def enroll(token: str, state_dir: Path, *, force: bool = False) -> AgentState:
     write_private_file(state_dir / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
     write_private_file(state_dir / CA_FILE, _pem(bundle.ca_certificate_der))
     pin_catalog_key(state_dir, response.catalog_public_key, replace=force)
+    DISPATCH_KEY.pin(state_dir, response.dispatch_public_key, replace=force)
     save_state(state_dir, state)
     forget_pending_key(state_dir)
     return state

@@ -14,6 +14,12 @@ CA_FILE = "ca.crt"
 STATE_FILE = "agent.json"
 # The catalog public key pinned at enrollment: only scripts it signed run (agent/catalog_key.py).
 CATALOG_KEY_FILE = "catalog.pub"
+# The server's dispatch public key pinned at enrollment: only orders it signed run.
+DISPATCH_KEY_FILE = "dispatch.pub"
+# The workstation's own remediation policy, written by the admin (sonde.catalog.policy).
+POLICY_FILE = "policy.toml"
+# A folder: one file per run order that started, kept until the order's expiry.
+RUNS_DIR = "runs"
 # The key of an enrollment not yet answered: a retry reuses it (agent/pending_key.py).
 PENDING_KEY_FILE = "enrollment-pending.json"
 # A folder: one file per result not yet acknowledged, and the ids already executed.
@@ -22,7 +28,7 @@ OUTBOX_DIR = "outbox"
 # Files whose contents are secret (or reveal what the machine did): owner-only read too.
 SECRET_FILES = (KEY_FILE, STATE_FILE, PENDING_KEY_FILE)
 # Folders whose every file is secret; the folder itself is owner-only (0700) too.
-SECRET_DIRS = (OUTBOX_DIR,)
+SECRET_DIRS = (OUTBOX_DIR, RUNS_DIR)
 
 
 def _is_admin() -> bool:

@@ -2,7 +2,9 @@
 
 On it the agent says Hello, waits for Welcome, resends its outbox, sends heartbeats, runs
 the Collect commands the server pushes and sends their results, dropping each result from
-the outbox only once the server acknowledges it.
+the outbox only once the server acknowledges it. Run orders (run_script) are checked and run
+by agent/remediation/orders.py: a refusal or a run's Result goes through the outbox, its
+output as ScriptOutput chunks on the stream while it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -24,9 +28,14 @@ from sonde.agent.diagnostic_hold import wait_while_held
 from sonde.agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gauge
 from sonde.agent.journal import Outbox, is_command_id
 from sonde.agent.platform_info import describe_machine
+from sonde.agent.run_record import recover_interrupted
 from sonde.agent.state import AgentState, Credentials
-from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2
+from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2, remediation_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
+
+if TYPE_CHECKING:  # loaded with the first run order: the idle agent keeps cryptography out
+    from sonde.agent.remediation.orders import RunOrders
+    from sonde.catalog.envelope import OrderRefused, VerifiedOrder
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +169,13 @@ class AgentRuntime:
         collect: CollectFn,
         collectors: Sequence[str],
         backoff: Backoff | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self._state = state
+        # Where run orders are recorded; None: this runtime refuses to run scripts.
+        self._state_dir = state_dir
+        self._orders: RunOrders | None = None
+        self._run_cancels: dict[str, asyncio.Event] = {}
         self._target = target
         self._outbox = outbox
         self._collect = collect
@@ -175,6 +189,9 @@ class AgentRuntime:
     async def run(self, stop: asyncio.Event) -> int:
         """Return the exit code: 0 once `stop` is set, 4 when revoked."""
         prime_cpu_gauge()
+        if self._state_dir is not None:
+            # Runs the agent stopped during: reported interrupted once online, never rerun.
+            recover_interrupted(self._state_dir, self._outbox)
         try:
             while not stop.is_set():
                 address = self._rotation.current
@@ -296,6 +313,8 @@ class AgentRuntime:
             kind = message.WhichOneof("kind")
             if kind == "collect":
                 await self._on_collect(message.collect)
+            elif kind == "run_script":
+                await self._on_run_script(message.run_script)
             elif kind == "cancel":
                 self._on_cancel(message.cancel.command_id)
             elif kind == "ack":
@@ -351,7 +370,83 @@ class AgentRuntime:
         self._running[command_id] = task
         task.add_done_callback(lambda _: self._running.pop(command_id, None))
 
+    async def _on_run_script(self, signed: remediation_pb2.SignedRunScript) -> None:
+        if self._state_dir is None:
+            log.warning("ignoring a run order: this agent runs no scripts")
+            return
+        from sonde.agent.remediation.orders import RunOrders
+        from sonde.catalog.envelope import OrderRefused
+
+        if self._orders is None:
+            self._orders = RunOrders(self._state_dir, self._state.agent_id, self._outbox)
+        orders = self._orders
+        try:
+            verified = orders.check(signed)
+        except OrderRefused as refusal:
+            await self._refuse_order(refusal)
+            return
+        command_id = verified.order.command_id
+        if command_id in self._running:
+            return  # cannot happen (the run record refuses it as replayed); kept as a guard
+        cancel = asyncio.Event()
+        self._run_cancels[command_id] = cancel
+        task = asyncio.create_task(self._run_order(orders, verified, cancel))
+        self._running[command_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(command_id, None)
+            self._run_cancels.pop(command_id, None)
+
+        task.add_done_callback(done)
+
+    async def _refuse_order(self, refusal: OrderRefused) -> None:
+        from sonde.agent.remediation.orders import refused
+
+        command_id = refusal.command_id
+        log.warning(
+            "refused a run order%s (%s): %s",
+            f" for command {command_id}" if command_id else "",
+            refusal.refusal.value,
+            refusal.message,
+        )
+        if command_id in self._running:
+            return  # a copy of an order now running: its own result is sent when it ends
+        stored = self._outbox.get(command_id) if is_command_id(command_id) else None
+        if stored is not None:
+            # The server resent it (its ack or our result was lost): the result it lacks. A
+            # refusal never replaces the result of what ran under that id.
+            await self._send_result(agent_pb2.Result.FromString(stored))
+            return
+        result = refused(command_id, refusal.refusal, refusal.message)
+        if is_command_id(command_id):
+            await self._deliver(result)
+        else:
+            await self._send_result(result)  # no id the outbox can keep: sent once
+
+    async def _run_order(
+        self, orders: RunOrders, verified: VerifiedOrder, cancel: asyncio.Event
+    ) -> None:
+        async def send_output(output: agent_pb2.ScriptOutput) -> None:
+            sender = self._sender
+            if sender is None:
+                return  # offline: the Result carries the output kept
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await sender.send(agent_pb2.AgentMessage(script_output=output))
+
+        try:
+            result = await orders.execute(verified, send_output, cancel)
+        except OSError as error:  # the run record could not be written: nothing started
+            reason = f"the run could not be recorded before it started, so it did not: {error}"
+            result = _failure(verified.order.command_id, reason)
+        await self._deliver(result)
+        orders.finish(verified)
+
     def _on_cancel(self, command_id: str) -> None:
+        run_cancel = self._run_cancels.get(command_id)
+        if run_cancel is not None:
+            # The runner stops the script's tree and reports the run cancelled.
+            run_cancel.set()
+            return
         task = self._running.get(command_id)
         if task is not None:
             self._cancelled.add(command_id)

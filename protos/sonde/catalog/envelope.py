@@ -53,6 +53,8 @@ class Refusal(Enum):
     PLATFORM = "platform"
     PARAMETERS = "parameters"
     POLICY = "policy"
+    # The agent has no pinned dispatch or catalog key (or a damaged one): it checks nothing.
+    NO_PINNED_KEY = "no-pinned-key"
 
 
 class OrderRefused(Exception):

@@ -115,6 +115,9 @@ class RecordingEnrollment(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self.requests: list[enrollment_pb2.EnrollRequest] = []
         self.uses_left = 1
         self.sign_with: ScratchCA | None = None  # set to return a certificate from another CA
+        # Raw Ed25519 public keys sent in the reply (a test's own keys; empty: none).
+        self.catalog_public_key = b""
+        self.dispatch_public_key = b""
 
     async def Enroll(
         self,
@@ -139,6 +142,8 @@ class RecordingEnrollment(enrollment_pb2_grpc.EnrollmentServiceServicer):
             ca_certificate_der=self.ca.der,
             agent_address=self.agent_address,
             server_name=SERVER_NAME,
+            catalog_public_key=self.catalog_public_key,
+            dispatch_public_key=self.dispatch_public_key,
         )
 
 
@@ -164,6 +169,9 @@ class RecordingAgentService(agent_pb2_grpc.AgentServiceServicer):
     hellos: list[agent_pb2.Hello] = field(default_factory=list)
     heartbeats: list[agent_pb2.Heartbeat] = field(default_factory=list)
     results: list[agent_pb2.Result] = field(default_factory=list)
+    script_outputs: list[agent_pb2.ScriptOutput] = field(default_factory=list)
+    # How many results had arrived when each ScriptOutput did (output while it runs: 0 more).
+    results_before_output: list[int] = field(default_factory=list)
     peer_ids: list[str] = field(default_factory=list)
     to_agent: asyncio.Queue[agent_pb2.ServerMessage | grpc.StatusCode | None] = field(
         default_factory=asyncio.Queue
@@ -209,6 +217,9 @@ class RecordingAgentService(agent_pb2_grpc.AgentServiceServicer):
             kind = message.WhichOneof("kind")
             if kind == "heartbeat":
                 self.heartbeats.append(message.heartbeat)
+            elif kind == "script_output":
+                self.script_outputs.append(message.script_output)
+                self.results_before_output.append(len(self.results))
             elif kind == "result":
                 self.results.append(message.result)
                 if self.auto_ack:

@@ -1,0 +1,236 @@
+"""Run orders on the agent: check a signed order, remember it before it starts, run it.
+
+What happens to a ServerMessage.run_script (agent/transport.py calls this module):
+
+1. The order is checked by sonde.catalog.envelope.verify_order with the keys pinned at
+   enrollment (dispatch.pub, catalog.pub), this agent's id and platform, the workstation's
+   policy (policy.toml, optional) and the record of the commands that ran here. A refusal
+   becomes a Result with Failure(kind=REFUSED, refusal=<code>, reason=<sentence>); nothing
+   runs. No pinned key, a damaged one, or a policy.toml that does not parse refuses every
+   order, saying so.
+2. A verified order is written to the run record (state_dir/runs/, one file per command,
+   fsynced) as started BEFORE the script starts, and kept until the order's expiry: an order
+   replayed while it is remembered is refused as replayed.
+3. The script runs (agent/remediation/runner.py); its output goes to the server as
+   ScriptOutput chunks while it runs; the Result (script_run) goes through the outbox, and
+   only then is the record marked finished.
+4. On the next start, a record still marked started has no result: the agent stopped during
+   the run (crash, kill -9, the machine went down). It is reported as Failure(kind=FAILED,
+   "interrupted: ...") and never run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from pathlib import Path
+
+from sonde.agent.catalog_key import CATALOG_KEY
+from sonde.agent.dispatch_key import DISPATCH_KEY
+from sonde.agent.journal import Outbox
+from sonde.agent.paths import POLICY_FILE
+from sonde.agent.pinned_key import PinnedKeyRefused
+from sonde.agent.remediation.output import OutputChunk, OutputStream
+from sonde.agent.remediation.runner import RunOutcome, ScriptCannotRun, run, this_platform
+from sonde.agent.run_record import MAX_RECORDED_ID, RunRecord
+from sonde.catalog.envelope import OrderRefused, Refusal, VerifiedOrder, verify_order
+from sonde.catalog.policy import AgentPolicy, PolicyError, parse_policy
+from sonde.v1 import agent_pb2, remediation_pb2
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the agent stopped during the run; not run again"
+RECORD_SUFFIX = ".run"
+_STARTED = "started"
+_FINISHED = "finished"
+
+RUN_FOLDER_PREFIX = "sonde-run-"  # the runner's tempfile prefix (agent/remediation/runner.py)
+
+SendOutput = Callable[[agent_pb2.ScriptOutput], Awaitable[None]]
+
+
+def refused(command_id: str, refusal: Refusal, reason: str) -> agent_pb2.Result:
+    return agent_pb2.Result(
+        command_id=command_id,
+        failure=agent_pb2.Failure(
+            reason=reason, kind=agent_pb2.FAILURE_KIND_REFUSED, refusal=refusal.value
+        ),
+    )
+
+
+def claimed_command_id(signed: remediation_pb2.SignedRunScript) -> str:
+    """The command id the order's bytes claim, unverified: only to answer a refusal with."""
+    order = remediation_pb2.RunScriptOrder()
+    try:
+        order.ParseFromString(signed.order)
+    except Exception:  # DecodeError, or bytes that are not an order at all
+        return ""
+    return order.command_id
+
+
+class RunOrders:
+    """Checks and runs the run orders of one agent; see the module's docstring."""
+
+    def __init__(self, state_dir: Path, agent_id: str, outbox: Outbox) -> None:
+        self._state_dir = state_dir
+        self._agent_id = agent_id
+        self._outbox = outbox
+        self.record = RunRecord.in_state_dir(state_dir)
+
+    def _policy(self) -> AgentPolicy | str:
+        path = self._state_dir / POLICY_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return AgentPolicy()
+        except OSError as error:
+            return f"this workstation's policy {path} cannot be read ({error}): every run refused"
+        try:
+            return parse_policy(data)
+        except PolicyError as error:
+            return (
+                f"this workstation's policy {path} does not parse ({error}): every run is "
+                "refused until the admin fixes it"
+            )
+
+    def _already_ran(self, command_id: str) -> bool:
+        return self.record.knows(command_id) or self._outbox.is_completed(command_id)
+
+    def check(self, signed: remediation_pb2.SignedRunScript) -> VerifiedOrder:
+        """The verified order; OrderRefused with its code and sentence (command id filled
+        in as far as the bytes say it) when it must not run."""
+        try:
+            dispatch_key = DISPATCH_KEY.pinned(self._state_dir)
+            catalog_key = CATALOG_KEY.pinned(self._state_dir)
+        except PinnedKeyRefused as error:
+            raise OrderRefused(
+                Refusal.NO_PINNED_KEY,
+                f"{error}; no run order is accepted until the agent is enrolled again "
+                "(sonde-agent enroll --force TOKEN)",
+                claimed_command_id(signed),
+            ) from None
+        if dispatch_key is None or catalog_key is None:
+            missing = " and ".join(
+                name
+                for name, key in (("dispatch", dispatch_key), ("catalog", catalog_key))
+                if key is None
+            )
+            raise OrderRefused(
+                Refusal.NO_PINNED_KEY,
+                f"this agent pinned no {missing} key at enrollment, so it cannot check a run "
+                "order; enroll it again with a token from a server that sends them "
+                "(sonde-agent enroll --force TOKEN)",
+                claimed_command_id(signed),
+            )
+        if len(claimed_command_id(signed)) > MAX_RECORDED_ID:
+            raise OrderRefused(
+                Refusal.MALFORMED,
+                f"a run order's command id is at most {MAX_RECORDED_ID} characters",
+            )
+        policy = self._policy()
+        try:
+            verified = verify_order(
+                signed,
+                dispatch_key=dispatch_key,
+                catalog_key=catalog_key,
+                agent_id=self._agent_id,
+                platform=this_platform(),
+                policy=policy if isinstance(policy, AgentPolicy) else AgentPolicy(),
+                already_ran=self._already_ran,
+            )
+        except OrderRefused as error:
+            if not error.command_id:
+                error.command_id = claimed_command_id(signed)
+            raise
+        if isinstance(policy, str):
+            raise OrderRefused(Refusal.POLICY, policy, verified.order.command_id)
+        return verified
+
+    async def execute(
+        self,
+        verified: VerifiedOrder,
+        send_output: SendOutput,
+        cancel: asyncio.Event,
+    ) -> agent_pb2.Result:
+        """Record the run as started, run it, and the Result to deliver (then finish())."""
+        order = verified.order
+        command_id = order.command_id
+        self.record.started(command_id, order.expires_at.ToDatetime(tzinfo=UTC))
+        log.info(
+            "running command %s: %s %s%s (asked by %s%s)",
+            command_id,
+            verified.manifest.id,
+            verified.manifest.version,
+            " in dry run" if order.dry_run else "",
+            order.requested_by or "(unknown)",
+            f", approved by {order.approved_by}" if order.approved_by else "",
+        )
+
+        async def on_output(chunk: OutputChunk) -> None:
+            stream = (
+                agent_pb2.SCRIPT_STREAM_STDOUT
+                if chunk.stream is OutputStream.STDOUT
+                else agent_pb2.SCRIPT_STREAM_STDERR
+            )
+            await send_output(
+                agent_pb2.ScriptOutput(
+                    command_id=command_id, stream=stream, offset=chunk.offset, data=chunk.data
+                )
+            )
+
+        started = time.monotonic()
+        try:
+            outcome = await run(
+                verified.manifest,
+                verified.script,
+                verified.values,
+                on_output=on_output,
+                cancel=cancel,
+                work_root=self._state_dir,
+                home=Path.home(),
+            )
+        except ScriptCannotRun as error:
+            log.warning("command %s could not start: %s", command_id, error)
+            return agent_pb2.Result(
+                command_id=command_id,
+                failure=agent_pb2.Failure(
+                    reason=f"the script could not start: {error}",
+                    kind=agent_pb2.FAILURE_KIND_FAILED,
+                ),
+            )
+        log.info(
+            "command %s ended in %.1f s: exit %s%s%s",
+            command_id,
+            time.monotonic() - started,
+            outcome.exit_code,
+            ", timed out" if outcome.timed_out else "",
+            ", cancelled" if outcome.cancelled else "",
+        )
+        return agent_pb2.Result(command_id=command_id, script_run=script_run(verified, outcome))
+
+    def finish(self, verified: VerifiedOrder) -> None:
+        """After its Result is in the outbox."""
+        order = verified.order
+        self.record.finished(order.command_id, order.expires_at.ToDatetime(tzinfo=UTC))
+
+
+def script_run(verified: VerifiedOrder, outcome: RunOutcome) -> agent_pb2.ScriptRun:
+    stopped = outcome.timed_out or outcome.cancelled or outcome.exit_code is None
+    return agent_pb2.ScriptRun(
+        script_id=verified.manifest.id,
+        script_version=verified.manifest.version,
+        dry_run=verified.order.dry_run,
+        exit_code=-1 if stopped or outcome.exit_code is None else outcome.exit_code,
+        timed_out=outcome.timed_out,
+        cancelled=outcome.cancelled,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        stdout_bytes=outcome.stdout_size,
+        stderr_bytes=outcome.stderr_size,
+        duration_ms=min(int(outcome.duration_s * 1000), 2**32 - 1),
+    )
