@@ -244,7 +244,7 @@ def _output_text(run: console_pb2.ScriptRunInfo) -> list[Text]:
             continue
         head = f"-- {name}" + (f" (kept {len(data)} of {size} bytes)" if truncated else "")
         lines.append(Text(head, style="bold"))
-        lines.append(text(data.decode("utf-8", "replace").rstrip("\n")))
+        lines += [text(line) for line in data.decode("utf-8", "replace").rstrip("\n").split("\n")]
     return lines
 
 
@@ -266,7 +266,9 @@ def _follow(ctx: Context, run_id: str) -> int:
             client.stub.GetRun, console_pb2.GetRunRequest(id=run_id, live_offset=offset)
         )
         if response.live_output and not ctx.out.json_mode:
-            ctx.out.stdout.write(inert(response.live_output.decode("utf-8", "replace")))
+            live = response.live_output.decode("utf-8", "replace")
+            # Each line made inert (no escape sequences, no markup), the line breaks kept.
+            ctx.out.stdout.write("\n".join(inert(line) for line in live.split("\n")))
             ctx.out.stdout.flush()
         offset = response.live_bytes
         if response.run.command.state in _FINAL:

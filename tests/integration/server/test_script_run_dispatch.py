@@ -7,6 +7,7 @@ output stored; a high-risk one reaches the agent only once another person approv
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sonde.server.domain.users import Users
 from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, remediation_pb2
 from tests.integration.server.test_agent_stream_refusals import Session
 from tests.support.catalog_bundles import signed_bundle, source
+from tests.support.deployment import program
 from tests.support.live_server import LiveServer, hello, live_server
 from tests.unit.domain.builders import SETUP_ADMIN
 
@@ -177,3 +179,85 @@ async def test_a_high_risk_run_reaches_the_agent_only_once_another_person_approv
         assert verified.order.approved_by == "admin"
         assert verified.order.requested_by == "bob"
         await stream.call.done_writing()
+
+
+async def _sonde(live: LiveServer, tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(live.ca_pem)
+    env = dict(os.environ)
+    env.update(
+        SONDE_SERVER=live.server.console_address, SONDE_TOKEN=live.admin_token, SONDE_CA=str(ca)
+    )
+    return await asyncio.create_subprocess_exec(
+        *program("sonde"),
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_runs_show_follow_prints_the_output_live_then_how_it_ended(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    await _publish(live)
+    agent = await live.enroll("pc-follow")
+    async with agent.channel() as channel:
+        stream = Session(agent_pb2_grpc.AgentServiceStub(channel).Session())
+        await stream.send(hello("pc-follow"))
+        await stream.receive("welcome")
+        request = console_pb2.RunScriptRequest(agent=agent.agent_id, script_id="clear-temp")
+        run_id = await _run(live, live.admin_token, request)
+        await stream.receive("run_script")
+        follow = await _sonde(live, tmp_path, "runs", "show", run_id, "--follow")
+        assert follow.stdout is not None
+        await stream.send(
+            agent_pb2.AgentMessage(
+                script_output=agent_pb2.ScriptOutput(command_id=run_id, data=b"step one\n")
+            )
+        )
+        # Printed while the run is still going: the result is not sent yet.
+        try:
+            line = await asyncio.wait_for(follow.stdout.readline(), 30)
+        except TimeoutError:
+            follow.kill()
+            raise AssertionError(await follow.communicate()) from None
+        assert line == b"step one\n"
+        assert (await _get(live, run_id)).run.command.state == console_pb2.COMMAND_STATE_RUNNING
+        result = agent_pb2.Result(
+            command_id=run_id,
+            script_run=agent_pb2.ScriptRun(exit_code=3, stdout=b"step one\n", stdout_bytes=9),
+        )
+        await stream.send(agent_pb2.AgentMessage(result=result))
+        await stream.receive("ack")
+        rest, errors = await asyncio.wait_for(follow.communicate(), 30)
+        await stream.call.done_writing()
+    assert follow.returncode == 1, errors  # the run failed: exit 3
+    assert b"failed" in rest
+    assert b"the script exited 3" in rest
+
+
+async def test_an_agents_refusal_ends_the_run_refused_with_its_reason(live: LiveServer) -> None:
+    await _publish(live)
+    agent = await live.enroll("pc-refuses")
+    async with agent.channel() as channel:
+        stream = Session(agent_pb2_grpc.AgentServiceStub(channel).Session())
+        await stream.send(hello("pc-refuses"))
+        await stream.receive("welcome")
+        request = console_pb2.RunScriptRequest(agent=agent.agent_id, script_id="clear-temp")
+        run_id = await _run(live, live.admin_token, request)
+        await stream.receive("run_script")
+        failure = agent_pb2.Failure(
+            reason="this workstation's policy denies clear-temp",
+            kind=agent_pb2.FAILURE_KIND_REFUSED,
+            refusal="policy",
+        )
+        await stream.send(
+            agent_pb2.AgentMessage(result=agent_pb2.Result(command_id=run_id, failure=failure))
+        )
+        await stream.receive("ack")
+        await stream.call.done_writing()
+    command = (await _get(live, run_id)).run.command
+    assert command.state == console_pb2.COMMAND_STATE_REFUSED
+    assert "policy denies clear-temp" in command.reason
