@@ -176,6 +176,9 @@ class AgentRuntime:
         self._state_dir = state_dir
         self._orders: RunOrders | None = None
         self._run_cancels: dict[str, asyncio.Event] = {}
+        # One script at a time: two fixes racing on one machine (a restart and a reboot) help
+        # nobody. The others wait, not yet recorded as started.
+        self._script_slot = asyncio.Semaphore(1)
         self._target = target
         self._outbox = outbox
         self._collect = collect
@@ -433,18 +436,26 @@ class AgentRuntime:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await sender.send(agent_pb2.AgentMessage(script_output=output))
 
-        try:
-            result = await orders.execute(verified, send_output, cancel)
-        except OSError as error:  # the run record could not be written: nothing started
-            reason = f"the run could not be recorded before it started, so it did not: {error}"
-            result = _failure(verified.order.command_id, reason)
-        await self._deliver(result)
-        orders.finish(verified)
+        command_id = verified.order.command_id
+        async with self._script_slot:
+            if cancel.is_set():
+                reason = "cancelled by the server before it started"
+                await self._deliver(_failure(command_id, reason, agent_pb2.FAILURE_KIND_CANCELLED))
+                return
+            try:
+                result = await orders.execute(verified, send_output, cancel)
+            except OSError as error:  # the run record could not be written: nothing started
+                reason = f"the run could not be recorded before it started, so it did not: {error}"
+                await self._deliver(_failure(command_id, reason))
+                return
+            await self._deliver(result)
+            orders.finish(verified)
 
     def _on_cancel(self, command_id: str) -> None:
         run_cancel = self._run_cancels.get(command_id)
         if run_cancel is not None:
             # The runner stops the script's tree and reports the run cancelled.
+            log.info("cancelling the run of command %s", command_id)
             run_cancel.set()
             return
         task = self._running.get(command_id)

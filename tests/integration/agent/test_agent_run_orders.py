@@ -265,6 +265,45 @@ async def test_a_cancel_stops_a_running_script(
     assert result.script_run.exit_code == -1
 
 
+async def test_scripts_run_one_at_a_time_and_a_waiting_one_cancelled_never_starts(
+    fake_server: FakeServer,
+    keyed_state: tuple[Path, OrderMaker],
+    start_agent: StartAgent,
+    tmp_path: Path,
+) -> None:
+    state, maker = keyed_state
+    agent = await online(fake_server, start_agent, state)
+    started, stop, second = tmp_path / "started", tmp_path / "stop", tmp_path / "second"
+    body = (
+        f'touch "{started}"\nfor _ in $(seq 1200); do [ -e "{stop}" ] && exit 0; sleep 0.05; done'
+    )
+    first = maker.order(own_script(maker.catalog_key, "first-fix", body))
+    waiting = maker.order(own_script(maker.catalog_key, "second-fix", f'touch "{second}"'))
+    third = maker.order(own_script(maker.catalog_key, "third-fix", f'touch "{second}-3"'))
+    for order in (first, waiting, third):
+        fake_server.agents.to_agent.put_nowait(run_message(maker.sign(order)))
+    await eventually(started.exists, 20.0, f"the first script to start\n{agent.log()}")
+    cancel = agent_pb2.ServerMessage()
+    cancel.cancel.command_id = waiting.command_id
+    fake_server.agents.to_agent.put_nowait(cancel)
+    await eventually(
+        lambda: f"cancelling the run of command {waiting.command_id}" in agent.log(),
+        20.0,
+        f"the cancel to arrive\n{agent.log()}",
+    )
+    stop.touch()
+    ended = await one_result(fake_server, agent, first.command_id)
+    assert ended.script_run.exit_code == 0, ended
+    cancelled = await one_result(fake_server, agent, waiting.command_id)
+    assert cancelled.WhichOneof("outcome") == "failure", cancelled
+    assert cancelled.failure.kind == agent_pb2.FAILURE_KIND_CANCELLED
+    assert cancelled.failure.reason == "cancelled by the server before it started"
+    last = await one_result(fake_server, agent, third.command_id)
+    assert last.script_run.exit_code == 0, last
+    assert not second.exists()
+    assert Path(f"{second}-3").exists()
+
+
 async def test_kill_9_mid_run_is_reported_interrupted_and_never_run_again(
     fake_server: FakeServer,
     keyed_state: tuple[Path, OrderMaker],
