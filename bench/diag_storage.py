@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,7 +79,9 @@ class BenchStream:
     closing: bool = False
     sent: list[str] = field(default_factory=list)
 
-    def deliver(self, commands: Sequence[CommandRecord]) -> None:
+    def deliver(
+        self, commands: Sequence[CommandRecord], orders: Mapping[str, object] | None = None
+    ) -> None:
         self.sent += [command.id for command in commands]
 
 

@@ -70,6 +70,9 @@ async def open_services(
     signed with `dispatch_key` (None: a run cannot be sent)."""
     wakeups = Wakeups()
     audited = AuditedWrites(db, key=audit_key)
+    commands = Commands(db, audited, wakeups)
+    script_runs = ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key)
+    commands.sign_orders = script_runs.sign_in  # runs claimed with a diagnostic go signed
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -78,10 +81,10 @@ async def open_services(
         tokens=EnrollmentTokens(db, writes=audited),
         users=Users(db, writes=audited, wakeups=wakeups),
         audit=AuditLog(db, key=audit_key),
-        commands=Commands(db, audited, wakeups),
+        commands=commands,
         diagnostics=Diagnostics(db, audited, wakeups),
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
-        script_runs=ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key),
+        script_runs=script_runs,
     )

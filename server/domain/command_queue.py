@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -50,6 +50,10 @@ from sonde.server.storage.db import Database
 from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import agents, commands
 from sonde.server.storage.types import AnyRow
+from sonde.v1 import remediation_pb2
+
+Orders = Mapping[str, remediation_pb2.SignedRunScript]
+OrderSigner = Callable[[Connection, Sequence[CommandRecord]], Orders]
 
 DEFAULT_EXPIRY = timedelta(hours=24)
 MAX_EXPIRY = timedelta(days=30)
@@ -81,6 +85,9 @@ class Commands:
         self._audited = audited
         self._wakeups = wakeups
         self._clock = clock
+        # Signs the script runs among commands claimed inside a unit of work (their orders go
+        # out with them on the direct path): server/domain/script_runs.py, ScriptRuns.sign_in.
+        self.sign_orders: OrderSigner | None = None
 
     # -- asking ----------------------------------------------------------------------------
 
@@ -105,7 +112,7 @@ class Commands:
 
         def unit(
             connection: Connection, entry: AuditEntry
-        ) -> tuple[QueuedCommand, LocalStream | None, builtins.list[CommandRecord]]:
+        ) -> tuple[QueuedCommand, LocalStream | None, builtins.list[CommandRecord], Orders]:
             if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
                 raise InvalidArgument(f"a command expires after 1 s to {MAX_EXPIRY.days} days")
             agent = resolve_agent(connection, agent_ref)
@@ -122,7 +129,7 @@ class Commands:
             sent = (
                 []
                 if stream is None
-                else _claim(
+                else claim_in(
                     connection, agent.id, stream.session_id, now, wakes, resend_delivered=False
                 )
             )
@@ -180,9 +187,10 @@ class Commands:
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
             # What was just written, not read back (ARCHITECTURE.md: a hot path does not
             # re-read what it just wrote).
-            return QueuedCommand(record, agent.online), stream, sent
+            orders = self.sign_orders(connection, sent) if self.sign_orders and sent else {}
+            return QueuedCommand(record, agent.online), stream, sent, orders
 
-        queued, stream, sent = await self._audited.run(
+        queued, stream, sent, orders = await self._audited.run(
             principal.name,
             "diagnostics.run",
             unit,
@@ -191,7 +199,7 @@ class Commands:
         )
         self._wakeups.publish(wakes)
         if stream is not None:
-            stream.deliver(sent)
+            stream.deliver(sent, orders)
         return queued
 
     async def cancel(self, principal: Principal, command_id: str, reason: str) -> CommandRecord:
@@ -309,7 +317,7 @@ class Commands:
         wakes: list[Wake] = []
 
         def unit(connection: Connection) -> builtins.list[CommandRecord]:
-            return _claim(
+            return claim_in(
                 connection, agent_id, session_id, now, wakes, resend_delivered=resend_delivered
             )
 
@@ -395,7 +403,7 @@ def _checked_id(command_id: str) -> str:
     return command_id
 
 
-def _claim(
+def claim_in(
     connection: Connection,
     agent_id: str,
     session_id: str,

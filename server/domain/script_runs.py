@@ -35,10 +35,10 @@ from sqlalchemy.engine import Connection
 
 from sonde.catalog.envelope import sign_order
 from sonde.catalog.manifest import ManifestError, Platform, Risk, parse_manifest
-from sonde.server.domain.agents import resolve_agent
+from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
-from sonde.server.domain.command_queue import DEFAULT_EXPIRY, MAX_EXPIRY
+from sonde.server.domain.command_queue import DEFAULT_EXPIRY, MAX_EXPIRY, claim_in
 from sonde.server.domain.command_refs import resolve_command_id
 from sonde.server.domain.commands import (
     MAX_REASON_CHARS,
@@ -57,7 +57,7 @@ from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_model import TicketStatus
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_waiting import require_ticket_of
-from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
+from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import catalog_scripts, commands, script_runs
@@ -68,6 +68,18 @@ APPROVAL_WINDOW = timedelta(hours=4)
 MAX_STORED_OUTPUT = 1024 * 1024  # bytes kept of each stream (the agent's own cap)
 MAX_LIVE_OUTPUT = 256 * 1024  # bytes of live chunks kept for --follow; the rest is counted
 _NO_SECRETS = "{}"
+
+
+Direct = tuple[
+    "LocalStream | None", "list[CommandRecord]", "dict[str, remediation_pb2.SignedRunScript]"
+]
+
+
+def _hand_over(direct: Direct) -> None:
+    """What a unit claimed for this replica's stream of the agent, sent now it committed."""
+    stream, sent, orders = direct
+    if stream is not None:
+        stream.deliver(sent, orders)
 
 
 def _roles(permission: Permission) -> str:
@@ -269,8 +281,10 @@ class ScriptRuns:
         given = dict(parameters or {})
         wakes: list[Wake] = []
         now = self._clock()
+        direct: Direct = (None, [], {})
 
         def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            nonlocal direct
             if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
                 raise InvalidArgument(f"a run expires after 1 s to {MAX_EXPIRY.days} days")
             if not script_id or len(script_id) > 64:
@@ -362,7 +376,7 @@ class ScriptRuns:
                 )
             )
             if not high:
-                emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, command.id))
+                direct = self._send_or_wake(connection, agent, command.id, wakes)
             entry.detail |= {
                 "command_id": command.id,
                 "parameters": _shown(shown),
@@ -376,6 +390,7 @@ class ScriptRuns:
             principal.name, "script.run", unit, ticket_id=ticket_id, peer=principal.peer
         )
         self._wakeups.publish(wakes)
+        _hand_over(direct)
         return run
 
     async def approve(self, principal: Principal, run_ref: str) -> RunRecord:
@@ -383,8 +398,10 @@ class ScriptRuns:
         Audited as `script.approve`, refusals included."""
         wakes: list[Wake] = []
         now = self._clock()
+        direct: Direct = (None, [], {})
 
         def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
+            nonlocal direct
             command, row = self._awaiting(connection, principal, run_ref, entry, "approve")
             if row.approval_due_at is not None and row.approval_due_at <= now:
                 raise Conflict(
@@ -407,11 +424,13 @@ class ScriptRuns:
                 .where(script_runs.c.command_id == command.id)
                 .values(approved_by=principal.name, approved_at=now)
             )
-            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, command.agent_id, command.id))
+            agent = resolve_agent(connection, command.agent_id)
+            direct = self._send_or_wake(connection, agent, command.id, wakes)
             return _load_run(connection, command.id)
 
         run = await self._audited.run(principal.name, "script.approve", unit, peer=principal.peer)
         self._wakeups.publish(wakes)
+        _hand_over(direct)
         return run
 
     async def reject(self, principal: Principal, run_ref: str, reason: str) -> RunRecord:
@@ -518,13 +537,20 @@ class ScriptRuns:
         self, due: Sequence[CommandRecord]
     ) -> dict[str, remediation_pb2.SignedRunScript]:
         """The signed order of each run among `due` (commands claimed for a session)."""
+        if not any(command.kind is CommandKind.RUN_SCRIPT for command in due):
+            return {}
+        return await self._db.read(lambda connection: self.sign_in(connection, due))
+
+    def sign_in(
+        self, connection: Connection, due: Sequence[CommandRecord]
+    ) -> dict[str, remediation_pb2.SignedRunScript]:
+        """orders(), inside the caller's unit of work (a claim that sends them directly)."""
         wanted = [command for command in due if command.kind is CommandKind.RUN_SCRIPT]
         if not wanted:
             return {}
         key = self._dispatch_key
         if key is None:
             raise RuntimeError("this server has no dispatch key (pki/dispatch.key)")
-        ids = [command.id for command in wanted]
         query = (
             select(
                 script_runs.c.command_id,
@@ -545,12 +571,9 @@ class ScriptRuns:
                     & (catalog_scripts.c.version == script_runs.c.script_version),
                 )
             )
-            .where(script_runs.c.command_id.in_(ids))
+            .where(script_runs.c.command_id.in_([command.id for command in wanted]))
         )
-        rows = {
-            row.command_id: row
-            for row in await self._db.read(lambda connection: connection.execute(query).all())
-        }
+        rows = {row.command_id: row for row in connection.execute(query).all()}
         now = self._clock()
         signed: dict[str, remediation_pb2.SignedRunScript] = {}
         for command in wanted:
@@ -578,6 +601,24 @@ class ScriptRuns:
             order.expires_at.FromDatetime(command.expires_at.astimezone(UTC).replace(tzinfo=None))
             signed[command.id] = sign_order(key, order)
         return signed
+
+    def _send_or_wake(
+        self,
+        connection: Connection,
+        agent: AgentRecord,
+        command_id: str,
+        wakes: builtins.list[Wake],
+    ) -> Direct:
+        """A run just queued: claimed and signed here when this replica holds the agent's
+        current stream (sent once the unit commits), else its session is woken."""
+        stream = self._wakeups.local_stream(agent.id)
+        if stream is None or not agent.online or agent.session_id != stream.session_id:
+            emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, command_id))
+            return None, [], {}
+        sent = claim_in(
+            connection, agent.id, stream.session_id, self._clock(), wakes, resend_delivered=False
+        )
+        return stream, sent, self.sign_in(connection, sent)
 
     # -- results ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import asyncio
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
     from sonde.server.domain.commands import CommandRecord
+    from sonde.v1 import remediation_pb2
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,11 @@ class LocalStream(Protocol):
     @property
     def closing(self) -> bool: ...
 
-    def deliver(self, commands: Sequence[CommandRecord]) -> None: ...
+    def deliver(
+        self,
+        commands: Sequence[CommandRecord],
+        orders: Mapping[str, remediation_pb2.SignedRunScript] | None = None,
+    ) -> None: ...
 
 
 class Wakeups:

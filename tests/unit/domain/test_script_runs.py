@@ -14,13 +14,14 @@ from sqlalchemy import select
 from sonde.catalog.envelope import VerifiedOrder, verify_order
 from sonde.catalog.manifest import Platform
 from sonde.catalog.policy import AgentPolicy
-from sonde.server.domain.agents import AgentRecord
+from sonde.server.domain.agents import AgentRecord, HelloInfo
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.commands import CommandKind, CommandState
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.script_runs import APPROVAL_WINDOW, MAX_LIVE_OUTPUT, ScriptRuns
+from sonde.server.domain.sessions import AgentConnection, LocalSessions, SessionOpened, SessionRows
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.wakeups import Wakeups
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
@@ -58,6 +59,7 @@ class Bench:
     agent: AgentRecord
     catalog_key: ed25519.Ed25519PrivateKey
     dispatch_key: ed25519.Ed25519PrivateKey
+    wakeups: Wakeups
     l1: Principal
     l2: Principal
     other_l2: Principal
@@ -92,6 +94,7 @@ async def bench(db: Database) -> Bench:
         agent=await enrolled_agent(db),
         catalog_key=catalog_key,
         dispatch_key=dispatch_key,
+        wakeups=wakeups,
         l1=await technician(db, "ann", Role.L1),
         l2=await technician(db, "bob", Role.L2),
         other_l2=await technician(db, "cy", Role.L2),
@@ -367,3 +370,59 @@ async def test_runs_are_listed_by_agent_ticket_and_state(b: Bench) -> None:
     assert [r.command.id for r in await b.runs.list(ticket_id=ticket)] == [first.command.id]
     waiting = await b.runs.list(states=[CommandState.PENDING_APPROVAL])
     assert [r.command.id for r in waiting] == [second.command.id]
+
+
+# -- direct delivery: the replica that holds the agent's stream ------------------------------
+
+
+async def _held_here(b: Bench) -> AgentConnection:
+    connection = LocalSessions(heartbeat_interval_s=15).attach(b.agent.id, "pc-042", b.clock.now)
+    rows = SessionRows(b.db, "replica-a")
+    rows.add(
+        SessionOpened(
+            b.agent.id,
+            connection.session_id,
+            HelloInfo("pc-042", "linux", "Ubuntu 24.04", "6.8.0", "0.1.0"),
+            "127.0.0.1:5555",
+            b.clock.now,
+        )
+    )
+    await rows.flush()
+    b.wakeups.attach_stream(connection)
+    return connection
+
+
+def _sent(connection: AgentConnection) -> list[agent_pb2.ServerMessage]:
+    sent = []
+    while not connection.outbound.empty():
+        message = connection.outbound.get_nowait()
+        assert message is not None
+        sent.append(message)
+    return sent
+
+
+async def test_a_run_for_a_stream_held_here_goes_out_signed_in_the_same_unit(b: Bench) -> None:
+    connection = await _held_here(b)
+    run = await b.runs.request(b.l2, b.agent.id, "clear-temp")
+    sent = _sent(connection)
+    assert [m.WhichOneof("kind") for m in sent] == ["run_script"]
+    assert _verified(b, sent[0].run_script).order.command_id == run.command.id
+    stored = await b.runs.get(run.command.id)
+    assert (stored.command.state, stored.command.deliveries) == (CommandState.DELIVERED, 1)
+    # Approved, a high-risk run goes out the same way.
+    risky = await b.runs.request(b.l2, b.agent.id, "repair-updates")
+    assert _sent(connection) == []
+    await b.runs.approve(b.admin, risky.command.id)
+    sent = _sent(connection)
+    assert [_verified(b, m.run_script).order.approved_by for m in sent] == ["dee"]
+
+
+async def test_a_run_claimed_with_a_diagnostic_goes_out_signed_before_it(b: Bench) -> None:
+    run = await b.runs.request(b.l2, b.agent.id, "clear-temp")  # queued: no stream yet
+    connection = await _held_here(b)
+    b.commands.sign_orders = b.runs.sign_in  # as server/services.py wires it
+    diagnostic = await b.commands.queue(b.l2, b.agent.id, CommandKind.COLLECT, ticket_id=None)
+    sent = _sent(connection)
+    assert [m.WhichOneof("kind") for m in sent] == ["run_script", "collect"]
+    assert _verified(b, sent[0].run_script).order.command_id == run.command.id
+    assert sent[1].collect.command_id == diagnostic.command.id
