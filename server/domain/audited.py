@@ -165,6 +165,11 @@ class AuditedWrites:
             await self.refused(actor, action, error, entry=entry, peer=peer)
             raise
 
+    def append_in(self, connection: Connection, actor: str, action: str, entry: AuditEntry) -> None:
+        """An audit row inside a unit of work that run() does not run (a session's claim),
+        in the same transaction as the change it records."""
+        append_row(connection, entry.row_values(self._clock(), actor, action, key=self._key))
+
     @property
     def keyed(self) -> bool:
         """Whether rows are linked with the audit key (a one-statement change picks its SQL)."""

@@ -187,6 +187,8 @@ class Commands:
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
             # What was just written, not read back (ARCHITECTURE.md: a hot path does not
             # re-read what it just wrote).
+            if stream is not None:
+                audit_dispatch(self._audited, connection, sent, stream.session_id)
             orders = self.sign_orders(connection, sent) if self.sign_orders and sent else {}
             return QueuedCommand(record, agent.online), stream, sent, orders
 
@@ -317,9 +319,11 @@ class Commands:
         wakes: list[Wake] = []
 
         def unit(connection: Connection) -> builtins.list[CommandRecord]:
-            return claim_in(
+            claimed = claim_in(
                 connection, agent_id, session_id, now, wakes, resend_delivered=resend_delivered
             )
+            audit_dispatch(self._audited, connection, claimed, session_id)
+            return claimed
 
         if not known_due and not await self._db.read(
             lambda connection: (
@@ -401,6 +405,32 @@ def _checked_id(command_id: str) -> str:
     if not command_id or len(command_id) > MAX_COMMAND_ID_CHARS:
         raise InvalidArgument(f"a command id is 1 to {MAX_COMMAND_ID_CHARS} characters")
     return command_id
+
+
+def audit_dispatch(
+    audited: AuditedWrites,
+    connection: Connection,
+    claimed: Iterable[CommandRecord],
+    session_id: str,
+) -> None:
+    """A `script.dispatch` audit row for each script run among `claimed`, in the claim's own
+    transaction (a diagnostic's delivery is not audited: its request and result are)."""
+    for command in claimed:
+        if command.kind is CommandKind.RUN_SCRIPT:
+            audited.append_in(
+                connection,
+                "server",
+                "script.dispatch",
+                AuditEntry(
+                    command.agent_id,
+                    command.ticket_id,
+                    {
+                        "command_id": command.id,
+                        "session": session_id,
+                        "deliveries": command.deliveries,
+                    },
+                ),
+            )
 
 
 def claim_in(

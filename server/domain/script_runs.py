@@ -38,7 +38,12 @@ from sonde.catalog.manifest import ManifestError, Platform, Risk, parse_manifest
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
-from sonde.server.domain.command_queue import DEFAULT_EXPIRY, MAX_EXPIRY, claim_in
+from sonde.server.domain.command_queue import (
+    DEFAULT_EXPIRY,
+    MAX_EXPIRY,
+    audit_dispatch,
+    claim_in,
+)
 from sonde.server.domain.command_refs import resolve_command_id
 from sonde.server.domain.commands import (
     MAX_REASON_CHARS,
@@ -618,6 +623,7 @@ class ScriptRuns:
         sent = claim_in(
             connection, agent.id, stream.session_id, self._clock(), wakes, resend_delivered=False
         )
+        audit_dispatch(self._audited, connection, sent, stream.session_id)
         return stream, sent, self.sign_in(connection, sent)
 
     # -- results ---------------------------------------------------------------------------

@@ -311,6 +311,10 @@ async def test_the_order_the_agent_gets_verifies_and_names_the_approver(b: Bench
     assert (order.requested_by, order.approved_by, order.ticket_id) == ("dee", "bob", ticket)
     assert order.dry_run is True
     assert verified.values == {"dry_run": True}
+    # The dispatch is audited in the claim's transaction.
+    dispatched = await _audit(b.db, "script.dispatch")
+    assert [(actor, result) for actor, result, _ in dispatched] == [("server", "ok")]
+    assert run.command.id in dispatched[0][2]
 
 
 @pytest.mark.parametrize(
@@ -415,6 +419,10 @@ async def test_a_run_for_a_stream_held_here_goes_out_signed_in_the_same_unit(b: 
     await b.runs.approve(b.admin, risky.command.id)
     sent = _sent(connection)
     assert [_verified(b, m.run_script).order.approved_by for m in sent] == ["dee"]
+    dispatched = [detail for _, _, detail in await _audit(b.db, "script.dispatch")]
+    assert len(dispatched) == 2
+    assert run.command.id in dispatched[0]
+    assert risky.command.id in dispatched[1]
 
 
 async def test_a_run_claimed_with_a_diagnostic_goes_out_signed_before_it(b: Bench) -> None:
