@@ -17,8 +17,8 @@ show; `parameters` holds the values as given only until the run ends (its result
 sweep after any other final state, erases them): the server needs them to sign the order.
 
 Every change writes its audit row in its own transaction: script.run (the request),
-script.approve, script.reject, command.result; dispatch is the command core's delivery
-(delivered_at, deliveries) and a cancel is command.cancel.
+script.approve, script.reject, script.dispatch (each claim that sends it, actor `server`),
+command.result; a cancel is the command core's command.cancel.
 """
 
 from __future__ import annotations

@@ -434,3 +434,15 @@ async def test_a_run_claimed_with_a_diagnostic_goes_out_signed_before_it(b: Benc
     assert [m.WhichOneof("kind") for m in sent] == ["run_script", "collect"]
     assert _verified(b, sent[0].run_script).order.command_id == run.command.id
     assert sent[1].collect.command_id == diagnostic.command.id
+
+
+async def test_the_sweep_erases_the_secret_of_a_run_that_ended_without_a_result(b: Bench) -> None:
+    run = await b.runs.request(
+        b.l2, b.agent.id, "restart-thing", parameters={"service_name": "cups", "token": SECRET}
+    )
+    kept = await b.db.read(lambda c: c.execute(select(script_runs.c.parameters)).scalar_one())
+    assert SECRET in kept  # needed to sign the order while it may still be sent
+    await b.commands.cancel(b.l2, run.command.id, "wrong machine")
+    await b.runs.end_unapproved()
+    kept = await b.db.read(lambda c: c.execute(select(script_runs.c.parameters)).scalar_one())
+    assert json.loads(kept) == {}
