@@ -313,6 +313,9 @@ class Diagnostics:
                 state = FAILURE_STATES.get(result.failure.kind, CommandState.FAILED)
                 reason = sanitized(result.failure.reason, max_chars=MAX_REASON_CHARS)
                 reason = reason or "the agent gave no reason"
+                refusal = sanitized(result.failure.refusal, max_chars=40)
+                if refusal:  # a run order the agent refused: its reason code first
+                    reason = f"the agent refused the order ({refusal}): {reason}"
                 current = finish_record(
                     connection, command, state, received_at, wakes, reason=reason
                 )

@@ -260,4 +260,6 @@ async def test_an_agents_refusal_ends_the_run_refused_with_its_reason(live: Live
         await stream.call.done_writing()
     command = (await _get(live, run_id)).run.command
     assert command.state == console_pb2.COMMAND_STATE_REFUSED
-    assert "policy denies clear-temp" in command.reason
+    assert command.reason == (
+        "the agent refused the order (policy): this workstation's policy denies clear-temp"
+    )
