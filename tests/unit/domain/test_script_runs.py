@@ -446,3 +446,18 @@ async def test_the_sweep_erases_the_secret_of_a_run_that_ended_without_a_result(
     await b.runs.end_unapproved()
     kept = await b.db.read(lambda c: c.execute(select(script_runs.c.parameters)).scalar_one())
     assert json.loads(kept) == {}
+
+
+async def test_a_refused_secret_value_is_named_in_neither_the_error_nor_the_audit(
+    b: Bench,
+) -> None:
+    leaked = "no spaces allowed here"
+    with pytest.raises(InvalidArgument) as refused:
+        await b.runs.request(
+            b.l2, b.agent.id, "restart-thing", parameters={"service_name": "x", "token": leaked}
+        )
+    assert "parameter token: the value given does not match its pattern" in str(refused.value)
+    assert leaked not in str(refused.value)
+    audit = await _audit(b.db, "script.run")
+    assert audit[-1][1].startswith("refused")
+    assert leaked not in audit[-1][1] + audit[-1][2]
