@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 HANDSHAKE_S = 8.0
 IDLE_S = 10.0
 MIB = 1024 * 1024
-GROWTH_ALLOWED = 24 * MIB
+GROWTH_ALLOWED = 40 * MIB  # without giving memory back: 105-115 MiB more, and it stays
 MEMORY_BACK_S = 60.0  # memory_release checks every 15 s
 
 
@@ -122,12 +122,18 @@ def _flood_a_real_server(tmp_path: Path, rounds_wanted: int, *, memory: bool) ->
                     rss = _rss(pid)
                     return rss if rss <= baseline + GROWTH_ALLOWED else None
 
-                settled = wait_for(
-                    f"the server's memory to come back near {baseline / MIB:.0f} MiB",
-                    given_back,
-                    timeout=MEMORY_BACK_S,
-                    interval=1.0,
-                )
+                try:
+                    settled = wait_for(
+                        f"the server's memory to come back near {baseline / MIB:.0f} MiB",
+                        given_back,
+                        timeout=MEMORY_BACK_S,
+                        interval=1.0,
+                    )
+                except AssertionError as error:
+                    given = [line for line in sonde.server.log().splitlines() if "gave" in line]
+                    raise AssertionError(
+                        f"{error}: RSS {_rss(pid) / MIB:.0f} MiB; the server said {given}"
+                    ) from None
                 print(f"server RSS {settled / MIB:.0f} MiB once given back")
         finally:
             sonde.stop()
