@@ -22,6 +22,7 @@ from sonde.server.domain.clock import Clock, require_aware, utc_now
 from sonde.server.domain.commands import (
     MAX_COMMAND_ID_CHARS,
     MAX_REASON_CHARS,
+    CommandKind,
     CommandRecord,
     CommandState,
     FinishedCommand,
@@ -291,6 +292,12 @@ class Diagnostics:
             if command.state.final:
                 raise AlreadyEnded(command)
             stored: StoredSnapshotRecord | None = None
+            if result.HasField("snapshot") and command.kind is not CommandKind.COLLECT:
+                # A hostile or broken agent cannot end a script run with a snapshot.
+                raise InvalidArgument(
+                    f"command {command_id} is a script run, not a diagnostic: a snapshot "
+                    "cannot be its result"
+                )
             if result.HasField("snapshot"):
                 stored = store_snapshot(
                     connection, command, agent_id, result.snapshot, found, received_at=received_at

@@ -19,6 +19,7 @@ from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.commands import CommandKind, CommandState
+from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.script_runs import APPROVAL_WINDOW, MAX_LIVE_OUTPUT, ScriptRuns
 from sonde.server.domain.sessions import AgentConnection, LocalSessions, SessionOpened, SessionRows
@@ -363,6 +364,22 @@ async def test_another_agents_result_is_refused(b: Bench) -> None:
         other.id, agent_pb2.ScriptOutput(command_id=run.command.id, data=b"x")
     )
     assert (await b.runs.get(run.command.id)).command.state is CommandState.QUEUED
+
+
+async def test_a_snapshot_cannot_end_a_script_run(b: Bench) -> None:
+    """A hostile or broken agent answering a run order with a diagnostic: refused, the run
+    stays where it was, nothing is stored."""
+    run = await b.runs.request(b.l2, b.agent.id, "clear-temp")
+    await b.commands.claim_due(b.agent.id, "s1", resend_delivered=True)
+    diagnostics = Diagnostics(b.db, AuditedWrites(b.db, b.clock), b.wakeups, b.clock)
+    forged = agent_pb2.Result(command_id=run.command.id)
+    forged.snapshot.system.hostname = "pc-1"
+    with pytest.raises(InvalidArgument, match="is a script run, not a diagnostic"):
+        await diagnostics.accept_result(b.agent.id, forged, [], b.clock.now)
+    after = await b.runs.get(run.command.id)
+    assert after.command.state is not CommandState.SUCCEEDED
+    assert not after.command.state.final
+    assert not after.command.snapshot_id
 
 
 async def test_runs_are_listed_by_agent_ticket_and_state(b: Bench) -> None:
