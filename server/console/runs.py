@@ -276,7 +276,7 @@ def _follow(ctx: Context, run_id: str) -> int:
         time.sleep(FOLLOW_POLL_S)
     if response.live_dropped and not ctx.out.json_mode:
         ctx.out.show(Text(f"({response.live_dropped} bytes more than the live view keeps)"))
-    if offset:
+    if offset and not ctx.out.json_mode:
         response.run.ClearField("stdout")  # shown live already: the detail says how it ended
         response.run.ClearField("stderr")
     ctx.out.result(response, run_detail(response.run), *_output_text(response.run))

@@ -51,6 +51,8 @@ def test_a_run_reaches_a_real_agent_and_its_policy_can_refuse_the_next(
     assert done.returncode == 0, f"{done.stdout}{done.stderr}"
     ended = as_json(done)["run"]
     assert ended["command"]["state"] == "COMMAND_STATE_SUCCEEDED", ended
+    # --wait --json carries the output whole, even when it followed it live.
+    assert base64.b64decode(ended["stdout"]) == b"say-hello ran\n", ended
     shown = cli(deployment, "runs", "show", ended["command"]["id"], "--json")
     assert shown.returncode == 0, shown.stderr
     stored = as_json(shown)["run"]
