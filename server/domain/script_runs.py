@@ -269,6 +269,14 @@ class ScriptRuns:
 
     # -- asking ----------------------------------------------------------------------------
 
+    def _require_dispatch_key(self) -> None:
+        """A run that could never be sent is refused when asked, not left to expire."""
+        if self._dispatch_key is None:
+            raise Conflict(
+                "this server has no dispatch key (pki/dispatch.key), so it cannot send a run: "
+                "restore the key from the data folder's backup (agents pinned its public half)"
+            )
+
     async def request(
         self,
         principal: Principal,
@@ -290,6 +298,7 @@ class ScriptRuns:
 
         def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
             nonlocal direct
+            self._require_dispatch_key()
             if not timedelta(seconds=1) <= expires_in <= MAX_EXPIRY:
                 raise InvalidArgument(f"a run expires after 1 s to {MAX_EXPIRY.days} days")
             if not script_id or len(script_id) > 64:
@@ -407,6 +416,7 @@ class ScriptRuns:
 
         def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
             nonlocal direct
+            self._require_dispatch_key()
             command, row = self._awaiting(connection, principal, run_ref, entry, "approve")
             if row.approval_due_at is not None and row.approval_due_at <= now:
                 raise Conflict(

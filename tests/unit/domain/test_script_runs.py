@@ -366,6 +366,17 @@ async def test_another_agents_result_is_refused(b: Bench) -> None:
     assert (await b.runs.get(run.command.id)).command.state is CommandState.QUEUED
 
 
+async def test_a_server_without_its_dispatch_key_refuses_runs_when_asked(b: Bench) -> None:
+    keyless = ScriptRuns(b.db, AuditedWrites(b.db, b.clock), b.wakeups, b.clock)
+    with pytest.raises(Conflict, match="no dispatch key"):
+        await keyless.request(b.l2, b.agent.id, "clear-temp")
+    pending = await b.runs.request(b.admin, b.agent.id, "repair-updates")
+    with pytest.raises(Conflict, match="no dispatch key"):
+        await keyless.approve(b.l2, pending.command.id)
+    assert [run.command.id for run in await b.runs.list()] == [pending.command.id]
+    assert (await b.runs.get(pending.command.id)).command.state is CommandState.PENDING_APPROVAL
+
+
 async def test_a_snapshot_cannot_end_a_script_run(b: Bench) -> None:
     """A hostile or broken agent answering a run order with a diagnostic: refused, the run
     stays where it was, nothing is stored."""
