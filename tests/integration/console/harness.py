@@ -115,7 +115,12 @@ class Console:
 async def console(db: Database) -> AsyncIterator[Console]:
     issuer = StringIssuer()
     catalog_key = ed25519.Ed25519PrivateKey.generate()
-    services = await open_services(db, issuer, catalog_public_key=catalog_key.public_key())
+    services = await open_services(
+        db,
+        issuer,
+        catalog_public_key=catalog_key.public_key(),
+        dispatch_key=ed25519.Ed25519PrivateKey.generate(),  # as `sonde-server init` makes it
+    )
     issuer.tokens = services.tokens
     revoked: list[str] = []
     services.wakeups.on_revoked(revoked.append)
