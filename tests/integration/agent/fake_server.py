@@ -8,6 +8,7 @@ let a test script the server's moves (push a Collect, withhold an ack, revoke).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import signal
@@ -189,6 +190,10 @@ class RecordingAgentService(agent_pb2_grpc.AgentServiceServicer):
         self.session_times.append(time.monotonic())
         if self.refusals:
             refusal = self.refusals.pop(0)
+            # As the real server refuses (after the Hello): an abort racing the agent's first
+            # write sometimes reached it as INTERNAL instead of this status.
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(aiter(request_iterator))
             await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
         certificates = list(context.auth_context().get("x509_pem_cert") or [])
         if certificates:
