@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from sonde.server.storage.types import IdColumnType, UtcDateTime
@@ -222,6 +223,7 @@ ticket_events = Table(
     Column("from_status", String(16)),
     Column("to_status", String(16)),
     Column("assignee", String(32)),
+    Column("command_id", String(64)),  # for a script run's events
     Index(None, "ticket_id", "id"),
 )
 
@@ -307,4 +309,14 @@ script_runs = Table(
     Column("duration_ms", BigInteger()),
     Column("live_output", LargeBinary(), nullable=False),  # chunks as they came, bounded
     Column("live_dropped", BigInteger(), nullable=False),  # bytes past the live bound
+    # The closed loop (sonde.server.domain.run_verification): the finding the run was asked
+    # to fix ("" when it was not asked through one), the agent's newest snapshot when it was
+    # asked, and whether the manifest's verify checks, collected again afterwards, cleared.
+    Column("finding", String(64), nullable=False, server_default=""),
+    Column("resolve_if_cleared", Boolean(), nullable=False, server_default=false()),
+    Column("snapshot_before_id", IdColumnType),
+    Column("verification", String(16), nullable=False, server_default="", index=True),
+    Column("verify_command_id", String(64), index=True),  # the diagnostic that checks it
+    Column("verified_at", UtcDateTime()),
+    Column("verification_detail", Text(), nullable=False, server_default=""),  # JSON list
 )
