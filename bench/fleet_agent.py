@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -194,11 +195,20 @@ class _Session:
                     self.stats.protocol_errors += 1
                     self.stats.errors["an ack for no Result sent"] += 1
                 self.unacked.discard(message.ack.command_id)
+                self.acked(message.ack.command_id)
             elif kind == "welcome":
                 self.stats.protocol_errors += 1
                 self.stats.errors["a second Welcome"] += 1
             elif kind == "revoked":
                 raise RuntimeError("revoked")
+            else:
+                await self.other(message)
+
+    def acked(self, command_id: str) -> None:
+        """A ResultAck arrived; a subclass may note when (bench/dispatch_agent.py)."""
+
+    async def other(self, message: agent_pb2.ServerMessage) -> None:
+        """A message the minimal agent ignores (Cancel, a run order); a subclass may not."""
 
 
 class Fleet:
@@ -228,6 +238,13 @@ class Fleet:
         self._first_attempt: dict[str, float] = {}
         self._phase: dict[str, str] = {}  # where the current session of each agent is
 
+    def session(
+        self,
+        agent: SimulatedAgent,
+        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage],
+    ) -> _Session:
+        return _Session(agent, call, self.stats)
+
     def _channel(self, agent: SimulatedAgent) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.ca_pem,
@@ -245,7 +262,7 @@ class Fleet:
     async def _one_session(self, agent: SimulatedAgent) -> None:
         async with self._channel(agent) as channel:
             call = agent_pb2_grpc.AgentServiceStub(channel).Session()
-            session = _Session(agent, call, self.stats)
+            session = self.session(agent, call)
             self.stats.sessions_opened += 1
             opened = time.monotonic()
             hello = agent_pb2.Hello(
@@ -356,7 +373,12 @@ async def _watch_parent(
         await asyncio.sleep(0.5)
 
 
-async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> WorkerStats:
+async def amain(
+    spec: dict[str, object],
+    lifetime_s: float,
+    parent_pid: int,
+    make_fleet: Callable[[dict[str, object], WorkerStats], Fleet] = Fleet,
+) -> WorkerStats:
     stats = WorkerStats()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -365,7 +387,7 @@ async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> 
     loop.call_later(lifetime_s, stop.set)
     progress = Path(str(spec["progress_path"])) if "progress_path" in spec else None
     watcher = asyncio.create_task(_watch_parent(parent_pid, stop, stats, progress))
-    fleet = Fleet(spec, stats)
+    fleet = make_fleet(spec, stats)
     try:
         await asyncio.wait_for(fleet.run(stop), lifetime_s + 10)
     finally:
@@ -373,7 +395,7 @@ async def amain(spec: dict[str, object], lifetime_s: float, parent_pid: int) -> 
     return stats
 
 
-def main() -> int:
+def main(make_fleet: Callable[[dict[str, object], WorkerStats], Fleet] = Fleet) -> int:
     parser = argparse.ArgumentParser(description="simulated Sonde agents (one worker process)")
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--summary", type=Path, required=True)
@@ -386,7 +408,7 @@ def main() -> int:
     watchdog.daemon = True
     watchdog.start()
     spec = json.loads(args.spec.read_text())
-    stats = asyncio.run(amain(spec, args.lifetime, args.parent_pid))
+    stats = asyncio.run(amain(spec, args.lifetime, args.parent_pid, make_fleet))
     summary = asdict(stats)
     summary["errors"] = dict(stats.errors)
     summary["records"] = {agent_id: asdict(r) for agent_id, r in stats.records.items()}

@@ -25,6 +25,9 @@ class EnrolledAgent:
     hostname: str
     key_pem: str
     certificate_pem: str
+    # The Ed25519 keys its enrollment answer gave it to pin (hex of the 32 raw bytes).
+    catalog_public_key: str = ""
+    dispatch_public_key: str = ""
 
 
 def _pem(certificate: x509.Certificate) -> str:
@@ -63,7 +66,16 @@ async def enroll_fleet(tokens: list[str], count: int, concurrency: int = 16) -> 
                 response.certificate_der, bundle.ca_certificate_der, key
             )
             private_pem = key.private_pem().decode()
-            done.append(EnrolledAgent(key.agent_id, hostname, private_pem, _pem(certificate)))
+            done.append(
+                EnrolledAgent(
+                    key.agent_id,
+                    hostname,
+                    private_pem,
+                    _pem(certificate),
+                    response.catalog_public_key.hex(),
+                    response.dispatch_public_key.hex(),
+                )
+            )
             if len(done) % 25 == 0 or len(done) == count:
                 rate = len(done) / (time.monotonic() - started)
                 line = f"\renrolled {len(done):5d}/{count} ({rate:.0f}/s)"

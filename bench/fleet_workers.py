@@ -54,8 +54,12 @@ def start_worker(
     *,
     ramp_s: float,
     lifetime_s: float,
+    module: str = "bench.fleet_agent",
+    extra: dict[str, object] | None = None,
 ) -> Worker:
-    spec = {
+    """A worker process running `module` (bench/fleet_agent.py or one built on it), its
+    spec holding these agents and `extra`."""
+    spec: dict[str, object] = {
         "agent_address": server.agent_address,
         "server_name": server_name,
         "ca_pem": server.ca_pem.decode(),
@@ -68,6 +72,7 @@ def start_worker(
         "welcome_timeout_s": WELCOME_TIMEOUT_S,
         "agents": [asdict(agent) for agent in agents],
         "progress_path": str(root / f"{name}.progress.json"),
+        **(extra or {}),
     }
     spec_path = root / f"{name}.json"
     spec_path.touch(mode=0o600)  # it holds private keys
@@ -75,7 +80,7 @@ def start_worker(
     summary_path = root / f"{name}.summary.json"
     log_path = root / f"{name}.log"
     argv = [
-        sys.executable, "-m", "bench.fleet_agent", "--spec", str(spec_path),
+        sys.executable, "-m", module, "--spec", str(spec_path),
         "--summary", str(summary_path), "--lifetime", f"{lifetime_s:.0f}",
         "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
