@@ -4,7 +4,9 @@ The server holds only the catalog's public key (pki/catalog.pub). A bundle is pu
 or not at all: every entry must verify against that key (sonde.catalog.bundle.verify_entry),
 and an entry whose id and version are published already must have the very same bytes (a
 version is immutable; the same bytes again change nothing). The change and its audit row
-(`catalog.publish`) share one transaction.
+(`catalog.publish`) share one transaction, and so does what it does to the script's live
+proposal of that version (sonde.server.domain.proposal_states.settle_published): published
+when its bytes are the signed ones, superseded when they are not.
 
 Who may run what is decided by a script's risk: scripts.run.low, .medium, .high
 (server/domain/roles.py); the listing marks each script with it.
@@ -30,6 +32,7 @@ from sonde.catalog.bundle import (
 from sonde.catalog.manifest import Manifest, Platform, Risk, parse_manifest
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.proposal_states import settle_published
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from sonde.server.storage.db import Database
@@ -207,6 +210,18 @@ class Catalog:
                 else ""
             )
             entry.detail["unchanged"] = len(published) - len(added)
+            settled = [
+                settle_published(
+                    connection, e.id, e.version, manifest=e.manifest, script=e.script, at=now
+                )
+                for e, _ in checked
+            ]
+            proposals = [str(n) for s in settled for n in s.published]
+            if proposals:
+                entry.detail["proposals_published"] = ", ".join(proposals)[:1000]
+            superseded = [str(n) for s in settled for n in s.superseded]
+            if superseded:
+                entry.detail["proposals_superseded"] = ", ".join(superseded)[:1000]
             return Publication(key_id(public_key), published)
 
         return await self._writes.run(

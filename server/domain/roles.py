@@ -65,6 +65,11 @@ class Permission(enum.StrEnum):
     SCRIPTS_RUN_HIGH = "scripts.run.high"
     SCRIPTS_APPROVE = "scripts.approve"
     CATALOG_MANAGE = "catalog.manage"
+    # Writing scripts: propose a new script or version (never sent to an agent), and review
+    # another's proposal. Review is the admins' alone: it says a script may go to every
+    # workstation at its risk, high included, which an l2 may not run.
+    SCRIPTS_PROPOSE = "scripts.propose"
+    CATALOG_REVIEW = "catalog.review"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -86,10 +91,12 @@ _L2: frozenset[Permission] = _L1 | {
     Permission.TICKETS_RESOLVE_ESCALATED,
     Permission.SCRIPTS_RUN_MEDIUM,
     Permission.SCRIPTS_APPROVE,
+    Permission.SCRIPTS_PROPOSE,
 }
 _ADMIN: frozenset[Permission] = _L2 | {
     Permission.SCRIPTS_RUN_HIGH,
     Permission.CATALOG_MANAGE,
+    Permission.CATALOG_REVIEW,
     Permission.AGENTS_REVOKE,
     Permission.AGENTS_REMOVE,
     Permission.USERS_MANAGE,

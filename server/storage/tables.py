@@ -280,6 +280,35 @@ catalog_scripts = Table(
     UniqueConstraint("script_id", "version"),
 )
 
+# Proposed scripts and versions (server/domain/script_proposals.py): the bytes as proposed,
+# never signed and never sent to an agent. `live_script_id` is the script id while the
+# proposal is pending or approved, NULL after: one live proposal per script, even when two
+# are proposed at once on two replicas.
+script_proposals = Table(
+    "script_proposals",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("script_id", String(64), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("version_order", BigInteger(), nullable=False),
+    Column("platform", String(8), nullable=False),
+    Column("title", String(120), nullable=False),
+    Column("risk", String(8), nullable=False),
+    Column("manifest", LargeBinary(), nullable=False),
+    Column("script", LargeBinary(), nullable=False),
+    Column("note", Text(), nullable=False),
+    Column("state", String(12), nullable=False, index=True),
+    Column("live_script_id", String(64), unique=True),
+    Column("proposed_by", String(64), nullable=False),
+    Column("proposed_at", UtcDateTime(), nullable=False),
+    Column("reviewed_by", String(64), nullable=False),
+    Column("reviewed_at", UtcDateTime()),
+    Column("reason", Text(), nullable=False),  # a rejection's or a withdrawal's
+    Column("superseded_by", IdColumnType),  # the newer proposal of the same script
+    Column("ended_at", UtcDateTime()),  # withdrawn, superseded or published
+    Index(None, "script_id", "version"),
+)
+
 # What a RunScript command runs and how it ended (server/domain/script_runs.py). `parameters`
 # holds the values as given, secrets included, only until the run ends; `parameters_shown`
 # is what people see (secrets as ***).
