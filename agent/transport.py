@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 
+import psutil
 import sonde
 from sonde.agent import exit_codes
 from sonde.agent.backoff import AddressRotation, Backoff
@@ -257,7 +258,7 @@ class AgentRuntime:
 
     def _hello(self) -> agent_pb2.Hello:
         machine = describe_machine()
-        return agent_pb2.Hello(
+        hello = agent_pb2.Hello(
             agent_id=self._state.agent_id,
             agent_version=sonde.__version__,
             hostname=machine.hostname,
@@ -267,6 +268,9 @@ class AgentRuntime:
             collectors=self._collectors,
             interpreters=machine.interpreters,
             agent_time=now_timestamp(),
+        with contextlib.suppress(OSError, ValueError):  # a sandbox that hides it: not sent
+            hello.boot_time.FromSeconds(int(psutil.boot_time()))
+        return hello
         )
 
     async def _session(self, address: str) -> None:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from sonde.server.domain import run_verification
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
@@ -20,8 +21,10 @@ from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
+from sonde.server.domain.fixes import Fixes
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.script_runs import ScriptRuns
+from sonde.server.domain.script_stats import ScriptStats
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wakeups
@@ -55,6 +58,8 @@ class ServerServices:
     enrollment: EnrollmentIssuer
     catalog: Catalog
     script_runs: ScriptRuns
+    fixes: Fixes
+    script_stats: ScriptStats
 
 
 async def open_services(
@@ -73,6 +78,8 @@ async def open_services(
     commands = Commands(db, audited, wakeups)
     script_runs = ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key)
     commands.sign_orders = script_runs.sign_in  # runs claimed with a diagnostic go signed
+    diagnostics = Diagnostics(db, audited, wakeups)
+    diagnostics.verify_check = run_verification.record_check(audited)  # the closed loop
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -82,9 +89,11 @@ async def open_services(
         users=Users(db, writes=audited, wakeups=wakeups),
         audit=AuditLog(db, key=audit_key),
         commands=commands,
-        diagnostics=Diagnostics(db, audited, wakeups),
+        diagnostics=diagnostics,
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         script_runs=script_runs,
+        fixes=Fixes(db, script_runs),
+        script_stats=ScriptStats(db),
     )

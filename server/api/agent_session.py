@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import random
 import time
@@ -196,6 +197,8 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         hostname = sanitized(info.hostname, max_chars=MAX_HOSTNAME_CHARS) or agent_id
         now = utc_now()
         connection = self._sessions.attach(agent_id, hostname, now)
+        if hello.HasField("boot_time"):
+            connection.boot_time = hello.boot_time.ToDatetime(tzinfo=dt.UTC)
         self._wakeups.attach_session(agent_id, connection.on_wake)
         welcome = agent_pb2.ServerMessage()
         welcome.welcome.heartbeat_interval_s = int(self._sessions.heartbeat_interval_s)
@@ -260,6 +263,8 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         while not connection.closing:
             connection.due.clear()
             known_due, connection.due_known = connection.due_known, False
+            if resend and self._script_runs is not None:
+                await self._checks_after_restart(connection)
             try:
                 due = await self._commands.claim_due(
                     connection.agent_id,
@@ -278,6 +283,14 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             resend = False
             connection.deliver(due, orders)
             await connection.due.wait()
+
+    async def _checks_after_restart(self, connection: AgentConnection) -> None:
+        """Runs whose fix needed a restart are verified once the machine has restarted."""
+        assert self._script_runs is not None
+        try:
+            await self._script_runs.verify_after_restart(connection.agent_id, connection.boot_time)
+        except Exception:
+            log.exception("agent %s: could not queue its runs' checks", connection.agent_id)
 
     async def _orders(
         self, agent_id: str, due: list[CommandRecord]

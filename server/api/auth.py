@@ -88,6 +88,8 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     # A run's tier (scripts.run.low with a ticket, .medium, .high, then another person's
     # scripts.approve) is checked by the script's risk in the domain (server/domain/script_runs.py).
     CONSOLE + "RunScript": Permission.SCRIPTS_RUN_LOW,
+    CONSOLE + "FixFinding": Permission.SCRIPTS_RUN_LOW,
+    CONSOLE + "GetScriptStats": Permission.SCRIPTS_READ,
     CONSOLE + "ListRuns": Permission.SCRIPTS_READ,
     CONSOLE + "GetRun": Permission.SCRIPTS_READ,
     CONSOLE + "CancelRun": Permission.COMMANDS_CANCEL,

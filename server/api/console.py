@@ -18,8 +18,9 @@ from sonde.server.api.auth import current_principal
 from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
+from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
-from sonde.server.api.console_runs import RunMethods
+from sonde.server.api.console_runs import RunMethods, timeline_event
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.agent_tickets import agent_tickets
@@ -54,6 +55,7 @@ class ConsoleServicer(
     FleetMethods,
     CatalogMethods,
     RunMethods,
+    FixMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:
@@ -165,8 +167,10 @@ class ConsoleServicer(
     ) -> console_pb2.GetTicketResponse:
         current_principal()
         ticket, timeline = await self._s.tickets.get(_positive_id(request.id, "the ticket"))
+        runs = await self._s.script_runs.by_ids(e.command_id for e in timeline if e.command_id)
         return console_pb2.GetTicketResponse(
-            ticket=mapping.ticket(ticket), timeline=[mapping.ticket_event(e) for e in timeline]
+            ticket=mapping.ticket(ticket),
+            timeline=[timeline_event(event, runs) for event in timeline],
         )
 
     @translate_errors

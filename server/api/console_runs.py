@@ -4,6 +4,7 @@ approve and reject. The tiers, approvals and masking are the domain's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +14,12 @@ from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.command_queue import DEFAULT_EXPIRY
+from sonde.server.domain.run_verification import Verification, VerificationState
 from sonde.server.domain.script_runs import RunRecord
+from sonde.server.domain.ticket_model import TicketEventKind, TicketEventRecord
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
-from sonde.v1 import console_pb2
+from sonde.v1 import console_pb2, diagnostics_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,7 +50,65 @@ def run_info(run: RunRecord, *, with_output: bool = True) -> console_pb2.ScriptR
         info.approved_at.FromDatetime(run.approved_at)
     if run.approval_due_at is not None:
         info.approval_due_at.FromDatetime(run.approval_due_at)
+    info.finding = run.finding
+    info.resolve_if_cleared = run.resolve_if_cleared
+    if run.verification is not None:
+        info.verification.CopyFrom(verification_info(run.verification))
     return info
+
+
+_VERIFICATION_STATES = {
+    VerificationState.NONE: console_pb2.VERIFICATION_STATE_NONE,
+    VerificationState.PENDING: console_pb2.VERIFICATION_STATE_PENDING,
+    VerificationState.AFTER_RESTART: console_pb2.VERIFICATION_STATE_AFTER_RESTART,
+    VerificationState.CLEARED: console_pb2.VERIFICATION_STATE_CLEARED,
+    VerificationState.NOT_CLEARED: console_pb2.VERIFICATION_STATE_NOT_CLEARED,
+    VerificationState.UNVERIFIED: console_pb2.VERIFICATION_STATE_UNVERIFIED,
+}
+
+
+def verification_info(verification: Verification) -> console_pb2.RunVerification:
+    info = console_pb2.RunVerification(
+        state=_VERIFICATION_STATES.get(
+            verification.state, console_pb2.VERIFICATION_STATE_UNSPECIFIED
+        ),
+        reason=verification.reason,
+        command_id=verification.command_id or "",
+        snapshot_id=verification.snapshot_id or 0,
+        resolved_ticket=verification.resolved_ticket,
+    )
+    for check in verification.checks:
+        info.checks.add(
+            check=check.check,
+            before=check.before or diagnostics_pb2.SEVERITY_UNSPECIFIED,
+            seen_before=check.before is not None,
+            after=check.after or diagnostics_pb2.SEVERITY_UNSPECIFIED,
+            seen_after=check.after is not None,
+            summary=check.summary,
+        )
+    if verification.verified_at is not None:
+        info.verified_at.FromDatetime(verification.verified_at)
+    return info
+
+
+TIMELINE_OUTPUT_TAIL = 4096  # bytes of each stream a ticket's timeline shows of a run
+
+
+def timeline_event(
+    event: TicketEventRecord, runs: Mapping[str, RunRecord]
+) -> console_pb2.TicketEvent:
+    """A timeline event, with the run it names as it is now; the run's result event carries
+    the tail of its output (sonde runs show has it whole)."""
+    message = mapping.ticket_event(event)
+    run = runs.get(event.command_id or "")
+    if run is None:
+        return message
+    message.command_id = run.command.id
+    message.run.CopyFrom(run_info(run, with_output=False))
+    if event.kind is TicketEventKind.RUN_ENDED:
+        message.run.stdout = run.stdout[-TIMELINE_OUTPUT_TAIL:]
+        message.run.stderr = run.stderr[-TIMELINE_OUTPUT_TAIL:]
+    return message
 
 
 def _ticket(value: int) -> int | None:
@@ -78,6 +139,8 @@ class RunMethods:
                 timedelta(seconds=request.expires_in_s) if request.expires_in_s else DEFAULT_EXPIRY
             ),
             dry_run=request.dry_run,
+            finding=request.finding.strip(),
+            resolve_if_cleared=request.resolve_if_cleared,
         )
         return console_pb2.RunScriptResponse(run=run_info(run))
 

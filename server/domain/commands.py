@@ -117,6 +117,7 @@ class CommandRecord:
     cancelled_by: str
     deliveries: int
     snapshot_id: int | None
+    collectors: tuple[str, ...] = ()  # a diagnostic's; (): every collector
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def record_from_row(row: AnyRow) -> CommandRecord:
         cancelled_by=row.cancelled_by,
         deliveries=int(row.deliveries),
         snapshot_id=None if row.snapshot_id is None else int(row.snapshot_id),
+        collectors=tuple(name for name in row.collectors.split(",") if name),
     )
 
 

@@ -10,7 +10,7 @@ a loop cannot fill the log. The agent's session acknowledges both.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -248,6 +248,11 @@ def store_snapshot(
     return StoredSnapshotRecord(summary=summary, snapshot=payload, findings=list(found))
 
 
+VerifyCheck = Callable[
+    [Connection, CommandRecord, int, Sequence[diagnostics_pb2.Finding], datetime], bool
+]
+
+
 class Diagnostics:
     def __init__(
         self, db: Database, audited: AuditedWrites, wakeups: Wakeups, clock: Clock = utc_now
@@ -256,6 +261,10 @@ class Diagnostics:
         self._audited = audited
         self._wakeups = wakeups
         self._clock = clock
+        # A run's verification (run_verification.record, set by open_services): given a
+        # diagnostic that collected only some checks, records the run it verifies; False
+        # when it verifies none.
+        self.verify_check: VerifyCheck | None = None
 
     async def accept_result(
         self,
@@ -307,7 +316,15 @@ class Diagnostics:
                     snapshot_id=stored.summary.id,
                 )
                 entry.detail["snapshot_id"] = stored.summary.id
-                if command.ticket_id is not None:
+                verifies = False
+                if command.collectors and self.verify_check is not None:
+                    # Only a run's verification collects a few: it says so on the timeline.
+                    verifies = self.verify_check(
+                        connection, command, stored.summary.id, found, received_at
+                    )
+                if verifies:
+                    entry.detail["verifies"] = "script run"  # its own row says which
+                elif command.ticket_id is not None:
                     append_event(
                         connection,
                         command.ticket_id,

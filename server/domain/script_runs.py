@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.catalog.envelope import sign_order
 from sonde.catalog.manifest import ManifestError, Platform, Risk, parse_manifest
+from sonde.server.domain import run_verification
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -59,10 +60,18 @@ from sonde.server.domain.commands import (
 )
 from sonde.server.domain.roles import Permission, Principal, roles_with
 from sonde.server.domain.text import checked_text
-from sonde.server.domain.ticket_model import TicketStatus
+from sonde.server.domain.run_closing import (
+    check_closing,
+    newest_snapshot_id,
+    result_text,
+    run_request_text,
+)
+from sonde.server.domain.run_verification import Verification, verification_of
+from sonde.server.domain.ticket_model import TicketEventKind, TicketStatus
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_waiting import require_ticket_of
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
+from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import catalog_scripts, commands, script_runs
@@ -116,6 +125,9 @@ class RunRecord:
     live_output: bytes
     live_dropped: int
 
+    finding: str = ""  # the check it was asked to fix (sonde fix), or ""
+    resolve_if_cleared: bool = False
+    verification: Verification | None = None  # None: the run has not ended
 
 _RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
 
@@ -145,6 +157,9 @@ def _run(command: CommandRecord, row: AnyRow) -> RunRecord:
         live_output=bytes(row.live_output),
         live_dropped=int(row.live_dropped),
     )
+        finding=row.finding,
+        resolve_if_cleared=bool(row.resolve_if_cleared),
+        verification=verification_of(row) if row.verification else None,
 
 
 def _load_run(connection: Connection, command_id: str) -> RunRecord:
@@ -166,7 +181,7 @@ def _lock_run_row(connection: Connection, command_id: str) -> AnyRow:
     return row
 
 
-def _chosen_entry(connection: Connection, script_id: str, version: str, platform: str) -> AnyRow:
+def chosen_entry(connection: Connection, script_id: str, version: str, platform: str) -> AnyRow:
     """The published entry: `version`, or the newest published for the agent's platform."""
     query = select(catalog_scripts).where(catalog_scripts.c.script_id == script_id)
     rows = connection.execute(query.order_by(catalog_scripts.c.version_order.desc())).all()
@@ -289,8 +304,13 @@ class ScriptRuns:
         expires_in: timedelta = DEFAULT_EXPIRY,
         dry_run: bool = False,
     ) -> RunRecord:
+        finding: str = "",
+        resolve_if_cleared: bool = False,
         """Record a run of a published script on an agent; audited as `script.run`, refusals
-        included. A high-risk one waits for another person's approval; any other is queued."""
+        included. A high-risk one waits for another person's approval; any other is queued.
+
+        `finding`: the check it is meant to fix (verified first); `resolve_if_cleared`: the
+        ticket is resolved with the run once its verification clears."""
         given = dict(parameters or {})
         wakes: list[Wake] = []
         now = self._clock()
@@ -308,7 +328,7 @@ class ScriptRuns:
             entry.detail["script"] = script_id
             if agent.revoked_at is not None:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
-            chosen = _chosen_entry(connection, script_id, version, agent.platform)
+            chosen = chosen_entry(connection, script_id, version, agent.platform)
             manifest = parse_manifest(chosen.manifest)
             entry.detail["version"] = manifest.version
             entry.detail["risk"] = manifest.risk.value
@@ -316,6 +336,15 @@ class ScriptRuns:
                 require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
             _check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
             try:
+            check_closing(
+                connection,
+                principal,
+                manifest,
+                ticket_id,
+                finding=finding,
+                resolve_if_cleared=resolve_if_cleared,
+                dry_run=dry_run,
+            )
                 values = manifest.check_values(given, dry_run=dry_run)
             except ManifestError as error:
                 raise InvalidArgument(str(error)) from None
@@ -388,8 +417,21 @@ class ScriptRuns:
                     live_output=b"",
                     live_dropped=0,
                 )
+                    finding=finding,
+                    resolve_if_cleared=resolve_if_cleared,
+                    snapshot_before_id=newest_snapshot_id(connection, agent.id),
             )
             if not high:
+            if ticket_id is not None:
+                append_event(
+                    connection,
+                    ticket_id,
+                    TicketEventKind.SCRIPT_RUN,
+                    principal.name,
+                    now,
+                    body=run_request_text(manifest, shown, dry_run, high),
+                    command_id=command.id,
+                )
                 direct = self._send_or_wake(connection, agent, command.id, wakes)
             entry.detail |= {
                 "command_id": command.id,
@@ -399,6 +441,10 @@ class ScriptRuns:
                 "expires_in_s": int(expires_in.total_seconds()),
             }
             return _load_run(connection, command.id)
+            if finding:
+                entry.detail["finding"] = finding
+            if resolve_if_cleared:
+                entry.detail["resolve_if_cleared"] = 1
 
         run = await self._audited.run(
             principal.name, "script.run", unit, ticket_id=ticket_id, peer=principal.peer
@@ -473,6 +519,16 @@ class ScriptRuns:
                 .values(rejected_by=principal.name, parameters=_NO_SECRETS)
             )
             return _load_run(connection, command.id)
+            if command.ticket_id is not None:
+                append_event(
+                    connection,
+                    command.ticket_id,
+                    TicketEventKind.RUN_ENDED,
+                    principal.name,
+                    now,
+                    body=f"run {command.id[:8]} rejected by {principal.name}: {reason}",
+                    command_id=command.id,
+                )
 
         run = await self._audited.run(principal.name, "script.reject", unit, peer=principal.peer)
         self._wakeups.publish(wakes, FinishedCommand(run.command))
@@ -516,6 +572,20 @@ class ScriptRuns:
         )
 
     async def list(
+    async def by_ids(self, command_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """The runs among `command_ids` (a ticket's timeline names them); others are left out."""
+        wanted = sorted(set(command_ids))
+        if not wanted:
+            return {}
+
+        def unit(connection: Connection) -> dict[str, RunRecord]:
+            found = connection.execute(
+                select(script_runs.c.command_id).where(script_runs.c.command_id.in_(wanted))
+            ).scalars()
+            return {command_id: _load_run(connection, command_id) for command_id in found}
+
+        return await self._db.read(unit)
+
         self,
         *,
         agent_id: str | None = None,
@@ -657,7 +727,7 @@ class ScriptRuns:
                 )
             entry.agent_id, entry.ticket_id = agent_id, command.ticket_id
             entry.detail["command_id"] = command.id
-            _lock_run_row(connection, command.id)
+            row = _lock_run_row(connection, command.id)
             if command.state.final:
                 changed = False
                 return _load_run(connection, command.id)
@@ -669,7 +739,7 @@ class ScriptRuns:
                 state, reason = CommandState.SUCCEEDED, ""
             else:
                 state, reason = CommandState.FAILED, f"the script exited {outcome.exit_code}"
-            finish_record(connection, command, state, received_at, wakes, reason=reason)
+            ended = finish_record(connection, command, state, received_at, wakes, reason=reason)
             stdout, stderr = bytes(outcome.stdout), bytes(outcome.stderr)
             connection.execute(
                 update(script_runs)
@@ -687,6 +757,19 @@ class ScriptRuns:
                     stderr_bytes=max(outcome.stderr_bytes, len(stderr)),
                     duration_ms=outcome.duration_ms,
                 )
+            )
+            if command.ticket_id is not None:
+                append_event(
+                    connection,
+                    command.ticket_id,
+                    TicketEventKind.RUN_ENDED,
+                    command.requested_by,
+                    received_at,
+                    body=result_text(command.id, state, outcome),
+                    command_id=command.id,
+                )
+            run_verification.begin(
+                self._audited, connection, ended, row, now=received_at, wakes=wakes
             )
             entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}
             return _load_run(connection, command.id)
@@ -730,6 +813,29 @@ class ScriptRuns:
             return False
 
     # -- upkeep ----------------------------------------------------------------------------
+    async def verify_after_restart(self, agent_id: str, boot_time: datetime | None) -> int:
+        """The agent connected, its machine started at `boot_time`: queue the checks of its
+        runs that waited for a restart (run_verification.after_restart). One read when there
+        are none, as on nearly every connect."""
+        waiting = (
+            select(script_runs.c.command_id)
+            .join(commands, commands.c.id == script_runs.c.command_id)
+            .where(commands.c.agent_id == agent_id)
+            .where(script_runs.c.verification == run_verification.VerificationState.AFTER_RESTART)
+            .limit(1)
+        )
+        if await self._db.read(lambda connection: connection.execute(waiting).first()) is None:
+            return 0
+        wakes: list[Wake] = []
+        now = self._clock()
+        queued = await self._db.write(
+            lambda connection: run_verification.after_restart(
+                self._audited, connection, agent_id, boot_time, now=now, wakes=wakes
+            )
+        )
+        self._wakeups.publish(wakes)
+        return queued
+
 
     async def end_unapproved(self) -> int:
         """Runs not approved before their approval was due end `expired`; the secret values
@@ -762,6 +868,7 @@ class ScriptRuns:
                     )[:MAX_REASON_CHARS],
                 )
             finished = select(commands.c.id).where(
+            run_verification.give_up(self._audited, connection, now)
                 commands.c.state.not_in([state.value for state in CommandState if not state.final])
             )
             connection.execute(

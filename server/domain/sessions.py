@@ -43,6 +43,7 @@ def collect_message(command: CommandRecord) -> agent_pb2.ServerMessage:
     message = agent_pb2.ServerMessage()
     message.collect.command_id = command.id
     message.collect.expires_at.FromDatetime(command.expires_at)
+    message.collect.collectors.extend(command.collectors)
     return message
 
 
@@ -60,6 +61,7 @@ class AgentConnection:
     last_message_at: float = field(default_factory=time.monotonic)
     close_reason: str = ""
     revoked: bool = False
+    boot_time: dt.datetime | None = None  # when the machine started, as its Hello said
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
         self.outbound.put_nowait(message)

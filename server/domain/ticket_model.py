@@ -56,6 +56,9 @@ class TicketEventKind(enum.StrEnum):
     STATUS_CHANGED = "status_changed"
     WAITING = "waiting"  # on the requester: the body says what for
     RESUMED = "resumed"  # back to the status it had before it waited
+    SCRIPT_RUN = "script_run"  # a run asked for the ticket: command_id names it
+    RUN_ENDED = "run_ended"  # its result stored: exit code and output on the run
+    VERIFIED = "verified"  # its verify checks collected again, or given up on: the body says
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,4 @@ class TicketEventRecord:
     snapshot_id: int | None = None
     snapshot: SnapshotSummaryRecord | None = None  # for DIAGNOSTIC
     findings: tuple[diagnostics_pb2.Finding, ...] = ()  # for DIAGNOSTIC
+    command_id: str | None = None  # for SCRIPT_RUN, RUN_ENDED, VERIFIED: the run

@@ -133,6 +133,7 @@ def load_timeline(connection: Connection, ticket_id: int) -> list[TicketEventRec
             snapshot_id=row.snapshot_id,
             snapshot=summaries.get(row.snapshot_id) if row.snapshot_id else None,
             findings=tuple(found.get(row.snapshot_id, ())) if row.snapshot_id else (),
+            command_id=row.command_id,
         )
         for row in rows
     ]

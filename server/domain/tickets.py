@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import enum
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -58,6 +57,8 @@ from sonde.server.domain.ticket_queries import (
     ticket_from_values,
     user_role,
 )
+from sonde.server.domain.ticket_resolution import resolve_in
+from sonde.server.domain.ticket_resolution import save_ticket as _save
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait, waited
 from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
@@ -73,7 +74,6 @@ _BIGINT_END = 2**63  # ticket ids are 64-bit
 
 # Statements built once (PERFORMANCE.md: building them per call costs 2-3x).
 _INSERT_TICKET = tickets.insert().returning(tickets.c.id)
-_SAVE = update(tickets).where(tickets.c.id == bindparam("saved_ticket_id"))
 _AGENT_HOSTNAME = select(agents.c.hostname).where(agents.c.id == bindparam("agent_id"))
 _LINK_SNAPSHOT = (
     update(snapshots)
@@ -592,29 +592,7 @@ class Tickets:
             ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
-            now = self._clock()
-            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
-            append_event(
-                connection,
-                ticket_id,
-                TicketEventKind.RESOLVED,
-                actor.name,
-                now,
-                touch_ticket=False,
-                body=text,
-                from_status=ticket.status.value,
-                to_status=TicketStatus.RESOLVED.value,
-            )
-            return _save(
-                connection,
-                ticket,
-                now,
-                responded=True,
-                status=TicketStatus.RESOLVED,
-                resolution=text,
-                resolved_at=now,
-                **changes,
-            )
+            return resolve_in(connection, actor.name, ticket, text, self._clock())
 
         return await self._writes.run(
             actor.name, "ticket.resolve", unit, ticket_id=ticket_id, peer=actor.peer
@@ -709,23 +687,3 @@ class Tickets:
                 f"ticket {ticket.id} is escalated to L2: an L1 technician may comment on it "
                 f"but not {verb} it"
             )
-
-
-def _save(
-    connection: Connection,
-    ticket: TicketRecord,
-    now: datetime,
-    *,
-    responded: bool = False,
-    **changes: Any,
-) -> TicketRecord:
-    """Write `changes` to the ticket and return it as it now is (no read back)."""
-    changes["updated_at"] = now
-    if responded and ticket.first_response_at is None:
-        changes["first_response_at"] = now
-    stored = {
-        key: value.value if isinstance(value, enum.Enum) else value
-        for key, value in changes.items()
-    }
-    connection.execute(_SAVE, {"saved_ticket_id": ticket.id, **stored})
-    return dataclasses.replace(ticket, **changes)

@@ -31,6 +31,7 @@ def append_event(
     to_status: str | None = None,
     assignee: str | None = None,
     snapshot_id: int | None = None,
+    command_id: str | None = None,
     touch_ticket: bool = True,
 ) -> int:
     """Add one event and bump the ticket's updated_at (unless the caller updates the ticket
@@ -47,6 +48,7 @@ def append_event(
             "to_status": to_status,
             "assignee": assignee,
             "snapshot_id": snapshot_id,
+            "command_id": command_id,
         },
     )
     if touch_ticket:

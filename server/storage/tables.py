@@ -152,6 +152,9 @@ commands = Table(
     Column("cancelled_by", String(64), nullable=False, default=""),
     Column("deliveries", Integer(), nullable=False, default=0),
     Column("delivered_session", String(36), nullable=False, default=""),
+    # A diagnostic's collectors, comma-separated; "": all of them (a run's verification
+    # collects only what its checks read).
+    Column("collectors", String(200), nullable=False, server_default=""),
     Index(None, "agent_id", "state", "created_at"),
     Index(None, "state", "expires_at"),
 )

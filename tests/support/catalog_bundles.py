@@ -18,6 +18,9 @@ def manifest_text(
     interpreter: str = "bash",
     title: str = "A script",
     parameters: str = "",
+    fixes: str = '["disk.space"]',
+    verify: str = "[]",
+    reboot_required: str = "false",
 ) -> str:
     return f"""id = "{script_id}"
 version = "{version}"
@@ -29,9 +32,10 @@ risk = "{risk}"
 timeout_s = 60
 needs_admin = false
 disruptive = false
-reboot_required = false
+reboot_required = {reboot_required}
 idempotent = true
-fixes = ["disk.space"]
+fixes = {fixes}
+verify = {verify}
 {parameters}"""
 
 

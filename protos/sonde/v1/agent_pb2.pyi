@@ -170,6 +170,7 @@ class Hello(_message.Message):
     COLLECTORS_FIELD_NUMBER: _builtins.int
     INTERPRETERS_FIELD_NUMBER: _builtins.int
     AGENT_TIME_FIELD_NUMBER: _builtins.int
+    BOOT_TIME_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """Informational only: the server ignores it and uses the certificate's id."""
     agent_version: _builtins.str
@@ -184,6 +185,12 @@ class Hello(_message.Message):
     def interpreters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def agent_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def boot_time(self) -> _timestamp_pb2.Timestamp:
+        """When the machine last started: a run whose verification waits for a restart is checked
+        once this is after the run ended.
+        """
+
     def __init__(
         self,
         *,
@@ -196,10 +203,11 @@ class Hello(_message.Message):
         collectors: _abc.Iterable[_builtins.str] | None = ...,
         interpreters: _abc.Iterable[_builtins.str] | None = ...,
         agent_time: _timestamp_pb2.Timestamp | None = ...,
+        boot_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time", "boot_time", b"boot_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_time", b"agent_time", "agent_version", b"agent_version", "collectors", b"collectors", "hostname", b"hostname", "interpreters", b"interpreters", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_time", b"agent_time", "agent_version", b"agent_version", "boot_time", b"boot_time", "collectors", b"collectors", "hostname", b"hostname", "interpreters", b"interpreters", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

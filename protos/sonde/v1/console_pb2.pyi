@@ -152,6 +152,12 @@ class _TicketEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ticke
     """waiting on the requester: body is the reason"""
     TICKET_EVENT_KIND_RESUMED: _TicketEventKind.ValueType  # 11
     """back to the status it had before waiting"""
+    TICKET_EVENT_KIND_SCRIPT_RUN: _TicketEventKind.ValueType  # 12
+    """a script run asked for this ticket: `run`"""
+    TICKET_EVENT_KIND_RUN_ENDED: _TicketEventKind.ValueType  # 13
+    """that run's result: `run` has its output and exit code"""
+    TICKET_EVENT_KIND_VERIFIED: _TicketEventKind.ValueType  # 14
+    """its verify checks collected again: `run.verification`"""
 
 class TicketEventKind(_TicketEventKind, metaclass=_TicketEventKindEnumTypeWrapper): ...
 
@@ -169,6 +175,12 @@ TICKET_EVENT_KIND_WAITING: TicketEventKind.ValueType  # 10
 """waiting on the requester: body is the reason"""
 TICKET_EVENT_KIND_RESUMED: TicketEventKind.ValueType  # 11
 """back to the status it had before waiting"""
+TICKET_EVENT_KIND_SCRIPT_RUN: TicketEventKind.ValueType  # 12
+"""a script run asked for this ticket: `run`"""
+TICKET_EVENT_KIND_RUN_ENDED: TicketEventKind.ValueType  # 13
+"""that run's result: `run` has its output and exit code"""
+TICKET_EVENT_KIND_VERIFIED: TicketEventKind.ValueType  # 14
+"""its verify checks collected again: `run.verification`"""
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
 
 class _CommandState:
@@ -258,6 +270,111 @@ ENROLLMENT_TOKEN_STATE_USED_UP: EnrollmentTokenState.ValueType  # 2
 ENROLLMENT_TOKEN_STATE_EXPIRED: EnrollmentTokenState.ValueType  # 3
 ENROLLMENT_TOKEN_STATE_REVOKED: EnrollmentTokenState.ValueType  # 4
 Global___EnrollmentTokenState: _TypeAlias = EnrollmentTokenState  # noqa: Y015
+
+class _ProposalState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProposalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProposalState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROPOSAL_STATE_UNSPECIFIED: _ProposalState.ValueType  # 0
+    PROPOSAL_STATE_PENDING: _ProposalState.ValueType  # 1
+    """waits for a review"""
+    PROPOSAL_STATE_APPROVED: _ProposalState.ValueType  # 2
+    """export-approved writes it for signing"""
+    PROPOSAL_STATE_REJECTED: _ProposalState.ValueType  # 3
+    """`reason` says why"""
+    PROPOSAL_STATE_WITHDRAWN: _ProposalState.ValueType  # 4
+    """by its author"""
+    PROPOSAL_STATE_SUPERSEDED: _ProposalState.ValueType  # 5
+    """a newer proposal of the script, or the version published"""
+    PROPOSAL_STATE_PUBLISHED: _ProposalState.ValueType  # 6
+    """with other bytes (`reason`)
+    catalog publish loaded these very bytes, signed
+    """
+
+class ProposalState(_ProposalState, metaclass=_ProposalStateEnumTypeWrapper):
+    """A proposed script or version (sonde.server.domain.script_proposals): kept apart from the
+    catalog, never signed by the server and never sent to an agent.
+    """
+
+PROPOSAL_STATE_UNSPECIFIED: ProposalState.ValueType  # 0
+PROPOSAL_STATE_PENDING: ProposalState.ValueType  # 1
+"""waits for a review"""
+PROPOSAL_STATE_APPROVED: ProposalState.ValueType  # 2
+"""export-approved writes it for signing"""
+PROPOSAL_STATE_REJECTED: ProposalState.ValueType  # 3
+"""`reason` says why"""
+PROPOSAL_STATE_WITHDRAWN: ProposalState.ValueType  # 4
+"""by its author"""
+PROPOSAL_STATE_SUPERSEDED: ProposalState.ValueType  # 5
+"""a newer proposal of the script, or the version published"""
+PROPOSAL_STATE_PUBLISHED: ProposalState.ValueType  # 6
+"""with other bytes (`reason`)
+catalog publish loaded these very bytes, signed
+"""
+Global___ProposalState: _TypeAlias = ProposalState  # noqa: Y015
+
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    REVIEW_DECISION_APPROVE: _ReviewDecision.ValueType  # 1
+    REVIEW_DECISION_REJECT: _ReviewDecision.ValueType  # 2
+    """needs a reason"""
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper): ...
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+REVIEW_DECISION_APPROVE: ReviewDecision.ValueType  # 1
+REVIEW_DECISION_REJECT: ReviewDecision.ValueType  # 2
+"""needs a reason"""
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
+class _VerificationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerificationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VerificationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERIFICATION_STATE_UNSPECIFIED: _VerificationState.ValueType  # 0
+    """the run has not ended"""
+    VERIFICATION_STATE_NONE: _VerificationState.ValueType  # 1
+    """nothing to verify: a dry run, no verify checks, never ran"""
+    VERIFICATION_STATE_PENDING: _VerificationState.ValueType  # 2
+    """the check is asked for (command_id)"""
+    VERIFICATION_STATE_AFTER_RESTART: _VerificationState.ValueType  # 3
+    """waits for the machine to restart, then is asked"""
+    VERIFICATION_STATE_CLEARED: _VerificationState.ValueType  # 4
+    """every checked finding is OK now"""
+    VERIFICATION_STATE_NOT_CLEARED: _VerificationState.ValueType  # 5
+    """one is still a warning or critical"""
+    VERIFICATION_STATE_UNVERIFIED: _VerificationState.ValueType  # 6
+    """the check could not be made: `reason` says why"""
+
+class VerificationState(_VerificationState, metaclass=_VerificationStateEnumTypeWrapper):
+    """The closed loop: after a run, the server collects the manifest's verify checks again
+    (sonde.server.domain.run_verification).
+    """
+
+VERIFICATION_STATE_UNSPECIFIED: VerificationState.ValueType  # 0
+"""the run has not ended"""
+VERIFICATION_STATE_NONE: VerificationState.ValueType  # 1
+"""nothing to verify: a dry run, no verify checks, never ran"""
+VERIFICATION_STATE_PENDING: VerificationState.ValueType  # 2
+"""the check is asked for (command_id)"""
+VERIFICATION_STATE_AFTER_RESTART: VerificationState.ValueType  # 3
+"""waits for the machine to restart, then is asked"""
+VERIFICATION_STATE_CLEARED: VerificationState.ValueType  # 4
+"""every checked finding is OK now"""
+VERIFICATION_STATE_NOT_CLEARED: VerificationState.ValueType  # 5
+"""one is still a warning or critical"""
+VERIFICATION_STATE_UNVERIFIED: VerificationState.ValueType  # 6
+"""the check could not be made: `reason` says why"""
+Global___VerificationState: _TypeAlias = VerificationState  # noqa: Y015
 
 @_typing.final
 class Command(_message.Message):
@@ -546,6 +663,8 @@ class TicketEvent(_message.Message):
     TO_STATUS_FIELD_NUMBER: _builtins.int
     ASSIGNEE_FIELD_NUMBER: _builtins.int
     PREVIOUS_ASSIGNEE_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     kind: Global___TicketEventKind.ValueType
     actor: _builtins.str
@@ -558,6 +677,8 @@ class TicketEvent(_message.Message):
     """for ASSIGNED"""
     previous_assignee: _builtins.str
     """for ASSIGNED, ESCALATED: who had the ticket before"""
+    command_id: _builtins.str
+    """for SCRIPT_RUN, RUN_ENDED, VERIFIED: the run"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -567,6 +688,10 @@ class TicketEvent(_message.Message):
     @_builtins.property
     def findings(self) -> _containers.RepeatedCompositeFieldContainer[_diagnostics_pb2.Finding]:
         """for DIAGNOSTIC: what the snapshot found"""
+
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo:
+        """for those: the run as it is now"""
 
     def __init__(
         self,
@@ -583,10 +708,12 @@ class TicketEvent(_message.Message):
         to_status: Global___TicketStatus.ValueType = ...,
         assignee: _builtins.str = ...,
         previous_assignee: _builtins.str = ...,
+        command_id: _builtins.str = ...,
+        run: Global___ScriptRunInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "run", b"run", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee", b"assignee", "at", b"at", "body", b"body", "findings", b"findings", "from_status", b"from_status", "id", b"id", "kind", b"kind", "previous_assignee", b"previous_assignee", "snapshot", b"snapshot", "snapshot_id", b"snapshot_id", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee", b"assignee", "at", b"at", "body", b"body", "command_id", b"command_id", "findings", b"findings", "from_status", b"from_status", "id", b"id", "kind", b"kind", "previous_assignee", b"previous_assignee", "run", b"run", "snapshot", b"snapshot", "snapshot_id", b"snapshot_id", "to_status", b"to_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2676,6 +2803,465 @@ class GetScriptResponse(_message.Message):
 Global___GetScriptResponse: _TypeAlias = GetScriptResponse  # noqa: Y015
 
 @_typing.final
+class ScriptProposal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    PROPOSED_AT_FIELD_NUMBER: _builtins.int
+    REVIEWED_BY_FIELD_NUMBER: _builtins.int
+    REVIEWED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    script_id: _builtins.str
+    version: _builtins.str
+    platform: _builtins.str
+    title: _builtins.str
+    risk: _builtins.str
+    state: Global___ProposalState.ValueType
+    note: _builtins.str
+    proposed_by: _builtins.str
+    reviewed_by: _builtins.str
+    """"" until approved or rejected"""
+    reason: _builtins.str
+    superseded_by: _builtins.int
+    """0: none"""
+    @_builtins.property
+    def proposed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp:
+        """withdrawn, superseded or published"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        script_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        platform: _builtins.str = ...,
+        title: _builtins.str = ...,
+        risk: _builtins.str = ...,
+        state: Global___ProposalState.ValueType = ...,
+        note: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        proposed_at: _timestamp_pb2.Timestamp | None = ...,
+        reviewed_by: _builtins.str = ...,
+        reviewed_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        superseded_by: _builtins.int = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "proposed_at", b"proposed_at", "reviewed_at", b"reviewed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "id", b"id", "note", b"note", "platform", b"platform", "proposed_at", b"proposed_at", "proposed_by", b"proposed_by", "reason", b"reason", "reviewed_at", b"reviewed_at", "reviewed_by", b"reviewed_by", "risk", b"risk", "script_id", b"script_id", "state", b"state", "superseded_by", b"superseded_by", "title", b"title", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptProposal: _TypeAlias = ScriptProposal  # noqa: Y015
+
+@_typing.final
+class ProposedScript(_message.Message):
+    """One script as read from the proposal's folder: the server checks it all again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SCRIPT_NAME_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    platform: _builtins.str
+    """the folder's platform: linux, windows, macos"""
+    script_name: _builtins.str
+    """its file name: flush-dns.sh"""
+    manifest: _builtins.bytes
+    """exact bytes"""
+    script: _builtins.bytes
+    """exact bytes"""
+    def __init__(
+        self,
+        *,
+        platform: _builtins.str = ...,
+        script_name: _builtins.str = ...,
+        manifest: _builtins.bytes = ...,
+        script: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest", b"manifest", "platform", b"platform", "script", b"script", "script_name", b"script_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposedScript: _TypeAlias = ProposedScript  # noqa: Y015
+
+@_typing.final
+class ProposeScriptsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposedScript]:
+        """kept all, or none"""
+
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___ProposedScript] | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "scripts", b"scripts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeScriptsRequest: _TypeAlias = ProposeScriptsRequest  # noqa: Y015
+
+@_typing.final
+class ProposeScriptsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSALS_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptProposal]: ...
+    @_builtins.property
+    def superseded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """older live proposals these replaced"""
+
+    def __init__(
+        self,
+        *,
+        proposals: _abc.Iterable[Global___ScriptProposal] | None = ...,
+        superseded: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposals", b"proposals", "superseded", b"superseded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeScriptsResponse: _TypeAlias = ProposeScriptsResponse  # noqa: Y015
+
+@_typing.final
+class ListProposalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    state: Global___ProposalState.ValueType
+    """UNSPECIFIED: every state"""
+    script_id: _builtins.str
+    """"": every script"""
+    def __init__(
+        self,
+        *,
+        state: Global___ProposalState.ValueType = ...,
+        script_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["script_id", b"script_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProposalsRequest: _TypeAlias = ListProposalsRequest  # noqa: Y015
+
+@_typing.final
+class ListProposalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptProposal]:
+        """newest first"""
+
+    def __init__(
+        self,
+        *,
+        proposals: _abc.Iterable[Global___ScriptProposal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposals", b"proposals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProposalsResponse: _TypeAlias = ListProposalsResponse  # noqa: Y015
+
+@_typing.final
+class GetProposalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    proposal: _builtins.str
+    """its number, script-id@version, or a script id"""
+    def __init__(
+        self,
+        *,
+        proposal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProposalRequest: _TypeAlias = GetProposalRequest  # noqa: Y015
+
+@_typing.final
+class ProposalChange(_message.Message):
+    """One field that matters to a reviewer, as published and as proposed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    PUBLISHED_FIELD_NUMBER: _builtins.int
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """risk, needs_admin, ..., "parameter NAME" """
+    published: _builtins.str
+    """"-": nothing published"""
+    proposed: _builtins.str
+    changed: _builtins.bool
+    note: _builtins.str
+    """"risk raised: low to high", "now on", "added" """
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        published: _builtins.str = ...,
+        proposed: _builtins.str = ...,
+        changed: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "field", b"field", "note", b"note", "proposed", b"proposed", "published", b"published"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposalChange: _TypeAlias = ProposalChange  # noqa: Y015
+
+@_typing.final
+class GetProposalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    PUBLISHED_VERSION_FIELD_NUMBER: _builtins.int
+    PUBLISHED_MANIFEST_FIELD_NUMBER: _builtins.int
+    PUBLISHED_SCRIPT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    RISK_RAISED_FIELD_NUMBER: _builtins.int
+    MANIFEST_DIFF_FIELD_NUMBER: _builtins.int
+    SCRIPT_DIFF_FIELD_NUMBER: _builtins.int
+    MAY_REVIEW_FIELD_NUMBER: _builtins.int
+    manifest: _builtins.bytes
+    script: _builtins.bytes
+    published_version: _builtins.str
+    """the newest below it; "": a new script"""
+    published_manifest: _builtins.bytes
+    published_script: _builtins.bytes
+    risk_raised: _builtins.bool
+    manifest_diff: _builtins.str
+    """unified diffs, published -> proposed"""
+    script_diff: _builtins.str
+    may_review: _builtins.bool
+    """catalog.review, not its author, and pending"""
+    @_builtins.property
+    def proposal(self) -> Global___ScriptProposal: ...
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposalChange]: ...
+    def __init__(
+        self,
+        *,
+        proposal: Global___ScriptProposal | None = ...,
+        manifest: _builtins.bytes = ...,
+        script: _builtins.bytes = ...,
+        published_version: _builtins.str = ...,
+        published_manifest: _builtins.bytes = ...,
+        published_script: _builtins.bytes = ...,
+        changes: _abc.Iterable[Global___ProposalChange] | None = ...,
+        risk_raised: _builtins.bool = ...,
+        manifest_diff: _builtins.str = ...,
+        script_diff: _builtins.str = ...,
+        may_review: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "manifest", b"manifest", "manifest_diff", b"manifest_diff", "may_review", b"may_review", "proposal", b"proposal", "published_manifest", b"published_manifest", "published_script", b"published_script", "published_version", b"published_version", "risk_raised", b"risk_raised", "script", b"script", "script_diff", b"script_diff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProposalResponse: _TypeAlias = GetProposalResponse  # noqa: Y015
+
+@_typing.final
+class ReviewProposalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    proposal: _builtins.str
+    decision: Global___ReviewDecision.ValueType
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        proposal: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "proposal", b"proposal", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewProposalRequest: _TypeAlias = ReviewProposalRequest  # noqa: Y015
+
+@_typing.final
+class ReviewProposalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ScriptProposal: ...
+    def __init__(
+        self,
+        *,
+        proposal: Global___ScriptProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewProposalResponse: _TypeAlias = ReviewProposalResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawProposalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    proposal: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        proposal: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawProposalRequest: _TypeAlias = WithdrawProposalRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawProposalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ScriptProposal: ...
+    def __init__(
+        self,
+        *,
+        proposal: Global___ScriptProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawProposalResponse: _TypeAlias = WithdrawProposalResponse  # noqa: Y015
+
+@_typing.final
+class ExportApprovedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportApprovedRequest: _TypeAlias = ExportApprovedRequest  # noqa: Y015
+
+@_typing.final
+class ExportedScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    manifest: _builtins.bytes
+    script: _builtins.bytes
+    @_builtins.property
+    def proposal(self) -> Global___ScriptProposal: ...
+    def __init__(
+        self,
+        *,
+        proposal: Global___ScriptProposal | None = ...,
+        manifest: _builtins.bytes = ...,
+        script: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest", b"manifest", "proposal", b"proposal", "script", b"script"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportedScript: _TypeAlias = ExportedScript  # noqa: Y015
+
+@_typing.final
+class ExportApprovedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedScript]:
+        """approved, not yet published"""
+
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___ExportedScript] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scripts", b"scripts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportApprovedResponse: _TypeAlias = ExportApprovedResponse  # noqa: Y015
+
+@_typing.final
 class ScriptRunInfo(_message.Message):
     """One run of a catalog script on one agent: a command of kind RUN_SCRIPT and what it ran."""
 
@@ -2722,6 +3308,9 @@ class ScriptRunInfo(_message.Message):
     STDOUT_BYTES_FIELD_NUMBER: _builtins.int
     STDERR_BYTES_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
     script_id: _builtins.str
     script_version: _builtins.str
     risk: _builtins.str
@@ -2743,6 +3332,10 @@ class ScriptRunInfo(_message.Message):
     """as many as the script printed"""
     stderr_bytes: _builtins.int
     duration_ms: _builtins.int
+    finding: _builtins.str
+    """the finding it was asked to fix (sonde fix), or "" """
+    resolve_if_cleared: _builtins.bool
+    """the ticket is resolved when the verification clears"""
     @_builtins.property
     def command(self) -> Global___Command: ...
     @_builtins.property
@@ -2755,6 +3348,8 @@ class ScriptRunInfo(_message.Message):
     def approval_due_at(self) -> _timestamp_pb2.Timestamp:
         """a pending run not approved by then expires"""
 
+    @_builtins.property
+    def verification(self) -> Global___RunVerification: ...
     def __init__(
         self,
         *,
@@ -2779,14 +3374,100 @@ class ScriptRunInfo(_message.Message):
         stdout_bytes: _builtins.int = ...,
         stderr_bytes: _builtins.int = ...,
         duration_ms: _builtins.int = ...,
+        finding: _builtins.str = ...,
+        resolve_if_cleared: _builtins.bool = ...,
+        verification: Global___RunVerification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "command", b"command"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "command", b"command", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "parameters", b"parameters", "rejected_by", b"rejected_by", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "finding", b"finding", "parameters", b"parameters", "rejected_by", b"rejected_by", "resolve_if_cleared", b"resolve_if_cleared", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScriptRunInfo: _TypeAlias = ScriptRunInfo  # noqa: Y015
+
+@_typing.final
+class VerifiedCheck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    SEEN_BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    SEEN_AFTER_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """a check id: disk.space"""
+    before: _diagnostics_pb2.Severity.ValueType
+    """in the machine's newest snapshot before the run"""
+    seen_before: _builtins.bool
+    """false: no snapshot before had this check"""
+    after: _diagnostics_pb2.Severity.ValueType
+    """in the verification's snapshot"""
+    seen_after: _builtins.bool
+    """false: the check gave no finding (collector missing)"""
+    summary: _builtins.str
+    """the finding's summary afterwards"""
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        before: _diagnostics_pb2.Severity.ValueType = ...,
+        seen_before: _builtins.bool = ...,
+        after: _diagnostics_pb2.Severity.ValueType = ...,
+        seen_after: _builtins.bool = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "check", b"check", "seen_after", b"seen_after", "seen_before", b"seen_before", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifiedCheck: _TypeAlias = VerifiedCheck  # noqa: Y015
+
+@_typing.final
+class RunVerification(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_TICKET_FIELD_NUMBER: _builtins.int
+    state: Global___VerificationState.ValueType
+    reason: _builtins.str
+    """for UNVERIFIED, NONE; a sentence"""
+    command_id: _builtins.str
+    """the diagnostic that collected them"""
+    snapshot_id: _builtins.int
+    """its snapshot"""
+    resolved_ticket: _builtins.bool
+    """--resolve-if-cleared resolved the ticket with it"""
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerifiedCheck]: ...
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        state: Global___VerificationState.ValueType = ...,
+        reason: _builtins.str = ...,
+        checks: _abc.Iterable[Global___VerifiedCheck] | None = ...,
+        command_id: _builtins.str = ...,
+        snapshot_id: _builtins.int = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_ticket: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "command_id", b"command_id", "reason", b"reason", "resolved_ticket", b"resolved_ticket", "snapshot_id", b"snapshot_id", "state", b"state", "verified_at", b"verified_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunVerification: _TypeAlias = RunVerification  # noqa: Y015
 
 @_typing.final
 class RunScriptRequest(_message.Message):
@@ -2819,6 +3500,8 @@ class RunScriptRequest(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_IN_S_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     """an agent reference"""
     script_id: _builtins.str
@@ -2829,6 +3512,10 @@ class RunScriptRequest(_message.Message):
     expires_in_s: _builtins.int
     """0: 24 h; at most 30 days"""
     dry_run: _builtins.bool
+    finding: _builtins.str
+    """a check id the run is meant to fix: it is verified"""
+    resolve_if_cleared: _builtins.bool
+    """resolve ticket_id with the run once it clears"""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """as text, checked against the manifest"""
@@ -2843,10 +3530,12 @@ class RunScriptRequest(_message.Message):
         ticket_id: _builtins.int = ...,
         expires_in_s: _builtins.int = ...,
         dry_run: _builtins.bool = ...,
+        finding: _builtins.str = ...,
+        resolve_if_cleared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "parameters", b"parameters", "script_id", b"script_id", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "resolve_if_cleared", b"resolve_if_cleared", "script_id", b"script_id", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3104,3 +3793,259 @@ class RejectRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RejectRunResponse: _TypeAlias = RejectRunResponse  # noqa: Y015
+
+@_typing.final
+class FixFindingRequest(_message.Message):
+    """Run the catalog fix of a finding of the machine's newest snapshot, with parameters taken
+    from its evidence (sonde.server.domain.fix_parameters); `parameters` override them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_S_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
+    PLAN_ONLY_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    finding: _builtins.str
+    """a check id: disk.space"""
+    ticket_id: _builtins.int
+    expires_in_s: _builtins.int
+    dry_run: _builtins.bool
+    resolve_if_cleared: _builtins.bool
+    plan_only: _builtins.bool
+    """say what would run, run nothing"""
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        finding: _builtins.str = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        ticket_id: _builtins.int = ...,
+        expires_in_s: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+        resolve_if_cleared: _builtins.bool = ...,
+        plan_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "plan_only", b"plan_only", "resolve_if_cleared", b"resolve_if_cleared", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FixFindingRequest: _TypeAlias = FixFindingRequest  # noqa: Y015
+
+@_typing.final
+class FixFindingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ParameterSourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_VERSION_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    DISRUPTIVE_FIELD_NUMBER: _builtins.int
+    REBOOT_REQUIRED_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    PARAMETER_SOURCES_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    script_version: _builtins.str
+    risk: _builtins.str
+    disruptive: _builtins.bool
+    reboot_required: _builtins.bool
+    snapshot_id: _builtins.int
+    """the snapshot the finding is from"""
+    @_builtins.property
+    def run(self) -> Global___ScriptRunInfo:
+        """unset for plan_only"""
+
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as they will be sent (secrets as ***)"""
+
+    @_builtins.property
+    def parameter_sources(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """name -> where it came from (evidence, given)"""
+
+    @_builtins.property
+    def finding(self) -> _diagnostics_pb2.Finding: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ScriptRunInfo | None = ...,
+        script_id: _builtins.str = ...,
+        script_version: _builtins.str = ...,
+        risk: _builtins.str = ...,
+        disruptive: _builtins.bool = ...,
+        reboot_required: _builtins.bool = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        parameter_sources: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        snapshot_id: _builtins.int = ...,
+        finding: _diagnostics_pb2.Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding", "run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruptive", b"disruptive", "finding", b"finding", "parameter_sources", b"parameter_sources", "parameters", b"parameters", "reboot_required", b"reboot_required", "risk", b"risk", "run", b"run", "script_id", b"script_id", "script_version", b"script_version", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FixFindingResponse: _TypeAlias = FixFindingResponse  # noqa: Y015
+
+@_typing.final
+class GetScriptStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    """"": every script"""
+    finding: _builtins.str
+    """"": every finding"""
+    days: _builtins.int
+    """0: every run kept"""
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        finding: _builtins.str = ...,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "finding", b"finding", "script_id", b"script_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScriptStatsRequest: _TypeAlias = GetScriptStatsRequest  # noqa: Y015
+
+@_typing.final
+class ScriptStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    CLEARED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    finding: _builtins.str
+    """"": the script's row (all its runs)"""
+    runs: _builtins.int
+    """ended runs that ran (dry runs and refusals left out)"""
+    succeeded: _builtins.int
+    """exit code 0"""
+    verified: _builtins.int
+    """cleared or not cleared"""
+    cleared: _builtins.int
+    refused: _builtins.int
+    """refused by the agent (policy, signature)"""
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        finding: _builtins.str = ...,
+        runs: _builtins.int = ...,
+        succeeded: _builtins.int = ...,
+        verified: _builtins.int = ...,
+        cleared: _builtins.int = ...,
+        refused: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cleared", b"cleared", "finding", b"finding", "refused", b"refused", "runs", b"runs", "script_id", b"script_id", "succeeded", b"succeeded", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptStat: _TypeAlias = ScriptStat  # noqa: Y015
+
+@_typing.final
+class GetScriptStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptStat]:
+        """by script, its own row first, then per finding"""
+
+    def __init__(
+        self,
+        *,
+        stats: _abc.Iterable[Global___ScriptStat] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScriptStatsResponse: _TypeAlias = GetScriptStatsResponse  # noqa: Y015

@@ -209,6 +209,36 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.FromString,
                 _registered_method=True)
+        self.ProposeScripts = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ProposeScripts',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ProposeScriptsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ProposeScriptsResponse.FromString,
+                _registered_method=True)
+        self.ListProposals = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListProposals',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListProposalsResponse.FromString,
+                _registered_method=True)
+        self.GetProposal = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetProposal',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetProposalRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetProposalResponse.FromString,
+                _registered_method=True)
+        self.ReviewProposal = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ReviewProposal',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ReviewProposalRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ReviewProposalResponse.FromString,
+                _registered_method=True)
+        self.WithdrawProposal = channel.unary_unary(
+                '/sonde.v1.ConsoleService/WithdrawProposal',
+                request_serializer=sonde_dot_v1_dot_console__pb2.WithdrawProposalRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.WithdrawProposalResponse.FromString,
+                _registered_method=True)
+        self.ExportApproved = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ExportApproved',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ExportApprovedRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ExportApprovedResponse.FromString,
+                _registered_method=True)
         self.RunScript = channel.unary_unary(
                 '/sonde.v1.ConsoleService/RunScript',
                 request_serializer=sonde_dot_v1_dot_console__pb2.RunScriptRequest.SerializeToString,
@@ -238,6 +268,16 @@ class ConsoleServiceStub:
                 '/sonde.v1.ConsoleService/RejectRun',
                 request_serializer=sonde_dot_v1_dot_console__pb2.RejectRunRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RejectRunResponse.FromString,
+                _registered_method=True)
+        self.FixFinding = channel.unary_unary(
+                '/sonde.v1.ConsoleService/FixFinding',
+                request_serializer=sonde_dot_v1_dot_console__pb2.FixFindingRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.FixFindingResponse.FromString,
+                _registered_method=True)
+        self.GetScriptStats = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetScriptStats',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.FromString,
                 _registered_method=True)
 
 
@@ -455,6 +495,44 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeScripts(self, request, context):
+        """Writing scripts: proposals, never sent to an agent (docs/remediation.md, "Writing and
+        updating scripts").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProposals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportApproved(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunScript(self, request, context):
         """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch").
         """
@@ -487,6 +565,18 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RejectRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FixFinding(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScriptStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -670,6 +760,36 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     request_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.GetScriptResponse.SerializeToString,
             ),
+            'ProposeScripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeScripts,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ProposeScriptsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ProposeScriptsResponse.SerializeToString,
+            ),
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListProposalsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListProposalsResponse.SerializeToString,
+            ),
+            'GetProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProposal,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetProposalRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetProposalResponse.SerializeToString,
+            ),
+            'ReviewProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewProposal,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ReviewProposalRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ReviewProposalResponse.SerializeToString,
+            ),
+            'WithdrawProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawProposal,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.WithdrawProposalRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.WithdrawProposalResponse.SerializeToString,
+            ),
+            'ExportApproved': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportApproved,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ExportApprovedRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ExportApprovedResponse.SerializeToString,
+            ),
             'RunScript': grpc.unary_unary_rpc_method_handler(
                     servicer.RunScript,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RunScriptRequest.FromString,
@@ -699,6 +819,16 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RejectRun,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RejectRunRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RejectRunResponse.SerializeToString,
+            ),
+            'FixFinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.FixFinding,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.FixFindingRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.FixFindingResponse.SerializeToString,
+            ),
+            'GetScriptStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScriptStats,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1657,6 +1787,168 @@ class ConsoleService:
             _registered_method=True)
 
     @staticmethod
+    def ProposeScripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ProposeScripts',
+            sonde_dot_v1_dot_console__pb2.ProposeScriptsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ProposeScriptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListProposals',
+            sonde_dot_v1_dot_console__pb2.ListProposalsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetProposal',
+            sonde_dot_v1_dot_console__pb2.GetProposalRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ReviewProposal',
+            sonde_dot_v1_dot_console__pb2.ReviewProposalRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ReviewProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/WithdrawProposal',
+            sonde_dot_v1_dot_console__pb2.WithdrawProposalRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.WithdrawProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportApproved(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ExportApproved',
+            sonde_dot_v1_dot_console__pb2.ExportApprovedRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ExportApprovedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RunScript(request,
             target,
             options=(),
@@ -1808,6 +2100,60 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RejectRun',
             sonde_dot_v1_dot_console__pb2.RejectRunRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RejectRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FixFinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/FixFinding',
+            sonde_dot_v1_dot_console__pb2.FixFindingRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.FixFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScriptStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetScriptStats',
+            sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

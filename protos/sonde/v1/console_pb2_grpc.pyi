@@ -67,6 +67,15 @@ class ConsoleServiceStub:
     """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
     ListScripts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]
     GetScript: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]
+    ProposeScripts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ProposeScriptsRequest, _console_pb2.ProposeScriptsResponse]
+    """Writing scripts: proposals, never sent to an agent (docs/remediation.md, "Writing and
+    updating scripts").
+    """
+    ListProposals: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListProposalsRequest, _console_pb2.ListProposalsResponse]
+    GetProposal: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetProposalRequest, _console_pb2.GetProposalResponse]
+    ReviewProposal: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReviewProposalRequest, _console_pb2.ReviewProposalResponse]
+    WithdrawProposal: _grpc.UnaryUnaryMultiCallable[_console_pb2.WithdrawProposalRequest, _console_pb2.WithdrawProposalResponse]
+    ExportApproved: _grpc.UnaryUnaryMultiCallable[_console_pb2.ExportApprovedRequest, _console_pb2.ExportApprovedResponse]
     RunScript: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunScriptRequest, _console_pb2.RunScriptResponse]
     """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch")."""
     ListRuns: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListRunsRequest, _console_pb2.ListRunsResponse]
@@ -74,6 +83,8 @@ class ConsoleServiceStub:
     CancelRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.CancelRunRequest, _console_pb2.CancelRunResponse]
     ApproveRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.ApproveRunRequest, _console_pb2.ApproveRunResponse]
     RejectRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]
+    FixFinding: _grpc.UnaryUnaryMultiCallable[_console_pb2.FixFindingRequest, _console_pb2.FixFindingResponse]
+    GetScriptStats: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetScriptStatsRequest, _console_pb2.GetScriptStatsResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -114,6 +125,15 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     """The signed script catalog (docs/remediation.md, "Signing and publishing")."""
     ListScripts: _aio.UnaryUnaryMultiCallable[_console_pb2.ListScriptsRequest, _console_pb2.ListScriptsResponse]  # type: ignore[assignment]
     GetScript: _aio.UnaryUnaryMultiCallable[_console_pb2.GetScriptRequest, _console_pb2.GetScriptResponse]  # type: ignore[assignment]
+    ProposeScripts: _aio.UnaryUnaryMultiCallable[_console_pb2.ProposeScriptsRequest, _console_pb2.ProposeScriptsResponse]  # type: ignore[assignment]
+    """Writing scripts: proposals, never sent to an agent (docs/remediation.md, "Writing and
+    updating scripts").
+    """
+    ListProposals: _aio.UnaryUnaryMultiCallable[_console_pb2.ListProposalsRequest, _console_pb2.ListProposalsResponse]  # type: ignore[assignment]
+    GetProposal: _aio.UnaryUnaryMultiCallable[_console_pb2.GetProposalRequest, _console_pb2.GetProposalResponse]  # type: ignore[assignment]
+    ReviewProposal: _aio.UnaryUnaryMultiCallable[_console_pb2.ReviewProposalRequest, _console_pb2.ReviewProposalResponse]  # type: ignore[assignment]
+    WithdrawProposal: _aio.UnaryUnaryMultiCallable[_console_pb2.WithdrawProposalRequest, _console_pb2.WithdrawProposalResponse]  # type: ignore[assignment]
+    ExportApproved: _aio.UnaryUnaryMultiCallable[_console_pb2.ExportApprovedRequest, _console_pb2.ExportApprovedResponse]  # type: ignore[assignment]
     RunScript: _aio.UnaryUnaryMultiCallable[_console_pb2.RunScriptRequest, _console_pb2.RunScriptResponse]  # type: ignore[assignment]
     """Script runs: RunScript commands (docs/remediation.md, "Runs: tiers, approvals, dispatch")."""
     ListRuns: _aio.UnaryUnaryMultiCallable[_console_pb2.ListRunsRequest, _console_pb2.ListRunsResponse]  # type: ignore[assignment]
@@ -121,6 +141,8 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     CancelRun: _aio.UnaryUnaryMultiCallable[_console_pb2.CancelRunRequest, _console_pb2.CancelRunResponse]  # type: ignore[assignment]
     ApproveRun: _aio.UnaryUnaryMultiCallable[_console_pb2.ApproveRunRequest, _console_pb2.ApproveRunResponse]  # type: ignore[assignment]
     RejectRun: _aio.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]  # type: ignore[assignment]
+    FixFinding: _aio.UnaryUnaryMultiCallable[_console_pb2.FixFindingRequest, _console_pb2.FixFindingResponse]  # type: ignore[assignment]
+    GetScriptStats: _aio.UnaryUnaryMultiCallable[_console_pb2.GetScriptStatsRequest, _console_pb2.GetScriptStatsResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -370,6 +392,51 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_console_pb2.GetScriptResponse, _abc.Awaitable[_console_pb2.GetScriptResponse]]: ...
 
     @_abc_1.abstractmethod
+    def ProposeScripts(
+        self,
+        request: _console_pb2.ProposeScriptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ProposeScriptsResponse, _abc.Awaitable[_console_pb2.ProposeScriptsResponse]]:
+        """Writing scripts: proposals, never sent to an agent (docs/remediation.md, "Writing and
+        updating scripts").
+        """
+
+    @_abc_1.abstractmethod
+    def ListProposals(
+        self,
+        request: _console_pb2.ListProposalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListProposalsResponse, _abc.Awaitable[_console_pb2.ListProposalsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetProposal(
+        self,
+        request: _console_pb2.GetProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetProposalResponse, _abc.Awaitable[_console_pb2.GetProposalResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReviewProposal(
+        self,
+        request: _console_pb2.ReviewProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ReviewProposalResponse, _abc.Awaitable[_console_pb2.ReviewProposalResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WithdrawProposal(
+        self,
+        request: _console_pb2.WithdrawProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.WithdrawProposalResponse, _abc.Awaitable[_console_pb2.WithdrawProposalResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportApproved(
+        self,
+        request: _console_pb2.ExportApprovedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ExportApprovedResponse, _abc.Awaitable[_console_pb2.ExportApprovedResponse]]: ...
+
+    @_abc_1.abstractmethod
     def RunScript(
         self,
         request: _console_pb2.RunScriptRequest,
@@ -411,5 +478,19 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RejectRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RejectRunResponse, _abc.Awaitable[_console_pb2.RejectRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FixFinding(
+        self,
+        request: _console_pb2.FixFindingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.FixFindingResponse, _abc.Awaitable[_console_pb2.FixFindingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetScriptStats(
+        self,
+        request: _console_pb2.GetScriptStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetScriptStatsResponse, _abc.Awaitable[_console_pb2.GetScriptStatsResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,7 @@ from the real users table.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sonde.server.api.auth import principal_scope
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.domain.agents import AgentRecord
+from sonde.server.domain.commands import CommandKind
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
 from sonde.server.services import IssuedEnrollment, ServerServices, open_services
 from sonde.server.storage.db import Database
-from sonde.v1 import console_pb2_grpc
+from sonde.v1 import agent_pb2, console_pb2_grpc, diagnostics_pb2
 from tests.unit.domain.builders import SETUP_ADMIN, enroll
 
 USER_KEY = "x-test-user"
@@ -109,6 +110,35 @@ class Console:
         return await enroll(
             self.services.agents, self.services.db, hostname=hostname, at=datetime.now(UTC)
         )
+
+    async def principal(self, name: str) -> Principal:
+        user = await self.services.users.get(name)
+        return Principal(user_id=user.id, name=user.name, role=user.role)
+
+    async def answer_diagnostics(
+        self,
+        agent_id: str,
+        found: Sequence[diagnostics_pb2.Finding],
+        snapshot: diagnostics_pb2.Snapshot | None = None,
+        *,
+        session: str = "session-1",
+    ) -> list[int]:
+        """Every command due for the agent claimed, and each diagnostic among them answered
+        with `snapshot` and `found`, as the agent's session stores them (the session itself is
+        tested end to end); the snapshots' ids."""
+        due = await self.services.commands.claim_due(agent_id, session, resend_delivered=True)
+        stored: list[int] = []
+        for command in due:
+            if command.kind is not CommandKind.COLLECT:
+                continue
+            payload = snapshot or diagnostics_pb2.Snapshot(agent_id=agent_id)
+            result = agent_pb2.Result(command_id=command.id, snapshot=payload)
+            accepted = await self.services.diagnostics.accept_result(
+                agent_id, result, found, datetime.now(UTC)
+            )
+            assert accepted.stored is not None
+            stored.append(accepted.stored.summary.id)
+        return stored
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.storage.tables import metadata
 from sonde.v1 import console_pb2 as pb
+from sonde.v1 import diagnostics_pb2
 from tests.integration.console.harness import Console
 from tests.support.catalog_bundles import signed_bundle, source
 
@@ -41,6 +42,7 @@ class Scene:
     token_id: str  # an enrollment token not yet used
     queued_run_id: str  # a medium-risk script run, queued
     pending_run_id: str  # a high-risk one asked by admin, pending approval
+    # The agent's newest diagnostic found disk.space critical, which clear-temp fixes.
 
 
 async def _scene(console: Console) -> Scene:
@@ -58,6 +60,11 @@ async def _scene(console: Console) -> Scene:
     await stub.WaitTicket(
         pb.WaitTicketRequest(id=waiting.id, reason="the user is away until Monday"), metadata=BOB
     )
+    await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
+    full = diagnostics_pb2.Finding(
+        check="disk.space", severity=diagnostics_pb2.SEVERITY_CRITICAL, fix_script_id="clear-temp"
+    )
+    await console.answer_diagnostics(agent.id, [full])
     queued = await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
     await stub.CreateUser(pb.CreateUserRequest(name="dora", role=pb.ROLE_L1), metadata=ADMIN)
     await stub.DisableUser(pb.DisableUserRequest(name="dora"), metadata=ADMIN)
@@ -155,6 +162,9 @@ CALLS: dict[str, Call] = {
     ),
     "RunScript": lambda c, s: c.stub.RunScript(
         pb.RunScriptRequest(agent=s.agent_id, script_id="clear-temp"), metadata=BOB
+    ),
+    "FixFinding": lambda c, s: c.stub.FixFinding(
+        pb.FixFindingRequest(agent=s.agent_id, finding="disk.space"), metadata=BOB
     ),
     "CancelRun": lambda c, s: c.stub.CancelRun(
         pb.CancelRunRequest(id=s.queued_run_id), metadata=BOB

@@ -1,4 +1,5 @@
-"""The closed loop: the finding a run was asked to fix, and whether its verify checks cleared.
+"""The closed loop: the finding a run was asked to fix, whether its verify checks cleared, and
+the collectors a diagnostic runs (a verification collects only what its checks read).
 
 Revision ID: 0010
 Revises: 0009
@@ -19,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("commands") as batch:
+        batch.add_column(sa.Column("collectors", sa.String(200), nullable=False, server_default=""))
     with op.batch_alter_table("script_runs") as batch:
         batch.add_column(sa.Column("finding", sa.String(64), nullable=False, server_default=""))
         batch.add_column(
@@ -44,6 +47,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("ticket_events") as batch:
         batch.drop_column("command_id")
+    with op.batch_alter_table("commands") as batch:
+        batch.drop_column("collectors")
     with op.batch_alter_table("script_runs") as batch:
         batch.drop_index("ix_script_runs_verification")
         batch.drop_index("ix_script_runs_verify_command_id")
