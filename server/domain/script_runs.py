@@ -58,8 +58,8 @@ from sonde.server.domain.commands import (
     lock_command_record,
     new_command_id,
 )
+from sonde.server.domain.diagnostics import AlreadyEnded
 from sonde.server.domain.roles import Permission, Principal, roles_with
-from sonde.server.domain.text import checked_text
 from sonde.server.domain.run_closing import (
     check_closing,
     newest_snapshot_id,
@@ -67,11 +67,12 @@ from sonde.server.domain.run_closing import (
     run_request_text,
 )
 from sonde.server.domain.run_verification import Verification, verification_of
+from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_model import TicketEventKind, TicketStatus
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_waiting import require_ticket_of
-from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.domain.timeline import append_event
+from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import catalog_scripts, commands, script_runs
@@ -124,10 +125,10 @@ class RunRecord:
     duration_ms: int | None
     live_output: bytes
     live_dropped: int
-
     finding: str = ""  # the check it was asked to fix (sonde fix), or ""
     resolve_if_cleared: bool = False
     verification: Verification | None = None  # None: the run has not ended
+
 
 _RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
 
@@ -156,10 +157,10 @@ def _run(command: CommandRecord, row: AnyRow) -> RunRecord:
         duration_ms=row.duration_ms,
         live_output=bytes(row.live_output),
         live_dropped=int(row.live_dropped),
-    )
         finding=row.finding,
         resolve_if_cleared=bool(row.resolve_if_cleared),
         verification=verification_of(row) if row.verification else None,
+    )
 
 
 def _load_run(connection: Connection, command_id: str) -> RunRecord:
@@ -303,9 +304,9 @@ class ScriptRuns:
         ticket_id: int | None = None,
         expires_in: timedelta = DEFAULT_EXPIRY,
         dry_run: bool = False,
-    ) -> RunRecord:
         finding: str = "",
         resolve_if_cleared: bool = False,
+    ) -> RunRecord:
         """Record a run of a published script on an agent; audited as `script.run`, refusals
         included. A high-risk one waits for another person's approval; any other is queued.
 
@@ -335,7 +336,6 @@ class ScriptRuns:
             if ticket_id is not None:
                 require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
             _check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
-            try:
             check_closing(
                 connection,
                 principal,
@@ -345,6 +345,7 @@ class ScriptRuns:
                 resolve_if_cleared=resolve_if_cleared,
                 dry_run=dry_run,
             )
+            try:
                 values = manifest.check_values(given, dry_run=dry_run)
             except ManifestError as error:
                 raise InvalidArgument(str(error)) from None
@@ -416,12 +417,11 @@ class ScriptRuns:
                     duration_ms=None,
                     live_output=b"",
                     live_dropped=0,
-                )
                     finding=finding,
                     resolve_if_cleared=resolve_if_cleared,
                     snapshot_before_id=newest_snapshot_id(connection, agent.id),
+                )
             )
-            if not high:
             if ticket_id is not None:
                 append_event(
                     connection,
@@ -432,6 +432,7 @@ class ScriptRuns:
                     body=run_request_text(manifest, shown, dry_run, high),
                     command_id=command.id,
                 )
+            if not high:
                 direct = self._send_or_wake(connection, agent, command.id, wakes)
             entry.detail |= {
                 "command_id": command.id,
@@ -440,11 +441,11 @@ class ScriptRuns:
                 "state": state.value,
                 "expires_in_s": int(expires_in.total_seconds()),
             }
-            return _load_run(connection, command.id)
             if finding:
                 entry.detail["finding"] = finding
             if resolve_if_cleared:
                 entry.detail["resolve_if_cleared"] = 1
+            return _load_run(connection, command.id)
 
         run = await self._audited.run(
             principal.name, "script.run", unit, ticket_id=ticket_id, peer=principal.peer
@@ -518,7 +519,6 @@ class ScriptRuns:
                 .where(script_runs.c.command_id == command.id)
                 .values(rejected_by=principal.name, parameters=_NO_SECRETS)
             )
-            return _load_run(connection, command.id)
             if command.ticket_id is not None:
                 append_event(
                     connection,
@@ -529,6 +529,7 @@ class ScriptRuns:
                     body=f"run {command.id[:8]} rejected by {principal.name}: {reason}",
                     command_id=command.id,
                 )
+            return _load_run(connection, command.id)
 
         run = await self._audited.run(principal.name, "script.reject", unit, peer=principal.peer)
         self._wakeups.publish(wakes, FinishedCommand(run.command))
@@ -571,7 +572,6 @@ class ScriptRuns:
             lambda connection: _load_run(connection, resolve_command_id(connection, run_ref))
         )
 
-    async def list(
     async def by_ids(self, command_ids: Iterable[str]) -> dict[str, RunRecord]:
         """The runs among `command_ids` (a ticket's timeline names them); others are left out."""
         wanted = sorted(set(command_ids))
@@ -586,6 +586,7 @@ class ScriptRuns:
 
         return await self._db.read(unit)
 
+    async def list(
         self,
         *,
         agent_id: str | None = None,
@@ -713,13 +714,12 @@ class ScriptRuns:
     ) -> tuple[RunRecord, bool]:
         """Store a Result.script_run from the agent `agent_id` (its certificate's id): the
         run ends succeeded (exit 0), failed, timed_out or cancelled. Returns the run and
-        whether anything changed (False: it had already ended; the result is dropped)."""
+        whether anything changed (False: it had already ended; the result is dropped and
+        audited as a refused command.result, so the audit holds one result per run)."""
         outcome = result.script_run
         wakes: list[Wake] = []
-        changed = True
 
         def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
-            nonlocal changed
             command = lock_command_record(connection, result.command_id)
             if command.agent_id != agent_id:
                 raise PermissionDenied(
@@ -729,8 +729,7 @@ class ScriptRuns:
             entry.detail["command_id"] = command.id
             row = _lock_run_row(connection, command.id)
             if command.state.final:
-                changed = False
-                return _load_run(connection, command.id)
+                raise AlreadyEnded(command)  # resent after a lost ack (a server crash)
             if outcome.timed_out:
                 state, reason = CommandState.TIMED_OUT, "stopped by its time limit"
             elif outcome.cancelled:
@@ -758,6 +757,7 @@ class ScriptRuns:
                     duration_ms=outcome.duration_ms,
                 )
             )
+            entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}
             if command.ticket_id is not None:
                 append_event(
                     connection,
@@ -771,13 +771,14 @@ class ScriptRuns:
             run_verification.begin(
                 self._audited, connection, ended, row, now=received_at, wakes=wakes
             )
-            entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}
             return _load_run(connection, command.id)
 
-        run = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
-        if changed:
-            self._wakeups.publish(wakes, FinishedCommand(run.command))
-        return run, changed
+        try:
+            run = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
+        except AlreadyEnded as ended:
+            return await self.get(ended.command.id), False
+        self._wakeups.publish(wakes, FinishedCommand(run.command))
+        return run, True
 
     async def append_output(self, agent_id: str, chunk: agent_pb2.ScriptOutput) -> bool:
         """A running script's output chunk, kept for --follow up to MAX_LIVE_OUTPUT bytes;
@@ -812,7 +813,6 @@ class ScriptRuns:
         except NotFound:
             return False
 
-    # -- upkeep ----------------------------------------------------------------------------
     async def verify_after_restart(self, agent_id: str, boot_time: datetime | None) -> int:
         """The agent connected, its machine started at `boot_time`: queue the checks of its
         runs that waited for a restart (run_verification.after_restart). One read when there
@@ -836,6 +836,7 @@ class ScriptRuns:
         self._wakeups.publish(wakes)
         return queued
 
+    # -- upkeep ----------------------------------------------------------------------------
 
     async def end_unapproved(self) -> int:
         """Runs not approved before their approval was due end `expired`; the secret values
@@ -867,8 +868,8 @@ class ScriptRuns:
                         f"{APPROVAL_WINDOW.total_seconds() / 3600:.0f} h"
                     )[:MAX_REASON_CHARS],
                 )
-            finished = select(commands.c.id).where(
             run_verification.give_up(self._audited, connection, now)
+            finished = select(commands.c.id).where(
                 commands.c.state.not_in([state.value for state in CommandState if not state.final])
             )
             connection.execute(

@@ -355,6 +355,34 @@ async def test_a_script_result_ends_the_run_with_its_output(
     assert not await b.runs.append_output(b.agent.id, chunk)
 
 
+async def test_a_result_resent_after_a_lost_ack_is_audited_as_refused_not_stored_twice(
+    b: Bench,
+) -> None:
+    """The server stored the result and crashed before its ack: the agent's outbox sends it
+    again. The audit keeps one stored result and says the repeat was dropped."""
+    run = await b.runs.request(b.l2, b.agent.id, "clear-temp")
+    await b.commands.claim_due(b.agent.id, "s1", resend_delivered=True)
+    ended, changed = await b.runs.accept_result(
+        b.agent.id, _script_result(run.command.id, 0), b.clock.now
+    )
+    assert changed
+    b.clock.advance(seconds=5)
+    again, changed = await b.runs.accept_result(
+        b.agent.id, _script_result(run.command.id, 3), b.clock.now
+    )
+    assert not changed
+    assert (again.command.state, again.exit_code) == (CommandState.SUCCEEDED, 0)
+    assert again.command.finished_at == ended.command.finished_at
+    results = await _audit(b.db, "command.result")
+    assert [result for _, result, _ in results] == [
+        "ok",
+        f"refused: AlreadyEnded: command {run.command.id} had already ended succeeded; "
+        "this result was acknowledged and dropped",
+    ]
+    assert all(run.command.id in detail for _, _, detail in results)
+    assert '"state":"succeeded"' in results[0][2]
+
+
 async def test_another_agents_result_is_refused(b: Bench) -> None:
     run = await b.runs.request(b.l2, b.agent.id, "clear-temp")
     other = await enrolled_agent(b.db, "pc-other")
