@@ -23,6 +23,7 @@ from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.fixes import Fixes
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.script_stats import ScriptStats
 from sonde.server.domain.tickets import Tickets
@@ -57,6 +58,7 @@ class ServerServices:
     tickets: Tickets
     enrollment: EnrollmentIssuer
     catalog: Catalog
+    proposals: Proposals
     script_runs: ScriptRuns
     fixes: Fixes
     script_stats: ScriptStats
@@ -93,6 +95,7 @@ async def open_services(
         tickets=Tickets(db, writes=audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
+        proposals=Proposals(db, audited),
         script_runs=script_runs,
         fixes=Fixes(db, script_runs),
         script_stats=ScriptStats(db),

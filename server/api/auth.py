@@ -85,6 +85,13 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     # What a caller may run within the list is its scripts.run.<risk> (server/domain).
     CONSOLE + "ListScripts": Permission.SCRIPTS_READ,
     CONSOLE + "GetScript": Permission.SCRIPTS_READ,
+    # Proposals: approving or rejecting one is also never its author's (server/domain).
+    CONSOLE + "ProposeScripts": Permission.SCRIPTS_PROPOSE,
+    CONSOLE + "ListProposals": Permission.SCRIPTS_PROPOSE,
+    CONSOLE + "GetProposal": Permission.SCRIPTS_PROPOSE,
+    CONSOLE + "WithdrawProposal": Permission.SCRIPTS_PROPOSE,
+    CONSOLE + "ReviewProposal": Permission.CATALOG_REVIEW,
+    CONSOLE + "ExportApproved": Permission.CATALOG_MANAGE,
     # A run's tier (scripts.run.low with a ticket, .medium, .high, then another person's
     # scripts.approve) is checked by the script's risk in the domain (server/domain/script_runs.py).
     CONSOLE + "RunScript": Permission.SCRIPTS_RUN_LOW,

@@ -20,6 +20,7 @@ from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
+from sonde.server.api.console_proposals import ProposalMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
@@ -54,6 +55,7 @@ class ConsoleServicer(
     AuditMethods,
     FleetMethods,
     CatalogMethods,
+    ProposalMethods,
     RunMethods,
     FixMethods,
     console_pb2_grpc.ConsoleServiceServicer,

@@ -3,6 +3,7 @@
 sonde catalog publish BUNDLE      load a bundle signed by `sonde-catalog sign` (catalog.manage)
 sonde scripts [--all] [--platform linux|windows|macos]   what you may run (--all: every risk)
 sonde scripts show ID [--version X.Y.Z]                  its manifest, parameters and versions
+sonde scripts propose|proposals|review|withdraw|export-approved   writing scripts (proposals.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from rich.text import Text
 
 from sonde.catalog.bundle import MAX_BUNDLE_BYTES
+from sonde.server.console import proposals
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.layout import Column, Give, ListTable
@@ -46,13 +48,17 @@ def register(
     scripts.add_argument("--all", action="store_true", help="every risk, marked if not yours")
     scripts.add_argument("--platform", choices=PLATFORMS, default="", help="only this platform's")
     scripts.set_defaults(handler=run_list)
-    scripts_commands = scripts.add_subparsers(dest="scripts_command", metavar="{show}")
+    scripts_commands = scripts.add_subparsers(
+        dest="scripts_command",
+        metavar="{show,propose,proposals,review,withdraw,export-approved}",
+    )
     show = scripts_commands.add_parser(
         "show", parents=[common], help="a script's manifest, parameters and versions"
     )
     show.add_argument("script", metavar="ID", help="the script id, like flush-dns")
     show.add_argument("--version", default="", metavar="X.Y.Z", help="this version (newest)")
     show.set_defaults(handler=run_show)
+    proposals.register(scripts_commands, common)
 
 
 def run_publish(args: argparse.Namespace, ctx: Context) -> int:

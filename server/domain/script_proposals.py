@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from sonde.catalog.bundle import MAX_BUNDLE_BYTES
 from sonde.catalog.manifest import VERSION, Platform, Risk, parse_manifest
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.catalog import version_order
@@ -45,6 +46,8 @@ from sonde.server.storage.tables import catalog_scripts, script_proposals
 from sonde.server.storage.types import AnyRow
 
 MAX_LISTED = 500
+# What one export holds: the scripts' bytes fit one signed bundle (base64 and signatures).
+MAX_EXPORT_BYTES = MAX_BUNDLE_BYTES // 2
 MAX_REASON_CHARS = 2000
 _P = script_proposals.c
 _RECORD_COLUMNS = [c for c in script_proposals.c if c.name not in ("manifest", "script")]
@@ -406,12 +409,19 @@ class Proposals:
         entry.detail["risk"] = row.risk
         entry.detail["proposed_by"] = row.proposed_by
 
-    async def approved(self, caller: Principal) -> builtins.list[ProposalFiles]:
-        """Every approved proposal not yet published, by platform then script id."""
+    async def approved(self, caller: Principal) -> tuple[builtins.list[ProposalFiles], int]:
+        """The approved proposals not yet published, by platform then script id, as many as
+        one signed bundle holds (MAX_EXPORT_BYTES), and how many were left out past that."""
         query = (
             select(script_proposals)
             .where(_P.state == ProposalState.APPROVED.value)
             .order_by(_P.platform, _P.script_id)
         )
         rows = await self._db.read(lambda connection: connection.execute(query).all())
-        return [ProposalFiles(_record(r), bytes(r.manifest), bytes(r.script)) for r in rows]
+        exported, size = [], 0
+        for row in rows:
+            size += len(row.manifest) + len(row.script)
+            if size > MAX_EXPORT_BYTES:
+                break
+            exported.append(ProposalFiles(_record(row), bytes(row.manifest), bytes(row.script)))
+        return exported, len(rows) - len(exported)

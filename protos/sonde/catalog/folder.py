@@ -107,6 +107,22 @@ def load_catalog_folder(root: Path) -> list[CatalogEntry]:
     return entries
 
 
+def load_platform_folder(folder: Path, platform: Platform) -> list[CatalogEntry]:
+    """Every entry of one platform's folder (scripts/linux, or a folder of a script proposed
+    for `platform`), by id; CatalogFolderError listing every problem found, as above."""
+    problems: list[str] = []
+    try:
+        mode = folder.lstat().st_mode
+    except OSError as error:
+        raise CatalogFolderError(folder, [f"cannot read it: {error.strerror}"]) from None
+    if not stat.S_ISDIR(mode):
+        raise CatalogFolderError(folder, ["it is not a folder"])
+    entries = _platform_folder(folder, folder, platform, problems)
+    if problems:
+        raise CatalogFolderError(folder, problems)
+    return entries
+
+
 def _platform_folder(
     root: Path, folder: Path, platform: Platform, problems: list[str]
 ) -> list[CatalogEntry]:
@@ -216,4 +232,4 @@ def _shown(root: Path, path: Path) -> str:
     return str(path.relative_to(root))
 
 
-__all__ = ["CatalogEntry", "CatalogFolderError", "load_catalog_folder"]
+__all__ = ["CatalogEntry", "CatalogFolderError", "load_catalog_folder", "load_platform_folder"]

@@ -3244,6 +3244,9 @@ class ExportApprovedResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCRIPTS_FIELD_NUMBER: _builtins.int
+    LEFT_OUT_FIELD_NUMBER: _builtins.int
+    left_out: _builtins.int
+    """past one bundle's size: sign these, export again"""
     @_builtins.property
     def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedScript]:
         """approved, not yet published"""
@@ -3252,10 +3255,11 @@ class ExportApprovedResponse(_message.Message):
         self,
         *,
         scripts: _abc.Iterable[Global___ExportedScript] | None = ...,
+        left_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["scripts", b"scripts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["left_out", b"left_out", "scripts", b"scripts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

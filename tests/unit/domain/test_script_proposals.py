@@ -199,7 +199,7 @@ async def test_a_newer_proposal_supersedes_the_live_one_and_an_older_is_refused(
     assert listed[first.id].superseded_by == made.proposals[0].id
     ((_, detail, _),) = [row for row in await audit_rows(d, "script.propose") if row[2] == "ok"][1:]
     assert detail["superseded"] == str(first.id)
-    assert [f.proposal.id for f in await d.proposals.approved(d.admin)] == []
+    assert [f.proposal.id for f in (await d.proposals.approved(d.admin))[0]] == []
 
 
 async def test_the_review_shows_changes_beside_the_published_version(d: Desk) -> None:
@@ -299,7 +299,7 @@ async def test_publishing_the_signed_bytes_marks_it_published_and_other_bytes_su
     ids = [p.id for p in (await d.proposals.propose(d.bob, [same, other])).proposals]
     for proposal_id in ids:
         await d.proposals.approve(d.admin, str(proposal_id))
-    assert [f.proposal.script_id for f in await d.proposals.approved(d.admin)] == [
+    assert [f.proposal.script_id for f in (await d.proposals.approved(d.admin))[0]] == [
         "clear-temp",
         "flush-dns",
     ]
@@ -312,7 +312,7 @@ async def test_publishing_the_signed_bytes_marks_it_published_and_other_bytes_su
     assert states["flush-dns"].ended_at == d.clock.now
     assert states["clear-temp"].state is ProposalState.SUPERSEDED
     assert "published with other bytes" in states["clear-temp"].reason
-    assert await d.proposals.approved(d.admin) == []
+    assert await d.proposals.approved(d.admin) == ([], 0)
     *_, (_, detail, _) = await audit_rows(d, "catalog.publish")
     assert (detail["proposals_published"], detail["proposals_superseded"]) == (
         str(ids[0]),
