@@ -3,8 +3,9 @@
 On it the agent says Hello, waits for Welcome, resends its outbox, sends heartbeats, runs
 the Collect commands the server pushes and sends their results, dropping each result from
 the outbox only once the server acknowledges it. Run orders (run_script) are checked and run
-by agent/remediation/orders.py: a refusal or a run's Result goes through the outbox, its
-output as ScriptOutput chunks on the stream while it runs.
+by agent/remediation/orders.py in a short-lived child process (agent/order_process.py): a
+refusal or a run's Result goes through the outbox, its output as ScriptOutput chunks on the
+stream while it runs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
-
 import psutil
+
 import sonde
 from sonde.agent import exit_codes
 from sonde.agent.backoff import AddressRotation, Backoff
@@ -35,8 +36,7 @@ from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2, remediation_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
 
 if TYPE_CHECKING:  # loaded with the first run order: the idle agent keeps cryptography out
-    from sonde.agent.remediation.orders import RunOrders
-    from sonde.catalog.envelope import OrderRefused, VerifiedOrder
+    from sonde.agent.order_process import OrderProcess
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,6 @@ class AgentRuntime:
         self._state = state
         # Where run orders are recorded; None: this runtime refuses to run scripts.
         self._state_dir = state_dir
-        self._orders: RunOrders | None = None
         self._run_cancels: dict[str, asyncio.Event] = {}
         # One script at a time: two fixes racing on one machine (a restart and a reboot) help
         # nobody. The others wait, not yet recorded as started.
@@ -268,10 +267,10 @@ class AgentRuntime:
             collectors=self._collectors,
             interpreters=machine.interpreters,
             agent_time=now_timestamp(),
+        )
         with contextlib.suppress(OSError, ValueError):  # a sandbox that hides it: not sent
             hello.boot_time.FromSeconds(int(psutil.boot_time()))
         return hello
-        )
 
     async def _session(self, address: str) -> None:
         async with self._target.open_channel(address) as channel:
@@ -381,23 +380,28 @@ class AgentRuntime:
         if self._state_dir is None:
             log.warning("ignoring a run order: this agent runs no scripts")
             return
-        from sonde.agent.remediation.orders import RunOrders
-        from sonde.catalog.envelope import OrderRefused
+        from sonde.agent.order_process import check_order
 
-        if self._orders is None:
-            self._orders = RunOrders(self._state_dir, self._state.agent_id, self._outbox)
-        orders = self._orders
-        try:
-            verified = orders.check(signed)
-        except OrderRefused as refusal:
-            await self._refuse_order(refusal)
+        # Awaited here, so orders keep their order of arrival for the script slot.
+        checked = await check_order(
+            self._state_dir, self._state.agent_id, signed, self._outbox.is_completed
+        )
+        if isinstance(checked, agent_pb2.Result):
+            await self._refuse_order(checked)
             return
-        command_id = verified.order.command_id
+        command_id = checked.command_id
         if command_id in self._running:
-            return  # cannot happen (the run record refuses it as replayed); kept as a guard
+            await checked.abandon()  # cannot happen (the record refuses a replay): a guard
+            return
+        ready: OrderProcess | None = checked
+        if self._script_slot.locked():
+            # Another script runs: this one's process is let go while it waits (a server can
+            # send many), and a new one checks the order again when its turn comes.
+            await checked.abandon()
+            ready = None
         cancel = asyncio.Event()
         self._run_cancels[command_id] = cancel
-        task = asyncio.create_task(self._run_order(orders, verified, cancel))
+        task = asyncio.create_task(self._run_order(signed, command_id, ready, cancel))
         self._running[command_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -406,15 +410,14 @@ class AgentRuntime:
 
         task.add_done_callback(done)
 
-    async def _refuse_order(self, refusal: OrderRefused) -> None:
-        from sonde.agent.remediation.orders import refused
-
-        command_id = refusal.command_id
+    async def _refuse_order(self, result: agent_pb2.Result) -> None:
+        """The answer to an order that does not run: its refusal (or why it was not checked)."""
+        command_id = result.command_id
         log.warning(
             "refused a run order%s (%s): %s",
             f" for command {command_id}" if command_id else "",
-            refusal.refusal.value,
-            refusal.message,
+            result.failure.refusal or "not checked",
+            result.failure.reason,
         )
         if command_id in self._running:
             return  # a copy of an order now running: its own result is sent when it ends
@@ -424,15 +427,22 @@ class AgentRuntime:
             # refusal never replaces the result of what ran under that id.
             await self._send_result(agent_pb2.Result.FromString(stored))
             return
-        result = refused(command_id, refusal.refusal, refusal.message)
         if is_command_id(command_id):
             await self._deliver(result)
         else:
             await self._send_result(result)  # no id the outbox can keep: sent once
 
     async def _run_order(
-        self, orders: RunOrders, verified: VerifiedOrder, cancel: asyncio.Event
+        self,
+        signed: remediation_pb2.SignedRunScript,
+        command_id: str,
+        order: OrderProcess | None,
+        cancel: asyncio.Event,
     ) -> None:
+        """Runs it once the script slot is free; `order` None: its process was let go while
+        it waited, so a new one checks it again first."""
+        from sonde.agent.order_process import check_order
+
         async def send_output(output: agent_pb2.ScriptOutput) -> None:
             sender = self._sender
             if sender is None:
@@ -440,20 +450,26 @@ class AgentRuntime:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await sender.send(agent_pb2.AgentMessage(script_output=output))
 
-        command_id = verified.order.command_id
+        assert self._state_dir is not None
         async with self._script_slot:
             if cancel.is_set():
+                if order is not None:
+                    await order.abandon()
                 reason = "cancelled by the server before it started"
                 await self._deliver(_failure(command_id, reason, agent_pb2.FAILURE_KIND_CANCELLED))
                 return
-            try:
-                result = await orders.execute(verified, send_output, cancel)
-            except OSError as error:  # the run record could not be written: nothing started
-                reason = f"the run could not be recorded before it started, so it did not: {error}"
-                await self._deliver(_failure(command_id, reason))
-                return
+            if order is None:
+                checked = await check_order(
+                    self._state_dir, self._state.agent_id, signed, self._outbox.is_completed
+                )
+                if isinstance(checked, agent_pb2.Result):  # it expired while it waited, ...
+                    log.warning("refused command %s: %s", command_id, checked.failure.reason)
+                    await self._deliver(checked)
+                    return
+                order = checked
+            result = await order.run(send_output, cancel)
             await self._deliver(result)
-            orders.finish(verified)
+            order.finish()
 
     def _on_cancel(self, command_id: str) -> None:
         run_cancel = self._run_cancels.get(command_id)

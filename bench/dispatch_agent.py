@@ -30,7 +30,8 @@ import grpc.aio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bench.fleet_agent import Fleet, SimulatedAgent, WorkerStats, _Session, main
-from sonde.agent.remediation.orders import claimed_command_id, refused, script_run
+from sonde.agent.order_process import claimed_command_id
+from sonde.agent.remediation.orders import refused, script_run
 from sonde.agent.remediation.runner import RunOutcome
 from sonde.catalog.envelope import OrderRefused, VerifiedOrder, verify_order
 from sonde.catalog.manifest import Platform

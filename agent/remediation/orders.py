@@ -1,6 +1,7 @@
 """Run orders on the agent: check a signed order, remember it before it starts, run it.
 
-What happens to a ServerMessage.run_script (agent/transport.py calls this module):
+What happens to a ServerMessage.run_script (agent/transport.py hands it to a short-lived
+process, agent/remediation/order_child.py, which calls this module):
 
 1. The order is checked by sonde.catalog.envelope.verify_order with the keys pinned at
    enrollment (dispatch.pub, catalog.pub), this agent's id and platform, the workstation's
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from sonde.agent.catalog_key import CATALOG_KEY
 from sonde.agent.dispatch_key import DISPATCH_KEY
-from sonde.agent.journal import Outbox
+from sonde.agent.order_process import claimed_command_id
 from sonde.agent.paths import POLICY_FILE
 from sonde.agent.pinned_key import PinnedKeyRefused
 from sonde.agent.remediation.output import OutputChunk, OutputStream
@@ -61,23 +62,14 @@ def refused(command_id: str, refusal: Refusal, reason: str) -> agent_pb2.Result:
     )
 
 
-def claimed_command_id(signed: remediation_pb2.SignedRunScript) -> str:
-    """The command id the order's bytes claim, unverified: only to answer a refusal with."""
-    order = remediation_pb2.RunScriptOrder()
-    try:
-        order.ParseFromString(signed.order)
-    except Exception:  # DecodeError, or bytes that are not an order at all
-        return ""
-    return order.command_id
-
-
 class RunOrders:
     """Checks and runs the run orders of one agent; see the module's docstring."""
 
-    def __init__(self, state_dir: Path, agent_id: str, outbox: Outbox) -> None:
+    def __init__(self, state_dir: Path, agent_id: str, completed: Callable[[str], bool]) -> None:
+        """`completed`: whether the outbox holds an acknowledged result for a command id."""
         self._state_dir = state_dir
         self._agent_id = agent_id
-        self._outbox = outbox
+        self._completed = completed
         self.record = RunRecord.in_state_dir(state_dir)
 
     def _policy(self) -> AgentPolicy | str:
@@ -97,7 +89,7 @@ class RunOrders:
             )
 
     def _already_ran(self, command_id: str) -> bool:
-        return self.record.knows(command_id) or self._outbox.is_completed(command_id)
+        return self.record.knows(command_id) or self._completed(command_id)
 
     def check(self, signed: remediation_pb2.SignedRunScript) -> VerifiedOrder:
         """The verified order; OrderRefused with its code and sentence (command id filled
