@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench import children
 from bench.agent_idle import RSS_TARGET_MIB, Samples, enroll_agent, sample
@@ -39,9 +40,8 @@ from sonde.v1 import console_pb2, console_pb2_grpc
 RUN_TIMEOUT_S = 60.0
 
 
-def run_once(server: LocalServer, agent_id: str) -> float:
-    """One run of the catalog script on the agent, waited for; its seconds to the end."""
-    started = time.monotonic()
+def run_once(server: LocalServer, agent_id: str) -> console_pb2.ScriptRunInfo:
+    """One run of the catalog script on the agent, waited for until it has ended."""
     with grpc.secure_channel(server.console_address, server.console_credentials()) as channel:
         console = console_pb2_grpc.ConsoleServiceStub(channel)
         asked = console.RunScript(
@@ -58,7 +58,22 @@ def run_once(server: LocalServer, agent_id: str) -> float:
         f"{SCRIPT_ID} ran\n".encode()
     ):
         raise RuntimeError(f"run {run_id} did not succeed as expected: {run}")
-    return time.monotonic() - started
+    return run
+
+
+def timing_rows(runs: list[console_pb2.ScriptRunInfo]) -> list[Row]:
+    """The server's own timestamps of each run: asked, its first output stored (the script
+    started on the agent: it prints at once), its Result stored."""
+
+    def ms(start: Timestamp, end: Timestamp) -> float:
+        return (end.ToNanoseconds() - start.ToNanoseconds()) / 1e6
+
+    return [
+        Row.of("run: asked -> first output stored ms",
+               [ms(r.command.created_at, r.command.started_at) for r in runs]),
+        Row.of("run: asked -> Result stored ms",
+               [ms(r.command.created_at, r.command.finished_at) for r in runs]),
+    ]  # fmt: skip
 
 
 def window(name: str, pid: int, settle: float, seconds: float) -> Samples:
@@ -98,16 +113,16 @@ def measure(root: Path, args: argparse.Namespace) -> list[Row]:
         timeout=30,
     )
     rows = rss_rows("idle, before any run", window("idle", agent.pid, args.settle, args.seconds))
-    run_seconds = [run_once(server, agent_id)]
+    runs = [run_once(server, agent_id)]
     rows += rss_rows("after the first run", window("1 run", agent.pid, args.settle, args.seconds))
     for number in range(2, args.runs + 1):
-        run_seconds.append(run_once(server, agent_id))
+        runs.append(run_once(server, agent_id))
         print(f"\rrun {number}/{args.runs}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     if args.runs > 1:
         after = window(f"{args.runs} runs", agent.pid, args.settle, args.seconds)
         rows += rss_rows(f"after {args.runs} runs", after)
-    rows.append(Row.of("run: RunScript -> ended succeeded s", run_seconds))
+    rows += timing_rows(runs)
     if agent.poll() is not None:
         raise RuntimeError(f"the agent exited:\n{(root / 'agent.log').read_text()}")
     return rows
