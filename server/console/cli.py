@@ -18,6 +18,7 @@ from sonde.server.console import (
     commands,
     demo,
     diag,
+    fixes,
     login,
     runs,
     scripts,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit,
         scripts,
         runs,
+        fixes,
         demo,
     ):
         module.register(subcommands, common)

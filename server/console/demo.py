@@ -127,6 +127,7 @@ def demo_json(run: DemoRun) -> dict[str, Any]:
         "findings": [message_json(finding) for finding in run.snapshot.findings],
         "ticket": ticket,
         "snapshot_id": run.snapshot.summary.id,
+        "fix": message_json(run.fix) if run.fix.command.id else None,
         "steps": [step.to_json() for step in run.steps],
         "console_address": run.console_address,
     }
@@ -169,6 +170,8 @@ def _show_result(out: Output, run: DemoRun, *, once: bool) -> None:
         f"sonde agent show {shlex.quote(host)}",
         f"sonde diag {shlex.quote(host)} --ticket {ticket_id}",
         f"sonde ticket show {ticket_id}",
+        *([f"sonde runs show {run.fix.command.id[:12]}"] if run.fix.command.id else []),
+        "sonde scripts stats",
         f'sonde ticket comment {ticket_id} "called the user back"',
         "sonde ticket list",
     ]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from sonde.catalog.folder import shipped_catalog
+from sonde.server.console import demo_fix
 from sonde.server.console.client import ConsoleClient, diag_deadline
 from sonde.server.console.config import Credentials
 from sonde.server.console.errors import CliError
@@ -92,6 +94,7 @@ class DemoRun:
     agent: console_pb2.Agent = field(default_factory=console_pb2.Agent)
     snapshot: console_pb2.StoredSnapshot = field(default_factory=console_pb2.StoredSnapshot)
     ticket: console_pb2.GetTicketResponse = field(default_factory=console_pb2.GetTicketResponse)
+    fix: console_pb2.ScriptRunInfo = field(default_factory=console_pb2.ScriptRunInfo)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -109,7 +112,13 @@ class DemoRun:
         started = time.monotonic()
         try:
             value = action()
-        except (StepFailed, CliError, OSError, subprocess.SubprocessError) as error:
+        except (
+            StepFailed,
+            CliError,
+            OSError,
+            subprocess.SubprocessError,
+            demo_fix.FixNotDone,
+        ) as error:
             reason = error.message if isinstance(error, CliError) else str(error)
             self._record(Step(name, False, time.monotonic() - started, reason))
             raise StepFailed(f"{name}: {reason}") from None
@@ -155,12 +164,41 @@ class DemoRun:
             )
             self.snapshot = self.step("run a diagnostic", lambda: self._diagnose(client))
             opened = self.step("open a ticket with the diagnostic", lambda: self._open(client))
+            self._fix(client, opened.id)
             self.ticket = self.step(
                 "show the ticket",
                 lambda: client.call(
                     client.stub.GetTicket, console_pb2.GetTicketRequest(id=opened.id)
                 ),
             )
+
+    def _fix(self, client: ConsoleClient, ticket_id: int) -> None:
+        """The closed loop: the shipped catalog signed and published, its low-risk cleanup run
+        for the ticket, and its verify check collected again (demo_fix.py)."""
+        if self.agent.platform not in demo_fix.DEMO_FIXES:
+            self._record(
+                Step(f"run a fix (none in the catalog for {self.agent.platform})", True, 0)
+            )
+            return
+        bundle = self.server_data / "catalog.bundle"
+        key = self.server_data / "pki" / "catalog.key"
+        signing = [*program("sonde-catalog", "sonde.catalog.cli"), "sign", "--json"]
+        signing += ["--key", str(key), "--out", str(bundle), str(shipped_catalog())]
+        self.step(
+            "sign the shipped script catalog with the demo's catalog key",
+            lambda: self._run_json(signing),
+        )
+        self.step("publish the signed catalog", lambda: demo_fix.publish(client, bundle))
+        asked = self.step(
+            "run a low-risk fix: temporary files untouched for a year",
+            lambda: demo_fix.wait_ended(
+                client, demo_fix.ask(client, self.agent, ticket_id).command.id
+            ),
+        )
+        self.fix = self.step(
+            "verify the fix: the agent collects disk.space again",
+            lambda: demo_fix.wait_verified(client, asked.command.id),
+        )
 
     def credentials(self) -> Credentials:
         return Credentials(self.console_address, self.admin_token, self.ca_file.read_bytes())

@@ -22,6 +22,7 @@ from sonde.server.console.errors import CliError
 from sonde.server.console.inert import inert
 from sonde.server.console.render import findings_table, key_facts, snapshot_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
+from sonde.server.console.render_fixes import fix_hints
 from sonde.server.console.render_processes import top_processes
 from sonde.server.console.users import seconds_between
 from sonde.v1 import console_pb2
@@ -122,6 +123,7 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
             response,
             heading,
             findings_table(stored.findings),
+            *fix_hints(stored.findings, args.agent),
             *top_processes(stored.findings, stored.snapshot),
             key_facts(stored.snapshot),
         )

@@ -28,6 +28,7 @@ from sonde.server.console.render import (
     sorted_findings,
     text,
 )
+from sonde.server.console.render_verification import run_event_lines
 from sonde.v1 import console_pb2, diagnostics_pb2
 
 _FINISHED = (console_pb2.TICKET_STATUS_RESOLVED, console_pb2.TICKET_STATUS_CLOSED)
@@ -212,6 +213,7 @@ def event_detail(event: console_pb2.TicketEvent, ticket: console_pb2.Ticket) -> 
         elif event.snapshot_id:
             lines.append(Text(f"snapshot #{event.snapshot_id}"))
         lines.extend(_findings_lines(event.findings))
+    lines.extend(run_event_lines(event))
     return Text("\n").join(lines)
 
 

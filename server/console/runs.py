@@ -1,7 +1,7 @@
 """`sonde run`, `sonde runs`, `sonde approve`, `sonde reject`: catalog scripts run on agents.
 
 sonde run AGENT SCRIPT [--param NAME=VALUE ...] [--version X.Y.Z] [--ticket N] [--expires 24h]
-          [--dry-run] [--wait]
+          [--dry-run] [--finding CHECK] [--resolve-if-cleared] [--wait]
 sonde runs [--agent A] [--ticket N] [--state S ...]
 sonde runs show RUN [--follow]
 sonde runs cancel RUN [--reason TEXT]
@@ -15,6 +15,7 @@ dispatch"); the server refuses with what would allow it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 from rich.table import Table
@@ -30,9 +31,11 @@ from sonde.server.console.inert import inert
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_time, has_time, text
 from sonde.server.console.render_command import STATE_NAMES, machine, state_text
+from sonde.server.console.render_verification import check_lines, verification_text
 from sonde.v1 import console_pb2
 
 FOLLOW_POLL_S = 0.5
+VERIFY_WAIT_S = 120.0  # --wait waits this long for a run's verification after it ends
 EXIT_NOT_DONE = 3  # still pending, queued or running when the command returned
 _FINAL = {
     console_pb2.COMMAND_STATE_SUCCEEDED,
@@ -86,7 +89,13 @@ def register(
         help="not started after this long, e.g. 2h (default 24h, at most 30d)",
     )
     run.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
-    run.add_argument("--wait", action="store_true", help="follow its output until it ends")
+    run.add_argument(
+        "--finding",
+        default="",
+        metavar="CHECK",
+        help="the finding it is meant to fix, like disk.space: verified first",
+    )
+    add_closing_options(run)
     run.set_defaults(handler=run_script)
 
     runs = commands.add_parser(
@@ -146,6 +155,8 @@ def run_script(args: argparse.Namespace, ctx: Context) -> int:
         ticket_id=args.ticket,
         expires_in_s=args.expires,
         dry_run=args.dry_run,
+        finding=args.finding,
+        resolve_if_cleared=args.resolve_if_cleared,
     )
     response = client.call(client.stub.RunScript, request)
     run = response.run
@@ -153,7 +164,21 @@ def run_script(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.result(response, run_line(run))
         return 0
     ctx.out.show(run_line(run))
-    return _follow(ctx, run.command.id)
+    return follow(ctx, run.command.id)
+
+
+def add_closing_options(parser: argparse.ArgumentParser) -> None:
+    """--resolve-if-cleared and --wait, shared by `sonde run` and `sonde fix`."""
+    parser.add_argument(
+        "--resolve-if-cleared",
+        action="store_true",
+        help="resolve --ticket with the run once its verification clears the finding",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow its output until it ends, then its verification",
+    )
 
 
 def run_line(run: console_pb2.ScriptRunInfo) -> Text:
@@ -229,6 +254,17 @@ def run_detail(run: console_pb2.ScriptRunInfo) -> Table:
     if run.ended:
         rows.append(("exit code", Text(str(run.exit_code))))
         rows.append(("duration", Text(f"{run.duration_ms / 1000:.1f} s")))
+    if run.finding:
+        rows.append(("fixes", text(run.finding)))
+    if run.HasField("verification"):
+        rows.append(("verification", verification_text(run.verification)))
+        checks = check_lines(run.verification)
+        if checks:
+            rows.append(("checks", Text("\n").join(line[2:] for line in checks)))
+        elif run.resolve_if_cleared:
+            rows.append(("on clearing", text(f"resolve ticket {command.ticket_id}")))
+    elif run.resolve_if_cleared:
+        rows.append(("on clearing", text(f"resolve ticket {command.ticket_id}")))
     for label, value in rows:
         table.add_row(label, value)
     return table
@@ -250,15 +286,16 @@ def _output_text(run: console_pb2.ScriptRunInfo) -> list[Text]:
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.follow:
-        return _follow(ctx, args.run)
+        return follow(ctx, args.run)
     client = ctx.client()
     response = client.call(client.stub.GetRun, console_pb2.GetRunRequest(id=args.run))
     ctx.out.result(response, run_detail(response.run), *_output_text(response.run))
     return 0
 
 
-def _follow(ctx: Context, run_id: str) -> int:
-    """Print the live output as it comes, then the stored result; in JSON, only the end."""
+def follow(ctx: Context, run_id: str) -> int:
+    """Print the live output as it comes, then the stored result once its verification is
+    in (VERIFY_WAIT_S at most); in JSON, only the end."""
     client = ctx.client()
     offset = 0
     while True:
@@ -276,11 +313,35 @@ def _follow(ctx: Context, run_id: str) -> int:
         time.sleep(FOLLOW_POLL_S)
     if response.live_dropped and not ctx.out.json_mode:
         ctx.out.show(Text(f"({response.live_dropped} bytes more than the live view keeps)"))
+    if response.run.verification.state == console_pb2.VERIFICATION_STATE_PENDING:
+        verified = _wait_verification(ctx, run_id)
+        if verified is not None:
+            response.run.verification.CopyFrom(verified.run.verification)
     if offset and not ctx.out.json_mode:
         response.run.ClearField("stdout")  # shown live already: the detail says how it ended
         response.run.ClearField("stderr")
     ctx.out.result(response, run_detail(response.run), *_output_text(response.run))
     return 0 if response.run.command.state == console_pb2.COMMAND_STATE_SUCCEEDED else 1
+
+
+def _wait_verification(ctx: Context, run_id: str) -> console_pb2.GetRunResponse | None:
+    """The run once its verify checks are in, a live line meanwhile; None if they take
+    longer than VERIFY_WAIT_S (the agent went away: `sonde runs show` tells later)."""
+    client = ctx.client()
+    deadline = time.monotonic() + VERIFY_WAIT_S
+    with contextlib.ExitStack() as stack:
+        status = None
+        if not ctx.out.json_mode and ctx.out.errors.is_terminal:
+            status = stack.enter_context(ctx.out.errors.status(""))
+        while time.monotonic() < deadline:
+            response = client.call(client.stub.GetRun, console_pb2.GetRunRequest(id=run_id))
+            if response.run.verification.state != console_pb2.VERIFICATION_STATE_PENDING:
+                return response
+            if status is not None:
+                checks = ", ".join(check.check for check in response.run.verification.checks)
+                status.update(Text(f"checking {checks} again on the machine..."))
+            time.sleep(FOLLOW_POLL_S)
+    return None
 
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:

@@ -3,6 +3,7 @@
 sonde catalog publish BUNDLE      load a bundle signed by `sonde-catalog sign` (catalog.manage)
 sonde scripts [--all] [--platform linux|windows|macos]   what you may run (--all: every risk)
 sonde scripts show ID [--version X.Y.Z]                  its manifest, parameters and versions
+sonde scripts stats [--script ID] [--finding CHECK]      which fixes work (script_stats.py)
 sonde scripts propose|proposals|review|withdraw|export-approved   writing scripts (proposals.py)
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from rich.text import Text
 
 from sonde.catalog.bundle import MAX_BUNDLE_BYTES
-from sonde.server.console import proposals
+from sonde.server.console import proposals, script_stats
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.layout import Column, Give, ListTable
@@ -50,7 +51,7 @@ def register(
     scripts.set_defaults(handler=run_list)
     scripts_commands = scripts.add_subparsers(
         dest="scripts_command",
-        metavar="{show,propose,proposals,review,withdraw,export-approved}",
+        metavar="{show,stats,propose,proposals,review,withdraw,export-approved}",
     )
     show = scripts_commands.add_parser(
         "show", parents=[common], help="a script's manifest, parameters and versions"
@@ -59,6 +60,7 @@ def register(
     show.add_argument("--version", default="", metavar="X.Y.Z", help="this version (newest)")
     show.set_defaults(handler=run_show)
     proposals.register(scripts_commands, common)
+    script_stats.register(scripts_commands, common)
 
 
 def run_publish(args: argparse.Namespace, ctx: Context) -> int:

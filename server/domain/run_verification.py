@@ -406,12 +406,16 @@ def _resolve(
     outcomes: Sequence[CheckOutcome],
     now: datetime,
 ) -> bool:
-    """Resolve the run's ticket with it, as its requester would, when the ticket is still
-    open and the requester may still resolve it; False (the timeline says why) otherwise."""
+    """Resolve the run's ticket with it, as its requester would, when a checked finding was
+    raised before the run, the ticket is still open and the requester may still resolve it;
+    False (the timeline says why) otherwise."""
     assert run.ticket_id is not None
     ticket = load_ticket(connection, run.ticket_id, lock=True)
     why_not = ""
-    if not ticket.status.is_open:
+    if outcomes and all(o.before == diagnostics_pb2.SEVERITY_OK for o in outcomes):
+        checks = ", ".join(o.check for o in outcomes)
+        why_not = f"{checks} was already ok before the run, so the run cleared nothing"
+    elif not ticket.status.is_open:
         why_not = f"the ticket is {ticket.status.value} already"
     elif ticket.level is TicketLevel.L2 and not _may(
         connection, run.requested_by, Permission.TICKETS_RESOLVE_ESCALATED

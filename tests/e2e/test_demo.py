@@ -38,8 +38,17 @@ def test_demo_once_json_has_agent_findings_and_the_ticket_with_its_diagnostic(
     ]
     assert [event["snapshot_id"] for event in diagnostics] == [result["snapshot_id"]]
 
+    # The closed loop: the shipped catalog's cleanup ran for the ticket and was verified.
+    fix = result["fix"]
+    assert fix["script_id"] == "clear-temp-files-linux", fix
+    assert fix["command"]["state"] == "COMMAND_STATE_SUCCEEDED", fix
+    assert fix["verification"]["checks"][0]["check"] == "disk.space", fix
+    kinds = [event["kind"] for event in ticket["timeline"]]
+    for kind in ("SCRIPT_RUN", "RUN_ENDED", "VERIFIED"):
+        assert f"TICKET_EVENT_KIND_{kind}" in kinds, kinds
+
     steps = result["steps"]
-    assert len(steps) == 9
+    assert len(steps) == 13
     assert all(step["ok"] for step in steps)
     assert "✓" in done.stderr  # progress went to stderr, stdout is the one JSON document
     assert list(tmp_path.glob("sonde-demo-*")) == []

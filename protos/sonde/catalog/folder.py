@@ -64,6 +64,12 @@ class CatalogEntry:
         return self.manifest.id
 
 
+def shipped_catalog() -> Path:
+    """The catalog as this release ships it (the repository's scripts/, installed with the
+    package as sonde/catalog/shipped): what `sonde demo` signs with its own key."""
+    return (Path(__file__).resolve().parent / "shipped").resolve()  # a link in a checkout
+
+
 def load_catalog_folder(root: Path) -> list[CatalogEntry]:
     """Every entry under `root`, ordered by platform folder then id; CatalogFolderError
     listing every problem found if anything is wrong (no entry is returned then)."""

@@ -179,7 +179,12 @@ class Manifest:
         shown: dict[str, str] = {}
         for name, value in values.items():
             parameter = self.parameter(name)
-            shown[name] = "***" if parameter is not None and parameter.secret else str(value)
+            if parameter is not None and parameter.secret:
+                shown[name] = "***"
+            elif isinstance(value, bool):  # as typed: --param include_caches=false
+                shown[name] = "true" if value else "false"
+            else:
+                shown[name] = str(value)
         return shown
 
 

@@ -31,7 +31,7 @@ description = "the unit to restart"
 """
 
 
-def disk(severity: int) -> diagnostics_pb2.Finding:
+def disk(severity: diagnostics_pb2.Severity.ValueType) -> diagnostics_pb2.Finding:
     return diagnostics_pb2.Finding(
         check="disk.space",
         severity=severity,
@@ -71,7 +71,9 @@ async def _ticket_for(console: Console, agent_id: str, assignee: str = "ann") ->
     return opened.ticket.id
 
 
-async def _diagnosed(console: Console, severity: int = CRITICAL) -> str:
+async def _diagnosed(
+    console: Console, severity: diagnostics_pb2.Severity.ValueType = CRITICAL
+) -> str:
     """An agent whose newest diagnostic found disk.space at `severity`; its id."""
     agent = await console.enroll_agent("PC-9")
     await console.stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=ANN)
@@ -185,6 +187,28 @@ async def test_a_fix_that_did_not_clear_says_so_and_leaves_the_ticket_open(
     got = await console.stub.GetTicket(pb.GetTicketRequest(id=ticket_id), metadata=ANN)
     assert got.ticket.status == pb.TICKET_STATUS_IN_PROGRESS
     assert "not_cleared" in got.timeline[-1].body
+
+
+async def test_a_finding_that_was_ok_before_the_run_does_not_resolve_the_ticket(
+    console: Console,
+) -> None:
+    await _publish(console)
+    agent_id = await _diagnosed(console, OK)
+    ticket_id = await _ticket_for(console, agent_id)
+    asked = await console.stub.RunScript(
+        pb.RunScriptRequest(
+            agent=agent_id, script_id="clear-temp", ticket_id=ticket_id, resolve_if_cleared=True
+        ),
+        metadata=ANN,
+    )
+    await _ran(console, agent_id, asked.run.command.id)
+    await console.answer_diagnostics(agent_id, [disk(OK)])
+    run = (await console.stub.GetRun(pb.GetRunRequest(id=asked.run.command.id), metadata=ANN)).run
+    assert run.verification.state == pb.VERIFICATION_STATE_CLEARED
+    assert not run.verification.resolved_ticket
+    got = await console.stub.GetTicket(pb.GetTicketRequest(id=ticket_id), metadata=ANN)
+    assert got.ticket.status == pb.TICKET_STATUS_IN_PROGRESS
+    assert "already ok before the run, so the run cleared nothing" in got.timeline[-1].body
 
 
 async def test_a_check_whose_collector_gave_nothing_is_unverified_not_cleared(
