@@ -343,7 +343,7 @@ async def test_kill_9_mid_run_is_reported_interrupted_and_never_run_again(
         assert not list(state.glob("sonde-run-*")), "the dead run's folder is left"
         assert "Traceback" not in again.log()
     finally:
-        stop.touch()  # the first run's script, orphaned by kill -9, ends by itself
+        stop.touch()  # the first run's script, should it outlive its run process
 
 
 async def test_the_workstation_policy_refuses_what_it_denies_and_a_damaged_one_everything(
