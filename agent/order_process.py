@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import struct
 import sys
 from collections.abc import Awaitable, Callable
@@ -50,6 +49,7 @@ HEADER = struct.Struct(">cI")
 MAX_FRAME = 8 * 1024 * 1024  # a Result holds at most 1 MiB a stream
 CHILD_MODULE = "sonde.agent.remediation.order_child"
 EXIT_WAIT_S = 10.0
+CHECK_TIMEOUT_S = 60.0
 
 SendOutput = Callable[[agent_pb2.ScriptOutput], Awaitable[None]]
 _CLOSING: set[asyncio.Task[None]] = set()  # run processes left to end after their Result
@@ -186,26 +186,31 @@ async def check_order(
     argv = [sys.executable, "-m", CHILD_MODULE, "--state", str(state_dir), "--agent-id", agent_id]
     if claimed and completed(claimed):
         argv.append("--completed")
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+    except OSError as error:  # no descriptors or memory left for it, Python gone
+        log.warning("a run order could not be checked: %s", error)
+        return _failure(claimed, f"the agent could not start the process that checks it: {error}")
     assert process.stdin is not None
     assert process.stdout is not None
     try:
         process.stdin.write(frame(ORDER, signed.SerializeToString()))
         await process.stdin.drain()
-        kind, payload = await read_frame(process.stdout)
-    except (ChildGone, OSError) as error:
+        # Bounded: the session reads nothing else meanwhile.
+        kind, payload = await asyncio.wait_for(read_frame(process.stdout), CHECK_TIMEOUT_S)
+    except (ChildGone, OSError, TimeoutError) as error:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         code = await process.wait()
-        log.warning("a run order could not be checked: %s (exit %s)", error, code)
-        return _failure(
-            claimed, f"the agent could not check the order: its process ended (exit {code})"
+        what = (
+            f"its process gave no answer within {CHECK_TIMEOUT_S:.0f} s"
+            if isinstance(error, TimeoutError)
+            else f"its process ended (exit {code})"
         )
+        log.warning("a run order could not be checked: %s", what)
+        return _failure(claimed, f"the agent could not check the order: {what}")
     if kind == VERIFIED:
         order = remediation_pb2.RunScriptOrder.FromString(signed.order)  # the bytes it verified
         expires_at = order.expires_at.ToDatetime(tzinfo=UTC)
