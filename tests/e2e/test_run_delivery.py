@@ -15,11 +15,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sonde.catalog.bundle import CatalogSource
 from sonde.v1 import console_pb2
+from tests.e2e import test_replicas
+from tests.e2e.test_replicas import Pair, holding
 from tests.support.catalog_bundles import manifest_text, signed_bundle
 from tests.support.deployment import Deployment, run, wait_for
 
@@ -40,6 +43,7 @@ pattern = "^[0-9][.][0-9]{2}$"
 required = true
 description = "Seconds to sleep after writing the tag."
 """
+pair = test_replicas.pair  # the fixture: two replicas on PostgreSQL, one agent knowing both
 OPEN_STATES = (
     console_pb2.COMMAND_STATE_QUEUED,
     console_pb2.COMMAND_STATE_DELIVERED,
@@ -216,8 +220,17 @@ def test_kill_9_of_the_server_at_random_points_ends_each_run_once_and_runs_none_
         sonde.start_server(same_ports=True)
     assert agent.alive(), agent.log()
 
-    ended = final_runs(sonde, list(asked.values()), timeout=60)
+    assert_each_ran_once_and_ended_once(sonde, asked, ran)
     elapsed = time.monotonic() - started
+    assert elapsed < 120, f"{KILLS} kills took {elapsed:.0f} s"
+
+
+def assert_each_ran_once_and_ended_once(
+    sonde: Deployment, asked: dict[str, str], ran: Path
+) -> None:
+    """`asked` (tag -> run id) all end succeeded, each tag once in `ran`, each run with one
+    stored command.result (its repeats refused) and one script.dispatch row per delivery."""
+    ended = final_runs(sonde, list(asked.values()), timeout=60)
     results = audit_rows(sonde, "command.result")
     dispatches = audit_rows(sonde, "script.dispatch")
     written = Counter(tags_ran(ran))
@@ -237,4 +250,44 @@ def test_kill_9_of_the_server_at_random_points_ends_each_run_once_and_runs_none_
         sent = [r for r in dispatches if json.loads(r.detail)["command_id"] == run_id]
         assert len(sent) == done_run.command.deliveries >= 1, (tag, len(sent))
     assert set(written) == set(asked)
-    assert elapsed < 120, f"{KILLS} kills took {elapsed:.0f} s"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_kill_9_of_the_replica_holding_the_agent_ends_each_run_once_and_runs_none_twice(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """The same on two replicas sharing PostgreSQL: each run asked through either one, the
+    holder killed; the agent moves to the survivor, which resends what was delivered."""
+    rng = random.Random(11)
+    ran = tmp_path / "ran.txt"
+    publish_tagging_scripts(pair.a, ran, tmp_path / "catalog.bundle")
+    started = time.monotonic()
+    asked: dict[str, str] = {}  # tag -> run id
+    for kill in range(KILLS):
+        holder, survivor = pair.holder()
+        tag = f"kill-{kill}"
+        with rng.choice((holder, survivor)).console() as console:
+            reply = console.RunScript(
+                console_pb2.RunScriptRequest(
+                    agent=pair.agent_id,
+                    script_id="note-tag-and-nap",
+                    parameters={"tag": tag, "nap": f"{rng.uniform(0.0, 1.0):.2f}"},
+                ),
+                timeout=10,
+            )
+        asked[tag] = reply.run.command.id
+        time.sleep(rng.uniform(0.0, 0.4))  # before delivery, mid-run, or after it ended
+        holder.kill_server()
+        wait_for(
+            "the agent to move to the surviving replica",
+            holding(survivor, pair.agent_id),
+            timeout=30,
+        )
+        holder.start_server(same_ports=True)
+    assert pair.agent.alive(), pair.agent.log()
+
+    _, live = pair.holder()
+    assert_each_ran_once_and_ended_once(live, asked, ran)
+    elapsed = time.monotonic() - started
+    assert elapsed < 150, f"{KILLS} kills took {elapsed:.0f} s"
