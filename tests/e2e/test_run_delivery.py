@@ -75,20 +75,37 @@ def publish_tagging_scripts(sonde: Deployment, ran: Path, bundle: Path) -> None:
     assert done.returncode == 0, f"{done.stdout}{done.stderr}"
 
 
-def ports_below_the_ephemeral_range(rng: random.Random, count: int) -> list[int]:
-    """Free ports under Linux's ephemeral range (from 32768): while a killed server is down,
-    no program's outgoing connection on this busy machine can take its port from it."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = rng.randrange(20_000, 32_768)
+def free_port_below_the_ephemeral_range(picker: random.Random) -> int:
+    while True:
+        port = picker.randrange(20_000, 32_768)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        if port not in ports:
-            ports.append(port)
-    return ports
+        return port
+
+
+def restart_below_the_ephemeral_range(sonde: Deployment, attempts: int = 5) -> None:
+    """The server again, on free ports under Linux's ephemeral range (from 32768): while it
+    is killed, no program's outgoing connection on this busy machine can take them. Ports
+    another program took between the look and the bind: the next pair is tried."""
+    assert sonde.server is not None
+    sonde.server.stop()
+    picker = random.SystemRandom()  # not the test's seed: a run after a run picks others
+    for attempt in range(attempts):
+        console_port = free_port_below_the_ephemeral_range(picker)
+        agent_port = console_port
+        while agent_port == console_port:
+            agent_port = free_port_below_the_ephemeral_range(picker)
+        sonde.console_address = f"127.0.0.1:{console_port}"
+        sonde.agent_address = f"127.0.0.1:{agent_port}"
+        try:
+            sonde.start_server(same_ports=True)
+            return
+        except AssertionError as error:
+            if "address already in use" not in str(error) or attempt == attempts - 1:
+                raise
 
 
 def tags_ran(ran: Path) -> list[str]:
@@ -176,14 +193,7 @@ def test_kill_9_of_the_server_at_random_points_ends_each_run_once_and_runs_none_
     sonde: Deployment, tmp_path: Path
 ) -> None:
     rng = random.Random(7)
-    assert sonde.server is not None
-    sonde.server.stop()
-    console_port, agent_port = ports_below_the_ephemeral_range(rng, 2)
-    sonde.console_address, sonde.agent_address = (
-        f"127.0.0.1:{console_port}",
-        f"127.0.0.1:{agent_port}",
-    )
-    sonde.start_server(same_ports=True)
+    restart_below_the_ephemeral_range(sonde)
     ran = tmp_path / "ran.txt"
     publish_tagging_scripts(sonde, ran, tmp_path / "catalog.bundle")
     state = tmp_path / "desk"
