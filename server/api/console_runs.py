@@ -14,8 +14,8 @@ from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.command_queue import DEFAULT_EXPIRY
+from sonde.server.domain.run_records import RunRecord
 from sonde.server.domain.run_verification import Verification, VerificationState
-from sonde.server.domain.script_runs import RunRecord
 from sonde.server.domain.ticket_model import TicketEventKind, TicketEventRecord
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices

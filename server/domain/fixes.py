@@ -12,12 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sonde.agent.checks.sources import CHECK_SOURCES
-from sonde.catalog.manifest import Manifest, parse_manifest
+from sonde.catalog.manifest import Manifest
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.command_queue import DEFAULT_EXPIRY
 from sonde.server.domain.fix_parameters import fix_parameters
 from sonde.server.domain.roles import Principal
-from sonde.server.domain.script_runs import RunRecord, ScriptRuns, chosen_entry
+from sonde.server.domain.run_records import RunRecord, chosen_entry, published_manifest
+from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import findings, snapshots
@@ -86,7 +87,7 @@ class Fixes:
                     "escalate the ticket, or propose one (sonde scripts propose)"
                 )
             entry = chosen_entry(connection, finding.fix_script_id, "", agent.platform)
-            manifest = parse_manifest(bytes(entry.manifest))
+            manifest = published_manifest(bytes(entry.manifest))
             found = fix_parameters(manifest, finding, snapshot, dict(given or {}))
             secret = {p.name for p in manifest.parameters if p.secret}
             shown = {

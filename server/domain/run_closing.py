@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from sonde.agent.checks.sources import CHECK_SOURCES
@@ -61,14 +61,17 @@ def check_closing(
         )
 
 
+_NEWEST_SNAPSHOT = (
+    select(snapshots.c.id)
+    .where(snapshots.c.agent_id == bindparam("agent_id"))
+    .order_by(snapshots.c.received_at.desc(), snapshots.c.id.desc())
+    .limit(1)
+)
+
+
 def newest_snapshot_id(connection: Connection, agent_id: str) -> int | None:
     """The agent's newest snapshot: what a verification compares against."""
-    found = connection.execute(
-        select(snapshots.c.id)
-        .where(snapshots.c.agent_id == agent_id)
-        .order_by(snapshots.c.received_at.desc(), snapshots.c.id.desc())
-        .limit(1)
-    ).scalar()
+    found = connection.execute(_NEWEST_SNAPSHOT, {"agent_id": agent_id}).scalar()
     return None if found is None else int(found)
 
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
@@ -85,11 +86,11 @@ class Verification:
     resolved_ticket: bool
 
 
-def verification_of(row: AnyRow) -> Verification:
-    """A script_runs row's verification, as stored."""
-    detail = json.loads(row.verification_detail) if row.verification_detail else {}
+def verification_of(row: Mapping[str, Any]) -> Verification:
+    """A script_runs row's verification, as stored (the row's values by column name)."""
+    detail = json.loads(row["verification_detail"]) if row["verification_detail"] else {}
     return Verification(
-        state=VerificationState(row.verification),
+        state=VerificationState(row["verification"]),
         reason=str(detail.get("reason", "")),
         checks=tuple(
             CheckOutcome(
@@ -100,9 +101,9 @@ def verification_of(row: AnyRow) -> Verification:
             )
             for item in detail.get("checks", [])
         ),
-        command_id=row.verify_command_id,
+        command_id=row["verify_command_id"],
         snapshot_id=detail.get("snapshot_id"),
-        verified_at=row.verified_at,
+        verified_at=row["verified_at"],
         resolved_ticket=bool(detail.get("resolved_ticket", False)),
     )
 
@@ -394,9 +395,8 @@ def record(
     detail["resolved_ticket"] = resolved
     _store(connection, run.id, state, detail, verified_at=now)
     _audit(audited, connection, run, state, detail)
-    return verification_of(
-        connection.execute(select(script_runs).where(script_runs.c.command_id == run.id)).one()
-    )
+    stored = connection.execute(select(script_runs).where(script_runs.c.command_id == run.id))
+    return verification_of(stored.one()._asdict())
 
 
 def _resolve(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -34,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from sonde.catalog.envelope import sign_order
-from sonde.catalog.manifest import ManifestError, Platform, Risk, parse_manifest
+from sonde.catalog.manifest import Risk
 from sonde.server.domain import run_verification
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
@@ -54,35 +53,43 @@ from sonde.server.domain.commands import (
     FinishedCommand,
     check_transition,
     finish_record,
-    load_command,
     lock_command_record,
     new_command_id,
 )
-from sonde.server.domain.diagnostics import AlreadyEnded
-from sonde.server.domain.roles import Permission, Principal, roles_with
+from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.run_closing import (
     check_closing,
     newest_snapshot_id,
-    result_text,
     run_request_text,
 )
-from sonde.server.domain.run_verification import Verification, verification_of
+from sonde.server.domain.run_records import (
+    NO_SECRETS,
+    RunRecord,
+    checked_parameters,
+    chosen_entry,
+    load_run,
+    lock_run_row,
+    published_manifest,
+    run_from,
+)
+from sonde.server.domain.run_results import RunResults
+from sonde.server.domain.run_tiers import check_tier, roles_text
 from sonde.server.domain.text import checked_text
-from sonde.server.domain.ticket_model import TicketEventKind, TicketStatus
+from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_waiting import require_ticket_of
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
-from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import catalog_scripts, commands, script_runs
 from sonde.server.storage.types import AnyRow
-from sonde.v1 import agent_pb2, remediation_pb2
+from sonde.v1 import remediation_pb2
 
 APPROVAL_WINDOW = timedelta(hours=4)
-MAX_STORED_OUTPUT = 1024 * 1024  # bytes kept of each stream (the agent's own cap)
-MAX_LIVE_OUTPUT = 256 * 1024  # bytes of live chunks kept for --follow; the rest is counted
-_NO_SECRETS = "{}"
+# Built once (PERFORMANCE.md: building statements per call costs 2-3x): a run is asked often.
+_INSERT_COMMAND = commands.insert()
+_INSERT_RUN = script_runs.insert()
 
 
 Direct = tuple[
@@ -97,177 +104,11 @@ def _hand_over(direct: Direct) -> None:
         stream.deliver(sent, orders)
 
 
-def _roles(permission: Permission) -> str:
-    return ", ".join(role.label for role in roles_with(permission))
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    command: CommandRecord
-    script_id: str
-    script_version: str
-    risk: Risk
-    dry_run: bool
-    parameters: dict[str, str]  # as people see them: secrets as ***
-    approval_due_at: datetime | None
-    approved_by: str
-    approved_at: datetime | None
-    rejected_by: str
-    exit_code: int | None
-    timed_out: bool
-    cancelled: bool
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    stdout_bytes: int
-    stderr_bytes: int
-    duration_ms: int | None
-    live_output: bytes
-    live_dropped: int
-    finding: str = ""  # the check it was asked to fix (sonde fix), or ""
-    resolve_if_cleared: bool = False
-    verification: Verification | None = None  # None: the run has not ended
-
-
-_RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
-
-
-def _run(command: CommandRecord, row: AnyRow) -> RunRecord:
-    return RunRecord(
-        command=command,
-        script_id=row.script_id,
-        script_version=row.script_version,
-        risk=Risk(row.risk),
-        dry_run=bool(row.dry_run),
-        parameters=dict(json.loads(row.parameters_shown)),
-        approval_due_at=row.approval_due_at,
-        approved_by=row.approved_by,
-        approved_at=row.approved_at,
-        rejected_by=row.rejected_by,
-        exit_code=row.exit_code,
-        timed_out=bool(row.timed_out),
-        cancelled=bool(row.cancelled),
-        stdout=bytes(row.stdout),
-        stderr=bytes(row.stderr),
-        stdout_truncated=bool(row.stdout_truncated),
-        stderr_truncated=bool(row.stderr_truncated),
-        stdout_bytes=int(row.stdout_bytes),
-        stderr_bytes=int(row.stderr_bytes),
-        duration_ms=row.duration_ms,
-        live_output=bytes(row.live_output),
-        live_dropped=int(row.live_dropped),
-        finding=row.finding,
-        resolve_if_cleared=bool(row.resolve_if_cleared),
-        verification=verification_of(row) if row.verification else None,
-    )
-
-
-def _load_run(connection: Connection, command_id: str) -> RunRecord:
-    command = load_command(connection, command_id)
-    row = connection.execute(
-        select(*_RUN_COLUMNS).where(script_runs.c.command_id == command_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"command {command_id} is not a script run (sonde commands shows it)")
-    return _run(command, row)
-
-
-def _lock_run_row(connection: Connection, command_id: str) -> AnyRow:
-    row = connection.execute(
-        select(script_runs).where(script_runs.c.command_id == command_id).with_for_update()
-    ).first()
-    if row is None:
-        raise NotFound(f"command {command_id} is not a script run (sonde commands shows it)")
-    return row
-
-
-def chosen_entry(connection: Connection, script_id: str, version: str, platform: str) -> AnyRow:
-    """The published entry: `version`, or the newest published for the agent's platform."""
-    query = select(catalog_scripts).where(catalog_scripts.c.script_id == script_id)
-    rows = connection.execute(query.order_by(catalog_scripts.c.version_order.desc())).all()
-    if not rows:
-        raise NotFound(f"no script {script_id!r} is published (sonde scripts lists them)")
-    if version:
-        found = [row for row in rows if row.version == version]
-        if not found:
-            known = ", ".join(row.version for row in rows)
-            raise NotFound(f"{script_id} has no version {version!r} (published: {known})")
-        chosen = found[0]
-        if platform not in chosen.platforms.split(","):
-            raise InvalidArgument(
-                f"{script_id} {version} is for {chosen.platforms}; this machine is "
-                f"{platform or 'of an unknown platform'}"
-            )
-        return chosen
-    for row in rows:
-        if platform in row.platforms.split(","):
-            return row
-    raise InvalidArgument(
-        f"no published version of {script_id} is for {platform or 'an unknown platform'} "
-        f"(it is for {rows[0].platforms}); this machine cannot run it"
-    )
-
-
-def _check_tier(
-    connection: Connection,
-    principal: Principal,
-    risk: Risk,
-    ticket_id: int | None,
-    agent: tuple[str, str],
-) -> None:
-    """Refused, saying what would allow it, when `principal` may not ask for this run on
-    `agent` (its id and name)."""
-    agent_id, hostname = agent
-    if risk is Risk.LOW:
-        if principal.may(Permission.SCRIPTS_RUN_MEDIUM):
-            return
-        if not principal.may(Permission.SCRIPTS_RUN_LOW):
-            raise PermissionDenied(
-                f"a low-risk script needs {Permission.SCRIPTS_RUN_LOW} "
-                f"(roles {_roles(Permission.SCRIPTS_RUN_LOW)})"
-            )
-        if ticket_id is None:
-            raise PermissionDenied(
-                f"a low-risk script runs on a machine of a ticket you work: give --ticket N "
-                f"(a ticket assigned to you about {hostname}), or ask someone with "
-                f"{Permission.SCRIPTS_RUN_MEDIUM}"
-            )
-        ticket = load_ticket(connection, ticket_id)
-        if ticket.assignee != principal.name:
-            raise PermissionDenied(
-                f"ticket {ticket_id} is assigned to {ticket.assignee or 'nobody'}, not you: "
-                f"take it (sonde tickets assign {ticket_id} --to {principal.name}) to run "
-                "low-risk scripts for it"
-            )
-        if ticket.status is TicketStatus.CLOSED:
-            raise PermissionDenied(f"ticket {ticket_id} is closed: reopen it first")
-        if ticket.agent_id != agent_id:
-            raise PermissionDenied(
-                f"ticket {ticket_id} is not about {hostname} ({agent_id}): link it to this "
-                "machine, or use a ticket about it"
-            )
-    elif risk is Risk.MEDIUM:
-        if not principal.may(Permission.SCRIPTS_RUN_MEDIUM):
-            raise PermissionDenied(
-                f"a medium-risk script needs {Permission.SCRIPTS_RUN_MEDIUM} "
-                f"(roles {_roles(Permission.SCRIPTS_RUN_MEDIUM)}): escalate the ticket"
-            )
-    elif not (
-        principal.may(Permission.SCRIPTS_RUN_HIGH) or principal.may(Permission.SCRIPTS_RUN_MEDIUM)
-    ):
-        raise PermissionDenied(
-            f"a high-risk script needs {Permission.SCRIPTS_RUN_HIGH} or "
-            f"{Permission.SCRIPTS_RUN_MEDIUM} (roles {_roles(Permission.SCRIPTS_RUN_MEDIUM)}), "
-            "then another person's approval: escalate the ticket"
-        )
-
-
 def _shown(parameters: Mapping[str, str]) -> str:
     return ", ".join(f"{name}={value}" for name, value in sorted(parameters.items()))
 
 
-class ScriptRuns:
+class ScriptRuns(RunResults):
     def __init__(
         self,
         db: Database,
@@ -330,12 +171,12 @@ class ScriptRuns:
             if agent.revoked_at is not None:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
             chosen = chosen_entry(connection, script_id, version, agent.platform)
-            manifest = parse_manifest(chosen.manifest)
+            manifest = published_manifest(bytes(chosen.manifest))
             entry.detail["version"] = manifest.version
             entry.detail["risk"] = manifest.risk.value
             if ticket_id is not None:
                 require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
-            _check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
+            check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
             check_closing(
                 connection,
                 principal,
@@ -345,16 +186,7 @@ class ScriptRuns:
                 resolve_if_cleared=resolve_if_cleared,
                 dry_run=dry_run,
             )
-            try:
-                values = manifest.check_values(given, dry_run=dry_run)
-            except ManifestError as error:
-                raise InvalidArgument(str(error)) from None
-            values.pop("dry_run")
-            shown = manifest.masked(values)
-            as_text = {
-                name: ("1" if value else "0") if isinstance(value, bool) else str(value)
-                for name, value in values.items()
-            }
+            shown, as_text = checked_parameters(manifest, given, dry_run=dry_run)
             high = manifest.risk is Risk.HIGH
             state = CommandState.PENDING_APPROVAL if high else CommandState.QUEUED
             command = CommandRecord(
@@ -376,52 +208,57 @@ class ScriptRuns:
                 snapshot_id=None,
             )
             connection.execute(
-                commands.insert().values(
-                    id=command.id,
-                    agent_id=agent.id,
-                    kind=command.kind.value,
-                    ticket_id=ticket_id,
-                    requested_by=principal.name,
-                    created_at=now,
-                    expires_at=command.expires_at,
-                    state=state.value,
-                    failure_reason="",
-                    cancelled_by="",
-                    deliveries=0,
-                    delivered_session="",
-                )
+                _INSERT_COMMAND,
+                {
+                    "id": command.id,
+                    "agent_id": agent.id,
+                    "kind": command.kind.value,
+                    "ticket_id": ticket_id,
+                    "requested_by": principal.name,
+                    "created_at": now,
+                    "expires_at": command.expires_at,
+                    "state": state.value,
+                    "failure_reason": "",
+                    "cancelled_by": "",
+                    "deliveries": 0,
+                    "delivered_session": "",
+                    "collectors": "",
+                },
             )
             approval_due = min(now + APPROVAL_WINDOW, command.expires_at) if high else None
-            connection.execute(
-                script_runs.insert().values(
-                    command_id=command.id,
-                    script_id=manifest.id,
-                    script_version=manifest.version,
-                    risk=manifest.risk.value,
-                    dry_run=dry_run,
-                    parameters_shown=json.dumps(shown, sort_keys=True),
-                    parameters=json.dumps(as_text, sort_keys=True),
-                    approval_due_at=approval_due,
-                    approved_by="",
-                    approved_at=None,
-                    rejected_by="",
-                    exit_code=None,
-                    timed_out=False,
-                    cancelled=False,
-                    stdout=b"",
-                    stderr=b"",
-                    stdout_truncated=False,
-                    stderr_truncated=False,
-                    stdout_bytes=0,
-                    stderr_bytes=0,
-                    duration_ms=None,
-                    live_output=b"",
-                    live_dropped=0,
-                    finding=finding,
-                    resolve_if_cleared=resolve_if_cleared,
-                    snapshot_before_id=newest_snapshot_id(connection, agent.id),
-                )
-            )
+            stored = {
+                "command_id": command.id,
+                "script_id": manifest.id,
+                "script_version": manifest.version,
+                "risk": manifest.risk.value,
+                "dry_run": dry_run,
+                "parameters_shown": json.dumps(shown, sort_keys=True),
+                "parameters": json.dumps(as_text, sort_keys=True),
+                "approval_due_at": approval_due,
+                "approved_by": "",
+                "approved_at": None,
+                "rejected_by": "",
+                "exit_code": None,
+                "timed_out": False,
+                "cancelled": False,
+                "stdout": b"",
+                "stderr": b"",
+                "stdout_truncated": False,
+                "stderr_truncated": False,
+                "stdout_bytes": 0,
+                "stderr_bytes": 0,
+                "duration_ms": None,
+                "live_output": b"",
+                "live_dropped": 0,
+                "finding": finding,
+                "resolve_if_cleared": resolve_if_cleared,
+                "snapshot_before_id": newest_snapshot_id(connection, agent.id),
+                "verification": "",
+                "verify_command_id": None,
+                "verified_at": None,
+                "verification_detail": "",
+            }
+            connection.execute(_INSERT_RUN, stored)
             if ticket_id is not None:
                 append_event(
                     connection,
@@ -445,7 +282,9 @@ class ScriptRuns:
                 entry.detail["finding"] = finding
             if resolve_if_cleared:
                 entry.detail["resolve_if_cleared"] = 1
-            return _load_run(connection, command.id)
+            sent = {record.id: record for record in direct[1]}
+            # As it now is, without reading back what this unit just wrote.
+            return run_from(sent.get(command.id, command), stored)
 
         run = await self._audited.run(
             principal.name, "script.run", unit, ticket_id=ticket_id, peer=principal.peer
@@ -488,7 +327,7 @@ class ScriptRuns:
             )
             agent = resolve_agent(connection, command.agent_id)
             direct = self._send_or_wake(connection, agent, command.id, wakes)
-            return _load_run(connection, command.id)
+            return load_run(connection, command.id)
 
         run = await self._audited.run(principal.name, "script.approve", unit, peer=principal.peer)
         self._wakeups.publish(wakes)
@@ -517,7 +356,7 @@ class ScriptRuns:
             connection.execute(
                 update(script_runs)
                 .where(script_runs.c.command_id == command.id)
-                .values(rejected_by=principal.name, parameters=_NO_SECRETS)
+                .values(rejected_by=principal.name, parameters=NO_SECRETS)
             )
             if command.ticket_id is not None:
                 append_event(
@@ -529,7 +368,7 @@ class ScriptRuns:
                     body=f"run {command.id[:8]} rejected by {principal.name}: {reason}",
                     command_id=command.id,
                 )
-            return _load_run(connection, command.id)
+            return load_run(connection, command.id)
 
         run = await self._audited.run(principal.name, "script.reject", unit, peer=principal.peer)
         self._wakeups.publish(wakes, FinishedCommand(run.command))
@@ -546,13 +385,13 @@ class ScriptRuns:
         if not principal.may(Permission.SCRIPTS_APPROVE):
             raise PermissionDenied(
                 f"to {verb} a run needs {Permission.SCRIPTS_APPROVE} "
-                f"(roles {_roles(Permission.SCRIPTS_APPROVE)})"
+                f"(roles {roles_text(Permission.SCRIPTS_APPROVE)})"
             )
         command_id = resolve_command_id(connection, run_ref.strip())
         command = lock_command_record(connection, command_id)
         entry.agent_id, entry.ticket_id = command.agent_id, command.ticket_id
         entry.detail["command_id"] = command_id
-        row = _lock_run_row(connection, command_id)
+        row = lock_run_row(connection, command_id)
         if command.requested_by == principal.name:
             raise PermissionDenied(
                 f"you asked for run {command_id}: another person with "
@@ -569,7 +408,7 @@ class ScriptRuns:
 
     async def get(self, run_ref: str) -> RunRecord:
         return await self._db.read(
-            lambda connection: _load_run(connection, resolve_command_id(connection, run_ref))
+            lambda connection: load_run(connection, resolve_command_id(connection, run_ref))
         )
 
     async def by_ids(self, command_ids: Iterable[str]) -> dict[str, RunRecord]:
@@ -582,7 +421,7 @@ class ScriptRuns:
             found = connection.execute(
                 select(script_runs.c.command_id).where(script_runs.c.command_id.in_(wanted))
             ).scalars()
-            return {command_id: _load_run(connection, command_id) for command_id in found}
+            return {command_id: load_run(connection, command_id) for command_id in found}
 
         return await self._db.read(unit)
 
@@ -613,7 +452,7 @@ class ScriptRuns:
 
         def unit(connection: Connection) -> builtins.list[RunRecord]:
             ids = [row.id for row in connection.execute(query).all()]
-            return [_load_run(connection, command_id) for command_id in ids]
+            return [load_run(connection, command_id) for command_id in ids]
 
         return await self._db.read(unit)
 
@@ -707,112 +546,6 @@ class ScriptRuns:
         audit_dispatch(self._audited, connection, sent, stream.session_id)
         return stream, sent, self.sign_in(connection, sent)
 
-    # -- results ---------------------------------------------------------------------------
-
-    async def accept_result(
-        self, agent_id: str, result: agent_pb2.Result, received_at: datetime
-    ) -> tuple[RunRecord, bool]:
-        """Store a Result.script_run from the agent `agent_id` (its certificate's id): the
-        run ends succeeded (exit 0), failed, timed_out or cancelled. Returns the run and
-        whether anything changed (False: it had already ended; the result is dropped and
-        audited as a refused command.result, so the audit holds one result per run)."""
-        outcome = result.script_run
-        wakes: list[Wake] = []
-
-        def unit(connection: Connection, entry: AuditEntry) -> RunRecord:
-            command = lock_command_record(connection, result.command_id)
-            if command.agent_id != agent_id:
-                raise PermissionDenied(
-                    f"command {command.id} was issued to another agent; its result is refused"
-                )
-            entry.agent_id, entry.ticket_id = agent_id, command.ticket_id
-            entry.detail["command_id"] = command.id
-            row = _lock_run_row(connection, command.id)
-            if command.state.final:
-                raise AlreadyEnded(command)  # resent after a lost ack (a server crash)
-            if outcome.timed_out:
-                state, reason = CommandState.TIMED_OUT, "stopped by its time limit"
-            elif outcome.cancelled:
-                state, reason = CommandState.CANCELLED, "stopped by a cancel"
-            elif outcome.exit_code == 0:
-                state, reason = CommandState.SUCCEEDED, ""
-            else:
-                state, reason = CommandState.FAILED, f"the script exited {outcome.exit_code}"
-            ended = finish_record(connection, command, state, received_at, wakes, reason=reason)
-            stdout, stderr = bytes(outcome.stdout), bytes(outcome.stderr)
-            connection.execute(
-                update(script_runs)
-                .where(script_runs.c.command_id == command.id)
-                .values(
-                    parameters=_NO_SECRETS,
-                    exit_code=outcome.exit_code,
-                    timed_out=outcome.timed_out,
-                    cancelled=outcome.cancelled,
-                    stdout=stdout[:MAX_STORED_OUTPUT],
-                    stderr=stderr[:MAX_STORED_OUTPUT],
-                    stdout_truncated=outcome.stdout_truncated or len(stdout) > MAX_STORED_OUTPUT,
-                    stderr_truncated=outcome.stderr_truncated or len(stderr) > MAX_STORED_OUTPUT,
-                    stdout_bytes=max(outcome.stdout_bytes, len(stdout)),
-                    stderr_bytes=max(outcome.stderr_bytes, len(stderr)),
-                    duration_ms=outcome.duration_ms,
-                )
-            )
-            entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}
-            if command.ticket_id is not None:
-                append_event(
-                    connection,
-                    command.ticket_id,
-                    TicketEventKind.RUN_ENDED,
-                    command.requested_by,
-                    received_at,
-                    body=result_text(command.id, state, outcome),
-                    command_id=command.id,
-                )
-            run_verification.begin(
-                self._audited, connection, ended, row, now=received_at, wakes=wakes
-            )
-            return _load_run(connection, command.id)
-
-        try:
-            run = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
-        except AlreadyEnded as ended:
-            return await self.get(ended.command.id), False
-        self._wakeups.publish(wakes, FinishedCommand(run.command))
-        return run, True
-
-    async def append_output(self, agent_id: str, chunk: agent_pb2.ScriptOutput) -> bool:
-        """A running script's output chunk, kept for --follow up to MAX_LIVE_OUTPUT bytes;
-        False when refused (not this agent's run, or not running any more)."""
-
-        def unit(connection: Connection) -> bool:
-            command = load_command(connection, chunk.command_id)
-            if command.agent_id != agent_id or command.state.final:
-                return False
-            row = _lock_run_row(connection, command.id)
-            kept = bytes(row.live_output)
-            room = max(0, MAX_LIVE_OUTPUT - len(kept))
-            data = bytes(chunk.data)
-            values: dict[str, object] = {
-                "live_output": kept + data[:room],
-                "live_dropped": int(row.live_dropped) + max(0, len(data) - room),
-            }
-            if command.state is CommandState.DELIVERED:
-                check_transition(command.id, command.state, CommandState.RUNNING)
-                connection.execute(
-                    update(commands)
-                    .where(commands.c.id == command.id)
-                    .values(state=CommandState.RUNNING.value, started_at=utc_now())
-                )
-            connection.execute(
-                update(script_runs).where(script_runs.c.command_id == command.id).values(values)
-            )
-            return True
-
-        try:
-            return await self._db.write(unit)
-        except NotFound:
-            return False
-
     async def verify_after_restart(self, agent_id: str, boot_time: datetime | None) -> int:
         """The agent connected, its machine started at `boot_time`: queue the checks of its
         runs that waited for a restart (run_verification.after_restart). One read when there
@@ -874,19 +607,12 @@ class ScriptRuns:
             )
             connection.execute(
                 update(script_runs)
-                .where(script_runs.c.parameters != _NO_SECRETS)
+                .where(script_runs.c.parameters != NO_SECRETS)
                 .where(script_runs.c.command_id.in_(finished))
-                .values(parameters=_NO_SECRETS)
+                .values(parameters=NO_SECRETS)
             )
             return ended
 
         ended = await self._db.write(unit)
         self._wakeups.publish(wakes)
         return ended
-
-
-def platform_of(text: str) -> Platform | None:
-    try:
-        return Platform(text)
-    except ValueError:
-        return None

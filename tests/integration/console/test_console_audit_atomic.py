@@ -25,7 +25,8 @@ from tests.integration.console.harness import Console
 from tests.support.catalog_bundles import signed_bundle, source
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
-READ_ONLY = ("WhoAmI", "List", "Get")
+# ExportApproved only reads (the approved proposals, for signing offline): not audited.
+READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved")
 
 
 class InjectedCrash(Exception):
@@ -42,6 +43,8 @@ class Scene:
     token_id: str  # an enrollment token not yet used
     queued_run_id: str  # a medium-risk script run, queued
     pending_run_id: str  # a high-risk one asked by admin, pending approval
+    proposal_id: int  # tidy-up 1.0.0 proposed by bob, pending review
+    own_proposal_id: int  # tidy-more 1.0.0 proposed by bob, pending: bob may withdraw it
     # The agent's newest diagnostic found disk.space critical, which clear-temp fixes.
 
 
@@ -85,6 +88,13 @@ async def _scene(console: Console) -> Scene:
     queued_run = await stub.RunScript(run, metadata=BOB)
     risky = pb.RunScriptRequest(agent=agent.id, script_id="repair-updates")
     pending_run = await stub.RunScript(risky, metadata=ADMIN)
+    proposed = await stub.ProposeScripts(
+        pb.ProposeScriptsRequest(
+            scripts=[proposed_script("tidy-up"), proposed_script("tidy-more")]
+        ),
+        metadata=BOB,
+    )
+    by_id = {proposal.script_id: proposal.id for proposal in proposed.proposals}
     return Scene(
         agent.id,
         ticket.id,
@@ -94,6 +104,18 @@ async def _scene(console: Console) -> Scene:
         token.token_id,
         queued_run.run.command.id,
         pending_run.run.command.id,
+        by_id["tidy-up"],
+        by_id["tidy-more"],
+    )
+
+
+def proposed_script(script_id: str) -> pb.ProposedScript:
+    entry = source(script_id)
+    return pb.ProposedScript(
+        platform="linux",
+        script_name=f"{script_id}.sh",
+        manifest=entry.manifest,
+        script=entry.script,
     )
 
 
@@ -174,6 +196,17 @@ CALLS: dict[str, Call] = {
     ),
     "RejectRun": lambda c, s: c.stub.RejectRun(
         pb.RejectRunRequest(id=s.pending_run_id, reason="not now"), metadata=BOB
+    ),
+    "ProposeScripts": lambda c, s: c.stub.ProposeScripts(
+        pb.ProposeScriptsRequest(scripts=[proposed_script("brand-new")], note="new"), metadata=BOB
+    ),
+    "ReviewProposal": lambda c, s: c.stub.ReviewProposal(
+        pb.ReviewProposalRequest(proposal=str(s.proposal_id), decision=pb.REVIEW_DECISION_APPROVE),
+        metadata=ADMIN,
+    ),
+    "WithdrawProposal": lambda c, s: c.stub.WithdrawProposal(
+        pb.WithdrawProposalRequest(proposal=str(s.own_proposal_id), reason="not needed"),
+        metadata=BOB,
     ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),

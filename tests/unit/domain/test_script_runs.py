@@ -21,7 +21,8 @@ from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.commands import CommandKind, CommandState
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.roles import Principal, Role
-from sonde.server.domain.script_runs import APPROVAL_WINDOW, MAX_LIVE_OUTPUT, ScriptRuns
+from sonde.server.domain.run_records import MAX_LIVE_OUTPUT
+from sonde.server.domain.script_runs import APPROVAL_WINDOW, ScriptRuns
 from sonde.server.domain.sessions import AgentConnection, LocalSessions, SessionOpened, SessionRows
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.wakeups import Wakeups
