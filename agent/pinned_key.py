@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from sonde.ed25519_keys import NotAnEd25519Key, ed25519_public_key
 from sonde.private_files import write_private_file
 
 
@@ -48,12 +49,9 @@ class PinnedKey:
         except FileNotFoundError:
             return None
         try:
-            key = serialization.load_pem_public_key(pem)
-        except ValueError:
-            raise self.error(f"{path} is not a PEM public key") from None
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise self.error(f"{path} is not an Ed25519 public key")
-        return key
+            return ed25519_public_key(pem)
+        except NotAnEd25519Key as error:
+            raise self.error(f"{path} {error}") from None
 
     def check(self, state_dir: Path, offered: bytes, *, replace: bool) -> bool:
         """Whether `offered` (32 raw bytes from the enrollment reply) is to be written; refused

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sonde.ed25519_keys import NotAnEd25519Key, ed25519_public_key
 from sonde.identity import agent_id_from_public_key
 from sonde.private_files import write_private_file
 from sonde.server.domain.clock import utc_now
@@ -318,15 +319,12 @@ def load_dispatch_public_key(paths: PkiPaths) -> ed25519.Ed25519PublicKey | None
         write_dispatch_public_key(paths, private.public_key())
         return private.public_key()
     try:
-        key = serialization.load_pem_public_key(pem)
-    except ValueError:
-        key = None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return ed25519_public_key(pem)
+    except NotAnEd25519Key:
         raise DispatchKeyDamaged(
             f"{path} is not an Ed25519 public key (PEM); delete it and start the server again "
             f"to write it from {paths.dispatch_key.name}"
-        )
-    return key
+        ) from None
 
 
 class CatalogKeyDamaged(ValueError):
@@ -344,15 +342,12 @@ def load_catalog_public_key(paths: PkiPaths) -> ed25519.Ed25519PublicKey | None:
     except FileNotFoundError:
         return None
     try:
-        key = serialization.load_pem_public_key(pem)
-    except ValueError:
-        key = None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return ed25519_public_key(pem)
+    except NotAnEd25519Key:
         raise CatalogKeyDamaged(
             f"{path} is not an Ed25519 public key (PEM); write it again with "
             f"`sonde-catalog public-key --key catalog.key > {path}`"
-        )
-    return key
+        ) from None
 
 
 def write_server_certificate(

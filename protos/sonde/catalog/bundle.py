@@ -33,6 +33,7 @@ from sonde.catalog.manifest import (
     ManifestError,
     parse_manifest,
 )
+from sonde.ed25519_keys import NotAnEd25519Key, ed25519_public_key
 
 FORMAT = "sonde-catalog-bundle"
 FORMAT_VERSION = 1
@@ -103,12 +104,9 @@ def public_key_pem(public_key: ed25519.Ed25519PublicKey) -> bytes:
 def load_public_key(pem: bytes, where: str = "the public key") -> ed25519.Ed25519PublicKey:
     """An Ed25519 public key from PEM; BundleError naming `where` when it is not one."""
     try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError):
-        raise BundleError(f"{where} is not a PEM public key") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise BundleError(f"{where} is not an Ed25519 public key")
-    return key
+        return ed25519_public_key(pem)
+    except NotAnEd25519Key as error:
+        raise BundleError(f"{where} {error}") from None
 
 
 def load_private_key(pem: bytes, where: str = "the key") -> ed25519.Ed25519PrivateKey:
