@@ -258,6 +258,12 @@ def run_detail(run: console_pb2.ScriptRunInfo) -> Table:
         rows.append(("fixes", text(run.finding)))
     if run.HasField("verification"):
         rows.append(("verification", verification_text(run.verification)))
+        if (
+            run.verification.state == console_pb2.VERIFICATION_STATE_NOT_CLEARED
+            and command.ticket_id
+        ):
+            escalate = f"sonde ticket escalate {command.ticket_id} --reason TEXT"
+            rows.append(("next", text(f"it did not fix it: {escalate}, or try another fix")))
         checks = check_lines(run.verification)
         if checks:
             rows.append(("checks", Text("\n").join(line[2:] for line in checks)))

@@ -380,6 +380,8 @@ def record(
         body += f" ({_checks_text(outcomes)})" if outcomes else ""
         if reason:
             body += f"; {reason}"
+        if state is VerificationState.NOT_CLEARED:
+            body += f"; to hand it over: sonde ticket escalate {run.ticket_id} --reason TEXT"
         append_event(
             connection,
             run.ticket_id,

@@ -76,7 +76,8 @@ def test_a_real_fix_is_followed_live_verified_and_told_on_the_ticket(
     # The script's own lines came live, before the run's detail that ends the command.
     live = done.stdout.index("older than 365 days from")
     assert live < done.stdout.index("exit code"), done.stdout
-    assert "verification" in done.stdout and "disk.space" in done.stdout, done.stdout
+    assert "verification" in done.stdout, done.stdout
+    assert "disk.space" in done.stdout, done.stdout
 
     runs = as_json(cli(sonde, "runs", "--ticket", str(ticket), "--json"))["runs"]
     [listed] = runs
@@ -85,7 +86,9 @@ def test_a_real_fix_is_followed_live_verified_and_told_on_the_ticket(
     state_name = verification["state"]
     assert state_name in ("VERIFICATION_STATE_CLEARED", "VERIFICATION_STATE_NOT_CLEARED"), shown
     [check] = verification["checks"]
-    assert check["check"] == "disk.space" and check["seen_before"] and check["seen_after"]
+    assert check["check"] == "disk.space"
+    assert check["seen_before"]
+    assert check["seen_after"]
     assert check["before"] == disk_before[0]["severity"]
 
     got = as_json(cli(sonde, "ticket", "show", str(ticket), "--json"))
@@ -93,7 +96,8 @@ def test_a_real_fix_is_followed_live_verified_and_told_on_the_ticket(
     for kind in ("SCRIPT_RUN", "RUN_ENDED", "VERIFIED"):
         assert f"TICKET_EVENT_KIND_{kind}" in kinds, kinds
     ended = next(e for e in got["timeline"] if e["kind"] == "TICKET_EVENT_KIND_RUN_ENDED")
-    assert ended["run"].get("exit_code", 0) == 0 and "exit code 0" in ended["body"]
+    assert ended["run"].get("exit_code", 0) == 0
+    assert "exit code 0" in ended["body"]
     timeline = json.dumps(got["timeline"])
     if state_name == "VERIFICATION_STATE_NOT_CLEARED":  # fuller than a year of temp files
         assert got["ticket"]["status"] == "TICKET_STATUS_IN_PROGRESS", got["ticket"]
@@ -108,4 +112,4 @@ def test_a_real_fix_is_followed_live_verified_and_told_on_the_ticket(
     assert "run ended" in human.stdout.lower() or "run_ended" in human.stdout.lower(), human.stdout
 
     stats = as_json(cli(sonde, "scripts", "stats", "--script", SCRIPT, "--json"))["stats"]
-    assert stats[0]["script_id"] == SCRIPT and stats[0]["runs"] == 1, stats
+    assert (stats[0]["script_id"], stats[0]["runs"]) == (SCRIPT, 1), stats

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from sonde.server.domain.commands import CommandKind, CommandRecord
 from sonde.server.domain.run_verification import CHECK_EXPIRY, RESTART_WAIT
+from sonde.server.errors import PermissionDenied
 from sonde.server.storage.tables import audit_log, commands
 from sonde.v1 import agent_pb2, diagnostics_pb2
 from sonde.v1 import console_pb2 as pb
@@ -123,23 +124,27 @@ async def test_a_fix_that_clears_resolves_its_ticket_and_the_timeline_tells_it_a
         metadata=ANN,
     )
     run_id = asked.run.command.id
-    assert asked.run.finding == "disk.space" and asked.run.resolve_if_cleared
+    assert asked.run.finding == "disk.space"
+    assert asked.run.resolve_if_cleared
     await _ran(console, agent_id, run_id)
 
     check = await _check_command(console, run_id)
     assert check.kind is CommandKind.COLLECT
     assert check.collectors == ("disks", "system")  # only what disk.space reads
-    assert check.ticket_id == ticket_id and check.requested_by == "ann"
+    assert check.ticket_id == ticket_id
+    assert check.requested_by == "ann"
     pending = (await console.stub.GetRun(pb.GetRunRequest(id=run_id), metadata=ANN)).run
     assert pending.verification.state == pb.VERIFICATION_STATE_PENDING
 
     [snapshot_id] = await console.answer_diagnostics(agent_id, [disk(OK)])
     run = (await console.stub.GetRun(pb.GetRunRequest(id=run_id), metadata=ANN)).run
     assert run.verification.state == pb.VERIFICATION_STATE_CLEARED
-    assert run.verification.snapshot_id == snapshot_id and run.verification.resolved_ticket
+    assert run.verification.snapshot_id == snapshot_id
+    assert run.verification.resolved_ticket
     [checked] = run.verification.checks
     assert (checked.check, checked.before, checked.after) == ("disk.space", CRITICAL, OK)
-    assert checked.seen_before and checked.seen_after
+    assert checked.seen_before
+    assert checked.seen_after
 
     got = await console.stub.GetTicket(pb.GetTicketRequest(id=ticket_id), metadata=ANN)
     assert got.ticket.status == pb.TICKET_STATUS_RESOLVED
@@ -153,10 +158,13 @@ async def test_a_fix_that_clears_resolves_its_ticket_and_the_timeline_tells_it_a
     ]
     ran, ended, verified = got.timeline[-4:-1]
     assert ran.command_id == ended.command_id == verified.command_id == run_id
-    assert ran.actor == "ann" and "clear-temp 1.0.0 (low risk)" in ran.body
-    assert ended.run.stdout == b"freed 2.1 GiB\n" and ended.run.exit_code == 0
+    assert ran.actor == "ann"
+    assert "clear-temp 1.0.0 (low risk)" in ran.body
+    assert ended.run.stdout == b"freed 2.1 GiB\n"
+    assert ended.run.exit_code == 0
     assert "exit code 0" in ended.body
-    assert verified.snapshot_id == snapshot_id and "disk.space critical -> ok" in verified.body
+    assert verified.snapshot_id == snapshot_id
+    assert "disk.space critical -> ok" in verified.body
     # The verification's snapshot is the run's, not another diagnostic on the timeline.
     assert "TICKET_EVENT_KIND_DIAGNOSTIC" not in kinds
 
@@ -187,6 +195,7 @@ async def test_a_fix_that_did_not_clear_says_so_and_leaves_the_ticket_open(
     got = await console.stub.GetTicket(pb.GetTicketRequest(id=ticket_id), metadata=ANN)
     assert got.ticket.status == pb.TICKET_STATUS_IN_PROGRESS
     assert "not_cleared" in got.timeline[-1].body
+    assert f"sonde ticket escalate {ticket_id}" in got.timeline[-1].body
 
 
 async def test_a_finding_that_was_ok_before_the_run_does_not_resolve_the_ticket(
@@ -484,3 +493,25 @@ async def test_stats_count_runs_success_and_clearing_per_script_and_finding(
         pb.GetScriptStatsRequest(finding="network.dns"), metadata=ANN
     )
     assert list(by_finding.stats) == []
+
+
+async def test_another_machine_cannot_answer_a_runs_verification(console: Console) -> None:
+    await _publish(console)
+    agent_id = await _diagnosed(console)
+    other = await console.enroll_agent("PC-EVIL")
+    asked = await console.stub.RunScript(
+        pb.RunScriptRequest(agent=agent_id, script_id="clear-temp"), metadata=BOB
+    )
+    await _ran(console, agent_id, asked.run.command.id)
+    check = await _check_command(console, asked.run.command.id)
+    forged = agent_pb2.Result(command_id=check.id, snapshot=diagnostics_pb2.Snapshot())
+    with pytest.raises(PermissionDenied, match="issued to another agent"):
+        await console.services.diagnostics.accept_result(
+            other.id, forged, [disk(OK)], datetime.now(UTC)
+        )
+    run = (await console.stub.GetRun(pb.GetRunRequest(id=asked.run.command.id), metadata=BOB)).run
+    assert run.verification.state == pb.VERIFICATION_STATE_PENDING
+    [snapshot_id] = await console.answer_diagnostics(agent_id, [disk(CRITICAL)])
+    run = (await console.stub.GetRun(pb.GetRunRequest(id=asked.run.command.id), metadata=BOB)).run
+    assert run.verification.state == pb.VERIFICATION_STATE_NOT_CLEARED
+    assert run.verification.snapshot_id == snapshot_id
