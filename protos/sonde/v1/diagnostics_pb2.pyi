@@ -707,6 +707,7 @@ class NetworkFacts(_message.Message):
     RESOLUTIONS_FIELD_NUMBER: _builtins.int
     PROBES_FIELD_NUMBER: _builtins.int
     PROXY_FIELD_NUMBER: _builtins.int
+    MACHINE_PROXY_FIELD_NUMBER: _builtins.int
     default_gateway: _builtins.str
     default_interface: _builtins.str
     gateway_unavailable: _builtins.str
@@ -721,6 +722,12 @@ class NetworkFacts(_message.Message):
     def probes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectProbe]: ...
     @_builtins.property
     def proxy(self) -> Global___ProxySettings: ...
+    @_builtins.property
+    def machine_proxy(self) -> Global___ProxySettings:
+        """The machine-wide proxy services and Windows Update use (WinHTTP), when it differs from
+        the user's; unset where the OS has no such thing.
+        """
+
     def __init__(
         self,
         *,
@@ -733,10 +740,11 @@ class NetworkFacts(_message.Message):
         resolutions: _abc.Iterable[Global___NameResolution] | None = ...,
         probes: _abc.Iterable[Global___ConnectProbe] | None = ...,
         proxy: Global___ProxySettings | None = ...,
+        machine_proxy: Global___ProxySettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["proxy", b"proxy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["machine_proxy", b"machine_proxy", "proxy", b"proxy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_gateway", b"default_gateway", "default_interface", b"default_interface", "dns_servers", b"dns_servers", "dns_unavailable", b"dns_unavailable", "gateway_unavailable", b"gateway_unavailable", "interfaces", b"interfaces", "probes", b"probes", "proxy", b"proxy", "resolutions", b"resolutions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_gateway", b"default_gateway", "default_interface", b"default_interface", "dns_servers", b"dns_servers", "dns_unavailable", b"dns_unavailable", "gateway_unavailable", b"gateway_unavailable", "interfaces", b"interfaces", "machine_proxy", b"machine_proxy", "probes", b"probes", "proxy", b"proxy", "resolutions", b"resolutions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -970,6 +978,522 @@ class UpdateFacts(_message.Message):
 Global___UpdateFacts: _TypeAlias = UpdateFacts  # noqa: Y015
 
 @_typing.final
+class WindowsUpdateFacts(_message.Message):
+    """Windows Update's own record (Microsoft.Update.AutoUpdate results) and the latest hotfixes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_SEARCH_SUCCESS_AT_FIELD_NUMBER: _builtins.int
+    LAST_INSTALL_SUCCESS_AT_FIELD_NUMBER: _builtins.int
+    SERVICE_START_TYPE_FIELD_NUMBER: _builtins.int
+    RECENT_HOTFIXES_FIELD_NUMBER: _builtins.int
+    LATEST_HOTFIX_AT_FIELD_NUMBER: _builtins.int
+    service_start_type: _builtins.str
+    """wuauserv: automatic, manual, disabled"""
+    @_builtins.property
+    def last_search_success_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_install_success_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recent_hotfixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"KB5044284", newest first"""
+
+    @_builtins.property
+    def latest_hotfix_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        last_search_success_at: _timestamp_pb2.Timestamp | None = ...,
+        last_install_success_at: _timestamp_pb2.Timestamp | None = ...,
+        service_start_type: _builtins.str = ...,
+        recent_hotfixes: _abc.Iterable[_builtins.str] | None = ...,
+        latest_hotfix_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_install_success_at", b"last_install_success_at", "last_search_success_at", b"last_search_success_at", "latest_hotfix_at", b"latest_hotfix_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_install_success_at", b"last_install_success_at", "last_search_success_at", b"last_search_success_at", "latest_hotfix_at", b"latest_hotfix_at", "recent_hotfixes", b"recent_hotfixes", "service_start_type", b"service_start_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WindowsUpdateFacts: _TypeAlias = WindowsUpdateFacts  # noqa: Y015
+
+@_typing.final
+class AntivirusFacts(_message.Message):
+    """The antivirus (Get-MpComputerStatus for Microsoft Defender)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    SERVICE_ENABLED_FIELD_NUMBER: _builtins.int
+    ANTIVIRUS_ENABLED_FIELD_NUMBER: _builtins.int
+    REAL_TIME_PROTECTION_FIELD_NUMBER: _builtins.int
+    TAMPER_PROTECTED_FIELD_NUMBER: _builtins.int
+    RUNNING_MODE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_AGE_DAYS_FIELD_NUMBER: _builtins.int
+    SIGNATURES_UPDATED_AT_FIELD_NUMBER: _builtins.int
+    SIGNATURES_OUT_OF_DATE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_VERSION_FIELD_NUMBER: _builtins.int
+    QUICK_SCAN_AGE_DAYS_FIELD_NUMBER: _builtins.int
+    product: _builtins.str
+    """"Microsoft Defender" """
+    service_enabled: _builtins.bool
+    """AMServiceEnabled"""
+    antivirus_enabled: _builtins.bool
+    real_time_protection: _builtins.bool
+    tamper_protected: _builtins.bool
+    running_mode: _builtins.str
+    """AMRunningMode: Normal, Passive Mode, EDR Block Mode"""
+    signature_age_days: _builtins.int
+    signatures_out_of_date: _builtins.bool
+    signature_version: _builtins.str
+    quick_scan_age_days: _builtins.int
+    """-1 when it never ran"""
+    @_builtins.property
+    def signatures_updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        product: _builtins.str = ...,
+        service_enabled: _builtins.bool = ...,
+        antivirus_enabled: _builtins.bool = ...,
+        real_time_protection: _builtins.bool = ...,
+        tamper_protected: _builtins.bool = ...,
+        running_mode: _builtins.str = ...,
+        signature_age_days: _builtins.int = ...,
+        signatures_updated_at: _timestamp_pb2.Timestamp | None = ...,
+        signatures_out_of_date: _builtins.bool = ...,
+        signature_version: _builtins.str = ...,
+        quick_scan_age_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signatures_updated_at", b"signatures_updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["antivirus_enabled", b"antivirus_enabled", "product", b"product", "quick_scan_age_days", b"quick_scan_age_days", "real_time_protection", b"real_time_protection", "running_mode", b"running_mode", "service_enabled", b"service_enabled", "signature_age_days", b"signature_age_days", "signature_version", b"signature_version", "signatures_out_of_date", b"signatures_out_of_date", "signatures_updated_at", b"signatures_updated_at", "tamper_protected", b"tamper_protected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AntivirusFacts: _TypeAlias = AntivirusFacts  # noqa: Y015
+
+@_typing.final
+class EncryptedVolume(_message.Message):
+    """One volume's disk encryption state; key protector types only, never a key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOUNT_POINT_FIELD_NUMBER: _builtins.int
+    VOLUME_TYPE_FIELD_NUMBER: _builtins.int
+    VOLUME_STATUS_FIELD_NUMBER: _builtins.int
+    PROTECTION_STATUS_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_PERCENT_FIELD_NUMBER: _builtins.int
+    KEY_PROTECTOR_TYPES_FIELD_NUMBER: _builtins.int
+    mount_point: _builtins.str
+    """"C:" """
+    volume_type: _builtins.str
+    """OperatingSystem, FixedData, Removable"""
+    volume_status: _builtins.str
+    """FullyEncrypted, FullyDecrypted, EncryptionInProgress"""
+    protection_status: _builtins.str
+    """On, Off, Unknown"""
+    encryption_percent: _builtins.float
+    @_builtins.property
+    def key_protector_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tpm, RecoveryPassword, ..."""
+
+    def __init__(
+        self,
+        *,
+        mount_point: _builtins.str = ...,
+        volume_type: _builtins.str = ...,
+        volume_status: _builtins.str = ...,
+        protection_status: _builtins.str = ...,
+        encryption_percent: _builtins.float = ...,
+        key_protector_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_percent", b"encryption_percent", "key_protector_types", b"key_protector_types", "mount_point", b"mount_point", "protection_status", b"protection_status", "volume_status", b"volume_status", "volume_type", b"volume_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptedVolume: _TypeAlias = EncryptedVolume  # noqa: Y015
+
+@_typing.final
+class EncryptionFacts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """bitlocker"""
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___EncryptedVolume]: ...
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        volumes: _abc.Iterable[Global___EncryptedVolume] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "volumes", b"volumes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptionFacts: _TypeAlias = EncryptionFacts  # noqa: Y015
+
+@_typing.final
+class EventCount(_message.Message):
+    """Errors of one kind in an event log: same log, provider and event id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    log: _builtins.str
+    """System, Application"""
+    provider: _builtins.str
+    event_id: _builtins.int
+    level: _builtins.str
+    """critical, error"""
+    count: _builtins.int
+    message: _builtins.str
+    """the first line of the latest one"""
+    @_builtins.property
+    def last_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        log: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        event_id: _builtins.int = ...,
+        level: _builtins.str = ...,
+        count: _builtins.int = ...,
+        last_at: _timestamp_pb2.Timestamp | None = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_at", b"last_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "event_id", b"event_id", "last_at", b"last_at", "level", b"level", "log", b"log", "message", b"message", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventCount: _TypeAlias = EventCount  # noqa: Y015
+
+@_typing.final
+class EventLogFacts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_HOURS_FIELD_NUMBER: _builtins.int
+    ERROR_COUNT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    window_hours: _builtins.int
+    error_count: _builtins.int
+    """critical and error events in the window"""
+    truncated: _builtins.bool
+    """more events than were read: error_count is a floor"""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventCount]:
+        """most frequent first"""
+
+    def __init__(
+        self,
+        *,
+        window_hours: _builtins.int = ...,
+        error_count: _builtins.int = ...,
+        events: _abc.Iterable[Global___EventCount] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_count", b"error_count", "events", b"events", "truncated", b"truncated", "window_hours", b"window_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventLogFacts: _TypeAlias = EventLogFacts  # noqa: Y015
+
+@_typing.final
+class Printer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    DRIVER_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    status: _builtins.str
+    """Normal, Error, Offline, PaperJam, ..."""
+    port: _builtins.str
+    driver: _builtins.str
+    shared: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        status: _builtins.str = ...,
+        port: _builtins.str = ...,
+        driver: _builtins.str = ...,
+        shared: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["driver", b"driver", "name", b"name", "port", b"port", "shared", b"shared", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Printer: _TypeAlias = Printer  # noqa: Y015
+
+@_typing.final
+class PrintJob(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINTER_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    printer: _builtins.str
+    job_id: _builtins.int
+    document: _builtins.str
+    status: _builtins.str
+    """Error, Printing, Paused, Spooling, ..."""
+    size_bytes: _builtins.int
+    owner: _builtins.str
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        printer: _builtins.str = ...,
+        job_id: _builtins.int = ...,
+        document: _builtins.str = ...,
+        status: _builtins.str = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "job_id", b"job_id", "owner", b"owner", "printer", b"printer", "size_bytes", b"size_bytes", "status", b"status", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrintJob: _TypeAlias = PrintJob  # noqa: Y015
+
+@_typing.final
+class PrintFacts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOOLER_STATE_FIELD_NUMBER: _builtins.int
+    SPOOLER_START_TYPE_FIELD_NUMBER: _builtins.int
+    PRINTERS_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    spooler_state: _builtins.str
+    """running, stopped"""
+    spooler_start_type: _builtins.str
+    @_builtins.property
+    def printers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Printer]: ...
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PrintJob]: ...
+    def __init__(
+        self,
+        *,
+        spooler_state: _builtins.str = ...,
+        spooler_start_type: _builtins.str = ...,
+        printers: _abc.Iterable[Global___Printer] | None = ...,
+        jobs: _abc.Iterable[Global___PrintJob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "printers", b"printers", "spooler_start_type", b"spooler_start_type", "spooler_state", b"spooler_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrintFacts: _TypeAlias = PrintFacts  # noqa: Y015
+
+@_typing.final
+class TimeSyncFacts(_message.Message):
+    """The OS's time synchronisation (w32tm /query /status)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SYNCHRONIZED_FIELD_NUMBER: _builtins.int
+    LAST_SYNC_AT_FIELD_NUMBER: _builtins.int
+    LAST_SYNC_TEXT_FIELD_NUMBER: _builtins.int
+    STRATUM_FIELD_NUMBER: _builtins.int
+    OFFSET_SECONDS_FIELD_NUMBER: _builtins.int
+    SERVICE_STATE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """"time.windows.com,0x9", "Local CMOS Clock" """
+    synchronized: _builtins.bool
+    """a real source and a successful sync seen"""
+    last_sync_text: _builtins.str
+    """as the OS printed it"""
+    stratum: _builtins.int
+    offset_seconds: _builtins.float
+    """the phase offset, when shown"""
+    service_state: _builtins.str
+    """w32time: running, stopped"""
+    @_builtins.property
+    def last_sync_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        synchronized: _builtins.bool = ...,
+        last_sync_at: _timestamp_pb2.Timestamp | None = ...,
+        last_sync_text: _builtins.str = ...,
+        stratum: _builtins.int = ...,
+        offset_seconds: _builtins.float = ...,
+        service_state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_sync_at", b"last_sync_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sync_at", b"last_sync_at", "last_sync_text", b"last_sync_text", "offset_seconds", b"offset_seconds", "service_state", b"service_state", "source", b"source", "stratum", b"stratum", "synchronized", b"synchronized"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeSyncFacts: _TypeAlias = TimeSyncFacts  # noqa: Y015
+
+@_typing.final
+class WifiFacts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    INTERFACE_FIELD_NUMBER: _builtins.int
+    SSID_FIELD_NUMBER: _builtins.int
+    SIGNAL_PERCENT_FIELD_NUMBER: _builtins.int
+    RADIO_TYPE_FIELD_NUMBER: _builtins.int
+    BAND_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    RECEIVE_MBPS_FIELD_NUMBER: _builtins.int
+    TRANSMIT_MBPS_FIELD_NUMBER: _builtins.int
+    connected: _builtins.bool
+    interface: _builtins.str
+    ssid: _builtins.str
+    signal_percent: _builtins.int
+    radio_type: _builtins.str
+    """802.11ax"""
+    band: _builtins.str
+    """2.4 GHz, 5 GHz"""
+    channel: _builtins.int
+    receive_mbps: _builtins.float
+    transmit_mbps: _builtins.float
+    def __init__(
+        self,
+        *,
+        connected: _builtins.bool = ...,
+        interface: _builtins.str = ...,
+        ssid: _builtins.str = ...,
+        signal_percent: _builtins.int = ...,
+        radio_type: _builtins.str = ...,
+        band: _builtins.str = ...,
+        channel: _builtins.int = ...,
+        receive_mbps: _builtins.float = ...,
+        transmit_mbps: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["band", b"band", "channel", b"channel", "connected", b"connected", "interface", b"interface", "radio_type", b"radio_type", "receive_mbps", b"receive_mbps", "signal_percent", b"signal_percent", "ssid", b"ssid", "transmit_mbps", b"transmit_mbps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WifiFacts: _TypeAlias = WifiFacts  # noqa: Y015
+
+@_typing.final
+class PhysicalDiskHealth(_message.Message):
+    """A physical disk's own health (Get-PhysicalDisk, Get-StorageReliabilityCounter)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    BUS_TYPE_FIELD_NUMBER: _builtins.int
+    HEALTH_STATUS_FIELD_NUMBER: _builtins.int
+    OPERATIONAL_STATUS_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    COUNTERS_KNOWN_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    WEAR_PERCENT_FIELD_NUMBER: _builtins.int
+    READ_ERRORS_UNCORRECTED_FIELD_NUMBER: _builtins.int
+    WRITE_ERRORS_UNCORRECTED_FIELD_NUMBER: _builtins.int
+    POWER_ON_HOURS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    media_type: _builtins.str
+    """SSD, HDD"""
+    bus_type: _builtins.str
+    """NVMe, SATA, USB"""
+    health_status: _builtins.str
+    """Healthy, Warning, Unhealthy"""
+    size_bytes: _builtins.int
+    counters_known: _builtins.bool
+    """reliability counters were read"""
+    temperature_celsius: _builtins.int
+    wear_percent: _builtins.int
+    read_errors_uncorrected: _builtins.int
+    write_errors_uncorrected: _builtins.int
+    power_on_hours: _builtins.int
+    @_builtins.property
+    def operational_status(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """OK, Predictive Failure, ..."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        bus_type: _builtins.str = ...,
+        health_status: _builtins.str = ...,
+        operational_status: _abc.Iterable[_builtins.str] | None = ...,
+        size_bytes: _builtins.int = ...,
+        counters_known: _builtins.bool = ...,
+        temperature_celsius: _builtins.int = ...,
+        wear_percent: _builtins.int = ...,
+        read_errors_uncorrected: _builtins.int = ...,
+        write_errors_uncorrected: _builtins.int = ...,
+        power_on_hours: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bus_type", b"bus_type", "counters_known", b"counters_known", "health_status", b"health_status", "media_type", b"media_type", "name", b"name", "operational_status", b"operational_status", "power_on_hours", b"power_on_hours", "read_errors_uncorrected", b"read_errors_uncorrected", "size_bytes", b"size_bytes", "temperature_celsius", b"temperature_celsius", "wear_percent", b"wear_percent", "write_errors_uncorrected", b"write_errors_uncorrected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhysicalDiskHealth: _TypeAlias = PhysicalDiskHealth  # noqa: Y015
+
+@_typing.final
+class DiskHealthFacts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISKS_FIELD_NUMBER: _builtins.int
+    COUNTERS_UNAVAILABLE_FIELD_NUMBER: _builtins.int
+    counters_unavailable: _builtins.str
+    """why no reliability counters, when there are none"""
+    @_builtins.property
+    def disks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhysicalDiskHealth]: ...
+    def __init__(
+        self,
+        *,
+        disks: _abc.Iterable[Global___PhysicalDiskHealth] | None = ...,
+        counters_unavailable: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters_unavailable", b"counters_unavailable", "disks", b"disks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiskHealthFacts: _TypeAlias = DiskHealthFacts  # noqa: Y015
+
+@_typing.final
 class Snapshot(_message.Message):
     """One point-in-time diagnostic of one workstation."""
 
@@ -990,6 +1514,14 @@ class Snapshot(_message.Message):
     SERVICES_FIELD_NUMBER: _builtins.int
     SOFTWARE_FIELD_NUMBER: _builtins.int
     UPDATES_FIELD_NUMBER: _builtins.int
+    WINDOWS_UPDATE_FIELD_NUMBER: _builtins.int
+    ANTIVIRUS_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_FIELD_NUMBER: _builtins.int
+    EVENT_LOG_FIELD_NUMBER: _builtins.int
+    PRINTING_FIELD_NUMBER: _builtins.int
+    TIME_SYNC_FIELD_NUMBER: _builtins.int
+    WIFI_FIELD_NUMBER: _builtins.int
+    DISK_HEALTH_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     duration_ms: _builtins.int
     agent_version: _builtins.str
@@ -1017,6 +1549,22 @@ class Snapshot(_message.Message):
     def software(self) -> Global___SoftwareFacts: ...
     @_builtins.property
     def updates(self) -> Global___UpdateFacts: ...
+    @_builtins.property
+    def windows_update(self) -> Global___WindowsUpdateFacts: ...
+    @_builtins.property
+    def antivirus(self) -> Global___AntivirusFacts: ...
+    @_builtins.property
+    def encryption(self) -> Global___EncryptionFacts: ...
+    @_builtins.property
+    def event_log(self) -> Global___EventLogFacts: ...
+    @_builtins.property
+    def printing(self) -> Global___PrintFacts: ...
+    @_builtins.property
+    def time_sync(self) -> Global___TimeSyncFacts: ...
+    @_builtins.property
+    def wifi(self) -> Global___WifiFacts: ...
+    @_builtins.property
+    def disk_health(self) -> Global___DiskHealthFacts: ...
     def __init__(
         self,
         *,
@@ -1035,10 +1583,18 @@ class Snapshot(_message.Message):
         services: Global___ServiceFacts | None = ...,
         software: Global___SoftwareFacts | None = ...,
         updates: Global___UpdateFacts | None = ...,
+        windows_update: Global___WindowsUpdateFacts | None = ...,
+        antivirus: Global___AntivirusFacts | None = ...,
+        encryption: Global___EncryptionFacts | None = ...,
+        event_log: Global___EventLogFacts | None = ...,
+        printing: Global___PrintFacts | None = ...,
+        time_sync: Global___TimeSyncFacts | None = ...,
+        wifi: Global___WifiFacts | None = ...,
+        disk_health: Global___DiskHealthFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "collected_at", b"collected_at", "cpu", b"cpu", "disks", b"disks", "memory", b"memory", "network", b"network", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "updates", b"updates"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["antivirus", b"antivirus", "battery", b"battery", "collected_at", b"collected_at", "cpu", b"cpu", "disk_health", b"disk_health", "disks", b"disks", "encryption", b"encryption", "event_log", b"event_log", "memory", b"memory", "network", b"network", "printing", b"printing", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "time_sync", b"time_sync", "updates", b"updates", "wifi", b"wifi", "windows_update", b"windows_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "battery", b"battery", "collected_at", b"collected_at", "collectors", b"collectors", "cpu", b"cpu", "disks", b"disks", "duration_ms", b"duration_ms", "memory", b"memory", "network", b"network", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "updates", b"updates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "antivirus", b"antivirus", "battery", b"battery", "collected_at", b"collected_at", "collectors", b"collectors", "cpu", b"cpu", "disk_health", b"disk_health", "disks", b"disks", "duration_ms", b"duration_ms", "encryption", b"encryption", "event_log", b"event_log", "memory", b"memory", "network", b"network", "printing", b"printing", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "time_sync", b"time_sync", "updates", b"updates", "wifi", b"wifi", "windows_update", b"windows_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
