@@ -1,0 +1,330 @@
+"""The SSH RemoteShell, on paramiko: the server logs in to a machine that has no agent.
+
+Only the credential given is offered (no SSH agent, no ~/.ssh keys), only host keys trusted
+for this host and port are accepted (host_keys.py), and every step is bounded in time:
+connect, banner, authentication, each command. paramiko blocks, so each call runs on a
+worker thread. Commands are argument lists quoted for POSIX sh (shlex); environment values
+are quoted data for `env`, never spliced into a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import select
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import paramiko
+
+from sonde.server.remote.credentials import Credential
+from sonde.server.remote.host_keys import (
+    HostKey,
+    RefuseUnknownHostKey,
+    TrustedHostKey,
+    changed_key,
+    host_address,
+    known_hosts_name,
+)
+from sonde.server.remote.shell import (
+    CommandResult,
+    RemoteError,
+    RemoteErrorKind,
+    RemoteTarget,
+    Transport,
+)
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_READ_CHUNK = 64 * 1024
+_KEY_KINDS: tuple[type[paramiko.PKey], ...] = (
+    paramiko.Ed25519Key,
+    paramiko.ECDSAKey,
+    paramiko.RSAKey,
+)
+# sha256sum on Linux, shasum on macOS and the BSDs; the path is "$1", data to sh.
+_SHA256 = 'sha256sum -- "$1" 2>/dev/null || shasum -a 256 -- "$1"'
+
+
+@dataclass(frozen=True)
+class SshTimeouts:
+    connect_s: float = 10.0  # TCP connect
+    banner_s: float = 10.0  # the server's SSH banner after connecting
+    auth_s: float = 15.0  # the whole authentication
+
+
+def remote_command(argv: Sequence[str], environment: dict[str, str] | None = None) -> str:
+    """The one line sh runs: argv quoted, environment as `env -- NAME=VALUE` data."""
+    if not argv:
+        raise ValueError("a remote command needs at least the program to run")
+    if not environment:
+        return shlex.join(argv)
+    for name in environment:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    if "=" in argv[0]:
+        raise ValueError(f"{argv[0]!r}: env would read a program name with '=' as a variable")
+    pairs = [f"{name}={value}" for name, value in environment.items()]
+    return shlex.join(["env", "--", *pairs, *argv])
+
+
+def _private_key(credential: Credential) -> paramiko.PKey:
+    try:
+        text = credential.private_key.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    failure: Exception | None = None
+    for kind in _KEY_KINDS:  # PKey itself cannot read a key: each kind tries its own form
+        try:
+            return kind.from_private_key(io.StringIO(text), password=credential.passphrase or None)
+        except paramiko.PasswordRequiredException as error:
+            failure = error
+            break
+        except (paramiko.SSHException, ValueError) as error:
+            failure = error
+    raise RemoteError(
+        RemoteErrorKind.AUTHENTICATION,
+        f"the private key of {credential.described} could not be read "
+        f"({failure or 'it is not text'}): store it again in OpenSSH or PEM form, with its "
+        "passphrase if it has one",
+    )
+
+
+def _connect(
+    target: RemoteTarget,
+    credential: Credential,
+    trusted: Sequence[TrustedHostKey],
+    timeouts: SshTimeouts,
+) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    name = known_hosts_name(target.host, target.port)
+    mine = [key for key in trusted if (key.host, key.port) == (target.host, target.port)]
+    for key in mine:
+        client.get_host_keys().add(name, key.key.key_type, key.key.as_paramiko())
+    client.set_missing_host_key_policy(RefuseUnknownHostKey())
+    address = host_address(target.host, target.port)
+    who = f"{target.user}@{target.host}"
+    try:
+        client.connect(
+            target.host,
+            port=target.port,
+            username=target.user,
+            password=credential.password or None,
+            pkey=_private_key(credential) if credential.private_key else None,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=timeouts.connect_s,
+            banner_timeout=timeouts.banner_s,
+            auth_timeout=timeouts.auth_s,
+        )
+    except RemoteError:
+        client.close()
+        raise
+    except paramiko.BadHostKeyException as error:
+        client.close()
+        offered = HostKey.of(error.key)
+        was = next((key for key in mine if key.key.key_type == offered.key_type), mine[0])
+        raise changed_key(was, offered) from error
+    except paramiko.AuthenticationException as error:
+        client.close()
+        raise RemoteError(
+            RemoteErrorKind.AUTHENTICATION,
+            f"wrong user or key for {who}: {credential.described} was refused ({error}); "
+            "check the user name and that its public key is in that user's authorized_keys",
+        ) from error
+    except TimeoutError as error:
+        client.close()
+        raise RemoteError(
+            RemoteErrorKind.TIMEOUT,
+            f"{address} did not complete an SSH login within its time limit "
+            f"(connect {timeouts.connect_s:g} s, banner {timeouts.banner_s:g} s): {error}",
+        ) from error
+    except (paramiko.ssh_exception.NoValidConnectionsError, OSError) as error:
+        client.close()
+        raise RemoteError(
+            RemoteErrorKind.UNREACHABLE,
+            f"could not reach {address}: {error}; check the address, that sshd runs there and "
+            "that the firewall lets the server through",
+        ) from error
+    except (paramiko.SSHException, EOFError) as error:
+        client.close()
+        # paramiko says "Error reading SSH protocol banner" when the banner timed out.
+        kind = RemoteErrorKind.TIMEOUT if "banner" in str(error) else RemoteErrorKind.PROTOCOL
+        raise RemoteError(
+            kind, f"the SSH login to {address} failed: {error or 'the connection closed'}"
+        ) from error
+    return client
+
+
+class _Capped:
+    """Bytes kept up to a cap; the rest counted and dropped, so the remote never blocks."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.cap - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.kept)
+
+
+def _run(
+    client: paramiko.SSHClient,
+    target: RemoteTarget,
+    command: str,
+    *,
+    stdin: bytes,
+    timeout_s: float,
+    max_output: int,
+) -> CommandResult:
+    started = time.monotonic()
+    deadline = started + timeout_s
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise RemoteError(RemoteErrorKind.UNREACHABLE, f"the SSH session to {target.label} ended")
+    stdout, stderr = _Capped(max_output), _Capped(max_output)
+    try:
+        channel = transport.open_session(timeout=timeout_s)
+    except paramiko.SSHException as error:
+        raise RemoteError(
+            RemoteErrorKind.PROTOCOL, f"{target.label} refused a new command channel: {error}"
+        ) from error
+    try:
+        channel.settimeout(timeout_s)
+        channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        while True:
+            while channel.recv_ready():
+                stdout.add(channel.recv(_READ_CHUNK))
+            while channel.recv_stderr_ready():
+                stderr.add(channel.recv_stderr(_READ_CHUNK))
+            ended = channel.exit_status_ready() and channel.eof_received
+            if ended and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            if not transport.is_active():
+                raise RemoteError(
+                    RemoteErrorKind.UNREACHABLE,
+                    f"the SSH connection to {target.label} closed while the command ran",
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteError(
+                    RemoteErrorKind.TIMEOUT,
+                    f"the command on {target.label} did not finish within {timeout_s:g} s; "
+                    "its channel was closed",
+                )
+            select.select([channel], [], [], min(remaining, 1.0))
+        exit_code = channel.recv_exit_status()
+    except TimeoutError as error:
+        raise RemoteError(
+            RemoteErrorKind.TIMEOUT,
+            f"the command on {target.label} did not finish within {timeout_s:g} s",
+        ) from error
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise RemoteError(
+            RemoteErrorKind.UNREACHABLE,
+            f"the SSH connection to {target.label} failed while the command ran: {error}",
+        ) from error
+    finally:
+        channel.close()
+    return CommandResult(
+        exit_code=exit_code,
+        stdout=bytes(stdout.kept),
+        stderr=bytes(stderr.kept),
+        stdout_truncated=stdout.truncated,
+        stderr_truncated=stderr.truncated,
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+def _upload(client: paramiko.SSHClient, target: RemoteTarget, data: bytes, path: str) -> None:
+    try:
+        sftp = client.open_sftp()
+    except (paramiko.SSHException, OSError) as error:
+        raise RemoteError(
+            RemoteErrorKind.PROTOCOL, f"{target.label} offers no SFTP subsystem: {error}"
+        ) from error
+    try:
+        with sftp.open(path, "wb") as remote:
+            remote.chmod(0o600)  # before a byte is written
+            remote.write(data)
+    except OSError as error:
+        raise RemoteError(
+            RemoteErrorKind.PROTOCOL, f"could not write {path} on {target.label}: {error}"
+        ) from error
+    finally:
+        sftp.close()
+
+
+class SshShell:
+    """An open SSH connection to one machine (RemoteShell)."""
+
+    def __init__(self, target: RemoteTarget, client: paramiko.SSHClient) -> None:
+        self.target = target
+        self._client = client
+
+    @classmethod
+    async def open(
+        cls,
+        target: RemoteTarget,
+        credential: Credential,
+        trusted: Sequence[TrustedHostKey],
+        *,
+        timeouts: SshTimeouts | None = None,
+    ) -> SshShell:
+        """Log in; RemoteError (HostKeyRefused for an untrusted key) when it cannot."""
+        if target.transport is not Transport.SSH:
+            raise ValueError(f"{target.label} is not an SSH target")
+        client = await asyncio.to_thread(
+            _connect, target, credential, trusted, timeouts or SshTimeouts()
+        )
+        return cls(target, client)
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        environment: dict[str, str] | None = None,
+        timeout_s: float = 60.0,
+        max_output: int = 1024 * 1024,
+    ) -> CommandResult:
+        command = remote_command(argv, environment)
+        return await asyncio.to_thread(
+            partial(_run, stdin=stdin, timeout_s=timeout_s, max_output=max_output),
+            self._client,
+            self.target,
+            command,
+        )
+
+    async def upload(self, data: bytes, remote_path: str, *, timeout_s: float = 120.0) -> None:
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.to_thread(_upload, self._client, self.target, data, remote_path), timeout_s
+        )
+        left = max(1.0, timeout_s - (time.monotonic() - started))
+        check = await self.run(["sh", "-c", _SHA256, "sh", remote_path], timeout_s=left)
+        expected = hashlib.sha256(data).hexdigest()
+        got = check.stdout.decode("ascii", "replace").split(maxsplit=1)[:1]
+        if check.exit_code != 0 or got != [expected]:
+            raise RemoteError(
+                RemoteErrorKind.PROTOCOL,
+                f"{remote_path} on {self.target.label} does not hold what was sent "
+                f"(SHA-256 {got[0] if got else 'unreadable'}, sent {expected})",
+            )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)
