@@ -66,6 +66,35 @@ COLLECTOR_STATE_FAILED: CollectorState.ValueType  # 4
 """The collector raised; `reason` carries the error, never a stack trace."""
 Global___CollectorState: _TypeAlias = CollectorState  # noqa: Y015
 
+class _CollectedBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CollectedByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CollectedBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COLLECTED_BY_UNSPECIFIED: _CollectedBy.ValueType  # 0
+    COLLECTED_BY_AGENT: _CollectedBy.ValueType  # 1
+    COLLECTED_BY_SSH_PYTHON: _CollectedBy.ValueType  # 2
+    """the agent's own collectors, sent over SSH, run by python3"""
+    COLLECTED_BY_SSH_SHELL: _CollectedBy.ValueType  # 3
+    """POSIX shell commands over SSH, parsed on the server"""
+    COLLECTED_BY_WINRM: _CollectedBy.ValueType  # 4
+
+class CollectedBy(_CollectedBy, metaclass=_CollectedByEnumTypeWrapper):
+    """One point-in-time diagnostic of one workstation.
+    How a snapshot was collected: by the agent on the machine, or by the server over SSH or
+    WinRM on a machine without one (docs/agentless.md). Unspecified reads as the agent.
+    """
+
+COLLECTED_BY_UNSPECIFIED: CollectedBy.ValueType  # 0
+COLLECTED_BY_AGENT: CollectedBy.ValueType  # 1
+COLLECTED_BY_SSH_PYTHON: CollectedBy.ValueType  # 2
+"""the agent's own collectors, sent over SSH, run by python3"""
+COLLECTED_BY_SSH_SHELL: CollectedBy.ValueType  # 3
+"""POSIX shell commands over SSH, parsed on the server"""
+COLLECTED_BY_WINRM: CollectedBy.ValueType  # 4
+Global___CollectedBy: _TypeAlias = CollectedBy  # noqa: Y015
+
 @_typing.final
 class CollectorReport(_message.Message):
     """How one collector went: every collector that ran has exactly one report."""
@@ -1495,8 +1524,6 @@ Global___DiskHealthFacts: _TypeAlias = DiskHealthFacts  # noqa: Y015
 
 @_typing.final
 class Snapshot(_message.Message):
-    """One point-in-time diagnostic of one workstation."""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
@@ -1504,6 +1531,7 @@ class Snapshot(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     COLLECTORS_FIELD_NUMBER: _builtins.int
+    COLLECTED_BY_FIELD_NUMBER: _builtins.int
     SYSTEM_FIELD_NUMBER: _builtins.int
     CPU_FIELD_NUMBER: _builtins.int
     MEMORY_FIELD_NUMBER: _builtins.int
@@ -1525,6 +1553,7 @@ class Snapshot(_message.Message):
     agent_id: _builtins.str
     duration_ms: _builtins.int
     agent_version: _builtins.str
+    collected_by: Global___CollectedBy.ValueType
     @_builtins.property
     def collected_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1573,6 +1602,7 @@ class Snapshot(_message.Message):
         duration_ms: _builtins.int = ...,
         agent_version: _builtins.str = ...,
         collectors: _abc.Iterable[Global___CollectorReport] | None = ...,
+        collected_by: Global___CollectedBy.ValueType = ...,
         system: Global___SystemFacts | None = ...,
         cpu: Global___CpuFacts | None = ...,
         memory: Global___MemoryFacts | None = ...,
@@ -1594,7 +1624,7 @@ class Snapshot(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["antivirus", b"antivirus", "battery", b"battery", "collected_at", b"collected_at", "cpu", b"cpu", "disk_health", b"disk_health", "disks", b"disks", "encryption", b"encryption", "event_log", b"event_log", "memory", b"memory", "network", b"network", "printing", b"printing", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "time_sync", b"time_sync", "updates", b"updates", "wifi", b"wifi", "windows_update", b"windows_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "antivirus", b"antivirus", "battery", b"battery", "collected_at", b"collected_at", "collectors", b"collectors", "cpu", b"cpu", "disk_health", b"disk_health", "disks", b"disks", "duration_ms", b"duration_ms", "encryption", b"encryption", "event_log", b"event_log", "memory", b"memory", "network", b"network", "printing", b"printing", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "time_sync", b"time_sync", "updates", b"updates", "wifi", b"wifi", "windows_update", b"windows_update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "antivirus", b"antivirus", "battery", b"battery", "collected_at", b"collected_at", "collected_by", b"collected_by", "collectors", b"collectors", "cpu", b"cpu", "disk_health", b"disk_health", "disks", b"disks", "duration_ms", b"duration_ms", "encryption", b"encryption", "event_log", b"event_log", "memory", b"memory", "network", b"network", "printing", b"printing", "processes", b"processes", "services", b"services", "software", b"software", "system", b"system", "time_sync", b"time_sync", "updates", b"updates", "wifi", b"wifi", "windows_update", b"windows_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
