@@ -18,6 +18,7 @@ import sonde
 from sonde.server import exit_codes, pki
 from sonde.server.audit_checkpoints import checkpoint_path, read_checkpoint
 from sonde.server.audit_key import audit_key_path, ensure_audit_key, load_audit_key
+from sonde.server.credential_key import credential_key_for_store
 from sonde.server.database_errors import database_refusal
 from sonde.server.domain.audit import AuditCheckpoint, AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
@@ -218,6 +219,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     _migrate(url)  # first: a database that refuses us leaves no keys behind to trip a retry
     pki.initialise(data.pki, config.hosts)
     audit_key, _ = ensure_audit_key(data.pki.root)  # the first audit row is keyed already
+    credential_key_for_store(data.pki.root, {})  # pki/credentials.key: none is stored yet
 
     async def create_admin(db: Database) -> int:
         users = Users(db, writes=AuditedWrites(db, key=audit_key))

@@ -19,9 +19,11 @@ from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
+from sonde.server.domain.credential_secrets import CredentialKey
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.fixes import Fixes
+from sonde.server.domain.remote_credentials import RemoteCredentials
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
@@ -62,6 +64,7 @@ class ServerServices:
     script_runs: ScriptRuns
     fixes: Fixes
     script_stats: ScriptStats
+    credentials: RemoteCredentials
 
 
 async def open_services(
@@ -71,10 +74,12 @@ async def open_services(
     audit_key: AuditKey | None = None,
     catalog_public_key: ed25519.Ed25519PublicKey | None = None,
     dispatch_key: ed25519.Ed25519PrivateKey | None = None,
+    credential_key: CredentialKey | None = None,
 ) -> ServerServices:
     """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
     bundles verified with `catalog_public_key` (None: publishing is refused); script runs' orders
-    signed with `dispatch_key` (None: a run cannot be sent)."""
+    signed with `dispatch_key` (None: a run cannot be sent); remote credentials sealed with
+    `credential_key` (None: none can be added or used)."""
     wakeups = Wakeups()
     audited = AuditedWrites(db, key=audit_key)
     commands = Commands(db, audited, wakeups)
@@ -99,4 +104,5 @@ async def open_services(
         script_runs=script_runs,
         fixes=Fixes(db, script_runs),
         script_stats=ScriptStats(db),
+        credentials=RemoteCredentials(db, audited, credential_key),
     )

@@ -26,11 +26,14 @@ from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
 from sonde.server.audit_checkpoints import AuditCheckpoints, checkpoint_path
 from sonde.server.audit_key import audit_key_for_chain, audit_key_path
+from sonde.server.credential_key import credential_key_for_store, credential_key_path
 from sonde.server.dispatch_signing import load_dispatch_private_key
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditEntry
+from sonde.server.domain.credential_secrets import CredentialKey
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.remote_credentials import sealed_with
 from sonde.server.domain.replicas import Replica
 from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
 from sonde.server.domain.wake_listener import WakeListener
@@ -105,6 +108,18 @@ def _catalog_public_key(pki: PkiPaths) -> ed25519.Ed25519PublicKey | None:
     return key
 
 
+async def _credential_key(pki: PkiPaths, db: Database) -> CredentialKey:
+    """pki/credentials.key, checked against the stored credentials (made if none are)."""
+    key, made = credential_key_for_store(pki.root, await sealed_with(db))
+    if made:
+        log.warning(
+            "made the credentials key %s: copy it with pki/ to every replica and keep it "
+            "in the data folder's backups",
+            credential_key_path(pki.root),
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class RunOptions:
     data: DataDir
@@ -153,6 +168,7 @@ class SondeServer:
                 "to every replica and keep it in the data folder's backups",
                 audit_key_path(pki.root),
             )
+        credential_key = await _credential_key(pki, db)
         journal = SystemJournal.from_environment()
         self._checkpoints = checkpoints = AuditCheckpoints(
             AuditLog(db, key=audit_key),
@@ -176,6 +192,7 @@ class SondeServer:
             audit_key=audit_key,
             catalog_public_key=catalog_key,
             dispatch_key=load_dispatch_private_key(pki),
+            credential_key=credential_key,
         )
         issuer.set_tokens(services.tokens)
         self.replica = replica = Replica(db)

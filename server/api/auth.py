@@ -102,6 +102,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "CancelRun": Permission.COMMANDS_CANCEL,
     CONSOLE + "ApproveRun": Permission.SCRIPTS_APPROVE,
     CONSOLE + "RejectRun": Permission.SCRIPTS_APPROVE,
+    # The credential store; using a credential is checked by whoever connects with it.
+    CONSOLE + "AddCredential": Permission.CREDENTIALS_MANAGE,
+    CONSOLE + "ListCredentials": Permission.CREDENTIALS_READ,
+    CONSOLE + "RemoveCredential": Permission.CREDENTIALS_MANAGE,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

@@ -18,6 +18,7 @@ from sonde.server.api.auth import current_principal
 from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
+from sonde.server.api.console_credentials import CredentialMethods
 from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_proposals import ProposalMethods
@@ -58,6 +59,7 @@ class ConsoleServicer(
     ProposalMethods,
     RunMethods,
     FixMethods,
+    CredentialMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

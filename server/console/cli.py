@@ -16,6 +16,7 @@ from sonde.server.console import (
     agents,
     audit,
     commands,
+    credentials,
     demo,
     diag,
     fixes,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         scripts,
         runs,
         fixes,
+        credentials,
         demo,
     ):
         module.register(subcommands, common)

@@ -58,6 +58,9 @@ COMMAND_OF_RPC = {
     "CancelRun": "sonde runs cancel",
     "ApproveRun": "sonde approve",
     "RejectRun": "sonde reject",
+    "AddCredential": "sonde credentials add",
+    "ListCredentials": "sonde credentials list",
+    "RemoveCredential": "sonde credentials remove",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

@@ -70,6 +70,10 @@ class Permission(enum.StrEnum):
     # workstation at its risk, high included, which an l2 may not run.
     SCRIPTS_PROPOSE = "scripts.propose"
     CATALOG_REVIEW = "catalog.review"
+    # The credentials agentless reach logs in with (never their secrets): list them; add and
+    # remove them. Using one is checked by whoever connects (diagnostics.run, scripts.run.*).
+    CREDENTIALS_READ = "credentials.read"
+    CREDENTIALS_MANAGE = "credentials.manage"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -92,6 +96,7 @@ _L2: frozenset[Permission] = _L1 | {
     Permission.SCRIPTS_RUN_MEDIUM,
     Permission.SCRIPTS_APPROVE,
     Permission.SCRIPTS_PROPOSE,
+    Permission.CREDENTIALS_READ,
 }
 _ADMIN: frozenset[Permission] = _L2 | {
     Permission.SCRIPTS_RUN_HIGH,
@@ -102,6 +107,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.USERS_MANAGE,
     Permission.ENROLLMENT_MANAGE,
     Permission.AUDIT_READ,
+    Permission.CREDENTIALS_MANAGE,
 }
 
 # The one table of what each role may do.

@@ -352,3 +352,23 @@ script_runs = Table(
     Column("verified_at", UtcDateTime()),
     Column("verification_detail", Text(), nullable=False, server_default=""),  # JSON list
 )
+
+# Credentials for agentless reach (server/domain/remote_credentials.py): the secret is sealed
+# with pki/credentials.key (AES-256-GCM, bound to id, name, kind, user and hosts), never
+# stored in the clear.
+remote_credentials = Table(
+    "remote_credentials",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("user_name", String(128), nullable=False),
+    Column("hosts", Text(), nullable=False),  # JSON list of host patterns
+    Column("note", Text(), nullable=False),
+    Column("key_fingerprint", String(80), nullable=False),  # "" unless a private key
+    Column("sealed_with", String(16), nullable=False),  # the credentials key's id
+    Column("nonce", LargeBinary(), nullable=False),
+    Column("ciphertext", LargeBinary(), nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime(), nullable=False),
+)

@@ -376,6 +376,27 @@ VERIFICATION_STATE_UNVERIFIED: VerificationState.ValueType  # 6
 """the check could not be made: `reason` says why"""
 Global___VerificationState: _TypeAlias = VerificationState  # noqa: Y015
 
+class _CredentialKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CredentialKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CredentialKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREDENTIAL_KIND_UNSPECIFIED: _CredentialKind.ValueType  # 0
+    CREDENTIAL_KIND_SSH_PASSWORD: _CredentialKind.ValueType  # 1
+    CREDENTIAL_KIND_SSH_PRIVATE_KEY: _CredentialKind.ValueType  # 2
+    """OpenSSH or PEM private key text"""
+    CREDENTIAL_KIND_WINRM_PASSWORD: _CredentialKind.ValueType  # 3
+
+class CredentialKind(_CredentialKind, metaclass=_CredentialKindEnumTypeWrapper): ...
+
+CREDENTIAL_KIND_UNSPECIFIED: CredentialKind.ValueType  # 0
+CREDENTIAL_KIND_SSH_PASSWORD: CredentialKind.ValueType  # 1
+CREDENTIAL_KIND_SSH_PRIVATE_KEY: CredentialKind.ValueType  # 2
+"""OpenSSH or PEM private key text"""
+CREDENTIAL_KIND_WINRM_PASSWORD: CredentialKind.ValueType  # 3
+Global___CredentialKind: _TypeAlias = CredentialKind  # noqa: Y015
+
 @_typing.final
 class Command(_message.Message):
     """Something the server asks of an agent, durable from the moment it is asked."""
@@ -4053,3 +4074,188 @@ class GetScriptStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetScriptStatsResponse: _TypeAlias = GetScriptStatsResponse  # noqa: Y015
+
+@_typing.final
+class RemoteCredential(_message.Message):
+    """A stored credential as listings show it: never its secret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    ADDED_BY_FIELD_NUMBER: _builtins.int
+    ADDED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: Global___CredentialKind.ValueType
+    user: _builtins.str
+    note: _builtins.str
+    key_fingerprint: _builtins.str
+    """SHA256:... of a private key's public half; "" else"""
+    added_by: _builtins.str
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """host patterns: exact, *.corp.lan, 10.1.2.*, *"""
+
+    @_builtins.property
+    def added_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___CredentialKind.ValueType = ...,
+        user: _builtins.str = ...,
+        hosts: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+        key_fingerprint: _builtins.str = ...,
+        added_by: _builtins.str = ...,
+        added_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["added_at", b"added_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_at", b"added_at", "added_by", b"added_by", "hosts", b"hosts", "key_fingerprint", b"key_fingerprint", "kind", b"kind", "name", b"name", "note", b"note", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoteCredential: _TypeAlias = RemoteCredential  # noqa: Y015
+
+@_typing.final
+class AddCredentialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PASSPHRASE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: Global___CredentialKind.ValueType
+    user: _builtins.str
+    note: _builtins.str
+    secret: _builtins.str
+    """the password, or the private key's text"""
+    passphrase: _builtins.str
+    """a private key's passphrase; "" for none"""
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___CredentialKind.ValueType = ...,
+        user: _builtins.str = ...,
+        hosts: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        passphrase: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts", "kind", b"kind", "name", b"name", "note", b"note", "passphrase", b"passphrase", "secret", b"secret", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCredentialRequest: _TypeAlias = AddCredentialRequest  # noqa: Y015
+
+@_typing.final
+class AddCredentialResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credential(self) -> Global___RemoteCredential: ...
+    def __init__(
+        self,
+        *,
+        credential: Global___RemoteCredential | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCredentialResponse: _TypeAlias = AddCredentialResponse  # noqa: Y015
+
+@_typing.final
+class ListCredentialsRequest(_message.Message):
+    """By name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCredentialsRequest: _TypeAlias = ListCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class ListCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___RemoteCredential]: ...
+    def __init__(
+        self,
+        *,
+        credentials: _abc.Iterable[Global___RemoteCredential] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCredentialsResponse: _TypeAlias = ListCredentialsResponse  # noqa: Y015
+
+@_typing.final
+class RemoveCredentialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveCredentialRequest: _TypeAlias = RemoveCredentialRequest  # noqa: Y015
+
+@_typing.final
+class RemoveCredentialResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credential(self) -> Global___RemoteCredential:
+        """as it was"""
+
+    def __init__(
+        self,
+        *,
+        credential: Global___RemoteCredential | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveCredentialResponse: _TypeAlias = RemoveCredentialResponse  # noqa: Y015

@@ -279,6 +279,21 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.FromString,
                 _registered_method=True)
+        self.AddCredential = channel.unary_unary(
+                '/sonde.v1.ConsoleService/AddCredential',
+                request_serializer=sonde_dot_v1_dot_console__pb2.AddCredentialRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.AddCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListCredentials = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListCredentials',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListCredentialsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListCredentialsResponse.FromString,
+                _registered_method=True)
+        self.RemoveCredential = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RemoveCredential',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -582,6 +597,26 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddCredential(self, request, context):
+        """Credentials the server logs in with for agentless reach (docs/agentless.md,
+        "Credentials"). A secret goes in with AddCredential and never comes out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCredentials(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -829,6 +864,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.GetScriptStats,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.SerializeToString,
+            ),
+            'AddCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCredential,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.AddCredentialRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.AddCredentialResponse.SerializeToString,
+            ),
+            'ListCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredentials,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListCredentialsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListCredentialsResponse.SerializeToString,
+            ),
+            'RemoveCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveCredential,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2154,6 +2204,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/GetScriptStats',
             sonde_dot_v1_dot_console__pb2.GetScriptStatsRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.GetScriptStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/AddCredential',
+            sonde_dot_v1_dot_console__pb2.AddCredentialRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.AddCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListCredentials',
+            sonde_dot_v1_dot_console__pb2.ListCredentialsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RemoveCredential',
+            sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

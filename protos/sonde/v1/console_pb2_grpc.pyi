@@ -85,6 +85,12 @@ class ConsoleServiceStub:
     RejectRun: _grpc.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]
     FixFinding: _grpc.UnaryUnaryMultiCallable[_console_pb2.FixFindingRequest, _console_pb2.FixFindingResponse]
     GetScriptStats: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetScriptStatsRequest, _console_pb2.GetScriptStatsResponse]
+    AddCredential: _grpc.UnaryUnaryMultiCallable[_console_pb2.AddCredentialRequest, _console_pb2.AddCredentialResponse]
+    """Credentials the server logs in with for agentless reach (docs/agentless.md,
+    "Credentials"). A secret goes in with AddCredential and never comes out.
+    """
+    ListCredentials: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCredentialsRequest, _console_pb2.ListCredentialsResponse]
+    RemoveCredential: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveCredentialRequest, _console_pb2.RemoveCredentialResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -143,6 +149,12 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     RejectRun: _aio.UnaryUnaryMultiCallable[_console_pb2.RejectRunRequest, _console_pb2.RejectRunResponse]  # type: ignore[assignment]
     FixFinding: _aio.UnaryUnaryMultiCallable[_console_pb2.FixFindingRequest, _console_pb2.FixFindingResponse]  # type: ignore[assignment]
     GetScriptStats: _aio.UnaryUnaryMultiCallable[_console_pb2.GetScriptStatsRequest, _console_pb2.GetScriptStatsResponse]  # type: ignore[assignment]
+    AddCredential: _aio.UnaryUnaryMultiCallable[_console_pb2.AddCredentialRequest, _console_pb2.AddCredentialResponse]  # type: ignore[assignment]
+    """Credentials the server logs in with for agentless reach (docs/agentless.md,
+    "Credentials"). A secret goes in with AddCredential and never comes out.
+    """
+    ListCredentials: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCredentialsRequest, _console_pb2.ListCredentialsResponse]  # type: ignore[assignment]
+    RemoveCredential: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveCredentialRequest, _console_pb2.RemoveCredentialResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -492,5 +504,29 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.GetScriptStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.GetScriptStatsResponse, _abc.Awaitable[_console_pb2.GetScriptStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddCredential(
+        self,
+        request: _console_pb2.AddCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.AddCredentialResponse, _abc.Awaitable[_console_pb2.AddCredentialResponse]]:
+        """Credentials the server logs in with for agentless reach (docs/agentless.md,
+        "Credentials"). A secret goes in with AddCredential and never comes out.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCredentials(
+        self,
+        request: _console_pb2.ListCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListCredentialsResponse, _abc.Awaitable[_console_pb2.ListCredentialsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveCredential(
+        self,
+        request: _console_pb2.RemoveCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RemoveCredentialResponse, _abc.Awaitable[_console_pb2.RemoveCredentialResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,6 +8,7 @@ from the real users table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from sonde.server.api.auth import principal_scope
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.domain.agents import AgentRecord
 from sonde.server.domain.commands import CommandKind
+from sonde.server.domain.credential_secrets import CredentialKey
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
@@ -150,6 +152,7 @@ async def console(db: Database) -> AsyncIterator[Console]:
         issuer,
         catalog_public_key=catalog_key.public_key(),
         dispatch_key=ed25519.Ed25519PrivateKey.generate(),  # as `sonde-server init` makes it
+        credential_key=CredentialKey(os.urandom(32)),  # pki/credentials.key
     )
     issuer.tokens = services.tokens
     revoked: list[str] = []

@@ -45,6 +45,7 @@ class Scene:
     pending_run_id: str  # a high-risk one asked by admin, pending approval
     proposal_id: int  # tidy-up 1.0.0 proposed by bob, pending review
     own_proposal_id: int  # tidy-more 1.0.0 proposed by bob, pending: bob may withdraw it
+    credential: str  # a stored SSH password credential
     # The agent's newest diagnostic found disk.space critical, which clear-temp fixes.
 
 
@@ -95,6 +96,7 @@ async def _scene(console: Console) -> Scene:
         metadata=BOB,
     )
     by_id = {proposal.script_id: proposal.id for proposal in proposed.proposals}
+    stored = await stub.AddCredential(credential_request("helpdesk-ssh"), metadata=ADMIN)
     return Scene(
         agent.id,
         ticket.id,
@@ -106,6 +108,17 @@ async def _scene(console: Console) -> Scene:
         pending_run.run.command.id,
         by_id["tidy-up"],
         by_id["tidy-more"],
+        stored.credential.name,
+    )
+
+
+def credential_request(name: str) -> pb.AddCredentialRequest:
+    return pb.AddCredentialRequest(
+        name=name,
+        kind=pb.CREDENTIAL_KIND_SSH_PASSWORD,
+        user="helpdesk",
+        hosts=["*.corp.lan"],
+        secret="a-throwaway-password",
     )
 
 
@@ -207,6 +220,12 @@ CALLS: dict[str, Call] = {
     "WithdrawProposal": lambda c, s: c.stub.WithdrawProposal(
         pb.WithdrawProposalRequest(proposal=str(s.own_proposal_id), reason="not needed"),
         metadata=BOB,
+    ),
+    "AddCredential": lambda c, s: c.stub.AddCredential(
+        credential_request("lab-ssh"), metadata=ADMIN
+    ),
+    "RemoveCredential": lambda c, s: c.stub.RemoveCredential(
+        pb.RemoveCredentialRequest(name=s.credential), metadata=ADMIN
     ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
