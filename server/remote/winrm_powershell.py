@@ -184,6 +184,16 @@ def run_document(
     return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+def script_document(name: str, script: bytes, arguments: Sequence[str] = ()) -> bytes:
+    """A fixed script of Sonde's (the Windows collection) run with -File from the run's
+    folder, its arguments as data; with a UTF-8 byte order mark, without which Windows
+    PowerShell 5.1 reads a .ps1 in the machine's ANSI code page."""
+    bom = b"\xef\xbb\xbf"
+    file = RunFile(name, script if script.startswith(bom) else bom + script)
+    argv: list[Argument] = [EXECUTABLE, *OPTIONS, "-File", FileArgument(name), *arguments]
+    return run_document(argv, files=[file])
+
+
 def upload_header(remote_path: str, sha256: str) -> bytes:
     """RECEIVER's first line: where the file goes and the hash it must have."""
     header = {"format": DOCUMENT_FORMAT, "path": _text(remote_path), "sha256": sha256}

@@ -53,6 +53,11 @@ def recorded_program(run: LaunchedRun) -> WinRSReply:
         script = run.file_after("-Script")
         answer = {"bound": bound, "script_sha256": hashlib.sha256(script).hexdigest()}
         return WinRSReply(stdout=json.dumps(answer).encode(), exit_code=7)
+    if run.argv[0] == "powershell.exe" and "-File" in run.argv:
+        at = run.argv.index("-File")
+        script = run.file_after("-File")
+        answer = {"script": script.decode("utf-8"), "arguments": run.argv[at + 2 :]}
+        return WinRSReply(stdout=json.dumps(answer).encode())
     return WinRSReply(stderr=f"unknown command {run.argv[0]}".encode(), exit_code=1)
 
 
@@ -135,6 +140,19 @@ async def test_arguments_and_environment_arrive_byte_for_byte(endpoint: WinRSEnd
         await shell.close()
     assert json.loads(result.stdout) == ATTACKS
     assert all(attack not in endpoint.finished[-1].command for attack in ATTACKS if attack)
+
+
+async def test_a_fixed_script_runs_from_its_file(endpoint: WinRSEndpoint) -> None:
+    script = "param([string]$Section)\nGet-CimInstance Win32_Service | ConvertTo-Json\n"
+    shell = await opened(winrm_host(endpoint.port))
+    try:
+        document = ps.script_document("collect.ps1", script.encode(), ["-Section", ATTACKS[6]])
+        result = await shell.run_document(document, timeout_s=10)
+    finally:
+        await shell.close()
+    answer = json.loads(result.stdout)
+    assert answer == {"script": "\ufeff" + script, "arguments": ["-Section", ATTACKS[6]]}
+    assert endpoint.finished[-1].command == ps.encoded_command(ps.LAUNCHER)
 
 
 def signed_entry(
