@@ -28,6 +28,7 @@ from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.folder_lock import DataFolderInUse, FolderLock
+from sonde.server.packaging.command import add_package_parser
 from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
     DEFAULT_CONSOLE_ADDRESS,
@@ -567,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_audit_verify)
+    add_package_parser(commands)
     return parser
 
 
