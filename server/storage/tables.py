@@ -66,6 +66,10 @@ agents = Table(
     Column("removed_by", String(64), nullable=False, default=""),
     # The enrollment token its key was last enrolled with (NULL: enrolled before 0007).
     Column("enrolled_with_token", String(16)),
+    # A machine without an agent, reached by the server (server/domain/agentless.py): "ssh"
+    # or "winrm", and the host:port it is reached at; both "" for an enrolled agent.
+    Column("reached_by", String(8), nullable=False, server_default=""),
+    Column("reach_address", String(255), nullable=False, server_default=""),
     Index(None, "hostname_key"),
 )
 
@@ -371,4 +375,20 @@ remote_credentials = Table(
     Column("ciphertext", LargeBinary(), nullable=False),
     Column("added_by", String(64), nullable=False),
     Column("added_at", UtcDateTime(), nullable=False),
+)
+
+# SSH host keys the server trusts (server/domain/trusted_hosts.py): each confirmed by a
+# technician against the fingerprint the machine shows out of band; never added on first use.
+trusted_host_keys = Table(
+    "trusted_host_keys",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),  # lower-cased name or address
+    Column("port", Integer(), nullable=False),
+    Column("key_type", String(40), nullable=False),  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa
+    Column("key_base64", Text(), nullable=False),
+    Column("fingerprint", String(80), nullable=False),  # SHA256:...
+    Column("trusted_by", String(64), nullable=False),
+    Column("trusted_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("host", "port", "key_type"),
 )
