@@ -5,8 +5,12 @@ audit log, not in the database file's bytes, not in the server's log."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import secrets
+import select
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +186,44 @@ def sonde_add(deployment: Deployment) -> subprocess.CompletedProcess[str]:
         "credentials", "add", "lab", "--kind", "ssh-password", "--user", "u", "--hosts", "*",
         SONDE_CREDENTIAL_SECRET=PASSWORD,
     )  # fmt: skip
+
+
+def _read_until(fd: int, wanted: bytes, seen: bytearray, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"waited for {wanted!r}, the terminal shows {bytes(seen)!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            assert chunk, f"the terminal closed before {wanted!r}: {bytes(seen)!r}"
+            seen += chunk
+
+
+def test_the_password_prompt_does_not_echo(shared_sonde: Deployment) -> None:
+    """A real terminal (a pty that is the process's controlling terminal): asked twice, the
+    typed password never shows on it, and the credential is stored."""
+    env = shared_sonde.cli_env()
+    env.pop("SONDE_CREDENTIAL_SECRET", None)
+    argv = [*program("sonde"), "credentials", "add", "typed", "--kind", "ssh-password"]
+    argv += ["--user", "helpdesk", "--hosts", "*.lab.lan"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its terminal is the pty
+        os.execve(argv[0], argv, env)
+    seen = bytearray()
+    try:
+        _read_until(fd, b"password: ", seen)
+        os.write(fd, PASSWORD.encode() + b"\n")
+        _read_until(fd, b"password again: ", seen)
+        os.write(fd, PASSWORD.encode() + b"\n")
+        _read_until(fd, b"its secret stays on the server", seen)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, bytes(seen)
+    assert PASSWORD.encode() not in seen
+    listed = ok_json(cli(shared_sonde, "credentials", "list", "--json"))
+    assert "typed" in [c["name"] for c in listed["credentials"]]

@@ -3,6 +3,7 @@ found by the most specific host, audited; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -400,3 +401,18 @@ async def test_the_key_file_is_made_owner_only_and_checked_at_start(
     path.write_bytes(b"short")
     with pytest.raises(CredentialKeyProblem, match="a credentials key is 32 bytes"):
         credential_key_for_store(tmp_path, await sealed_with(db))
+
+
+async def test_two_admins_adding_one_name_at_once_store_one(db: Database) -> None:
+    """The unique name decides, not a read before the write: one add wins, the other is
+    refused as a Conflict (not a database error), and one row and one ok audit row remain."""
+    store = _store(db)
+    outcomes = await asyncio.gather(
+        *(_add_password(store, "shared", [f"h{n}"]) for n in range(4)), return_exceptions=True
+    )
+    refused = [outcome for outcome in outcomes if outcome is not None]
+    assert len(refused) == 3
+    assert all(isinstance(error, Conflict) for error in refused), refused
+    assert len(await store.list()) == 1
+    results = await db.read(lambda c: c.execute(select(audit_log.c.result)).scalars().all())
+    assert sorted(result.split(":")[0] for result in results) == ["ok"] + ["refused"] * 3
