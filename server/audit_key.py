@@ -8,20 +8,26 @@ keyed from its next row on.
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
 from pathlib import Path
 
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audit_rows import AUDIT_KEY_BYTES, AuditKey
-from sonde.server.errors import Conflict
+from sonde.server.key_files import KeyFile, KeyFileProblem, create_key_file, read_key_file
 
 AUDIT_KEY_FILE = "audit.key"
 
 
-class AuditKeyProblem(Conflict):
+class AuditKeyProblem(KeyFileProblem):
     """The key file cannot be used: says which file and what to do."""
+
+
+_KEY_FILE = KeyFile(
+    the="the audit key",
+    one="an audit key",
+    restore="restore it from a backup of the data folder (a new key cannot verify the old rows)",
+    problem=AuditKeyProblem,
+    size=AUDIT_KEY_BYTES,
+)
 
 
 def audit_key_path(pki_root: Path) -> Path:
@@ -30,47 +36,13 @@ def audit_key_path(pki_root: Path) -> Path:
 
 def load_audit_key(path: Path) -> AuditKey | None:
     """The key in `path`, or None when there is no such file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise AuditKeyProblem(f"{path}: cannot read the audit key ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AuditKeyProblem(f"{path}: the audit key is not a regular file")
-        if info.st_mode & 0o077:
-            raise AuditKeyProblem(
-                f"{path}: the audit key is readable or writable by others "
-                f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 600 {path}"
-            )
-        secret = file.read(AUDIT_KEY_BYTES + 1)
-    if len(secret) != AUDIT_KEY_BYTES:
-        raise AuditKeyProblem(
-            f"{path}: an audit key is {AUDIT_KEY_BYTES} bytes, this file has {len(secret)}; "
-            "restore it from a backup of the data folder (a new key cannot verify the old rows)"
-        )
-    return AuditKey(secret)
+    secret = read_key_file(path, _KEY_FILE)
+    return AuditKey(secret) if secret is not None else None
 
 
 def create_audit_key(path: Path) -> AuditKey:
     """A new key in `path`, which must not exist (O_EXCL: no file or link is followed)."""
-    secret = secrets.token_bytes(AUDIT_KEY_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise AuditKeyProblem(f"{path} exists already: not overwriting an audit key") from None
-    with os.fdopen(fd, "wb") as file:
-        file.write(secret)
-        file.flush()
-        os.fsync(file.fileno())
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return AuditKey(secret)
+    return AuditKey(create_key_file(path, _KEY_FILE))
 
 
 def ensure_audit_key(pki_root: Path) -> tuple[AuditKey, bool]:

@@ -9,20 +9,26 @@ start: a new key could open none of them.
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from sonde.server.domain.credential_secrets import CREDENTIAL_KEY_BYTES, CredentialKey
-from sonde.server.errors import Conflict
+from sonde.server.key_files import KeyFile, KeyFileProblem, create_key_file, read_key_file
 
 CREDENTIAL_KEY_FILE = "credentials.key"
 
 
-class CredentialKeyProblem(Conflict):
+class CredentialKeyProblem(KeyFileProblem):
     """The key file cannot be used: says which file and what to do."""
+
+
+_KEY_FILE = KeyFile(
+    the="the credentials key",
+    one="a credentials key",
+    restore="restore it from a backup of the data folder",
+    problem=CredentialKeyProblem,
+    size=CREDENTIAL_KEY_BYTES,
+)
 
 
 def credential_key_path(pki_root: Path) -> Path:
@@ -31,51 +37,13 @@ def credential_key_path(pki_root: Path) -> Path:
 
 def load_credential_key(path: Path) -> CredentialKey | None:
     """The key in `path`, or None when there is no such file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise CredentialKeyProblem(
-            f"{path}: cannot read the credentials key ({error.strerror})"
-        ) from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise CredentialKeyProblem(f"{path}: the credentials key is not a regular file")
-        if info.st_mode & 0o077:
-            raise CredentialKeyProblem(
-                f"{path}: the credentials key is readable or writable by others "
-                f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 600 {path}"
-            )
-        secret = file.read(CREDENTIAL_KEY_BYTES + 1)
-    if len(secret) != CREDENTIAL_KEY_BYTES:
-        raise CredentialKeyProblem(
-            f"{path}: a credentials key is {CREDENTIAL_KEY_BYTES} bytes, this file has "
-            f"{len(secret)}; restore it from a backup of the data folder"
-        )
-    return CredentialKey(secret)
+    secret = read_key_file(path, _KEY_FILE)
+    return CredentialKey(secret) if secret is not None else None
 
 
 def create_credential_key(path: Path) -> CredentialKey:
     """A new key in `path`, which must not exist (O_EXCL: no file or link is followed)."""
-    secret = secrets.token_bytes(CREDENTIAL_KEY_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise CredentialKeyProblem(
-            f"{path} exists already: not overwriting a credentials key"
-        ) from None
-    with os.fdopen(fd, "wb") as file:
-        file.write(secret)
-        file.flush()
-        os.fsync(file.fileno())
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return CredentialKey(secret)
+    return CredentialKey(create_key_file(path, _KEY_FILE))
 
 
 def credential_key_for_store(
