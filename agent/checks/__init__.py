@@ -8,7 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sonde.agent.checks import battery, cpu, disk, memory, network, services, system, updates
+from sonde.agent.checks import (
+    battery,
+    cpu,
+    disk,
+    disk_health,
+    events,
+    memory,
+    network,
+    printing,
+    proxy,
+    security,
+    services,
+    system,
+    time_sync,
+    updates,
+    wifi,
+)
 from sonde.agent.checks.context import CheckContext
 from sonde.agent.checks.thresholds import Thresholds
 from sonde.v1 import diagnostics_pb2
@@ -33,6 +49,15 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("system.uptime", system.system_uptime),
     ("system.clock_skew", system.system_clock_skew),
     ("updates.reboot_pending", updates.reboot_pending),
+    ("windows.update", updates.windows_update),
+    ("windows.defender", security.windows_defender),
+    ("windows.bitlocker", security.windows_bitlocker),
+    ("events.errors", events.events_errors),
+    ("print.stuck_jobs", printing.print_stuck_jobs),
+    ("time.sync", time_sync.time_sync),
+    ("disk.health", disk_health.disk_health),
+    ("network.proxy", proxy.network_proxy),
+    ("wifi.signal", wifi.wifi_signal),
 )
 
 

@@ -23,6 +23,10 @@ FIXES: dict[tuple[str, str], str] = {
     ("memory.pressure", "linux"): "kill-hung-process-linux",
     ("cpu.saturation", "windows"): "kill-hung-process-windows",
     ("cpu.saturation", "linux"): "kill-hung-process-linux",
+    ("windows.update", "windows"): "repair-windows-update",
+    ("windows.defender", "windows"): "update-defender-and-scan",
+    ("print.stuck_jobs", "windows"): "restart-print-spooler",
+    ("time.sync", "windows"): "resync-clock-windows",
 }
 
 

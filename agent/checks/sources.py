@@ -23,6 +23,15 @@ CHECK_SOURCES: dict[str, tuple[str, ...]] = {
     "system.uptime": ("system",),
     "system.clock_skew": ("system",),
     "updates.reboot_pending": ("updates",),
+    "windows.update": ("windows_update",),
+    "windows.defender": ("antivirus",),
+    "windows.bitlocker": ("encryption",),
+    "events.errors": ("event_log",),
+    "print.stuck_jobs": ("printing",),
+    "time.sync": ("time_sync",),
+    "disk.health": ("disk_health",),
+    "network.proxy": ("network",),
+    "wifi.signal": ("wifi",),
 }
 
 

@@ -46,3 +46,27 @@ class Thresholds:
     # system.clock_skew: Kerberos (Windows domain sign-in) refuses beyond 5 minutes.
     clock_skew_warning_s: float = 60.0
     clock_skew_critical_s: float = 300.0
+    # windows.defender: signature age; Defender takes new signatures several times a day,
+    # so three days means its updates fail, and two weeks leaves new threats undetected.
+    defender_signature_warning_days: int = 3
+    defender_signature_critical_days: int = 14
+    # windows.update: days since Windows Update last installed; updates come monthly.
+    update_install_warning_days: int = 35
+    update_install_critical_days: int = 60
+    # events.errors: critical and error events in System and Application over 24 hours.
+    event_errors_warning_count: int = 50
+    event_errors_critical_count: int = 500
+    # events.errors: unexpected restarts (Kernel-Power 41, BugCheck 1001, EventLog 6008).
+    event_crashes_critical_count: int = 2
+    # print.stuck_jobs: a job in error, or waiting this long, is stuck.
+    print_job_stuck_minutes: int = 30
+    print_stuck_jobs_critical_count: int = 10
+    # time.sync: w32tm syncs at least weekly out of a domain, hourly or so in one.
+    time_sync_warning_days: float = 8.0
+    time_sync_critical_days: float = 30.0
+    # disk.health: an SSD's used share of its rated endurance (reliability counter Wear).
+    disk_wear_warning_percent: int = 80
+    disk_wear_critical_percent: int = 95
+    # wifi.signal: Windows' signal quality; below 40 % calls drop and pages stall.
+    wifi_signal_warning_percent: int = 40
+    wifi_signal_critical_percent: int = 20

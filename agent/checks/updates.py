@@ -1,10 +1,14 @@
-"""updates.reboot_pending: the OS waits for a restart to finish installing updates."""
+"""updates.reboot_pending: the OS waits for a restart to finish installing updates;
+windows.update: Windows Update still installs."""
 
 from __future__ import annotations
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from sonde.agent.checks.context import CheckContext
 from sonde.agent.checks.fixes import fix_for
-from sonde.agent.checks.wording import OK, WARNING, finding
+from sonde.agent.checks.thresholds import DAY_S
+from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
 
 
@@ -27,3 +31,46 @@ def reboot_pending(
     summary += f" and {more} more)." if more > 0 else ")."
     fix = fix_for("updates.reboot_pending", snapshot)
     return finding("updates.reboot_pending", WARNING, summary, evidence, fix)
+
+
+def windows_update(
+    snapshot: diagnostics_pb2.Snapshot, ctx: CheckContext
+) -> diagnostics_pb2.Finding | None:
+    """windows.update: Windows Update still installs (it last did so recently)."""
+    if not snapshot.HasField("windows_update"):
+        return None
+    wu = snapshot.windows_update
+    limits = ctx.thresholds
+    evidence: dict[str, object] = {
+        "last successful install": _when(wu.last_install_success_at),
+        "last successful search": _when(wu.last_search_success_at),
+        "latest hotfixes": ", ".join(wu.recent_hotfixes[:5]) or "none listed",
+        "service start": wu.service_start_type or "unknown",
+    }
+    fix = fix_for("windows.update", snapshot)
+    if wu.service_start_type == "disabled":
+        summary = "The Windows Update service is disabled: this computer gets no updates."
+        return finding("windows.update", CRITICAL, summary, evidence, fix)
+    latest = wu.last_install_success_at if wu.HasField("last_install_success_at") else None
+    if latest is None and wu.HasField("latest_hotfix_at"):
+        latest = wu.latest_hotfix_at
+    if latest is None or not snapshot.HasField("collected_at"):
+        return finding("windows.update", OK, "Windows Update gives no install date.", evidence)
+    days = (snapshot.collected_at.ToDatetime() - latest.ToDatetime()).total_seconds() / DAY_S
+    severity = OK
+    if days >= limits.update_install_warning_days:
+        severity = WARNING
+    if days >= limits.update_install_critical_days:
+        severity = CRITICAL
+    if severity == OK:
+        summary = f"Windows Update last installed updates {int(max(days, 0))} days ago."
+    else:
+        summary = (
+            f"Windows Update has installed nothing for {int(days)} days: monthly security "
+            "updates are missing."
+        )
+    return finding("windows.update", severity, summary, evidence, fix)
+
+
+def _when(moment: Timestamp) -> str:
+    return moment.ToJsonString() if moment.seconds else "never"

@@ -121,4 +121,11 @@ def collect_network(ctx: CollectContext, parts: PlatformParts) -> diagnostics_pb
     proxy = proxy or proxy_from_environment(dict(os.environ))
     if proxy is not None:
         facts.proxy.CopyFrom(proxy)
+    try:
+        machine = parts.machine_proxy()
+        facts.machine_proxy_known = True
+        if machine is not None:
+            facts.machine_proxy.CopyFrom(machine)
+    except CollectorUnavailable:
+        pass  # the OS has none: network.proxy does not conclude
     return facts

@@ -52,9 +52,27 @@ def platform_parts() -> PlatformParts:
     return linux_parts
 
 
+def windows_only_collectors() -> tuple[Collector, ...]:
+    """The facts only collect.ps1 gives (Defender, BitLocker, the event log, printing, ...):
+    one PowerShell run serves them all (windows/collection.py)."""
+    from sonde.agent.collectors.windows.document import WINDOWS_ONLY_FIELDS
+
+    return tuple(
+        Collector(name, name, partial(_windows_field, field=name), 30.0)
+        for name in WINDOWS_ONLY_FIELDS
+    )
+
+
+def _windows_field(ctx: CollectContext, field: str) -> Message:
+    from sonde.agent.collectors.windows import collection
+
+    return collection.collect_field(field)
+
+
 @cache
 def registered_collectors() -> tuple[Collector, ...]:
     parts = platform_parts()
+    extra = windows_only_collectors() if sys.platform == "win32" else ()
     return (
         Collector("system", "system", partial(system.collect_system, parts=parts), 2.0),
         Collector("cpu", "cpu", partial(cpu.collect_cpu, parts=parts), 2.0),
@@ -66,4 +84,5 @@ def registered_collectors() -> tuple[Collector, ...]:
         Collector("services", "services", partial(services.collect_services, parts=parts), 5.0),
         Collector("software", "software", partial(software.collect_software, parts=parts), 30.0),
         Collector("updates", "updates", partial(updates.collect_updates, parts=parts), 3.0),
+        *extra,
     )

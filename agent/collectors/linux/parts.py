@@ -71,6 +71,10 @@ def proxy_settings() -> diagnostics_pb2.ProxySettings | None:
     return None  # on Linux the environment is the only common source; network.py reads it
 
 
+def machine_proxy() -> diagnostics_pb2.ProxySettings | None:
+    raise CollectorUnavailable("Linux has no machine-wide proxy apart from the environment")
+
+
 def battery_capacity() -> BatteryCapacity | None:
     try:
         supplies = sorted(POWER_SUPPLY.iterdir())

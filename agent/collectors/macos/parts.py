@@ -43,6 +43,10 @@ def proxy_settings() -> diagnostics_pb2.ProxySettings | None:
     return parse.scutil_proxy(_run(["scutil", "--proxy"]))
 
 
+def machine_proxy() -> diagnostics_pb2.ProxySettings | None:
+    raise CollectorUnavailable("macOS has one proxy setting, scutil's, read as the user's")
+
+
 def battery_capacity() -> BatteryCapacity | None:
     return parse.ioreg_battery(_run(["ioreg", "-r", "-c", "AppleSmartBattery"]))
 

@@ -17,7 +17,7 @@ import psutil
 from sonde.agent.collectors.command import command_output
 from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
-from sonde.agent.collectors.windows import parse
+from sonde.agent.collectors.windows import command_text, parse
 from sonde.agent.collectors.windows.winreg_view import WinregView
 from sonde.v1 import diagnostics_pb2
 
@@ -51,6 +51,11 @@ def dns_servers() -> list[str]:
 
 def proxy_settings() -> diagnostics_pb2.ProxySettings | None:
     return parse.proxy_settings(_registry)
+
+
+def machine_proxy() -> diagnostics_pb2.ProxySettings | None:
+    """WinHTTP's proxy (services, Windows Update, Defender), from `netsh winhttp show proxy`."""
+    return command_text.winhttp_proxy(_run(["netsh", "winhttp", "show", "proxy"]))
 
 
 def battery_capacity() -> BatteryCapacity | None:

@@ -737,10 +737,13 @@ class NetworkFacts(_message.Message):
     PROBES_FIELD_NUMBER: _builtins.int
     PROXY_FIELD_NUMBER: _builtins.int
     MACHINE_PROXY_FIELD_NUMBER: _builtins.int
+    MACHINE_PROXY_KNOWN_FIELD_NUMBER: _builtins.int
     default_gateway: _builtins.str
     default_interface: _builtins.str
     gateway_unavailable: _builtins.str
     dns_unavailable: _builtins.str
+    machine_proxy_known: _builtins.bool
+    """machine_proxy was read (unset and known: direct access)"""
     @_builtins.property
     def interfaces(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkInterface]: ...
     @_builtins.property
@@ -770,10 +773,11 @@ class NetworkFacts(_message.Message):
         probes: _abc.Iterable[Global___ConnectProbe] | None = ...,
         proxy: Global___ProxySettings | None = ...,
         machine_proxy: Global___ProxySettings | None = ...,
+        machine_proxy_known: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["machine_proxy", b"machine_proxy", "proxy", b"proxy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_gateway", b"default_gateway", "default_interface", b"default_interface", "dns_servers", b"dns_servers", "dns_unavailable", b"dns_unavailable", "gateway_unavailable", b"gateway_unavailable", "interfaces", b"interfaces", "machine_proxy", b"machine_proxy", "probes", b"probes", "proxy", b"proxy", "resolutions", b"resolutions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_gateway", b"default_gateway", "default_interface", b"default_interface", "dns_servers", b"dns_servers", "dns_unavailable", b"dns_unavailable", "gateway_unavailable", b"gateway_unavailable", "interfaces", b"interfaces", "machine_proxy", b"machine_proxy", "machine_proxy_known", b"machine_proxy_known", "probes", b"probes", "proxy", b"proxy", "resolutions", b"resolutions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

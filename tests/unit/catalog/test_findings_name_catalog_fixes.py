@@ -23,7 +23,8 @@ SERVER_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def unhappy_workstation(os_family: str) -> diagnostics_pb2.Snapshot:
     """Full disks, no memory left, an overloaded processor, failed services, failing DNS, a
-    clock 10 minutes behind and a restart pending."""
+    clock 10 minutes behind and never synchronised, a restart pending, Windows Update
+    disabled, Defender's signatures a month old and a print job in error."""
     snapshot = diagnostics_pb2.Snapshot()
     snapshot.collected_at.FromDatetime(SERVER_TIME - timedelta(minutes=10))
     snapshot.system.os_family = os_family
@@ -47,6 +48,15 @@ def unhappy_workstation(os_family: str) -> diagnostics_pb2.Snapshot:
     snapshot.network.resolutions.add(name="sonde.corp", ok=False, error="timed out")
     snapshot.updates.reboot_required = True
     snapshot.updates.reboot_reasons.append("RebootRequired")
+    snapshot.windows_update.service_start_type = "disabled"
+    snapshot.antivirus.CopyFrom(
+        diagnostics_pb2.AntivirusFacts(
+            service_enabled=True, antivirus_enabled=True, real_time_protection=True,
+            running_mode="Normal", signature_age_days=30,
+        )
+    )  # fmt: skip
+    snapshot.printing.jobs.add(printer="HP", job_id=1, status="Error")
+    snapshot.time_sync.source = "Local CMOS Clock"
     return snapshot
 
 

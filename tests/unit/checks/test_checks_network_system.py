@@ -213,6 +213,8 @@ def test_evaluate_ids_are_stable_and_worst_severity() -> None:
         "disk.space", "disk.inodes", "memory.pressure", "cpu.saturation", "cpu.temperature",
         "battery.wear", "services.failed", "network.gateway", "network.dns", "network.server",
         "network.target", "system.uptime", "system.clock_skew", "updates.reboot_pending",
+        "windows.update", "windows.defender", "windows.bitlocker", "events.errors",
+        "print.stuck_jobs", "time.sync", "disk.health", "network.proxy", "wifi.signal",
     ]  # fmt: skip
     snapshot = _probe("server", False, 1.0)
     snapshot.network.default_gateway = "10.0.0.1"
