@@ -35,6 +35,9 @@ class Collector:
     field: str  # the Snapshot field it fills
     collect: Callable[[CollectContext], Message]
     timeout_s: float  # its own limit; the context's limit applies when shorter
+    # The context's limit does not shorten it: it waits on one PowerShell run that takes
+    # longer than a collector usually may (the Windows-only collectors).
+    own_limit: bool = False
 
 
 def platform_parts() -> PlatformParts:
@@ -58,7 +61,7 @@ def windows_only_collectors() -> tuple[Collector, ...]:
     from sonde.agent.collectors.windows.document import WINDOWS_ONLY_FIELDS
 
     return tuple(
-        Collector(name, name, partial(_windows_field, field=name), 30.0)
+        Collector(name, name, partial(_windows_field, field=name), 30.0, own_limit=True)
         for name in WINDOWS_ONLY_FIELDS
     )
 

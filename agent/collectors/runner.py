@@ -93,7 +93,7 @@ async def _run_one(entry: Collector, ctx: CollectContext) -> _Outcome:
     # A daemon thread, not the default executor: a hung OS call must not hold the
     # process open at exit (asyncio.run joins the default executor's threads).
     threading.Thread(target=work, name=f"collector-{entry.name}", daemon=True).start()
-    timeout = min(ctx.collector_timeout_s, entry.timeout_s)
+    timeout = entry.timeout_s if entry.own_limit else min(ctx.collector_timeout_s, entry.timeout_s)
     try:
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:

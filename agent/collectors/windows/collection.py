@@ -2,8 +2,10 @@
 snapshot, its document parsed by document.windows_facts, as the server's WinRM path does.
 
 The script takes seconds (CIM, the event log, Windows Update's COM object), more than a
-collector's usual limit: one run serves every collector for FRESH_S, at most one runs at a
-time, and a collector that times out waiting leaves it running for the next snapshot.
+collector's usual limit, so these collectors have their own (registry.py, own_limit). One
+run serves the collectors of one snapshot, which start together: a document is reused for
+FRESH_S only, so that a fix's verification never reads facts from before the fix. At most
+one run at a time; one that outlives a collector's limit is left to finish for the next.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from google.protobuf.message import Message
 from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.agent.collectors.windows.document import FIELD_SECTIONS, WindowsFacts, windows_facts
 
-FRESH_S = 120.0
-SCRIPT_TIMEOUT_S = 120.0
+FRESH_S = 5.0
+SCRIPT_TIMEOUT_S = 60.0
 _lock = threading.Lock()
 _latest: tuple[float, WindowsFacts] | None = None
 _running: threading.Event | None = None

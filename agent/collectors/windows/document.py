@@ -90,7 +90,10 @@ class WindowsFacts:
     collected_at: datetime | None = None
 
     def into(self, snapshot: diagnostics_pb2.Snapshot, fields: tuple[str, ...] = ()) -> None:
-        """Copy the facts (of `fields`, or all) into the snapshot, one report per field."""
+        """Copy the facts (of `fields`, or all) into the snapshot, one report per field; the
+        document's collected_at (the machine's clock) when the snapshot has none."""
+        if self.collected_at is not None and not snapshot.HasField("collected_at"):
+            snapshot.collected_at.FromDatetime(self.collected_at)
         for name in fields or tuple(FIELD_SECTIONS):
             if name in self.facts:
                 getattr(snapshot, name).CopyFrom(self.facts[name])

@@ -86,6 +86,21 @@ async def test_the_context_limit_applies_when_shorter() -> None:
     assert snapshot.collectors[0].reason == "did not finish within 0.2 s"
 
 
+async def test_a_collector_with_its_own_limit_is_not_shortened_by_the_context() -> None:
+    def slow(ctx: CollectContext) -> diagnostics_pb2.PrintFacts:
+        threading.Event().wait(0.4)  # longer than the context allows, shorter than its own
+        return diagnostics_pb2.PrintFacts(spooler_state="running")
+
+    ctx = CollectContext(collector_timeout_s=0.1)
+    own = await run_collectors([Collector("printing", "printing", slow, 2.0, own_limit=True)], ctx)
+    assert own.collectors[0].state == State.COLLECTOR_STATE_OK
+    assert own.printing.spooler_state == "running"
+    bounded = await run_collectors([Collector("printing", "printing", slow, 2.0)], ctx)
+    assert bounded.collectors[0].reason == "did not finish within 0.1 s"
+    late = await run_collectors([Collector("printing", "printing", slow, 0.2, own_limit=True)], ctx)
+    assert late.collectors[0].reason == "did not finish within 0.2 s"
+
+
 async def test_a_collector_returning_the_wrong_message_is_failed() -> None:
     snapshot = await run_collectors(
         [Collector("memory", "memory", _wrong_type, 1.0)], CollectContext()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from sonde.agent.checks import evaluate
+from sonde.agent.collectors.errors import CollectorUnavailable
+from sonde.agent.collectors.windows import collection
 from sonde.agent.collectors.windows.document import (
     FIELD_SECTIONS,
     MAX_DOCUMENT_BYTES,
@@ -349,9 +351,23 @@ def test_a_single_element_list_written_alone_is_read_as_a_list() -> None:
 def test_into_reports_each_unavailable_collector_with_its_reason() -> None:
     doc = document("healthy_windows11.json")
     del doc["sections"]["wifi"]
-    snapshot = snapshot_of(windows_facts(json.dumps(doc)))
+    snapshot = diagnostics_pb2.Snapshot()
+    windows_facts(json.dumps(doc)).into(snapshot)
+    assert snapshot.collected_at.ToJsonString() == "2026-12-02T09:20:00Z"
     reports = {r.name: r for r in snapshot.collectors}
     assert reports["wifi"].state == UNAVAILABLE
     assert reports["wifi"].reason == "wifi: the collection has no 'wifi' section"
     assert not snapshot.HasField("wifi")
     assert "wifi.signal" not in {f.check for f in evaluate(snapshot)}
+
+
+def test_the_agent_s_run_says_why_when_powershell_cannot_start() -> None:
+    # On Linux there is no powershell.exe: every Windows-only collector is unavailable, saying
+    # so, from one attempt shared by the collectors that ask together.
+    reasons = []
+    for field in ("antivirus", "printing"):
+        with pytest.raises(CollectorUnavailable) as raised:
+            collection.collect_field(field)
+        reasons.append(raised.value.reason)
+    assert reasons[0] == reasons[1]
+    assert reasons[0].startswith("powershell.exe could not run the collection: ")
