@@ -88,7 +88,30 @@ Add-Section 'system' {
         hostname = [Environment]::MachineName
         architecture = [string]$env:PROCESSOR_ARCHITECTURE
         timezone = [TimeZoneInfo]::Local.Id
+        boot_time = ConvertTo-Utc (Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime
     }
+}
+
+Add-Section 'memory' {
+    $os = Get-CimInstance -ClassName Win32_OperatingSystem
+    [ordered]@{
+        total_kib = [long]$os.TotalVisibleMemorySize
+        free_kib = [long]$os.FreePhysicalMemory
+    }
+}
+
+Add-Section 'volumes' {
+    $system = [string]$env:SystemDrive
+    $volumes = foreach ($disk in (Get-CimInstance -ClassName Win32_LogicalDisk -Filter 'DriveType=3')) {
+        [ordered]@{
+            device = [string]$disk.DeviceID
+            filesystem = [string]$disk.FileSystem
+            size = [long]$disk.Size
+            free = [long]$disk.FreeSpace
+            is_system = ([string]$disk.DeviceID -eq $system)
+        }
+    }
+    [ordered]@{ volumes = @($volumes) }
 }
 
 Add-Section 'services' {

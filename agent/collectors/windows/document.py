@@ -30,6 +30,8 @@ State = diagnostics_pb2.CollectorState
 # Snapshot field (and collector name) -> the sections of the document it is read from.
 FIELD_SECTIONS: dict[str, tuple[str, ...]] = {
     "system": ("registry", "system"),
+    "memory": ("memory",),
+    "disks": ("volumes",),
     "software": ("registry",),
     "updates": ("registry",),
     "services": ("services",),
@@ -58,7 +60,9 @@ WINDOWS_ONLY_FIELDS = (
 
 _Reader = Callable[[dict[str, Fields], JsonRegistry | None], Message]
 _READERS: dict[str, _Reader] = {
-    "system": lambda s, r: sections.system(_need(r), s["system"]),
+    # system is read apart: it needs the document's collected_at (uptime).
+    "memory": lambda s, r: sections.memory(s["memory"]),
+    "disks": lambda s, r: sections.disks(s["volumes"]),
     "software": lambda s, r: sections.software(_need(r)),
     "updates": lambda s, r: sections.updates(_need(r)),
     "services": lambda s, r: sections.services(s["services"]),
@@ -180,7 +184,12 @@ def windows_facts(document: str | bytes) -> WindowsFacts:
             result.unavailable[name] = _short(f"{missing[0]}: {broken[missing[0]]}")
             continue
         try:
-            result.facts[name] = _READERS[name](present, registry)
+            facts: Message
+            if name == "system":
+                facts = sections.system(_need(registry), present["system"], result.collected_at)
+            else:
+                facts = _READERS[name](present, registry)
+            result.facts[name] = facts
         except Malformed as malformed:
             result.unavailable[name] = _short(f"{needs[-1]}: {malformed.reason}")
     return result

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sonde.agent.collectors.battery import wear_percent
 from sonde.agent.collectors.platform_parts import BatteryCapacity
 from sonde.agent.collectors.windows import command_text, parse
-from sonde.agent.collectors.windows.json_fields import Fields
+from sonde.agent.collectors.windows.json_fields import Fields, Malformed
 from sonde.agent.collectors.windows.json_registry import JsonRegistry
 from sonde.v1 import diagnostics_pb2
 
@@ -24,9 +24,11 @@ _UINT32 = 2**32 - 1
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def system(registry: JsonRegistry, section: Fields) -> diagnostics_pb2.SystemFacts:
+def system(
+    registry: JsonRegistry, section: Fields, collected_at: datetime | None
+) -> diagnostics_pb2.SystemFacts:
     release = parse.os_release(registry)
-    return diagnostics_pb2.SystemFacts(
+    facts = diagnostics_pb2.SystemFacts(
         hostname=section.text("hostname", limit=255),
         os_family="windows",
         os_name=release.name,
@@ -34,6 +36,46 @@ def system(registry: JsonRegistry, section: Fields) -> diagnostics_pb2.SystemFac
         architecture=section.text("architecture", limit=40),
         timezone=section.text("timezone", limit=100),
     )
+    booted = section.when("boot_time")
+    if booted is not None:
+        facts.boot_time.FromDatetime(booted)
+        if collected_at is not None:
+            facts.uptime_seconds = max(0, int((collected_at - booted).total_seconds()))
+    return facts
+
+
+def memory(section: Fields) -> diagnostics_pb2.MemoryFacts:
+    """Win32_OperatingSystem's visible and free physical memory (KiB)."""
+    total = (section.integer("total_kib", high=2**44) or 0) * 1024
+    free = min((section.integer("free_kib", high=2**44) or 0) * 1024, total)
+    if total == 0:
+        raise Malformed(f"{section.where}.total_kib is missing or 0")
+    return diagnostics_pb2.MemoryFacts(
+        total_bytes=total,
+        available_bytes=free,
+        used_bytes=total - free,
+        used_percent=round(100.0 * (total - free) / total, 1),
+    )
+
+
+def disks(section: Fields) -> diagnostics_pb2.DiskFacts:
+    """Fixed volumes (Win32_LogicalDisk DriveType=3); no inodes on Windows."""
+    facts = diagnostics_pb2.DiskFacts(smart_unavailable="see disk_health")
+    for volume in section.objects("volumes", limit=64):
+        size = volume.integer("size") or 0
+        free = min(volume.integer("free") or 0, size)
+        device = volume.text("device", limit=8)
+        facts.partitions.add(
+            device=device,
+            mountpoint=f"{device}\\" if device else "",
+            filesystem=volume.text("filesystem", limit=16),
+            total_bytes=size,
+            used_bytes=size - free,
+            free_bytes=free,
+            used_percent=round(100.0 * (size - free) / size, 1) if size else 0.0,
+            is_system=bool(volume.flag("is_system")),
+        )
+    return facts
 
 
 def software(registry: JsonRegistry) -> diagnostics_pb2.SoftwareFacts:

@@ -58,6 +58,12 @@ def test_a_healthy_windows_11_laptop_gives_every_fact_and_no_problem() -> None:
     assert snapshot.system.os_name == "Windows 11 Pro 23H2"  # ProductName says Windows 10
     assert snapshot.system.os_version == "10.0.22631.4460"
     assert snapshot.system.hostname == "LPT-0417"
+    assert snapshot.system.uptime_seconds == 4 * 86400 + 3600 + 24 * 60 + 28  # from boot_time
+    assert snapshot.memory.total_bytes == 16469708 * 1024
+    assert snapshot.memory.used_percent == pytest.approx(55.8)
+    [system_drive] = snapshot.disks.partitions
+    assert (system_drive.mountpoint, system_drive.is_system) == ("C:\\", True)
+    assert system_drive.used_percent == pytest.approx(55.4)
     names = sorted(p.name for p in snapshot.software.packages)
     # SystemComponent=1 and ParentKeyName entries skipped; 64-bit, WOW6432Node and per user.
     assert names == [
@@ -271,6 +277,9 @@ def test_what_the_machine_could_not_read_is_said_with_its_message() -> None:
         ("time_sync", {"w32tm": "Quelle : CMOS local\r\n"}, "time_sync", "another language"),
         ("disk_health", {"disks": [{"counters": {"wear": 250}}]}, "disk_health", "outside"),
         ("services", {"services": "Spooler"}, "services", "not an object"),
+        ("memory", {"total_kib": 0}, "memory", "missing or 0"),
+        ("volumes", {"volumes": [{"device": "C:", "size": "big"}]}, "disks", "not a whole"),
+        ("system", {"boot_time": "last Tuesday"}, "system", "not an ISO 8601 time"),
     ],
 )
 def test_a_malformed_section_makes_its_collector_unavailable_and_says_where(
