@@ -37,7 +37,11 @@ $keys = [ordered]@{}
 
 function Read-Key([string]$Path) {
     $hive, $subkey = $Path -split '\\', 2
-    $key = if ($subkey) { $hives[$hive].OpenSubKey($subkey) } else { $hives[$hive] }
+    try {
+        $key = if ($subkey) { $hives[$hive].OpenSubKey($subkey) } else { $hives[$hive] }
+    } catch {
+        return @()  # not ours to read: like an absent key, as winreg_view.py says
+    }
     if ($null -eq $key) { return @() }
     $values = [ordered]@{}
     foreach ($name in $key.GetValueNames()) {
@@ -223,7 +227,7 @@ Add-Section 'bitlocker' {
 Add-Section 'printing' {
     $printers = @(Get-Printer)
     $jobs = foreach ($printer in $printers) {
-        foreach ($job in @(Get-PrintJob -PrinterName $printer.Name)) {
+        foreach ($job in @(Get-PrintJob -PrinterName $printer.Name -ErrorAction SilentlyContinue)) {
             [ordered]@{
                 printer = [string]$printer.Name
                 id = [int]$job.Id
@@ -292,5 +296,9 @@ $document = [ordered]@{
     sections = $sections
     errors = $errors
 }
-[Console]::OutputEncoding = [Text.Encoding]::UTF8
+try {
+    [Console]::OutputEncoding = [Text.Encoding]::UTF8
+} catch {
+    $null = $_  # no console (some remote hosts): the host's own encoding is used
+}
 $document | ConvertTo-Json -Depth 8 -Compress

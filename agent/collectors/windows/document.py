@@ -141,6 +141,8 @@ def windows_facts(document: str | bytes) -> WindowsFacts:
             f"the collection is {len(document)} bytes, more than the "
             f"{MAX_DOCUMENT_BYTES // 2**20} MiB accepted"
         )
+    if isinstance(document, str):
+        document = document.removeprefix("\ufeff")  # a UTF-8 console may write a BOM
     try:
         envelope = Fields(json.loads(document), "the collection")
     except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, huge numbers

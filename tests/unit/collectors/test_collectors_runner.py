@@ -8,13 +8,14 @@ import threading
 import pytest
 
 from sonde.agent.collectors.errors import CollectorUnavailable
-from sonde.agent.collectors.registry import Collector
+from sonde.agent.collectors.registry import Collector, windows_only_collectors
 from sonde.agent.collectors.runner import (
     CollectContext,
     collect_snapshot,
     collector_names,
     run_collectors,
 )
+from sonde.agent.collectors.windows.document import WINDOWS_ONLY_FIELDS
 from sonde.v1 import diagnostics_pb2
 
 State = diagnostics_pb2.CollectorState
@@ -125,6 +126,16 @@ async def test_progress_is_reported_as_collectors_finish() -> None:
     )
     assert [(done, total) for done, total, _ in seen] == [(1, 2), (2, 2)]
     assert seen[-1][2] == []
+
+
+def test_the_windows_only_collectors_fill_their_own_fields_with_their_own_limit() -> None:
+    entries = windows_only_collectors()  # registered on Windows only
+    assert [e.name for e in entries] == list(WINDOWS_ONLY_FIELDS)
+    assert not set(WINDOWS_ONLY_FIELDS) & set(collector_names())
+    for entry in entries:
+        assert entry.field == entry.name
+        assert entry.field in diagnostics_pb2.Snapshot.DESCRIPTOR.fields_by_name
+        assert entry.own_limit
 
 
 def test_registry_names_are_unique_and_complete() -> None:

@@ -209,6 +209,12 @@ def reasons(raw: str | bytes) -> dict[str, str]:
     return facts.unavailable
 
 
+def test_a_document_with_a_byte_order_mark_is_read() -> None:
+    raw = (FIXTURES / "healthy_windows11.json").read_bytes()
+    assert windows_facts(b"\xef\xbb\xbf" + raw).unavailable == {}
+    assert windows_facts("\ufeff" + raw.decode("utf-8")).unavailable == {}
+
+
 def test_a_truncated_document_makes_everything_unavailable() -> None:
     raw = (FIXTURES / "healthy_windows11.json").read_bytes()
     for cut in (0, 1, len(raw) // 3, len(raw) - 3):
