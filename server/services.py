@@ -14,6 +14,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sonde.server.domain import run_verification
+from sonde.server.domain.agentless import AgentlessDiagnostics
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
@@ -29,6 +30,7 @@ from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.script_stats import ScriptStats
 from sonde.server.domain.tickets import Tickets
+from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wakeups
 from sonde.server.storage.db import Database
@@ -65,6 +67,8 @@ class ServerServices:
     fixes: Fixes
     script_stats: ScriptStats
     credentials: RemoteCredentials
+    trusted_hosts: TrustedHosts
+    agentless: AgentlessDiagnostics
 
 
 async def open_services(
@@ -87,6 +91,8 @@ async def open_services(
     commands.sign_orders = script_runs.sign_in  # runs claimed with a diagnostic go signed
     diagnostics = Diagnostics(db, audited, wakeups)
     diagnostics.verify_check = run_verification.record_check(audited)  # the closed loop
+    credentials = RemoteCredentials(db, audited, credential_key)
+    trusted_hosts = TrustedHosts(db, audited)
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -104,5 +110,7 @@ async def open_services(
         script_runs=script_runs,
         fixes=Fixes(db, script_runs),
         script_stats=ScriptStats(db),
-        credentials=RemoteCredentials(db, audited, credential_key),
+        credentials=credentials,
+        trusted_hosts=trusted_hosts,
+        agentless=AgentlessDiagnostics(db, audited, trusted_hosts, credentials),
     )

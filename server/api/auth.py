@@ -106,6 +106,11 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "AddCredential": Permission.CREDENTIALS_MANAGE,
     CONSOLE + "ListCredentials": Permission.CREDENTIALS_READ,
     CONSOLE + "RemoveCredential": Permission.CREDENTIALS_MANAGE,
+    # Agentless reach over SSH: the same permission as an agent's diagnostic.
+    CONSOLE + "TrustHost": Permission.HOSTS_TRUST,
+    CONSOLE + "ListHosts": Permission.HOSTS_READ,
+    CONSOLE + "ForgetHost": Permission.HOSTS_TRUST,
+    CONSOLE + "RunAgentlessDiagnostics": Permission.DIAGNOSTICS_RUN,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

@@ -22,6 +22,7 @@ from sonde.server.api.console_credentials import CredentialMethods
 from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_proposals import ProposalMethods
+from sonde.server.api.console_remote import RemoteMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
@@ -60,6 +61,7 @@ class ConsoleServicer(
     RunMethods,
     FixMethods,
     CredentialMethods,
+    RemoteMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

@@ -20,6 +20,7 @@ from sonde.server.console import (
     demo,
     diag,
     fixes,
+    hosts,
     login,
     runs,
     scripts,
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         runs,
         fixes,
         credentials,
+        hosts,
         demo,
     ):
         module.register(subcommands, common)

@@ -61,6 +61,10 @@ COMMAND_OF_RPC = {
     "AddCredential": "sonde credentials add",
     "ListCredentials": "sonde credentials list",
     "RemoveCredential": "sonde credentials remove",
+    "TrustHost": "sonde hosts trust",
+    "ListHosts": "sonde hosts list",
+    "ForgetHost": "sonde hosts forget",
+    "RunAgentlessDiagnostics": "sonde diag",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

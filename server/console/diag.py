@@ -1,5 +1,9 @@
 """`sonde diag AGENT`: a full diagnostic now, or queued until the agent connects.
 
+With --ssh USER@HOST[:PORT] the server logs in to a machine without an agent, with the stored
+credential for the host, to a host whose key was trusted (`sonde hosts trust`), collects
+there and stores the snapshot as an agent's (docs/agentless.md, "SSH").
+
 An online agent's result is shown as soon as it arrives. An offline agent's diagnostic is
 queued (it expires after --expires, 24 h by default) and the command says when it will expire
 and which ticket it will land on; --wait waits for it, --no-queue refuses instead.
@@ -21,6 +25,7 @@ from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.inert import inert
 from sonde.server.console.render import findings_table, key_facts, snapshot_line
+from sonde.server.console.render_collection import collected_by_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
 from sonde.server.console.render_fixes import fix_hints
 from sonde.server.console.render_processes import top_processes
@@ -46,6 +51,8 @@ def diag_expiry(value: str) -> int:
 
 
 EXIT_NOT_DONE = 3  # queued or still on its way: not a failure, not a result either
+# How long the server may take over SSH: login, then collection (software is the slowest).
+AGENTLESS_TIMEOUT_S = 120
 
 
 def register(
@@ -60,7 +67,9 @@ def register(
         "--ticket when given) and show the findings, critical first, and the key facts. "
         "An offline agent gets it when it connects, until --expires.",
     )
-    diag.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
+    diag.add_argument(
+        "agent", metavar="AGENT", help=AGENT_HELP + "; with --ssh, the machine's name"
+    )
     diag.add_argument(
         "--ticket", type=ticket_number, default=0, metavar="N", help="link to ticket N"
     )
@@ -78,6 +87,26 @@ def register(
         metavar="DURATION",
         help="how long a queued diagnostic waits for an offline agent, e.g. 2h (default 24h)",
     )
+    remote = diag.add_argument_group(
+        "a machine without an agent (the server logs in; docs/agentless.md)"
+    )
+    remote.add_argument(
+        "--ssh",
+        metavar="USER@HOST[:PORT]",
+        default="",
+        help="collect over SSH; the host key must be trusted (sonde hosts trust)",
+    )
+    remote.add_argument(
+        "--credential",
+        default="",
+        metavar="NAME",
+        help="the stored credential to log in with (default: the one for the host)",
+    )
+    remote.add_argument(
+        "--shell-only",
+        action="store_true",
+        help="shell commands only, even where python3 could run the agent's collectors",
+    )
     when = diag.add_mutually_exclusive_group()
     when.add_argument(
         "--wait", action="store_true", help="wait for the result even if the agent is offline"
@@ -91,6 +120,15 @@ def register(
 
 
 def run_diag(args: argparse.Namespace, ctx: Context) -> int:
+    if args.ssh:
+        if args.wait or args.no_queue or args.expires:
+            raise CliError(
+                "INVALID_ARGUMENT",
+                "--wait, --no-queue and --expires are for an agent's queue; --ssh collects now",
+            )
+        return run_agentless_diag(args, ctx)
+    if args.credential or args.shell_only:
+        raise CliError("INVALID_ARGUMENT", "--credential and --shell-only go with --ssh")
     client = ctx.client()
     request = console_pb2.RunDiagnosticsRequest(
         agent=args.agent,
@@ -139,3 +177,40 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
         f"the diagnostic {command.id} for {machine(command)} ended {state_label(command.state)}: "
         f"{command.reason or 'no reason given'}",
     )
+
+
+def run_agentless_diag(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.RunAgentlessDiagnosticsRequest(
+        ssh=args.ssh,
+        ticket_id=args.ticket,
+        credential=args.credential,
+        shell_only=args.shell_only,
+    )
+    future = client.start(
+        client.stub.RunAgentlessDiagnostics,
+        request,
+        deadline_s=diag_deadline(args.timeout or AGENTLESS_TIMEOUT_S),
+    )
+    if not ctx.out.json_mode and ctx.out.errors.is_terminal:
+        started = time.monotonic()
+        with ctx.out.errors.status("") as status:
+            while not future.done():
+                elapsed = time.monotonic() - started
+                status.update(Text(f"logging in to {inert(args.ssh)}... {elapsed:.1f}s"))
+                with contextlib.suppress(grpc.FutureTimeoutError):
+                    future.exception(timeout=_SPINNER_TICK_S)
+    response = client.result(future)
+    stored = response.snapshot
+    heading = Text("Diagnostic ", style="bold")
+    heading.append_text(snapshot_line(stored.summary, machine(response.command)))
+    ctx.out.result(
+        response,
+        heading,
+        collected_by_line(stored.snapshot, response.note),
+        findings_table(stored.findings),
+        *fix_hints(stored.findings, args.agent),
+        *top_processes(stored.findings, stored.snapshot),
+        key_facts(stored.snapshot),
+    )
+    return 0

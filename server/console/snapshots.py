@@ -23,6 +23,7 @@ from sonde.server.console.render import (
     snapshot_line,
     text,
 )
+from sonde.server.console.render_collection import collected_by_line
 from sonde.server.console.render_processes import top_processes
 from sonde.server.console.snapshot_diff import (
     FactChange,
@@ -85,6 +86,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.result(
         response,
         heading,
+        collected_by_line(stored.snapshot),
         findings_table(stored.findings),
         *top_processes(stored.findings, stored.snapshot),
         key_facts(stored.snapshot),

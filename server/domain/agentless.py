@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -237,6 +237,7 @@ class AgentlessDiagnostics:
                 "snapshot_id": stored.summary.id,
                 "collected_by": diagnostics_pb2.CollectedBy.Name(snapshot.collected_by),
             }
+            record = replace(record, snapshot_id=stored.summary.id)
             return AgentlessDiagnostic(record, stored, collected.note)
 
         return await self._audited.run(

@@ -74,6 +74,11 @@ class Permission(enum.StrEnum):
     # remove them. Using one is checked by whoever connects (diagnostics.run, scripts.run.*).
     CREDENTIALS_READ = "credentials.read"
     CREDENTIALS_MANAGE = "credentials.manage"
+    # The SSH host keys agentless reach trusts: list them; trust one by its fingerprint, or
+    # forget a host's (a reinstalled machine). Trusting is an l2's: it says who the server
+    # may send a credential to.
+    HOSTS_READ = "hosts.read"
+    HOSTS_TRUST = "hosts.trust"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -89,6 +94,7 @@ _L1: frozenset[Permission] = frozenset(
         Permission.TICKETS_WORK,
         Permission.SCRIPTS_READ,
         Permission.SCRIPTS_RUN_LOW,
+        Permission.HOSTS_READ,
     }
 )
 _L2: frozenset[Permission] = _L1 | {
@@ -97,6 +103,7 @@ _L2: frozenset[Permission] = _L1 | {
     Permission.SCRIPTS_APPROVE,
     Permission.SCRIPTS_PROPOSE,
     Permission.CREDENTIALS_READ,
+    Permission.HOSTS_TRUST,
 }
 _ADMIN: frozenset[Permission] = _L2 | {
     Permission.SCRIPTS_RUN_HIGH,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from sonde.server.remote.shell import RemoteError, RemoteErrorKind
 
 # The host key types asked for, best first: one connection each when reading what a host offers.
 OFFERED_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
+# A host without a key of the type asked fails that handshake: expected, so not logged.
+_PROBE_LOG = "sonde.server.remote.offered_keys"
+logging.getLogger(_PROBE_LOG).setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ def offered_host_keys(
                 "sshd runs there and that the firewall lets the server through",
             ) from error
         transport = paramiko.Transport(sock)
+        transport.set_log_channel(_PROBE_LOG)
         try:
             transport.banner_timeout = timeout_s
             transport.get_security_options().key_types = (key_type,)

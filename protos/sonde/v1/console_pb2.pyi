@@ -4259,3 +4259,226 @@ class RemoveCredentialResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveCredentialResponse: _TypeAlias = RemoveCredentialResponse  # noqa: Y015
+
+@_typing.final
+class TrustedHost(_message.Message):
+    """An SSH host key the server trusts for a host and port."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    TRUSTED_BY_FIELD_NUMBER: _builtins.int
+    TRUSTED_AT_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    port: _builtins.int
+    key_type: _builtins.str
+    """ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa"""
+    fingerprint: _builtins.str
+    """SHA256:..., as ssh-keygen -lf prints it"""
+    trusted_by: _builtins.str
+    @_builtins.property
+    def trusted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        key_type: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
+        trusted_by: _builtins.str = ...,
+        trusted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trusted_at", b"trusted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "key_type", b"key_type", "port", b"port", "trusted_at", b"trusted_at", "trusted_by", b"trusted_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustedHost: _TypeAlias = TrustedHost  # noqa: Y015
+
+@_typing.final
+class TrustHostRequest(_message.Message):
+    """The server reads the keys HOST[:PORT] offers and trusts the one with this fingerprint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """HOST[:PORT], [IPV6]:PORT; port 22 when left out"""
+    fingerprint: _builtins.str
+    """SHA256:... read on the machine's console"""
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "fingerprint", b"fingerprint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustHostRequest: _TypeAlias = TrustHostRequest  # noqa: Y015
+
+@_typing.final
+class TrustHostResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def host(self) -> Global___TrustedHost: ...
+    def __init__(
+        self,
+        *,
+        host: Global___TrustedHost | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustHostResponse: _TypeAlias = TrustHostResponse  # noqa: Y015
+
+@_typing.final
+class ListHostsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHostsRequest: _TypeAlias = ListHostsRequest  # noqa: Y015
+
+@_typing.final
+class ListHostsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOSTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedHost]:
+        """by host, port and key type"""
+
+    def __init__(
+        self,
+        *,
+        hosts: _abc.Iterable[Global___TrustedHost] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHostsResponse: _TypeAlias = ListHostsResponse  # noqa: Y015
+
+@_typing.final
+class ForgetHostRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetHostRequest: _TypeAlias = ForgetHostRequest  # noqa: Y015
+
+@_typing.final
+class ForgetHostResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORGOTTEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def forgotten(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedHost]: ...
+    def __init__(
+        self,
+        *,
+        forgotten: _abc.Iterable[Global___TrustedHost] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forgotten", b"forgotten"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetHostResponse: _TypeAlias = ForgetHostResponse  # noqa: Y015
+
+@_typing.final
+class RunAgentlessDiagnosticsRequest(_message.Message):
+    """A diagnostic of a machine without an agent: the server logs in and collects."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SSH_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    SHELL_ONLY_FIELD_NUMBER: _builtins.int
+    ssh: _builtins.str
+    """USER@HOST[:PORT]"""
+    ticket_id: _builtins.int
+    """0: not linked to a ticket"""
+    credential: _builtins.str
+    """the stored credential's name; "": the one for the host"""
+    shell_only: _builtins.bool
+    """the shell collection even where python3 could run"""
+    def __init__(
+        self,
+        *,
+        ssh: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        credential: _builtins.str = ...,
+        shell_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "shell_only", b"shell_only", "ssh", b"ssh", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunAgentlessDiagnosticsRequest: _TypeAlias = RunAgentlessDiagnosticsRequest  # noqa: Y015
+
+@_typing.final
+class RunAgentlessDiagnosticsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    """why the shell collection was used; "" if it was not"""
+    @_builtins.property
+    def snapshot(self) -> Global___StoredSnapshot: ...
+    @_builtins.property
+    def command(self) -> Global___Command: ...
+    def __init__(
+        self,
+        *,
+        snapshot: Global___StoredSnapshot | None = ...,
+        command: Global___Command | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "note", b"note", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunAgentlessDiagnosticsResponse: _TypeAlias = RunAgentlessDiagnosticsResponse  # noqa: Y015

@@ -294,6 +294,26 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.FromString,
                 _registered_method=True)
+        self.TrustHost = channel.unary_unary(
+                '/sonde.v1.ConsoleService/TrustHost',
+                request_serializer=sonde_dot_v1_dot_console__pb2.TrustHostRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.TrustHostResponse.FromString,
+                _registered_method=True)
+        self.ListHosts = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListHosts',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListHostsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListHostsResponse.FromString,
+                _registered_method=True)
+        self.ForgetHost = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ForgetHost',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ForgetHostRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ForgetHostResponse.FromString,
+                _registered_method=True)
+        self.RunAgentlessDiagnostics = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RunAgentlessDiagnostics',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -617,6 +637,32 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrustHost(self, request, context):
+        """Agentless reach over SSH (docs/agentless.md, "SSH"): the host keys the server trusts,
+        each confirmed by its fingerprint, and a diagnostic the server collects by logging in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHosts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetHost(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunAgentlessDiagnostics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -879,6 +925,26 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RemoveCredential,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.SerializeToString,
+            ),
+            'TrustHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrustHost,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.TrustHostRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.TrustHostResponse.SerializeToString,
+            ),
+            'ListHosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHosts,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListHostsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListHostsResponse.SerializeToString,
+            ),
+            'ForgetHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetHost,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ForgetHostRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ForgetHostResponse.SerializeToString,
+            ),
+            'RunAgentlessDiagnostics': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAgentlessDiagnostics,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2285,6 +2351,114 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RemoveCredential',
             sonde_dot_v1_dot_console__pb2.RemoveCredentialRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RemoveCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrustHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/TrustHost',
+            sonde_dot_v1_dot_console__pb2.TrustHostRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.TrustHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListHosts',
+            sonde_dot_v1_dot_console__pb2.ListHostsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListHostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ForgetHost',
+            sonde_dot_v1_dot_console__pb2.ForgetHostRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ForgetHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAgentlessDiagnostics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RunAgentlessDiagnostics',
+            sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

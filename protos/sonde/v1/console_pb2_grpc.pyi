@@ -91,6 +91,13 @@ class ConsoleServiceStub:
     """
     ListCredentials: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCredentialsRequest, _console_pb2.ListCredentialsResponse]
     RemoveCredential: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveCredentialRequest, _console_pb2.RemoveCredentialResponse]
+    TrustHost: _grpc.UnaryUnaryMultiCallable[_console_pb2.TrustHostRequest, _console_pb2.TrustHostResponse]
+    """Agentless reach over SSH (docs/agentless.md, "SSH"): the host keys the server trusts,
+    each confirmed by its fingerprint, and a diagnostic the server collects by logging in.
+    """
+    ListHosts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListHostsRequest, _console_pb2.ListHostsResponse]
+    ForgetHost: _grpc.UnaryUnaryMultiCallable[_console_pb2.ForgetHostRequest, _console_pb2.ForgetHostResponse]
+    RunAgentlessDiagnostics: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunAgentlessDiagnosticsRequest, _console_pb2.RunAgentlessDiagnosticsResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -155,6 +162,13 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     """
     ListCredentials: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCredentialsRequest, _console_pb2.ListCredentialsResponse]  # type: ignore[assignment]
     RemoveCredential: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveCredentialRequest, _console_pb2.RemoveCredentialResponse]  # type: ignore[assignment]
+    TrustHost: _aio.UnaryUnaryMultiCallable[_console_pb2.TrustHostRequest, _console_pb2.TrustHostResponse]  # type: ignore[assignment]
+    """Agentless reach over SSH (docs/agentless.md, "SSH"): the host keys the server trusts,
+    each confirmed by its fingerprint, and a diagnostic the server collects by logging in.
+    """
+    ListHosts: _aio.UnaryUnaryMultiCallable[_console_pb2.ListHostsRequest, _console_pb2.ListHostsResponse]  # type: ignore[assignment]
+    ForgetHost: _aio.UnaryUnaryMultiCallable[_console_pb2.ForgetHostRequest, _console_pb2.ForgetHostResponse]  # type: ignore[assignment]
+    RunAgentlessDiagnostics: _aio.UnaryUnaryMultiCallable[_console_pb2.RunAgentlessDiagnosticsRequest, _console_pb2.RunAgentlessDiagnosticsResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -528,5 +542,36 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RemoveCredentialRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RemoveCredentialResponse, _abc.Awaitable[_console_pb2.RemoveCredentialResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TrustHost(
+        self,
+        request: _console_pb2.TrustHostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.TrustHostResponse, _abc.Awaitable[_console_pb2.TrustHostResponse]]:
+        """Agentless reach over SSH (docs/agentless.md, "SSH"): the host keys the server trusts,
+        each confirmed by its fingerprint, and a diagnostic the server collects by logging in.
+        """
+
+    @_abc_1.abstractmethod
+    def ListHosts(
+        self,
+        request: _console_pb2.ListHostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListHostsResponse, _abc.Awaitable[_console_pb2.ListHostsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ForgetHost(
+        self,
+        request: _console_pb2.ForgetHostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ForgetHostResponse, _abc.Awaitable[_console_pb2.ForgetHostResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RunAgentlessDiagnostics(
+        self,
+        request: _console_pb2.RunAgentlessDiagnosticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RunAgentlessDiagnosticsResponse, _abc.Awaitable[_console_pb2.RunAgentlessDiagnosticsResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,7 +9,7 @@ the service descriptor: a new method that is neither read-only nor listed here f
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -23,6 +23,7 @@ from sonde.v1 import console_pb2 as pb
 from sonde.v1 import diagnostics_pb2
 from tests.integration.console.harness import Console
 from tests.support.catalog_bundles import signed_bundle, source
+from tests.support.sshd import Sshd, start_sshd
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
 # ExportApproved only reads (the approved proposals, for signing offline): not audited.
@@ -46,10 +47,20 @@ class Scene:
     proposal_id: int  # tidy-up 1.0.0 proposed by bob, pending review
     own_proposal_id: int  # tidy-more 1.0.0 proposed by bob, pending: bob may withdraw it
     credential: str  # a stored SSH password credential
+    ssh_address: str  # 127.0.0.1:PORT of a real sshd, its host key trusted
+    ssh_fingerprint: str
+    ssh_target: str  # USER@127.0.0.1:PORT, with a stored key credential for it
     # The agent's newest diagnostic found disk.space critical, which clear-temp fixes.
 
 
-async def _scene(console: Console) -> Scene:
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    daemon = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield daemon
+    daemon.stop()
+
+
+async def _scene(console: Console, sshd: Sshd) -> Scene:
     stub = console.stub
     agent = await console.enroll_agent("PC-7")
     ticket = (
@@ -97,6 +108,21 @@ async def _scene(console: Console) -> Scene:
     )
     by_id = {proposal.script_id: proposal.id for proposal in proposed.proposals}
     stored = await stub.AddCredential(credential_request("helpdesk-ssh"), metadata=ADMIN)
+    ssh_address = f"127.0.0.1:{sshd.port}"
+    await stub.TrustHost(
+        pb.TrustHostRequest(address=ssh_address, fingerprint=sshd.host_key.fingerprint),
+        metadata=ADMIN,
+    )
+    await stub.AddCredential(
+        pb.AddCredentialRequest(
+            name="test-sshd",
+            kind=pb.CREDENTIAL_KIND_SSH_PRIVATE_KEY,
+            user=sshd.user,
+            hosts=["127.0.0.1"],
+            secret=sshd.user_key.decode(),
+        ),
+        metadata=ADMIN,
+    )
     return Scene(
         agent.id,
         ticket.id,
@@ -109,6 +135,9 @@ async def _scene(console: Console) -> Scene:
         by_id["tidy-up"],
         by_id["tidy-more"],
         stored.credential.name,
+        ssh_address,
+        sshd.host_key.fingerprint,
+        f"{sshd.user}@{ssh_address}",
     )
 
 
@@ -227,6 +256,16 @@ CALLS: dict[str, Call] = {
     "RemoveCredential": lambda c, s: c.stub.RemoveCredential(
         pb.RemoveCredentialRequest(name=s.credential), metadata=ADMIN
     ),
+    "TrustHost": lambda c, s: c.stub.TrustHost(
+        pb.TrustHostRequest(address=s.ssh_address, fingerprint=s.ssh_fingerprint), metadata=BOB
+    ),
+    "ForgetHost": lambda c, s: c.stub.ForgetHost(
+        pb.ForgetHostRequest(address=s.ssh_address), metadata=ADMIN
+    ),
+    "RunAgentlessDiagnostics": lambda c, s: c.stub.RunAgentlessDiagnostics(
+        pb.RunAgentlessDiagnosticsRequest(ssh=s.ssh_target, ticket_id=s.resolved_ticket_id),
+        metadata=BOB,
+    ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
         metadata=ADMIN,
@@ -254,8 +293,10 @@ async def _everything(console: Console) -> dict[str, list[tuple[object, ...]]]:
 
 
 @pytest.mark.parametrize("method", sorted(CALLS))
-async def test_a_crash_before_the_audit_row_leaves_neither(console: Console, method: str) -> None:
-    scene = await _scene(console)
+async def test_a_crash_before_the_audit_row_leaves_neither(
+    console: Console, sshd: Sshd, method: str
+) -> None:
+    scene = await _scene(console, sshd)
     # The call works when nothing crashes (so the fault below is what stops it).
     before = await _everything(console)
 
