@@ -18,6 +18,7 @@ from google.protobuf.json_format import MessageToDict
 
 from sonde.agent.checks import evaluate, worst_severity
 from sonde.agent.checks.wording import duration, percent, size
+from sonde.agent.collect_windows_areas import windows_areas
 from sonde.agent.collectors.runner import CollectContext, collect_snapshot
 from sonde.v1 import diagnostics_pb2
 
@@ -150,6 +151,9 @@ def _network(facts: diagnostics_pb2.NetworkFacts) -> Rows:
         proxy = facts.proxy
         shown = proxy.https_proxy or proxy.http_proxy or proxy.auto_config_url
         rows.append(("Proxy", f"{shown} (from {proxy.source})"))
+    if facts.HasField("machine_proxy"):
+        machine = facts.machine_proxy
+        rows.append(("Machine proxy", f"{machine.https_proxy or machine.http_proxy} (WinHTTP)"))
     return rows
 
 
@@ -208,6 +212,7 @@ def _areas(snapshot: diagnostics_pb2.Snapshot) -> Iterable[tuple[str, Rows]]:
         yield "Software", _software(snapshot.software)
     if snapshot.HasField("updates"):
         yield "Updates", _updates(snapshot.updates)
+    yield from windows_areas(snapshot)
 
 
 def render_text(

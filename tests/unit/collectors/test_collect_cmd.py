@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from sonde.agent.checks import evaluate
 from sonde.agent.collect_cmd import inert, render_text, run_collect
 from sonde.agent.collectors.runner import CollectContext
+from sonde.agent.collectors.windows.document import windows_facts
 from sonde.v1 import diagnostics_pb2
 
+RECORDED_WINDOWS = Path(__file__).resolve().parents[2] / "fixtures" / "windows"
 HOSTILE = "PC-042\x1b[2J\x1b]0;pwned\x07\nFAKE  OK  all good\u202e\x9b31m"
 
 
@@ -61,3 +64,20 @@ def test_hostile_host_and_process_names_are_printed_inert() -> None:
 def test_inert_escapes_controls_and_keeps_ordinary_text() -> None:
     assert inert("Intel® Core™ i5 — bürö") == "Intel® Core™ i5 — bürö"
     assert inert("a\tb\nc\x00") == "a\\tb\\nc\\x00"
+
+
+def test_a_windows_document_s_facts_are_shown_by_area_and_inert() -> None:
+    raw = (RECORDED_WINDOWS / "print_jobs_stuck.json").read_text(encoding="utf-8")
+    raw = raw.replace("Q4 budget.xlsx", "Q4\\u001b[2J\\u202ebudget.xlsx")
+    facts = windows_facts(raw)
+    snapshot = diagnostics_pb2.Snapshot()
+    facts.into(snapshot)
+    text = render_text(snapshot, evaluate(snapshot), colour=False)
+    for title in ("Windows Update", "Antivirus", "BitLocker", "Event log", "Printing"):
+        assert f"\n{title}" in text
+    for title in ("Time sync", "Wi-Fi", "Disk health"):
+        assert f"\n{title}" in text
+    assert "Machine proxy" not in text  # WinHTTP goes direct on this machine
+    assert "Q4\\x1b[2J\\u202ebudget.xlsx" in text
+    assert "\x1b" not in text
+    assert "\n  WARNING  print.stuck_jobs: 3 print jobs are stuck" in text
