@@ -27,7 +27,13 @@ from sonde.agent.checks import CheckContext, evaluate
 from sonde.server.domain.audit_rows import DetailValue
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
-from sonde.server.domain.commands import CommandKind, CommandRecord, CommandState, new_command_id
+from sonde.server.domain.commands import (
+    CommandKind,
+    CommandRecord,
+    CommandState,
+    insert_command,
+    new_command_id,
+)
 from sonde.server.domain.diagnostics import StoredSnapshotRecord, store_snapshot
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import sanitized
@@ -43,7 +49,7 @@ from sonde.server.remote.remote_snapshot import collect_remote_snapshot
 from sonde.server.remote.shell import RemoteError, RemoteShell, RemoteTarget
 from sonde.server.remote.ssh import SshShell
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import agents, commands
+from sonde.server.storage.tables import agents
 from sonde.v1 import diagnostics_pb2
 
 OpenShell = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitable[RemoteShell]]
@@ -200,26 +206,7 @@ class AgentlessDiagnostics:
                 deliveries=0,
                 snapshot_id=None,
             )
-            connection.execute(
-                commands.insert(),
-                {
-                    "id": record.id,
-                    "agent_id": machine_id,
-                    "kind": CommandKind.COLLECT.value,
-                    "ticket_id": ticket_id,
-                    "requested_by": principal.name,
-                    "created_at": received_at,
-                    "expires_at": received_at,
-                    "state": CommandState.SUCCEEDED.value,
-                    "delivered_at": received_at,
-                    "started_at": received_at,
-                    "finished_at": received_at,
-                    "failure_reason": "",
-                    "cancelled_by": "",
-                    "deliveries": 0,
-                    "delivered_session": "",
-                },
-            )
+            insert_command(connection, record)
             stored = store_snapshot(
                 connection, record, machine_id, snapshot, found, received_at=received_at
             )

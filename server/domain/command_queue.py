@@ -32,6 +32,7 @@ from sonde.server.domain.commands import (
     QueuedCommand,
     check_transition,
     finish,
+    insert_command,
     is_open,
     load_command,
     lock_command,
@@ -47,7 +48,6 @@ from sonde.server.domain.ticket_waiting import require_ticket_of
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, Unavailable
 from sonde.server.storage.db import Database
-from sonde.server.storage.driver import DriverStatement
 from sonde.server.storage.tables import agents, commands
 from sonde.server.storage.types import AnyRow
 from sonde.v1 import remediation_pb2
@@ -70,7 +70,6 @@ _OPEN_FOR_AGENT = (
     .order_by(commands.c.created_at, commands.c.id)
 )
 _CLAIMABLE = _OPEN_FOR_AGENT.with_for_update()
-_INSERT_COMMAND = DriverStatement(commands.insert())  # every column given: no defaults to run
 
 
 class Commands:
@@ -151,23 +150,6 @@ class Commands:
                 deliveries=0,
                 snapshot_id=None,
             )
-            values = {
-                "id": record.id,
-                "agent_id": agent.id,
-                "kind": kind.value,
-                "ticket_id": ticket_id,
-                "requested_by": principal.name,
-                "created_at": now,
-                "expires_at": record.expires_at,
-                "state": CommandState.QUEUED.value,
-                "delivered_at": None,
-                "started_at": None,
-                "finished_at": None,
-                "failure_reason": "",
-                "cancelled_by": "",
-                "deliveries": 0,
-                "delivered_session": "",
-            }
             if stream is None:
                 emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))
             else:
@@ -175,14 +157,10 @@ class Commands:
                 record = replace(
                     record, state=CommandState.DELIVERED, delivered_at=now, deliveries=1
                 )
-                values |= {
-                    "state": CommandState.DELIVERED.value,
-                    "delivered_at": now,
-                    "deliveries": 1,
-                    "delivered_session": stream.session_id,
-                }
                 sent.append(record)
-            _INSERT_COMMAND.rows(connection, values)
+            insert_command(
+                connection, record, delivered_session=stream.session_id if stream else ""
+            )
             entry.detail |= {"command_id": record.id, "kind": kind.value}
             entry.detail["expires_in_s"] = int(expires_in.total_seconds())
             # What was just written, not read back (ARCHITECTURE.md: a hot path does not

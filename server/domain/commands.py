@@ -149,6 +149,38 @@ _FINISH = DriverStatement(
 )
 
 
+# Built once and run on SQLite's own cursor: every command asked is one row.
+_INSERT = DriverStatement(commands.insert())  # every column given: no defaults to run
+
+
+def insert_command(
+    connection: Connection, record: CommandRecord, *, delivered_session: str = ""
+) -> None:
+    """Write `record` as a new row, inside the caller's unit (`delivered_session`: the
+    session it was handed to in the same unit, if any)."""
+    _INSERT.rows(
+        connection,
+        {
+            "id": record.id,
+            "agent_id": record.agent_id,
+            "kind": record.kind.value,
+            "ticket_id": record.ticket_id,
+            "requested_by": record.requested_by,
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+            "state": record.state.value,
+            "delivered_at": record.delivered_at,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+            "failure_reason": record.reason,
+            "cancelled_by": record.cancelled_by,
+            "deliveries": record.deliveries,
+            "delivered_session": delivered_session,
+            "collectors": ",".join(record.collectors),
+        },
+    )
+
+
 def record_from_row(row: AnyRow) -> CommandRecord:
     return CommandRecord(
         id=row.id,

@@ -39,6 +39,7 @@ from sonde.server.domain.commands import (
     CommandKind,
     CommandRecord,
     CommandState,
+    insert_command,
     load_command,
     new_command_id,
 )
@@ -212,26 +213,28 @@ def queue_check(
     wakes: list[Wake],
 ) -> str:
     """Queue the diagnostic that collects `checks` again on the run's agent; its id."""
-    command_id = new_command_id()
-    connection.execute(
-        commands.insert().values(
-            id=command_id,
-            agent_id=run.agent_id,
-            kind=CommandKind.COLLECT.value,
-            ticket_id=run.ticket_id,
-            requested_by=run.requested_by,
-            created_at=now,
-            expires_at=now + CHECK_EXPIRY,
-            state=CommandState.QUEUED.value,
-            failure_reason="",
-            cancelled_by="",
-            deliveries=0,
-            delivered_session="",
-            collectors=",".join(collectors_for(checks)),
-        )
+    check = CommandRecord(
+        id=new_command_id(),
+        agent_id=run.agent_id,
+        agent_hostname=run.agent_hostname,
+        kind=CommandKind.COLLECT,
+        state=CommandState.QUEUED,
+        ticket_id=run.ticket_id,
+        requested_by=run.requested_by,
+        created_at=now,
+        expires_at=now + CHECK_EXPIRY,
+        delivered_at=None,
+        started_at=None,
+        finished_at=None,
+        reason="",
+        cancelled_by="",
+        deliveries=0,
+        snapshot_id=None,
+        collectors=tuple(collectors_for(checks)),
     )
-    emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, run.agent_id, command_id))
-    return command_id
+    insert_command(connection, check)
+    emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, run.agent_id, check.id))
+    return check.id
 
 
 def after_restart(

@@ -53,6 +53,7 @@ from sonde.server.domain.commands import (
     FinishedCommand,
     check_transition,
     finish_record,
+    insert_command,
     lock_command_record,
     new_command_id,
 )
@@ -88,7 +89,6 @@ from sonde.v1 import remediation_pb2
 
 APPROVAL_WINDOW = timedelta(hours=4)
 # Built once (PERFORMANCE.md: building statements per call costs 2-3x): a run is asked often.
-_INSERT_COMMAND = commands.insert()
 _INSERT_RUN = script_runs.insert()
 
 
@@ -207,24 +207,7 @@ class ScriptRuns(RunResults):
                 deliveries=0,
                 snapshot_id=None,
             )
-            connection.execute(
-                _INSERT_COMMAND,
-                {
-                    "id": command.id,
-                    "agent_id": agent.id,
-                    "kind": command.kind.value,
-                    "ticket_id": ticket_id,
-                    "requested_by": principal.name,
-                    "created_at": now,
-                    "expires_at": command.expires_at,
-                    "state": state.value,
-                    "failure_reason": "",
-                    "cancelled_by": "",
-                    "deliveries": 0,
-                    "delivered_session": "",
-                    "collectors": "",
-                },
-            )
+            insert_command(connection, command)
             approval_due = min(now + APPROVAL_WINDOW, command.expires_at) if high else None
             stored = {
                 "command_id": command.id,
