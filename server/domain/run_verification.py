@@ -43,14 +43,14 @@ from sonde.server.domain.commands import (
     load_command,
     new_command_id,
 )
-from sonde.server.domain.roles import Permission, Role
+from sonde.server.domain.roles import Permission
 from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel
-from sonde.server.domain.ticket_queries import load_ticket
+from sonde.server.domain.ticket_queries import load_ticket, user_role
 from sonde.server.domain.ticket_resolution import resolve_in
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake, WakeKind, emit
 from sonde.server.errors import NotFound
-from sonde.server.storage.tables import catalog_scripts, commands, findings, script_runs, users
+from sonde.server.storage.tables import catalog_scripts, commands, findings, script_runs
 from sonde.server.storage.types import AnyRow
 from sonde.v1 import diagnostics_pb2
 
@@ -449,12 +449,10 @@ def _resolve(
 
 
 def _may(connection: Connection, user: str, permission: Permission) -> bool:
-    role = connection.execute(select(users.c.role).where(users.c.name == user)).scalar()
-    if role is None:
-        return False
+    """Whether `user` may, by their role now; a user since removed may not."""
     try:
-        return Role.parse(str(role)).may(permission)
-    except ValueError:
+        return user_role(connection, user).may(permission)
+    except (NotFound, ValueError):  # removed, or a role this server does not know
         return False
 
 
