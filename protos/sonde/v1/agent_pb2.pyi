@@ -476,6 +476,7 @@ class ScriptRun(_message.Message):
     STDOUT_BYTES_FIELD_NUMBER: _builtins.int
     STDERR_BYTES_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     script_id: _builtins.str
     script_version: _builtins.str
     dry_run: _builtins.bool
@@ -491,6 +492,10 @@ class ScriptRun(_message.Message):
     """as many as the script printed"""
     stderr_bytes: _builtins.int
     duration_ms: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___RunSession:
+        """set when it ran in a logged-on user's session (Windows)"""
+
     def __init__(
         self,
         *,
@@ -507,11 +512,44 @@ class ScriptRun(_message.Message):
         stdout_bytes: _builtins.int = ...,
         stderr_bytes: _builtins.int = ...,
         duration_ms: _builtins.int = ...,
+        session: Global___RunSession | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "exit_code", b"exit_code", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "exit_code", b"exit_code", "script_id", b"script_id", "script_version", b"script_version", "session", b"session", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScriptRun: _TypeAlias = ScriptRun  # noqa: Y015
+
+@_typing.final
+class RunSession(_message.Message):
+    """The logged-on user's session a `user_session` script ran in (agent/remediation/session_choice.py)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
+    SCREEN_LOCKED_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.int
+    user: _builtins.str
+    """"CONTOSO\\alice" """
+    connection: _builtins.str
+    """console, remote desktop"""
+    screen_locked: _builtins.bool
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.int = ...,
+        user: _builtins.str = ...,
+        connection: _builtins.str = ...,
+        screen_locked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection", "screen_locked", b"screen_locked", "session_id", b"session_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSession: _TypeAlias = RunSession  # noqa: Y015

@@ -510,6 +510,7 @@ class BatteryFacts(_message.Message):
     WEAR_PERCENT_FIELD_NUMBER: _builtins.int
     WEAR_UNAVAILABLE_FIELD_NUMBER: _builtins.int
     CYCLE_COUNT_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
     present: _builtins.bool
     charge_percent: _builtins.float
     plugged_in: _builtins.bool
@@ -521,6 +522,8 @@ class BatteryFacts(_message.Message):
     """0 when the OS gives no capacities"""
     wear_unavailable: _builtins.str
     cycle_count: _builtins.int
+    condition: _builtins.str
+    """macOS: Normal, Service Recommended, ... ("" when not said)"""
     def __init__(
         self,
         *,
@@ -533,10 +536,11 @@ class BatteryFacts(_message.Message):
         wear_percent: _builtins.float = ...,
         wear_unavailable: _builtins.str = ...,
         cycle_count: _builtins.int = ...,
+        condition: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_percent", b"charge_percent", "cycle_count", b"cycle_count", "design_capacity_mwh", b"design_capacity_mwh", "full_capacity_mwh", b"full_capacity_mwh", "plugged_in", b"plugged_in", "present", b"present", "seconds_left", b"seconds_left", "wear_percent", b"wear_percent", "wear_unavailable", b"wear_unavailable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_percent", b"charge_percent", "condition", b"condition", "cycle_count", b"cycle_count", "design_capacity_mwh", b"design_capacity_mwh", "full_capacity_mwh", b"full_capacity_mwh", "plugged_in", b"plugged_in", "present", b"present", "seconds_left", b"seconds_left", "wear_percent", b"wear_percent", "wear_unavailable", b"wear_unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -976,6 +980,44 @@ class SoftwareFacts(_message.Message):
 Global___SoftwareFacts: _TypeAlias = SoftwareFacts  # noqa: Y015
 
 @_typing.final
+class PendingUpdate(_message.Message):
+    """One update the OS offers and has not installed (macOS: a softwareupdate --list entry)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    RECOMMENDED_FIELD_NUMBER: _builtins.int
+    RESTART_REQUIRED_FIELD_NUMBER: _builtins.int
+    SIZE_KIB_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """"macOS Sonoma 14.6" """
+    version: _builtins.str
+    label: _builtins.str
+    """softwareupdate's label, "macOS Sonoma 14.6-23G80" """
+    recommended: _builtins.bool
+    restart_required: _builtins.bool
+    size_kib: _builtins.int
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        version: _builtins.str = ...,
+        label: _builtins.str = ...,
+        recommended: _builtins.bool = ...,
+        restart_required: _builtins.bool = ...,
+        size_kib: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "recommended", b"recommended", "restart_required", b"restart_required", "size_kib", b"size_kib", "title", b"title", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingUpdate: _TypeAlias = PendingUpdate  # noqa: Y015
+
+@_typing.final
 class UpdateFacts(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -985,6 +1027,7 @@ class UpdateFacts(_message.Message):
     PENDING_SECURITY_UPDATES_FIELD_NUMBER: _builtins.int
     PENDING_UPDATES_KNOWN_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
     reboot_required: _builtins.bool
     pending_updates: _builtins.int
     pending_security_updates: _builtins.int
@@ -992,6 +1035,10 @@ class UpdateFacts(_message.Message):
     source: _builtins.str
     @_builtins.property
     def reboot_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def pending(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingUpdate]:
+        """each one, where the OS lists them (softwareupdate)"""
+
     def __init__(
         self,
         *,
@@ -1001,10 +1048,11 @@ class UpdateFacts(_message.Message):
         pending_security_updates: _builtins.int = ...,
         pending_updates_known: _builtins.bool = ...,
         source: _builtins.str = ...,
+        pending: _abc.Iterable[Global___PendingUpdate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_security_updates", b"pending_security_updates", "pending_updates", b"pending_updates", "pending_updates_known", b"pending_updates_known", "reboot_reasons", b"reboot_reasons", "reboot_required", b"reboot_required", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending", b"pending", "pending_security_updates", b"pending_security_updates", "pending_updates", b"pending_updates", "pending_updates_known", b"pending_updates_known", "reboot_reasons", b"reboot_reasons", "reboot_required", b"reboot_required", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
