@@ -4,7 +4,8 @@ Only the credential given is offered (no SSH agent, no ~/.ssh keys), only host k
 for this host and port are accepted (host_keys.py), and every step is bounded in time:
 connect, banner, authentication, each command. paramiko blocks, so each call runs on a
 worker thread. Commands are argument lists quoted for POSIX sh (shlex); environment values
-are quoted data for `env`, never spliced into a script.
+travel on stdin to a fixed bootstrap (ssh_environment.py), never on a command line, which
+other users of the host can read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import re
 import select
 import shlex
 import time
@@ -38,8 +38,13 @@ from sonde.server.remote.shell import (
     RemoteTarget,
     Transport,
 )
+from sonde.server.remote.ssh_environment import (
+    BOOTSTRAP_NAME,
+    ENV_BOOTSTRAP,
+    check_environment,
+    environment_block,
+)
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _READ_CHUNK = 64 * 1024
 _KEY_KINDS: tuple[type[paramiko.PKey], ...] = (
     paramiko.Ed25519Key,
@@ -57,19 +62,21 @@ class SshTimeouts:
     auth_s: float = 15.0  # the whole authentication
 
 
-def remote_command(argv: Sequence[str], environment: dict[str, str] | None = None) -> str:
-    """The one line sh runs: argv quoted, environment as `env -- NAME=VALUE` data."""
+def remote_command(
+    argv: Sequence[str], environment: dict[str, str] | None = None, *, clean: bool = False
+) -> str:
+    """The one line sh runs: argv quoted; with an environment, under the fixed bootstrap that
+    reads the values from stdin (ssh_environment.py), so no value is on the command line.
+    `clean`: the command gets only that environment (`env -i`), as a script on the agent."""
     if not argv:
         raise ValueError("a remote command needs at least the program to run")
-    if not environment:
+    if environment is None and not clean:
         return shlex.join(argv)
-    for name in environment:
-        if not _ENV_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not an environment variable name")
+    check_environment(environment or {})
     if "=" in argv[0]:
         raise ValueError(f"{argv[0]!r}: env would read a program name with '=' as a variable")
-    pairs = [f"{name}={value}" for name, value in environment.items()]
-    return shlex.join(["env", "--", *pairs, *argv])
+    start = ["env", "-i", "sh"] if clean else ["sh"]
+    return shlex.join([*start, "-c", ENV_BOOTSTRAP, BOOTSTRAP_NAME, *argv])
 
 
 def _private_key(credential: Credential) -> paramiko.PKey:
@@ -301,8 +308,13 @@ class SshShell:
         environment: dict[str, str] | None = None,
         timeout_s: float = 60.0,
         max_output: int = 1024 * 1024,
+        clean_environment: bool = False,
     ) -> CommandResult:
-        command = remote_command(argv, environment)
+        """`environment` travels on stdin, never on the command line; `clean_environment`:
+        the command gets only `environment`, nothing of the login's own."""
+        command = remote_command(argv, environment, clean=clean_environment)
+        if environment is not None or clean_environment:
+            stdin = environment_block(environment or {}) + stdin
         return await asyncio.to_thread(
             partial(_run, stdin=stdin, timeout_s=timeout_s, max_output=max_output),
             self._client,
