@@ -392,3 +392,20 @@ trusted_host_keys = Table(
     Column("trusted_at", UtcDateTime(), nullable=False),
     UniqueConstraint("host", "port", "key_type"),
 )
+
+# How the server talks WinRM to a host (server/domain/winrm_hosts.py); a host without a row
+# gets the safe defaults (HTTPS 5986, NTLM, the certificate checked).
+winrm_hosts = Table(
+    "winrm_hosts",
+    metadata,
+    Column("host", String(255), primary_key=True),  # lower-cased name or address
+    Column("port", Integer(), primary_key=True, autoincrement=False),
+    Column("https", Boolean(), nullable=False),
+    Column("auth", String(16), nullable=False),  # ntlm, kerberos, basic
+    Column("ca_file", String(4096), nullable=False),  # a path on the server; "" for none
+    Column("allow_basic", Boolean(), nullable=False),
+    Column("allow_unencrypted", Boolean(), nullable=False),
+    Column("operation_timeout_s", Integer(), nullable=False),
+    Column("set_by", String(64), nullable=False),
+    Column("set_at", UtcDateTime(), nullable=False),
+)
