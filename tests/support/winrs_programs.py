@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sonde.agent.collectors.windows.document import collection_script
 from sonde.server.remote import winrm_powershell as ps
 from tests.support.winrs_endpoint import Handler, WinRSCommand, WinRSEndpoint, WinRSReply
 
@@ -88,3 +89,25 @@ def serve_transport(endpoint: WinRSEndpoint, program: Program, files: dict[str, 
     """The endpoint answers the launcher with `program` and the receiver into `files`."""
     endpoint.on_script(ps.LAUNCHER, launcher(program))
     endpoint.on_script(ps.RECEIVER, receiver(files))
+
+
+def is_windows_collection(run: LaunchedRun) -> bool:
+    """The launcher starting the agent's own collect.ps1 with -File, byte for byte."""
+    if run.argv[:1] != [ps.EXECUTABLE] or "-File" not in run.argv:
+        return False
+    script, bom = collection_script(), b"\xef\xbb\xbf"
+    return run.file_after("-File") == (script if script.startswith(bom) else bom + script)
+
+
+def windows_collection(recorded: bytes, otherwise: Program | None = None) -> Program:
+    """A host whose collect.ps1 prints `recorded` (tests/fixtures/windows/*.json, documents
+    the script printed); other runs go to `otherwise`."""
+
+    def program(run: LaunchedRun) -> WinRSReply:
+        if is_windows_collection(run):
+            return WinRSReply(stdout=recorded, running=1)
+        if otherwise is not None:
+            return otherwise(run)
+        return WinRSReply(stderr=f"unknown command {run.argv[0]}".encode(), exit_code=1)
+
+    return program
