@@ -15,6 +15,9 @@ process, agent/remediation/order_child.py, which calls this module):
 3. The script runs (agent/remediation/runner.py); its output goes to the server as
    ScriptOutput chunks while it runs; the Result (script_run) goes through the outbox, and
    only then is the record marked finished.
+   A `user_session` script runs in the logged-on user's session (Windows): the session is
+   chosen when the order is checked (session_choice.py), and an order with no session to
+   run in is refused `user-session`, saying why; other systems refuse every such order.
 4. On the next start, a record still marked started has no result: the agent stopped during
    the run (crash, kill -9, the machine went down). It is reported as Failure(kind=FAILED,
    "interrupted: ...") and never run again.
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from pathlib import Path
 
@@ -36,6 +41,14 @@ from sonde.agent.paths import POLICY_FILE
 from sonde.agent.pinned_key import PinnedKeyRefused
 from sonde.agent.remediation.output import OutputChunk, OutputStream
 from sonde.agent.remediation.runner import RunOutcome, ScriptCannotRun, run, this_platform
+from sonde.agent.remediation.session_choice import (
+    ChosenSession,
+    LockState,
+    LogonSession,
+    NoUserSession,
+    choose_session,
+)
+from sonde.agent.remediation.user_session_run import run_in_user_session
 from sonde.agent.run_record import MAX_RECORDED_ID, RunRecord
 from sonde.catalog.envelope import OrderRefused, Refusal, VerifiedOrder, verify_order
 from sonde.catalog.policy import AgentPolicy, PolicyError, parse_policy
@@ -51,6 +64,16 @@ _FINISHED = "finished"
 RUN_FOLDER_PREFIX = "sonde-run-"  # the runner's tempfile prefix (agent/remediation/runner.py)
 
 SendOutput = Callable[[agent_pb2.ScriptOutput], Awaitable[None]]
+# This machine's sessions and the console's session id (WTSGetActiveConsoleSessionId).
+SessionSource = Callable[[], tuple[Sequence[LogonSession], int]]
+
+
+def windows_sessions() -> tuple[Sequence[LogonSession], int]:
+    if sys.platform != "win32":
+        raise OSError("the logged-on users' sessions are read only on Windows")
+    from sonde.agent.remediation import user_session
+
+    return user_session.read_sessions(), user_session.console_session_id()
 
 
 def refused(command_id: str, refusal: Refusal, reason: str) -> agent_pb2.Result:
@@ -65,11 +88,26 @@ def refused(command_id: str, refusal: Refusal, reason: str) -> agent_pb2.Result:
 class RunOrders:
     """Checks and runs the run orders of one agent; see the module's docstring."""
 
-    def __init__(self, state_dir: Path, agent_id: str, completed: Callable[[str], bool]) -> None:
-        """`completed`: whether the outbox holds an acknowledged result for a command id."""
+    def __init__(
+        self,
+        state_dir: Path,
+        agent_id: str,
+        completed: Callable[[str], bool],
+        *,
+        sessions: SessionSource | None = None,
+        machine: str | None = None,
+    ) -> None:
+        """`completed`: whether the outbox holds an acknowledged result for a command id;
+        `sessions`: where the logged-on users' sessions are read (Windows' own by default;
+        None elsewhere: user_session scripts are refused)."""
         self._state_dir = state_dir
         self._agent_id = agent_id
         self._completed = completed
+        if sessions is None and sys.platform == "win32":
+            sessions = windows_sessions
+        self._sessions = sessions
+        self._machine = machine or socket.gethostname()
+        self._chosen: dict[str, ChosenSession] = {}
         self.record = RunRecord.in_state_dir(state_dir)
 
     def _policy(self) -> AgentPolicy | str:
@@ -139,7 +177,37 @@ class RunOrders:
             raise
         if isinstance(policy, str):
             raise OrderRefused(Refusal.POLICY, policy, verified.order.command_id)
+        if verified.manifest.user_session:
+            self._chosen[verified.order.command_id] = self._user_session(verified)
         return verified
+
+    def _user_session(self, verified: VerifiedOrder) -> ChosenSession:
+        """The session a user_session script runs in; OrderRefused saying why there is none."""
+        script_id, command_id = verified.manifest.id, verified.order.command_id
+        if self._sessions is None:
+            raise OrderRefused(
+                Refusal.USER_SESSION,
+                f"{script_id} runs in the logged-on user's session, which Sonde starts only on "
+                f"Windows; this agent runs on {this_platform().value}",
+                command_id,
+            )
+        try:
+            sessions, console = self._sessions()
+        except OSError as error:
+            raise OrderRefused(
+                Refusal.USER_SESSION,
+                f"the sessions of {self._machine} could not be listed ({error}); {script_id} "
+                "needs the user's session",
+                command_id,
+            ) from None
+        try:
+            return choose_session(sessions, console, machine=self._machine, script_id=script_id)
+        except NoUserSession as error:
+            raise OrderRefused(Refusal.USER_SESSION, str(error), command_id) from None
+
+    def chosen_session(self, command_id: str) -> ChosenSession | None:
+        """The session check() chose for this command's user_session script."""
+        return self._chosen.get(command_id)
 
     async def execute(
         self,
@@ -174,16 +242,31 @@ class RunOrders:
             )
 
         started = time.monotonic()
+        session = self._chosen.get(command_id)
         try:
-            outcome = await run(
-                verified.manifest,
-                verified.script,
-                verified.values,
-                on_output=on_output,
-                cancel=cancel,
-                work_root=self._state_dir,
-                home=Path.home(),
-            )
+            if verified.manifest.user_session:
+                if session is None:
+                    raise ScriptCannotRun("no user's session was chosen when it was checked")
+                log.info("command %s runs in %s", command_id, session.describe())
+                outcome = await run_in_user_session(
+                    verified.manifest,
+                    verified.script,
+                    verified.values,
+                    session,
+                    on_output=on_output,
+                    cancel=cancel,
+                    work_root=self._state_dir,
+                )
+            else:
+                outcome = await run(
+                    verified.manifest,
+                    verified.script,
+                    verified.values,
+                    on_output=on_output,
+                    cancel=cancel,
+                    work_root=self._state_dir,
+                    home=Path.home(),
+                )
         except ScriptCannotRun as error:
             log.warning("command %s could not start: %s", command_id, error)
             return agent_pb2.Result(
@@ -201,7 +284,8 @@ class RunOrders:
             ", timed out" if outcome.timed_out else "",
             ", cancelled" if outcome.cancelled else "",
         )
-        return agent_pb2.Result(command_id=command_id, script_run=script_run(verified, outcome))
+        ran = script_run(verified, outcome, session)
+        return agent_pb2.Result(command_id=command_id, script_run=ran)
 
     def finish(self, verified: VerifiedOrder) -> None:
         """After its Result is in the outbox."""
@@ -209,9 +293,20 @@ class RunOrders:
         self.record.finished(order.command_id, order.expires_at.ToDatetime(tzinfo=UTC))
 
 
-def script_run(verified: VerifiedOrder, outcome: RunOutcome) -> agent_pb2.ScriptRun:
+def run_session(chosen: ChosenSession) -> agent_pb2.RunSession:
+    return agent_pb2.RunSession(
+        session_id=chosen.session.session_id,
+        user=chosen.session.user,
+        connection=chosen.connection,
+        screen_locked=chosen.session.lock is LockState.LOCKED,
+    )
+
+
+def script_run(
+    verified: VerifiedOrder, outcome: RunOutcome, session: ChosenSession | None = None
+) -> agent_pb2.ScriptRun:
     stopped = outcome.timed_out or outcome.cancelled or outcome.exit_code is None
-    return agent_pb2.ScriptRun(
+    ran = agent_pb2.ScriptRun(
         script_id=verified.manifest.id,
         script_version=verified.manifest.version,
         dry_run=verified.order.dry_run,
@@ -226,3 +321,6 @@ def script_run(verified: VerifiedOrder, outcome: RunOutcome) -> agent_pb2.Script
         stderr_bytes=outcome.stderr_size,
         duration_ms=min(int(outcome.duration_s * 1000), 2**32 - 1),
     )
+    if session is not None:
+        ran.session.CopyFrom(run_session(session))
+    return ran

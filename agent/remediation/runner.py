@@ -242,6 +242,11 @@ async def run(
     if this_platform() not in manifest.platforms:
         names = ", ".join(platform.value for platform in manifest.platforms)
         raise ScriptCannotRun(f"{manifest.id} is for {names}, not {this_platform().value}")
+    if manifest.user_session:  # never as the agent's own user (SYSTEM, root)
+        raise ScriptCannotRun(
+            f"{manifest.id} runs in the logged-on user's session, not as the agent's user: "
+            "user_session_run.run_in_user_session runs it"
+        )
     program = interpreter_command(manifest.interpreter)
     check_again(manifest, values)
     mark = os.urandom(16).hex()

@@ -13,6 +13,7 @@ from sonde.catalog.manifest import Manifest
 from sonde.server.domain.commands import CommandState
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.run_verification import checks_to_verify
+from sonde.server.domain.text import sanitized
 from sonde.server.domain.ticket_model import TicketLevel
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.errors import InvalidArgument, PermissionDenied
@@ -108,4 +109,14 @@ def result_text(command_id: str, state: CommandState, outcome: agent_pb2.ScriptR
         text += f" and {_size(errors)} of errors"
     if outcome.stdout_truncated or outcome.stderr_truncated:
         text += " (kept up to 1 MiB each)"
+    if outcome.HasField("session"):
+        text += "; " + session_text(outcome.session)
     return text
+
+
+def session_text(session: agent_pb2.RunSession) -> str:
+    """The user's session a run ran in, its user name as the agent sent it made inert."""
+    user = sanitized(session.user, max_chars=120) or "an unnamed user"
+    connection = sanitized(session.connection, max_chars=20) or "user"
+    text = f"ran in {user}'s {connection} session {session.session_id}"
+    return text + (" (screen locked)" if session.screen_locked else "")

@@ -55,6 +55,8 @@ class Refusal(Enum):
     POLICY = "policy"
     # The agent has no pinned dispatch or catalog key (or a damaged one): it checks nothing.
     NO_PINNED_KEY = "no-pinned-key"
+    # A user_session script, and no logged-on user's session to run it in (or not Windows).
+    USER_SESSION = "user-session"
 
 
 class OrderRefused(Exception):
