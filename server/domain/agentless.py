@@ -3,14 +3,17 @@
 `sonde diag HOST --ssh USER@HOST[:PORT]`: the server takes a credential for the target from
 its credential source, logs in only to a host whose key a technician trusted
 (trusted_hosts.py), collects with the agent's own collectors or the shell
-(sonde.server.remote.remote_snapshot), evaluates the agent's checks itself and stores the
-snapshot exactly as an agent's (diagnostics.store_snapshot, the ticket's timeline).
+(sonde.server.remote.remote_snapshot). `--winrm USER@HOST[:PORT]`: it connects as the host's
+stored WinRM settings say (winrm_hosts.py) and runs the agent's collect.ps1
+(sonde.server.remote.winrm_snapshot). Either way it evaluates the agent's checks itself and
+stores the snapshot exactly as an agent's (diagnostics.store_snapshot, the ticket's timeline).
 
-Such a machine is a row of `agents` marked `reached_by` (ssh) with the host:port it is reached
-at, its id derived from them (agentless_id): the snapshots, commands and tickets that name an
-agent by id work for it unchanged, it has no certificate (so nothing can connect as it), and
-the same machine reached again is the same row. Each collection is a COLLECT command row that
-is born final (succeeded), so `sonde commands` and the audit show it like any diagnostic.
+Such a machine is a row of `agents` marked `reached_by` (ssh or winrm) with the host:port it
+is reached at, its id derived from them (agentless_id): the snapshots, commands and tickets
+that name an agent by id work for it unchanged, it has no certificate (so nothing can
+connect as it), and the same machine reached again is the same row. Each collection is a
+COLLECT command row that is born final (succeeded), so `sonde commands` and the audit show
+it like any diagnostic.
 """
 
 from __future__ import annotations
@@ -42,23 +45,31 @@ from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_waiting import require_ticket_of
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.trusted_hosts import TrustedHosts, sonde_error_of
-from sonde.server.errors import Conflict, SondeError
+from sonde.server.domain.winrm_hosts import WinRMHosts
+from sonde.server.errors import Conflict, InvalidArgument, SondeError
 from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import HostKeyRefused, TrustedHostKey, host_address
-from sonde.server.remote.remote_snapshot import collect_remote_snapshot
-from sonde.server.remote.shell import RemoteError, RemoteShell, RemoteTarget
+from sonde.server.remote.remote_snapshot import RemoteSnapshot, collect_remote_snapshot
+from sonde.server.remote.shell import RemoteError, RemoteShell, RemoteTarget, Transport
 from sonde.server.remote.ssh import SshShell
+from sonde.server.remote.winrm import WinRMHost, WinRMShell
+from sonde.server.remote.winrm_snapshot import collect_windows_over_winrm
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents
 from sonde.v1 import diagnostics_pb2
 
 OpenShell = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitable[RemoteShell]]
+OpenWinRM = Callable[[WinRMHost, Credential], Awaitable[WinRMShell]]
 
 
 async def _open_ssh(
     target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
 ) -> RemoteShell:
     return await SshShell.open(target, credential, trusted)
+
+
+async def _open_winrm(host: WinRMHost, credential: Credential) -> WinRMShell:
+    return await WinRMShell.open(host, credential)
 
 
 def agentless_id(target: RemoteTarget) -> str:
@@ -125,7 +136,9 @@ class AgentlessDiagnostics:
         credentials: CredentialSource,
         clock: Clock = utc_now,
         *,
+        winrm_hosts: WinRMHosts | None = None,
         open_shell: OpenShell = _open_ssh,
+        open_winrm: OpenWinRM = _open_winrm,
         python: str = "python3",
     ) -> None:
         self._db = db
@@ -133,8 +146,23 @@ class AgentlessDiagnostics:
         self._hosts = hosts
         self._credentials = credentials
         self._clock = clock
+        self._winrm_hosts = winrm_hosts or WinRMHosts(db, audited, clock)
         self._open_shell = open_shell
+        self._open_winrm = open_winrm
         self._python = python
+
+    async def _open(self, target: RemoteTarget, credential: Credential) -> RemoteShell:
+        """The transport's shell: SSH to a trusted host key, WinRM with the host's settings."""
+        if target.transport is Transport.WINRM:
+            settings = await self._winrm_hosts.settings_for(target)
+            return await self._open_winrm(settings, credential)
+        trusted = await self._hosts.for_address(target.host, target.port)
+        return await self._open_shell(target, credential, trusted)
+
+    async def _collect(self, shell: RemoteShell, shell_only: bool) -> RemoteSnapshot:
+        if isinstance(shell, WinRMShell):
+            return RemoteSnapshot(await collect_windows_over_winrm(shell), "")
+        return await collect_remote_snapshot(shell, python=self._python, shell_only=shell_only)
 
     async def run(
         self,
@@ -151,15 +179,16 @@ class AgentlessDiagnostics:
         machine_id = agentless_id(target)
         detail: dict[str, DetailValue] = {"target": target.label}
         entry = AuditEntry(agent_id=machine_id, ticket_id=ticket_id, detail=detail)
+        if shell_only and target.transport is not Transport.SSH:
+            raise InvalidArgument("--shell-only is for SSH: over WinRM collect.ps1 runs")
         if ticket_id is not None:
             # Refused before anyone logs in anywhere, as an agent's diagnostic is.
             await self._db.read(
                 lambda connection: self._check_ticket(connection, ticket_id, target)
             )
         try:
-            trusted = await self._hosts.for_address(target.host, target.port)
             credential = await self._credentials.for_target(target, credential_name)
-            shell = await self._open_shell(target, credential, trusted)
+            shell = await self._open(target, credential)
         except HostKeyRefused as refused:
             raise await self._hosts.refused_login(principal, target, refused) from None
         except (RemoteError, SondeError) as error:
@@ -169,9 +198,7 @@ class AgentlessDiagnostics:
             )
             raise failure from None
         try:
-            collected = await collect_remote_snapshot(
-                shell, python=self._python, shell_only=shell_only
-            )
+            collected = await self._collect(shell, shell_only)
         except RemoteError as error:
             failure = sonde_error_of(error)
             await self._audited.refused(

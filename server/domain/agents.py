@@ -63,6 +63,8 @@ class AgentRecord:
     session_id: str | None = None  # the stream that holds it, as last written (batched)
     removed_at: datetime | None = None
     removed_by: str = ""
+    reached_by: str = ""  # "ssh" or "winrm": a machine without an agent (agentless.py)
+    reach_address: str = ""  # the host:port the server logs in to
 
     @property
     def online(self) -> bool:

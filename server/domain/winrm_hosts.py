@@ -35,6 +35,7 @@ from sonde.server.storage.db import Database
 from sonde.server.storage.tables import winrm_hosts
 from sonde.server.storage.types import AnyRow
 
+DEFAULT_OPERATION_TIMEOUT_S = WinRMHost.operation_timeout_s  # 20, as pywinrm's own
 MIN_OPERATION_TIMEOUT_S = 1
 MAX_OPERATION_TIMEOUT_S = 300
 MAX_CA_FILE_CHARS = 4096
@@ -50,7 +51,7 @@ class WinRMChoices:
     ca_file: str = ""
     allow_basic: bool = False
     allow_unencrypted: bool = False
-    operation_timeout_s: int = 20
+    operation_timeout_s: int = DEFAULT_OPERATION_TIMEOUT_S
 
 
 @dataclass(frozen=True)
