@@ -272,15 +272,18 @@ class Diagnostics:
         result: agent_pb2.Result,
         found: Sequence[diagnostics_pb2.Finding],
         received_at: datetime,
+        *,
+        actor: str = "",
     ) -> AcceptedResult:
-        """Store what the agent `agent_id` (its certificate's id) sent for a command.
+        """Store what the agent `agent_id` (its certificate's id) sent for a command (`actor`:
+        who reports it when not the agent: the server, for a machine it reached itself).
 
         Refused (InvalidArgument, NotFound, PermissionDenied, audited) when the command id is
         malformed, the command does not exist or was issued to another agent: nothing changes.
         """
         received_at = require_aware(received_at, "receipt time")
         command_id = result.command_id
-        actor = f"agent:{agent_id}"
+        actor = actor or f"agent:{agent_id}"
         if not _COMMAND_ID.fullmatch(command_id):
             malformed = InvalidArgument(
                 f"a result names the command {command_id[:MAX_COMMAND_ID_CHARS]!r}, which is "

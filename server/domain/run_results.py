@@ -49,12 +49,18 @@ class RunResults:
     # -- results ---------------------------------------------------------------------------
 
     async def accept_result(
-        self, agent_id: str, result: agent_pb2.Result, received_at: datetime
+        self,
+        agent_id: str,
+        result: agent_pb2.Result,
+        received_at: datetime,
+        *,
+        actor: str = "",
     ) -> tuple[RunRecord, bool]:
         """Store a Result.script_run from the agent `agent_id` (its certificate's id): the
         run ends succeeded (exit 0), failed, timed_out or cancelled. Returns the run and
         whether anything changed (False: it had already ended; the result is dropped and
-        audited as a refused command.result, so the audit holds one result per run)."""
+        audited as a refused command.result, so the audit holds one result per run).
+        `actor`: who reports it, when not the agent (the server, for a machine it reached)."""
         outcome = result.script_run
         wakes: list[Wake] = []
 
@@ -113,7 +119,7 @@ class RunResults:
             return load_run(connection, command.id)
 
         try:
-            run = await self._audited.run(f"agent:{agent_id}", "command.result", unit)
+            run = await self._audited.run(actor or f"agent:{agent_id}", "command.result", unit)
         except AlreadyEnded as ended:
             run_id = ended.command.id
             return await self._db.read(lambda connection: load_run(connection, run_id)), False

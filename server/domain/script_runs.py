@@ -63,6 +63,7 @@ from sonde.server.domain.run_closing import (
     newest_snapshot_id,
     run_request_text,
 )
+from sonde.server.domain.run_reach import RunReach, check_machine, insert_reach
 from sonde.server.domain.run_records import (
     NO_SECRETS,
     RunRecord,
@@ -147,12 +148,15 @@ class ScriptRuns(RunResults):
         dry_run: bool = False,
         finding: str = "",
         resolve_if_cleared: bool = False,
+        reach: RunReach | None = None,
     ) -> RunRecord:
         """Record a run of a published script on an agent; audited as `script.run`, refusals
         included. A high-risk one waits for another person's approval; any other is queued.
 
         `finding`: the check it is meant to fix (verified first); `resolve_if_cleared`: the
-        ticket is resolved with the run once its verification clears."""
+        ticket is resolved with the run once its verification clears. `reach`: a machine
+        without an agent, which the server reaches and runs it on itself (agentless_runs.py);
+        stored with the run, and no agent's session is woken for it."""
         given = dict(parameters or {})
         wakes: list[Wake] = []
         now = self._clock()
@@ -170,6 +174,8 @@ class ScriptRuns(RunResults):
             entry.detail["script"] = script_id
             if agent.revoked_at is not None:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
+            if reach is not None:
+                check_machine(connection, agent, reach)
             chosen = chosen_entry(connection, script_id, version, agent.platform)
             manifest = published_manifest(bytes(chosen.manifest))
             entry.detail["version"] = manifest.version
@@ -242,6 +248,8 @@ class ScriptRuns(RunResults):
                 "verification_detail": "",
             }
             connection.execute(_INSERT_RUN, stored)
+            if reach is not None:
+                insert_reach(connection, command.id, reach)
             if ticket_id is not None:
                 append_event(
                     connection,
@@ -252,7 +260,7 @@ class ScriptRuns(RunResults):
                     body=run_request_text(manifest, shown, dry_run, high),
                     command_id=command.id,
                 )
-            if not high:
+            if not high and reach is None:
                 direct = self._send_or_wake(connection, agent, command.id, wakes)
             entry.detail |= {
                 "command_id": command.id,
@@ -260,6 +268,7 @@ class ScriptRuns(RunResults):
                 "dry_run": int(dry_run),
                 "state": state.value,
                 "expires_in_s": int(expires_in.total_seconds()),
+                **({"reached_by": reach.label} if reach is not None else {}),
             }
             if finding:
                 entry.detail["finding"] = finding

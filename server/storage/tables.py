@@ -357,6 +357,22 @@ script_runs = Table(
     Column("verification_detail", Text(), nullable=False, server_default=""),  # JSON list
 )
 
+# A script run on a machine without an agent (server/domain/agentless_runs.py): how the server
+# reaches it (the credential's name, never its secret) and the replica that claimed it to run
+# it, in the transaction that moved it to delivered, before any login.
+agentless_runs = Table(
+    "agentless_runs",
+    metadata,
+    Column("command_id", String(64), ForeignKey("commands.id"), primary_key=True),
+    Column("transport", String(8), nullable=False),  # ssh, winrm
+    Column("login", String(255), nullable=False),  # the user it logs in as
+    Column("host", String(255), nullable=False),
+    Column("port", Integer(), nullable=False),
+    Column("credential_name", String(64), nullable=False),  # "": the store's best match
+    Column("claimed_by", String(36), index=True),  # a replica's id; NULL until claimed
+    Column("claimed_at", UtcDateTime()),
+)
+
 # Credentials for agentless reach (server/domain/remote_credentials.py): the secret is sealed
 # with pki/credentials.key (AES-256-GCM, bound to id, name, kind, user and hosts), never
 # stored in the clear.
@@ -408,4 +424,39 @@ winrm_hosts = Table(
     Column("operation_timeout_s", Integer(), nullable=False),
     Column("set_by", String(64), nullable=False),
     Column("set_at", UtcDateTime(), nullable=False),
+)
+
+# Push installs (server/domain/deployments.py, docs/deploy.md): one row per `sonde deploy`,
+# with what it installs and where; one row per host, updated as the host goes through its
+# stages, so that a crash leaves each host's row saying where it got to.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("requested_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("agent_version", String(64), nullable=False),  # the wheelhouse's sonde-helpdesk
+    Column("options", Text(), nullable=False),  # JSON: prefix, state and unit folders, limits
+    Column("retry_of", String(16)),  # the deployment whose hosts `--retry` took
+)
+
+deployment_hosts = Table(
+    "deployment_hosts",
+    metadata,
+    Column("deployment_id", String(16), ForeignKey("deployments.id"), primary_key=True),
+    Column("position", Integer(), primary_key=True, autoincrement=False),  # order given
+    Column("transport", String(8), nullable=False),  # ssh, winrm
+    Column("login", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer(), nullable=False),
+    Column("credential_name", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),  # planned, preflight, install, enroll, ...
+    Column("result", String(16), nullable=False),  # pending, running, succeeded, failed, skipped
+    Column("failed_check", String(32), nullable=False, server_default=""),
+    Column("reason", Text(), nullable=False, server_default=""),
+    Column("found_version", String(64), nullable=False, server_default=""),  # before
+    Column("agent_id", String(26)),  # once enrolled
+    Column("token_id", String(16)),  # the one-time enrollment token issued for it
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index(None, "host", "port", "transport"),
 )

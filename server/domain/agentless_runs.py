@@ -1,0 +1,534 @@
+"""Catalog scripts on machines without an agent: the server runs them itself.
+
+`sonde run HOST SCRIPT --ssh USER@HOST[:PORT]` (or `--winrm`) is a run like an agent's
+(script_runs.py: the same tiers, approvals, expiry, audit rows and timeline events), stored
+with how the machine is reached (run_reach.py). No agent fetches it, so the server executes
+it: at once when it needs no approval, when the approval comes (ApproveRun), or from the
+upkeep of any replica (a run whose server stopped before it started it). Never twice, never
+after it expired:
+
+1. claim, in one transaction: queued -> delivered with this replica's id (another replica,
+   or a second call, finds it taken), `script.dispatch` audited; past its expiry it ends
+   `expired` instead. The entry is verified with the pinned catalog key and its parameters
+   checked in that transaction: a forged or changed entry ends `refused` before any login.
+2. log in with the stored credential name (SSH: only a trusted host key; WinRM: the host's
+   stored settings); a refusal ends the run `refused`, saying why.
+3. running; the script's result is stored as an agent's (RunResults.accept_result, actor
+   `server`): its output, exit code, the timeline, and the verification it starts.
+4. when that verification is pending, the server collects the snapshot over the same
+   connection and stores it as the check's result, so run_verification compares it exactly
+   as for an agent (cleared, not_cleared, unverified; --resolve-if-cleared).
+
+A replica that dies between 1 and 3 leaves the run delivered or running, claimed by a
+replica whose lease lapses: the upkeep ends it `interrupted` ("whether it ran is unknown"),
+and it is never run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from sonde.agent.checks import CheckContext, evaluate
+from sonde.catalog.bundle import BundleError, SignedEntry
+from sonde.catalog.manifest import ManifestError
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.commands import (
+    CommandRecord,
+    CommandState,
+    FinishedCommand,
+    finish_record,
+    lock_command_record,
+)
+from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.replicas import LEASE
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.run_reach import RunReach, claim, claim_command, mark_running, reach_of
+from sonde.server.domain.run_records import NO_SECRETS, RunRecord
+from sonde.server.domain.run_verification import VerificationState
+from sonde.server.domain.script_runs import ScriptRuns
+from sonde.server.domain.ticket_model import TicketEventKind
+from sonde.server.domain.timeline import append_event
+from sonde.server.domain.trusted_hosts import TrustedHosts
+from sonde.server.domain.wakeups import Wake, Wakeups
+from sonde.server.domain.winrm_hosts import WinRMHosts
+from sonde.server.errors import Conflict, SondeError
+from sonde.server.remote import reached_runs
+from sonde.server.remote.credentials import Credential, CredentialSource
+from sonde.server.remote.host_keys import HostKeyRefused, TrustedHostKey
+from sonde.server.remote.shell import (
+    RemoteError,
+    RemoteErrorKind,
+    RemoteShell,
+    RemoteTarget,
+    Transport,
+)
+from sonde.server.remote.ssh import SshShell
+from sonde.server.remote.winrm import WinRMHost, WinRMShell
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import (
+    agentless_runs,
+    catalog_scripts,
+    commands,
+    replicas,
+    script_runs,
+)
+from sonde.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+
+SERVER = "server"
+# Who a host-key refusal during a run is audited as: the server logs in, not a technician.
+_SERVER_PRINCIPAL = Principal(0, SERVER, Role.ADMIN)
+
+OpenSsh = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitable[RemoteShell]]
+OpenWinRM = Callable[[WinRMHost, Credential], Awaitable[RemoteShell]]
+
+
+async def _open_ssh(
+    target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
+) -> RemoteShell:
+    return await SshShell.open(target, credential, trusted)
+
+
+async def _open_winrm(host: WinRMHost, credential: Credential) -> RemoteShell:
+    return await WinRMShell.open(host, credential)
+
+
+class AgentlessRuns:
+    def __init__(
+        self,
+        db: Database,
+        audited: AuditedWrites,
+        *,
+        wakeups: Wakeups,
+        script_runs: ScriptRuns,
+        diagnostics: Diagnostics,
+        hosts: TrustedHosts,
+        winrm_hosts: WinRMHosts,
+        credentials: CredentialSource,
+        catalog_key: ed25519.Ed25519PublicKey | None,
+        replica_id: str,
+        clock: Clock = utc_now,
+        open_ssh: OpenSsh = _open_ssh,
+        open_winrm: OpenWinRM = _open_winrm,
+        python: str = "python3",
+    ) -> None:
+        self._db = db
+        self._audited = audited
+        self._wakeups = wakeups
+        self._runs = script_runs
+        self._diagnostics = diagnostics
+        self._hosts = hosts
+        self._winrm_hosts = winrm_hosts
+        self._credentials = credentials
+        self._catalog_key = catalog_key
+        self.replica_id = replica_id
+        self._clock = clock
+        self._open_ssh = open_ssh
+        self._open_winrm = open_winrm
+        self._python = python
+        self._tasks: set[asyncio.Task[RunRecord | None]] = set()
+
+    # -- asking ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        principal: Principal,
+        agent_ref: str,
+        reach: RunReach,
+        script_id: str,
+        **options: object,
+    ) -> RunRecord:
+        """ScriptRuns.request for a machine the server reaches; started at once when it
+        needs no approval. `options` are request()'s (version, parameters, ticket_id, ...)."""
+        if self._catalog_key is None:
+            raise Conflict(
+                "this server has no catalog public key (pki/catalog.pub), so it cannot verify "
+                "a script before running it on a machine without an agent"
+            )
+        run = await self._runs.request(
+            principal,
+            agent_ref,
+            script_id,
+            reach=reach,
+            **options,  # type: ignore[arg-type]
+        )
+        if run.command.state is CommandState.QUEUED:
+            self.start(run.command.id)
+        return run
+
+    async def approve(self, principal: Principal, run_ref: str) -> RunRecord:
+        """ScriptRuns.approve; an agentless run is then started by this server."""
+        run = await self._runs.approve(principal, run_ref)
+        command_id = run.command.id
+        if await self._db.read(lambda connection: reach_of(connection, command_id)):
+            self.start(command_id)
+        return run
+
+    # -- executing -------------------------------------------------------------------------
+
+    def start(self, command_id: str) -> None:
+        """execute() in the background (the caller's RPC returns; `--wait` watches the row)."""
+        task = asyncio.create_task(self.execute(command_id), name=f"run-{command_id[:8]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_started(self) -> None:
+        """Until every execution this object started has ended (tests, a graceful stop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop what runs here; those runs end `interrupted` by the upkeep of a live replica
+        once this replica's lease lapses."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def execute(self, command_id: str) -> RunRecord | None:
+        """Claim the run and run it; None when it is not this replica's to run (taken by
+        another, ended, waiting for approval, expired now)."""
+        taken = await self._claim(command_id)
+        if taken is None:
+            return None
+        command, reach, prepared = taken
+        try:
+            return await self._run_claimed(command, reach, prepared)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # our own bug: the run must still end, and say so
+            log.exception("the run %s on %s failed in the server", command.id, reach.label)
+            return await self._end_unrun(
+                command.id,
+                CommandState.INTERRUPTED,
+                f"the server failed while it ran the script ({type(error).__name__}); whether "
+                f"it ran on {reach.label} is unknown, and it is not run again",
+            )
+
+    async def _claim(
+        self, command_id: str
+    ) -> tuple[CommandRecord, RunReach, reached_runs.PreparedRun | None] | None:
+        now = self._clock()
+        wakes: list[Wake] = []
+        key = self._catalog_key
+
+        def unit(
+            connection: Connection,
+        ) -> tuple[CommandRecord, RunReach, reached_runs.PreparedRun | None] | None:
+            reach = reach_of(connection, command_id)
+            if reach is None:
+                return None
+            command = lock_command_record(connection, command_id)
+            if command.state is CommandState.QUEUED and command.expires_at <= now:
+                _end_in(
+                    self._audited,
+                    connection,
+                    command,
+                    CommandState.EXPIRED,
+                    reason="it expired before the server could run it; it never runs",
+                    now=now,
+                    wakes=wakes,
+                )
+                return None
+            taken = claim(connection, command_id, self.replica_id, now)
+            if taken is None:
+                return None
+            entry = AuditEntry(
+                taken.agent_id,
+                taken.ticket_id,
+                {"command_id": taken.id, "replica": self.replica_id, "target": reach.label},
+            )
+            self._audited.append_in(connection, SERVER, "script.dispatch", entry)
+            signed, parameters, dry_run = _signed_entry(connection, command_id)
+            try:
+                if key is None:
+                    raise BundleError("this server has no catalog public key (pki/catalog.pub)")
+                prepared = reached_runs.prepare(
+                    reach.target.transport, signed, key, parameters, dry_run=dry_run
+                )
+            except (BundleError, ManifestError) as refused:
+                _end_in(
+                    self._audited,
+                    connection,
+                    taken,
+                    CommandState.REFUSED,
+                    reason=f"the server refused to send it: {refused}",
+                    now=now,
+                    wakes=wakes,
+                )
+                return taken, reach, None
+            return taken, reach, prepared
+
+        taken = await self._db.write(unit)
+        self._wakeups.publish(wakes)
+        return taken
+
+    async def _run_claimed(
+        self,
+        command: CommandRecord,
+        reach: RunReach,
+        prepared: reached_runs.PreparedRun | None,
+    ) -> RunRecord:
+        if prepared is None:  # refused in the claim, before any connection
+            return await self._runs.get(command.id)
+        target = reach.target
+        try:
+            shell = await self._open(target, reach.credential_name)
+        except HostKeyRefused as refused:
+            error = await self._hosts.refused_login(_SERVER_PRINCIPAL, target, refused)
+            return await self._end_unrun(command.id, CommandState.REFUSED, str(error))
+        except (RemoteError, SondeError) as error:
+            message = error.message if isinstance(error, RemoteError) else str(error)
+            return await self._end_unrun(
+                command.id, CommandState.REFUSED, f"the server could not log in: {message}"
+            )
+        try:
+            await self._db.write(
+                lambda connection: mark_running(connection, command.id, self._clock())
+            )
+            try:
+                outcome = await reached_runs.send(shell, prepared)
+            except RemoteError as error:
+                state = (
+                    CommandState.REFUSED
+                    if error.kind is RemoteErrorKind.PROTOCOL
+                    else CommandState.INTERRUPTED
+                )
+                return await self._end_unrun(
+                    command.id,
+                    state,
+                    f"{error.message}; whether the script ran to its end is unknown"
+                    if state is CommandState.INTERRUPTED
+                    else f"the host could not be made to run it: {error.message}",
+                )
+            run = await self._store_outcome(command, prepared, outcome)
+            verification = run.verification
+            if verification is not None and verification.state is VerificationState.PENDING:
+                await self._verify(command, shell, verification.command_id or "")
+                run = await self._runs.get(command.id)
+            return run
+        finally:
+            await shell.close()
+
+    async def _open(self, target: RemoteTarget, credential_name: str) -> RemoteShell:
+        credential = await self._credentials.for_target(target, credential_name)
+        if target.transport is Transport.WINRM:
+            return await self._open_winrm(await self._winrm_hosts.settings_for(target), credential)
+        trusted = await self._hosts.for_address(target.host, target.port)
+        return await self._open_ssh(target, credential, trusted)
+
+    async def _store_outcome(
+        self,
+        command: CommandRecord,
+        prepared: reached_runs.PreparedRun,
+        outcome: reached_runs.ScriptOutcome,
+    ) -> RunRecord:
+        result = outcome.result
+        script_run = agent_pb2.ScriptRun(
+            script_id=prepared.manifest.id,
+            script_version=prepared.manifest.version,
+            exit_code=-15 if outcome.timed_out else result.exit_code,
+            timed_out=outcome.timed_out,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+            stdout_bytes=len(result.stdout),
+            stderr_bytes=len(result.stderr),
+            duration_ms=result.duration_ms,
+        )
+        stored, _ = await self._runs.accept_result(
+            command.agent_id,
+            agent_pb2.Result(command_id=command.id, script_run=script_run),
+            self._clock(),
+            actor=SERVER,
+        )
+        return stored
+
+    async def _verify(self, run: CommandRecord, shell: RemoteShell, check_id: str) -> None:
+        """Collect the verification's snapshot now, over the run's connection, and store it
+        as the check's result; a collection that fails ends the check failed (the upkeep
+        then records the run unverified, saying why)."""
+        now = self._clock()
+        taken = await self._db.write(lambda connection: claim_command(connection, check_id, now))
+        if taken is None:
+            return
+        try:
+            collected = await reached_runs.collect(shell, python=self._python)
+        except RemoteError as error:
+            failure = agent_pb2.Failure(
+                kind=agent_pb2.FAILURE_KIND_FAILED,
+                reason=f"the server could not collect the check: {error.message}",
+            )
+            result = agent_pb2.Result(command_id=check_id, failure=failure)
+            await self._diagnostics.accept_result(
+                run.agent_id, result, [], self._clock(), actor=SERVER
+            )
+            return
+        received = self._clock()
+        found = evaluate(collected.snapshot, CheckContext(reference_time=received))
+        result = agent_pb2.Result(command_id=check_id, snapshot=collected.snapshot)
+        await self._diagnostics.accept_result(run.agent_id, result, found, received, actor=SERVER)
+
+    async def _end_unrun(self, command_id: str, state: CommandState, reason: str) -> RunRecord:
+        """End a run that did not run to a result (refused, interrupted), audited."""
+        now = self._clock()
+        wakes: list[Wake] = []
+
+        def unit(connection: Connection) -> CommandRecord:
+            command = lock_command_record(connection, command_id)
+            if command.state.final:
+                return command
+            return _end_in(
+                self._audited, connection, command, state, reason=reason, now=now, wakes=wakes
+            )
+
+        ended = await self._db.write(unit)
+        self._wakeups.publish(wakes, FinishedCommand(ended))
+        return await self._runs.get(command_id)
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    async def upkeep(self) -> tuple[int, int]:
+        """Runs claimed by a replica whose lease lapsed end `interrupted` (never run again);
+        queued runs nobody started are started here (the claim decides who runs them).
+        Returns (ended, started)."""
+        now = self._clock()
+        wakes: list[Wake] = []
+
+        def unit(connection: Connection) -> tuple[int, list[str]]:
+            live = select(replicas.c.id).where(replicas.c.lease_expires_at > now)
+            open_runs = (
+                select(commands.c.id, commands.c.state, agentless_runs.c.claimed_by)
+                .join(agentless_runs, agentless_runs.c.command_id == commands.c.id)
+                .where(
+                    commands.c.state.in_(
+                        [
+                            CommandState.QUEUED.value,
+                            CommandState.DELIVERED.value,
+                            CommandState.RUNNING.value,
+                        ]
+                    )
+                )
+            )
+            ended = 0
+            due: list[str] = []
+            for row in connection.execute(open_runs).all():
+                if row.state == CommandState.QUEUED.value:
+                    due.append(row.id)
+                    continue
+                claimed_by = row.claimed_by or ""
+                alive = connection.execute(live.where(replicas.c.id == claimed_by)).first()
+                if claimed_by == self.replica_id or alive is not None:
+                    continue
+                command = lock_command_record(connection, row.id)
+                if command.state not in (CommandState.DELIVERED, CommandState.RUNNING):
+                    continue  # another replica's upkeep got there first
+                how = (
+                    "before it started"
+                    if command.state is CommandState.DELIVERED
+                    else ("while it ran")
+                )
+                reason = (
+                    f"the server that ran it (replica {claimed_by[:8]}) stopped {how} and its "
+                    f"lease lapsed ({LEASE.total_seconds():.0f} s); whether the script ran on "
+                    "the machine, or to its end, is unknown: it is not run again; check the "
+                    "machine, then ask again if it is still needed"
+                )
+                _end_in(
+                    self._audited,
+                    connection,
+                    command,
+                    CommandState.INTERRUPTED,
+                    reason=reason,
+                    now=now,
+                    wakes=wakes,
+                )
+                ended += 1
+            return ended, due
+
+        ended, due = await self._db.write(unit)
+        self._wakeups.publish(wakes)
+        for command_id in due:
+            self.start(command_id)
+        return ended, len(due)
+
+
+def _signed_entry(
+    connection: Connection, command_id: str
+) -> tuple[SignedEntry, dict[str, str], bool]:
+    row = connection.execute(
+        select(
+            script_runs.c.parameters,
+            script_runs.c.dry_run,
+            catalog_scripts.c.script_id,
+            catalog_scripts.c.version,
+            catalog_scripts.c.manifest,
+            catalog_scripts.c.script,
+            catalog_scripts.c.key_id,
+            catalog_scripts.c.signature,
+        )
+        .select_from(
+            script_runs.join(
+                catalog_scripts,
+                (catalog_scripts.c.script_id == script_runs.c.script_id)
+                & (catalog_scripts.c.version == script_runs.c.script_version),
+            )
+        )
+        .where(script_runs.c.command_id == command_id)
+    ).one()
+    signed = SignedEntry(
+        row.script_id,
+        row.version,
+        bytes(row.manifest),
+        bytes(row.script),
+        row.key_id,
+        bytes(row.signature),
+    )
+    return signed, dict(json.loads(row.parameters)), bool(row.dry_run)
+
+
+def _end_in(
+    audited: AuditedWrites,
+    connection: Connection,
+    command: CommandRecord,
+    state: CommandState,
+    *,
+    reason: str,
+    now: datetime,
+    wakes: list[Wake],
+) -> CommandRecord:
+    """End a run that has no script result: its state and reason, its secret values erased,
+    the ticket's `run ended` line and a `command.result` row, in the caller's transaction."""
+    ended = finish_record(connection, command, state, now, wakes, reason=reason)
+    connection.execute(
+        update(script_runs)
+        .where(script_runs.c.command_id == command.id)
+        .values(parameters=NO_SECRETS)
+    )
+    if command.ticket_id is not None:
+        append_event(
+            connection,
+            command.ticket_id,
+            TicketEventKind.RUN_ENDED,
+            SERVER,
+            now,
+            body=f"run {command.id[:8]} {state.value}: {reason}",
+            command_id=command.id,
+        )
+    entry = AuditEntry(
+        command.agent_id,
+        command.ticket_id,
+        {"command_id": command.id, "state": state.value, "reason": reason[:500]},
+    )
+    audited.append_in(connection, SERVER, "command.result", entry)
+    return ended
