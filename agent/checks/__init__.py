@@ -58,6 +58,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("disk.health", disk_health.disk_health),
     ("network.proxy", proxy.network_proxy),
     ("wifi.signal", wifi.wifi_signal),
+    ("macos.updates", updates.macos_updates),
+    ("macos.filevault", security.macos_filevault),
 )
 
 

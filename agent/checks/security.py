@@ -1,5 +1,5 @@
-"""windows.defender (the antivirus is on and its signatures fresh) and windows.bitlocker (the
-system drive is encrypted and protected)."""
+"""windows.defender (the antivirus is on and its signatures fresh), windows.bitlocker (the
+system drive is encrypted and protected) and macos.filevault (the Mac's disk is encrypted)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from sonde.agent.checks.context import CheckContext
 from sonde.agent.checks.fixes import fix_for
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
+
+FILEVAULT = "filevault"  # EncryptionFacts.method of the macOS collector
 
 
 def _days(count: int) -> str:
@@ -56,7 +58,7 @@ def windows_defender(
 def windows_bitlocker(
     snapshot: diagnostics_pb2.Snapshot, ctx: CheckContext
 ) -> diagnostics_pb2.Finding | None:
-    if not snapshot.HasField("encryption"):
+    if not snapshot.HasField("encryption") or snapshot.encryption.method == FILEVAULT:
         return None
     volumes = list(snapshot.encryption.volumes)
     system = [v for v in volumes if v.volume_type == "OperatingSystem"] or [
@@ -87,3 +89,29 @@ def windows_bitlocker(
     else:
         summary = f"{name} is not encrypted: a lost or stolen laptop gives its data away."
     return finding("windows.bitlocker", WARNING, summary, evidence)
+
+
+def macos_filevault(
+    snapshot: diagnostics_pb2.Snapshot, ctx: CheckContext
+) -> diagnostics_pb2.Finding | None:
+    if not snapshot.HasField("encryption") or snapshot.encryption.method != FILEVAULT:
+        return None
+    volumes = list(snapshot.encryption.volumes)
+    if not volumes:
+        return None
+    disk = volumes[0]
+    evidence = {"FileVault": disk.protection_status, "status": disk.volume_status}
+    if disk.volume_status == "EncryptionInProgress":
+        summary = f"FileVault is encrypting the disk ({disk.encryption_percent:.0f} % done)."
+        return finding("macos.filevault", OK, summary, evidence)
+    if disk.protection_status == "On" and disk.volume_status != "DecryptionInProgress":
+        return finding(
+            "macos.filevault", OK, "The Mac's disk is encrypted with FileVault.", evidence
+        )
+    summary = "FileVault is off: a lost or stolen Mac gives its data away."
+    if disk.volume_status == "DecryptionInProgress":
+        summary = (
+            f"FileVault is being turned off ({100 - disk.encryption_percent:.0f} % decrypted): "
+            "a lost or stolen Mac will give its data away."
+        )
+    return finding("macos.filevault", WARNING, summary, evidence)

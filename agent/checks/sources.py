@@ -26,6 +26,8 @@ CHECK_SOURCES: dict[str, tuple[str, ...]] = {
     "windows.update": ("windows_update",),
     "windows.defender": ("antivirus",),
     "windows.bitlocker": ("encryption",),
+    "macos.updates": ("updates",),
+    "macos.filevault": ("encryption",),
     "events.errors": ("event_log",),
     "print.stuck_jobs": ("printing",),
     "time.sync": ("time_sync",),

@@ -1,5 +1,5 @@
 """updates.reboot_pending: the OS waits for a restart to finish installing updates;
-windows.update: Windows Update still installs."""
+windows.update: Windows Update still installs; macos.updates: updates macOS offers wait."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from sonde.agent.checks.thresholds import DAY_S
 from sonde.agent.checks.wording import CRITICAL, OK, WARNING, finding
 from sonde.v1 import diagnostics_pb2
 
+MACOS_SOURCE = "softwareupdate"  # UpdateFacts.source of the macOS collector
+
 
 def reboot_pending(
     snapshot: diagnostics_pb2.Snapshot, ctx: CheckContext
 ) -> diagnostics_pb2.Finding | None:
-    if not snapshot.HasField("updates"):
-        return None
+    if not snapshot.HasField("updates") or snapshot.updates.source == MACOS_SOURCE:
+        return None  # macOS keeps no restart-pending flag: macos.updates reads its updates
     updates = snapshot.updates
     evidence: dict[str, object] = {"source": updates.source}
     if updates.pending_updates_known:
@@ -70,6 +72,50 @@ def windows_update(
             "updates are missing."
         )
     return finding("windows.update", severity, summary, evidence, fix)
+
+
+def macos_updates(
+    snapshot: diagnostics_pb2.Snapshot, ctx: CheckContext
+) -> diagnostics_pb2.Finding | None:
+    """macos.updates: updates softwareupdate lists and the Mac has not installed."""
+    if not snapshot.HasField("updates") or snapshot.updates.source != MACOS_SOURCE:
+        return None
+    pending = list(snapshot.updates.pending)
+    recommended = [u for u in pending if u.recommended]
+    security = [u for u in recommended if "security" in u.title.lower()]
+    restart = [u for u in recommended if u.restart_required]
+    evidence: dict[str, object] = {
+        u.label or u.title: ", ".join(
+            part
+            for part in (
+                f"version {u.version}" if u.version else "",
+                "recommended" if u.recommended else "not recommended",
+                "needs a restart" if u.restart_required else "",
+                f"{u.size_kib // 1024} MiB" if u.size_kib else "",
+            )
+            if part
+        )
+        for u in pending[:10]
+    }
+    if not recommended:
+        summary = "macOS is up to date (as of its last check for updates)."
+        if pending:
+            others = ", ".join(u.title for u in pending[:3])
+            summary = f"macOS has no recommended update waiting; also offered: {others}."
+        return finding("macos.updates", OK, summary, evidence)
+    names = ", ".join(u.title for u in recommended[:3])
+    more = len(recommended) - 3
+    count = len(recommended)
+    summary = f"{count} recommended macOS update{'s' if count != 1 else ''} wait"
+    summary += f"{'' if count != 1 else 's'} to be installed: {names}"
+    summary += f" and {more} more" if more > 0 else ""
+    if restart:
+        summary += f"; {restart[0].title} needs a restart"
+    summary += "."
+    severity = CRITICAL if security else WARNING
+    if security:
+        summary += f" {security[0].title} fixes security flaws already being exploited."
+    return finding("macos.updates", severity, summary, evidence)
 
 
 def _when(moment: Timestamp) -> str:

@@ -39,6 +39,7 @@ def collect_battery(ctx: CollectContext, parts: PlatformParts) -> diagnostics_pb
         facts.design_capacity_mwh = capacity.design_mwh
         facts.full_capacity_mwh = capacity.full_mwh
         facts.cycle_count = capacity.cycle_count
+        facts.condition = capacity.condition
         facts.wear_percent = wear_percent(capacity)
         if capacity.design_mwh <= 0:
             facts.wear_unavailable = "the battery does not report its design capacity"

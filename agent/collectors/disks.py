@@ -14,11 +14,15 @@ from sonde.agent.collectors.context import CollectContext
 from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.v1 import diagnostics_pb2
 
+DARWIN_DATA_VOLUME = "/System/Volumes/Data"  # where a Mac's free space is (Catalina and later)
+
 
 def _is_system(mountpoint: str) -> bool:
     if sys.platform == "win32":
         drive = os.environ.get("SYSTEMDRIVE", "C:").rstrip("\\").upper()
         return mountpoint.rstrip("\\").upper() == drive
+    if sys.platform == "darwin":  # "/" is the sealed, read-only system volume
+        return mountpoint in ("/", DARWIN_DATA_VOLUME)
     return mountpoint == "/"
 
 

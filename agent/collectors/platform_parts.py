@@ -29,6 +29,7 @@ class BatteryCapacity:
     design_mwh: int
     full_mwh: int
     cycle_count: int = 0
+    condition: str = ""  # macOS: Normal, Service Recommended, ... ("" where the OS says none)
 
 
 class PlatformParts(Protocol):

@@ -72,10 +72,21 @@ def _windows_field(ctx: CollectContext, field: str) -> Message:
     return collection.collect_field(field)
 
 
+def macos_only_collectors() -> tuple[Collector, ...]:
+    """FileVault (fdesetup status): the encryption field, which Linux does not fill."""
+    from sonde.agent.collectors.macos import parts as macos_parts
+
+    return (Collector("encryption", "encryption", lambda ctx: macos_parts.encryption_facts(), 3.0),)
+
+
 @cache
 def registered_collectors() -> tuple[Collector, ...]:
     parts = platform_parts()
-    extra = windows_only_collectors() if sys.platform == "win32" else ()
+    extra: tuple[Collector, ...] = ()
+    if sys.platform == "win32":
+        extra = windows_only_collectors()
+    elif sys.platform == "darwin":
+        extra = macos_only_collectors()
     return (
         Collector("system", "system", partial(system.collect_system, parts=parts), 2.0),
         Collector("cpu", "cpu", partial(cpu.collect_cpu, parts=parts), 2.0),

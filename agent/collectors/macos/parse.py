@@ -146,3 +146,16 @@ def system_profiler_apps(report: dict[str, Any]) -> list[diagnostics_pb2.Softwar
             )
         )
     return packages
+
+
+def sw_vers(text: str) -> tuple[str, str]:
+    """`sw_vers`: ("macOS 14.5", "23F79"); ("", "") when it gives no ProductVersion."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()[:80]
+    version = fields.get("ProductVersion", "")
+    if not version:
+        return "", ""
+    return f"{fields.get('ProductName') or 'macOS'} {version}", fields.get("BuildVersion", "")

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import replace
 
-from sonde.agent.collectors.command import command_output
+from sonde.agent.collectors.command import command_output, run_command
 from sonde.agent.collectors.errors import CollectorUnavailable
-from sonde.agent.collectors.macos import parse
+from sonde.agent.collectors.macos import filevault, parse, profiler, software_update
 from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute, OsRelease
 from sonde.v1 import diagnostics_pb2
 
 _COMMAND_TIMEOUT_S = 10.0
 _INVENTORY_TIMEOUT_S = 120.0  # system_profiler is slow, but runs in the background
+_POWER_TIMEOUT_S = 1.5  # within the battery collector's 3 s, after ioreg
+_UPDATES_TIMEOUT_S = 2.5  # within the updates collector's 3 s
 
 
 def _run(argv: list[str], timeout: float = _COMMAND_TIMEOUT_S) -> str:
@@ -48,7 +51,20 @@ def machine_proxy() -> diagnostics_pb2.ProxySettings | None:
 
 
 def battery_capacity() -> BatteryCapacity | None:
-    return parse.ioreg_battery(_run(["ioreg", "-r", "-c", "AppleSmartBattery"]))
+    """ioreg's capacities, with the condition and cycle count System Information shows."""
+    capacity = parse.ioreg_battery(_run(["ioreg", "-r", "-c", "AppleSmartBattery"]))
+    try:
+        text = _run(["system_profiler", "-json", "SPPowerDataType"], _POWER_TIMEOUT_S)
+        battery = profiler.battery_facts(profiler.report_of(text))
+    except CollectorUnavailable:
+        return capacity  # the capacities alone, as before
+    if capacity is None or not battery.present:
+        return capacity
+    return replace(
+        capacity,
+        cycle_count=capacity.cycle_count or battery.cycle_count,
+        condition=battery.condition,
+    )
 
 
 def service_facts() -> diagnostics_pb2.ServiceFacts:
@@ -68,7 +84,12 @@ def software_inventory() -> diagnostics_pb2.SoftwareFacts:
 
 
 def update_facts() -> diagnostics_pb2.UpdateFacts:
-    raise CollectorUnavailable(
-        "macOS has no cheap pending-update flag (softwareupdate --list contacts Apple "
-        "and takes minutes)"
-    )
+    """The updates macOS found at its own last check (--no-scan: asking Apple again takes
+    minutes); "No new software available." is printed on stderr."""
+    done = run_command(["softwareupdate", "--list", "--no-scan"], _UPDATES_TIMEOUT_S)
+    return software_update.update_facts(done.stdout + "\n" + done.stderr)
+
+
+def encryption_facts() -> diagnostics_pb2.EncryptionFacts:
+    done = run_command(["fdesetup", "status"], _COMMAND_TIMEOUT_S)
+    return filevault.encryption_facts(done.stdout + "\n" + done.stderr)

@@ -215,6 +215,7 @@ def test_evaluate_ids_are_stable_and_worst_severity() -> None:
         "network.target", "system.uptime", "system.clock_skew", "updates.reboot_pending",
         "windows.update", "windows.defender", "windows.bitlocker", "events.errors",
         "print.stuck_jobs", "time.sync", "disk.health", "network.proxy", "wifi.signal",
+        "macos.updates", "macos.filevault",
     ]  # fmt: skip
     snapshot = _probe("server", False, 1.0)
     snapshot.network.default_gateway = "10.0.0.1"
