@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from sonde.catalog.envelope import sign_order
 from sonde.catalog.manifest import Risk
 from sonde.server.domain import run_verification
+from sonde.server.domain.agent_reach import require_agent_reachable
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -96,6 +97,15 @@ _INSERT_RUN = script_runs.insert()
 Direct = tuple[
     "LocalStream | None", "list[CommandRecord]", "dict[str, remediation_pb2.SignedRunScript]"
 ]
+
+
+def _check_reach(connection: Connection, agent: AgentRecord, reach: RunReach | None) -> None:
+    """The target a run reaches its machine by; without one, the run is queued for the
+    agent's session, refused when the machine has no agent to fetch it."""
+    if reach is not None:
+        check_machine(connection, agent, reach)
+    else:
+        require_agent_reachable(connection, agent.id, doing="sonde run")
 
 
 def _hand_over(direct: Direct) -> None:
@@ -174,8 +184,7 @@ class ScriptRuns(RunResults):
             entry.detail["script"] = script_id
             if agent.revoked_at is not None:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
-            if reach is not None:
-                check_machine(connection, agent, reach)
+            _check_reach(connection, agent, reach)
             chosen = chosen_entry(connection, script_id, version, agent.platform)
             manifest = published_manifest(bytes(chosen.manifest))
             entry.detail["version"] = manifest.version
