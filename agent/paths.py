@@ -31,6 +31,10 @@ SECRET_FILES = (KEY_FILE, STATE_FILE, PENDING_KEY_FILE)
 SECRET_DIRS = (OUTBOX_DIR, RUNS_DIR)
 
 
+# As root on macOS (the launchd daemon, packaging/launchd/org.sonde.agent.plist).
+MACOS_SYSTEM_STATE_DIR = Path("/Library/Application Support/Sonde/agent")
+
+
 def _is_admin() -> bool:
     geteuid = getattr(os, "geteuid", None)
     return geteuid is not None and geteuid() == 0
@@ -45,7 +49,7 @@ def default_state_dir() -> Path:
         program_data = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
         return Path(program_data) / "Sonde" / "agent"
     if sys.platform == "darwin" and _is_admin():
-        return Path("/Library/Application Support/Sonde/agent")
+        return MACOS_SYSTEM_STATE_DIR
     if sys.platform.startswith("linux") and _is_admin():
         return Path("/var/lib/sonde-agent")
     xdg = os.environ.get("XDG_STATE_HOME")
