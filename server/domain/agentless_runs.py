@@ -27,40 +27,42 @@ and it is never run again.
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sonde.agent.checks import CheckContext, evaluate
-from sonde.catalog.bundle import BundleError, SignedEntry
+from sonde.catalog.bundle import BundleError
 from sonde.catalog.manifest import ManifestError
+from sonde.server.domain.agentless import agentless_id
+from sonde.server.domain.agentless_run_ends import (
+    SERVER,
+    end_without_result,
+    lost_and_due,
+    signed_entry,
+)
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.commands import (
     CommandRecord,
     CommandState,
     FinishedCommand,
-    finish_record,
     lock_command_record,
 )
 from sonde.server.domain.diagnostics import Diagnostics
-from sonde.server.domain.replicas import LEASE
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.run_reach import RunReach, claim, claim_command, mark_running, reach_of
-from sonde.server.domain.run_records import NO_SECRETS, RunRecord
+from sonde.server.domain.run_records import RunRecord
 from sonde.server.domain.run_verification import VerificationState
 from sonde.server.domain.script_runs import ScriptRuns
-from sonde.server.domain.ticket_model import TicketEventKind
-from sonde.server.domain.timeline import append_event
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.domain.wakeups import Wake, Wakeups
 from sonde.server.domain.winrm_hosts import WinRMHosts
-from sonde.server.errors import Conflict, SondeError
+from sonde.server.errors import Conflict, NotFound, SondeError
 from sonde.server.remote import reached_runs
 from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import HostKeyRefused, TrustedHostKey
@@ -74,18 +76,11 @@ from sonde.server.remote.shell import (
 from sonde.server.remote.ssh import SshShell
 from sonde.server.remote.winrm import WinRMHost, WinRMShell
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import (
-    agentless_runs,
-    catalog_scripts,
-    commands,
-    replicas,
-    script_runs,
-)
+from sonde.server.storage.tables import agents
 from sonde.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 
-SERVER = "server"
 # Who a host-key refusal during a run is audited as: the server logs in, not a technician.
 _SERVER_PRINCIPAL = Principal(0, SERVER, Role.ADMIN)
 
@@ -155,6 +150,18 @@ class AgentlessRuns:
                 "this server has no catalog public key (pki/catalog.pub), so it cannot verify "
                 "a script before running it on a machine without an agent"
             )
+        machine_id = agentless_id(reach.target)
+        known = await self._db.read(
+            lambda connection: connection.execute(
+                select(agents.c.id).where(agents.c.id == machine_id)
+            ).first()
+        )
+        if known is None:
+            raise NotFound(
+                f"no machine is known at {reach.label}: collect a diagnostic first (sonde diag "
+                f"NAME --{reach.target.transport.value} ...), which the run's check is compared "
+                "with, and which says its platform"
+            )
         run = await self._runs.request(
             principal,
             agent_ref,
@@ -164,7 +171,9 @@ class AgentlessRuns:
         )
         if run.command.state is CommandState.QUEUED:
             self.start(run.command.id)
-        return run
+        return dataclasses.replace(  # as load_run would read it back
+            run, reached_by=reach.label, credential=reach.credential_name
+        )
 
     async def approve(self, principal: Principal, run_ref: str) -> RunRecord:
         """ScriptRuns.approve; an agentless run is then started by this server."""
@@ -229,7 +238,7 @@ class AgentlessRuns:
                 return None
             command = lock_command_record(connection, command_id)
             if command.state is CommandState.QUEUED and command.expires_at <= now:
-                _end_in(
+                end_without_result(
                     self._audited,
                     connection,
                     command,
@@ -248,7 +257,7 @@ class AgentlessRuns:
                 {"command_id": taken.id, "replica": self.replica_id, "target": reach.label},
             )
             self._audited.append_in(connection, SERVER, "script.dispatch", entry)
-            signed, parameters, dry_run = _signed_entry(connection, command_id)
+            signed, parameters, dry_run = signed_entry(connection, command_id)
             try:
                 if key is None:
                     raise BundleError("this server has no catalog public key (pki/catalog.pub)")
@@ -256,7 +265,7 @@ class AgentlessRuns:
                     reach.target.transport, signed, key, parameters, dry_run=dry_run
                 )
             except (BundleError, ManifestError) as refused:
-                _end_in(
+                end_without_result(
                     self._audited,
                     connection,
                     taken,
@@ -388,7 +397,7 @@ class AgentlessRuns:
             command = lock_command_record(connection, command_id)
             if command.state.final:
                 return command
-            return _end_in(
+            return end_without_result(
                 self._audited, connection, command, state, reason=reason, now=now, wakes=wakes
             )
 
@@ -406,129 +415,10 @@ class AgentlessRuns:
         wakes: list[Wake] = []
 
         def unit(connection: Connection) -> tuple[int, list[str]]:
-            live = select(replicas.c.id).where(replicas.c.lease_expires_at > now)
-            open_runs = (
-                select(commands.c.id, commands.c.state, agentless_runs.c.claimed_by)
-                .join(agentless_runs, agentless_runs.c.command_id == commands.c.id)
-                .where(
-                    commands.c.state.in_(
-                        [
-                            CommandState.QUEUED.value,
-                            CommandState.DELIVERED.value,
-                            CommandState.RUNNING.value,
-                        ]
-                    )
-                )
-            )
-            ended = 0
-            due: list[str] = []
-            for row in connection.execute(open_runs).all():
-                if row.state == CommandState.QUEUED.value:
-                    due.append(row.id)
-                    continue
-                claimed_by = row.claimed_by or ""
-                alive = connection.execute(live.where(replicas.c.id == claimed_by)).first()
-                if claimed_by == self.replica_id or alive is not None:
-                    continue
-                command = lock_command_record(connection, row.id)
-                if command.state not in (CommandState.DELIVERED, CommandState.RUNNING):
-                    continue  # another replica's upkeep got there first
-                how = (
-                    "before it started"
-                    if command.state is CommandState.DELIVERED
-                    else ("while it ran")
-                )
-                reason = (
-                    f"the server that ran it (replica {claimed_by[:8]}) stopped {how} and its "
-                    f"lease lapsed ({LEASE.total_seconds():.0f} s); whether the script ran on "
-                    "the machine, or to its end, is unknown: it is not run again; check the "
-                    "machine, then ask again if it is still needed"
-                )
-                _end_in(
-                    self._audited,
-                    connection,
-                    command,
-                    CommandState.INTERRUPTED,
-                    reason=reason,
-                    now=now,
-                    wakes=wakes,
-                )
-                ended += 1
-            return ended, due
+            return lost_and_due(self._audited, connection, self.replica_id, now, wakes)
 
         ended, due = await self._db.write(unit)
         self._wakeups.publish(wakes)
         for command_id in due:
             self.start(command_id)
         return ended, len(due)
-
-
-def _signed_entry(
-    connection: Connection, command_id: str
-) -> tuple[SignedEntry, dict[str, str], bool]:
-    row = connection.execute(
-        select(
-            script_runs.c.parameters,
-            script_runs.c.dry_run,
-            catalog_scripts.c.script_id,
-            catalog_scripts.c.version,
-            catalog_scripts.c.manifest,
-            catalog_scripts.c.script,
-            catalog_scripts.c.key_id,
-            catalog_scripts.c.signature,
-        )
-        .select_from(
-            script_runs.join(
-                catalog_scripts,
-                (catalog_scripts.c.script_id == script_runs.c.script_id)
-                & (catalog_scripts.c.version == script_runs.c.script_version),
-            )
-        )
-        .where(script_runs.c.command_id == command_id)
-    ).one()
-    signed = SignedEntry(
-        row.script_id,
-        row.version,
-        bytes(row.manifest),
-        bytes(row.script),
-        row.key_id,
-        bytes(row.signature),
-    )
-    return signed, dict(json.loads(row.parameters)), bool(row.dry_run)
-
-
-def _end_in(
-    audited: AuditedWrites,
-    connection: Connection,
-    command: CommandRecord,
-    state: CommandState,
-    *,
-    reason: str,
-    now: datetime,
-    wakes: list[Wake],
-) -> CommandRecord:
-    """End a run that has no script result: its state and reason, its secret values erased,
-    the ticket's `run ended` line and a `command.result` row, in the caller's transaction."""
-    ended = finish_record(connection, command, state, now, wakes, reason=reason)
-    connection.execute(
-        update(script_runs)
-        .where(script_runs.c.command_id == command.id)
-        .values(parameters=NO_SECRETS)
-    )
-    if command.ticket_id is not None:
-        append_event(
-            connection,
-            command.ticket_id,
-            TicketEventKind.RUN_ENDED,
-            SERVER,
-            now,
-            body=f"run {command.id[:8]} {state.value}: {reason}",
-            command_id=command.id,
-        )
-    entry = AuditEntry(
-        command.agent_id,
-        command.ticket_id,
-        {"command_id": command.id, "state": state.value, "reason": reason[:500]},
-    )
-    audited.append_in(connection, SERVER, "command.result", entry)
-    return ended

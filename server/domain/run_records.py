@@ -17,7 +17,8 @@ from sonde.catalog.manifest import Manifest, ManifestError, Platform, Risk, pars
 from sonde.server.domain.commands import CommandRecord, load_command
 from sonde.server.domain.run_verification import Verification, verification_of
 from sonde.server.errors import InvalidArgument, NotFound
-from sonde.server.storage.tables import catalog_scripts, script_runs
+from sonde.server.remote.shell import RemoteTarget, Transport
+from sonde.server.storage.tables import agentless_runs, catalog_scripts, script_runs
 from sonde.server.storage.types import AnyRow
 
 MAX_STORED_OUTPUT = 1024 * 1024  # bytes kept of each stream (the agent's own cap)
@@ -52,9 +53,19 @@ class RunRecord:
     finding: str = ""  # the check it was asked to fix (sonde fix), or ""
     resolve_if_cleared: bool = False
     verification: Verification | None = None  # None: the run has not ended
+    # A machine without an agent, which the server runs it on (agentless_runs.py): its
+    # target's label (ssh://USER@HOST:PORT) and the credential's name; "" on an agent.
+    reached_by: str = ""
+    credential: str = ""
 
 
 _RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
+_REACH_COLUMNS = [
+    agentless_runs.c[name] for name in ("transport", "login", "host", "port", "credential_name")
+]
+_WITH_REACH = script_runs.outerjoin(
+    agentless_runs, agentless_runs.c.command_id == script_runs.c.command_id
+)
 
 
 def run_record(command: CommandRecord, row: AnyRow) -> RunRecord:
@@ -90,13 +101,24 @@ def run_from(command: CommandRecord, row: Mapping[str, Any]) -> RunRecord:
         finding=row["finding"],
         resolve_if_cleared=bool(row["resolve_if_cleared"]),
         verification=verification_of(row) if row["verification"] else None,
+        reached_by=_reached_by(row),
+        credential=row.get("credential_name") or "",
     )
+
+
+def _reached_by(row: Mapping[str, Any]) -> str:
+    transport = row.get("transport")
+    if not transport:
+        return ""
+    return RemoteTarget(Transport(transport), row["login"], row["host"], row["port"]).label
 
 
 def load_run(connection: Connection, command_id: str) -> RunRecord:
     command = load_command(connection, command_id)
     row = connection.execute(
-        select(*_RUN_COLUMNS).where(script_runs.c.command_id == command_id)
+        select(*_RUN_COLUMNS, *_REACH_COLUMNS)
+        .select_from(_WITH_REACH)
+        .where(script_runs.c.command_id == command_id)
     ).first()
     if row is None:
         raise NotFound(f"command {command_id} is not a script run (sonde commands shows it)")

@@ -98,7 +98,7 @@ class Bench:
 
 def server_side(
     db: Database,
-    sshd: Sshd,
+    sshd: Sshd | None,
     catalog_key: ed25519.Ed25519PublicKey,
     credentials: CredentialSource | None = None,
     *,
@@ -121,11 +121,17 @@ def server_side(
         diagnostics=diagnostics,
         hosts=hosts,
         winrm_hosts=WinRMHosts(db, audited),
-        credentials=credentials or FixedCredential(sshd.credential()),
+        credentials=credentials or FixedCredential(_sshd(sshd).credential()),
         catalog_key=catalog_key,
         replica_id=replica_id or uuid.uuid4().hex,
     )
     return agentless, runs, diagnostics, hosts, audited
+
+
+def _sshd(sshd: Sshd | None) -> Sshd:
+    if sshd is None:
+        raise ValueError("give the credentials, or the sshd whose key to log in with")
+    return sshd
 
 
 async def bench(db: Database, sshd: Sshd) -> Bench:

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from sonde.server.domain.agentless import AgentlessDiagnostics
 from sonde.server.domain.commands import CommandState
 from sonde.server.domain.replicas import Replica
 from sonde.server.domain.run_reach import RunReach
 from sonde.server.domain.run_verification import VerificationState
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.tickets import Tickets
-from sonde.server.errors import InvalidArgument
+from sonde.server.errors import InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, FixedCredential
 from sonde.server.remote.shell import RemoteTarget, Transport
 from sonde.server.storage.db import Database
@@ -214,10 +215,20 @@ async def test_wrong_credentials_end_the_run_refused_saying_why(
     assert rows[-1]["state"] == "refused"
 
 
-async def test_a_host_name_that_is_another_machine_is_refused(b: Bench, sshd: Sshd) -> None:
-    elsewhere = RunReach(RemoteTarget(Transport.SSH, sshd.user, "127.0.0.2", sshd.port))
-    with pytest.raises(InvalidArgument, match=r"is reached at ssh://127\.0\.0\.1"):
-        await b.agentless.request(b.l2, b.machine_id, elsewhere, "echo-low")
+async def test_a_machine_that_is_not_the_target_is_refused(b: Bench, sshd: Sshd) -> None:
+    unknown = RunReach(RemoteTarget(Transport.SSH, sshd.user, "127.0.0.2", sshd.port))
+    with pytest.raises(NotFound, match=r"no machine is known at ssh://.*127\.0\.0\.2.*sonde diag"):
+        await b.agentless.request(b.l2, b.machine_id, unknown, "echo-low")
+    # The same sshd reached by another name is another machine row, with the same host name:
+    # naming one and reaching the other is refused, whatever the machines call themselves.
+    other = RemoteTarget(Transport.SSH, sshd.user, "localhost", sshd.port)
+    await b.hosts.trust(b.l2, f"localhost:{sshd.port}", sshd.host_key.fingerprint)
+    await AgentlessDiagnostics(b.db, b.audited, b.hosts, FixedCredential(sshd.credential())).run(
+        b.l2, other, shell_only=True
+    )
+    with pytest.raises(InvalidArgument, match=r"is reached at ssh://127\.0\.0\.1:\d+, not"):
+        await b.agentless.request(b.l2, b.machine_id, RunReach(other), "echo-low")
+    assert await _audit(b.db, "script.dispatch") == []
 
 
 async def test_a_run_whose_server_died_ends_interrupted_and_never_runs_again(
