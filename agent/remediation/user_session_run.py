@@ -65,7 +65,9 @@ class _Tail:
         return self.offset > before
 
 
-class _Waiting(Protocol):  # user_session.UserProcess
+class UserProcessHandle(Protocol):
+    """A started script (user_session.UserProcess on Windows)."""
+
     pid: int
 
     def wait(self, timeout_s: float) -> int | None: ...
@@ -75,22 +77,24 @@ class _Waiting(Protocol):  # user_session.UserProcess
     def close(self) -> None: ...
 
 
-class _Stoppable(Protocol):  # windows_job.ScriptJob
+class TreeHandle(Protocol):
+    """What ends the script's whole tree (windows_job.ScriptJob on Windows)."""
+
     def terminate(self, exit_code: int = 1) -> None: ...
 
     def close(self) -> None: ...
 
 
 async def _wait_for_end(
-    process: _Waiting,
-    job: _Stoppable,
+    process: UserProcessHandle,
+    tree: TreeHandle,
     tails: Sequence[_Tail],
     *,
     more: asyncio.Event,
     cancel: asyncio.Event | None,
     deadline: float,
 ) -> tuple[int | None, str]:
-    """The exit code and "" (it ended by itself), "timeout" or "cancel" (its job stopped)."""
+    """The exit code and "" (it ended by itself), "timeout" or "cancel" (its tree stopped)."""
     while True:
         exit_code = await asyncio.to_thread(process.wait, POLL_S)
         if any([tail.read() for tail in tails]):
@@ -103,24 +107,67 @@ async def _wait_for_end(
         elif time.monotonic() >= deadline:
             stop = "timeout"
         if stop:
-            job.terminate()
+            tree.terminate()
             return await asyncio.to_thread(process.wait, 10.0), stop
 
 
-def _outcome(
-    captures: Sequence[OutputCapture], exit_code: int | None, stop: str, started: float
+async def supervise(
+    process: UserProcessHandle,
+    tree: TreeHandle,
+    stdout: Path,
+    stderr: Path,
+    *,
+    limits: RunLimits,
+    timeout_s: float,
+    on_output: OutputCallback | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> RunOutcome:
-    stdout, stderr = captures
+    """Watch a started script to its end: its two output files read as they grow into
+    capped captures and streamed to on_output, its tree ended at the timeout or a cancel
+    and once it has ended (what it left running)."""
+    started = time.monotonic()
+    captures = (
+        OutputCapture(OutputStream.STDOUT, limits.output_cap_bytes),
+        OutputCapture(OutputStream.STDERR, limits.output_cap_bytes),
+    )
+    tails = [_Tail(stdout, captures[0]), _Tail(stderr, captures[1])]
+    more, ended = asyncio.Event(), asyncio.Event()
+    streaming = None
+    if on_output is not None:
+        streaming = asyncio.create_task(
+            stream_output_safely(
+                captures,
+                on_output,
+                chunk_bytes=limits.chunk_bytes,
+                chunk_interval_s=limits.chunk_interval_s,
+                more=more,
+                ended=ended,
+            )
+        )
+    try:
+        exit_code, stop = await _wait_for_end(
+            process, tree, tails, more=more, cancel=cancel, deadline=started + timeout_s
+        )
+    finally:
+        tree.terminate()  # what the script left running, or all of it if we were cancelled
+    for tail in tails:
+        tail.read()
+    ended.set()
+    more.set()
+    if streaming is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(streaming, limits.flush_timeout_s)
+    stdout_capture, stderr_capture = captures
     return RunOutcome(
         exit_code=exit_code,
         timed_out=stop == "timeout",
         cancelled=stop == "cancel",
-        stdout=bytes(stdout.kept),
-        stderr=bytes(stderr.kept),
-        stdout_truncated=stdout.truncated,
-        stderr_truncated=stderr.truncated,
-        stdout_size=stdout.size,
-        stderr_size=stderr.size,
+        stdout=bytes(stdout_capture.kept),
+        stderr=bytes(stderr_capture.kept),
+        stdout_truncated=stdout_capture.truncated,
+        stderr_truncated=stderr_capture.truncated,
+        stdout_size=stdout_capture.size,
+        stderr_size=stderr_capture.size,
         duration_s=time.monotonic() - started,
         stray_processes=0,  # the job ends the tree; it does not count it
     )
@@ -149,25 +196,19 @@ async def run_in_user_session(
     program = interpreter_command(manifest.interpreter)
     check_again(manifest, values)
     folder = Path(tempfile.mkdtemp(prefix="sonde-run-", dir=work_root))
-    captures = (
-        OutputCapture(OutputStream.STDOUT, limits.output_cap_bytes),
-        OutputCapture(OutputStream.STDERR, limits.output_cap_bytes),
-    )
-    tails = [_Tail(folder / "stdout.txt", captures[0]), _Tail(folder / "stderr.txt", captures[1])]
-    more, ended = asyncio.Event(), asyncio.Event()
-    job: _Stoppable | None = None
-    process: _Waiting | None = None
+    stdout, stderr = folder / "stdout.txt", folder / "stderr.txt"
+    job: TreeHandle | None = None
+    process: UserProcessHandle | None = None
     try:
         argv, _ = prepare_run(folder, manifest, script, values, program, mark="", home=None)
-        started = time.monotonic()
         try:
             process = await asyncio.to_thread(
                 user_session.start_in_session,
                 session.session.session_id,
                 argv,
                 folder,
-                tails[0].path,
-                tails[1].path,
+                stdout,
+                stderr,
             )
             new_job = windows_job.ScriptJob()
             job = new_job
@@ -178,34 +219,18 @@ async def run_in_user_session(
             raise ScriptCannotRun(
                 f"could not start {manifest.id} in {session.describe()}: {error}"
             ) from None
-        streaming = None
-        if on_output is not None:
-            streaming = asyncio.create_task(
-                stream_output_safely(
-                    captures,
-                    on_output,
-                    chunk_bytes=limits.chunk_bytes,
-                    chunk_interval_s=limits.chunk_interval_s,
-                    more=more,
-                    ended=ended,
-                )
-            )
-        deadline = started + (limits.timeout_s or manifest.timeout_s)
-        exit_code, stop = await _wait_for_end(
-            process, job, tails, more=more, cancel=cancel, deadline=deadline
+        return await supervise(
+            process,
+            job,
+            stdout,
+            stderr,
+            limits=limits,
+            timeout_s=limits.timeout_s or manifest.timeout_s,
+            on_output=on_output,
+            cancel=cancel,
         )
-        job.terminate()  # what the script left running
-        for tail in tails:
-            tail.read()
-        ended.set()
-        more.set()
-        if streaming is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(streaming, limits.flush_timeout_s)
-        return _outcome(captures, exit_code, stop, started)
     finally:
         if job is not None:
-            job.terminate()
             job.close()
         if process is not None:
             process.close()
