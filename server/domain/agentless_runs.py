@@ -98,6 +98,14 @@ async def _open_winrm(host: WinRMHost, credential: Credential) -> RemoteShell:
     return await WinRMShell.open(host, credential)
 
 
+class _NotTaken(Exception):
+    """The run is not this call's to take or end (another replica's, ended, not due)."""
+
+    def __init__(self, *, expired: bool) -> None:
+        super().__init__("not taken")
+        self.expired = expired
+
+
 class AgentlessRuns:
     def __init__(
         self,
@@ -231,32 +239,22 @@ class AgentlessRuns:
         key = self._catalog_key
 
         def unit(
-            connection: Connection,
-        ) -> tuple[CommandRecord, RunReach, reached_runs.PreparedRun | None] | None:
+            connection: Connection, entry: AuditEntry
+        ) -> tuple[CommandRecord, RunReach, reached_runs.PreparedRun | None]:
             reach = reach_of(connection, command_id)
             if reach is None:
-                return None
+                raise _NotTaken(expired=False)
             command = lock_command_record(connection, command_id)
-            if command.state is CommandState.QUEUED and command.expires_at <= now:
-                end_without_result(
-                    self._audited,
-                    connection,
-                    command,
-                    CommandState.EXPIRED,
-                    reason="it expired before the server could run it; it never runs",
-                    now=now,
-                    wakes=wakes,
-                )
-                return None
-            taken = claim(connection, command_id, self.replica_id, now)
+            expired = command.state is CommandState.QUEUED and command.expires_at <= now
+            taken = None if expired else claim(connection, command_id, self.replica_id, now)
             if taken is None:
-                return None
-            entry = AuditEntry(
-                taken.agent_id,
-                taken.ticket_id,
-                {"command_id": taken.id, "replica": self.replica_id, "target": reach.label},
-            )
-            self._audited.append_in(connection, SERVER, "script.dispatch", entry)
+                raise _NotTaken(expired=expired)
+            entry.agent_id, entry.ticket_id = taken.agent_id, taken.ticket_id
+            entry.detail |= {
+                "command_id": taken.id,
+                "replica": self.replica_id,
+                "target": reach.label,
+            }
             signed, parameters, dry_run = signed_entry(connection, command_id)
             try:
                 if key is None:
@@ -277,7 +275,17 @@ class AgentlessRuns:
                 return taken, reach, None
             return taken, reach, prepared
 
-        taken = await self._db.write(unit)
+        try:
+            taken = await self._audited.run(SERVER, "script.dispatch", unit)
+        except _NotTaken as not_taken:
+            if not_taken.expired:
+                await self._end_unrun(
+                    command_id,
+                    CommandState.EXPIRED,
+                    "it expired before the server could run it; it never runs",
+                    expect=frozenset({CommandState.QUEUED}),
+                )
+            return None
         self._wakeups.publish(wakes)
         return taken
 
@@ -388,20 +396,40 @@ class AgentlessRuns:
         result = agent_pb2.Result(command_id=check_id, snapshot=collected.snapshot)
         await self._diagnostics.accept_result(run.agent_id, result, found, received, actor=SERVER)
 
-    async def _end_unrun(self, command_id: str, state: CommandState, reason: str) -> RunRecord:
-        """End a run that did not run to a result (refused, interrupted), audited."""
+    async def _end_unrun(
+        self,
+        command_id: str,
+        state: CommandState,
+        reason: str,
+        *,
+        expect: frozenset[CommandState] = frozenset({CommandState.DELIVERED, CommandState.RUNNING}),
+    ) -> RunRecord:
+        """End a run that did not run to a result (expired, refused, interrupted), audited
+        `command.result`; unchanged when it is no longer in an `expect`ed state."""
         now = self._clock()
         wakes: list[Wake] = []
 
-        def unit(connection: Connection) -> CommandRecord:
+        def unit(connection: Connection, entry: AuditEntry) -> CommandRecord:
             command = lock_command_record(connection, command_id)
-            if command.state.final:
-                return command
+            if command.state not in expect:
+                raise _NotTaken(expired=False)  # someone else ended or took it meanwhile
+            entry.agent_id, entry.ticket_id = command.agent_id, command.ticket_id
+            entry.detail |= {"command_id": command.id, "state": state.value, "reason": reason}
             return end_without_result(
-                self._audited, connection, command, state, reason=reason, now=now, wakes=wakes
+                self._audited,
+                connection,
+                command,
+                state,
+                reason=reason,
+                now=now,
+                wakes=wakes,
+                audit=False,
             )
 
-        ended = await self._db.write(unit)
+        try:
+            ended = await self._audited.run(SERVER, "command.result", unit)
+        except _NotTaken:
+            return await self._runs.get(command_id)
         self._wakeups.publish(wakes, FinishedCommand(ended))
         return await self._runs.get(command_id)
 

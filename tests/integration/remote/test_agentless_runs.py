@@ -301,3 +301,26 @@ async def test_two_servers_on_one_database_run_it_once(
     finally:
         await first_db.close()
         await second_db.close()
+
+
+async def test_a_crash_between_the_claim_and_its_audit_row_leaves_neither(b: Bench) -> None:
+    run = await b.runs.request(b.l2, b.machine_id, "echo-low", reach=b.reach)
+    logins = _logins(b.sshd)
+
+    def crash(action: str) -> None:
+        raise RuntimeError(f"the process dies before the audit row of {action}")
+
+    b.audited.fault_before_audit = crash
+    try:
+        with pytest.raises(RuntimeError, match=r"script\.dispatch"):
+            await b.agentless.execute(run.command.id)
+    finally:
+        b.audited.fault_before_audit = None
+    still = await b.runs.get(run.command.id)
+    assert still.command.state is CommandState.QUEUED  # not claimed: it can still run
+    assert still.command.deliveries == 0
+    assert await _audit(b.db, "script.dispatch") == []
+    assert _logins(b.sshd) == logins
+    done = await b.agentless.execute(run.command.id)
+    assert done is not None
+    assert done.command.state is CommandState.FAILED  # it ran: the script exits 3
