@@ -122,10 +122,12 @@ def _battery(facts: diagnostics_pb2.BatteryFacts) -> Rows:
         return [("Battery", "none (desktop or not reported)")]
     plugged = "plugged in" if facts.plugged_in else "on battery"
     rows = [("Charge", f"{percent(facts.charge_percent)}, {plugged}")]
-    if facts.design_capacity_mwh:
+    if facts.design_capacity_mwh or (facts.condition and not facts.wear_unavailable):
         rows.append(("Wear", f"{percent(facts.wear_percent)} ({facts.cycle_count} cycles)"))
     else:
         rows.append(("Wear", f"unavailable: {facts.wear_unavailable}"))
+    if facts.condition:
+        rows.append(("Condition", facts.condition))  # macOS's own word: Normal, Service ...
     return rows
 
 
@@ -178,7 +180,16 @@ def _software(facts: diagnostics_pb2.SoftwareFacts) -> Rows:
     return [("Installed", f"{facts.total} packages from {facts.source}{cut} (as of {refreshed})")]
 
 
+def _pending(update: diagnostics_pb2.PendingUpdate) -> tuple[str, str]:
+    said = "recommended" if update.recommended else "not recommended"
+    said += ", needs a restart" if update.restart_required else ""
+    return (update.title, f"{update.version}, {said}" if update.version else said)
+
+
 def _updates(facts: diagnostics_pb2.UpdateFacts) -> Rows:
+    if facts.source == "softwareupdate":  # macOS: no restart flag, a list of updates
+        listed = [_pending(u) for u in facts.pending[:20]]
+        return listed or [("Pending updates", "none (as of macOS's last check)")]
     reboot = "yes: " + "; ".join(facts.reboot_reasons) if facts.reboot_required else "no"
     rows = [("Restart pending", reboot)]
     if facts.pending_updates_known:

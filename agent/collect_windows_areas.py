@@ -89,7 +89,8 @@ def windows_areas(snapshot: diagnostics_pb2.Snapshot) -> Iterable[tuple[str, Row
     if snapshot.HasField("antivirus"):
         yield "Antivirus", _antivirus(snapshot.antivirus)
     if snapshot.HasField("encryption"):
-        yield "BitLocker", _encryption(snapshot.encryption)
+        method = "FileVault" if snapshot.encryption.method == "filevault" else "BitLocker"
+        yield method, _encryption(snapshot.encryption)
     if snapshot.HasField("event_log"):
         yield "Event log", _event_log(snapshot.event_log)
     if snapshot.HasField("printing"):
