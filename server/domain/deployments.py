@@ -1,0 +1,331 @@
+"""Push install of the agent to many hosts (`sonde deploy`): start, follow, retry.
+
+start() writes the deployment and its hosts (`pending`) with its `agents.deploy` audit row and
+returns at once; the hosts then run on the server, `parallel` at a time, each bounded by
+`host_timeout_s` (deploy_host.py does one host). A host whose earlier deployment left its agent
+online at the wanted version is `skipped` without a login; so re-running the same command, or
+retry() of a deployment, touches only the hosts that failed or never got an agent. Each host's
+end is written with its `agents.deploy.host` audit row in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.engine import Connection
+
+from sonde.server.domain import hashed_secrets
+from sonde.server.domain.audited import AuditedWrites, AuditEntry
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.deploy_host import HostDeployer, HostOutcome, OpenShell
+from sonde.server.domain.deployment_store import (
+    Deployment,
+    DeployOptions,
+    DeployStage,
+    HostPlan,
+    HostResult,
+    agent_online,
+    insert_deployment,
+    load_deployment,
+    online_at_version,
+    update_host,
+)
+from sonde.server.domain.roles import Principal
+from sonde.server.domain.trusted_hosts import TrustedHosts
+from sonde.server.errors import Conflict, InvalidArgument, NotFound
+from sonde.server.remote.credentials import Credential, CredentialSource
+from sonde.server.remote.host_keys import TrustedHostKey
+from sonde.server.remote.shell import RemoteShell, RemoteTarget
+from sonde.server.remote.ssh import SshShell
+from sonde.server.remote.wheelhouse import Wheelhouse
+from sonde.server.storage.db import Database
+
+MAX_HOSTS = 1000
+MAX_PARALLEL = 64
+ENROLLMENT_TTL = timedelta(minutes=15)
+_PATH_CHARS = 4096
+_DEPLOYMENT_ID = re.compile(r"[0-9a-f]{16}")  # hashed_secrets.new_id
+
+
+class IssuesEnrollments(Protocol):
+    """services.EnrollmentIssuer, as far as a deployment needs it."""
+
+    async def issue(self, actor: Principal, *, uses: int, ttl: timedelta) -> _Issued: ...
+
+
+class _Issued(Protocol):
+    @property
+    def enrollment(self) -> str: ...
+    @property
+    def token_id(self) -> str: ...
+
+
+def check_options(options: DeployOptions) -> None:
+    for name in ("prefix", "state_dir", "unit_dir"):
+        path = str(getattr(options, name))
+        if not path.startswith("/") or len(path) > _PATH_CHARS or "\x00" in path or "\n" in path:
+            raise InvalidArgument(
+                f"{name.replace('_', ' ')} must be an absolute path, got {path!r}"
+            )
+        if any(part == ".." for part in path.split("/")):
+            raise InvalidArgument(f"{name.replace('_', ' ')} {path!r} must not contain '..'")
+    if not 1 <= options.parallel <= MAX_PARALLEL:
+        raise InvalidArgument(f"parallel must be from 1 to {MAX_PARALLEL}, got {options.parallel}")
+    if not 10 <= options.host_timeout_s <= 3600:
+        raise InvalidArgument("the time limit per host must be from 10 s to 3600 s")
+    if not 1 <= options.online_timeout_s <= 600:
+        raise InvalidArgument("the wait for the agent to come online must be from 1 s to 600 s")
+    if not 0 <= options.min_free_mb <= 1_000_000:
+        raise InvalidArgument("the free space asked for must be from 0 to 1000000 MiB")
+
+
+def check_plans(plans: Sequence[HostPlan]) -> None:
+    if not plans:
+        raise InvalidArgument("a deployment needs at least one host")
+    if len(plans) > MAX_HOSTS:
+        raise InvalidArgument(f"a deployment takes at most {MAX_HOSTS} hosts, got {len(plans)}")
+    seen: set[tuple[str, str, int]] = set()
+    for plan in plans:
+        key = (plan.target.transport.value, plan.target.host, plan.target.port)
+        if key in seen:
+            raise InvalidArgument(f"{plan.target.label} is named twice")
+        seen.add(key)
+
+
+@dataclass(frozen=True)
+class DeploySetup:
+    """What the server was started with: the wheels to install (None: deploy is refused)."""
+
+    wheelhouse: Wheelhouse | None
+    open_shell: OpenShell
+
+
+async def _open_ssh(
+    target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
+) -> RemoteShell:
+    return await SshShell.open(target, credential, trusted)
+
+
+def ssh_setup(wheelhouse: Wheelhouse | None) -> DeploySetup:
+    """The server's own: SSH logins with paramiko, the wheels given (None: refused)."""
+    return DeploySetup(wheelhouse, _open_ssh)
+
+
+class Deployments:
+    def __init__(
+        self,
+        db: Database,
+        audited: AuditedWrites,
+        hosts: TrustedHosts,
+        credentials: CredentialSource,
+        *,
+        enrollment: IssuesEnrollments,
+        setup: DeploySetup,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._audited = audited
+        self._hosts = hosts
+        self._credentials = credentials
+        self._enrollment = enrollment
+        self._setup = setup
+        self._clock = clock
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def start(
+        self,
+        principal: Principal,
+        plans: Sequence[HostPlan],
+        options: DeployOptions,
+        *,
+        retry_of: str | None = None,
+    ) -> Deployment:
+        """Write the deployment (audited `agents.deploy`) and start its hosts."""
+        wheelhouse = self._setup.wheelhouse
+        deployment_id = hashed_secrets.new_id()
+
+        def unit(connection: Connection, entry: AuditEntry) -> Deployment:
+            if wheelhouse is None:
+                raise Conflict(
+                    "this server has no wheelhouse to install from: start it with "
+                    "--wheelhouse DIR (docs/deploy.md says how to build one)"
+                )
+            check_options(options)
+            check_plans(plans)
+            at = self._clock()
+            insert_deployment(
+                connection,
+                deployment_id,
+                requested_by=principal.name,
+                at=at,
+                agent_version=wheelhouse.agent_version,
+                options=options,
+                plans=list(plans),
+                retry_of=retry_of,
+            )
+            entry.detail |= {
+                "deployment_id": deployment_id,
+                "hosts": len(plans),
+                "agent_version": wheelhouse.agent_version,
+            }
+            if retry_of:
+                entry.detail["retry_of"] = retry_of
+            found = load_deployment(connection, deployment_id)
+            assert found is not None
+            return found
+
+        deployment = await self._audited.run(
+            principal.name, "agents.deploy", unit, peer=principal.peer
+        )
+        task = asyncio.create_task(self._run(principal, deployment))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return deployment
+
+    async def retry(self, principal: Principal, deployment_id: str) -> Deployment:
+        """A new deployment of `deployment_id`'s hosts with its options."""
+        earlier = await self.get(deployment_id)
+        plans = [host.plan for host in earlier.hosts]
+        return await self.start(principal, plans, earlier.options, retry_of=earlier.id)
+
+    async def get(self, deployment_id: str) -> Deployment:
+        if not _DEPLOYMENT_ID.fullmatch(deployment_id):
+            raise InvalidArgument(
+                f"{deployment_id[:40]!r} is not a deployment id (16 hexadecimal characters)"
+            )
+        found = await self._db.read(lambda c: load_deployment(c, deployment_id))
+        if found is None:
+            raise NotFound(f"no deployment has the id {deployment_id}")
+        return found
+
+    async def wait(self) -> None:
+        """Until every deployment this server runs has finished (tests, shutdown)."""
+        while self._running:
+            await asyncio.gather(*builtins.list(self._running), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in builtins.list(self._running):
+            task.cancel()
+        await asyncio.gather(*builtins.list(self._running), return_exceptions=True)
+
+    async def _run(self, principal: Principal, deployment: Deployment) -> None:
+        wheelhouse = self._setup.wheelhouse
+        assert wheelhouse is not None
+        options = deployment.options
+        limit = asyncio.Semaphore(options.parallel)
+
+        async def issue() -> tuple[str, str]:
+            issued = await self._enrollment.issue(principal, uses=1, ttl=ENROLLMENT_TTL)
+            return issued.token_id, issued.enrollment
+
+        async def version_online(agent_id: str) -> str | None:
+            return await self._db.read(lambda c: agent_online(c, agent_id))
+
+        deployer = HostDeployer(
+            wheelhouse=wheelhouse,
+            options=options,
+            credentials=self._credentials,
+            trusted_for=self._hosts.for_address,  # type: ignore[arg-type]
+            open_shell=self._setup.open_shell,
+            issue_enrollment=issue,
+            agent_version_online=version_online,
+        )
+
+        async def one(position: int, plan: HostPlan) -> None:
+            async with limit:
+                outcome = await self._one_host(deployment, position, plan, deployer)
+            await self._finish(principal, deployment, position, plan, outcome)
+
+        await asyncio.gather(
+            *(one(host.position, host.plan) for host in deployment.hosts), return_exceptions=True
+        )
+
+    async def _one_host(
+        self, deployment: Deployment, position: int, plan: HostPlan, deployer: HostDeployer
+    ) -> HostOutcome:
+        online = await self._db.read(
+            lambda c: online_at_version(c, plan.target, deployment.agent_version)
+        )
+        if online is not None:
+            return HostOutcome(
+                DeployStage.DONE,
+                True,
+                reason=f"skipped: agent {online.agent_id} is online at {online.version} "
+                f"(deployment {online.deployment_id})",
+                agent_id=online.agent_id,
+                found_version=online.version,
+            )
+
+        async def progress(**values: object) -> None:
+            marks = {k: v.value if isinstance(v, DeployStage) else v for k, v in values.items()}
+            marks |= {"result": HostResult.RUNNING.value, "updated_at": self._clock()}
+            await self._db.write(lambda c: update_host(c, deployment.id, position, **marks))
+
+        try:
+            return await asyncio.wait_for(
+                deployer.deploy(plan, progress), deployment.options.host_timeout_s
+            )
+        except TimeoutError:
+            reached = await self._db.read(lambda c: load_deployment(c, deployment.id))
+            stage = reached.hosts[position].stage if reached else DeployStage.PREFLIGHT
+            return HostOutcome(
+                stage,
+                False,
+                "time limit",
+                f"{plan.target.label} took longer than {deployment.options.host_timeout_s:g} s "
+                f"(it was at {stage.value})",
+            )
+
+    async def _finish(
+        self,
+        principal: Principal,
+        deployment: Deployment,
+        position: int,
+        plan: HostPlan,
+        outcome: HostOutcome,
+    ) -> None:
+        skipped = outcome.reason.startswith("skipped:")
+        result = (
+            HostResult.SKIPPED
+            if skipped
+            else HostResult.SUCCEEDED
+            if outcome.succeeded
+            else HostResult.FAILED
+        )
+
+        def unit(connection: Connection, entry: AuditEntry) -> None:
+            values: dict[str, object] = {
+                "stage": outcome.stage.value,
+                "result": result.value,
+                "failed_check": outcome.failed_check,
+                "reason": outcome.reason[:2000],
+                "updated_at": self._clock(),
+            }
+            if outcome.agent_id:
+                values["agent_id"] = outcome.agent_id
+            if outcome.found_version or skipped:
+                values["found_version"] = outcome.found_version
+            update_host(connection, deployment.id, position, **values)
+            entry.detail |= {
+                "deployment_id": deployment.id,
+                "target": plan.target.label,
+                "result": result.value,
+                "stage": outcome.stage.value,
+            }
+            if outcome.failed_check:
+                entry.detail["failed_check"] = outcome.failed_check
+                entry.detail["reason"] = outcome.reason[:500]
+
+        await self._audited.run(
+            principal.name,
+            "agents.deploy.host",
+            unit,
+            agent_id=outcome.agent_id,
+            peer=principal.peer,
+        )
