@@ -7,6 +7,7 @@ EnrollmentIssuer is a protocol: the domain side declares what it needs, the tran
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -15,12 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sonde.server.domain import run_verification
 from sonde.server.domain.agentless import AgentlessDiagnostics
+from sonde.server.domain.agentless_runs import AgentlessRuns
 from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audit import AuditKey, AuditLog
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.catalog import Catalog
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.credential_secrets import CredentialKey
+from sonde.server.domain.deployments import Deployments, DeploySetup, ssh_setup
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.fixes import Fixes
@@ -33,6 +36,7 @@ from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wakeups
+from sonde.server.domain.winrm_hosts import WinRMHosts
 from sonde.server.storage.db import Database
 
 
@@ -68,7 +72,10 @@ class ServerServices:
     script_stats: ScriptStats
     credentials: RemoteCredentials
     trusted_hosts: TrustedHosts
+    winrm_hosts: WinRMHosts
     agentless: AgentlessDiagnostics
+    agentless_runs: AgentlessRuns
+    deployments: Deployments
 
 
 async def open_services(
@@ -79,12 +86,16 @@ async def open_services(
     catalog_public_key: ed25519.Ed25519PublicKey | None = None,
     dispatch_key: ed25519.Ed25519PrivateKey | None = None,
     credential_key: CredentialKey | None = None,
+    replica_id: str = "",
+    deploy_setup: DeploySetup | None = None,
 ) -> ServerServices:
     """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
     bundles verified with `catalog_public_key` (None: publishing is refused); script runs' orders
     signed with `dispatch_key` (None: a run cannot be sent); remote credentials sealed with
-    `credential_key` (None: none can be added or used)."""
+    `credential_key` (None: none can be added or used); push installs from `deploy_setup`'s
+    wheelhouse (None: `sonde deploy` is refused)."""
     wakeups = Wakeups()
+    replica_id = replica_id or uuid.uuid4().hex  # the Replica's, whose lease the upkeep renews
     audited = AuditedWrites(db, key=audit_key)
     commands = Commands(db, audited, wakeups)
     script_runs = ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key)
@@ -93,6 +104,19 @@ async def open_services(
     diagnostics.verify_check = run_verification.record_check(audited)  # the closed loop
     credentials = RemoteCredentials(db, audited, credential_key)
     trusted_hosts = TrustedHosts(db, audited)
+    winrm_hosts = WinRMHosts(db, audited)
+    agentless_runs = AgentlessRuns(
+        db,
+        audited,
+        wakeups=wakeups,
+        script_runs=script_runs,
+        diagnostics=diagnostics,
+        hosts=trusted_hosts,
+        winrm_hosts=winrm_hosts,
+        credentials=credentials,
+        catalog_key=catalog_public_key,
+        replica_id=replica_id,
+    )
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -112,5 +136,17 @@ async def open_services(
         script_stats=ScriptStats(db),
         credentials=credentials,
         trusted_hosts=trusted_hosts,
-        agentless=AgentlessDiagnostics(db, audited, trusted_hosts, credentials),
+        winrm_hosts=winrm_hosts,
+        agentless=AgentlessDiagnostics(
+            db, audited, trusted_hosts, credentials, winrm_hosts=winrm_hosts
+        ),
+        agentless_runs=agentless_runs,
+        deployments=Deployments(
+            db,
+            audited,
+            trusted_hosts,
+            credentials,
+            enrollment=enrollment,
+            setup=deploy_setup or ssh_setup(None),
+        ),
     )

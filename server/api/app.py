@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -28,9 +29,11 @@ from sonde.server.audit_checkpoints import AuditCheckpoints, checkpoint_path
 from sonde.server.audit_key import audit_key_for_chain, audit_key_path
 from sonde.server.credential_key import credential_key_for_store, credential_key_path
 from sonde.server.dispatch_signing import load_dispatch_private_key
+from sonde.server.domain.agentless_runs import AgentlessRuns
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditEntry
 from sonde.server.domain.credential_secrets import CredentialKey
+from sonde.server.domain.deployments import Deployments, ssh_setup
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.remote_credentials import sealed_with
@@ -46,6 +49,7 @@ from sonde.server.pki import (
     load_catalog_public_key,
     load_dispatch_public_key,
 )
+from sonde.server.remote.wheelhouse import load_wheelhouse
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
@@ -131,6 +135,7 @@ class RunOptions:
     agent_addresses: tuple[str, ...] = ()  # advertised to agents; () = the agent listener
     max_connecting: int = DEFAULT_MAX_CONNECTING  # sessions between accept and Welcome at once
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # docs/server.md
+    wheelhouse: Path | None = None  # what `sonde deploy` installs (docs/deploy.md)
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -153,6 +158,8 @@ class SondeServer:
         self._sessions: LocalSessions | None = None
         self._checkpoints: AuditCheckpoints | None = None
         self.replica: Replica | None = None
+        self._deployments: Deployments | None = None
+        self._agentless_runs: AgentlessRuns | None = None
 
     async def start(self) -> None:
         options = self.options
@@ -186,6 +193,7 @@ class SondeServer:
             authority.certificate_der, options.server_name, options.agent_addresses
         )
         catalog_key = _catalog_public_key(pki)
+        self.replica = replica = Replica(db)  # its id claims the runs this server runs itself
         services = await open_services(
             db,
             issuer,
@@ -193,9 +201,12 @@ class SondeServer:
             catalog_public_key=catalog_key,
             dispatch_key=load_dispatch_private_key(pki),
             credential_key=credential_key,
+            replica_id=replica.id,
+            deploy_setup=ssh_setup(
+                load_wheelhouse(options.wheelhouse) if options.wheelhouse else None
+            ),
         )
         issuer.set_tokens(services.tokens)
-        self.replica = replica = Replica(db)
         reset = await replica.register()
         if reset:
             log.info("marked %d agents offline after a restart", reset)
@@ -206,7 +217,11 @@ class SondeServer:
         session_rows = SessionRows(db, replica.id, on_unknown=admission.forget)
         heartbeats = HeartbeatBatcher(services.agents)
         upkeep = FleetUpkeep(
-            replica, services.commands, services.wakeups, script_runs=services.script_runs
+            replica,
+            services.commands,
+            services.wakeups,
+            script_runs=services.script_runs,
+            agentless_runs=services.agentless_runs,
         )
 
         self._agents = grpc.aio.server(
@@ -278,6 +293,9 @@ class SondeServer:
         )
 
     def _console_server(self, services: ServerServices) -> grpc.aio.Server:
+        self._deployments = services.deployments  # started from the console, stopped with it
+        self._agentless_runs = services.agentless_runs  # likewise
+
         async def record_refusal(
             actor: str, action: str, error: SondeError, detail: dict[str, str], peer: str
         ) -> None:
@@ -322,6 +340,10 @@ class SondeServer:
         for server in (self._console, self._agents):
             if server is not None:
                 await server.stop(grace_s)
+        if self._deployments is not None:
+            await self._deployments.close()  # each host's row says where it got to
+        if self._agentless_runs is not None:
+            await self._agentless_runs.close()  # a live replica's upkeep ends them interrupted
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

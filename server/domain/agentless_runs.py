@@ -309,9 +309,12 @@ class AgentlessRuns:
                 command.id, CommandState.REFUSED, f"the server could not log in: {message}"
             )
         try:
-            await self._db.write(
-                lambda connection: mark_running(connection, command.id, self._clock())
-            )
+            try:
+                await self._db.write(
+                    lambda connection: mark_running(connection, command.id, self._clock())
+                )
+            except Conflict:  # cancelled while the server logged in: nothing starts
+                return await self._runs.get(command.id)
             try:
                 outcome = await reached_runs.send(shell, prepared)
             except RemoteError as error:

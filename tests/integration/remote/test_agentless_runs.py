@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy import select, update
 
 from sonde.server.domain.agentless import AgentlessDiagnostics
+from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.commands import CommandState
 from sonde.server.domain.replicas import Replica
 from sonde.server.domain.run_reach import RunReach
 from sonde.server.domain.run_verification import VerificationState
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.tickets import Tickets
+from sonde.server.domain.wakeups import Wakeups
 from sonde.server.errors import InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, FixedCredential
 from sonde.server.remote.shell import RemoteTarget, Transport
@@ -324,3 +326,24 @@ async def test_a_crash_between_the_claim_and_its_audit_row_leaves_neither(b: Ben
     done = await b.agentless.execute(run.command.id)
     assert done is not None
     assert done.command.state is CommandState.FAILED  # it ran: the script exits 3
+
+
+async def test_a_cancel_ends_the_record_and_the_late_result_is_dropped(
+    b: Bench, tmp_path: Path
+) -> None:
+    """What a cancel does not do over SSH: stop a script that already started on the host."""
+    log = tmp_path / "ran.log"
+    run = await b.agentless.request(
+        b.l2, b.machine_id, b.reach, "echo-low", parameters={"log": str(log), "sleep_s": "2"}
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while not log.exists():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await Commands(b.db, b.audited, Wakeups()).cancel(b.l2, run.command.id, "wrong machine")
+    await b.agentless.wait_started()
+    done = await b.runs.get(run.command.id)
+    assert done.command.state is CommandState.CANCELLED
+    assert done.exit_code is None  # the result that came after was dropped, not stored
+    results = await _audit(b.db, "command.result")
+    assert [row["result"] for row in results][-1].startswith("refused")
