@@ -311,6 +311,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         agent_addresses=tuple(config.agent_addresses),
         max_connecting=args.max_connecting,
         limits=limits,
+        wheelhouse=args.wheelhouse,
     )
 
     async def main() -> None:
@@ -477,6 +478,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
+def _deploy_option(run: argparse.ArgumentParser) -> None:
+    """`run`'s last option, and its handler."""
+    run.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="the agent's wheels and pip's, which `sonde deploy` installs on Linux hosts "
+        "(docs/deploy.md); without it deploy is refused",
+    )
+    run.set_defaults(handler=cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonde-server", description="Sonde's central server and its admin commands."
@@ -525,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="agents between connection and Welcome at once; more are told to retry later "
         f"(default {DEFAULT_MAX_CONNECTING})",
     )
-    run.set_defaults(handler=cmd_run)
+    _deploy_option(run)
 
     token = commands.add_parser("token", help="enrollment tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

@@ -1,14 +1,15 @@
 """A push install on a Linux machine that passed preflight: the agent in its own venv, its
 enrollment, its systemd unit.
 
-1. `python3 -m venv --without-pip --clear PREFIX` (an older agent stopped first), the
-   wheelhouse over SFTP into PREFIX/.wheels (0700), each wheel's SHA-256 checked there, and
-   `PREFIX/bin/python .wheels/pip-*.whl/pip install --no-index --find-links .wheels
-   sonde-helpdesk==VERSION` (no package index needed);
-3. enrollment with a one-time string sent on stdin (never in argv, so never in `ps`), unless
+1. unless the wanted version is installed already: `python3 -m venv --without-pip --clear
+   PREFIX` (an older agent stopped first), one tar of the wheelhouse over SFTP into
+   PREFIX/.wheels (0700, its SHA-256 checked, then each wheel's against SHA256SUMS), and pip,
+   unpacked from its wheel, `install --no-index --find-links .wheels sonde-helpdesk==VERSION`
+   (no package index needed);
+2. enrollment with a one-time string sent on stdin (never in argv, so never in `ps`), unless
    the state folder already holds one (an upgrade in place keeps the agent's identity);
-4. the unit file, `systemctl daemon-reload`, `enable` and `restart` (a running older agent is
-   replaced); the wheels are removed.
+3. the unit file (sent on stdin, written 0644), `systemctl daemon-reload`, `enable` and
+   `restart` (a running older agent is replaced); the wheels are removed.
 Each step is bounded in time; a failure is a RemoteError or InstallFailed naming the step.
 """
 
@@ -133,6 +134,7 @@ def _said(result: CommandResult) -> str:
 
 
 Stage = Callable[[str], Awaitable[None]]
+Runner = Callable[..., Awaitable[CommandResult]]
 Enrollment = Callable[[], Awaitable[str]]
 
 
@@ -158,23 +160,9 @@ async def install_linux(
         return done
 
     await stage("install")
-    owner = "" if host.root else shell.target.user  # SFTP writes as the login user
-    installed = "yes" if host.installed_version else "no"
-    await run(
-        "preparing the venv",
-        ["sh", "-c", _PREPARE, "sh", layout.prefix, wheels, installed, UNIT_NAME, owner],
-    )
-    await shell.upload(
-        wheelhouse_archive(wheelhouse),
-        posixpath.join(wheels, "wheelhouse.tar"),
-        timeout_s=step_timeout_s,
-    )
-    requirement = f"sonde-helpdesk=={wheelhouse.agent_version}"
-    await run(
-        "installing the agent",
-        ["sh", "-c", _INSTALL, "sh", layout.prefix, wheels, wheelhouse.pip_wheel, requirement],
-    )
     python = posixpath.join(layout.prefix, "bin", "python")
+    if host.installed_version != wheelhouse.agent_version:
+        await _install(run, shell, host, wheelhouse, layout, timeout_s=step_timeout_s)
 
     await stage("enroll")
     if host.enrolled:
@@ -199,3 +187,32 @@ async def install_linux(
         stdin=unit_file(layout).encode(),
     )
     return agent_id
+
+
+async def _install(
+    run: Runner,
+    shell: RemoteShell,
+    host: LinuxHost,
+    wheelhouse: Wheelhouse,
+    layout: LinuxLayout,
+    *,
+    timeout_s: float,
+) -> None:
+    """The venv and the agent in it, an older one replaced."""
+    wheels = posixpath.join(layout.prefix, ".wheels")
+    owner = "" if host.root else shell.target.user  # SFTP writes as the login user
+    installed = "yes" if host.installed_version else "no"
+    await run(
+        "preparing the venv",
+        ["sh", "-c", _PREPARE, "sh", layout.prefix, wheels, installed, UNIT_NAME, owner],
+    )
+    await shell.upload(
+        wheelhouse_archive(wheelhouse),
+        posixpath.join(wheels, "wheelhouse.tar"),
+        timeout_s=timeout_s,
+    )
+    requirement = f"sonde-helpdesk=={wheelhouse.agent_version}"
+    await run(
+        "installing the agent",
+        ["sh", "-c", _INSTALL, "sh", layout.prefix, wheels, wheelhouse.pip_wheel, requirement],
+    )

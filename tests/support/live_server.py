@@ -117,8 +117,11 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(root: Path, database_url: str) -> AsyncIterator[LiveServer]:
-    """A started SondeServer over `database_url` (migrated), its pki under `root`."""
+async def live_server(
+    root: Path, database_url: str, *, wheelhouse: Path | None = None
+) -> AsyncIterator[LiveServer]:
+    """A started SondeServer over `database_url` (migrated), its pki under `root`; `sonde
+    deploy` installs from `wheelhouse` (None: refused)."""
     data = DataDir(root)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki.initialise(data.pki, [])
@@ -135,6 +138,7 @@ async def live_server(root: Path, database_url: str) -> AsyncIterator[LiveServer
                 database_url=database_url,
                 heartbeat_interval_s=30,
                 server_name=SERVER_NAME,
+                wheelhouse=wheelhouse,
             )
         )
         await server.start()

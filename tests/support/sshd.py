@@ -84,8 +84,18 @@ class Sshd:
                 self.process.wait(5)
 
 
-def start_sshd(folder: Path, *, extra: tuple[str, ...] = ()) -> Sshd:
-    """Start sshd in `folder` (made 0700); the caller stops it."""
+def start_sshd(
+    folder: Path,
+    *,
+    extra: tuple[str, ...] = (),
+    port: int | None = None,
+    path_first: Path | None = None,
+    sftp: bool = True,
+) -> Sshd:
+    """Start sshd in `folder` (made 0700); the caller stops it. `port`: that one (a free one
+    by default); `path_first`: a folder put first on its sessions' PATH (a test host's own
+    programs, such as tests/support/systemctl_standin.py); `sftp=False`: no SFTP subsystem,
+    as a hardened host may have."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     host_private, host_public = ed25519_pair()
@@ -96,7 +106,7 @@ def start_sshd(folder: Path, *, extra: tuple[str, ...] = ()) -> Sshd:
     (folder / "authorized_keys").chmod(0o600)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
-    port = free_port()
+    port = port or free_port()
     options = {
         "Port": str(port),
         "ListenAddress": "127.0.0.1",
@@ -112,6 +122,10 @@ def start_sshd(folder: Path, *, extra: tuple[str, ...] = ()) -> Sshd:
         "MaxStartups": "100",
         "MaxSessions": "50",
     }
+    if not sftp:
+        del options["Subsystem"]
+    if path_first is not None:
+        options["SetEnv"] = f"PATH={path_first}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     argv = [str(SSHD), "-D", "-e", "-f", "/dev/null"]
     for name, value in options.items():
         argv += ["-o", f"{name}={value}"]

@@ -61,9 +61,11 @@ def _pid(run_dir: Path, name: str) -> int | None:
         return None
     try:
         os.kill(pid, 0)
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return None
-    return pid
+    # An ended agent nobody reaped (its parent, this script, exited long ago) is gone too.
+    return None if state in {"Z", "X"} else pid
 
 
 def _stop(run_dir: Path, name: str) -> None:
