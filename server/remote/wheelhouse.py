@@ -57,20 +57,20 @@ class Wheelhouse:
         for wheel in self.wheels:
             for platform in wheel.platform.split("."):
                 if platform.startswith(("manylinux", "musllinux", "linux")):
-                    found.add(platform.split("_", 2)[-1] if "_" in platform else platform)
-        return frozenset(_architecture(name) for name in found)
+                    found.add(_architecture(platform))
+        return frozenset(found)
 
     @property
     def size(self) -> int:
         return sum(len(w.data) for w in self.wheels)
 
 
-def _architecture(tail: str) -> str:
-    # manylinux2014_x86_64 -> "x86_64"; manylinux_2_17_x86_64 -> "2_17_x86_64" -> x86_64
+def _architecture(platform: str) -> str:
+    """manylinux2014_x86_64, manylinux_2_17_x86_64, linux_x86_64 -> x86_64 (uname -m)."""
     for known in ("x86_64", "aarch64", "i686", "armv7l", "ppc64le", "s390x"):
-        if tail.endswith(known):
+        if platform.endswith(known):
             return known
-    return tail
+    return platform
 
 
 def load_wheelhouse(folder: Path) -> Wheelhouse:
