@@ -1,7 +1,8 @@
 """What only a real Windows host shows about running a script in the logged-on user's
 session (agent/remediation/user_session.py, never run on Linux): the session list Windows
 gives, the user token and environment, the interactive desktop, the exit code and output
-coming back through the files, and the Job Object ending the tree at the timeout.
+coming back through the files, the Job Object ending the tree at the timeout, and a signed
+order through the agent's own RunOrders whose result names the session and its user.
 
 Run on a Windows machine as SYSTEM (the service's account: `psexec -s`, or a scheduled task
 as SYSTEM), with a user logged on at the console, naming that user:
@@ -11,6 +12,7 @@ as SYSTEM), with a user logged on at the console, naming that user:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -19,10 +21,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sonde.agent.remediation.orders import windows_sessions
+from sonde.agent.catalog_key import pin_catalog_key
+from sonde.agent.dispatch_key import DISPATCH_KEY
+from sonde.agent.remediation.orders import RunOrders, windows_sessions
 from sonde.agent.remediation.runner import RunLimits
 from sonde.agent.remediation.session_choice import ChosenSession, choose_session
 from sonde.catalog.manifest import Manifest, parse_manifest
+from sonde.v1 import agent_pb2
+from tests.integration.agent.run_orders import OrderMaker, raw, signed_entry
 
 USER_ENV = "SONDE_WINDOWS_AGENT_TEST"
 
@@ -119,3 +125,29 @@ async def test_the_timeout_ends_the_script_and_the_child_it_started(tmp_path: Pa
     assert outcome.timed_out
     child = int(outcome.stdout.decode().split("child=", 1)[1].split()[0])
     assert not psutil.pid_exists(child)
+
+
+async def test_a_signed_order_runs_through_the_agents_own_checks_in_the_users_session(
+    tmp_path: Path,
+) -> None:
+    """The whole agent side: RunOrders checks a really signed order, chooses the session,
+    runs the script there, and the result names the session and its user."""
+    maker = OrderMaker(agent_id="a" * 64)
+    state = tmp_path / "state"
+    state.mkdir()
+    pin_catalog_key(state, raw(maker.catalog_key), replace=False)
+    DISPATCH_KEY.pin(state, raw(maker.dispatch_key), replace=False)
+    order = maker.order(signed_entry(maker.catalog_key, MANIFEST, SAYS_WHO))
+    runs = RunOrders(state, maker.agent_id, completed=lambda _: False)
+    verified = runs.check(maker.sign(order))
+    sent: list[agent_pb2.ScriptOutput] = []
+
+    async def send(output: agent_pb2.ScriptOutput) -> None:
+        sent.append(output)
+
+    result = await runs.execute(verified, send, asyncio.Event())
+    ran = result.script_run
+    assert ran.exit_code == 3
+    assert ran.session.user.lower() == os.environ[USER_ENV].lower()
+    assert ran.session.connection == "console"
+    assert b"user=" in b"".join(chunk.data for chunk in sent)
