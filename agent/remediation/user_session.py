@@ -13,6 +13,8 @@ without any right on the path. Which session is decided elsewhere (session_choic
 from __future__ import annotations
 
 import ctypes
+import os
+import re
 import subprocess
 import sys
 from ctypes import wintypes
@@ -39,6 +41,7 @@ _SW_HIDE = 0
 _WAIT_OBJECT_0, _WAIT_TIMEOUT = 0, 0x102
 _HANDLE_FLAG_INHERIT = 0x1
 _DESKTOP = "winsta0\\default"
+_SID = re.compile(r"S-1(-[0-9]{1,10}){1,15}")
 
 
 class _SessionInfo(ctypes.Structure):  # WTS_SESSION_INFOW
@@ -308,9 +311,12 @@ def start_in_session(
     keep: list[object] = []
     try:
         sid = _user_sid(token)
+        if not _SID.fullmatch(sid):
+            raise OSError(f"the session's user has an unexpected SID {sid[:80]!r}")
         # icacls with an argument list: no shell, and the SID is "S-1-5-..." digits only.
+        icacls = os.path.join(os.environ.get("SYSTEMROOT", r"C:\Windows"), "System32", "icacls.exe")
         granted = subprocess.run(
-            ["icacls", str(folder), "/grant", f"*{sid}:(OI)(CI)(RX)"],
+            [icacls, str(folder), "/grant", f"*{sid}:(OI)(CI)(RX)"],
             capture_output=True,
             check=False,
             stdin=subprocess.DEVNULL,
