@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from sonde.server.api.auth import current_principal
-from sonde.server.api.console_runs import run_info
+from sonde.server.api.console_runs import run_info, run_reach
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.command_queue import DEFAULT_EXPIRY
 from sonde.server.errors import InvalidArgument
@@ -46,18 +46,35 @@ class FixMethods:
             snapshot_id=plan.snapshot_id,
             finding=plan.finding,
         )
+        reach = run_reach(request.ssh, request.winrm, request.credential)
         if request.plan_only:
             return response
-        run = await self._s.fixes.run(
-            principal,
-            plan,
-            ticket_id=request.ticket_id or None,
-            expires_in=(
-                timedelta(seconds=request.expires_in_s) if request.expires_in_s else DEFAULT_EXPIRY
-            ),
-            dry_run=request.dry_run,
-            resolve_if_cleared=request.resolve_if_cleared,
+        expires_in = (
+            timedelta(seconds=request.expires_in_s) if request.expires_in_s else DEFAULT_EXPIRY
         )
+        if reach is None:
+            run = await self._s.fixes.run(
+                principal,
+                plan,
+                ticket_id=request.ticket_id or None,
+                expires_in=expires_in,
+                dry_run=request.dry_run,
+                resolve_if_cleared=request.resolve_if_cleared,
+            )
+        else:  # the same run, which the server runs itself on a machine without an agent
+            run = await self._s.agentless_runs.request(
+                principal,
+                plan.agent.id,
+                reach,
+                plan.manifest.id,
+                version=plan.manifest.version,
+                parameters=plan.parameters,
+                ticket_id=request.ticket_id or None,
+                expires_in=expires_in,
+                dry_run=request.dry_run,
+                finding=plan.finding.check,
+                resolve_if_cleared=request.resolve_if_cleared,
+            )
         response.run.CopyFrom(run_info(run))
         return response
 

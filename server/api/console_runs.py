@@ -14,10 +14,13 @@ from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.command_queue import DEFAULT_EXPIRY
+from sonde.server.domain.run_reach import RunReach
 from sonde.server.domain.run_records import RunRecord
 from sonde.server.domain.run_verification import Verification, VerificationState
 from sonde.server.domain.ticket_model import TicketEventKind, TicketEventRecord
 from sonde.server.errors import InvalidArgument
+from sonde.server.remote.addresses import BadAddress, remote_target
+from sonde.server.remote.shell import Transport
 from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2, diagnostics_pb2
 
@@ -52,6 +55,7 @@ def run_info(run: RunRecord, *, with_output: bool = True) -> console_pb2.ScriptR
         info.approval_due_at.FromDatetime(run.approval_due_at)
     info.finding = run.finding
     info.resolve_if_cleared = run.resolve_if_cleared
+    info.reached_by, info.credential = run.reached_by, run.credential
     if run.verification is not None:
         info.verification.CopyFrom(verification_info(run.verification))
     return info
@@ -111,6 +115,21 @@ def timeline_event(
     return message
 
 
+def run_reach(ssh: str, winrm: str, credential: str) -> RunReach | None:
+    """--ssh or --winrm USER@HOST[:PORT], with --credential NAME; None for a run on an agent."""
+    if ssh and winrm:
+        raise InvalidArgument("give --ssh or --winrm, not both: a run reaches one machine one way")
+    if not ssh and not winrm:
+        if credential:
+            raise InvalidArgument("--credential names how to log in: give --ssh or --winrm too")
+        return None
+    try:
+        target = remote_target(ssh, Transport.SSH) if ssh else remote_target(winrm, Transport.WINRM)
+    except BadAddress as bad:
+        raise InvalidArgument(str(bad)) from None
+    return RunReach(target, credential.strip())
+
+
 def _ticket(value: int) -> int | None:
     if value < 0:
         raise InvalidArgument(
@@ -128,20 +147,27 @@ class RunMethods:
     async def RunScript(
         self, request: console_pb2.RunScriptRequest, context: Context
     ) -> console_pb2.RunScriptResponse:
-        run = await self._s.script_runs.request(
-            current_principal(),
-            request.agent,
-            request.script_id,
-            version=request.version,
-            parameters=dict(request.parameters),
-            ticket_id=_ticket(request.ticket_id),
-            expires_in=(
+        principal = current_principal()
+        options: dict[str, Any] = {
+            "version": request.version,
+            "parameters": dict(request.parameters),
+            "ticket_id": _ticket(request.ticket_id),
+            "expires_in": (
                 timedelta(seconds=request.expires_in_s) if request.expires_in_s else DEFAULT_EXPIRY
             ),
-            dry_run=request.dry_run,
-            finding=request.finding.strip(),
-            resolve_if_cleared=request.resolve_if_cleared,
-        )
+            "dry_run": request.dry_run,
+            "finding": request.finding.strip(),
+            "resolve_if_cleared": request.resolve_if_cleared,
+        }
+        reach = run_reach(request.ssh, request.winrm, request.credential)
+        if reach is None:
+            run = await self._s.script_runs.request(
+                principal, request.agent, request.script_id, **options
+            )
+        else:
+            run = await self._s.agentless_runs.request(
+                principal, request.agent, reach, request.script_id, **options
+            )
         return console_pb2.RunScriptResponse(run=run_info(run))
 
     @translate_errors
@@ -186,7 +212,8 @@ class RunMethods:
     async def ApproveRun(
         self, request: console_pb2.ApproveRunRequest, context: Context
     ) -> console_pb2.ApproveRunResponse:
-        run = await self._s.script_runs.approve(current_principal(), request.id)
+        # An agentless run is started by this server once approved (agentless_runs.py).
+        run = await self._s.agentless_runs.approve(current_principal(), request.id)
         return console_pb2.ApproveRunResponse(run=run_info(run))
 
     @translate_errors

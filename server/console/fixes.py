@@ -21,7 +21,13 @@ from sonde.server.console.context import Context
 from sonde.server.console.diag import diag_expiry
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import text
-from sonde.server.console.runs import add_closing_options, follow, parameter, run_line
+from sonde.server.console.runs import (
+    add_closing_options,
+    add_reach_options,
+    follow,
+    parameter,
+    run_line,
+)
 from sonde.v1 import console_pb2
 
 EXIT_NEEDS_CONFIRMATION = 2
@@ -62,6 +68,7 @@ def register(
     add_closing_options(fix)
     fix.add_argument("--plan", action="store_true", help="show what would run; run nothing")
     fix.add_argument("--yes", action="store_true", help="run a disruptive fix without asking")
+    add_reach_options(fix)
     fix.set_defaults(handler=run_fix)
 
 
@@ -102,6 +109,9 @@ def run_fix(args: argparse.Namespace, ctx: Context) -> int:
         dry_run=args.dry_run,
         resolve_if_cleared=args.resolve_if_cleared,
         plan_only=True,
+        ssh=args.ssh,
+        winrm=args.winrm,
+        credential=args.credential,
     )
     plan = client.call(client.stub.FixFinding, request)
     if args.plan:

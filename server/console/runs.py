@@ -2,6 +2,7 @@
 
 sonde run AGENT SCRIPT [--param NAME=VALUE ...] [--version X.Y.Z] [--ticket N] [--expires 24h]
           [--dry-run] [--finding CHECK] [--resolve-if-cleared] [--wait]
+          [--ssh USER@HOST[:PORT] | --winrm USER@HOST[:PORT]] [--credential NAME]
 sonde runs [--agent A] [--ticket N] [--state S ...]
 sonde runs show RUN [--follow]
 sonde runs cancel RUN [--reason TEXT]
@@ -67,7 +68,9 @@ def register(
         help="run a catalog script on an agent (by its risk: a ticket, or another's approval)",
         description="Ask the agent to run a published catalog script with checked parameters. "
         "A low-risk script by an L1 needs --ticket (a ticket you work about that machine); a "
-        "high-risk one waits until another person approves it (sonde approve RUN).",
+        "high-risk one waits until another person approves it (sonde approve RUN). With --ssh "
+        "or --winrm the server runs it itself on a machine without an agent, under the same "
+        "rules.",
     )
     run.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     run.add_argument("script", metavar="SCRIPT", help="the script id, like flush-dns-cache")
@@ -96,6 +99,7 @@ def register(
         help="the finding it is meant to fix, like disk.space: verified first",
     )
     add_closing_options(run)
+    add_reach_options(run)
     run.set_defaults(handler=run_script)
 
     runs = commands.add_parser(
@@ -157,6 +161,9 @@ def run_script(args: argparse.Namespace, ctx: Context) -> int:
         dry_run=args.dry_run,
         finding=args.finding,
         resolve_if_cleared=args.resolve_if_cleared,
+        ssh=args.ssh,
+        winrm=args.winrm,
+        credential=args.credential,
     )
     response = client.call(client.stub.RunScript, request)
     run = response.run
@@ -181,15 +188,53 @@ def add_closing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_reach_options(parser: argparse.ArgumentParser) -> None:
+    """--ssh, --winrm and --credential, shared by `sonde run` and `sonde fix`."""
+    remote = parser.add_argument_group(
+        "a machine without an agent (the server logs in and runs it; docs/agentless.md)"
+    )
+    remote.add_argument(
+        "--ssh",
+        metavar="USER@HOST[:PORT]",
+        default="",
+        help="run a bash or sh script over SSH; the host key must be trusted (sonde hosts trust)",
+    )
+    remote.add_argument(
+        "--winrm",
+        metavar="USER@HOST[:PORT]",
+        default="",
+        help="run a PowerShell script over WinRM as the host's settings say (sonde hosts winrm)",
+    )
+    remote.add_argument(
+        "--credential",
+        default="",
+        metavar="NAME",
+        help="the stored credential to log in with (default: the one for the host)",
+    )
+
+
 def run_line(run: console_pb2.ScriptRunInfo) -> Text:
     line = Text(f"Run {run.command.id} ", style="bold")
-    line.append(inert(f"of {run.script_id} {run.script_version} on {machine(run.command)} is "))
+    line.append(inert(f"of {run.script_id} {run.script_version} on {machine(run.command)} "))
+    if run.reached_by:
+        line.append(inert(f"over {run.reached_by} "))
+    line.append("is ")
     line.append_text(state_text(run.command.state))
     if run.command.state == console_pb2.COMMAND_STATE_PENDING_APPROVAL:
         line.append(f": another person with scripts.approve runs `sonde approve {run.command.id}`")
     elif run.command.reason:
         line.append(inert(f": {run.command.reason}"))
     return line
+
+
+def reached(run: console_pb2.ScriptRunInfo) -> str:
+    """ " (ssh)" after the machine of a run the server ran itself; "" for an agent's."""
+    return f" ({run.reached_by.split(':', 1)[0]})" if run.reached_by else ""
+
+
+def reached_text(run: console_pb2.ScriptRunInfo) -> str:
+    how = f"{run.reached_by}, the server logged in"
+    return how + (f" with the credential {run.credential}" if run.credential else "")
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -215,7 +260,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         table.add_row(
             text(run.command.id[:12]),
             text(f"{run.script_id} {run.script_version}" + (" (dry run)" if run.dry_run else "")),
-            text(machine(run.command)),
+            text(machine(run.command) + reached(run)),
             state_text(run.command.state),
             text(run.command.requested_by),
             text(run.approved_by),
@@ -235,6 +280,7 @@ def run_detail(run: console_pb2.ScriptRunInfo) -> Table:
         ("run", text(command.id)),
         ("script", text(f"{run.script_id} {run.script_version} ({run.risk} risk)")),
         ("machine", text(machine(command))),
+        *([("reached by", text(reached_text(run)))] if run.reached_by else []),
         ("state", state_text(command.state)),
         ("asked by", text(command.requested_by)),
     ]

@@ -397,6 +397,23 @@ CREDENTIAL_KIND_SSH_PRIVATE_KEY: CredentialKind.ValueType  # 2
 CREDENTIAL_KIND_WINRM_PASSWORD: CredentialKind.ValueType  # 3
 Global___CredentialKind: _TypeAlias = CredentialKind  # noqa: Y015
 
+class _RemoteTransport:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RemoteTransportEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RemoteTransport.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REMOTE_TRANSPORT_UNSPECIFIED: _RemoteTransport.ValueType  # 0
+    REMOTE_TRANSPORT_SSH: _RemoteTransport.ValueType  # 1
+    REMOTE_TRANSPORT_WINRM: _RemoteTransport.ValueType  # 2
+
+class RemoteTransport(_RemoteTransport, metaclass=_RemoteTransportEnumTypeWrapper): ...
+
+REMOTE_TRANSPORT_UNSPECIFIED: RemoteTransport.ValueType  # 0
+REMOTE_TRANSPORT_SSH: RemoteTransport.ValueType  # 1
+REMOTE_TRANSPORT_WINRM: RemoteTransport.ValueType  # 2
+Global___RemoteTransport: _TypeAlias = RemoteTransport  # noqa: Y015
+
 @_typing.final
 class Command(_message.Message):
     """Something the server asks of an agent, durable from the moment it is asked."""
@@ -533,6 +550,8 @@ class Agent(_message.Message):
     ONLINE_SINCE_FIELD_NUMBER: _builtins.int
     REMOVED_AT_FIELD_NUMBER: _builtins.int
     REMOVED_BY_FIELD_NUMBER: _builtins.int
+    REACHED_BY_FIELD_NUMBER: _builtins.int
+    REACH_ADDRESS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     hostname: _builtins.str
     platform: _builtins.str
@@ -547,6 +566,11 @@ class Agent(_message.Message):
     system_disk_percent: _builtins.float
     remote_address: _builtins.str
     removed_by: _builtins.str
+    reached_by: _builtins.str
+    """Set for a machine without an agent, which the server reaches itself: "ssh" or "winrm",
+    and the host:port it logs in to. Such a machine is never online or offline as an agent is.
+    """
+    reach_address: _builtins.str
     @_builtins.property
     def last_seen_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -580,10 +604,12 @@ class Agent(_message.Message):
         online_since: _timestamp_pb2.Timestamp | None = ...,
         removed_at: _timestamp_pb2.Timestamp | None = ...,
         removed_by: _builtins.str = ...,
+        reached_by: _builtins.str = ...,
+        reach_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["enrolled_at", b"enrolled_at", "last_seen_at", b"last_seen_at", "online_since", b"online_since", "removed_at", b"removed_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "enrolled_at", b"enrolled_at", "hostname", b"hostname", "id", b"id", "last_seen_at", b"last_seen_at", "memory_percent", b"memory_percent", "online", b"online", "online_since", b"online_since", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform", "remote_address", b"remote_address", "removed_at", b"removed_at", "removed_by", b"removed_by", "revoked", b"revoked", "revoked_at", b"revoked_at", "system_disk_percent", b"system_disk_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "enrolled_at", b"enrolled_at", "hostname", b"hostname", "id", b"id", "last_seen_at", b"last_seen_at", "memory_percent", b"memory_percent", "online", b"online", "online_since", b"online_since", "os_name", b"os_name", "os_version", b"os_version", "platform", b"platform", "reach_address", b"reach_address", "reached_by", b"reached_by", "remote_address", b"remote_address", "removed_at", b"removed_at", "removed_by", b"removed_by", "revoked", b"revoked", "revoked_at", b"revoked_at", "system_disk_percent", b"system_disk_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3336,6 +3362,8 @@ class ScriptRunInfo(_message.Message):
     FINDING_FIELD_NUMBER: _builtins.int
     RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
     VERIFICATION_FIELD_NUMBER: _builtins.int
+    REACHED_BY_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
     script_id: _builtins.str
     script_version: _builtins.str
     risk: _builtins.str
@@ -3361,6 +3389,11 @@ class ScriptRunInfo(_message.Message):
     """the finding it was asked to fix (sonde fix), or "" """
     resolve_if_cleared: _builtins.bool
     """the ticket is resolved when the verification clears"""
+    reached_by: _builtins.str
+    """A machine without an agent, which the server ran it on itself: ssh://USER@HOST:PORT or
+    winrm://...; "" for a run on an agent. And the credential's name ("": the store's match).
+    """
+    credential: _builtins.str
     @_builtins.property
     def command(self) -> Global___Command: ...
     @_builtins.property
@@ -3402,10 +3435,12 @@ class ScriptRunInfo(_message.Message):
         finding: _builtins.str = ...,
         resolve_if_cleared: _builtins.bool = ...,
         verification: Global___RunVerification | None = ...,
+        reached_by: _builtins.str = ...,
+        credential: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "command", b"command", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "finding", b"finding", "parameters", b"parameters", "rejected_by", b"rejected_by", "resolve_if_cleared", b"resolve_if_cleared", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "credential", b"credential", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "finding", b"finding", "parameters", b"parameters", "reached_by", b"reached_by", "rejected_by", b"rejected_by", "resolve_if_cleared", b"resolve_if_cleared", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3527,6 +3562,9 @@ class RunScriptRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     FINDING_FIELD_NUMBER: _builtins.int
     RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
+    SSH_FIELD_NUMBER: _builtins.int
+    WINRM_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     """an agent reference"""
     script_id: _builtins.str
@@ -3541,6 +3579,12 @@ class RunScriptRequest(_message.Message):
     """a check id the run is meant to fix: it is verified"""
     resolve_if_cleared: _builtins.bool
     """resolve ticket_id with the run once it clears"""
+    ssh: _builtins.str
+    """A machine without an agent (docs/agentless.md): the server logs in and runs it itself.
+    At most one of ssh and winrm: USER@HOST[:PORT]. credential: a stored credential's name.
+    """
+    winrm: _builtins.str
+    credential: _builtins.str
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """as text, checked against the manifest"""
@@ -3557,10 +3601,13 @@ class RunScriptRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         finding: _builtins.str = ...,
         resolve_if_cleared: _builtins.bool = ...,
+        ssh: _builtins.str = ...,
+        winrm: _builtins.str = ...,
+        credential: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "resolve_if_cleared", b"resolve_if_cleared", "script_id", b"script_id", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "credential", b"credential", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "resolve_if_cleared", b"resolve_if_cleared", "script_id", b"script_id", "ssh", b"ssh", "ticket_id", b"ticket_id", "version", b"version", "winrm", b"winrm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3855,6 +3902,9 @@ class FixFindingRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     RESOLVE_IF_CLEARED_FIELD_NUMBER: _builtins.int
     PLAN_ONLY_FIELD_NUMBER: _builtins.int
+    SSH_FIELD_NUMBER: _builtins.int
+    WINRM_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     finding: _builtins.str
     """a check id: disk.space"""
@@ -3864,6 +3914,10 @@ class FixFindingRequest(_message.Message):
     resolve_if_cleared: _builtins.bool
     plan_only: _builtins.bool
     """say what would run, run nothing"""
+    ssh: _builtins.str
+    """A machine without an agent, as RunScriptRequest's: the server logs in and runs the fix."""
+    winrm: _builtins.str
+    credential: _builtins.str
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -3877,10 +3931,13 @@ class FixFindingRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         resolve_if_cleared: _builtins.bool = ...,
         plan_only: _builtins.bool = ...,
+        ssh: _builtins.str = ...,
+        winrm: _builtins.str = ...,
+        credential: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "plan_only", b"plan_only", "resolve_if_cleared", b"resolve_if_cleared", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "credential", b"credential", "dry_run", b"dry_run", "expires_in_s", b"expires_in_s", "finding", b"finding", "parameters", b"parameters", "plan_only", b"plan_only", "resolve_if_cleared", b"resolve_if_cleared", "ssh", b"ssh", "ticket_id", b"ticket_id", "winrm", b"winrm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4365,18 +4422,24 @@ class ListHostsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTS_FIELD_NUMBER: _builtins.int
+    WINRM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedHost]:
         """by host, port and key type"""
+
+    @_builtins.property
+    def winrm(self) -> _containers.RepeatedCompositeFieldContainer[Global___WinRMHostSettings]:
+        """by host and port"""
 
     def __init__(
         self,
         *,
         hosts: _abc.Iterable[Global___TrustedHost] | None = ...,
+        winrm: _abc.Iterable[Global___WinRMHostSettings] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts", "winrm", b"winrm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4406,16 +4469,22 @@ class ForgetHostResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FORGOTTEN_FIELD_NUMBER: _builtins.int
+    FORGOTTEN_WINRM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def forgotten(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedHost]: ...
+    @_builtins.property
+    def forgotten_winrm(self) -> _containers.RepeatedCompositeFieldContainer[Global___WinRMHostSettings]:
+        """without a port: those of 5986 and 5985"""
+
     def __init__(
         self,
         *,
         forgotten: _abc.Iterable[Global___TrustedHost] | None = ...,
+        forgotten_winrm: _abc.Iterable[Global___WinRMHostSettings] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forgotten", b"forgotten"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forgotten", b"forgotten", "forgotten_winrm", b"forgotten_winrm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4431,6 +4500,8 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_FIELD_NUMBER: _builtins.int
     SHELL_ONLY_FIELD_NUMBER: _builtins.int
+    TRANSPORT_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     ssh: _builtins.str
     """USER@HOST[:PORT]"""
     ticket_id: _builtins.int
@@ -4439,6 +4510,11 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
     """the stored credential's name; "": the one for the host"""
     shell_only: _builtins.bool
     """the shell collection even where python3 could run"""
+    transport: Global___RemoteTransport.ValueType
+    """The transport and its USER@HOST[:PORT]; `ssh` alone still means SSH (WinRM's port:
+    5986, or 5985 when the host's stored settings say plain HTTP).
+    """
+    address: _builtins.str
     def __init__(
         self,
         *,
@@ -4446,14 +4522,131 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
         ticket_id: _builtins.int = ...,
         credential: _builtins.str = ...,
         shell_only: _builtins.bool = ...,
+        transport: Global___RemoteTransport.ValueType = ...,
+        address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "shell_only", b"shell_only", "ssh", b"ssh", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "credential", b"credential", "shell_only", b"shell_only", "ssh", b"ssh", "ticket_id", b"ticket_id", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunAgentlessDiagnosticsRequest: _TypeAlias = RunAgentlessDiagnosticsRequest  # noqa: Y015
+
+@_typing.final
+class WinRMHostSettings(_message.Message):
+    """How the server may talk WinRM to host:port; a host without them gets HTTPS on 5986, NTLM
+    and the certificate checked.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    HTTPS_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
+    CA_FILE_FIELD_NUMBER: _builtins.int
+    ALLOW_BASIC_FIELD_NUMBER: _builtins.int
+    ALLOW_UNENCRYPTED_FIELD_NUMBER: _builtins.int
+    OPERATION_TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    port: _builtins.int
+    https: _builtins.bool
+    auth: _builtins.str
+    """ntlm, kerberos, basic"""
+    ca_file: _builtins.str
+    """a path on the server; "" for requests' CA bundle"""
+    allow_basic: _builtins.bool
+    allow_unencrypted: _builtins.bool
+    """Basic over plain HTTP"""
+    operation_timeout_s: _builtins.int
+    set_by: _builtins.str
+    @_builtins.property
+    def set_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        https: _builtins.bool = ...,
+        auth: _builtins.str = ...,
+        ca_file: _builtins.str = ...,
+        allow_basic: _builtins.bool = ...,
+        allow_unencrypted: _builtins.bool = ...,
+        operation_timeout_s: _builtins.int = ...,
+        set_by: _builtins.str = ...,
+        set_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_at", b"set_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_basic", b"allow_basic", "allow_unencrypted", b"allow_unencrypted", "auth", b"auth", "ca_file", b"ca_file", "host", b"host", "https", b"https", "operation_timeout_s", b"operation_timeout_s", "port", b"port", "set_at", b"set_at", "set_by", b"set_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WinRMHostSettings: _TypeAlias = WinRMHostSettings  # noqa: Y015
+
+@_typing.final
+class SetWinRMHostRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    HTTP_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
+    CA_FILE_FIELD_NUMBER: _builtins.int
+    ALLOW_BASIC_FIELD_NUMBER: _builtins.int
+    ALLOW_UNENCRYPTED_FIELD_NUMBER: _builtins.int
+    OPERATION_TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """HOST[:PORT]; 5986, or 5985 with `http`"""
+    http: _builtins.bool
+    """plain HTTP (NTLM and Kerberos then always encrypt)"""
+    auth: _builtins.str
+    """"": ntlm"""
+    ca_file: _builtins.str
+    allow_basic: _builtins.bool
+    allow_unencrypted: _builtins.bool
+    operation_timeout_s: _builtins.int
+    """0: 20"""
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        http: _builtins.bool = ...,
+        auth: _builtins.str = ...,
+        ca_file: _builtins.str = ...,
+        allow_basic: _builtins.bool = ...,
+        allow_unencrypted: _builtins.bool = ...,
+        operation_timeout_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "allow_basic", b"allow_basic", "allow_unencrypted", b"allow_unencrypted", "auth", b"auth", "ca_file", b"ca_file", "http", b"http", "operation_timeout_s", b"operation_timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWinRMHostRequest: _TypeAlias = SetWinRMHostRequest  # noqa: Y015
+
+@_typing.final
+class SetWinRMHostResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def host(self) -> Global___WinRMHostSettings: ...
+    def __init__(
+        self,
+        *,
+        host: Global___WinRMHostSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWinRMHostResponse: _TypeAlias = SetWinRMHostResponse  # noqa: Y015
 
 @_typing.final
 class RunAgentlessDiagnosticsResponse(_message.Message):

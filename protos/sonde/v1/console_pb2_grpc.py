@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from sonde.v1 import console_pb2 as sonde_dot_v1_dot_console__pb2
+from sonde.v1 import deploy_pb2 as sonde_dot_v1_dot_deploy__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -313,6 +314,21 @@ class ConsoleServiceStub:
                 '/sonde.v1.ConsoleService/RunAgentlessDiagnostics',
                 request_serializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.FromString,
+                _registered_method=True)
+        self.SetWinRMHost = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetWinRMHost',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetWinRMHostRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetWinRMHostResponse.FromString,
+                _registered_method=True)
+        self.StartDeployment = channel.unary_unary(
+                '/sonde.v1.ConsoleService/StartDeployment',
+                request_serializer=sonde_dot_v1_dot_deploy__pb2.StartDeploymentRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_deploy__pb2.StartDeploymentResponse.FromString,
+                _registered_method=True)
+        self.GetDeployment = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetDeployment',
+                request_serializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.FromString,
                 _registered_method=True)
 
 
@@ -663,6 +679,26 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetWinRMHost(self, request, context):
+        """How the server may talk WinRM to a host (docs/agentless.md, "WinRM").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDeployment(self, request, context):
+        """Push install of the agent (docs/deploy.md): the server logs in to each host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -945,6 +981,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RunAgentlessDiagnostics,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.SerializeToString,
+            ),
+            'SetWinRMHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWinRMHost,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetWinRMHostRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetWinRMHostResponse.SerializeToString,
+            ),
+            'StartDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDeployment,
+                    request_deserializer=sonde_dot_v1_dot_deploy__pb2.StartDeploymentRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_deploy__pb2.StartDeploymentResponse.SerializeToString,
+            ),
+            'GetDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeployment,
+                    request_deserializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2459,6 +2510,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RunAgentlessDiagnostics',
             sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RunAgentlessDiagnosticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWinRMHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetWinRMHost',
+            sonde_dot_v1_dot_console__pb2.SetWinRMHostRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetWinRMHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/StartDeployment',
+            sonde_dot_v1_dot_deploy__pb2.StartDeploymentRequest.SerializeToString,
+            sonde_dot_v1_dot_deploy__pb2.StartDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetDeployment',
+            sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.SerializeToString,
+            sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ What technicians and admins do: bearer token over TLS (console listener)."""
 from collections import abc as _abc
 from grpc import aio as _aio
 from sonde.v1 import console_pb2 as _console_pb2
+from sonde.v1 import deploy_pb2 as _deploy_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -98,6 +99,11 @@ class ConsoleServiceStub:
     ListHosts: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListHostsRequest, _console_pb2.ListHostsResponse]
     ForgetHost: _grpc.UnaryUnaryMultiCallable[_console_pb2.ForgetHostRequest, _console_pb2.ForgetHostResponse]
     RunAgentlessDiagnostics: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunAgentlessDiagnosticsRequest, _console_pb2.RunAgentlessDiagnosticsResponse]
+    SetWinRMHost: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetWinRMHostRequest, _console_pb2.SetWinRMHostResponse]
+    """How the server may talk WinRM to a host (docs/agentless.md, "WinRM")."""
+    StartDeployment: _grpc.UnaryUnaryMultiCallable[_deploy_pb2.StartDeploymentRequest, _deploy_pb2.StartDeploymentResponse]
+    """Push install of the agent (docs/deploy.md): the server logs in to each host."""
+    GetDeployment: _grpc.UnaryUnaryMultiCallable[_deploy_pb2.GetDeploymentRequest, _deploy_pb2.GetDeploymentResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -169,6 +175,11 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ListHosts: _aio.UnaryUnaryMultiCallable[_console_pb2.ListHostsRequest, _console_pb2.ListHostsResponse]  # type: ignore[assignment]
     ForgetHost: _aio.UnaryUnaryMultiCallable[_console_pb2.ForgetHostRequest, _console_pb2.ForgetHostResponse]  # type: ignore[assignment]
     RunAgentlessDiagnostics: _aio.UnaryUnaryMultiCallable[_console_pb2.RunAgentlessDiagnosticsRequest, _console_pb2.RunAgentlessDiagnosticsResponse]  # type: ignore[assignment]
+    SetWinRMHost: _aio.UnaryUnaryMultiCallable[_console_pb2.SetWinRMHostRequest, _console_pb2.SetWinRMHostResponse]  # type: ignore[assignment]
+    """How the server may talk WinRM to a host (docs/agentless.md, "WinRM")."""
+    StartDeployment: _aio.UnaryUnaryMultiCallable[_deploy_pb2.StartDeploymentRequest, _deploy_pb2.StartDeploymentResponse]  # type: ignore[assignment]
+    """Push install of the agent (docs/deploy.md): the server logs in to each host."""
+    GetDeployment: _aio.UnaryUnaryMultiCallable[_deploy_pb2.GetDeploymentRequest, _deploy_pb2.GetDeploymentResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -573,5 +584,28 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RunAgentlessDiagnosticsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RunAgentlessDiagnosticsResponse, _abc.Awaitable[_console_pb2.RunAgentlessDiagnosticsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetWinRMHost(
+        self,
+        request: _console_pb2.SetWinRMHostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetWinRMHostResponse, _abc.Awaitable[_console_pb2.SetWinRMHostResponse]]:
+        """How the server may talk WinRM to a host (docs/agentless.md, "WinRM")."""
+
+    @_abc_1.abstractmethod
+    def StartDeployment(
+        self,
+        request: _deploy_pb2.StartDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deploy_pb2.StartDeploymentResponse, _abc.Awaitable[_deploy_pb2.StartDeploymentResponse]]:
+        """Push install of the agent (docs/deploy.md): the server logs in to each host."""
+
+    @_abc_1.abstractmethod
+    def GetDeployment(
+        self,
+        request: _deploy_pb2.GetDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deploy_pb2.GetDeploymentResponse, _abc.Awaitable[_deploy_pb2.GetDeploymentResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
