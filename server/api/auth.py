@@ -111,6 +111,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "ListHosts": Permission.HOSTS_READ,
     CONSOLE + "ForgetHost": Permission.HOSTS_TRUST,
     CONSOLE + "RunAgentlessDiagnostics": Permission.DIAGNOSTICS_RUN,
+    CONSOLE + "SetWinRMHost": Permission.HOSTS_TRUST,
+    # Push install of the agent: an admin's, as enrollment tokens are.
+    CONSOLE + "StartDeployment": Permission.AGENTS_DEPLOY,
+    CONSOLE + "GetDeployment": Permission.AGENTS_DEPLOY,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

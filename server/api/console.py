@@ -19,6 +19,7 @@ from sonde.server.api.console_audit import AuditMethods
 from sonde.server.api.console_catalog import CatalogMethods
 from sonde.server.api.console_commands import CommandMethods
 from sonde.server.api.console_credentials import CredentialMethods
+from sonde.server.api.console_deploy import DeployMethods
 from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_proposals import ProposalMethods
@@ -62,6 +63,7 @@ class ConsoleServicer(
     FixMethods,
     CredentialMethods,
     RemoteMethods,
+    DeployMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

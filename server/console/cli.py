@@ -18,6 +18,7 @@ from sonde.server.console import (
     commands,
     credentials,
     demo,
+    deploy,
     diag,
     fixes,
     hosts,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         fixes,
         credentials,
         hosts,
+        deploy,
         demo,
     ):
         module.register(subcommands, common)

@@ -65,6 +65,9 @@ COMMAND_OF_RPC = {
     "ListHosts": "sonde hosts list",
     "ForgetHost": "sonde hosts forget",
     "RunAgentlessDiagnostics": "sonde diag",
+    "SetWinRMHost": "sonde hosts winrm",
+    "StartDeployment": "sonde deploy",
+    "GetDeployment": "sonde deploy",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

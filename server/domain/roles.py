@@ -79,6 +79,9 @@ class Permission(enum.StrEnum):
     # may send a credential to.
     HOSTS_READ = "hosts.read"
     HOSTS_TRUST = "hosts.trust"
+    # Push install of the agent (`sonde deploy`): log in to hosts with stored credentials,
+    # install, and enroll each with a one-time token: an admin's, as tokens are.
+    AGENTS_DEPLOY = "agents.deploy"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -115,6 +118,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.ENROLLMENT_MANAGE,
     Permission.AUDIT_READ,
     Permission.CREDENTIALS_MANAGE,
+    Permission.AGENTS_DEPLOY,
 }
 
 # The one table of what each role may do.

@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,9 +24,11 @@ from sonde.server.api.console import ConsoleServicer
 from sonde.server.domain.agents import AgentRecord
 from sonde.server.domain.commands import CommandKind
 from sonde.server.domain.credential_secrets import CredentialKey
+from sonde.server.domain.deployments import ssh_setup
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.users import Users
+from sonde.server.remote.wheelhouse import Wheelhouse, load_wheelhouse
 from sonde.server.services import IssuedEnrollment, ServerServices, open_services
 from sonde.server.storage.db import Database
 from sonde.v1 import agent_pb2, console_pb2_grpc, diagnostics_pb2
@@ -143,8 +146,17 @@ class Console:
         return stored
 
 
+def placeholder_wheelhouse(folder: Path) -> Wheelhouse:
+    """File names a wheelhouse holds, not wheels: a deployment starts, and its hosts fail
+    before any install (tests/integration/deploy installs real ones)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("sonde_helpdesk-0.1.0-py3-none-any.whl", "pip-26.3-py3-none-any.whl"):
+        (folder / name).write_bytes(b"not a wheel")
+    return load_wheelhouse(folder)
+
+
 @pytest.fixture
-async def console(db: Database) -> AsyncIterator[Console]:
+async def console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
     issuer = StringIssuer()
     catalog_key = ed25519.Ed25519PrivateKey.generate()
     services = await open_services(
@@ -153,6 +165,7 @@ async def console(db: Database) -> AsyncIterator[Console]:
         catalog_public_key=catalog_key.public_key(),
         dispatch_key=ed25519.Ed25519PrivateKey.generate(),  # as `sonde-server init` makes it
         credential_key=CredentialKey(os.urandom(32)),  # pki/credentials.key
+        deploy_setup=ssh_setup(placeholder_wheelhouse(tmp_path / "wheelhouse")),
     )
     issuer.tokens = services.tokens
     revoked: list[str] = []
@@ -171,3 +184,4 @@ async def console(db: Database) -> AsyncIterator[Console]:
     finally:
         await channel.close()
         await server.stop(grace=None)
+        await services.deployments.close()

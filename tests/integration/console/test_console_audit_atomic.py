@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,14 +21,18 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.storage.tables import metadata
 from sonde.v1 import console_pb2 as pb
-from sonde.v1 import diagnostics_pb2
+from sonde.v1 import deploy_pb2, diagnostics_pb2
 from tests.integration.console.harness import Console
 from tests.support.catalog_bundles import signed_bundle, source
-from tests.support.sshd import Sshd, start_sshd
+from tests.support.sshd import Sshd, free_port, start_sshd
+from tests.support.winrs_endpoint import WinRSEndpoint
+from tests.support.winrs_programs import serve_transport, windows_collection
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
 # ExportApproved only reads (the approved proposals, for signing offline): not audited.
 READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved")
+WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
+WINDOWS_DOCUMENTS = Path(__file__).parents[2] / "fixtures" / "windows"
 
 
 class InjectedCrash(Exception):
@@ -266,6 +271,22 @@ CALLS: dict[str, Call] = {
         pb.RunAgentlessDiagnosticsRequest(ssh=s.ssh_target, ticket_id=s.resolved_ticket_id),
         metadata=BOB,
     ),
+    "SetWinRMHost": lambda c, s: c.stub.SetWinRMHost(
+        pb.SetWinRMHostRequest(address="pc-9.corp.lan", http=True), metadata=BOB
+    ),
+    # A host on a closed port: the deployment's rows and audit row are written at the start,
+    # and the host then fails at once, in the background.
+    "StartDeployment": lambda c, s: c.stub.StartDeployment(
+        deploy_pb2.StartDeploymentRequest(
+            hosts=[
+                deploy_pb2.DeployTarget(
+                    transport=deploy_pb2.DEPLOY_TRANSPORT_SSH,
+                    address=f"root@127.0.0.1:{free_port()}",
+                )
+            ]
+        ),
+        metadata=ADMIN,
+    ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
         metadata=ADMIN,
@@ -297,6 +318,47 @@ async def test_a_crash_before_the_audit_row_leaves_neither(
     console: Console, sshd: Sshd, method: str
 ) -> None:
     scene = await _scene(console, sshd)
+    await _crash_leaves_neither(console, scene, CALLS[method])
+
+
+@pytest.fixture(scope="module")
+def winrs() -> Iterator[WinRSEndpoint]:
+    with WinRSEndpoint(WINRS_USER, WINRS_PASSWORD) as endpoint:
+        document = (WINDOWS_DOCUMENTS / "pending_reboot.json").read_bytes()
+        serve_transport(endpoint, windows_collection(document), {})
+        yield endpoint
+
+
+async def test_a_crash_in_a_winrm_diagnostic_leaves_neither(
+    console: Console, sshd: Sshd, winrs: WinRSEndpoint
+) -> None:
+    scene = await _scene(console, sshd)
+    await console.stub.AddCredential(
+        pb.AddCredentialRequest(
+            name="test-winrs",
+            kind=pb.CREDENTIAL_KIND_WINRM_PASSWORD,
+            user=WINRS_USER,
+            hosts=["127.0.0.1"],
+            secret=WINRS_PASSWORD,
+        ),
+        metadata=ADMIN,
+    )
+    address = f"127.0.0.1:{winrs.port}"
+    allowed = pb.SetWinRMHostRequest(
+        address=address, http=True, auth="basic", allow_basic=True, allow_unencrypted=True
+    )
+    await console.stub.SetWinRMHost(allowed, metadata=BOB)
+    request = pb.RunAgentlessDiagnosticsRequest(
+        transport=pb.REMOTE_TRANSPORT_WINRM,
+        address=f"{WINRS_USER}@{address}",
+        ticket_id=scene.resolved_ticket_id,
+    )
+    await _crash_leaves_neither(
+        console, scene, lambda c, s: c.stub.RunAgentlessDiagnostics(request, metadata=BOB)
+    )
+
+
+async def _crash_leaves_neither(console: Console, scene: Scene, call: Call) -> None:
     # The call works when nothing crashes (so the fault below is what stops it).
     before = await _everything(console)
 
@@ -306,10 +368,28 @@ async def test_a_crash_before_the_audit_row_leaves_neither(
     console.services.audited.fault_before_audit = crash
     try:
         with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await CALLS[method](console, scene)
+            await call(console, scene)
     finally:
         console.services.audited.fault_before_audit = None
     assert failed.value.code() == grpc.StatusCode.UNKNOWN
     assert await _everything(console) == before
-    await CALLS[method](console, scene)  # and the same call, without the crash, changes things
+    await call(console, scene)  # and the same call, without the crash, changes things
     assert await _everything(console) != before
+
+
+async def test_a_crash_in_an_agentless_run_leaves_neither(console: Console, sshd: Sshd) -> None:
+    """RunScript with ssh: the request and its audit row together or not at all; the run the
+    call then asks is executed by the server, and waited for here."""
+    scene = await _scene(console, sshd)
+    diagnosed = await console.stub.RunAgentlessDiagnostics(
+        pb.RunAgentlessDiagnosticsRequest(ssh=scene.ssh_target), metadata=BOB
+    )
+    request = pb.RunScriptRequest(
+        agent=diagnosed.command.agent_id, script_id="clear-temp", ssh=scene.ssh_target
+    )
+    try:
+        await _crash_leaves_neither(
+            console, scene, lambda c, s: c.stub.RunScript(request, metadata=BOB)
+        )
+    finally:
+        await console.services.agentless_runs.wait_started()

@@ -1,0 +1,30 @@
+"""Push install tests: one wheelhouse per session (tests/support/deploy_hosts.py), real sshd
+hosts, a real server on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.storage.databases import db_url, pg_url, sqlite_template
+from tests.support.deploy_hosts import build_wheelhouse
+from tests.support.sshd import have_sshd
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not have_sshd():
+        pytest.fail("openssh-server is not installed: apt-get install openssh-server (.ci/run)")
+    return build_wheelhouse(tmp_path_factory.mktemp("deploy") / "wheelhouse")
+
+
+__all__ = ["db_url", "pg_url", "sqlite_template"]
+
+
+@pytest.fixture(scope="session")
+def agent_template(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """Site-packages with the agent installed once, for hosts provisioned with it."""
+    from tests.support.deploy_hosts import build_agent_template
+
+    return build_agent_template(tmp_path_factory.mktemp("deploy") / "template", wheelhouse)
