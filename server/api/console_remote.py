@@ -1,6 +1,6 @@
-"""ConsoleService methods for agentless reach over SSH: the trusted host keys
-(server/domain/trusted_hosts.py) and a diagnostic the server collects by logging in
-(server/domain/agentless.py)."""
+"""ConsoleService methods for agentless reach: the trusted SSH host keys
+(server/domain/trusted_hosts.py), the WinRM host settings (server/domain/winrm_hosts.py) and
+a diagnostic the server collects by logging in (server/domain/agentless.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,36 @@ import grpc
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
+from sonde.server.domain.winrm_hosts import (
+    DEFAULT_OPERATION_TIMEOUT_S,
+    WinRMChoices,
+    WinRMHostSettings,
+)
 from sonde.server.errors import InvalidArgument
 from sonde.server.remote.addresses import BadAddress, remote_target
 from sonde.server.remote.host_keys import TrustedHostKey
-from sonde.server.remote.shell import Transport
+from sonde.server.remote.shell import RemoteTarget, Transport
+from sonde.server.remote.winrm import WinRMAuth
 from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def winrm_host(settings: WinRMHostSettings) -> console_pb2.WinRMHostSettings:
+    message = console_pb2.WinRMHostSettings(
+        host=settings.host,
+        port=settings.port,
+        https=settings.https,
+        auth=settings.auth.value,
+        ca_file=settings.ca_file,
+        allow_basic=settings.allow_basic,
+        allow_unencrypted=settings.allow_unencrypted,
+        operation_timeout_s=settings.operation_timeout_s,
+        set_by=settings.set_by,
+    )
+    message.set_at.FromDatetime(settings.set_at)
+    return message
 
 
 def trusted_host(key: TrustedHostKey) -> console_pb2.TrustedHost:
@@ -53,14 +75,36 @@ class RemoteMethods:
     ) -> console_pb2.ListHostsResponse:
         current_principal()
         found = await self._s.trusted_hosts.list()
-        return console_pb2.ListHostsResponse(hosts=[trusted_host(key) for key in found])
+        winrm = await self._s.winrm_hosts.list()
+        return console_pb2.ListHostsResponse(
+            hosts=[trusted_host(key) for key in found],
+            winrm=[winrm_host(settings) for settings in winrm],
+        )
 
     @translate_errors
     async def ForgetHost(
         self, request: console_pb2.ForgetHostRequest, context: Context
     ) -> console_pb2.ForgetHostResponse:
         gone = await self._s.trusted_hosts.forget(current_principal(), request.address)
-        return console_pb2.ForgetHostResponse(forgotten=[trusted_host(key) for key in gone])
+        return console_pb2.ForgetHostResponse(
+            forgotten=[trusted_host(key) for key in gone.keys],
+            forgotten_winrm=[winrm_host(settings) for settings in gone.winrm],
+        )
+
+    @translate_errors
+    async def SetWinRMHost(
+        self, request: console_pb2.SetWinRMHostRequest, context: Context
+    ) -> console_pb2.SetWinRMHostResponse:
+        choices = WinRMChoices(
+            https=not request.http,
+            auth=request.auth or WinRMAuth.NTLM.value,
+            ca_file=request.ca_file,
+            allow_basic=request.allow_basic,
+            allow_unencrypted=request.allow_unencrypted,
+            operation_timeout_s=request.operation_timeout_s or DEFAULT_OPERATION_TIMEOUT_S,
+        )
+        stored = await self._s.winrm_hosts.set(current_principal(), request.address, choices)
+        return console_pb2.SetWinRMHostResponse(host=winrm_host(stored))
 
     @translate_errors
     async def RunAgentlessDiagnostics(
@@ -69,10 +113,7 @@ class RemoteMethods:
         principal = current_principal()
         if request.ticket_id < 0:
             raise InvalidArgument(f"ticket id must be a positive number, got {request.ticket_id}")
-        try:
-            target = remote_target(request.ssh, Transport.SSH)
-        except BadAddress as bad:
-            raise InvalidArgument(str(bad)) from None
+        target = await self._agentless_target(request)
         done = await self._s.agentless.run(
             principal,
             target,
@@ -85,3 +126,19 @@ class RemoteMethods:
             command=mapping.command(done.command),
             note=done.note,
         )
+
+    async def _agentless_target(
+        self, request: console_pb2.RunAgentlessDiagnosticsRequest
+    ) -> RemoteTarget:
+        """`ssh` alone (the first clients), or a transport and its address."""
+        transport = request.transport
+        if request.ssh and (request.address or transport):
+            raise InvalidArgument("give either ssh or a transport and its address, not both")
+        if request.ssh or transport == console_pb2.REMOTE_TRANSPORT_SSH:
+            try:
+                return remote_target(request.ssh or request.address, Transport.SSH)
+            except BadAddress as bad:
+                raise InvalidArgument(str(bad)) from None
+        if transport == console_pb2.REMOTE_TRANSPORT_WINRM:
+            return await self._s.winrm_hosts.target_for(request.address)
+        raise InvalidArgument("name the machine to reach: --ssh USER@HOST or --winrm USER@HOST")

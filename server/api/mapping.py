@@ -133,6 +133,8 @@ def agent(record: AgentRecord) -> console_pb2.Agent:
     _stamp(message.online_since, record.online_since)
     _stamp(message.removed_at, record.removed_at)
     message.removed_by = record.removed_by
+    message.reached_by = record.reached_by
+    message.reach_address = record.reach_address
     return message
 
 

@@ -2,7 +2,9 @@
 
 With --ssh USER@HOST[:PORT] the server logs in to a machine without an agent, with the stored
 credential for the host, to a host whose key was trusted (`sonde hosts trust`), collects
-there and stores the snapshot as an agent's (docs/agentless.md, "SSH").
+there and stores the snapshot as an agent's (docs/agentless.md, "SSH"). --winrm USER@HOST does
+the same over WinRM, as the host's settings say (`sonde hosts winrm`), running the agent's
+collect.ps1 there.
 
 An online agent's result is shown as soon as it arrives. An offline agent's diagnostic is
 queued (it expires after --expires, 24 h by default) and the command says when it will expire
@@ -51,7 +53,7 @@ def diag_expiry(value: str) -> int:
 
 
 EXIT_NOT_DONE = 3  # queued or still on its way: not a failure, not a result either
-# How long the server may take over SSH: login, then collection (software is the slowest).
+# How long the server may take over SSH or WinRM: login, then collection.
 AGENTLESS_TIMEOUT_S = 120
 
 
@@ -68,7 +70,7 @@ def register(
         "An offline agent gets it when it connects, until --expires.",
     )
     diag.add_argument(
-        "agent", metavar="AGENT", help=AGENT_HELP + "; with --ssh, the machine's name"
+        "agent", metavar="AGENT", help=AGENT_HELP + "; with --ssh or --winrm, the machine's name"
     )
     diag.add_argument(
         "--ticket", type=ticket_number, default=0, metavar="N", help="link to ticket N"
@@ -97,6 +99,13 @@ def register(
         help="collect over SSH; the host key must be trusted (sonde hosts trust)",
     )
     remote.add_argument(
+        "--winrm",
+        metavar="USER@HOST[:PORT]",
+        default="",
+        help="collect over WinRM as the host's settings say (sonde hosts winrm); port 5986, "
+        "or 5985 when they say plain HTTP",
+    )
+    remote.add_argument(
         "--credential",
         default="",
         metavar="NAME",
@@ -120,15 +129,23 @@ def register(
 
 
 def run_diag(args: argparse.Namespace, ctx: Context) -> int:
-    if args.ssh:
+    if args.ssh and args.winrm:
+        raise CliError("INVALID_ARGUMENT", "give --ssh or --winrm, not both")
+    if args.ssh or args.winrm:
+        flag = "--ssh" if args.ssh else "--winrm"
         if args.wait or args.no_queue or args.expires:
             raise CliError(
                 "INVALID_ARGUMENT",
-                "--wait, --no-queue and --expires are for an agent's queue; --ssh collects now",
+                f"--wait, --no-queue and --expires are for an agent's queue; {flag} collects now",
             )
+        if args.winrm and args.shell_only:
+            raise CliError("INVALID_ARGUMENT", "--shell-only is for --ssh: WinRM runs collect.ps1")
         return run_agentless_diag(args, ctx)
     if args.credential or args.shell_only:
-        raise CliError("INVALID_ARGUMENT", "--credential and --shell-only go with --ssh")
+        raise CliError(
+            "INVALID_ARGUMENT",
+            "--credential and --shell-only go with --ssh (--credential: --winrm)",
+        )
     client = ctx.client()
     request = console_pb2.RunDiagnosticsRequest(
         agent=args.agent,
@@ -181,8 +198,13 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_agentless_diag(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
+    transport = (
+        console_pb2.REMOTE_TRANSPORT_WINRM if args.winrm else console_pb2.REMOTE_TRANSPORT_SSH
+    )
+    address = args.winrm or args.ssh
     request = console_pb2.RunAgentlessDiagnosticsRequest(
-        ssh=args.ssh,
+        transport=transport,
+        address=address,
         ticket_id=args.ticket,
         credential=args.credential,
         shell_only=args.shell_only,
@@ -197,7 +219,7 @@ def run_agentless_diag(args: argparse.Namespace, ctx: Context) -> int:
         with ctx.out.errors.status("") as status:
             while not future.done():
                 elapsed = time.monotonic() - started
-                status.update(Text(f"logging in to {inert(args.ssh)}... {elapsed:.1f}s"))
+                status.update(Text(f"logging in to {inert(address)}... {elapsed:.1f}s"))
                 with contextlib.suppress(grpc.FutureTimeoutError):
                     future.exception(timeout=_SPINNER_TICK_S)
     response = client.result(future)

@@ -140,6 +140,8 @@ def agent_state(agent: console_pb2.Agent, now: float | None = None) -> Text:
         return Text("removed", style="red")
     if agent.revoked:
         return Text("revoked", style="red")
+    if agent.reached_by:  # no agent: the server logs in itself, so never online nor offline
+        return text(f"{agent.reached_by} {agent.reach_address}")
     if agent.online:
         return Text("online", style="green")
     return Text(f"offline ({format_ago(agent.last_seen_at, now)})", style="dim")
@@ -195,6 +197,12 @@ def agent_detail(response: console_pb2.GetAgentResponse, now: float | None = Non
         ("enrolled", Text(format_time(agent.enrolled_at))),
         ("last seen", Text(format_ago(agent.last_seen_at, now))),
     ]
+    if agent.reached_by:
+        how = f"{agent.reached_by} {agent.reach_address}, without an agent"
+        example = f"sonde diag {agent.hostname} --{agent.reached_by} USER@{agent.reach_address}"
+        rows[5:7] = [("agent version", Text("none")), ("reached by", text(how))]
+        rows.insert(7, ("diagnose with", text(example)))
+        rows[-1] = ("last reached", Text(format_ago(agent.last_seen_at, now)))
     if agent.online:
         rows.append(("online since", Text(format_time(agent.online_since))))
         cpu, memory, disk = _gauges(agent)

@@ -13,7 +13,7 @@ _HOW = {
     diagnostics_pb2.COLLECTED_BY_AGENT: "by its agent",
     diagnostics_pb2.COLLECTED_BY_SSH_PYTHON: "over SSH, by the agent's collectors run there",
     diagnostics_pb2.COLLECTED_BY_SSH_SHELL: "over SSH, by shell commands",
-    diagnostics_pb2.COLLECTED_BY_WINRM: "over WinRM",
+    diagnostics_pb2.COLLECTED_BY_WINRM: "over WinRM, by the agent's collect.ps1 run there",
 }
 
 

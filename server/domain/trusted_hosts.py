@@ -2,10 +2,11 @@
 
 `trust` reads the keys the host offers (no login) and stores the one whose SHA256
 fingerprint is the one the technician read out of band (the machine's console, inventory);
-nothing is ever trusted on first use. `forget` removes a host's keys, so a reinstalled
-machine can be trusted again. Both are audited in the change's transaction (`hosts.trust`,
-`hosts.forget`); a login refused over its host key is audited as a refusal of
-`remote.host_key`, with the fingerprint offered and the one trusted.
+nothing is ever trusted on first use. `forget` removes a host's keys (and its WinRM
+settings, winrm_hosts.py), so a reinstalled machine can be trusted again. Both are audited
+in the change's transaction (`hosts.trust`, `hosts.forget`); a login refused over its host
+key is audited as a refusal of `remote.host_key`, with the fingerprint offered and the one
+trusted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import builtins
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
@@ -22,6 +24,7 @@ from sonde.server.domain.audit_rows import DetailValue
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.winrm_hosts import WinRMHostSettings, explicit_port, forget_settings
 from sonde.server.errors import (
     Conflict,
     DeadlineExceeded,
@@ -56,6 +59,14 @@ _FOR_ADDRESS = (
 _FORGET = delete(trusted_host_keys).where(
     _COLUMNS.host == bindparam("at_host"), _COLUMNS.port == bindparam("at_port")
 )
+
+
+@dataclass(frozen=True)
+class ForgottenHost:
+    """What `sonde hosts forget` removed: trusted SSH keys and stored WinRM settings."""
+
+    keys: builtins.list[TrustedHostKey]
+    winrm: builtins.list[WinRMHostSettings]
 
 
 class HostKeyNotTrusted(Conflict):
@@ -191,18 +202,26 @@ class TrustedHosts:
         )
         return [_record(row) for row in rows]
 
-    async def forget(self, principal: Principal, address: str) -> builtins.list[TrustedHostKey]:
-        """Stop trusting every key of `address`; NotFound (audited) when none was trusted."""
+    async def forget(self, principal: Principal, address: str) -> ForgottenHost:
+        """Stop trusting every key of `address` and drop its WinRM settings (without a port:
+        the keys of 22, the settings of 5986 and 5985); NotFound (audited) when it had none."""
 
-        def unit(connection: Connection, entry: AuditEntry) -> builtins.list[TrustedHostKey]:
+        def unit(connection: Connection, entry: AuditEntry) -> ForgottenHost:
             host, port = parsed_address(address)
             binds = {"at_host": host, "at_port": port}
             gone = [_record(row) for row in connection.execute(_FOR_ADDRESS, binds)]
-            if not gone:
-                raise NotFound(f"no host key of {host_address(host, port)} is trusted")
-            connection.execute(_FORGET, binds)
-            entry.detail["fingerprints"] = ", ".join(key.key.fingerprint for key in gone)
-            return gone
+            winrm = forget_settings(connection, host, port if explicit_port(address) else None)
+            if not gone and not winrm:
+                raise NotFound(
+                    f"no host key of {host_address(host, port)} is trusted and no WinRM "
+                    "settings are stored for it"
+                )
+            if gone:
+                connection.execute(_FORGET, binds)
+                entry.detail["fingerprints"] = ", ".join(key.key.fingerprint for key in gone)
+            if winrm:
+                entry.detail["winrm"] = ", ".join(settings.address for settings in winrm)
+            return ForgottenHost(gone, winrm)
 
         return await self._audited.run(
             principal.name,

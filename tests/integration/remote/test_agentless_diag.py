@@ -99,7 +99,8 @@ async def test_trust_stores_only_the_key_whose_fingerprint_was_given(
     assert rows[2]["key_type"] == "ssh-ed25519"
     assert rows[2]["fingerprint"] == sshd.host_key.fingerprint
     gone = await hosts.forget(L2, f"127.0.0.1:{sshd.port}")
-    assert gone == [trusted]
+    assert gone.keys == [trusted]
+    assert gone.winrm == []
     assert await hosts.list() == []
     with pytest.raises(NotFound):
         await hosts.forget(L2, f"127.0.0.1:{sshd.port}")
