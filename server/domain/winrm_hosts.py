@@ -39,6 +39,7 @@ DEFAULT_OPERATION_TIMEOUT_S = WinRMHost.operation_timeout_s  # 20, as pywinrm's 
 MIN_OPERATION_TIMEOUT_S = 1
 MAX_OPERATION_TIMEOUT_S = 300
 MAX_CA_FILE_CHARS = 4096
+MAX_CA_FILE_BYTES = 1024 * 1024  # a bundle of CAs, not something ssl would read for minutes
 _C = winrm_hosts.c
 
 
@@ -134,14 +135,18 @@ def _checked_ca_file(text: str) -> str:
         raise InvalidArgument(
             f"the CA file {text[:200]!r} must be an absolute path on the server, without '..'"
         )
-    if not path.is_file():
-        raise InvalidArgument(f"the CA file {text[:200]} is not a file on the server")
+    # One answer for missing, unreadable, too big or not PEM: an l2 learns nothing else
+    # about the server's files from it.
+    unusable = InvalidArgument(
+        f"the CA file {text[:200]} is not a PEM file of CA certificates (at most "
+        f"{MAX_CA_FILE_BYTES // 1024} KiB) that the server can read"
+    )
     try:
+        if not path.is_file() or path.stat().st_size > MAX_CA_FILE_BYTES:
+            raise unusable
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, OSError, ValueError):
-        raise InvalidArgument(
-            f"the CA file {text[:200]} holds no PEM certificate the server can read"
-        ) from None
+        raise unusable from None
     return str(path)
 
 

@@ -113,8 +113,9 @@ async def test_setting_again_replaces_and_says_what_it_replaced(db: Database) ->
         ("pc-042", WinRMChoices(operation_timeout_s=0), "operation timeout must be 1 to 300"),
         ("pc-042", WinRMChoices(ca_file="relative/ca.pem"), "must be an absolute path"),
         ("pc-042", WinRMChoices(ca_file="/etc/../etc/ca.pem"), "without '..'"),
-        ("pc-042", WinRMChoices(ca_file="/nonexistent/ca.pem"), "is not a file on the server"),
-        ("pc-042", WinRMChoices(ca_file="/etc/hostname"), "holds no PEM certificate"),
+        ("pc-042", WinRMChoices(ca_file="/nonexistent/ca.pem"), "is not a PEM file of CA"),
+        ("pc-042", WinRMChoices(ca_file="/etc/hostname"), "is not a PEM file of CA"),
+        ("pc-042", WinRMChoices(ca_file="/dev/zero"), "is not a PEM file of CA"),
         ("pc-042:99999", WinRMChoices(), "the port must be a number"),
         ("pc 042; rm -rf /", WinRMChoices(), "is not a host name or address"),
     ],
@@ -128,6 +129,16 @@ async def test_settings_that_could_never_connect_are_refused_and_audited(
     action, result, _ = (await _audit(db))[-1]
     assert action == "hosts.winrm"
     assert result.startswith("refused: InvalidArgument")
+
+
+async def test_a_huge_ca_file_is_refused_unread(db: Database, tmp_path: Path) -> None:
+    tls = listener_tls(tmp_path, ["127.0.0.1"])
+    huge = tmp_path / "huge.pem"
+    with huge.open("wb") as out:
+        out.write(tls.ca_file.read_bytes())
+        out.truncate(2 * 1024 * 1024)
+    with pytest.raises(InvalidArgument, match="at most 1024 KiB"):
+        await _hosts(db).set(L2, "pc-042", WinRMChoices(ca_file=str(huge)))
 
 
 async def test_a_ca_file_with_plain_http_is_refused(db: Database, tmp_path: Path) -> None:
