@@ -231,3 +231,27 @@ async def test_nothing_is_queued_for_a_machine_without_an_agent(
 async def test_shell_only_is_for_ssh(db: Database, endpoint: WinRSEndpoint) -> None:
     with pytest.raises(InvalidArgument, match="--shell-only is for SSH"):
         await Server(db).agentless.run(L2, _target(endpoint.port), shell_only=True)
+
+
+async def test_two_hosts_reporting_one_name_are_two_machines_and_ambiguous(
+    db: Database, endpoint: WinRSEndpoint
+) -> None:
+    """A second host lying that it is LPT-0417: its own row (the id comes from where it is
+    reached, never from what it says), and the name alone is refused as ambiguous."""
+    server = Server(db)
+    await server.add_password()
+    await server.allow_basic_over_http(endpoint.port)
+    with WinRSEndpoint(USER, PASSWORD) as liar:
+        document = (DOCUMENTS / "healthy_windows11.json").read_bytes()
+        named = json.loads(document)
+        named["sections"]["system"]["hostname"] = "LPT-0417"
+        serve_transport(liar, windows_collection(json.dumps(named).encode()), {})
+        await server.allow_basic_over_http(liar.port)
+        first = await server.agentless.run(L2, _target(endpoint.port))
+        second = await server.agentless.run(L2, _target(liar.port))
+    assert first.stored.summary.agent_id != second.stored.summary.agent_id
+    assert await _count(db, agents) == 2
+    with pytest.raises(InvalidArgument, match="'LPT-0417' is ambiguous") as refused:
+        await server.commands.queue(L2, "LPT-0417", CommandKind.COLLECT, ticket_id=None)
+    assert first.stored.summary.agent_id in str(refused.value)
+    assert second.stored.summary.agent_id in str(refused.value)
