@@ -312,6 +312,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         max_connecting=args.max_connecting,
         limits=limits,
         wheelhouse=args.wheelhouse,
+        msi=args.msi,
     )
 
     async def main() -> None:
@@ -479,13 +480,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _deploy_option(run: argparse.ArgumentParser) -> None:
-    """`run`'s last option, and its handler."""
+    """`run`'s last options, and its handler."""
     run.add_argument(
         "--wheelhouse",
         type=Path,
         metavar="DIR",
         help="the agent's wheels and pip's, which `sonde deploy` installs on Linux hosts "
         "(docs/deploy.md); without it deploy is refused",
+    )
+    run.add_argument(
+        "--msi",
+        type=Path,
+        metavar="FILE",
+        help="the agent's sonde-agent-VERSION.msi, which `sonde deploy --winrm` installs",
     )
     run.set_defaults(handler=cmd_run)
 

@@ -148,5 +148,6 @@ async def open_services(
             credentials,
             enrollment=enrollment,
             setup=deploy_setup or ssh_setup(None),
+            winrm_settings=winrm_hosts.settings_for,
         ),
     )

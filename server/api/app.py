@@ -50,6 +50,7 @@ from sonde.server.pki import (
     load_dispatch_public_key,
 )
 from sonde.server.remote.wheelhouse import load_wheelhouse
+from sonde.server.remote.windows_install import load_msi
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
@@ -136,6 +137,7 @@ class RunOptions:
     max_connecting: int = DEFAULT_MAX_CONNECTING  # sessions between accept and Welcome at once
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # docs/server.md
     wheelhouse: Path | None = None  # what `sonde deploy` installs (docs/deploy.md)
+    msi: Path | None = None  # what `sonde deploy --winrm` installs: sonde-agent-VERSION.msi
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -203,7 +205,8 @@ class SondeServer:
             credential_key=credential_key,
             replica_id=replica.id,
             deploy_setup=ssh_setup(
-                load_wheelhouse(options.wheelhouse) if options.wheelhouse else None
+                load_wheelhouse(options.wheelhouse) if options.wheelhouse else None,
+                load_msi(options.msi) if options.msi else None,
             ),
         )
         issuer.set_tokens(services.tokens)

@@ -13,12 +13,19 @@ from dataclasses import dataclass
 
 from sonde.server.domain.deployment_store import DeployOptions, DeployStage, HostPlan
 from sonde.server.errors import SondeError
-from sonde.server.remote.credentials import CredentialSource
+from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import HostKeyRefused
 from sonde.server.remote.linux_install import InstallFailed, LinuxLayout, install_linux
 from sonde.server.remote.linux_preflight import PreflightFailed, preflight_linux
-from sonde.server.remote.shell import RemoteError, RemoteErrorKind, RemoteShell, Transport
+from sonde.server.remote.shell import (
+    RemoteError,
+    RemoteErrorKind,
+    RemoteShell,
+    RemoteTarget,
+    Transport,
+)
 from sonde.server.remote.wheelhouse import Wheelhouse
+from sonde.server.remote.windows_install import AgentMsi, install_windows, preflight_windows
 
 # What a failed login is called in the report, by how it failed.
 _LOGIN_CHECK = {
@@ -54,38 +61,70 @@ Progress = Callable[..., Awaitable[None]]  # progress(stage=..., token_id=..., a
 OpenShell = Callable[..., Awaitable[RemoteShell]]
 IssueEnrollment = Callable[[], Awaitable[tuple[str, str]]]  # -> (token id, enrollment string)
 AgentVersionOnline = Callable[[str], Awaitable[str | None]]
+AgentOfToken = Callable[[str], Awaitable[tuple[str, str] | None]]  # -> (agent id, version)
+OpenWinRM = Callable[[RemoteTarget, Credential], Awaitable[RemoteShell]]
+Stage = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class HostDeployer:
     """What one host's deployment needs from the server."""
 
-    wheelhouse: Wheelhouse
+    wheelhouse: Wheelhouse | None
+    msi: AgentMsi | None
     options: DeployOptions
     credentials: CredentialSource
     trusted_for: Callable[[str, int], Awaitable[list[object]]]
     open_shell: OpenShell
+    open_winrm: OpenWinRM
     issue_enrollment: IssueEnrollment
     agent_version_online: AgentVersionOnline
+    agent_of_token: AgentOfToken
+
+    def wanted_version(self, transport: Transport) -> str:
+        """The version a host of `transport` gets: the MSI's on Windows, the wheel's else."""
+        source = self.msi if transport is Transport.WINRM else self.wheelhouse
+        return (
+            source.version
+            if isinstance(source, AgentMsi)
+            else (source.agent_version if source is not None else "")
+        )
 
     async def deploy(self, plan: HostPlan, progress: Progress) -> HostOutcome:
         stage = DeployStage.PREFLIGHT
         found_version = ""
         target = plan.target
+
+        async def mark(name: str) -> None:
+            nonlocal stage
+            stage = DeployStage(name)
+            await progress(stage=stage, found_version=found_version)
+
         try:
             await progress(stage=stage)
-            if target.transport is not Transport.SSH:
+            if target.transport is Transport.WINRM and self.msi is None:
                 return HostOutcome(
                     stage,
                     False,
                     "transport",
-                    f"{target.label}: push install over {target.transport.value} is not built "
-                    "yet (docs/deploy.md)",
+                    f"{target.label}: this server has no agent MSI to install on Windows: "
+                    "start it with --msi sonde-agent-VERSION.msi (docs/deploy.md)",
+                )
+            if target.transport is Transport.SSH and self.wheelhouse is None:
+                return HostOutcome(
+                    stage,
+                    False,
+                    "transport",
+                    f"{target.label}: this server has no wheelhouse to install on Linux: "
+                    "start it with --wheelhouse DIR (docs/deploy.md)",
                 )
             try:
-                trusted = await self.trusted_for(target.host, target.port)
                 credential = await self.credentials.for_target(target, plan.credential_name)
-                shell = await self.open_shell(target, credential, trusted)
+                if target.transport is Transport.WINRM:
+                    shell = await self.open_winrm(target, credential)
+                else:
+                    trusted = await self.trusted_for(target.host, target.port)
+                    shell = await self.open_shell(target, credential, trusted)
             except HostKeyRefused as refused:
                 return HostOutcome(stage, False, "host key", refused.message)
             except RemoteError as error:
@@ -93,35 +132,18 @@ class HostDeployer:
             except SondeError as error:
                 return HostOutcome(stage, False, "credentials", str(error))
             try:
-                layout = host_layout(self.options, plan)
-                host = await preflight_linux(
-                    shell,
-                    self.wheelhouse,
-                    prefix=layout.prefix,
-                    state_dir=layout.state_dir,
-                    unit_dir=layout.unit_dir,
-                    min_free_bytes=self.options.min_free_mb * 2**20,
-                )
-                found_version = host.installed_version
-
-                async def mark(name: str) -> None:
-                    nonlocal stage
-                    stage = DeployStage(name)
-                    await progress(stage=stage, found_version=found_version)
-
-                async def enrollment() -> str:
-                    token_id, text = await self.issue_enrollment()
-                    await progress(stage=DeployStage.ENROLL, token_id=token_id)
-                    return text
-
-                agent_id = await install_linux(
-                    shell, host, self.wheelhouse, layout, enrollment=enrollment, stage=mark
-                )
+                if target.transport is Transport.WINRM:
+                    found_version = await self._found_on_windows(shell, progress)
+                    token_id = await self._install_windows(shell, progress, mark)
+                    agent_id = ""
+                else:
+                    agent_id, found_version = await self._linux(shell, plan, progress, mark)
+                    token_id = ""
             finally:
                 await shell.close()
             stage = DeployStage.ONLINE
-            await progress(stage=stage, agent_id=agent_id)
-            return await self._came_online(agent_id, found_version)
+            await progress(stage=stage, agent_id=agent_id or None)
+            return await self._came_online(agent_id, token_id, found_version, target.transport)
         except PreflightFailed as failed:
             return HostOutcome(stage, False, failed.check, failed.message, None, found_version)
         except InstallFailed as failed:
@@ -131,12 +153,60 @@ class HostDeployer:
         except SondeError as error:
             return HostOutcome(stage, False, stage.value, str(error), None, found_version)
 
-    async def _came_online(self, agent_id: str, found_version: str) -> HostOutcome:
-        wanted = self.wheelhouse.agent_version
+    async def _linux(
+        self, shell: RemoteShell, plan: HostPlan, progress: Progress, mark: Stage
+    ) -> tuple[str, str]:
+        assert self.wheelhouse is not None
+        layout = host_layout(self.options, plan)
+        host = await preflight_linux(
+            shell,
+            self.wheelhouse,
+            prefix=layout.prefix,
+            state_dir=layout.state_dir,
+            unit_dir=layout.unit_dir,
+            min_free_bytes=self.options.min_free_mb * 2**20,
+        )
+        await progress(found_version=host.installed_version)
+
+        async def enrollment() -> str:
+            token_id, text = await self.issue_enrollment()
+            await progress(stage=DeployStage.ENROLL, token_id=token_id)
+            return text
+
+        agent_id = await install_linux(
+            shell, host, self.wheelhouse, layout, enrollment=enrollment, stage=mark
+        )
+        return agent_id, host.installed_version
+
+    async def _found_on_windows(self, shell: RemoteShell, progress: Progress) -> str:
+        assert self.msi is not None
+        host = await preflight_windows(
+            shell, min_free_bytes=self.options.min_free_mb * 2**20, msi_size=len(self.msi.data)
+        )
+        await progress(found_version=host.installed_version)
+        return host.installed_version
+
+    async def _install_windows(self, shell: RemoteShell, progress: Progress, mark: Stage) -> str:
+        """The token the service will enroll with when it starts; the agent is found by it."""
+        assert self.msi is not None
+        await mark("enroll")
+        token_id, text = await self.issue_enrollment()
+        await progress(token_id=token_id)
+        await install_windows(shell, self.msi, enrollment=text, stage=mark)
+        return token_id
+
+    async def _came_online(
+        self, agent_id: str, token_id: str, found_version: str, transport: Transport
+    ) -> HostOutcome:
+        wanted = self.wanted_version(transport)
         deadline = time.monotonic() + self.options.online_timeout_s
         seen: str | None = None
         while time.monotonic() < deadline:
-            seen = await self.agent_version_online(agent_id)
+            if token_id:  # a Windows service: the agent that enrolled with this token
+                found = await self.agent_of_token(token_id)
+                agent_id, seen = found if found else (agent_id, None)
+            else:
+                seen = await self.agent_version_online(agent_id)
             if seen == wanted:
                 return HostOutcome(
                     DeployStage.DONE,

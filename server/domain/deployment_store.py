@@ -239,3 +239,16 @@ def agent_online(connection: Connection, agent_id: str) -> str | None:
         )
     ).first()
     return None if row is None else str(row.agent_version)
+
+
+def agent_of_token(connection: Connection, token_id: str) -> tuple[str, str] | None:
+    """The agent enrolled with `token_id` and connected now, and its version (a Windows
+    service enrolls itself at its first start: this is how a deployment finds it)."""
+    row = connection.execute(
+        select(agents.c.id, agents.c.agent_version).where(
+            agents.c.enrolled_with_token == token_id,
+            agents.c.connected.is_(True),
+            agents.c.revoked_at.is_(None),
+        )
+    ).first()
+    return None if row is None else (str(row.id), str(row.agent_version))

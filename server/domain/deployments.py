@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -30,6 +30,7 @@ from sonde.server.domain.deployment_store import (
     DeployStage,
     HostPlan,
     HostResult,
+    agent_of_token,
     agent_online,
     insert_deployment,
     load_deployment,
@@ -41,11 +42,14 @@ from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import TrustedHostKey
-from sonde.server.remote.shell import RemoteShell, RemoteTarget
+from sonde.server.remote.shell import RemoteShell, RemoteTarget, Transport
 from sonde.server.remote.ssh import SshShell
 from sonde.server.remote.wheelhouse import Wheelhouse
+from sonde.server.remote.windows_install import AgentMsi
+from sonde.server.remote.winrm import WinRMHost, WinRMShell
 from sonde.server.storage.db import Database
 
+WinRMSettings = Callable[[RemoteTarget], Awaitable[WinRMHost]]  # winrm_hosts.settings_for
 MAX_HOSTS = 1000
 MAX_PARALLEL = 64
 ENROLLMENT_TTL = timedelta(minutes=15)
@@ -100,10 +104,12 @@ def check_plans(plans: Sequence[HostPlan]) -> None:
 
 @dataclass(frozen=True)
 class DeploySetup:
-    """What the server was started with: the wheels to install (None: deploy is refused)."""
+    """What the server was started with: the wheels for Linux hosts and the MSI for Windows
+    hosts (None: deploying there is refused), and how it logs in over SSH."""
 
     wheelhouse: Wheelhouse | None
     open_shell: OpenShell
+    msi: AgentMsi | None = None
 
 
 async def _open_ssh(
@@ -112,9 +118,9 @@ async def _open_ssh(
     return await SshShell.open(target, credential, trusted)
 
 
-def ssh_setup(wheelhouse: Wheelhouse | None) -> DeploySetup:
-    """The server's own: SSH logins with paramiko, the wheels given (None: refused)."""
-    return DeploySetup(wheelhouse, _open_ssh)
+def ssh_setup(wheelhouse: Wheelhouse | None, msi: AgentMsi | None = None) -> DeploySetup:
+    """The server's own: SSH logins with paramiko, the wheels and MSI given (None: refused)."""
+    return DeploySetup(wheelhouse, _open_ssh, msi)
 
 
 class Deployments:
@@ -127,8 +133,10 @@ class Deployments:
         *,
         enrollment: IssuesEnrollments,
         setup: DeploySetup,
+        winrm_settings: WinRMSettings | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        self._winrm_settings = winrm_settings
         self._db = db
         self._audited = audited
         self._hosts = hosts
@@ -147,24 +155,31 @@ class Deployments:
         retry_of: str | None = None,
     ) -> Deployment:
         """Write the deployment (audited `agents.deploy`) and start its hosts."""
-        wheelhouse = self._setup.wheelhouse
+        wheelhouse, msi = self._setup.wheelhouse, self._setup.msi
         deployment_id = hashed_secrets.new_id()
 
         def unit(connection: Connection, entry: AuditEntry) -> Deployment:
-            if wheelhouse is None:
-                raise Conflict(
-                    "this server has no wheelhouse to install from: start it with "
-                    "--wheelhouse DIR (docs/deploy.md says how to build one)"
-                )
             check_options(options)
             check_plans(plans)
+            transports = {plan.target.transport for plan in plans}
+            if Transport.SSH in transports and wheelhouse is None:
+                raise Conflict(
+                    "this server has no wheelhouse to install from on Linux: start it with "
+                    "--wheelhouse DIR (docs/deploy.md says how to build one)"
+                )
+            if Transport.WINRM in transports and msi is None:
+                raise Conflict(
+                    "this server has no agent MSI to install on Windows: start it with "
+                    "--msi sonde-agent-VERSION.msi (sonde-server package windows builds it)"
+                )
+            version = wheelhouse.agent_version if wheelhouse else msi.version if msi else ""
             at = self._clock()
             insert_deployment(
                 connection,
                 deployment_id,
                 requested_by=principal.name,
                 at=at,
-                agent_version=wheelhouse.agent_version,
+                agent_version=version,
                 options=options,
                 plans=list(plans),
                 retry_of=retry_of,
@@ -172,7 +187,7 @@ class Deployments:
             entry.detail |= {
                 "deployment_id": deployment_id,
                 "hosts": len(plans),
-                "agent_version": wheelhouse.agent_version,
+                "agent_version": version,
             }
             if retry_of:
                 entry.detail["retry_of"] = retry_of
@@ -214,9 +229,15 @@ class Deployments:
             task.cancel()
         await asyncio.gather(*builtins.list(self._running), return_exceptions=True)
 
+    async def _open_winrm(self, target: RemoteTarget, credential: Credential) -> RemoteShell:
+        settings = (
+            await self._winrm_settings(target)
+            if self._winrm_settings is not None
+            else WinRMHost(target)  # the safe defaults: HTTPS 5986, NTLM, certificate checked
+        )
+        return await WinRMShell.open(settings, credential)
+
     async def _run(self, principal: Principal, deployment: Deployment) -> None:
-        wheelhouse = self._setup.wheelhouse
-        assert wheelhouse is not None
         options = deployment.options
         limit = asyncio.Semaphore(options.parallel)
 
@@ -227,14 +248,20 @@ class Deployments:
         async def version_online(agent_id: str) -> str | None:
             return await self._db.read(lambda c: agent_online(c, agent_id))
 
+        async def of_token(token_id: str) -> tuple[str, str] | None:
+            return await self._db.read(lambda c: agent_of_token(c, token_id))
+
         deployer = HostDeployer(
-            wheelhouse=wheelhouse,
+            wheelhouse=self._setup.wheelhouse,
+            msi=self._setup.msi,
             options=options,
             credentials=self._credentials,
             trusted_for=self._hosts.for_address,  # type: ignore[arg-type]
             open_shell=self._setup.open_shell,
+            open_winrm=self._open_winrm,
             issue_enrollment=issue,
             agent_version_online=version_online,
+            agent_of_token=of_token,
         )
 
         async def one(position: int, plan: HostPlan) -> None:
@@ -249,9 +276,8 @@ class Deployments:
     async def _one_host(
         self, deployment: Deployment, position: int, plan: HostPlan, deployer: HostDeployer
     ) -> HostOutcome:
-        online = await self._db.read(
-            lambda c: online_at_version(c, plan.target, deployment.agent_version)
-        )
+        wanted = deployer.wanted_version(plan.target.transport)
+        online = await self._db.read(lambda c: online_at_version(c, plan.target, wanted))
         if online is not None:
             return HostOutcome(
                 DeployStage.DONE,

@@ -118,10 +118,10 @@ class LiveServer:
 
 @asynccontextmanager
 async def live_server(
-    root: Path, database_url: str, *, wheelhouse: Path | None = None
+    root: Path, database_url: str, *, wheelhouse: Path | None = None, msi: Path | None = None
 ) -> AsyncIterator[LiveServer]:
     """A started SondeServer over `database_url` (migrated), its pki under `root`; `sonde
-    deploy` installs from `wheelhouse` (None: refused)."""
+    deploy` installs from `wheelhouse` and `msi` (None: refused)."""
     data = DataDir(root)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki.initialise(data.pki, [])
@@ -139,6 +139,7 @@ async def live_server(
                 heartbeat_interval_s=30,
                 server_name=SERVER_NAME,
                 wheelhouse=wheelhouse,
+                msi=msi,
             )
         )
         await server.start()
