@@ -18,6 +18,7 @@ from sonde.server.remote.shell import RemoteError, RemoteErrorKind, RemoteTarget
 from sonde.server.remote.winrm import WinRMAuth, WinRMHost, WinRMShell
 from sonde.server.remote.winrm_snapshot import collect_windows_over_winrm
 from sonde.v1 import diagnostics_pb2
+from tests.integration.remote.test_winrm_shell import _real_host
 from tests.support.winrs_endpoint import WinRSEndpoint, WinRSReply
 from tests.support.winrs_programs import LaunchedRun, serve_transport, windows_collection
 
@@ -113,3 +114,25 @@ async def test_a_hostile_document_makes_facts_unavailable_not_a_crash(
     reasons = {r.name: r.reason for r in snapshot.collectors if r.name == "system"}
     assert "not 'sonde.windows.collect/1'" in reasons["system"]
     assert not snapshot.system.hostname
+
+
+async def test_a_real_windows_host_gives_a_snapshot_with_its_facts() -> None:
+    """What the endpoint cannot show: collect.ps1 itself, run by a real PowerShell."""
+    configured = _real_host()
+    if configured is None:
+        pytest.skip(
+            "no real Windows host: set SONDE_WINRM_ENDPOINT (https://HOST:5986), "
+            "SONDE_WINRM_USER and SONDE_WINRM_PASSWORD (and SONDE_WINRM_CA_FILE, _AUTH)"
+        )
+    host, password = configured
+    shell = await WinRMShell.open(host, Credential(host.target.user, password=password))
+    try:
+        snapshot = await collect_windows_over_winrm(shell)
+    finally:
+        await shell.close()
+    assert snapshot.system.os_family == "windows"
+    assert snapshot.system.hostname
+    states = {report.name: report.state for report in snapshot.collectors}
+    assert states["system"] == diagnostics_pb2.COLLECTOR_STATE_OK
+    assert states["services"] == diagnostics_pb2.COLLECTOR_STATE_OK
+    assert _findings(snapshot)  # the checks conclude on a real machine's facts
