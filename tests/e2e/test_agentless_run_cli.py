@@ -2,7 +2,8 @@
 on loopback with a stored key credential and runs the repository's own scripts, signed by the
 real `sonde-catalog sign` with the deployment's catalog key: the output, exit code and
 verification land on the ticket, `sonde runs` and `runs show` mark the transport, and a
-high-risk script waits for another person's approval, then runs once."""
+high-risk script waits for another person's approval, then runs once; kill -9 of the server
+while a script sleeps on the host ends the run interrupted after the restart, never run again."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support.deployment import Deployment, run
+from sonde.catalog.bundle import CatalogSource
+from tests.support.catalog_bundles import manifest_text, signed_bundle
+from tests.support.deployment import Deployment, run, wait_for
 from tests.support.sshd import Sshd, start_sshd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,3 +142,82 @@ def test_catalog_scripts_run_over_ssh_with_their_output_on_the_ticket(
     final = ok_json(cli(sonde, "--json", "runs", "show", asked["command"]["id"]))["run"]
     assert final["command"]["state"] == "COMMAND_STATE_SUCCEEDED"
     assert final["command"]["deliveries"] == 1
+
+
+NOTE_AND_NAP = """
+[[parameters]]
+name = "tag"
+type = "string"
+pattern = "[a-z0-9-]{1,40}"
+required = true
+description = "what the script appends to the test's file"
+
+[[parameters]]
+name = "nap"
+type = "int"
+minimum = 0
+maximum = 60
+default = 0
+description = "seconds to sleep after writing it"
+"""
+
+
+def test_a_server_killed_mid_run_ends_it_interrupted_and_never_runs_it_again(
+    sonde: Deployment, sshd: Sshd, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran.log"
+    key = serialization.load_pem_private_key(
+        (sonde.data / "pki" / "catalog.key").read_bytes(), password=None
+    )
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    script = (
+        f"#!/bin/bash\nprintf '%s\\n' \"$SONDE_PARAM_TAG\" >> '{ran}'\nsleep \"$SONDE_PARAM_NAP\"\n"
+    )
+    bundle = tmp_path / "catalog.bundle"
+    bundle.write_bytes(
+        signed_bundle(
+            key,
+            CatalogSource(
+                manifest_text("note-and-nap", parameters=NOTE_AND_NAP).encode(), script.encode()
+            ),
+        )
+    )
+    assert cli(sonde, "catalog", "publish", str(bundle)).returncode == 0
+    key_file = tmp_path / "helpdesk_ed25519"
+    key_file.write_bytes(sshd.user_key)
+    key_file.chmod(0o600)
+    added = cli(
+        sonde, "credentials", "add", "lab-key", "--kind", "ssh-key", "--user", sshd.user,
+        "--hosts", "127.0.0.1", "--key-file", str(key_file),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    address = f"127.0.0.1:{sshd.port}"
+    trusted = cli(sonde, "hosts", "trust", address, "--fingerprint", sshd.host_key.fingerprint)
+    assert trusted.returncode == 0, trusted.stderr
+    target = f"{sshd.user}@{address}"
+    machine = ok_json(cli(sonde, "--json", "diag", "lab-pc", "--ssh", target, "--shell-only"))[
+        "command"
+    ]["agent_id"]
+    asked = cli(
+        sonde, "--json", "run", machine, "note-and-nap", "--param", "tag=once",
+        "--param", "nap=30", "--ssh", target,
+    )  # fmt: skip
+    run_id = ok_json(asked)["run"]["command"]["id"]
+    wait_for("the script to start on the host", lambda: ran.exists() or None, timeout=30)
+    sonde.kill_server()  # kill -9 while the script sleeps on the host
+    sonde.start_server()
+
+    def ended() -> dict[str, Any] | None:
+        shown = cli(sonde, "--json", "runs", "show", run_id)
+        if shown.returncode != 0:
+            return None
+        found: dict[str, Any] = json.loads(shown.stdout)["run"]
+        return found if found["command"]["state"] == "COMMAND_STATE_INTERRUPTED" else None
+
+    # The dead server's lease lapses (15 s), then the new one's upkeep (every 5 s) ends it.
+    final = wait_for("the run to end interrupted", ended, timeout=60, interval=1.0)
+    reason = " ".join(final["command"]["reason"].split())
+    assert "whether the script ran on the machine, or to its end, is unknown" in reason
+    assert "it is not run again" in reason
+    assert final["command"]["deliveries"] == 1
+    assert ran.read_text() == "once\n"  # it ran once, and was not started again
