@@ -2,7 +2,8 @@
 `sonde-server` connects to the WinRS endpoint on loopback (recorded collect.ps1 documents
 behind it) with a stored winrm-password credential, as the host's stored settings say.
 
-Settings that could never connect are refused and store nothing; the round trip shows in
+Settings that could never connect are refused and store nothing; a wrong password (401) is
+a clear refusal that stores no machine; the round trip shows in
 `hosts list` (and --json) and goes with `hosts forget`; the diagnostic lands on the ticket;
 `sonde agents` and `agent show` say how the machine is reached; `sonde diag NAME` and
 `sonde run` without --winrm are refused naming the flag and the address, and queue nothing.
@@ -98,6 +99,17 @@ def test_winrm_settings_round_trip_and_a_diagnostic_over_winrm(
     assert table.returncode == 0, table.stderr
     assert "WinRM host settings" in table.stdout
     assert address in table.stdout
+
+    wrong = cli(
+        sonde, "credentials", "add", "win-wrong", "--kind", "winrm-password",
+        "--user", USER, "--hosts", "127.0.0.1", SONDE_CREDENTIAL_SECRET="not-the-password",
+    )  # fmt: skip
+    assert wrong.returncode == 0, wrong.stderr
+    refused_login = cli(sonde, "diag", "lpt-0417", "--winrm", target, "--credential", "win-wrong")
+    assert refused_login.returncode != 0
+    assert f"refused the credentials of {USER} (basic, HTTP 401)" in said(refused_login)
+    assert ok_json(cli(sonde, "--json", "agents")).get("agents", []) == []
+    assert cli(sonde, "credentials", "remove", "win-wrong").returncode == 0
 
     ticket = ok_json(cli(sonde, "--json", "ticket", "open", "--title", "printer queue stuck"))
     ticket_id = str(ticket["ticket"]["id"])
