@@ -1,15 +1,17 @@
-"""Deploy to 20 hosts, each a real sshd on its own port, five failing on purpose for the reasons
-fleets fail: a credential the host does not accept, a host key nobody trusted, a closed port,
-no systemd, no SFTP. The report says which and why; after the causes are fixed (all but the
-SFTP one) `--retry` redoes only those: the others are skipped without a login.
+"""Deploy to 20 hosts: 15 real sshd instances and 5 WinRS endpoints, each on its own port, seven
+failing on purpose for the reasons fleets fail: a key the host does not accept, a host key
+nobody trusted, a closed port, no systemd, no SFTP (Linux); a login that is not an admin, a
+wrong password (Windows). The report says which and why; after the causes are fixed (all but
+the SFTP one) `--retry` redoes only those: the others are skipped without a login.
 
-Three hosts get the full install (venv, wheels, pip); the rest ship the agent already
+Three Linux hosts get the full install (venv, wheels, pip); the other Linux hosts ship the agent already
 installed at the wanted version (as a machine image would), so they are enrolled and started
 only: the path a re-run takes, and what keeps this test's CPU within a shared CI machine.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.winrm_hosts import WinRMChoices, WinRMHosts
 from sonde.server.storage.tables import agents
 from sonde.v1 import console_pb2, console_pb2_grpc, deploy_pb2
 from tests.integration.deploy.deploy_support import finished, results, trust
@@ -30,8 +34,11 @@ from tests.support.deploy_hosts import (
 from tests.support.live_server import LiveServer, live_server
 from tests.support.sshd import ed25519_pair, free_port
 from tests.support.systemctl_standin import install_standin
+from tests.support.winrs_deploy import WindowsHost, start_windows_host
 
-FRESH, PROVISIONED = 3, 12
+FRESH, PROVISIONED, WINDOWS = 3, 7, 5
+WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
+ADMIN = Principal(1, "admin", Role.ADMIN)
 
 
 @pytest.fixture
@@ -43,7 +50,10 @@ async def live(
     target = tmp_path / "sonde.db"
     shutil.copyfile(sqlite_template, target)
     url = f"sqlite+aiosqlite:///{target}"
-    async with live_server(tmp_path / "server", url, wheelhouse=wheelhouse) as running:
+    msi = tmp_path / "sonde-agent-0.1.0.msi"
+    msi.write_bytes(os.urandom(200 * 1024))
+    server = live_server(tmp_path / "server", url, wheelhouse=wheelhouse, msi=msi)
+    async with server as running:
         yield running
 
 
@@ -52,7 +62,13 @@ class Fleet:
         self.root = root
         self.template = template
         self.hosts: dict[str, TestHost] = {}
+        self.windows: dict[str, WindowsHost] = {}
         self.closed_port = free_port()
+
+    def add_windows(self, name: str) -> WindowsHost:
+        host = start_windows_host(self.root / name, WINRS_USER, WINRS_PASSWORD)
+        self.windows[name] = host
+        return host
 
     def add(
         self,
@@ -70,12 +86,20 @@ class Fleet:
         return host
 
     def address(self, name: str) -> str:
+        if name in self.windows:
+            return f"{WINRS_USER}@{self.windows[name].address}"
         port = self.hosts[name].port if name in self.hosts else self.closed_port
         return f"root@127.0.0.1:{port}"
+
+    def line(self, name: str) -> str:
+        if name in self.windows:
+            return f"winrm {self.address(name)} credential=lab-winrm\n"
+        return f"ssh {self.address(name)}\n"
 
     def stop(self) -> None:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(TestHost.stop, self.hosts.values()))
+            list(pool.map(WindowsHost.stop, self.windows.values()))
 
 
 @pytest.fixture
@@ -99,14 +123,18 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
     fleet.add("untrusted", provisioned=True)
     fleet.add("no-systemd", provisioned=True, systemd=False)
     fleet.add("no-sftp", provisioned=False, sftp=False)
-    names = [*fleet.hosts, "closed-port"]
+    for index in range(WINDOWS - 2):
+        fleet.add_windows(f"windows-{index}")
+    fleet.add_windows("not-admin").admin = False
+    fleet.add_windows("wrong-password").endpoint.password = "not-the-stored-one"
+    names = [*fleet.hosts, *fleet.windows, "closed-port"]
     assert len(names) == 20
     for name, host in fleet.hosts.items():
         if name != "wrong-key":
             host.authorize(public)
 
     hosts_file = tmp_path / "fleet.txt"
-    hosts_file.write_text("# the lab\n" + "".join(f"ssh {fleet.address(name)}\n" for name in names))
+    hosts_file.write_text("# the lab\n" + "".join(fleet.line(name) for name in names))
     async with live.console_channel(live.admin_token) as channel:
         console = console_pb2_grpc.ConsoleServiceStub(channel)
         await console.AddCredential(
@@ -121,6 +149,19 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
         for name, host in fleet.hosts.items():
             if name != "untrusted":
                 await trust(console, host.sshd)
+        await console.AddCredential(
+            console_pb2.AddCredentialRequest(
+                name="lab-winrm",
+                kind=console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
+                user=WINRS_USER,
+                hosts=["127.0.0.1"],
+                secret=WINRS_PASSWORD,
+            )
+        )
+        settings = WinRMHosts(live.db, live.writes)
+        plain = WinRMChoices(https=False, auth="basic", allow_basic=True, allow_unencrypted=True)
+        for windows in fleet.windows.values():
+            await settings.set(ADMIN, windows.address, plain)
         from sonde.server.console.deploy import hosts_from_file
 
         options = fleet_options(fleet.root)
@@ -139,10 +180,11 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
             console, (await console.StartDeployment(request)).deployment.id, timeout_s=170
         )
         took = time.monotonic() - started_at
-        print(f"first run: 20 hosts in {took:.1f} s")
+        print(f"first run: 20 hosts in {took:.1f} s")  # the figure bench/deploy_fleet.py reports
         report = results(first)
         reasons = {host.address: host.reason for host in first.hosts}
         failing = {"wrong-key", "untrusted", "closed-port", "no-systemd", "no-sftp"}
+        failing |= {"not-admin", "wrong-password"}
         for name in names:
             if name not in failing:
                 assert report[fleet.address(name)] == ("SUCCEEDED", ""), reasons[
@@ -159,6 +201,9 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
         assert "systemd" in reasons[fleet.address("no-systemd")]
         assert report[fleet.address("no-sftp")] == ("FAILED", "install")
         assert "SFTP" in reasons[fleet.address("no-sftp")]
+        assert report[fleet.address("not-admin")] == ("FAILED", "admin")
+        assert "Administrators" in reasons[fleet.address("not-admin")]
+        assert report[fleet.address("wrong-password")] == ("FAILED", "credentials")
         # Fresh hosts went through the install; imaged ones were found at the wanted version.
         by_address = {host.address: host for host in first.hosts}
         assert by_address[fleet.address("fresh-0")].found_version == ""
@@ -168,7 +213,7 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
                 select(agents.c.id).where(agents.c.connected.is_(True), agents.c.reached_by == "")
             ).all()
         )
-        assert len(online) == 15
+        assert len(online) == 13
 
         # Fix the causes, all but the missing SFTP subsystem; then retry.
         fleet.hosts["wrong-key"].authorize(public)
@@ -180,12 +225,16 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
         install_standin(
             broken.folder / "bin", broken.folder / "etc" / "systemd" / "system", broken.run_dir
         )
+        fleet.windows["not-admin"].admin = True
+        fleet.windows["wrong-password"].endpoint.password = WINRS_PASSWORD
         logins = {name: host.logins() for name, host in fleet.hosts.items()}
+        requests = {name: len(host.endpoint.actions) for name, host in fleet.windows.items()}
         again = await console.StartDeployment(deploy_pb2.StartDeploymentRequest(retry=first.id))
         assert again.deployment.retry_of == first.id
         second = await finished(console, again.deployment.id, timeout_s=120)
         redone = results(second)
-        fixed = {"wrong-key", "untrusted", "closed-port", "no-systemd"}
+        fixed = {"wrong-key", "untrusted", "closed-port", "no-systemd", "not-admin"}
+        fixed |= {"wrong-password"}
         for name in names:
             address = fleet.address(name)
             if name in fixed:
@@ -195,7 +244,10 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
             else:
                 assert redone[address] == ("SKIPPED", "")
                 # Touched only the failures: not one login to a host already done.
-                assert fleet.hosts[name].logins() == logins[name], name
+                if name in fleet.windows:
+                    assert len(fleet.windows[name].endpoint.actions) == requests[name], name
+                else:
+                    assert fleet.hosts[name].logins() == logins[name], name
         online = await live.db.read(
             lambda c: c.execute(
                 select(agents.c.id).where(agents.c.connected.is_(True), agents.c.reached_by == "")
