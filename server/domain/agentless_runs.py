@@ -383,7 +383,9 @@ class AgentlessRuns:
         if taken is None:
             return
         try:
-            collected = await reached_runs.collect(shell, python=self._python)
+            collected = await reached_runs.collect(
+                shell, python=self._python, collectors=taken.collectors
+            )
         except RemoteError as error:
             failure = agent_pb2.Failure(
                 kind=agent_pb2.FAILURE_KIND_FAILED,

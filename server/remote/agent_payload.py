@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -64,7 +65,7 @@ for loaded in [name for name in sys.modules if name.split(".")[0] in ("sonde", "
     del sys.modules[loaded]
 sys.meta_path.insert(0, Payload())
 from sonde.agent.collectors.runner import CollectContext, collect_snapshot
-snapshot = asyncio.run(collect_snapshot(CollectContext()))
+snapshot = asyncio.run(collect_snapshot(CollectContext(), sys.argv[2:]))
 sys.stdout.buffer.write(snapshot.SerializeToString())
 """
 
@@ -125,12 +126,18 @@ async def can_run_collectors(shell: RemoteShell, python: str) -> str:
 
 
 async def collect_with_agent_code(
-    shell: RemoteShell, python: str, *, timeout_s: float = 90.0
+    shell: RemoteShell,
+    python: str,
+    *,
+    timeout_s: float = 90.0,
+    collectors: Sequence[str] = (),
 ) -> diagnostics_pb2.Snapshot:
-    """Run the agent's collectors on the machine; RemoteError when they give no Snapshot."""
+    """Run the agent's collectors on the machine (`collectors`: only those, as a run's
+    verification asks; their names, from the agent's own registry, are its arguments);
+    RemoteError when they give no Snapshot."""
     payload = collector_payload()
     result = await shell.run(
-        [python, "-c", BOOTSTRAP, "collect"],
+        [python, "-c", BOOTSTRAP, "collect", *collectors],
         stdin=payload.archive,
         timeout_s=timeout_s,
         max_output=MAX_SNAPSHOT_BYTES,

@@ -10,7 +10,7 @@ SSH, the agent's collect.ps1 over WinRM).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -92,8 +92,11 @@ async def send(shell: RemoteShell, prepared: PreparedRun) -> ScriptOutcome:
     return ScriptOutcome(ran.result, ran.timed_out)
 
 
-async def collect(shell: RemoteShell, *, python: str = "python3") -> RemoteSnapshot:
-    """The machine's snapshot now, over the shell the run used."""
+async def collect(
+    shell: RemoteShell, *, python: str = "python3", collectors: Sequence[str] = ()
+) -> RemoteSnapshot:
+    """The machine's snapshot now, over the shell the run used: only `collectors` where the
+    agent's collectors run over SSH; collect.ps1 and the shell collection gather all."""
     if isinstance(shell, WinRMShell):
         return RemoteSnapshot(await collect_windows_over_winrm(shell), "")
-    return await collect_remote_snapshot(shell, python=python)
+    return await collect_remote_snapshot(shell, python=python, collectors=collectors)

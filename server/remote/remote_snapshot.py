@@ -7,6 +7,7 @@ the POSIX shell collection (shell_collect.py); the snapshot says which (collecte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sonde.server.remote.agent_payload import can_run_collectors, collect_with_agent_code
@@ -22,12 +23,18 @@ class RemoteSnapshot:
 
 
 async def collect_remote_snapshot(
-    shell: RemoteShell, *, python: str = "python3", shell_only: bool = False
+    shell: RemoteShell,
+    *,
+    python: str = "python3",
+    shell_only: bool = False,
+    collectors: Sequence[str] = (),
 ) -> RemoteSnapshot:
-    """Collect from the machine `shell` is open to; RemoteError when neither way works."""
+    """Collect from the machine `shell` is open to; RemoteError when neither way works.
+    `collectors`: only those where the agent's collectors run (a run's verification); the
+    shell collection always gathers all it can."""
     if shell_only:
         return RemoteSnapshot(await collect_with_shell(shell), "the shell collection was asked for")
     missing = await can_run_collectors(shell, python)
     if missing:
         return RemoteSnapshot(await collect_with_shell(shell), missing)
-    return RemoteSnapshot(await collect_with_agent_code(shell, python), "")
+    return RemoteSnapshot(await collect_with_agent_code(shell, python, collectors=collectors), "")

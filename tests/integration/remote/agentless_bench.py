@@ -4,6 +4,7 @@ keys, the sshd's credential, the machine's first diagnostic, a ticket, and Agent
 
 from __future__ import annotations
 
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,7 @@ def server_side(
         credentials=credentials or FixedCredential(_sshd(sshd).credential()),
         catalog_key=catalog_key,
         replica_id=replica_id or uuid.uuid4().hex,
+        python=sys.executable,  # a python3 with psutil: the agent's collectors run there
     )
     return agentless, runs, diagnostics, hosts, audited
 

@@ -28,6 +28,7 @@ from sonde.server.remote.credentials import Credential, FixedCredential
 from sonde.server.remote.shell import RemoteTarget, Transport
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import audit_log, catalog_scripts, replicas
+from sonde.v1 import diagnostics_pb2
 from tests.integration.remote.agentless_bench import Bench, bench, server_side
 from tests.integration.storage.databases import db_url, pg_url
 from tests.support.sshd import Sshd, ed25519_pair
@@ -79,6 +80,10 @@ async def test_a_repository_script_runs_over_ssh_with_its_output_and_check_on_th
     assert done.verification.state in (VerificationState.CLEARED, VerificationState.NOT_CLEARED)
     assert [check.check for check in done.verification.checks] == ["disk.space"]
     assert done.verification.snapshot_id is not None
+    checked = (await b.diagnostics.get_snapshot(done.verification.snapshot_id)).snapshot
+    assert checked.collected_by == diagnostics_pb2.COLLECTED_BY_SSH_PYTHON
+    # Only what disk.space reads (and system, for the fix's name), as on an agent.
+    assert {collector.name for collector in checked.collectors} == {"disks", "system"}
     _, events = await Tickets(b.db, writes=b.audited).get(b.ticket_id)
     kinds = [event.kind for event in events if event.command_id == run.command.id]
     assert kinds == [
@@ -346,4 +351,4 @@ async def test_a_cancel_ends_the_record_and_the_late_result_is_dropped(
     assert done.command.state is CommandState.CANCELLED
     assert done.exit_code is None  # the result that came after was dropped, not stored
     results = await _audit(b.db, "command.result")
-    assert [row["result"] for row in results][-1].startswith("refused")
+    assert str(results[-1]["result"]).startswith("refused")
