@@ -185,3 +185,4 @@ async def console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
         await channel.close()
         await server.stop(grace=None)
         await services.deployments.close()
+        await services.agentless_runs.close()  # what the server still runs itself
