@@ -163,6 +163,12 @@ class SondeServer:
         self._deployments: Deployments | None = None
         self._agentless_runs: AgentlessRuns | None = None
 
+    @property
+    def deployments(self) -> Deployments:
+        """The push installs this server runs (started from its console)."""
+        assert self._deployments is not None, "the server is not started"
+        return self._deployments
+
     async def start(self) -> None:
         options = self.options
         pki = options.data.pki

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
@@ -173,24 +173,63 @@ def _host(row: AnyRow) -> DeploymentHost:
     )
 
 
-def load_deployment(connection: Connection, deployment_id: str) -> Deployment | None:
+# A running host's row is refreshed at each stage and each host is cancelled after
+# host_timeout_s: a row older than that, and this much more, belongs to a server that died.
+STALE_GRACE_S = 60.0
+
+
+def interrupted_reason(deployment_id: str, stage: DeployStage) -> str:
+    return (
+        f"the server stopped while this host was at {stage.value}: run "
+        f"`sonde deploy --retry {deployment_id}`"
+    )
+
+
+def load_deployment(
+    connection: Connection, deployment_id: str, *, at: datetime | None = None
+) -> Deployment | None:
+    """The deployment and its hosts; read `at` a time, a deployment whose server died (a
+    running host's row older than its time limit allows) reads as interrupted: its unfinished
+    hosts failed, check `interrupted`, at the stage each reached."""
     row = connection.execute(select(deployments).where(deployments.c.id == deployment_id)).first()
     if row is None:
         return None
-    hosts = connection.execute(
+    rows = connection.execute(
         select(deployment_hosts)
         .where(deployment_hosts.c.deployment_id == deployment_id)
         .order_by(deployment_hosts.c.position)
     ).all()
+    options = DeployOptions.from_json(row.options)
+    hosts = [_host(host) for host in rows]
+    limit = timedelta(seconds=options.host_timeout_s + STALE_GRACE_S)
+    if at is not None and any(
+        host.result is HostResult.RUNNING and at - host.updated_at > limit for host in hosts
+    ):
+        hosts = [
+            host
+            if host.result.final
+            else replace(
+                host,
+                result=HostResult.FAILED,
+                failed_check="interrupted",
+                reason=interrupted_reason(deployment_id, host.stage),
+            )
+            for host in hosts
+        ]
     return Deployment(
         id=row.id,
         requested_by=row.requested_by,
         created_at=row.created_at,
         agent_version=row.agent_version,
-        options=DeployOptions.from_json(row.options),
+        options=options,
         retry_of=row.retry_of,
-        hosts=tuple(_host(host) for host in hosts),
+        hosts=tuple(hosts),
     )
+
+
+def unfinished_hosts(connection: Connection, deployment_id: str) -> list[DeploymentHost]:
+    found = load_deployment(connection, deployment_id)
+    return [] if found is None else [host for host in found.hosts if not host.result.final]
 
 
 @dataclass(frozen=True)

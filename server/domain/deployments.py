@@ -33,8 +33,10 @@ from sonde.server.domain.deployment_store import (
     agent_of_token,
     agent_online,
     insert_deployment,
+    interrupted_reason,
     load_deployment,
     online_at_version,
+    unfinished_hosts,
     update_host,
 )
 from sonde.server.domain.roles import Principal
@@ -145,6 +147,7 @@ class Deployments:
         self._setup = setup
         self._clock = clock
         self._running: set[asyncio.Task[None]] = set()
+        self._active: dict[str, Principal] = {}  # deployments running here, and who started
 
     async def start(
         self,
@@ -198,6 +201,7 @@ class Deployments:
         deployment = await self._audited.run(
             principal.name, "agents.deploy", unit, peer=principal.peer
         )
+        self._active[deployment.id] = principal
         task = asyncio.create_task(self._run(principal, deployment))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -214,7 +218,8 @@ class Deployments:
             raise InvalidArgument(
                 f"{deployment_id[:40]!r} is not a deployment id (16 hexadecimal characters)"
             )
-        found = await self._db.read(lambda c: load_deployment(c, deployment_id))
+        now = self._clock()
+        found = await self._db.read(lambda c: load_deployment(c, deployment_id, at=now))
         if found is None:
             raise NotFound(f"no deployment has the id {deployment_id}")
         return found
@@ -225,9 +230,35 @@ class Deployments:
             await asyncio.gather(*builtins.list(self._running), return_exceptions=True)
 
     async def close(self) -> None:
+        """Stop every deployment this server runs; each unfinished host is written failed,
+        check `interrupted`, at the stage it reached (audited `agents.deploy.interrupted`).
+        A server killed outright leaves them `running`: get() reads those as interrupted
+        once their time limit has passed."""
         for task in builtins.list(self._running):
             task.cancel()
         await asyncio.gather(*builtins.list(self._running), return_exceptions=True)
+        for deployment_id, principal in builtins.list(self._active.items()):
+            await self._interrupted(principal, deployment_id)
+        self._active.clear()
+
+    async def _interrupted(self, principal: Principal, deployment_id: str) -> None:
+        def unit(connection: Connection, entry: AuditEntry) -> None:
+            left = unfinished_hosts(connection, deployment_id)
+            for host in left:
+                update_host(
+                    connection,
+                    deployment_id,
+                    host.position,
+                    result=HostResult.FAILED.value,
+                    failed_check="interrupted",
+                    reason=interrupted_reason(deployment_id, host.stage),
+                    updated_at=self._clock(),
+                )
+            entry.detail |= {"deployment_id": deployment_id, "hosts": len(left)}
+
+        await self._audited.run(
+            principal.name, "agents.deploy.interrupted", unit, peer=principal.peer
+        )
 
     async def _open_winrm(self, target: RemoteTarget, credential: Credential) -> RemoteShell:
         settings = (
@@ -272,6 +303,7 @@ class Deployments:
         await asyncio.gather(
             *(one(host.position, host.plan) for host in deployment.hosts), return_exceptions=True
         )
+        self._active.pop(deployment.id, None)
 
     async def _one_host(
         self, deployment: Deployment, position: int, plan: HostPlan, deployer: HostDeployer
