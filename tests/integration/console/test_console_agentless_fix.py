@@ -32,7 +32,7 @@ class Printer:
     """Stuck jobs in every collection until the spooler script ran."""
 
     def __init__(self) -> None:
-        self.bound: list[dict[str, object]] = []
+        self.bound: list[dict[str, str | int | bool]] = []
 
     def program(self, run: LaunchedRun) -> WinRSReply:
         document = "healthy_windows11.json" if self.bound else "print_jobs_stuck.json"
