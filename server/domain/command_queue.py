@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.agent_reach import require_agent_reachable
+from sonde.server.domain.agent_reach import require_agent_of
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -119,7 +119,7 @@ class Commands:
             entry.agent_id = agent.id
             if agent.revoked_at is not None:
                 raise Conflict(f"agent {agent.hostname} ({agent.id}) is revoked")
-            require_agent_reachable(connection, agent.id, doing="sonde diag")
+            require_agent_of(agent, doing="sonde diag")
             if require_online and not agent.online:
                 raise Unavailable(describe_offline(agent, now))
             if ticket_id is not None:  # refused before anything is written or sent

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from sonde.catalog.envelope import sign_order
 from sonde.catalog.manifest import Risk
 from sonde.server.domain import run_verification
-from sonde.server.domain.agent_reach import require_agent_reachable
+from sonde.server.domain.agent_reach import require_agent_of
 from sonde.server.domain.agents import AgentRecord, resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -105,7 +105,7 @@ def _check_reach(connection: Connection, agent: AgentRecord, reach: RunReach | N
     if reach is not None:
         check_machine(connection, agent, reach)
     else:
-        require_agent_reachable(connection, agent.id, doing="sonde run")
+        require_agent_of(agent, doing="sonde run")
 
 
 def _hand_over(direct: Direct) -> None:
