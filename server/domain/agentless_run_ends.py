@@ -24,6 +24,7 @@ from sonde.server.domain.run_records import NO_SECRETS
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake
+from sonde.server.remote.reached_runs import PreparedRun, ScriptOutcome
 from sonde.server.storage.tables import (
     agentless_runs,
     catalog_scripts,
@@ -31,6 +32,7 @@ from sonde.server.storage.tables import (
     replicas,
     script_runs,
 )
+from sonde.v1 import agent_pb2
 
 SERVER = "server"
 
@@ -163,3 +165,25 @@ def lost_and_due(
         )
         ended += 1
     return ended, due
+
+
+def script_result(
+    command_id: str, prepared: PreparedRun, outcome: ScriptOutcome
+) -> agent_pb2.Result:
+    """What the server saw of a script it ran, as the agent reports a run (Result.script_run):
+    a script past its time limit stopped as by SIGTERM."""
+    result = outcome.result
+    script_run = agent_pb2.ScriptRun(
+        script_id=prepared.manifest.id,
+        script_version=prepared.manifest.version,
+        exit_code=-15 if outcome.timed_out else result.exit_code,
+        timed_out=outcome.timed_out,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        stdout_truncated=result.stdout_truncated,
+        stderr_truncated=result.stderr_truncated,
+        stdout_bytes=len(result.stdout),
+        stderr_bytes=len(result.stderr),
+        duration_ms=result.duration_ms,
+    )
+    return agent_pb2.Result(command_id=command_id, script_run=script_run)

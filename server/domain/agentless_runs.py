@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
@@ -43,6 +42,7 @@ from sonde.server.domain.agentless_run_ends import (
     SERVER,
     end_without_result,
     lost_and_due,
+    script_result,
     signed_entry,
 )
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
@@ -54,6 +54,7 @@ from sonde.server.domain.commands import (
     lock_command_record,
 )
 from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.reached_shells import ReachedShells
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.run_reach import RunReach, claim, claim_command, mark_running, reach_of
 from sonde.server.domain.run_records import RunRecord
@@ -64,17 +65,13 @@ from sonde.server.domain.wakeups import Wake, Wakeups
 from sonde.server.domain.winrm_hosts import WinRMHosts
 from sonde.server.errors import Conflict, NotFound, SondeError
 from sonde.server.remote import reached_runs
-from sonde.server.remote.credentials import Credential, CredentialSource
-from sonde.server.remote.host_keys import HostKeyRefused, TrustedHostKey
+from sonde.server.remote.credentials import CredentialSource
+from sonde.server.remote.host_keys import HostKeyRefused
 from sonde.server.remote.shell import (
     RemoteError,
     RemoteErrorKind,
     RemoteShell,
-    RemoteTarget,
-    Transport,
 )
-from sonde.server.remote.ssh import SshShell
-from sonde.server.remote.winrm import WinRMHost, WinRMShell
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents
 from sonde.v1 import agent_pb2
@@ -83,19 +80,6 @@ log = logging.getLogger(__name__)
 
 # Who a host-key refusal during a run is audited as: the server logs in, not a technician.
 _SERVER_PRINCIPAL = Principal(0, SERVER, Role.ADMIN)
-
-OpenSsh = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitable[RemoteShell]]
-OpenWinRM = Callable[[WinRMHost, Credential], Awaitable[RemoteShell]]
-
-
-async def _open_ssh(
-    target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
-) -> RemoteShell:
-    return await SshShell.open(target, credential, trusted)
-
-
-async def _open_winrm(host: WinRMHost, credential: Credential) -> RemoteShell:
-    return await WinRMShell.open(host, credential)
 
 
 class _NotTaken(Exception):
@@ -121,8 +105,6 @@ class AgentlessRuns:
         catalog_key: ed25519.Ed25519PublicKey | None,
         replica_id: str,
         clock: Clock = utc_now,
-        open_ssh: OpenSsh = _open_ssh,
-        open_winrm: OpenWinRM = _open_winrm,
         python: str = "python3",
     ) -> None:
         self._db = db
@@ -136,8 +118,7 @@ class AgentlessRuns:
         self._catalog_key = catalog_key
         self.replica_id = replica_id
         self._clock = clock
-        self._open_ssh = open_ssh
-        self._open_winrm = open_winrm
+        self._shells = ReachedShells(hosts, winrm_hosts, credentials)
         self._python = python
         self._tasks: set[asyncio.Task[RunRecord | None]] = set()
 
@@ -299,7 +280,7 @@ class AgentlessRuns:
             return await self._runs.get(command.id)
         target = reach.target
         try:
-            shell = await self._open(target, reach.credential_name)
+            shell = await self._shells.open(target, reach.credential_name)
         except HostKeyRefused as refused:
             error = await self._hosts.refused_login(_SERVER_PRINCIPAL, target, refused)
             return await self._end_unrun(command.id, CommandState.REFUSED, str(error))
@@ -339,36 +320,15 @@ class AgentlessRuns:
         finally:
             await shell.close()
 
-    async def _open(self, target: RemoteTarget, credential_name: str) -> RemoteShell:
-        credential = await self._credentials.for_target(target, credential_name)
-        if target.transport is Transport.WINRM:
-            return await self._open_winrm(await self._winrm_hosts.settings_for(target), credential)
-        trusted = await self._hosts.for_address(target.host, target.port)
-        return await self._open_ssh(target, credential, trusted)
-
     async def _store_outcome(
         self,
         command: CommandRecord,
         prepared: reached_runs.PreparedRun,
         outcome: reached_runs.ScriptOutcome,
     ) -> RunRecord:
-        result = outcome.result
-        script_run = agent_pb2.ScriptRun(
-            script_id=prepared.manifest.id,
-            script_version=prepared.manifest.version,
-            exit_code=-15 if outcome.timed_out else result.exit_code,
-            timed_out=outcome.timed_out,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            stdout_truncated=result.stdout_truncated,
-            stderr_truncated=result.stderr_truncated,
-            stdout_bytes=len(result.stdout),
-            stderr_bytes=len(result.stderr),
-            duration_ms=result.duration_ms,
-        )
         stored, _ = await self._runs.accept_result(
             command.agent_id,
-            agent_pb2.Result(command_id=command.id, script_run=script_run),
+            script_result(command.id, prepared, outcome),
             self._clock(),
             actor=SERVER,
         )
