@@ -56,6 +56,7 @@ def run_info(run: RunRecord, *, with_output: bool = True) -> console_pb2.ScriptR
     info.finding = run.finding
     info.resolve_if_cleared = run.resolve_if_cleared
     info.reached_by, info.credential = run.reached_by, run.credential
+    info.user_session = run.user_session
     if run.verification is not None:
         info.verification.CopyFrom(verification_info(run.verification))
     return info

@@ -300,6 +300,8 @@ def run_detail(run: console_pb2.ScriptRunInfo) -> Table:
     if run.ended:
         rows.append(("exit code", Text(str(run.exit_code))))
         rows.append(("duration", Text(f"{run.duration_ms / 1000:.1f} s")))
+    if run.user_session:
+        rows.append(("session", text(run.user_session)))
     if run.finding:
         rows.append(("fixes", text(run.finding)))
     if run.HasField("verification"):

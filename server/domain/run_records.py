@@ -57,6 +57,7 @@ class RunRecord:
     # target's label (ssh://USER@HOST:PORT) and the credential's name; "" on an agent.
     reached_by: str = ""
     credential: str = ""
+    user_session: str = ""  # where a user_session script ran (run_closing.session_text)
 
 
 _RUN_COLUMNS = [c for c in script_runs.c if c.name not in ("command_id", "parameters")]
@@ -98,6 +99,7 @@ def run_from(command: CommandRecord, row: Mapping[str, Any]) -> RunRecord:
         duration_ms=row["duration_ms"],
         live_output=bytes(row["live_output"]),
         live_dropped=int(row["live_dropped"]),
+        user_session=str(row.get("user_session") or ""),
         finding=row["finding"],
         resolve_if_cleared=bool(row["resolve_if_cleared"]),
         verification=verification_of(row) if row["verification"] else None,

@@ -21,7 +21,7 @@ from sonde.server.domain.commands import (
     lock_command_record,
 )
 from sonde.server.domain.diagnostics import AlreadyEnded
-from sonde.server.domain.run_closing import result_text
+from sonde.server.domain.run_closing import result_text, session_text
 from sonde.server.domain.run_records import (
     MAX_LIVE_OUTPUT,
     MAX_STORED_OUTPUT,
@@ -100,6 +100,9 @@ class RunResults:
                     stdout_bytes=max(outcome.stdout_bytes, len(stdout)),
                     stderr_bytes=max(outcome.stderr_bytes, len(stderr)),
                     duration_ms=outcome.duration_ms,
+                    user_session=(
+                        session_text(outcome.session)[:200] if outcome.HasField("session") else ""
+                    ),
                 )
             )
             entry.detail |= {"state": state.value, "exit_code": outcome.exit_code}

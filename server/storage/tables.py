@@ -355,6 +355,9 @@ script_runs = Table(
     Column("verify_command_id", String(64), index=True),  # the diagnostic that checks it
     Column("verified_at", UtcDateTime()),
     Column("verification_detail", Text(), nullable=False, server_default=""),  # JSON list
+    # Where a user_session script ran, as the agent said and made inert: "CONTOSO\\alice's
+    # console session 1 (screen locked)"; "" for any other run.
+    Column("user_session", String(200), nullable=False, server_default=""),
 )
 
 # A script run on a machine without an agent (server/domain/agentless_runs.py): how the server

@@ -3364,6 +3364,7 @@ class ScriptRunInfo(_message.Message):
     VERIFICATION_FIELD_NUMBER: _builtins.int
     REACHED_BY_FIELD_NUMBER: _builtins.int
     CREDENTIAL_FIELD_NUMBER: _builtins.int
+    USER_SESSION_FIELD_NUMBER: _builtins.int
     script_id: _builtins.str
     script_version: _builtins.str
     risk: _builtins.str
@@ -3394,6 +3395,8 @@ class ScriptRunInfo(_message.Message):
     winrm://...; "" for a run on an agent. And the credential's name ("": the store's match).
     """
     credential: _builtins.str
+    user_session: _builtins.str
+    """Where a user_session script ran: "ran in CONTOSO\\\\alice's console session 1"; "" otherwise."""
     @_builtins.property
     def command(self) -> Global___Command: ...
     @_builtins.property
@@ -3437,10 +3440,11 @@ class ScriptRunInfo(_message.Message):
         verification: Global___RunVerification | None = ...,
         reached_by: _builtins.str = ...,
         credential: _builtins.str = ...,
+        user_session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "command", b"command", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "credential", b"credential", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "finding", b"finding", "parameters", b"parameters", "reached_by", b"reached_by", "rejected_by", b"rejected_by", "resolve_if_cleared", b"resolve_if_cleared", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_due_at", b"approval_due_at", "approved_at", b"approved_at", "approved_by", b"approved_by", "cancelled", b"cancelled", "command", b"command", "credential", b"credential", "dry_run", b"dry_run", "duration_ms", b"duration_ms", "ended", b"ended", "exit_code", b"exit_code", "finding", b"finding", "parameters", b"parameters", "reached_by", b"reached_by", "rejected_by", b"rejected_by", "resolve_if_cleared", b"resolve_if_cleared", "risk", b"risk", "script_id", b"script_id", "script_version", b"script_version", "stderr", b"stderr", "stderr_bytes", b"stderr_bytes", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_bytes", b"stdout_bytes", "stdout_truncated", b"stdout_truncated", "timed_out", b"timed_out", "user_session", b"user_session", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

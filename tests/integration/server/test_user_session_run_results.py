@@ -6,14 +6,17 @@ agent's sentence, shown with the run on the ticket's timeline like any refused r
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from rich.console import Console
 
 from sonde.catalog.bundle import CatalogSource
+from sonde.server.console.runs import run_detail
 from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2
 from tests.integration.server.test_agent_stream_refusals import Session
 from tests.support.catalog_bundles import manifest_text, script_text, signed_bundle
@@ -124,10 +127,13 @@ async def test_the_session_it_ran_in_and_a_refusal_reach_the_tickets_timeline(
         assert (await stream.receive("ack")).ack.command_id == refused_id
         await stream.call.done_writing()
 
-    assert (await _final(live, ran_id)).command.state == console_pb2.COMMAND_STATE_SUCCEEDED
+    ran_run = await _final(live, ran_id)
+    assert ran_run.command.state == console_pb2.COMMAND_STATE_SUCCEEDED
+    assert ran_run.user_session == "ran in CONTOSO\\alice[2J's console session 1 (screen locked)"
     refused = await _final(live, refused_id)
     assert refused.command.state == console_pb2.COMMAND_STATE_REFUSED
     assert refused.command.reason == f"the agent refused the order (user-session): {NOBODY}"
+    assert refused.user_session == ""
 
     timeline = await _timeline(live, ticket.id)
     ended = [e for e in timeline if e.kind == console_pb2.TICKET_EVENT_KIND_RUN_ENDED]
@@ -138,3 +144,18 @@ async def test_the_session_it_ran_in_and_a_refusal_reach_the_tickets_timeline(
     assert asked, timeline
     assert all(e.run.command.state == console_pb2.COMMAND_STATE_REFUSED for e in asked)
     assert all(NOBODY in e.run.command.reason for e in asked)
+
+
+def test_runs_show_says_where_a_user_session_run_ran_and_only_then() -> None:
+    def shown(run: console_pb2.ScriptRunInfo) -> str:
+        console = Console(width=100, record=True, color_system=None)
+        console.print(run_detail(run))
+        return console.export_text()
+
+    run = console_pb2.ScriptRunInfo(script_id="clear-teams-cache", ended=True)
+    run.command.id = "c" * 32
+    assert "session" not in shown(run)
+    run.user_session = "ran in CONTOSO\\alice's console session 1 (screen locked)"
+    assert re.search(
+        r"\nsession +ran in CONTOSO\\alice's console session 1 \(screen locked\)", shown(run)
+    )
