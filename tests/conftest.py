@@ -16,9 +16,13 @@ import pytest
 from tests.support import suite_coverage
 
 _ROOT = Path(__file__).resolve().parent.parent
+# A pytest-xdist worker is a child of the run's main process: the coverage that the main
+# process handed to its children (patch = subprocess) already measures it and every process
+# its tests start, and the main process combines their data once every worker has finished.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 _measure = (
     None
-    if os.environ.get(suite_coverage.SWITCH, "").lower() in {"off", "0", "no"}
+    if _WORKER or os.environ.get(suite_coverage.SWITCH, "").lower() in {"off", "0", "no"}
     else suite_coverage.SuiteCoverage(_ROOT)
 )
 _deselected: list[pytest.Item] = []
@@ -41,6 +45,9 @@ def _whole_suite(config: pytest.Config) -> bool:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     global _measure
+    if _WORKER:
+        suite_coverage.save_worker()  # before the worker tells the main process it finished
+        return
     if _measure is None:
         return
     files, _measure = _measure.finish(), None

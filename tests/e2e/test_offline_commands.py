@@ -65,7 +65,7 @@ def test_an_offline_agent_gets_its_queued_diagnostics_when_it_connects(
             for _ in range(2)
         ]
         stale = console.RunDiagnostics(
-            console_pb2.RunDiagnosticsRequest(agent=agent_id, expires_s=2), timeout=10
+            console_pb2.RunDiagnosticsRequest(agent=agent_id, expires_s=5), timeout=10
         ).command
         dropped = console.RunDiagnostics(
             console_pb2.RunDiagnosticsRequest(agent=agent_id), timeout=10

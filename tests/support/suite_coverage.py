@@ -49,6 +49,15 @@ def unmeasured_children() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def save_worker() -> None:
+    """Write a pytest-xdist worker's data now, while the main process waits for it (its exit
+    handler would write it only after the main process has combined the run's data)."""
+    measuring = coverage.Coverage.current()
+    if measuring is not None:
+        measuring.stop()
+        measuring.save()
+
+
 def _percent(statements: int, missing: int) -> float:
     return 100.0 if statements == 0 else 100.0 * (1 - missing / statements)
 

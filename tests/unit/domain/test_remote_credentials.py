@@ -176,6 +176,9 @@ async def test_a_pem_rsa_key_without_a_passphrase_is_accepted(db: Database) -> N
         (_openssh_key(), PASSPHRASE, "the private key is not encrypted"),
         ("", "", "needs the private key's text"),
     ],
+    # Named, not derived from the values: a random passphrase in a test id would differ
+    # between two pytest-xdist workers' collections (and print a secret-like value).
+    ids=["not-a-key", "encrypted", "wrong-passphrase", "not-encrypted", "empty"],
 )
 async def test_a_key_that_cannot_be_read_is_refused_without_quoting_it(
     db: Database, secret: str, passphrase: str, refusal: str
