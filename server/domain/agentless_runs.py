@@ -54,6 +54,7 @@ from sonde.server.domain.commands import (
     lock_command_record,
 )
 from sonde.server.domain.diagnostics import Diagnostics
+from sonde.server.domain.live_output import LiveOutput
 from sonde.server.domain.reached_shells import ReachedShells
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.run_reach import RunReach, claim, claim_command, mark_running, reach_of
@@ -296,8 +297,9 @@ class AgentlessRuns:
                 )
             except Conflict:  # cancelled while the server logged in: nothing starts
                 return await self._runs.get(command.id)
+            live = LiveOutput(self._runs, command.agent_id, command.id)
             try:
-                outcome = await reached_runs.send(shell, prepared)
+                outcome = await reached_runs.send(shell, prepared, on_output=live.put)
             except RemoteError as error:
                 state = (
                     CommandState.REFUSED
@@ -311,6 +313,8 @@ class AgentlessRuns:
                     if state is CommandState.INTERRUPTED
                     else f"the host could not be made to run it: {error.message}",
                 )
+            finally:
+                await live.close()  # what came is in the live output before the result
             run = await self._store_outcome(command, prepared, outcome)
             verification = run.verification
             if verification is not None and verification.state is VerificationState.PENDING:

@@ -25,7 +25,7 @@ from sonde.server.remote.shell import (
     RemoteShell,
     Transport,
 )
-from sonde.server.remote.ssh import SshShell
+from sonde.server.remote.ssh import OnOutput, SshShell
 from sonde.server.remote.ssh_catalog import checked_linux_entry, run_catalog_script
 from sonde.server.remote.winrm import WinRMShell
 from sonde.server.remote.winrm_catalog import catalog_run_document
@@ -68,10 +68,13 @@ def prepare(
     return PreparedRun(transport, manifest, entry.script, values, b"")
 
 
-async def send(shell: RemoteShell, prepared: PreparedRun) -> ScriptOutcome:
+async def send(
+    shell: RemoteShell, prepared: PreparedRun, *, on_output: OnOutput | None = None
+) -> ScriptOutcome:
     """Run it within the manifest's timeout; RemoteError when the host could not be made to
     run it or the connection failed meanwhile (a timeout over WinRM is an outcome: the host
-    was told to stop it)."""
+    was told to stop it). `on_output`: the output as it comes, over SSH (WinRM gives it at
+    the end)."""
     if isinstance(shell, WinRMShell):
         limit = float(prepared.manifest.timeout_s)
         try:
@@ -87,7 +90,12 @@ async def send(shell: RemoteShell, prepared: PreparedRun) -> ScriptOutcome:
     if not isinstance(shell, SshShell):
         raise TypeError(f"no catalog runs over {type(shell).__name__}")
     ran = await run_catalog_script(
-        shell, prepared.manifest, prepared.script, prepared.values, max_output=MAX_OUTPUT
+        shell,
+        prepared.manifest,
+        prepared.script,
+        prepared.values,
+        max_output=MAX_OUTPUT,
+        on_output=on_output,
     )
     return ScriptOutcome(ran.result, ran.timed_out)
 

@@ -16,7 +16,7 @@ import io
 import select
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -187,6 +187,18 @@ class _Capped:
         return self.total > len(self.kept)
 
 
+# Called on the worker thread with each piece of output as it comes: ("stdout" or "stderr",
+# the bytes kept of it). What the caller does with it must not block.
+OnOutput = Callable[[str, bytes], None]
+
+
+def _take(capped: _Capped, data: bytes, stream: str, on_output: OnOutput | None) -> None:
+    kept = len(capped.kept)
+    capped.add(data)
+    if on_output is not None and len(capped.kept) > kept:
+        on_output(stream, bytes(capped.kept[kept:]))
+
+
 def _run(
     client: paramiko.SSHClient,
     target: RemoteTarget,
@@ -195,6 +207,7 @@ def _run(
     stdin: bytes,
     timeout_s: float,
     max_output: int,
+    on_output: OnOutput | None = None,
 ) -> CommandResult:
     started = time.monotonic()
     deadline = started + timeout_s
@@ -216,9 +229,9 @@ def _run(
         channel.shutdown_write()
         while True:
             while channel.recv_ready():
-                stdout.add(channel.recv(_READ_CHUNK))
+                _take(stdout, channel.recv(_READ_CHUNK), "stdout", on_output)
             while channel.recv_stderr_ready():
-                stderr.add(channel.recv_stderr(_READ_CHUNK))
+                _take(stderr, channel.recv_stderr(_READ_CHUNK), "stderr", on_output)
             ended = channel.exit_status_ready() and channel.eof_received
             if ended and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break
@@ -313,14 +326,18 @@ class SshShell:
         timeout_s: float = 60.0,
         max_output: int = 1024 * 1024,
         clean_environment: bool = False,
+        on_output: OnOutput | None = None,
     ) -> CommandResult:
         """`environment` travels on stdin, never on the command line; `clean_environment`:
-        the command gets only `environment`, nothing of the login's own."""
+        the command gets only `environment`, nothing of the login's own. `on_output`: each
+        piece of output kept, as it comes (on the worker thread)."""
         command = remote_command(argv, environment, clean=clean_environment)
         if environment is not None or clean_environment:
             stdin = environment_block(environment or {}) + stdin
         return await asyncio.to_thread(
-            partial(_run, stdin=stdin, timeout_s=timeout_s, max_output=max_output),
+            partial(
+                _run, stdin=stdin, timeout_s=timeout_s, max_output=max_output, on_output=on_output
+            ),
             self._client,
             self.target,
             command,

@@ -27,7 +27,7 @@ from sonde.agent.remediation.environment import script_environment
 from sonde.catalog.bundle import SignedEntry, verify_entry
 from sonde.catalog.manifest import Interpreter, Manifest, ManifestError, ParameterValue, Platform
 from sonde.server.remote.shell import CommandResult, RemoteError, RemoteErrorKind
-from sonde.server.remote.ssh import SshShell
+from sonde.server.remote.ssh import OnOutput, SshShell
 
 _INTERPRETERS: Mapping[Interpreter, tuple[str, ...]] = {
     Interpreter.BASH: ("bash", "--noprofile", "--norc"),
@@ -92,6 +92,7 @@ async def run_catalog_script(
     values: Mapping[str, ParameterValue],
     *,
     max_output: int = 1024 * 1024,
+    on_output: OnOutput | None = None,
 ) -> SshRunOutcome:
     """Run a verified entry (checked_linux_entry) on the shell's host within its timeout;
     RemoteError when the host cannot be made to run it."""
@@ -111,6 +112,7 @@ async def run_catalog_script(
             clean_environment=True,
             timeout_s=limit + TIMEOUT_MARGIN_S,
             max_output=max_output,
+            on_output=on_output,
         )
     finally:
         # When the connection is gone, mktemp's folder stays: private, holding only the script.

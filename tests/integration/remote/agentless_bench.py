@@ -71,11 +71,19 @@ exit 3
 """
 
 
-def echo_source(script_id: str, risk: str) -> CatalogSource:
+CHATTY_SCRIPT = b"""#!/bin/bash
+set -euo pipefail
+echo "step one"
+sleep "${SONDE_PARAM_SLEEP_S:-0}"
+echo "step two"
+"""
+
+
+def echo_source(script_id: str, risk: str, script: bytes = ECHO_SCRIPT) -> CatalogSource:
     manifest = manifest_text(
         script_id, risk=risk, parameters=ECHO_PARAMETERS, fixes="[]", verify="[]"
     )
-    return CatalogSource(manifest.encode(), ECHO_SCRIPT)
+    return CatalogSource(manifest.encode(), script)
 
 
 @dataclass
@@ -154,7 +162,12 @@ async def bench(db: Database, sshd: Sshd) -> Bench:
         for entry in load_catalog_folder(REPOSITORY_SCRIPTS)
         if entry.manifest.id in ("clear-temp-files-linux", "reboot-with-notice-linux")
     ]
-    sources = [*repository, echo_source("echo-low", "low"), echo_source("echo-high", "high")]
+    sources = [
+        *repository,
+        echo_source("echo-low", "low"),
+        echo_source("echo-high", "high"),
+        echo_source("chatty-low", "low", CHATTY_SCRIPT),
+    ]
     catalog = Catalog(db, catalog_key.public_key(), writes=audited)
     await catalog.publish(SETUP_ADMIN, encode_bundle(sign_entries(catalog_key, sources)))
     await hosts.trust(l2, f"127.0.0.1:{sshd.port}", sshd.host_key.fingerprint)

@@ -352,3 +352,23 @@ async def test_a_cancel_ends_the_record_and_the_late_result_is_dropped(
     assert done.exit_code is None  # the result that came after was dropped, not stored
     results = await _audit(b.db, "command.result")
     assert str(results[-1]["result"]).startswith("refused")
+
+
+async def test_the_output_is_live_while_the_script_runs(b: Bench) -> None:
+    run = await b.agentless.request(
+        b.l2, b.machine_id, b.reach, "chatty-low", parameters={"sleep_s": "3"}
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:  # what `sonde runs show --follow` reads, before the script has ended
+        now = await b.runs.get(run.command.id)
+        if now.live_output:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "no live output came"
+        await asyncio.sleep(0.1)
+    assert now.command.state is CommandState.RUNNING
+    assert now.live_output == b"step one\n"
+    await b.agentless.wait_started()
+    done = await b.runs.get(run.command.id)
+    assert done.command.state is CommandState.SUCCEEDED
+    assert done.stdout == b"step one\nstep two\n"
+    assert done.live_output == done.stdout
