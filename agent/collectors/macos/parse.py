@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sonde.agent.collectors.macos import profiler
 from sonde.agent.collectors.platform_parts import BatteryCapacity, DefaultRoute
 from sonde.v1 import diagnostics_pb2
 
@@ -130,22 +131,29 @@ def launchctl_failed(text: str) -> tuple[list[diagnostics_pb2.ServiceStatus], in
     return failed, total
 
 
-def system_profiler_apps(report: dict[str, Any]) -> list[diagnostics_pb2.SoftwarePackage]:
-    """`system_profiler SPApplicationsDataType -json`."""
+def system_profiler_apps(text: str | bytes) -> list[diagnostics_pb2.SoftwarePackage]:
+    """`system_profiler SPApplicationsDataType -json`, read as profiler reads any report
+    (bounded, nesting and wrong types refused or skipped); CollectorUnavailable when it is
+    not one."""
     packages = []
-    for app in report.get("SPApplicationsDataType", []):
-        name = str(app.get("_name", ""))
+    for app in profiler.report_of(text).get("SPApplicationsDataType", []):
+        name = _app_text(app, "_name")
         if not name:
             continue
         packages.append(
             diagnostics_pb2.SoftwarePackage(
                 name=name,
-                version=str(app.get("version", "")),
-                publisher=str(app.get("obtained_from", "")),
-                install_date=str(app.get("lastModified", "")),
+                version=_app_text(app, "version"),
+                publisher=_app_text(app, "obtained_from"),
+                install_date=_app_text(app, "lastModified"),
             )
         )
     return packages
+
+
+def _app_text(app: dict[str, Any], key: str) -> str:
+    value = app.get(key)
+    return value.strip()[:200] if isinstance(value, str) else ""
 
 
 def sw_vers(text: str) -> tuple[str, str]:

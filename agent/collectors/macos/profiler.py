@@ -18,7 +18,8 @@ from sonde.v1 import diagnostics_pb2
 
 MAX_REPORT_BYTES = 16 * 1024 * 1024
 _MAX_TEXT = 200
-_UPTIME = re.compile(r"up\s+(\d+):(\d{1,2}):(\d{1,2}):(\d{1,2})")
+MAX_COUNT = 2**63 - 1  # the largest a Snapshot's counters hold; a larger value is a lie
+_UPTIME = re.compile(r"up\s+(\d{1,6}):(\d{1,2}):(\d{1,2}):(\d{1,2})")
 _PERCENT = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
 # The volume whose free space is the Mac's: the Data volume of the boot container (Catalina
 # and later), or "/" when it is writable (older systems, where they are one volume).
@@ -37,6 +38,8 @@ def report_of(text: str | bytes) -> Report:
         document = json.loads(text)
     except ValueError as error:
         raise CollectorUnavailable(f"system_profiler gave no JSON report: {error}") from None
+    except RecursionError:
+        raise CollectorUnavailable("system_profiler's report is nested too deeply") from None
     if not isinstance(document, dict):
         raise CollectorUnavailable("system_profiler's report is not a JSON object")
     report: Report = {}
@@ -60,7 +63,15 @@ def _text(item: dict[str, Any], key: str) -> str:
 
 def _number(item: dict[str, Any], key: str) -> int:
     value = item.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return 0
+
+
+def _strings(item: dict[str, Any], key: str) -> list[str]:
+    """A list of strings; anything else (a number, one string) is no list at all."""
+    value = item.get(key)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _table(item: dict[str, Any], key: str) -> dict[str, Any]:
@@ -186,8 +197,7 @@ def _interface(service: dict[str, Any]) -> diagnostics_pb2.NetworkInterface | No
     if not name:
         return None
     ipv4 = _table(service, "IPv4")
-    addresses = [a for a in ipv4.get("Addresses", []) if isinstance(a, str)]
-    masks = [m for m in ipv4.get("SubnetMasks", []) if isinstance(m, str)]
+    addresses, masks = _strings(ipv4, "Addresses"), _strings(ipv4, "SubnetMasks")
     interface = diagnostics_pb2.NetworkInterface(name=name, is_up=bool(addresses))
     for index, address in enumerate(addresses[:16]):
         mask = masks[index] if index < len(masks) else ""
@@ -215,8 +225,7 @@ def network_facts(report: Report) -> diagnostics_pb2.NetworkFacts:
         return facts  # no service has a router: no default gateway
     facts.default_gateway = _text(_table(primary, "IPv4"), "Router")
     facts.default_interface = _text(primary, "interface")
-    servers = _table(primary, "DNS").get("ServerAddresses", [])
-    facts.dns_servers.extend(s[:64] for s in servers if isinstance(s, str))
+    facts.dns_servers.extend(s[:64] for s in _strings(_table(primary, "DNS"), "ServerAddresses"))
     if not facts.dns_servers:
         facts.dns_unavailable = f"system_profiler lists no DNS server for {_text(primary, '_name')}"
     return facts

@@ -21,8 +21,9 @@ _FOUND = "Software Update found the following new or updated software:"
 _LABEL = re.compile(r"^\s*\*\s*Label:\s*(?P<label>.+?)\s*$")
 # Fields are "Key: value," where a title may itself hold commas: split before known keys.
 _FIELD = re.compile(r",\s*(?=(?:Version|Size|Recommended|Action|Title):)")
-_SIZE = re.compile(r"^(\d+)\s*(KiB|K|MiB|M)?$")
+_SIZE = re.compile(r"^(\d{1,30})\s*(KiB|K|MiB|M)?$")
 _MAX_UPDATES = 200
+MAX_SIZE_KIB = 2**63 - 1
 _MAX_TEXT = 200
 
 
@@ -39,8 +40,8 @@ def _size_kib(text: str) -> int:
     match = _SIZE.match(text.replace(",", ""))
     if match is None:
         return 0
-    number = int(match.group(1))
-    return number * 1024 if match.group(2) in ("MiB", "M") else number
+    number = int(match.group(1)) * (1024 if match.group(2) in ("MiB", "M") else 1)
+    return number if number <= MAX_SIZE_KIB else 0  # a size no counter holds is not believed
 
 
 def pending_updates(text: str) -> list[diagnostics_pb2.PendingUpdate]:

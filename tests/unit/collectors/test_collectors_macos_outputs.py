@@ -310,3 +310,69 @@ def test_an_oversized_report_is_refused_before_it_is_parsed() -> None:
     assert profiler.hardware_model(
         profiler.report_of(fixture("system_profiler_macbook_air.json"))
     ) == ("MacBook Air (Mac14,2), Apple M2, 16 GB")
+
+
+def _hostile_reports() -> dict[str, str]:
+    def changed(change: object) -> str:
+        report = json.loads(fixture("system_profiler_macbook_air.json"))
+        assert callable(change)
+        change(report)
+        return json.dumps(report)
+
+    def each(data_type: str, key: str, value: object) -> object:
+        def change(report: dict[str, list[dict[str, object]]]) -> None:
+            for item in report[data_type]:
+                item[key] = value
+
+        return change
+
+    def each_ipv4(key: str, value: object) -> object:
+        def change(report: dict[str, list[dict[str, dict[str, object]]]]) -> None:
+            for service in report["SPNetworkDataType"]:
+                service.setdefault("IPv4", {})[key] = value
+                service.setdefault("DNS", {})["ServerAddresses"] = value
+
+        return change
+
+    return {
+        "nested past Python's recursion limit": "[" * 200_000,
+        "a volume larger than any counter": changed(
+            each("SPStorageDataType", "size_in_bytes", 10**30)
+        ),
+        "free space larger than any counter": changed(
+            each("SPStorageDataType", "free_space_in_bytes", 10**30)
+        ),
+        "an uptime of 10^17 days": changed(
+            each("SPSoftwareDataType", "uptime", "up 99999999999999999:00:00:00")
+        ),
+        "addresses that are a number": changed(each_ipv4("Addresses", 5)),
+        "masks that are a number": changed(each_ipv4("SubnetMasks", 5)),
+        "addresses that are one string": changed(each_ipv4("Addresses", "10.0.0.1")),
+    }
+
+
+@pytest.mark.parametrize("hostile", sorted(_hostile_reports()))
+def test_a_hostile_report_ends_in_facts_or_reasons_never_an_exception(hostile: str) -> None:
+    text = _hostile_reports()[hostile]
+    facts = macos_facts(outputs("system_profiler_macbook_air.json", system_profiler=text))
+    assert set(facts.facts) | set(facts.unavailable) == set(FIELDS)
+    snapshot = diagnostics_pb2.Snapshot()
+    facts.into(snapshot)  # every value fits its field
+    network = facts.facts.get("network")
+    if isinstance(network, diagnostics_pb2.NetworkFacts):
+        for interface in network.interfaces:  # a string is not a list of one-letter addresses
+            assert all(len(a.address) > 1 for a in interface.addresses), interface
+        assert all(len(server) > 1 for server in network.dns_servers)
+
+
+def test_an_update_larger_than_any_counter_keeps_its_title_not_its_size() -> None:
+    listing = (
+        "Software Update found the following new or updated software:\n"
+        "* Label: Big-1.0\n"
+        "\tTitle: Big, Version: 1.0, Size: 99999999999999999999999999KiB, Recommended: YES,\n"
+    )
+    facts = software_update.update_facts(listing)
+    snapshot = diagnostics_pb2.Snapshot()
+    snapshot.updates.CopyFrom(facts)
+    (update,) = snapshot.updates.pending
+    assert (update.title, update.size_kib) == ("Big", 0)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import pytest
 
+from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.agent.collectors.macos import parse
 from tests.unit.collectors.recorded_outputs import recorded
 
@@ -54,9 +55,40 @@ def test_launchctl_failed_jobs() -> None:
 
 
 def test_system_profiler_apps() -> None:
-    packages = parse.system_profiler_apps(json.loads(recorded("macos/system_profiler_apps.json")))
+    packages = parse.system_profiler_apps(recorded("macos/system_profiler_apps.json"))
     assert [(p.name, p.version, p.publisher) for p in packages] == [
         ("Safari", "17.5", "apple"),
         ("Microsoft Teams", "24124.1412.2911.3341", "identified_developer"),
         ("Xcode", "15.3", "mac_app_store"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 200_000, "system_profiler's report is nested too deeply"),
+        ("[1, 2]", "system_profiler's report is not a JSON object"),
+        ("Bad Gateway", "system_profiler gave no JSON report"),
+    ],
+)
+def test_an_application_list_that_is_no_report_says_why(text: str, reason: str) -> None:
+    with pytest.raises(CollectorUnavailable) as unavailable:
+        parse.system_profiler_apps(text)
+    assert unavailable.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"SPApplicationsDataType": [1, "Safari", null, {"_name": {"x": 1}}]}',
+        '{"SPApplicationsDataType": "Safari"}',
+    ],
+)
+def test_a_hostile_application_list_gives_no_package(text: str) -> None:
+    assert parse.system_profiler_apps(text) == []
+
+
+def test_an_application_list_keeps_only_text_values() -> None:
+    text = '{"SPApplicationsDataType": [{"_name": "Safari", "version": {"a": 1}}, 7]}'
+    (safari,) = parse.system_profiler_apps(text)
+    assert (safari.name, safari.version) == ("Safari", "")
