@@ -137,12 +137,13 @@ class HostDeployer:
                     token_id = await self._install_windows(shell, progress, mark)
                     agent_id = ""
                 else:
-                    agent_id, found_version = await self._linux(shell, plan, progress, mark)
-                    token_id = ""
+                    agent_id, found_version, token_id = await self._linux(
+                        shell, plan, progress, mark
+                    )
             finally:
                 await shell.close()
             stage = DeployStage.ONLINE
-            await progress(stage=stage, agent_id=agent_id or None)
+            await progress(stage=stage)  # its agent id is written once it is seen online
             return await self._came_online(agent_id, token_id, found_version, target.transport)
         except PreflightFailed as failed:
             return HostOutcome(stage, False, failed.check, failed.message, None, found_version)
@@ -155,7 +156,8 @@ class HostDeployer:
 
     async def _linux(
         self, shell: RemoteShell, plan: HostPlan, progress: Progress, mark: Stage
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, str]:
+        """(agent id as the host says, version found before, the token issued or "")."""
         assert self.wheelhouse is not None
         layout = host_layout(self.options, plan)
         host = await preflight_linux(
@@ -168,15 +170,18 @@ class HostDeployer:
         )
         await progress(found_version=host.installed_version)
 
+        issued: list[str] = []
+
         async def enrollment() -> str:
             token_id, text = await self.issue_enrollment()
+            issued.append(token_id)
             await progress(stage=DeployStage.ENROLL, token_id=token_id)
             return text
 
         agent_id = await install_linux(
             shell, host, self.wheelhouse, layout, enrollment=enrollment, stage=mark
         )
-        return agent_id, host.installed_version
+        return agent_id, host.installed_version, issued[0] if issued else ""
 
     async def _found_on_windows(self, shell: RemoteShell, progress: Progress) -> str:
         assert self.msi is not None
@@ -202,8 +207,19 @@ class HostDeployer:
         deadline = time.monotonic() + self.options.online_timeout_s
         seen: str | None = None
         while time.monotonic() < deadline:
-            if token_id:  # a Windows service: the agent that enrolled with this token
+            if token_id:  # the agent that enrolled with this host's token, whatever it says
                 found = await self.agent_of_token(token_id)
+                if found is not None and agent_id and found[0] != agent_id:
+                    return HostOutcome(
+                        DeployStage.ONLINE,
+                        False,
+                        "online",
+                        f"the host said it enrolled as agent {agent_id[:26]}, but the agent "
+                        f"enrolled with its token is {found[0]}: the host is not to be "
+                        "trusted; revoke that agent and look at the machine",
+                        found[0],
+                        found_version,
+                    )
                 agent_id, seen = found if found else (agent_id, None)
             else:
                 seen = await self.agent_version_online(agent_id)
@@ -220,6 +236,9 @@ class HostDeployer:
             f"it is online at version {seen}, not {wanted}"
             if seen
             else "it has not connected: check that the host reaches the server's agent address"
+            if not token_id
+            else "no agent enrolled with its one-time token has connected: check that the "
+            "host reaches the server's agent address"
         )
         return HostOutcome(
             DeployStage.ONLINE,
@@ -227,6 +246,6 @@ class HostDeployer:
             "online",
             f"agent {agent_id} was installed and started but {said} "
             f"(waited {self.options.online_timeout_s:g} s)",
-            agent_id,
+            None if token_id else agent_id,  # a fresh enrollment's id is what the host said
             found_version,
         )
