@@ -4,9 +4,10 @@ nobody trusted, a closed port, no systemd, no SFTP (Linux); a login that is not 
 wrong password (Windows). The report says which and why; after the causes are fixed (all but
 the SFTP one) `--retry` redoes only those: the others are skipped without a login.
 
-Three Linux hosts get the full install (venv, wheels, pip); the other Linux hosts ship the agent already
-installed at the wanted version (as a machine image would), so they are enrolled and started
-only: the path a re-run takes, and what keeps this test's CPU within a shared CI machine.
+Three Linux hosts get the full install (venv, wheels, pip); the other Linux hosts ship the
+agent already installed at the wanted version (as a machine image would), so they are
+enrolled and started only: the path a re-run takes, and what keeps this test's CPU within a
+shared CI machine.
 """
 
 from __future__ import annotations
