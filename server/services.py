@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -88,12 +89,14 @@ async def open_services(
     credential_key: CredentialKey | None = None,
     replica_id: str = "",
     deploy_setup: DeploySetup | None = None,
+    winrm_ca_folder: Path | None = None,
 ) -> ServerServices:
     """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
     bundles verified with `catalog_public_key` (None: publishing is refused); script runs' orders
     signed with `dispatch_key` (None: a run cannot be sent); remote credentials sealed with
     `credential_key` (None: none can be added or used); push installs from `deploy_setup`'s
-    wheelhouse (None: `sonde deploy` is refused)."""
+    wheelhouse (None: `sonde deploy` is refused); WinRM hosts' CA files named in
+    `winrm_ca_folder` only (None: none can be named)."""
     wakeups = Wakeups()
     replica_id = replica_id or uuid.uuid4().hex  # the Replica's, whose lease the upkeep renews
     audited = AuditedWrites(db, key=audit_key)
@@ -104,7 +107,7 @@ async def open_services(
     diagnostics.verify_check = run_verification.record_check(audited)  # the closed loop
     credentials = RemoteCredentials(db, audited, credential_key)
     trusted_hosts = TrustedHosts(db, audited)
-    winrm_hosts = WinRMHosts(db, audited)
+    winrm_hosts = WinRMHosts(db, audited, ca_folder=winrm_ca_folder)
     agentless_runs = AgentlessRuns(
         db,
         audited,

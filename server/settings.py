@@ -159,6 +159,12 @@ class DataDir:
     def pki(self) -> PkiPaths:
         return PkiPaths(self.root / "pki")
 
+    @property
+    def winrm_ca_folder(self) -> Path:
+        """The CA files `sonde hosts winrm --ca-file NAME` may name, put there by whoever
+        runs the server (a technician never names another of the server's files)."""
+        return self.root / "winrm-ca"
+
     def _layout(self, database_name: str) -> Folder:
         """What `run` checks here: every key, server.json and the database are owner-only."""
         database = (database_name, *(database_name + suffix for suffix in SQLITE_SIDE_SUFFIXES))

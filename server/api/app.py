@@ -214,6 +214,7 @@ class SondeServer:
                 load_wheelhouse(options.wheelhouse) if options.wheelhouse else None,
                 load_msi(options.msi) if options.msi else None,
             ),
+            winrm_ca_folder=options.data.winrm_ca_folder,
         )
         issuer.set_tokens(services.tokens)
         reset = await replica.register()

@@ -2,9 +2,9 @@
 
 Without settings a host gets HTTPS on 5986, NTLM and its certificate checked. `--http` is
 plain HTTP on 5985 (NTLM and Kerberos then always encrypt the messages); Basic needs
-`--allow-basic`, and over HTTP also `--allow-unencrypted`; `--ca-file` is the CA (a path on
-the server) that signed the listener's certificate. The server refuses settings that could
-never connect, and stores nothing then.
+`--allow-basic`, and over HTTP also `--allow-unencrypted`; `--ca-file` is the CA (a file of
+the winrm-ca folder in the server's data folder) that signed the listener's certificate. The
+server refuses settings that could never connect, and stores nothing then.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def add_winrm(
     winrm.add_argument(
         "--ca-file",
         default="",
-        metavar="PATH",
-        help="the CA that signed the listener's certificate: a path on the server",
+        metavar="NAME",
+        help="the CA that signed the listener's certificate: a file of the winrm-ca folder "
+        "in the server's data folder",
     )
     winrm.add_argument(
         "--operation-timeout",

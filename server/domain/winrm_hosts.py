@@ -1,7 +1,8 @@
 """How the server may talk WinRM to each host, as a technician set it (`sonde hosts winrm`).
 
 One row per host:port: HTTPS or plain HTTP, the method (NTLM, Kerberos, Basic), the CA file
-that signed the listener's certificate (a path on the server), whether Basic and Basic over
+that signed the listener's certificate (one of the files of the data folder's winrm-ca,
+where whoever runs the server puts them), whether Basic and Basic over
 HTTP are allowed, and how long the host holds a Receive. A host without a row gets the safe
 defaults of WinRMHost: HTTPS on 5986, NTLM, the certificate checked against requests' bundle.
 Settings that could never connect (winrm.refusal) are refused when they are set, not at the
@@ -124,28 +125,43 @@ def _checked_auth(auth: str) -> WinRMAuth:
         ) from None
 
 
-def _checked_ca_file(text: str) -> str:
-    """An absolute path on the server to a file that holds at least one PEM certificate."""
+def _checked_ca_file(text: str, folder: Path | None) -> str:
+    """A PEM file of CA certificates in the server's WinRM CA folder (`folder`), named by its
+    file name or its full path; the resolved path. Only files whoever runs the server put
+    there can be named: an l2 never makes the server read another of its files."""
     if not text:
         return ""
-    if len(text) > MAX_CA_FILE_CHARS or "\x00" in text or any(c in text for c in "\r\n"):
-        raise InvalidArgument("the CA file must be one absolute path on the server")
-    path = Path(text)
-    if not path.is_absolute() or ".." in path.parts:
+    if len(text) > MAX_CA_FILE_CHARS or any(c in text for c in "\x00\r\n"):
+        raise InvalidArgument("the CA file must be one file name in the server's WinRM CA folder")
+    if folder is None:
         raise InvalidArgument(
-            f"the CA file {text[:200]!r} must be an absolute path on the server, without '..'"
+            f"the CA file {text[:200]!r} is refused: this server has no WinRM CA folder"
         )
+    outside = InvalidArgument(
+        f"the CA file {text[:200]!r} is not a file of the server's WinRM CA folder {folder}: "
+        "whoever runs the server puts the CA files a technician may name there"
+    )
+    named = Path(text)
+    if ".." in named.parts or (not named.is_absolute() and len(named.parts) != 1):
+        raise outside
     # One answer for missing, unreadable, too big or not PEM: an l2 learns nothing else
-    # about the server's files from it.
+    # about the folder's files from it.
     unusable = InvalidArgument(
-        f"the CA file {text[:200]} is not a PEM file of CA certificates (at most "
-        f"{MAX_CA_FILE_BYTES // 1024} KiB) that the server can read"
+        f"the CA file {text[:200]!r} is not a PEM file of CA certificates (at most "
+        f"{MAX_CA_FILE_BYTES // 1024} KiB) that the server can read in {folder}"
     )
     try:
+        path = (folder / named).resolve(strict=True)  # an absolute `named` stays itself
+        if path.parent != folder.resolve(strict=True):  # a link out of the folder included
+            raise outside
         if not path.is_file() or path.stat().st_size > MAX_CA_FILE_BYTES:
             raise unusable
         ssl.create_default_context(cafile=str(path))
-    except (ssl.SSLError, OSError, ValueError):
+    except FileNotFoundError:
+        if named.is_absolute() and named.parent != folder:
+            raise outside from None
+        raise unusable from None
+    except (ssl.SSLError, OSError, ValueError, RuntimeError):
         raise unusable from None
     return str(path)
 
@@ -176,10 +192,20 @@ def forget_settings(
 class WinRMHosts:
     """The stored WinRM settings: set (audited), list, and the WinRMHost for a target."""
 
-    def __init__(self, db: Database, audited: AuditedWrites, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audited: AuditedWrites,
+        clock: Clock = utc_now,
+        *,
+        ca_folder: Path | None = None,
+    ) -> None:
+        """`ca_folder`: the only folder CA files are named in (the data folder's winrm-ca;
+        None: a CA file is refused)."""
         self._db = db
         self._audited = audited
         self._clock = clock
+        self._ca_folder = ca_folder
 
     async def settings_for(self, target: RemoteTarget) -> WinRMHost:
         """How to talk to `target`: its stored settings, or the safe defaults."""
@@ -289,7 +315,7 @@ class WinRMHosts:
             port=port,
             https=choices.https,
             auth=_checked_auth(choices.auth),
-            ca_file=_checked_ca_file(choices.ca_file.strip()),
+            ca_file=_checked_ca_file(choices.ca_file.strip(), self._ca_folder),
             allow_basic=choices.allow_basic,
             allow_unencrypted=choices.allow_unencrypted,
             operation_timeout_s=timeout,

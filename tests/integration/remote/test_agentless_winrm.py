@@ -56,11 +56,11 @@ DOCUMENTS = Path(__file__).parents[2] / "fixtures" / "windows"
 class Server:
     """The server's side as open_services builds it, over one database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, winrm_ca_folder: Path | None = None) -> None:
         self.db = db
         self.audited = AuditedWrites(db)
         self.credentials = RemoteCredentials(db, self.audited, CredentialKey(os.urandom(32)))
-        self.winrm_hosts = WinRMHosts(db, self.audited)
+        self.winrm_hosts = WinRMHosts(db, self.audited, ca_folder=winrm_ca_folder)
         trusted = TrustedHosts(db, self.audited)
         self.agentless = AgentlessDiagnostics(
             db, self.audited, trusted, self.credentials, winrm_hosts=self.winrm_hosts
@@ -194,7 +194,10 @@ async def test_basic_is_refused_unless_the_hosts_settings_allow_it(
 async def test_https_with_the_hosts_ca_file_and_an_untrusted_certificate(
     db: Database, tls: ListenerTls, tmp_path: Path
 ) -> None:
-    server = Server(db)
+    ca_folder = tmp_path / "data" / "winrm-ca"  # where whoever runs the server puts it
+    ca_folder.mkdir(parents=True)
+    (ca_folder / "listener-ca.pem").write_bytes(tls.ca_file.read_bytes())
+    server = Server(db, ca_folder)
     await server.add_password()
     with WinRSEndpoint(USER, PASSWORD, tls=tls.context) as secure:
         document = (DOCUMENTS / "pending_reboot.json").read_bytes()
@@ -204,7 +207,7 @@ async def test_https_with_the_hosts_ca_file_and_an_untrusted_certificate(
         with pytest.raises(HostKeyNotTrusted, match="is not trusted"):
             await server.agentless.run(L2, _target(secure.port))
         assert await _count(db, snapshots) == 0
-        choices = WinRMChoices(auth="basic", allow_basic=True, ca_file=str(tls.ca_file))
+        choices = WinRMChoices(auth="basic", allow_basic=True, ca_file="listener-ca.pem")
         await server.winrm_hosts.set(L2, address, choices)
         done = await server.agentless.run(L2, _target(secure.port))
     found = {finding.check: finding.severity for finding in done.stored.findings}
