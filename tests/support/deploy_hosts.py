@@ -9,9 +9,12 @@ machine's package index, as an admin builds one (docs/deploy.md).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +31,36 @@ _NOT_COPIED = shutil.ignore_patterns(
 )
 
 
+def _source_key() -> str:
+    """A digest of what the agent's wheel is built from: a changed file builds a new one."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    for top in ("agent", "server", "protos", "scripts"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def shared_wheelhouse() -> Path:
+    """The wheelhouse of this source tree, built once and kept under the temporary folder
+    (keyed by a digest of the sources), so pytest-xdist workers and later sessions share it."""
+    folder = Path(tempfile.gettempdir()) / f"sonde-test-wheelhouse-{_source_key()}"
+    with (folder.parent / f"{folder.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "complete").exists():
+            building = folder.parent / f"{folder.name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            build_wheelhouse(building)
+            (building / "complete").touch()
+            shutil.rmtree(folder, ignore_errors=True)
+            building.rename(folder)
+    return folder
+
+
 def build_wheelhouse(folder: Path) -> Path:
     """The agent's wheels and pip's in `folder`: about 20 s, once per session."""
     source = folder.parent / f"{folder.name}-source"
+    shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]

@@ -1,5 +1,5 @@
-"""Push install tests: one wheelhouse per session (tests/support/deploy_hosts.py), real sshd
-hosts, a real server on SQLite and PostgreSQL."""
+"""Push install tests: one wheelhouse per source tree, shared by the xdist workers
+(tests/support/deploy_hosts.py), real sshd hosts, a real server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.storage.databases import db_url, pg_url, sqlite_template
-from tests.support.deploy_hosts import build_wheelhouse
+from tests.support.deploy_hosts import shared_wheelhouse
 from tests.support.sshd import have_sshd
 
 
@@ -16,7 +16,7 @@ from tests.support.sshd import have_sshd
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not have_sshd():
         pytest.fail("openssh-server is not installed: apt-get install openssh-server (.ci/run)")
-    return build_wheelhouse(tmp_path_factory.mktemp("deploy") / "wheelhouse")
+    return shared_wheelhouse()
 
 
 __all__ = ["db_url", "pg_url", "sqlite_template"]
