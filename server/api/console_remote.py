@@ -120,6 +120,7 @@ class RemoteMethods:
             ticket_id=request.ticket_id or None,
             credential_name=request.credential,
             shell_only=request.shell_only,
+            one_time_password=request.one_time_password,
         )
         return console_pb2.RunAgentlessDiagnosticsResponse(
             snapshot=mapping.stored_snapshot(done.stored),

@@ -14,7 +14,6 @@ import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 from rich.text import Text
 
@@ -22,6 +21,7 @@ from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_time, text
+from sonde.server.console.secret_options import refuse_secret_options
 from sonde.v1 import console_pb2
 
 SECRET_VARIABLE = "SONDE_CREDENTIAL_SECRET"  # noqa: S105 (the variable's name)
@@ -32,18 +32,10 @@ KINDS = {
     "winrm-password": console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
 }
 _KIND_LABELS = {value: label for label, value in KINDS.items()}
-_REFUSED_ON_THE_LINE = (
-    "a secret is never given on the command line (other users see it in the process list and "
-    f"it stays in the shell's history): set {SECRET_VARIABLE}, or answer the prompt; a private "
-    "key is read from the file --key-file names"
+_INSTEAD = (
+    f"set {SECRET_VARIABLE}, or answer the prompt; a private key is read from the file "
+    "--key-file names"
 )
-# Options someone might try to hand a secret with: refused, their value never echoed.
-_SECRET_OPTIONS = ("--password", "--passphrase", "--secret", "--key", "--private-key")
-
-
-class _RefuseSecret(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
-        parser.error(_REFUSED_ON_THE_LINE)
 
 
 def kind(value: str) -> console_pb2.CredentialKind.ValueType:
@@ -85,8 +77,7 @@ def register(
     )
     add.add_argument("--key-file", type=Path, help="the private key file (ssh-key)")
     add.add_argument("--note", default="", help="what it is for, shown in the list")
-    for option in _SECRET_OPTIONS:
-        add.add_argument(option, nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS)
+    refuse_secret_options(add, _INSTEAD)
     add.set_defaults(handler=run_add)
     listed = verbs.add_parser("list", parents=[common], help="list the stored credentials")
     listed.set_defaults(handler=run_list)

@@ -1,8 +1,9 @@
 """`sonde diag AGENT`: a full diagnostic now, or queued until the agent connects.
 
 With --ssh USER@HOST[:PORT] the server logs in to a machine without an agent, with the stored
-credential for the host, to a host whose key was trusted (`sonde hosts trust`), collects
-there and stores the snapshot as an agent's (docs/agentless.md, "SSH"). --winrm USER@HOST does
+credential for the host (or, with --ask-password, a password given for this connection alone),
+to a host whose key was trusted (`sonde hosts trust`), collects there and stores the snapshot
+as an agent's (docs/agentless.md, "SSH"). --winrm USER@HOST does
 the same over WinRM, as the host's settings say (`sonde hosts winrm`), running the agent's
 collect.ps1 there.
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
+import sys
 import time
 
 import grpc
@@ -31,6 +34,7 @@ from sonde.server.console.render_collection import collected_by_line
 from sonde.server.console.render_command import OPEN_STATES, machine, queued_line, state_label
 from sonde.server.console.render_fixes import fix_hints
 from sonde.server.console.render_processes import top_processes
+from sonde.server.console.secret_options import refuse_secret_options
 from sonde.server.console.users import seconds_between
 from sonde.v1 import console_pb2
 
@@ -55,6 +59,8 @@ def diag_expiry(value: str) -> int:
 EXIT_NOT_DONE = 3  # queued or still on its way: not a failure, not a result either
 # How long the server may take over SSH or WinRM: login, then collection.
 AGENTLESS_TIMEOUT_S = 120
+# A password for one agentless login, read instead of a prompt (never a command-line option).
+PASSWORD_VARIABLE = "SONDE_REMOTE_PASSWORD"  # noqa: S105 (the variable's name)
 
 
 def register(
@@ -112,6 +118,18 @@ def register(
         help="the stored credential to log in with (default: the one for the host)",
     )
     remote.add_argument(
+        "--ask-password",
+        action="store_true",
+        help=f"log in with a password given now instead of a stored credential: "
+        f"{PASSWORD_VARIABLE} or a prompt that does not echo; used for this connection only, "
+        "never stored",
+    )
+    refuse_secret_options(
+        remote,
+        f"use a stored credential (sonde credentials add), or --ask-password with "
+        f"{PASSWORD_VARIABLE} or its prompt",
+    )
+    remote.add_argument(
         "--shell-only",
         action="store_true",
         help="shell commands only, even where python3 could run the agent's collectors",
@@ -138,13 +156,16 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
                 "INVALID_ARGUMENT",
                 f"--wait, --no-queue and --expires are for an agent's queue; {flag} collects now",
             )
+        if args.ask_password and args.credential:
+            raise CliError("INVALID_ARGUMENT", "give --credential or --ask-password, not both")
         if args.winrm and args.shell_only:
             raise CliError("INVALID_ARGUMENT", "--shell-only is for --ssh: WinRM runs collect.ps1")
         return run_agentless_diag(args, ctx)
-    if args.credential or args.shell_only:
+    if args.credential or args.shell_only or args.ask_password:
         raise CliError(
             "INVALID_ARGUMENT",
-            "--credential and --shell-only go with --ssh (--credential: --winrm)",
+            "--credential, --ask-password and --shell-only go with --ssh "
+            "(--credential and --ask-password: --winrm too)",
         )
     client = ctx.client()
     request = console_pb2.RunDiagnosticsRequest(
@@ -196,6 +217,19 @@ def run_diag(args: argparse.Namespace, ctx: Context) -> int:
     )
 
 
+def one_time_password(ctx: Context, address: str) -> str:
+    """The password for one login: SONDE_REMOTE_PASSWORD, or asked without echo."""
+    given = ctx.env.get(PASSWORD_VARIABLE)
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        raise CliError(
+            "INVALID_ARGUMENT",
+            f"no terminal to ask for the password on: set {PASSWORD_VARIABLE}",
+        )
+    return getpass.getpass(f"password for {inert(address)}: ")
+
+
 def run_agentless_diag(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     transport = (
@@ -208,6 +242,7 @@ def run_agentless_diag(args: argparse.Namespace, ctx: Context) -> int:
         ticket_id=args.ticket,
         credential=args.credential,
         shell_only=args.shell_only,
+        one_time_password=one_time_password(ctx, address) if args.ask_password else "",
     )
     future = client.start(
         client.stub.RunAgentlessDiagnostics,

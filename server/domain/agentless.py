@@ -72,6 +72,10 @@ async def _open_winrm(host: WinRMHost, credential: Credential) -> WinRMShell:
     return await WinRMShell.open(host, credential)
 
 
+# A password a technician types for one connection: as long as any real one, bounded.
+MAX_ONE_TIME_PASSWORD_CHARS = 1024
+
+
 def agentless_id(target: RemoteTarget) -> str:
     """The machine's row id: 26 base32 characters, as an agent's, from transport, host, port."""
     seed = f"agentless:{target.transport.value}:{target.host.lower()}:{target.port}"
@@ -172,12 +176,24 @@ class AgentlessDiagnostics:
         ticket_id: int | None = None,
         credential_name: str = "",
         shell_only: bool = False,
+        one_time_password: str = "",
     ) -> AgentlessDiagnostic:
         """Collect from `target` and store it; audited `diagnostics.run`, refusals included
         (a refused host key also as `remote.host_key`). Nothing is stored when the login or
-        the collection fails."""
+        the collection fails. `one_time_password` logs in as the target's user with a
+        password given for this connection alone, instead of a stored credential: it is
+        never stored, and the audit row says only that one was used."""
         machine_id = agentless_id(target)
         detail: dict[str, DetailValue] = {"target": target.label}
+        if one_time_password:
+            if credential_name:
+                raise InvalidArgument("give a stored credential or a one-time password, not both")
+            if len(one_time_password) > MAX_ONE_TIME_PASSWORD_CHARS or "\0" in one_time_password:
+                raise InvalidArgument(
+                    "the one-time password is refused: at most "
+                    f"{MAX_ONE_TIME_PASSWORD_CHARS} characters and no NUL"
+                )
+            detail["credential"] = "one-time password"
         entry = AuditEntry(agent_id=machine_id, ticket_id=ticket_id, detail=detail)
         if shell_only and target.transport is not Transport.SSH:
             raise InvalidArgument("--shell-only is for SSH: over WinRM collect.ps1 runs")
@@ -187,7 +203,11 @@ class AgentlessDiagnostics:
                 lambda connection: self._check_ticket(connection, ticket_id, target)
             )
         try:
-            credential = await self._credentials.for_target(target, credential_name)
+            credential = (
+                Credential(target.user, password=one_time_password, name="one-time password")
+                if one_time_password
+                else await self._credentials.for_target(target, credential_name)
+            )
             shell = await self._open(target, credential)
         except HostKeyRefused as refused:
             raise await self._hosts.refused_login(principal, target, refused) from None

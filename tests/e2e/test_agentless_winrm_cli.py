@@ -120,6 +120,21 @@ def test_winrm_settings_round_trip_and_a_diagnostic_over_winrm(
     assert answer["snapshot"]["snapshot"]["collected_by"] == "COLLECTED_BY_WINRM"
     checks = {f["check"]: f["severity"] for f in answer["snapshot"]["findings"]}
     assert checks["print.stuck_jobs"] != "SEVERITY_OK"
+    # A password given for this login alone (never the stored one, even though one fits):
+    # the right one collects, a wrong one is refused by the host.
+    once_done = cli(
+        sonde, "--json", "diag", "lpt-0417", "--winrm", target, "--ask-password",
+        SONDE_REMOTE_PASSWORD=PASSWORD,
+    )  # fmt: skip
+    once = ok_json(once_done)
+    assert once["snapshot"]["snapshot"]["collected_by"] == "COLLECTED_BY_WINRM"
+    wrong_once = cli(
+        sonde, "diag", "lpt-0417", "--winrm", target, "--ask-password",
+        SONDE_REMOTE_PASSWORD="not-" + PASSWORD,
+    )  # fmt: skip
+    assert wrong_once.returncode != 0
+    assert f"refused the credentials of {USER} (basic, HTTP 401)" in said(wrong_once)
+    assert "not-" + PASSWORD not in said(wrong_once)
     shown = ok_json(cli(sonde, "--json", "ticket", "show", ticket_id))
     assert "TICKET_EVENT_KIND_DIAGNOSTIC" in [event["kind"] for event in shown["timeline"]]
 

@@ -4506,6 +4506,7 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
     SHELL_ONLY_FIELD_NUMBER: _builtins.int
     TRANSPORT_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
+    ONE_TIME_PASSWORD_FIELD_NUMBER: _builtins.int
     ssh: _builtins.str
     """USER@HOST[:PORT]"""
     ticket_id: _builtins.int
@@ -4519,6 +4520,11 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
     5986, or 5985 when the host's stored settings say plain HTTP).
     """
     address: _builtins.str
+    one_time_password: _builtins.str
+    """A password the technician gives for this one connection (SONDE_REMOTE_PASSWORD or a
+    prompt, never the command line), instead of a stored credential: used for this login
+    only, never stored, logged or audited.
+    """
     def __init__(
         self,
         *,
@@ -4528,10 +4534,11 @@ class RunAgentlessDiagnosticsRequest(_message.Message):
         shell_only: _builtins.bool = ...,
         transport: Global___RemoteTransport.ValueType = ...,
         address: _builtins.str = ...,
+        one_time_password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "credential", b"credential", "shell_only", b"shell_only", "ssh", b"ssh", "ticket_id", b"ticket_id", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "credential", b"credential", "one_time_password", b"one_time_password", "shell_only", b"shell_only", "ssh", b"ssh", "ticket_id", b"ticket_id", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
