@@ -2,9 +2,9 @@
 folders (the agent's venv, state and systemd units under one folder per host, named with
 `{port}` in the deployment's paths) and its own stand-in systemctl (systemctl_standin.py).
 
-The wheelhouse is built once per session: this repository's wheel (built from a copy of the
-tree, so nothing is written in it) and its agent dependencies and pip fetched through the
-machine's package index, as an admin builds one (docs/deploy.md).
+The wheelhouse is built once per source tree (shared_wheelhouse): this repository's wheel
+(built from a copy of the tree, so nothing is written in it) and its agent dependencies and
+pip fetched through the machine's package index, as an admin builds one (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def shared_wheelhouse() -> Path:
 
 
 def build_wheelhouse(folder: Path) -> Path:
-    """The agent's wheels and pip's in `folder`: about 20 s, once per session."""
+    """The agent's wheels and pip's in `folder` (about 20 s)."""
     source = folder.parent / f"{folder.name}-source"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
