@@ -7,7 +7,10 @@ token (DuplicateTokenEx), environment (CreateEnvironmentBlock: their %LOCALAPPDA
 and interactive desktop ("winsta0\\default"), hidden, suspended so that the caller can put
 it in a Job Object before it runs (windows_job.py). Its stdout and stderr are files the
 SYSTEM side opened and hands over as inherited handles: the user's process writes to them
-without any right on the path. Which session is decided elsewhere (session_choice.py).
+without any right on the path. Those two handles are the only ones it inherits
+(PROC_THREAD_ATTRIBUTE_HANDLE_LIST): any other inheritable handle of the agent's process, such
+as another run's output file being handed over at the same moment, stays out of the user's
+reach. Which session is decided elsewhere (session_choice.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _STARTF_USESHOWWINDOW, _STARTF_USESTDHANDLES = 0x1, 0x100
 _SW_HIDE = 0
 _WAIT_OBJECT_0, _WAIT_TIMEOUT = 0, 0x102
 _HANDLE_FLAG_INHERIT = 0x1
+_EXTENDED_STARTUPINFO_PRESENT = 0x00080000
+_PROC_THREAD_ATTRIBUTE_HANDLE_LIST = 0x00020002
 _DESKTOP = "winsta0\\default"
 _SID = re.compile(r"S-1(-[0-9]{1,10}){1,15}")
 
@@ -85,6 +90,10 @@ class _StartupInfo(ctypes.Structure):  # STARTUPINFOW
         ("hStdOutput", _HANDLE),
         ("hStdError", _HANDLE),
     ]
+
+
+class _StartupInfoEx(ctypes.Structure):  # STARTUPINFOEXW
+    _fields_ = [("StartupInfo", _StartupInfo), ("lpAttributeList", ctypes.c_void_p)]
 
 
 class _ProcessInformation(ctypes.Structure):
@@ -141,7 +150,7 @@ for _function, _arguments, _result in (
             _DWORD,
             ctypes.c_void_p,
             wintypes.LPCWSTR,
-            _P(_StartupInfo),
+            _P(_StartupInfoEx),
             _P(_ProcessInformation),
         ),
         _BOOL,
@@ -151,6 +160,25 @@ for _function, _arguments, _result in (
     (_kernel32.CloseHandle, (_HANDLE,), _BOOL),
     (_kernel32.TerminateProcess, (_HANDLE, wintypes.UINT), _BOOL),
     (_kernel32.SetHandleInformation, (_HANDLE, _DWORD, _DWORD), _BOOL),
+    (
+        _kernel32.InitializeProcThreadAttributeList,
+        (ctypes.c_void_p, _DWORD, _DWORD, _P(ctypes.c_size_t)),
+        _BOOL,
+    ),
+    (
+        _kernel32.UpdateProcThreadAttribute,
+        (
+            ctypes.c_void_p,
+            _DWORD,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ),
+        _BOOL,
+    ),
+    (_kernel32.DeleteProcThreadAttributeList, (ctypes.c_void_p,), None),
 ):
     _function.argtypes = _arguments
     _function.restype = _result
@@ -300,6 +328,33 @@ def _inheritable(path: Path) -> tuple[int, object]:
     return os_handle, handle
 
 
+class _OnlyThese:
+    """A process attribute list whose one attribute is the handles a child may inherit (the
+    list and the array it points to live as long as this object)."""
+
+    def __init__(self, handles: list[int]) -> None:
+        self.handles = (_HANDLE * len(handles))(*handles)
+        size = ctypes.c_size_t()
+        _kernel32.InitializeProcThreadAttributeList(None, 1, 0, ctypes.byref(size))
+        self.buffer = ctypes.create_string_buffer(size.value)
+        if not _kernel32.InitializeProcThreadAttributeList(self.buffer, 1, 0, ctypes.byref(size)):
+            raise _failed("InitializeProcThreadAttributeList")
+        if not _kernel32.UpdateProcThreadAttribute(
+            self.buffer,
+            0,
+            _PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+            self.handles,
+            ctypes.sizeof(self.handles),
+            None,
+            None,
+        ):
+            _kernel32.DeleteProcThreadAttributeList(self.buffer)
+            raise _failed("UpdateProcThreadAttribute(HANDLE_LIST)")
+
+    def close(self) -> None:
+        _kernel32.DeleteProcThreadAttributeList(self.buffer)
+
+
 def start_in_session(
     session_id: int, argv: list[str], folder: Path, stdout: Path, stderr: Path
 ) -> UserProcess:
@@ -329,10 +384,14 @@ def start_in_session(
         if not _userenv.CreateEnvironmentBlock(ctypes.byref(environment), token, False):
             raise _failed("CreateEnvironmentBlock")
         out_handle, out_file = _inheritable(stdout)
+        keep.append(out_file)  # closed even when the next one fails
         err_handle, err_file = _inheritable(stderr)
-        keep += [out_file, err_file]
-        startup = _StartupInfo()
-        startup.cb = ctypes.sizeof(_StartupInfo)
+        keep.append(err_file)
+        only_these = _OnlyThese([out_handle, err_handle])
+        keep.append(only_these)
+        extended = _StartupInfoEx(lpAttributeList=ctypes.addressof(only_these.buffer))
+        startup = extended.StartupInfo
+        startup.cb = ctypes.sizeof(_StartupInfoEx)
         startup.lpDesktop = _DESKTOP
         startup.dwFlags = _STARTF_USESTDHANDLES | _STARTF_USESHOWWINDOW
         startup.wShowWindow = _SW_HIDE
@@ -341,6 +400,7 @@ def start_in_session(
         information = _ProcessInformation()
         command_line = ctypes.create_unicode_buffer(subprocess.list2cmdline(argv))
         flags = _CREATE_UNICODE_ENVIRONMENT | _CREATE_SUSPENDED | _CREATE_NO_WINDOW
+        flags |= _EXTENDED_STARTUPINFO_PRESENT
         if not _advapi32.CreateProcessAsUserW(
             token,
             argv[0],
@@ -351,7 +411,7 @@ def start_in_session(
             flags | _CREATE_NEW_PROCESS_GROUP,
             environment,
             str(folder),
-            ctypes.byref(startup),
+            ctypes.byref(extended),
             ctypes.byref(information),
         ):
             raise _failed(f"CreateProcessAsUserW in session {session_id}")

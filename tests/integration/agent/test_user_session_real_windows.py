@@ -151,3 +151,53 @@ async def test_a_signed_order_runs_through_the_agents_own_checks_in_the_users_se
     assert ran.session.user.lower() == os.environ[USER_ENV].lower()
     assert ran.session.connection == "console"
     assert b"user=" in b"".join(chunk.data for chunk in sent)
+
+
+def _tries_what_it_must_not(handle: int) -> bytes:
+    """A script that tries to write through a handle of the agent's process it must not have
+    inherited, to its own output file by its path, and a new file into its run's folder."""
+    return (
+        """param([switch]$DryRun)
+function Try-It([string]$What, [scriptblock]$Do) {
+    try { & $Do; Write-Output "$What=yes" } catch { Write-Output "$What=no" }
+}
+Try-It 'inherited' {
+    $safe = New-Object Microsoft.Win32.SafeHandles.SafeFileHandle([IntPtr]HANDLE, $false)
+    $stream = New-Object System.IO.FileStream($safe, [System.IO.FileAccess]::Write)
+    $stream.Write([byte[]](0x4c), 0, 1)
+    $stream.Flush()
+}
+Try-It 'output_by_path' {
+    [System.IO.File]::AppendAllText((Join-Path $PWD 'stdout.txt'), 'forged')
+}
+Try-It 'new_file' { [System.IO.File]::WriteAllText((Join-Path $PWD 'result.txt'), 'x') }
+""".replace("HANDLE", str(handle))
+    ).encode()
+
+
+async def test_the_user_inherits_only_its_output_and_cannot_write_the_runs_files(
+    tmp_path: Path,
+) -> None:
+    """Another inheritable handle the agent holds at the start (a second run's output being
+    handed over) is not the user's; the output files and the folder are not writable by
+    path, so the user forges nothing beyond what their own script prints."""
+    if sys.platform != "win32":  # the module is skipped there already; for mypy
+        pytest.skip("Windows only")
+    import msvcrt
+
+    from sonde.agent.remediation.user_session_run import run_in_user_session
+
+    sentinel = tmp_path / "another-runs-stdout.txt"
+    with sentinel.open("wb") as held:
+        handle = msvcrt.get_osfhandle(held.fileno())
+        os.set_handle_inheritable(handle, True)
+        work = tmp_path / "work"
+        work.mkdir()
+        outcome = await run_in_user_session(
+            manifest(), _tries_what_it_must_not(handle), {"dry_run": False}, chosen(),
+            work_root=work,
+        )  # fmt: skip
+    said = dict(line.split("=", 1) for line in outcome.stdout.decode().split())
+    assert said == {"inherited": "no", "output_by_path": "no", "new_file": "no"}, outcome
+    assert sentinel.read_bytes() == b""
+    assert b"forged" not in outcome.stdout
