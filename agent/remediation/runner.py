@@ -111,6 +111,32 @@ class RunOutcome:
     def succeeded(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.cancelled
 
+    @classmethod
+    def of(
+        cls,
+        exit_code: int | None,
+        stop: str,
+        stdout: OutputCapture,
+        stderr: OutputCapture,
+        *,
+        duration_s: float,
+        stray_processes: int,
+    ) -> RunOutcome:
+        """A run's outcome from how it stopped ("", "timeout" or "cancel") and its captures."""
+        return cls(
+            exit_code=exit_code,
+            timed_out=stop == "timeout",
+            cancelled=stop == "cancel",
+            stdout=bytes(stdout.kept),
+            stderr=bytes(stderr.kept),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            stdout_size=stdout.size,
+            stderr_size=stderr.size,
+            duration_s=duration_s,
+            stray_processes=stray_processes,
+        )
+
 
 def this_platform() -> Platform:
     if sys.platform == "win32":
@@ -413,16 +439,11 @@ async def _supervise(
         raise
     finally:
         script.close()
-    return RunOutcome(
-        exit_code=script.transport.get_returncode(),
-        timed_out=stop == "timeout",
-        cancelled=stop == "cancel",
-        stdout=bytes(stdout.kept),
-        stderr=bytes(stderr.kept),
-        stdout_truncated=stdout.truncated,
-        stderr_truncated=stderr.truncated,
-        stdout_size=stdout.size,
-        stderr_size=stderr.size,
+    return RunOutcome.of(
+        script.transport.get_returncode(),
+        stop,
+        stdout,
+        stderr,
         duration_s=loop.time() - started,
         stray_processes=script.strays,
     )

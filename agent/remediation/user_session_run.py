@@ -157,17 +157,10 @@ async def supervise(
     if streaming is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(streaming, limits.flush_timeout_s)
-    stdout_capture, stderr_capture = captures
-    return RunOutcome(
-        exit_code=exit_code,
-        timed_out=stop == "timeout",
-        cancelled=stop == "cancel",
-        stdout=bytes(stdout_capture.kept),
-        stderr=bytes(stderr_capture.kept),
-        stdout_truncated=stdout_capture.truncated,
-        stderr_truncated=stderr_capture.truncated,
-        stdout_size=stdout_capture.size,
-        stderr_size=stderr_capture.size,
+    return RunOutcome.of(
+        exit_code,
+        stop,
+        *captures,
         duration_s=time.monotonic() - started,
         stray_processes=0,  # the job ends the tree; it does not count it
     )

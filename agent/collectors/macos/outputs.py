@@ -18,9 +18,9 @@ from google.protobuf.message import Message
 
 from sonde.agent.collectors.errors import CollectorUnavailable
 from sonde.agent.collectors.macos import filevault, parse, pmset, profiler, software_update
+from sonde.agent.collectors.snapshot_fields import copy_fields
 from sonde.v1 import diagnostics_pb2
 
-State = diagnostics_pb2.CollectorState
 _MAX_REASON = 300
 # The Snapshot fields these outputs fill, in the order they are reported.
 FIELDS = ("system", "disks", "battery", "network", "updates", "encryption")
@@ -44,15 +44,7 @@ class MacFacts:
 
     def into(self, snapshot: diagnostics_pb2.Snapshot) -> None:
         """Copy the facts into the snapshot, one CollectorReport per field."""
-        for name in FIELDS:
-            if name in self.facts:
-                getattr(snapshot, name).CopyFrom(self.facts[name])
-                snapshot.collectors.add(name=name, state=State.COLLECTOR_STATE_OK)
-            else:
-                reason = self.unavailable.get(name, "not collected")
-                snapshot.collectors.add(
-                    name=name, state=State.COLLECTOR_STATE_UNAVAILABLE, reason=reason
-                )
+        copy_fields(snapshot, FIELDS, self.facts, self.unavailable, missing="not collected")
 
 
 def _short(reason: str) -> str:

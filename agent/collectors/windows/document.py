@@ -17,6 +17,7 @@ from importlib import resources
 
 from google.protobuf.message import Message
 
+from sonde.agent.collectors.snapshot_fields import copy_fields
 from sonde.agent.collectors.windows import sections
 from sonde.agent.collectors.windows.json_fields import Fields, Malformed
 from sonde.agent.collectors.windows.json_registry import JsonRegistry
@@ -25,7 +26,6 @@ from sonde.v1 import diagnostics_pb2
 SCHEMA = "sonde.windows.collect/1"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _MAX_REASON = 300
-State = diagnostics_pb2.CollectorState
 
 # Snapshot field (and collector name) -> the sections of the document it is read from.
 FIELD_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -98,15 +98,9 @@ class WindowsFacts:
         document's collected_at (the machine's clock) when the snapshot has none."""
         if self.collected_at is not None and not snapshot.HasField("collected_at"):
             snapshot.collected_at.FromDatetime(self.collected_at)
-        for name in fields or tuple(FIELD_SECTIONS):
-            if name in self.facts:
-                getattr(snapshot, name).CopyFrom(self.facts[name])
-                snapshot.collectors.add(name=name, state=State.COLLECTOR_STATE_OK)
-            else:
-                reason = self.unavailable.get(name, "the collection did not give it")
-                snapshot.collectors.add(
-                    name=name, state=State.COLLECTOR_STATE_UNAVAILABLE, reason=reason
-                )
+        names = fields or tuple(FIELD_SECTIONS)
+        missing = "the collection did not give it"
+        copy_fields(snapshot, names, self.facts, self.unavailable, missing=missing)
 
 
 def collection_script() -> bytes:
