@@ -40,6 +40,7 @@ from sonde.server.domain.deployment_store import (
     update_host,
 )
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.text import sanitized
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, CredentialSource
@@ -362,13 +363,14 @@ class Deployments:
                 "stage": outcome.stage.value,
                 "result": result.value,
                 "failed_check": outcome.failed_check,
-                "reason": outcome.reason[:2000],
+                # Host-reported words (stderr, versions) kept inert, as an agent's text is.
+                "reason": sanitized(outcome.reason, max_chars=2000),
                 "updated_at": self._clock(),
             }
             if outcome.agent_id:
                 values["agent_id"] = outcome.agent_id
             if outcome.found_version or skipped:
-                values["found_version"] = outcome.found_version
+                values["found_version"] = sanitized(outcome.found_version, max_chars=64)
             update_host(connection, deployment.id, position, **values)
             entry.detail |= {
                 "deployment_id": deployment.id,
@@ -378,7 +380,7 @@ class Deployments:
             }
             if outcome.failed_check:
                 entry.detail["failed_check"] = outcome.failed_check
-                entry.detail["reason"] = outcome.reason[:500]
+                entry.detail["reason"] = sanitized(outcome.reason, max_chars=500)
 
         await self._audited.run(
             principal.name,

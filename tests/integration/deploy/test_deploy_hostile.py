@@ -123,3 +123,17 @@ async def test_a_host_claiming_another_agent_is_not_believed(
             honest_row.address: ("SKIPPED", ""),
             liar_row.address: ("FAILED", "online"),
         }
+
+        # Its next answer is terminal escapes: stored inert, as an agent's text is.
+        python.write_text(
+            "#!/bin/sh\nprintf '\\033[2J\\033]0;owned\\007enroll failed\\n' >&2\nexit 1\n"
+        )
+        hostile = await finished(
+            console,
+            (await console.StartDeployment(_request(liar, tmp_path / "hosts", 3))).deployment.id,
+        )
+        (row,) = hostile.hosts
+        assert results(hostile) == {row.address: ("FAILED", "enroll")}
+        assert "enroll failed" in row.reason
+        assert "\x1b" not in row.reason
+        assert "\x07" not in row.reason
