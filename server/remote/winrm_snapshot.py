@@ -10,7 +10,7 @@ unavailable, never guessed.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sonde.agent.collectors.windows.document import collection_script, windows_facts
 from sonde.server.remote.shell import RemoteError, RemoteErrorKind
@@ -24,6 +24,15 @@ MAX_OUTPUT = 16 * 1024 * 1024  # windows_facts' own bound on a document
 # The agent's collectors on Windows that read psutil, not the document.
 NOT_IN_THE_DOCUMENT = ("cpu", "processes")
 _State = diagnostics_pb2.CollectorState
+
+
+def _start_of(end: datetime, took: timedelta) -> datetime:
+    """When the script started by the machine's clock; its end when that clock says a time
+    so early (year 1) that there is no going back from it."""
+    try:
+        return end - took
+    except OverflowError:
+        return end
 
 
 async def collect_windows_over_winrm(
@@ -52,7 +61,7 @@ async def collect_windows_over_winrm(
     if facts.collected_at is not None:
         # The machine's clock, as in an agent's snapshot, so system.clock_skew reads it; the
         # script stamps its end, a snapshot its start (the check adds duration_ms back).
-        started = facts.collected_at - timedelta(milliseconds=result.duration_ms)
+        started = _start_of(facts.collected_at, timedelta(milliseconds=result.duration_ms))
         snapshot.collected_at.FromDatetime(started)
     else:
         snapshot.collected_at.GetCurrentTime()

@@ -112,7 +112,11 @@ class Fields:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as error:
             raise Malformed(f"{self._at(key)} is {raw!r}, not an ISO 8601 time") from error
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        try:  # "0001-01-01T00:00:00+01:00" is before the first time Python holds in UTC
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise Malformed(f"{self._at(key)} is {raw!r}, outside the times UTC holds") from None
 
     def items(self, key: str, limit: int = MAX_ITEMS) -> list[object]:
         return items_of(self.value.get(key), self._at(key), limit)

@@ -5,6 +5,7 @@ jobs); a host that prints nothing, or garbage, is said so."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,3 +137,29 @@ async def test_a_real_windows_host_gives_a_snapshot_with_its_facts() -> None:
     assert states["system"] == diagnostics_pb2.COLLECTOR_STATE_OK
     assert states["services"] == diagnostics_pb2.COLLECTOR_STATE_OK
     assert _findings(snapshot)  # the checks conclude on a real machine's facts
+
+
+@pytest.mark.parametrize(
+    ("collected_at", "said"),
+    [
+        ("0001-01-01T00:00:00Z", ""),  # .NET's DateTime.MinValue: the first moment there is
+        ("0001-01-01T00:00:00+01:00", "outside the times UTC holds"),
+        ("9999-12-31T23:59:59-01:00", "outside the times UTC holds"),
+    ],
+)
+async def test_a_clock_at_the_edge_of_time_gives_a_snapshot_not_a_crash(
+    endpoint: WinRSEndpoint, collected_at: str, said: str
+) -> None:
+    """The host's clock is the document's word: one that cannot go back by the collection's
+    duration, or that no UTC time holds, is reported, never an OverflowError."""
+    document = json.loads((DOCUMENTS / "pending_reboot.json").read_bytes())
+    document["collected_at"] = collected_at
+    serve_transport(endpoint, windows_collection(json.dumps(document).encode()), {})
+    snapshot = await _collect(endpoint)
+    reasons = {r.name: r.reason for r in snapshot.collectors}
+    if said:
+        assert said in reasons["system"]
+        assert not snapshot.system.hostname
+    else:
+        assert snapshot.collected_at.ToDatetime().year == 1
+        assert snapshot.system.hostname
