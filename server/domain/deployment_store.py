@@ -291,3 +291,14 @@ def agent_of_token(connection: Connection, token_id: str) -> tuple[str, str] | N
         )
     ).first()
     return None if row is None else (str(row.id), str(row.agent_version))
+
+
+def host_token(connection: Connection, deployment_id: str, position: int) -> str | None:
+    """The one-time enrollment token issued for a host of a deployment, if one was."""
+    token = connection.execute(
+        select(deployment_hosts.c.token_id).where(
+            deployment_hosts.c.deployment_id == deployment_id,
+            deployment_hosts.c.position == position,
+        )
+    ).scalar_one_or_none()
+    return None if token is None else str(token)

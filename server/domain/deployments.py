@@ -32,6 +32,7 @@ from sonde.server.domain.deployment_store import (
     HostResult,
     agent_of_token,
     agent_online,
+    host_token,
     insert_deployment,
     interrupted_reason,
     load_deployment,
@@ -39,6 +40,7 @@ from sonde.server.domain.deployment_store import (
     unfinished_hosts,
     update_host,
 )
+from sonde.server.domain.enrollment_tokens import revoke_unused
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.trusted_hosts import TrustedHosts
@@ -381,6 +383,11 @@ class Deployments:
             if outcome.failed_check:
                 entry.detail["failed_check"] = outcome.failed_check
                 entry.detail["reason"] = sanitized(outcome.reason, max_chars=500)
+            token = host_token(connection, deployment.id, position)
+            # A failed host's one-time token, issued and never used, enrolls nobody later.
+            failed = result is HostResult.FAILED and token is not None
+            if failed and revoke_unused(connection, token or "", principal.name, self._clock()):
+                entry.detail["token_revoked"] = token or ""
 
         await self._audited.run(
             principal.name,

@@ -173,6 +173,21 @@ def take_use(connection: Connection, token_id: str) -> None:
         raise Unauthenticated(f"enrollment token {token_id} has no uses left")
 
 
+def revoke_unused(connection: Connection, token_id: str, by: str, at: datetime) -> bool:
+    """Take back a token nobody enrolled with (uses left, not revoked) inside the caller's
+    unit of work, which audits it; whether it did."""
+    taken = connection.execute(
+        update(enrollment_tokens)
+        .where(
+            enrollment_tokens.c.id == token_id,
+            enrollment_tokens.c.revoked_at.is_(None),
+            enrollment_tokens.c.uses_left == enrollment_tokens.c.uses_granted,
+        )
+        .values(revoked_at=at, revoked_by=by)
+    )
+    return taken.rowcount == 1
+
+
 class EnrollmentTokens:
     def __init__(
         self, db: Database, clock: Clock = utc_now, *, writes: AuditedWrites | None = None

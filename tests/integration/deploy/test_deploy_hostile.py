@@ -10,9 +10,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from sonde.server.storage.tables import deployment_hosts, enrollment_tokens
 from sonde.v1 import console_pb2_grpc, deploy_pb2
-from tests.integration.deploy.deploy_support import finished, results, ssh_target, trust
+from tests.integration.deploy.deploy_support import (
+    audit_rows,
+    finished,
+    results,
+    ssh_target,
+    trust,
+)
 from tests.support.deploy_hosts import TestHost, fleet_options, provision_agent, start_host
 from tests.support.live_server import LiveServer, live_server
 from tests.support.sshd import ed25519_pair
@@ -112,6 +120,22 @@ async def test_a_host_claiming_another_agent_is_not_believed(
         assert liar_row.found_version == "0.1.0"  # the lie was told to the enroll step
         assert "no agent enrolled with its one-time token has connected" in liar_row.reason
         assert liar_row.agent_id == ""  # never the honest host's agent
+        # The token it was given and never used is taken back, with the host's audit row.
+        token = await live.db.read(
+            lambda c: c.execute(
+                select(enrollment_tokens)
+                .join(deployment_hosts, deployment_hosts.c.token_id == enrollment_tokens.c.id)
+                .where(deployment_hosts.c.deployment_id == lied.id)
+            ).one()
+        )
+        assert token.revoked_at is not None
+        assert token.uses_left == 1
+        (ended,) = [
+            row
+            for row in await audit_rows(live, "agents.deploy.host")
+            if row["deployment_id"] == lied.id
+        ]
+        assert ended["token_revoked"] == token.id
 
         # The same command for both again: the honest host is skipped, the liar is not.
         both = deploy_pb2.StartDeploymentRequest(
