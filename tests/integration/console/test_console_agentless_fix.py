@@ -145,3 +145,29 @@ async def test_how_to_reach_it_is_checked_before_anything_runs(
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert said in (refused.value.details() or "")
     assert printer.bound == []
+
+
+async def test_a_run_or_fix_without_how_to_reach_it_is_refused_and_nothing_is_queued(
+    console: Console, winrs: WinRSEndpoint, printer: Printer
+) -> None:
+    """The machine has no agent: a run or a fix without --winrm would wait for an agent that
+    never comes; refused in the run's transaction naming the flag and the address."""
+    machine, target = await _machine(console, winrs)
+    address = target.split("@", 1)[1]
+    for ask in (
+        lambda: console.stub.RunScript(
+            pb.RunScriptRequest(agent=machine, script_id="restart-print-spooler"), metadata=BOB
+        ),
+        lambda: console.stub.FixFinding(
+            pb.FixFindingRequest(agent=machine, finding="print.stuck_jobs"), metadata=BOB
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ask()
+        said = refused.value.details() or ""
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, said
+        assert f"has no agent: the server reaches it over winrm at {address}" in said
+        assert f"--winrm USER@{address}" in said
+    listed = await console.stub.ListRuns(pb.ListRunsRequest(agent=machine), metadata=BOB)
+    assert list(listed.runs) == []
+    assert printer.bound == []
