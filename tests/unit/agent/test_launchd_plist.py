@@ -52,9 +52,22 @@ def test_it_runs_the_agent_as_root_on_the_state_folder_the_agent_defaults_to(
     daemon: dict[str, Any],
 ) -> None:
     program, *arguments = daemon["ProgramArguments"]
-    assert program == "/usr/local/bin/sonde-agent"
+    assert program == "/Library/Application Support/Sonde/venv/bin/sonde-agent"
     assert arguments == ["run", "--state", str(MACOS_SYSTEM_STATE_DIR)]
     assert daemon["UserName"] == "root"
+
+
+def test_root_runs_nothing_from_the_folders_homebrew_gives_a_user(
+    daemon: dict[str, Any],
+) -> None:
+    """/usr/local (Intel) and /opt/homebrew (Apple silicon) belong to the user who installed
+    Homebrew: a program, or a venv's interpreter, there is theirs to change, and root would
+    run their code. The daemon's program is in a folder only root writes."""
+    program = Path(daemon["ProgramArguments"][0])
+    assert program.is_absolute()
+    for users_folder in (Path("/usr/local"), Path("/opt/homebrew")):
+        assert not program.is_relative_to(users_folder), program
+    assert program.is_relative_to(MACOS_SYSTEM_STATE_DIR.parent), program
 
 
 def test_it_starts_at_load_and_again_after_a_failure_not_after_a_clean_stop(
