@@ -185,10 +185,12 @@ async def test_basic_is_refused_unless_the_hosts_settings_allow_it(
     # No settings: the defaults say HTTPS and NTLM; this plain-HTTP, Basic-only host fails
     # the TLS handshake rather than receive a password.
     await db.write(lambda c: c.execute(winrm_hosts.delete()))
-    with pytest.raises((RemoteRefused, HostKeyNotTrusted)):
+    with pytest.raises(HostKeyNotTrusted, match="wsman is not trusted"):
         await server.agentless.run(L2, _target(endpoint.port))
     for table in (agents, snapshots):
         assert await _count(db, table) == 0
+    assert endpoint.refused_logins == 0  # no request with a password ever reached the host
+    assert endpoint.actions == []
 
 
 async def test_https_with_the_hosts_ca_file_and_an_untrusted_certificate(
