@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sonde.catalog.bundle import CatalogSource, sign_entries
 from sonde.catalog.envelope import sign_order
 from sonde.v1 import agent_pb2, remediation_pb2
+from tests.integration.agent.fake_server import FakeServer, run_agent_command
 from tests.support.catalog_bundles import manifest_text
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
@@ -26,6 +27,22 @@ def raw(key: ed25519.Ed25519PrivateKey) -> bytes:
 
 def agent_id_of(state: Path) -> str:
     return str(json.loads((state / "agent.json").read_text())["agent_id"])
+
+
+async def enrolled_with_keys(
+    fake_server: FakeServer, agent_command: list[str], state: Path
+) -> OrderMaker:
+    """`state` enrolled by the real `sonde-agent enroll` with a server that sends a new
+    OrderMaker's catalog and dispatch keys; that maker, with the agent's id."""
+    maker = OrderMaker()
+    fake_server.enrollment.catalog_public_key = raw(maker.catalog_key)
+    fake_server.enrollment.dispatch_public_key = raw(maker.dispatch_key)
+    code, _, err = await run_agent_command(
+        agent_command, "enroll", fake_server.enrollment_string(), "--state", str(state)
+    )
+    assert code == 0, err
+    maker.agent_id = agent_id_of(state)
+    return maker
 
 
 def signed_entry(

@@ -26,6 +26,7 @@ from tests.integration.agent.fake_server import (
 from tests.integration.agent.run_orders import (
     OrderMaker,
     agent_id_of,
+    enrolled_with_keys,
     own_script,
     raw,
     real_script,
@@ -47,16 +48,8 @@ async def keyed_state(
     fake_server: FakeServer, agent_command: list[str], tmp_path: Path
 ) -> tuple[Path, OrderMaker]:
     """A state folder enrolled with a server that sends the test's catalog and dispatch keys."""
-    maker = OrderMaker()
-    fake_server.enrollment.catalog_public_key = raw(maker.catalog_key)
-    fake_server.enrollment.dispatch_public_key = raw(maker.dispatch_key)
     state = tmp_path / "state"
-    code, _, err = await run_agent_command(
-        agent_command, "enroll", fake_server.enrollment_string(), "--state", str(state)
-    )
-    assert code == 0, err
-    maker.agent_id = agent_id_of(state)
-    return state, maker
+    return state, await enrolled_with_keys(fake_server, agent_command, state)
 
 
 async def online(fake_server: FakeServer, start_agent: StartAgent, state: Path) -> AgentProcess:

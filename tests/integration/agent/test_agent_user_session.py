@@ -13,12 +13,10 @@ from tests.integration.agent.fake_server import (
     FakeServer,
     StartAgent,
     eventually,
-    run_agent_command,
 )
 from tests.integration.agent.run_orders import (
     OrderMaker,
-    agent_id_of,
-    raw,
+    enrolled_with_keys,
     run_message,
     signed_entry,
 )
@@ -29,16 +27,8 @@ from tests.support.catalog_bundles import manifest_text
 async def keyed_state(
     fake_server: FakeServer, agent_command: list[str], tmp_path: Path
 ) -> tuple[Path, OrderMaker]:
-    maker = OrderMaker()
-    fake_server.enrollment.catalog_public_key = raw(maker.catalog_key)
-    fake_server.enrollment.dispatch_public_key = raw(maker.dispatch_key)
     state = tmp_path / "state"
-    code, _, err = await run_agent_command(
-        agent_command, "enroll", fake_server.enrollment_string(), "--state", str(state)
-    )
-    assert code == 0, err
-    maker.agent_id = agent_id_of(state)
-    return state, maker
+    return state, await enrolled_with_keys(fake_server, agent_command, state)
 
 
 async def test_a_linux_agent_refuses_a_user_session_script_and_runs_the_next(
