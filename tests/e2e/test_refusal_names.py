@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from google.protobuf.message_factory import GetMessageClass
 
 from sonde.server.api.auth import METHOD_PERMISSIONS
 from sonde.server.console.client import ConsoleClient
@@ -25,7 +26,8 @@ RPC_NAME = re.compile(r"\b(" + "|".join(method.name for method in CONSOLE.method
 
 def what_the_cli_says(client: ConsoleClient, method_name: str) -> CliError | None:
     """The CliError an empty request to `method_name` ends in, or None when it is answered."""
-    request_type = getattr(console_pb2, CONSOLE.methods_by_name[method_name].input_type.name)
+    # From the descriptor, not console_pb2: some requests live in other files (deploy.proto).
+    request_type = GetMessageClass(CONSOLE.methods_by_name[method_name].input_type)
     try:
         client.call(getattr(client.stub, method_name), request_type(), deadline_s=30)
     except CliError as error:

@@ -28,7 +28,7 @@ from tests.support.deployment import Deployment, Process, deployment, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-KILLS = 20
+KILLS = 12
 OPEN_STATES = (
     console_pb2.COMMAND_STATE_QUEUED,
     console_pb2.COMMAND_STATE_DELIVERED,

@@ -26,9 +26,9 @@ from tests.e2e.test_replicas import Pair, holding
 from tests.support.catalog_bundles import manifest_text, signed_bundle
 from tests.support.deployment import Deployment, run, wait_for
 
-KILLS = 20
-# Each kill test restarts a server 20 times and waits for the agent to come back: about 60 s
-# alone, up to twice that beside another pytest-xdist worker on two cores. The suite's 120 s
+KILLS = 12
+# Each kill test restarts a server 12 times and waits for the agent to come back: about 40 s
+# alone, two or three times that beside other pytest-xdist workers on two cores. The suite's 120 s
 # limit per test would cut it short while it is still making progress.
 KILL_TEST_TIMEOUT_S = 360
 TAG = """

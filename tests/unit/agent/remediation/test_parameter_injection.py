@@ -3,7 +3,8 @@
 Property-based: each example is a batch of 31 hostile values (quotes, ;, |, $(), backticks,
 newlines, %VAR%, globs, unicode, and commands that would create a canary file if any value
 were spliced into source or a command line), run in one real script that writes each
-"$SONDE_PARAM_Vn" to a file with printf '%s'. 2 x 170 examples x 31 values: 10,540 values.
+"$SONDE_PARAM_Vn" to a file with printf '%s'. 2 x 60 examples x 31 values: 3,720 values,
+besides every fixed attack in its own slot.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sonde.catalog.manifest import ManifestError, ParameterValue
 from tests.unit.agent.remediation.manifests import manifest, string_parameter
 
 BATCH = 31  # with out_dir: 32, a manifest's most
-EXAMPLES = 170
+EXAMPLES = 60
 CANARY = Path(os.environ.get("TMPDIR", "/tmp")) / f"sonde-injection-canary-{os.getpid()}"
 
 PARAMETERS = string_parameter("out_dir", "/[A-Za-z0-9/_.-]+", required=True) + "".join(

@@ -57,7 +57,7 @@ hostile = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=60),
     st.sampled_from(["2024-01-02T03:04:05Z", "01/02/2024", "\\/Date(0)\\/", "True", "1e3"]),
 )
-MANY = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @MANY
@@ -97,7 +97,7 @@ def test_the_parameter_file_round_trips_every_value(
     assert entries["DryRun"]["type"] == "switch"
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=hostile, text=hostile)
 def test_no_value_reaches_the_prologue_or_the_command_line(
     name: str, text: str, tmp_path_factory: pytest.TempPathFactory
