@@ -262,6 +262,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.package_listen and not args.msi:
+        print(
+            "sonde-server: --package-listen serves the agent's MSI: give it with --msi FILE",
+            file=sys.stderr,
+        )
+        return exit_codes.ERROR
     data = DataDir(args.data)
     data.require_initialised()
     config = data.load_config()
@@ -313,6 +319,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         limits=limits,
         wheelhouse=args.wheelhouse,
         msi=args.msi,
+        package_address=args.package_listen or "",
     )
 
     async def main() -> None:
@@ -493,6 +500,13 @@ def _deploy_option(run: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="the agent's sonde-agent-VERSION.msi, which `sonde deploy --winrm` installs",
+    )
+    run.add_argument(
+        "--package-listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve the --msi over HTTPS here, for Windows hosts to fetch it instead of "
+        "having it streamed over WinRM (docs/deploy.md)",
     )
     run.set_defaults(handler=cmd_run)
 

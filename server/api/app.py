@@ -25,6 +25,7 @@ from sonde.server.api.connection_limits import address_caps, listener_options
 from sonde.server.api.console import ConsoleServicer
 from sonde.server.api.enrollment import EnrollmentServicer
 from sonde.server.api.listeners import bind_listener
+from sonde.server.api.package_listener import PackageListener
 from sonde.server.audit_checkpoints import AuditCheckpoints, checkpoint_path
 from sonde.server.audit_key import audit_key_for_chain, audit_key_path
 from sonde.server.credential_key import credential_key_for_store, credential_key_path
@@ -33,7 +34,7 @@ from sonde.server.domain.agentless_runs import AgentlessRuns
 from sonde.server.domain.audit import AuditLog
 from sonde.server.domain.audited import AuditEntry
 from sonde.server.domain.credential_secrets import CredentialKey
-from sonde.server.domain.deployments import Deployments, ssh_setup
+from sonde.server.domain.deployments import Deployments, DeploySetup, ssh_setup
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.remote_credentials import sealed_with
@@ -49,8 +50,9 @@ from sonde.server.pki import (
     load_catalog_public_key,
     load_dispatch_public_key,
 )
+from sonde.server.remote.msi_fetch import PackageOffer
 from sonde.server.remote.wheelhouse import load_wheelhouse
-from sonde.server.remote.windows_install import load_msi
+from sonde.server.remote.windows_install import AgentMsi, load_msi
 from sonde.server.services import ServerServices, open_services
 from sonde.server.settings import (
     DEFAULT_MAX_CONNECTING,
@@ -138,6 +140,7 @@ class RunOptions:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # docs/server.md
     wheelhouse: Path | None = None  # what `sonde deploy` installs (docs/deploy.md)
     msi: Path | None = None  # what `sonde deploy --winrm` installs: sonde-agent-VERSION.msi
+    package_address: str = ""  # the HTTPS listener Windows hosts fetch the MSI from; "": none
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -162,6 +165,8 @@ class SondeServer:
         self.replica: Replica | None = None
         self._deployments: Deployments | None = None
         self._agentless_runs: AgentlessRuns | None = None
+        self._packages: PackageListener | None = None
+        self.package_address = ""
 
     @property
     def deployments(self) -> Deployments:
@@ -210,10 +215,7 @@ class SondeServer:
             dispatch_key=load_dispatch_private_key(pki),
             credential_key=credential_key,
             replica_id=replica.id,
-            deploy_setup=ssh_setup(
-                load_wheelhouse(options.wheelhouse) if options.wheelhouse else None,
-                load_msi(options.msi) if options.msi else None,
-            ),
+            deploy_setup=await self._deploy_setup(pki),
             winrm_ca_folder=options.data.winrm_ca_folder,
         )
         issuer.set_tokens(services.tokens)
@@ -302,6 +304,23 @@ class SondeServer:
             self.agent_address,
         )
 
+    async def _deploy_setup(self, pki: PkiPaths) -> DeploySetup:
+        """What `sonde deploy` installs from: the wheelhouse, the MSI, the package listener."""
+        options = self.options
+        msi = load_msi(options.msi) if options.msi else None
+        offer = await self._package_offer(msi, pki) if msi and options.package_address else None
+        wheelhouse = load_wheelhouse(options.wheelhouse) if options.wheelhouse else None
+        return ssh_setup(wheelhouse, msi, offer)
+
+    async def _package_offer(self, msi: AgentMsi, pki: PkiPaths) -> PackageOffer:
+        """Start the package listener (docs/deploy.md); where hosts fetch the MSI from it."""
+        self._packages = PackageListener(msi, pki.server_certificate, pki.server_key)
+        port = await self._packages.start(self.options.package_address)
+        host, _ = split_address(self.options.package_address)
+        self.package_address = advertised(host, port, self.options.server_name)
+        log.info("the agent's MSI is served at https://%s", self.package_address)
+        return self._packages.offer(self.package_address)
+
     def _console_server(self, services: ServerServices) -> grpc.aio.Server:
         self._deployments = services.deployments  # started from the console, stopped with it
         self._agentless_runs = services.agentless_runs  # likewise
@@ -352,6 +371,8 @@ class SondeServer:
                 await server.stop(grace_s)
         if self._deployments is not None:
             await self._deployments.close()  # each host's row says where it got to
+        if self._packages is not None:
+            await self._packages.stop()
         if self._agentless_runs is not None:
             await self._agentless_runs.close()  # a live replica's upkeep ends them interrupted
         for task in self._tasks:

@@ -58,6 +58,7 @@ def deploy_options(message: deploy_pb2.DeployOptions) -> DeployOptions:
         host_timeout_s=float(message.host_timeout_s or defaults.host_timeout_s),
         online_timeout_s=float(message.online_timeout_s or defaults.online_timeout_s),
         min_free_mb=message.min_free_mb or defaults.min_free_mb,
+        msi_delivery=message.msi_delivery or defaults.msi_delivery,
     )
 
 
@@ -73,6 +74,7 @@ def _host(host: DeploymentHost) -> deploy_pb2.DeploymentHost:
         reason=host.reason,
         found_version=host.found_version,
         agent_id=host.agent_id or "",
+        msi_delivery=host.msi_delivery,
     )
     message.updated_at.FromDatetime(host.updated_at)
     return message
@@ -93,6 +95,7 @@ def deployment_message(deployment: Deployment) -> deploy_pb2.Deployment:
             host_timeout_s=round(options.host_timeout_s),
             online_timeout_s=round(options.online_timeout_s),
             min_free_mb=options.min_free_mb,
+            msi_delivery=options.msi_delivery,
         ),
         hosts=[_host(host) for host in deployment.hosts],
         finished=deployment.finished,

@@ -41,8 +41,9 @@ def register(
         help="install the agent on hosts the server logs in to (admin)",
         description="The server logs in to each host with a stored credential (its SSH key "
         "trusted first: sonde hosts trust), checks it (reachable, login, admin, OS and "
-        "architecture, python3, free space, the agent already there), installs the agent in "
-        "its own venv with its systemd unit, enrolls it with a one-time token and waits until "
+        "architecture, python3, free space, the agent already there), installs the agent (Linux: "
+        "its own venv and systemd unit; Windows: the MSI, fetched by the host from the server "
+        "over HTTPS or streamed over WinRM), enrolls it with a one-time token and waits until "
         "it is online. Run it again, or --retry ID, to redo only the hosts that failed.",
     )
     which = deploy.add_mutually_exclusive_group(required=True)
@@ -79,6 +80,13 @@ def register(
     )
     deploy.add_argument(
         "--min-free-mb", type=int, default=0, metavar="MB", help="free space needed (200)"
+    )
+    deploy.add_argument(
+        "--msi-delivery",
+        choices=["auto", "fetch", "stream"],
+        default="",
+        help="Windows: the host fetches the MSI from the server over HTTPS, or has it "
+        "streamed over WinRM; auto (the default) fetches where the host reaches the server",
     )
     deploy.add_argument(
         "--no-wait", action="store_true", help="print the deployment's id and return"
@@ -133,6 +141,7 @@ def _request(args: argparse.Namespace) -> deploy_pb2.StartDeploymentRequest:
         host_timeout_s=max(args.host_timeout, 0),
         online_timeout_s=max(args.online_timeout, 0),
         min_free_mb=max(args.min_free_mb, 0),
+        msi_delivery=args.msi_delivery,
     )
     if args.retry:
         return deploy_pb2.StartDeploymentRequest(retry=args.retry)
@@ -175,10 +184,11 @@ def report_table(deployment: deploy_pb2.Deployment) -> ListTable:
         transport = deploy_pb2.DeployTransport.Name(host.transport).removeprefix(
             "DEPLOY_TRANSPORT_"
         )
+        stage = deploy_pb2.DeployStage.Name(host.stage).removeprefix("DEPLOY_STAGE_").lower()
         table.add_row(
             text(f"{transport.lower()}://{host.address}"),
             text(result.lower(), style),
-            text(deploy_pb2.DeployStage.Name(host.stage).removeprefix("DEPLOY_STAGE_").lower()),
+            text(f"{stage} (MSI {host.msi_delivery})" if host.msi_delivery else stage),
             text(host.failed_check),
             text(host.agent_id[:8]),
             text(host.reason),

@@ -17,6 +17,12 @@ from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import HostKeyRefused
 from sonde.server.remote.linux_install import InstallFailed, LinuxLayout, install_linux
 from sonde.server.remote.linux_preflight import PreflightFailed, preflight_linux
+from sonde.server.remote.msi_fetch import (
+    DeliveryRefused,
+    MsiDelivery,
+    PackageOffer,
+    chosen_delivery,
+)
 from sonde.server.remote.shell import (
     RemoteError,
     RemoteErrorKind,
@@ -80,6 +86,7 @@ class HostDeployer:
     issue_enrollment: IssueEnrollment
     agent_version_online: AgentVersionOnline
     agent_of_token: AgentOfToken
+    package: PackageOffer | None = None  # the MSI over HTTPS from the server (msi_fetch.py)
 
     def wanted_version(self, transport: Transport) -> str:
         """The version a host of `transport` gets: the MSI's on Windows, the wheel's else."""
@@ -133,8 +140,10 @@ class HostDeployer:
                 return HostOutcome(stage, False, "credentials", str(error))
             try:
                 if target.transport is Transport.WINRM:
-                    found_version = await self._found_on_windows(shell, progress)
-                    token_id = await self._install_windows(shell, progress, mark)
+                    found_version, fetch_from = await self._found_on_windows(
+                        shell, progress, target.label
+                    )
+                    token_id = await self._install_windows(shell, progress, mark, fetch_from)
                     agent_id = ""
                 else:
                     agent_id, found_version, token_id = await self._linux(
@@ -183,21 +192,37 @@ class HostDeployer:
         )
         return agent_id, host.installed_version, issued[0] if issued else ""
 
-    async def _found_on_windows(self, shell: RemoteShell, progress: Progress) -> str:
+    async def _found_on_windows(
+        self, shell: RemoteShell, progress: Progress, label: str
+    ) -> tuple[str, PackageOffer | None]:
+        """(the version found before, the offer to fetch from or None to stream)."""
         assert self.msi is not None
+        asked = MsiDelivery(self.options.msi_delivery)
+        offer = None if asked is MsiDelivery.STREAM else self.package
         host = await preflight_windows(
-            shell, min_free_bytes=self.options.min_free_mb * 2**20, msi_size=len(self.msi.data)
+            shell,
+            min_free_bytes=self.options.min_free_mb * 2**20,
+            msi_size=len(self.msi.data),
+            package_url=offer.url if offer else "",
         )
         await progress(found_version=host.installed_version)
-        return host.installed_version
+        try:
+            delivery = chosen_delivery(asked, offer, host.reaches_server, label)
+        except DeliveryRefused as refused:
+            raise PreflightFailed("package", str(refused)) from None
+        fetched = delivery is MsiDelivery.FETCH
+        await progress(msi_delivery="fetched" if fetched else "streamed")
+        return host.installed_version, offer if fetched else None
 
-    async def _install_windows(self, shell: RemoteShell, progress: Progress, mark: Stage) -> str:
+    async def _install_windows(
+        self, shell: RemoteShell, progress: Progress, mark: Stage, fetch_from: PackageOffer | None
+    ) -> str:
         """The token the service will enroll with when it starts; the agent is found by it."""
         assert self.msi is not None
         await mark("enroll")
         token_id, text = await self.issue_enrollment()
         await progress(token_id=token_id)
-        await install_windows(shell, self.msi, enrollment=text, stage=mark)
+        await install_windows(shell, self.msi, enrollment=text, stage=mark, fetch_from=fetch_from)
         return token_id
 
     async def _came_online(

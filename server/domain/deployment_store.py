@@ -54,6 +54,7 @@ class DeployOptions:
     host_timeout_s: float = 600.0
     online_timeout_s: float = 60.0
     min_free_mb: int = 200
+    msi_delivery: str = "auto"  # Windows: fetch over HTTPS, stream over WinRM, or auto
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -85,6 +86,7 @@ class DeploymentHost:
     agent_id: str | None
     token_id: str | None
     updated_at: datetime
+    msi_delivery: str = ""  # Windows: how the MSI got there, fetched or streamed
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ def _host(row: AnyRow) -> DeploymentHost:
         agent_id=row.agent_id,
         token_id=row.token_id,
         updated_at=row.updated_at,
+        msi_delivery=row.msi_delivery,
     )
 
 

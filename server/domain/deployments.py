@@ -47,6 +47,7 @@ from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import TrustedHostKey
+from sonde.server.remote.msi_fetch import MsiDelivery, PackageOffer
 from sonde.server.remote.shell import RemoteShell, RemoteTarget, Transport
 from sonde.server.remote.ssh import SshShell
 from sonde.server.remote.wheelhouse import Wheelhouse
@@ -92,6 +93,10 @@ def check_options(options: DeployOptions) -> None:
         raise InvalidArgument("the wait for the agent to come online must be from 1 s to 600 s")
     if not 0 <= options.min_free_mb <= 1_000_000:
         raise InvalidArgument("the free space asked for must be from 0 to 1000000 MiB")
+    if options.msi_delivery not in set(MsiDelivery):
+        raise InvalidArgument(
+            f"the MSI's delivery must be auto, fetch or stream, got {options.msi_delivery[:20]!r}"
+        )
 
 
 def check_plans(plans: Sequence[HostPlan]) -> None:
@@ -115,6 +120,7 @@ class DeploySetup:
     wheelhouse: Wheelhouse | None
     open_shell: OpenShell
     msi: AgentMsi | None = None
+    package: PackageOffer | None = None  # where Windows hosts can fetch the MSI over HTTPS
 
 
 async def _open_ssh(
@@ -123,9 +129,14 @@ async def _open_ssh(
     return await SshShell.open(target, credential, trusted)
 
 
-def ssh_setup(wheelhouse: Wheelhouse | None, msi: AgentMsi | None = None) -> DeploySetup:
-    """The server's own: SSH logins with paramiko, the wheels and MSI given (None: refused)."""
-    return DeploySetup(wheelhouse, _open_ssh, msi)
+def ssh_setup(
+    wheelhouse: Wheelhouse | None,
+    msi: AgentMsi | None = None,
+    package: PackageOffer | None = None,
+) -> DeploySetup:
+    """The server's own: SSH logins with paramiko, the wheels and MSI given (None: refused),
+    and the package listener's offer of the MSI (None: every Windows host gets it streamed)."""
+    return DeploySetup(wheelhouse, _open_ssh, msi, package)
 
 
 class Deployments:
@@ -288,6 +299,7 @@ class Deployments:
         deployer = HostDeployer(
             wheelhouse=self._setup.wheelhouse,
             msi=self._setup.msi,
+            package=self._setup.package,
             options=options,
             credentials=self._credentials,
             trusted_for=self._hosts.for_address,  # type: ignore[arg-type]

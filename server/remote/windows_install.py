@@ -11,6 +11,8 @@ agent is found by the token it enrolled with.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from sonde.server.remote import winrm_powershell as ps
 from sonde.server.remote.linux_preflight import PreflightFailed
+from sonde.server.remote.msi_fetch import PackageOffer, fetch_failure, fetch_on_host
 from sonde.server.remote.shell import RemoteShell
 from sonde.server.remote.winrm import WinRMShell
 
@@ -33,6 +36,7 @@ _MSI_EXIT = {
 }
 
 PREFLIGHT_PS = b"""\
+param([string]$PackageUrl = '')
 $ErrorActionPreference = 'Stop'
 $me = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
 $admin = $me.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
@@ -44,10 +48,18 @@ $key = 'HKLM:\\SOFTWARE\\Sonde\\Agent'
 if (Test-Path $key) { $installed = [string](Get-ItemProperty $key).Version }
 $busy = $null -ne (Get-Process -Name msiexec -ErrorAction SilentlyContinue |
     Where-Object { $_.SessionId -eq 0 } | Select-Object -First 1)
+$reaches = $false
+if ($PackageUrl) {
+    $uri = [Uri]$PackageUrl
+    $client = New-Object Net.Sockets.TcpClient
+    try { $reaches = $client.ConnectAsync($uri.Host, $uri.Port).Wait(3000) } catch { }
+    finally { $client.Dispose() }
+}
 [Console]::Out.Write((@{
     admin = $admin; os = [string]$os.Caption; build = [string]$os.BuildNumber
     arch = $env:PROCESSOR_ARCHITECTURE; free_bytes = [int64]$disk.FreeSpace
     installed = $installed; service = $null -ne $service; msiexec_busy = $busy
+    reaches_server = $reaches
 } | ConvertTo-Json -Compress))
 """
 
@@ -71,6 +83,10 @@ class AgentMsi:
     data: bytes
     version: str
 
+    @functools.cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
 
 def load_msi(path: Path) -> AgentMsi:
     match = _MSI_NAME.fullmatch(path.name)
@@ -86,6 +102,7 @@ def load_msi(path: Path) -> AgentMsi:
 class WindowsHost:
     installed_version: str
     free_bytes: int
+    reaches_server: bool = False  # a connection to the package listener opened
 
 
 def check_windows_host(
@@ -117,15 +134,23 @@ def check_windows_host(
     if found.get("msiexec_busy") is True:
         raise PreflightFailed("msiexec", f"{label} is running another installation")
     installed = found.get("installed")
-    return WindowsHost(str(installed)[:64] if isinstance(installed, str) else "", free)
+    return WindowsHost(
+        str(installed)[:64] if isinstance(installed, str) else "",
+        free,
+        found.get("reaches_server") is True,
+    )
 
 
 async def preflight_windows(
-    shell: RemoteShell, *, min_free_bytes: int, msi_size: int
+    shell: RemoteShell, *, min_free_bytes: int, msi_size: int, package_url: str = ""
 ) -> WindowsHost:
+    """The host's facts; with package_url, whether it reaches the server's package listener."""
     assert isinstance(shell, WinRMShell)
+    arguments = ["-PackageUrl", package_url] if package_url else []
     ran = await shell.run_document(
-        ps.script_document("preflight.ps1", PREFLIGHT_PS), timeout_s=60, max_output=16 * 1024
+        ps.script_document("preflight.ps1", PREFLIGHT_PS, arguments),
+        timeout_s=60,
+        max_output=16 * 1024,
     )
     return check_windows_host(
         ran.stdout, label=shell.target.label, min_free_bytes=min_free_bytes, msi_size=msi_size
@@ -136,16 +161,29 @@ Stage = Callable[[str], Awaitable[None]]
 
 
 async def install_windows(
-    shell: RemoteShell, msi: AgentMsi, *, enrollment: str, stage: Stage
+    shell: RemoteShell,
+    msi: AgentMsi,
+    *,
+    enrollment: str,
+    stage: Stage,
+    fetch_from: PackageOffer | None = None,
 ) -> None:
-    """The MSI streamed (its SHA-256 checked on the host), installed silently with the
-    enrollment string; InstallFailed saying what msiexec's exit code means."""
+    """The MSI fetched by the host from `fetch_from`, or streamed (its SHA-256 checked on the
+    host either way), installed silently with the enrollment string; InstallFailed saying
+    what went wrong, msiexec's exit code in words."""
     from sonde.server.remote.linux_install import InstallFailed
 
     assert isinstance(shell, WinRMShell)
     await stage("install")
     path = f"{MSI_FOLDER}\\{msi.filename}"
-    await shell.upload(msi.data, path, timeout_s=600)
+    if fetch_from is None:
+        await shell.upload(msi.data, path, timeout_s=600)
+    else:
+        fetched = await fetch_on_host(
+            shell, fetch_from, sha256=msi.sha256, size=len(msi.data), path=path
+        )
+        if fetched.exit_code != 0:
+            raise InstallFailed("install", fetch_failure(fetched, shell.target.label))
     await stage("start")
     argv: list[ps.Argument] = [
         ps.EXECUTABLE,

@@ -461,5 +461,7 @@ deployment_hosts = Table(
     Column("agent_id", String(26)),  # once enrolled
     Column("token_id", String(16)),  # the one-time enrollment token issued for it
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Windows: how the MSI got there, fetched (HTTPS from the server) or streamed (WinRM).
+    Column("msi_delivery", String(8), nullable=False, server_default=""),
     Index(None, "host", "port", "transport"),
 )

@@ -71,15 +71,26 @@ def busy_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize(
-    ("flag", "purpose"), [("--listen", "the console"), ("--agent-listen", "agents")]
+    ("flag", "purpose"),
+    [("--listen", "the console"), ("--agent-listen", "agents"), ("--package-listen", "packages")],
 )
 def test_a_server_on_a_busy_port_exits_with_the_reason(
     tmp_path: Path, busy_port: int, flag: str, purpose: str
 ) -> None:
     sonde = Deployment(tmp_path)
     sonde.init()
+    msi = tmp_path / "sonde-agent-0.1.0.msi"
+    msi.write_bytes(b"an MSI")  # --package-listen serves one
 
-    done = run("sonde-server", "run", "--data", str(sonde.data), flag, f"127.0.0.1:{busy_port}")
+    done = run(
+        "sonde-server",
+        "run",
+        "--data",
+        str(sonde.data),
+        flag,
+        f"127.0.0.1:{busy_port}",
+        *(["--msi", str(msi)] if flag == "--package-listen" else []),
+    )
 
     assert done.returncode == 4, done.stderr
     expected = (

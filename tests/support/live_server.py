@@ -118,10 +118,16 @@ class LiveServer:
 
 @asynccontextmanager
 async def live_server(
-    root: Path, database_url: str, *, wheelhouse: Path | None = None, msi: Path | None = None
+    root: Path,
+    database_url: str,
+    *,
+    wheelhouse: Path | None = None,
+    msi: Path | None = None,
+    package_address: str = "",
 ) -> AsyncIterator[LiveServer]:
     """A started SondeServer over `database_url` (migrated), its pki under `root`; `sonde
-    deploy` installs from `wheelhouse` and `msi` (None: refused)."""
+    deploy` installs from `wheelhouse` and `msi` (None: refused), Windows hosts fetching the
+    MSI from a package listener on `package_address` ("": none, it is streamed)."""
     data = DataDir(root)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki.initialise(data.pki, [])
@@ -140,6 +146,7 @@ async def live_server(
                 server_name=SERVER_NAME,
                 wheelhouse=wheelhouse,
                 msi=msi,
+                package_address=package_address,
             )
         )
         await server.start()

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sonde/v1/deploy.proto\x12\x08sonde.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0c\x44\x65ployTarget\x12,\n\ttransport\x18\x01 \x01(\x0e\x32\x19.sonde.v1.DeployTransport\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\"\x9d\x01\n\rDeployOptions\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tstate_dir\x18\x02 \x01(\t\x12\x10\n\x08unit_dir\x18\x03 \x01(\t\x12\x10\n\x08parallel\x18\x04 \x01(\r\x12\x16\n\x0ehost_timeout_s\x18\x05 \x01(\r\x12\x18\n\x10online_timeout_s\x18\x06 \x01(\r\x12\x13\n\x0bmin_free_mb\x18\x07 \x01(\r\"\xb4\x02\n\x0e\x44\x65ploymentHost\x12,\n\ttransport\x18\x01 \x01(\x0e\x32\x19.sonde.v1.DeployTransport\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\x12$\n\x05stage\x18\x04 \x01(\x0e\x32\x15.sonde.v1.DeployStage\x12*\n\x06result\x18\x05 \x01(\x0e\x32\x1a.sonde.v1.DeployHostResult\x12\x14\n\x0c\x66\x61iled_check\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x15\n\rfound_version\x18\x08 \x01(\t\x12\x10\n\x08\x61gent_id\x18\t \x01(\t\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x10\n\x08retry_of\x18\x05 \x01(\t\x12(\n\x07options\x18\x06 \x01(\x0b\x32\x17.sonde.v1.DeployOptions\x12\'\n\x05hosts\x18\x07 \x03(\x0b\x32\x18.sonde.v1.DeploymentHost\x12\x10\n\x08\x66inished\x18\x08 \x01(\x08\"x\n\x16StartDeploymentRequest\x12%\n\x05hosts\x18\x01 \x03(\x0b\x32\x16.sonde.v1.DeployTarget\x12(\n\x07options\x18\x02 \x01(\x0b\x32\x17.sonde.v1.DeployOptions\x12\r\n\x05retry\x18\x03 \x01(\t\"C\n\x17StartDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.sonde.v1.Deployment\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.sonde.v1.Deployment*i\n\x0f\x44\x65ployTransport\x12 \n\x1c\x44\x45PLOY_TRANSPORT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45PLOY_TRANSPORT_SSH\x10\x01\x12\x1a\n\x16\x44\x45PLOY_TRANSPORT_WINRM\x10\x02*\xdc\x01\n\x0b\x44\x65ployStage\x12\x1c\n\x18\x44\x45PLOY_STAGE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45PLOY_STAGE_PLANNED\x10\x01\x12\x1a\n\x16\x44\x45PLOY_STAGE_PREFLIGHT\x10\x02\x12\x18\n\x14\x44\x45PLOY_STAGE_INSTALL\x10\x03\x12\x17\n\x13\x44\x45PLOY_STAGE_ENROLL\x10\x04\x12\x16\n\x12\x44\x45PLOY_STAGE_START\x10\x05\x12\x17\n\x13\x44\x45PLOY_STAGE_ONLINE\x10\x06\x12\x15\n\x11\x44\x45PLOY_STAGE_DONE\x10\x07*\xd7\x01\n\x10\x44\x65ployHostResult\x12\"\n\x1e\x44\x45PLOY_HOST_RESULT_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_PENDING\x10\x01\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_RUNNING\x10\x02\x12 \n\x1c\x44\x45PLOY_HOST_RESULT_SUCCEEDED\x10\x03\x12\x1d\n\x19\x44\x45PLOY_HOST_RESULT_FAILED\x10\x04\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_SKIPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sonde/v1/deploy.proto\x12\x08sonde.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0c\x44\x65ployTarget\x12,\n\ttransport\x18\x01 \x01(\x0e\x32\x19.sonde.v1.DeployTransport\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\"\xb3\x01\n\rDeployOptions\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tstate_dir\x18\x02 \x01(\t\x12\x10\n\x08unit_dir\x18\x03 \x01(\t\x12\x10\n\x08parallel\x18\x04 \x01(\r\x12\x16\n\x0ehost_timeout_s\x18\x05 \x01(\r\x12\x18\n\x10online_timeout_s\x18\x06 \x01(\r\x12\x13\n\x0bmin_free_mb\x18\x07 \x01(\r\x12\x14\n\x0cmsi_delivery\x18\x08 \x01(\t\"\xca\x02\n\x0e\x44\x65ploymentHost\x12,\n\ttransport\x18\x01 \x01(\x0e\x32\x19.sonde.v1.DeployTransport\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncredential\x18\x03 \x01(\t\x12$\n\x05stage\x18\x04 \x01(\x0e\x32\x15.sonde.v1.DeployStage\x12*\n\x06result\x18\x05 \x01(\x0e\x32\x1a.sonde.v1.DeployHostResult\x12\x14\n\x0c\x66\x61iled_check\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x15\n\rfound_version\x18\x08 \x01(\t\x12\x10\n\x08\x61gent_id\x18\t \x01(\t\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmsi_delivery\x18\x0b \x01(\t\"\xec\x01\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x10\n\x08retry_of\x18\x05 \x01(\t\x12(\n\x07options\x18\x06 \x01(\x0b\x32\x17.sonde.v1.DeployOptions\x12\'\n\x05hosts\x18\x07 \x03(\x0b\x32\x18.sonde.v1.DeploymentHost\x12\x10\n\x08\x66inished\x18\x08 \x01(\x08\"x\n\x16StartDeploymentRequest\x12%\n\x05hosts\x18\x01 \x03(\x0b\x32\x16.sonde.v1.DeployTarget\x12(\n\x07options\x18\x02 \x01(\x0b\x32\x17.sonde.v1.DeployOptions\x12\r\n\x05retry\x18\x03 \x01(\t\"C\n\x17StartDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.sonde.v1.Deployment\"\"\n\x14GetDeploymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.sonde.v1.Deployment*i\n\x0f\x44\x65ployTransport\x12 \n\x1c\x44\x45PLOY_TRANSPORT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45PLOY_TRANSPORT_SSH\x10\x01\x12\x1a\n\x16\x44\x45PLOY_TRANSPORT_WINRM\x10\x02*\xdc\x01\n\x0b\x44\x65ployStage\x12\x1c\n\x18\x44\x45PLOY_STAGE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45PLOY_STAGE_PLANNED\x10\x01\x12\x1a\n\x16\x44\x45PLOY_STAGE_PREFLIGHT\x10\x02\x12\x18\n\x14\x44\x45PLOY_STAGE_INSTALL\x10\x03\x12\x17\n\x13\x44\x45PLOY_STAGE_ENROLL\x10\x04\x12\x16\n\x12\x44\x45PLOY_STAGE_START\x10\x05\x12\x17\n\x13\x44\x45PLOY_STAGE_ONLINE\x10\x06\x12\x15\n\x11\x44\x45PLOY_STAGE_DONE\x10\x07*\xd7\x01\n\x10\x44\x65ployHostResult\x12\"\n\x1e\x44\x45PLOY_HOST_RESULT_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_PENDING\x10\x01\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_RUNNING\x10\x02\x12 \n\x1c\x44\x45PLOY_HOST_RESULT_SUCCEEDED\x10\x03\x12\x1d\n\x19\x44\x45PLOY_HOST_RESULT_FAILED\x10\x04\x12\x1e\n\x1a\x44\x45PLOY_HOST_RESULT_SKIPPED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sonde.v1.deploy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEPLOYTRANSPORT']._serialized_start=1171
-  _globals['_DEPLOYTRANSPORT']._serialized_end=1276
-  _globals['_DEPLOYSTAGE']._serialized_start=1279
-  _globals['_DEPLOYSTAGE']._serialized_end=1499
-  _globals['_DEPLOYHOSTRESULT']._serialized_start=1502
-  _globals['_DEPLOYHOSTRESULT']._serialized_end=1717
+  _globals['_DEPLOYTRANSPORT']._serialized_start=1215
+  _globals['_DEPLOYTRANSPORT']._serialized_end=1320
+  _globals['_DEPLOYSTAGE']._serialized_start=1323
+  _globals['_DEPLOYSTAGE']._serialized_end=1543
+  _globals['_DEPLOYHOSTRESULT']._serialized_start=1546
+  _globals['_DEPLOYHOSTRESULT']._serialized_end=1761
   _globals['_DEPLOYTARGET']._serialized_start=68
   _globals['_DEPLOYTARGET']._serialized_end=165
   _globals['_DEPLOYOPTIONS']._serialized_start=168
-  _globals['_DEPLOYOPTIONS']._serialized_end=325
-  _globals['_DEPLOYMENTHOST']._serialized_start=328
-  _globals['_DEPLOYMENTHOST']._serialized_end=636
-  _globals['_DEPLOYMENT']._serialized_start=639
-  _globals['_DEPLOYMENT']._serialized_end=875
-  _globals['_STARTDEPLOYMENTREQUEST']._serialized_start=877
-  _globals['_STARTDEPLOYMENTREQUEST']._serialized_end=997
-  _globals['_STARTDEPLOYMENTRESPONSE']._serialized_start=999
-  _globals['_STARTDEPLOYMENTRESPONSE']._serialized_end=1066
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1068
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1102
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1104
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1169
+  _globals['_DEPLOYOPTIONS']._serialized_end=347
+  _globals['_DEPLOYMENTHOST']._serialized_start=350
+  _globals['_DEPLOYMENTHOST']._serialized_end=680
+  _globals['_DEPLOYMENT']._serialized_start=683
+  _globals['_DEPLOYMENT']._serialized_end=919
+  _globals['_STARTDEPLOYMENTREQUEST']._serialized_start=921
+  _globals['_STARTDEPLOYMENTREQUEST']._serialized_end=1041
+  _globals['_STARTDEPLOYMENTRESPONSE']._serialized_start=1043
+  _globals['_STARTDEPLOYMENTRESPONSE']._serialized_end=1110
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1112
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1146
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1148
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1213
 # @@protoc_insertion_point(module_scope)

@@ -134,6 +134,7 @@ class DeployOptions(_message.Message):
     HOST_TIMEOUT_S_FIELD_NUMBER: _builtins.int
     ONLINE_TIMEOUT_S_FIELD_NUMBER: _builtins.int
     MIN_FREE_MB_FIELD_NUMBER: _builtins.int
+    MSI_DELIVERY_FIELD_NUMBER: _builtins.int
     prefix: _builtins.str
     """the agent's venv; may hold {host} and {port}"""
     state_dir: _builtins.str
@@ -143,6 +144,10 @@ class DeployOptions(_message.Message):
     host_timeout_s: _builtins.int
     online_timeout_s: _builtins.int
     min_free_mb: _builtins.int
+    msi_delivery: _builtins.str
+    """Windows: "fetch" (the host gets the MSI from the server's package listener over HTTPS),
+    "stream" (over WinRM), or "auto" / "": fetch where the host reaches the listener.
+    """
     def __init__(
         self,
         *,
@@ -153,10 +158,11 @@ class DeployOptions(_message.Message):
         host_timeout_s: _builtins.int = ...,
         online_timeout_s: _builtins.int = ...,
         min_free_mb: _builtins.int = ...,
+        msi_delivery: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_timeout_s", b"host_timeout_s", "min_free_mb", b"min_free_mb", "online_timeout_s", b"online_timeout_s", "parallel", b"parallel", "prefix", b"prefix", "state_dir", b"state_dir", "unit_dir", b"unit_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_timeout_s", b"host_timeout_s", "min_free_mb", b"min_free_mb", "msi_delivery", b"msi_delivery", "online_timeout_s", b"online_timeout_s", "parallel", b"parallel", "prefix", b"prefix", "state_dir", b"state_dir", "unit_dir", b"unit_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -176,6 +182,7 @@ class DeploymentHost(_message.Message):
     FOUND_VERSION_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    MSI_DELIVERY_FIELD_NUMBER: _builtins.int
     transport: Global___DeployTransport.ValueType
     address: _builtins.str
     """USER@HOST:PORT"""
@@ -190,6 +197,8 @@ class DeploymentHost(_message.Message):
     """the agent version installed before; "" for none"""
     agent_id: _builtins.str
     """once enrolled"""
+    msi_delivery: _builtins.str
+    """Windows: "fetched" or "streamed"; "" before preflight"""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -205,10 +214,11 @@ class DeploymentHost(_message.Message):
         found_version: _builtins.str = ...,
         agent_id: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        msi_delivery: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_id", b"agent_id", "credential", b"credential", "failed_check", b"failed_check", "found_version", b"found_version", "reason", b"reason", "result", b"result", "stage", b"stage", "transport", b"transport", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_id", b"agent_id", "credential", b"credential", "failed_check", b"failed_check", "found_version", b"found_version", "msi_delivery", b"msi_delivery", "reason", b"reason", "result", b"result", "stage", b"stage", "transport", b"transport", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
