@@ -38,6 +38,7 @@ from sonde.server.domain.commands import (
     new_command_id,
 )
 from sonde.server.domain.diagnostics import StoredSnapshotRecord, store_snapshot
+from sonde.server.domain.reached_shells import ReachedShells, open_ssh, open_winrm
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.ticket_model import TicketEventKind
@@ -51,7 +52,6 @@ from sonde.server.remote.credentials import Credential, CredentialSource
 from sonde.server.remote.host_keys import HostKeyRefused, TrustedHostKey, host_address
 from sonde.server.remote.remote_snapshot import RemoteSnapshot, collect_remote_snapshot
 from sonde.server.remote.shell import RemoteError, RemoteShell, RemoteTarget, Transport
-from sonde.server.remote.ssh import SshShell
 from sonde.server.remote.winrm import WinRMHost, WinRMShell
 from sonde.server.remote.winrm_snapshot import collect_windows_over_winrm
 from sonde.server.storage.db import Database
@@ -60,16 +60,6 @@ from sonde.v1 import diagnostics_pb2
 
 OpenShell = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitable[RemoteShell]]
 OpenWinRM = Callable[[WinRMHost, Credential], Awaitable[WinRMShell]]
-
-
-async def _open_ssh(
-    target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
-) -> RemoteShell:
-    return await SshShell.open(target, credential, trusted)
-
-
-async def _open_winrm(host: WinRMHost, credential: Credential) -> WinRMShell:
-    return await WinRMShell.open(host, credential)
 
 
 # A password a technician types for one connection: as long as any real one, bounded.
@@ -141,8 +131,8 @@ class AgentlessDiagnostics:
         clock: Clock = utc_now,
         *,
         winrm_hosts: WinRMHosts | None = None,
-        open_shell: OpenShell = _open_ssh,
-        open_winrm: OpenWinRM = _open_winrm,
+        open_shell: OpenShell = open_ssh,
+        open_winrm: OpenWinRM = open_winrm,
         python: str = "python3",
     ) -> None:
         self._db = db
@@ -150,18 +140,14 @@ class AgentlessDiagnostics:
         self._hosts = hosts
         self._credentials = credentials
         self._clock = clock
-        self._winrm_hosts = winrm_hosts or WinRMHosts(db, audited, clock)
-        self._open_shell = open_shell
-        self._open_winrm = open_winrm
+        self._shells = ReachedShells(
+            hosts,
+            winrm_hosts or WinRMHosts(db, audited, clock),
+            credentials,
+            open_ssh=open_shell,
+            open_winrm=open_winrm,
+        )
         self._python = python
-
-    async def _open(self, target: RemoteTarget, credential: Credential) -> RemoteShell:
-        """The transport's shell: SSH to a trusted host key, WinRM with the host's settings."""
-        if target.transport is Transport.WINRM:
-            settings = await self._winrm_hosts.settings_for(target)
-            return await self._open_winrm(settings, credential)
-        trusted = await self._hosts.for_address(target.host, target.port)
-        return await self._open_shell(target, credential, trusted)
 
     async def _collect(self, shell: RemoteShell, shell_only: bool) -> RemoteSnapshot:
         if isinstance(shell, WinRMShell):
@@ -208,7 +194,7 @@ class AgentlessDiagnostics:
                 if one_time_password
                 else await self._credentials.for_target(target, credential_name)
             )
-            shell = await self._open(target, credential)
+            shell = await self._shells.open_with(target, credential)
         except HostKeyRefused as refused:
             raise await self._hosts.refused_login(principal, target, refused) from None
         except (RemoteError, SondeError) as error:

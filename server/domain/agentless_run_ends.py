@@ -20,14 +20,13 @@ from sonde.server.domain.commands import (
     lock_command_record,
 )
 from sonde.server.domain.replicas import LEASE
-from sonde.server.domain.run_records import NO_SECRETS
+from sonde.server.domain.run_records import NO_SECRETS, runs_with_entry
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake
 from sonde.server.remote.reached_runs import PreparedRun, ScriptOutcome
 from sonde.server.storage.tables import (
     agentless_runs,
-    catalog_scripts,
     commands,
     replicas,
     script_runs,
@@ -40,26 +39,7 @@ SERVER = "server"
 def signed_entry(
     connection: Connection, command_id: str
 ) -> tuple[SignedEntry, dict[str, str], bool]:
-    row = connection.execute(
-        select(
-            script_runs.c.parameters,
-            script_runs.c.dry_run,
-            catalog_scripts.c.script_id,
-            catalog_scripts.c.version,
-            catalog_scripts.c.manifest,
-            catalog_scripts.c.script,
-            catalog_scripts.c.key_id,
-            catalog_scripts.c.signature,
-        )
-        .select_from(
-            script_runs.join(
-                catalog_scripts,
-                (catalog_scripts.c.script_id == script_runs.c.script_id)
-                & (catalog_scripts.c.version == script_runs.c.script_version),
-            )
-        )
-        .where(script_runs.c.command_id == command_id)
-    ).one()
+    row = connection.execute(runs_with_entry().where(script_runs.c.command_id == command_id)).one()
     signed = SignedEntry(
         row.script_id,
         row.version,

@@ -19,13 +19,13 @@ OpenSsh = Callable[[RemoteTarget, Credential, Sequence[TrustedHostKey]], Awaitab
 OpenWinRM = Callable[[WinRMHost, Credential], Awaitable[RemoteShell]]
 
 
-async def _open_ssh(
+async def open_ssh(
     target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
 ) -> RemoteShell:
     return await SshShell.open(target, credential, trusted)
 
 
-async def _open_winrm(host: WinRMHost, credential: Credential) -> RemoteShell:
+async def open_winrm(host: WinRMHost, credential: Credential) -> WinRMShell:
     return await WinRMShell.open(host, credential)
 
 
@@ -36,8 +36,8 @@ class ReachedShells:
         winrm_hosts: WinRMHosts,
         credentials: CredentialSource,
         *,
-        open_ssh: OpenSsh = _open_ssh,
-        open_winrm: OpenWinRM = _open_winrm,
+        open_ssh: OpenSsh = open_ssh,
+        open_winrm: OpenWinRM = open_winrm,
     ) -> None:
         self._hosts = hosts
         self._winrm_hosts = winrm_hosts
@@ -47,6 +47,11 @@ class ReachedShells:
 
     async def open(self, target: RemoteTarget, credential_name: str = "") -> RemoteShell:
         credential = await self._credentials.for_target(target, credential_name)
+        return await self.open_with(target, credential)
+
+    async def open_with(self, target: RemoteTarget, credential: Credential) -> RemoteShell:
+        """The transport's shell with this credential: SSH to a trusted host key only,
+        WinRM with the host's stored settings."""
         if target.transport is Transport.WINRM:
             return await self._open_winrm(await self._winrm_hosts.settings_for(target), credential)
         trusted = await self._hosts.for_address(target.host, target.port)

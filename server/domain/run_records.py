@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from sonde.catalog.manifest import Manifest, ManifestError, Platform, Risk, parse_manifest
 from sonde.server.domain.commands import CommandRecord, load_command
@@ -200,3 +201,26 @@ def platform_of(text: str) -> Platform | None:
         return Platform(text)
     except ValueError:
         return None
+
+
+def runs_with_entry(*columns: ColumnElement[Any]) -> Select[Any]:
+    """Runs joined to the catalog entry each was asked with: `columns` of the run, then its
+    parameters, dry_run and the entry as signed (script id, version, manifest, script, key
+    id, signature). A where clause picks the runs."""
+    return select(
+        *columns,
+        script_runs.c.parameters,
+        script_runs.c.dry_run,
+        catalog_scripts.c.script_id,
+        catalog_scripts.c.version,
+        catalog_scripts.c.manifest,
+        catalog_scripts.c.script,
+        catalog_scripts.c.key_id,
+        catalog_scripts.c.signature,
+    ).select_from(
+        script_runs.join(
+            catalog_scripts,
+            (catalog_scripts.c.script_id == script_runs.c.script_id)
+            & (catalog_scripts.c.version == script_runs.c.script_version),
+        )
+    )

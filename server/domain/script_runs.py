@@ -74,6 +74,7 @@ from sonde.server.domain.run_records import (
     lock_run_row,
     published_manifest,
     run_from,
+    runs_with_entry,
 )
 from sonde.server.domain.run_results import RunResults
 from sonde.server.domain.run_tiers import check_tier, roles_text
@@ -85,7 +86,7 @@ from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import LocalStream, Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import catalog_scripts, commands, script_runs
+from sonde.server.storage.tables import commands, script_runs
 from sonde.server.storage.types import AnyRow
 from sonde.v1 import remediation_pb2
 
@@ -477,27 +478,8 @@ class ScriptRuns(RunResults):
         key = self._dispatch_key
         if key is None:
             raise RuntimeError("this server has no dispatch key (pki/dispatch.key)")
-        query = (
-            select(
-                script_runs.c.command_id,
-                script_runs.c.parameters,
-                script_runs.c.dry_run,
-                script_runs.c.approved_by,
-                catalog_scripts.c.script_id,
-                catalog_scripts.c.version,
-                catalog_scripts.c.manifest,
-                catalog_scripts.c.script,
-                catalog_scripts.c.key_id,
-                catalog_scripts.c.signature,
-            )
-            .select_from(
-                script_runs.join(
-                    catalog_scripts,
-                    (catalog_scripts.c.script_id == script_runs.c.script_id)
-                    & (catalog_scripts.c.version == script_runs.c.script_version),
-                )
-            )
-            .where(script_runs.c.command_id.in_([command.id for command in wanted]))
+        query = runs_with_entry(script_runs.c.command_id, script_runs.c.approved_by).where(
+            script_runs.c.command_id.in_([command.id for command in wanted])
         )
         rows = {row.command_id: row for row in connection.execute(query).all()}
         now = self._clock()

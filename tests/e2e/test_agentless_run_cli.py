@@ -44,6 +44,23 @@ def ok_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return value
 
 
+def _reachable_over_ssh(sonde: Deployment, sshd: Sshd, tmp_path: Path) -> str:
+    """The sshd's user key stored as `lab-key` and its host key trusted, by the CLI; the
+    USER@HOST:PORT to give --ssh."""
+    key_file = tmp_path / "helpdesk_ed25519"
+    key_file.write_bytes(sshd.user_key)
+    key_file.chmod(0o600)
+    added = cli(
+        sonde, "credentials", "add", "lab-key", "--kind", "ssh-key", "--user", sshd.user,
+        "--hosts", "127.0.0.1", "--key-file", str(key_file),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    address = f"127.0.0.1:{sshd.port}"
+    trusted = cli(sonde, "hosts", "trust", address, "--fingerprint", sshd.host_key.fingerprint)
+    assert trusted.returncode == 0, trusted.stderr
+    return f"{sshd.user}@{address}"
+
+
 def test_catalog_scripts_run_over_ssh_with_their_output_on_the_ticket(
     shared_sonde: Deployment, sshd: Sshd, tmp_path: Path
 ) -> None:
@@ -56,18 +73,7 @@ def test_catalog_scripts_run_over_ssh_with_their_output_on_the_ticket(
     )  # fmt: skip
     assert signed.returncode == 0, signed.stderr
     assert cli(sonde, "catalog", "publish", str(bundle)).returncode == 0
-    key_file = tmp_path / "helpdesk_ed25519"
-    key_file.write_bytes(sshd.user_key)
-    key_file.chmod(0o600)
-    added = cli(
-        sonde, "credentials", "add", "lab-key", "--kind", "ssh-key", "--user", sshd.user,
-        "--hosts", "127.0.0.1", "--key-file", str(key_file),
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    address = f"127.0.0.1:{sshd.port}"
-    trusted = cli(sonde, "hosts", "trust", address, "--fingerprint", sshd.host_key.fingerprint)
-    assert trusted.returncode == 0, trusted.stderr
-    target = f"{sshd.user}@{address}"
+    target = _reachable_over_ssh(sonde, sshd, tmp_path)
 
     never_seen = cli(sonde, "run", "lab-pc", "clear-temp-files-linux", "--ssh", target)
     assert never_seen.returncode != 0
@@ -183,18 +189,7 @@ def test_a_server_killed_mid_run_ends_it_interrupted_and_never_runs_it_again(
         )
     )
     assert cli(sonde, "catalog", "publish", str(bundle)).returncode == 0
-    key_file = tmp_path / "helpdesk_ed25519"
-    key_file.write_bytes(sshd.user_key)
-    key_file.chmod(0o600)
-    added = cli(
-        sonde, "credentials", "add", "lab-key", "--kind", "ssh-key", "--user", sshd.user,
-        "--hosts", "127.0.0.1", "--key-file", str(key_file),
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    address = f"127.0.0.1:{sshd.port}"
-    trusted = cli(sonde, "hosts", "trust", address, "--fingerprint", sshd.host_key.fingerprint)
-    assert trusted.returncode == 0, trusted.stderr
-    target = f"{sshd.user}@{address}"
+    target = _reachable_over_ssh(sonde, sshd, tmp_path)
     machine = ok_json(cli(sonde, "--json", "diag", "lab-pc", "--ssh", target, "--shell-only"))[
         "command"
     ]["agent_id"]

@@ -10,11 +10,14 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
+from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.winrm_hosts import WinRMChoices, WinRMHosts
 from sonde.v1 import console_pb2, console_pb2_grpc, deploy_pb2
 from tests.support.live_server import LiveServer
 from tests.support.sshd import Sshd
 
 SSH = deploy_pb2.DEPLOY_TRANSPORT_SSH
+LAB_ADMIN = Principal(1, "admin", Role.ADMIN)
 
 
 async def store_key(
@@ -58,6 +61,16 @@ async def finished(
         await asyncio.sleep(0.2)
 
 
+def why(deployment: deploy_pb2.Deployment, address: str) -> str:
+    """One host's row in a line, for an assertion's message: the whole deployment is cut
+    short by pytest, and a rare failure must say what that host answered."""
+    for host in deployment.hosts:
+        if host.address == address:
+            stage = deploy_pb2.DeployStage.Name(host.stage).removeprefix("DEPLOY_STAGE_")
+            return f"{address} at {stage.lower()}, check {host.failed_check!r}: {host.reason}"
+    return f"{address} is not in deployment {deployment.id}"
+
+
 def results(deployment: deploy_pb2.Deployment) -> dict[str, tuple[str, str]]:
     """address -> (result, failed check)"""
     return {
@@ -84,3 +97,27 @@ async def audit_rows(live: LiveServer, action: str) -> list[dict[str, object]]:
 
 def addresses(hosts: Sequence[Sshd]) -> list[str]:
     return [f"{sshd.user}@127.0.0.1:{sshd.port}" for sshd in hosts]
+
+
+async def windows_lab(
+    live: LiveServer,
+    console: console_pb2_grpc.ConsoleServiceAsyncStub,
+    addresses: Sequence[str],
+    user: str,
+    password: str,
+) -> None:
+    """Stand-in Windows hosts made reachable: plain HTTP with Basic allowed for each (the
+    WinRS endpoints speak nothing else) and their password stored as `lab-winrm`."""
+    settings = WinRMHosts(live.db, live.writes)
+    plain = WinRMChoices(https=False, auth="basic", allow_basic=True, allow_unencrypted=True)
+    for address in addresses:
+        await settings.set(LAB_ADMIN, address, plain)
+    await console.AddCredential(
+        console_pb2.AddCredentialRequest(
+            name="lab-winrm",
+            kind=console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
+            user=user,
+            hosts=["127.0.0.1"],
+            secret=password,
+        )
+    )

@@ -21,11 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sonde.server.domain.roles import Principal, Role
-from sonde.server.domain.winrm_hosts import WinRMChoices, WinRMHosts
 from sonde.server.storage.tables import agents
 from sonde.v1 import console_pb2, console_pb2_grpc, deploy_pb2
-from tests.integration.deploy.deploy_support import finished, results, trust
+from tests.integration.deploy.deploy_support import finished, results, trust, why, windows_lab
 from tests.support.deploy_hosts import (
     TestHost,
     fleet_options,
@@ -39,7 +37,6 @@ from tests.support.winrs_deploy import WindowsHost, start_windows_host
 
 FRESH, PROVISIONED, WINDOWS = 3, 7, 5
 WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
-ADMIN = Principal(1, "admin", Role.ADMIN)
 
 
 @pytest.fixture
@@ -150,19 +147,8 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
         for name, host in fleet.hosts.items():
             if name != "untrusted":
                 await trust(console, host.sshd)
-        await console.AddCredential(
-            console_pb2.AddCredentialRequest(
-                name="lab-winrm",
-                kind=console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
-                user=WINRS_USER,
-                hosts=["127.0.0.1"],
-                secret=WINRS_PASSWORD,
-            )
-        )
-        settings = WinRMHosts(live.db, live.writes)
-        plain = WinRMChoices(https=False, auth="basic", allow_basic=True, allow_unencrypted=True)
-        for windows in fleet.windows.values():
-            await settings.set(ADMIN, windows.address, plain)
+        addresses = [windows.address for windows in fleet.windows.values()]
+        await windows_lab(live, console, addresses, WINRS_USER, WINRS_PASSWORD)
         from sonde.server.console.deploy import hosts_from_file
 
         options = fleet_options(fleet.root)
@@ -191,20 +177,32 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
                 assert report[fleet.address(name)] == ("SUCCEEDED", ""), reasons[
                     fleet.address(name)
                 ]
-        assert report[fleet.address("wrong-key")] == ("FAILED", "credentials")
+        assert report[fleet.address("wrong-key")] == ("FAILED", "credentials"), why(
+            first, fleet.address("wrong-key")
+        )
         assert "fleet-key" in reasons[fleet.address("wrong-key")]
-        assert report[fleet.address("untrusted")] == ("FAILED", "host key")
+        assert report[fleet.address("untrusted")] == ("FAILED", "host key"), why(
+            first, fleet.address("untrusted")
+        )
         assert "sonde hosts trust" in reasons[fleet.address("untrusted")]
-        assert report[fleet.address("closed-port")] == ("FAILED", "reachable")
+        assert report[fleet.address("closed-port")] == ("FAILED", "reachable"), why(
+            first, fleet.address("closed-port")
+        )
         assert "could not reach" in reasons[fleet.address("closed-port")]
         # The real systemctl of a machine whose PID 1 is not systemd says so (or there is none).
         assert report[fleet.address("no-systemd")][0] == "FAILED"
         assert "systemd" in reasons[fleet.address("no-systemd")]
-        assert report[fleet.address("no-sftp")] == ("FAILED", "install")
+        assert report[fleet.address("no-sftp")] == ("FAILED", "install"), why(
+            first, fleet.address("no-sftp")
+        )
         assert "SFTP" in reasons[fleet.address("no-sftp")]
-        assert report[fleet.address("not-admin")] == ("FAILED", "admin")
+        assert report[fleet.address("not-admin")] == ("FAILED", "admin"), why(
+            first, fleet.address("not-admin")
+        )
         assert "Administrators" in reasons[fleet.address("not-admin")]
-        assert report[fleet.address("wrong-password")] == ("FAILED", "credentials")
+        assert report[fleet.address("wrong-password")] == ("FAILED", "credentials"), why(
+            first, fleet.address("wrong-password")
+        )
         # Fresh hosts went through the install; imaged ones were found at the wanted version.
         by_address = {host.address: host for host in first.hosts}
         assert by_address[fleet.address("fresh-0")].found_version == ""
@@ -239,11 +237,11 @@ async def test_twenty_hosts_some_failing_the_report_says_why_and_a_retry_redoes_
         for name in names:
             address = fleet.address(name)
             if name in fixed:
-                assert redone[address] == ("SUCCEEDED", ""), second
+                assert redone[address] == ("SUCCEEDED", ""), why(second, address)
             elif name == "no-sftp":
-                assert redone[address] == ("FAILED", "install")
+                assert redone[address] == ("FAILED", "install"), why(second, address)
             else:
-                assert redone[address] == ("SKIPPED", "")
+                assert redone[address] == ("SKIPPED", ""), why(second, address)
                 # Touched only the failures: not one login to a host already done.
                 if name in fleet.windows:
                     assert len(fleet.windows[name].endpoint.actions) == requests[name], name

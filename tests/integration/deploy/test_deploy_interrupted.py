@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from sonde.server.domain.deployment_store import update_host
 from sonde.v1 import console_pb2_grpc, deploy_pb2
@@ -23,21 +20,8 @@ from tests.integration.deploy.deploy_support import (
     store_key,
     trust,
 )
-from tests.support.deploy_hosts import TestHost, fleet_options, start_host
-from tests.support.live_server import LiveServer, live_server
-
-
-@pytest.fixture
-async def live(db_url: str, tmp_path: Path, wheelhouse: Path) -> AsyncIterator[LiveServer]:
-    async with live_server(tmp_path / "server", db_url, wheelhouse=wheelhouse) as running:
-        yield running
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[TestHost]:
-    started = start_host(tmp_path / "hosts")
-    yield started
-    started.stop()
+from tests.support.deploy_hosts import TestHost, fleet_options
+from tests.support.live_server import LiveServer
 
 
 def _request(host: TestHost, root: Path) -> deploy_pb2.StartDeploymentRequest:

@@ -5,10 +5,8 @@ process, enrolls and comes online. Re-running the same deployment skips the host
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from sonde.server.storage.tables import agents, enrollment_tokens
@@ -21,21 +19,8 @@ from tests.integration.deploy.deploy_support import (
     store_key,
     trust,
 )
-from tests.support.deploy_hosts import TestHost, fleet_options, start_host
-from tests.support.live_server import LiveServer, live_server
-
-
-@pytest.fixture
-async def live(db_url: str, tmp_path: Path, wheelhouse: Path) -> AsyncIterator[LiveServer]:
-    async with live_server(tmp_path / "server", db_url, wheelhouse=wheelhouse) as running:
-        yield running
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[TestHost]:
-    started = start_host(tmp_path / "hosts")
-    yield started
-    started.stop()
+from tests.support.deploy_hosts import TestHost, fleet_options
+from tests.support.live_server import LiveServer
 
 
 def _options(root: Path) -> deploy_pb2.DeployOptions:

@@ -13,16 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sonde.server.domain.roles import Principal, Role
-from sonde.server.domain.winrm_hosts import WinRMChoices, WinRMHosts
 from sonde.server.storage.tables import agents
-from sonde.v1 import console_pb2, console_pb2_grpc, deploy_pb2
-from tests.integration.deploy.deploy_support import finished, results
+from sonde.v1 import console_pb2_grpc, deploy_pb2
+from tests.integration.deploy.deploy_support import finished, results, why, windows_lab
 from tests.support.live_server import LiveServer, live_server
 from tests.support.winrs_deploy import WindowsHost, start_windows_host
 
 USER, PASSWORD = "helpdesk", "a-throwaway-winrs-password"
-L2 = Principal(1, "admin", Role.ADMIN)
 
 
 @pytest.fixture
@@ -47,24 +44,9 @@ async def test_a_push_install_over_winrm_streams_the_msi_and_the_service_comes_o
     good, not_admin, wrong_password = windows
     not_admin.admin = False
     wrong_password.endpoint.password = "another-password"
-    settings = WinRMHosts(live.db, live.writes)
-    for host in windows:
-        await settings.set(
-            L2,
-            host.address,
-            WinRMChoices(https=False, auth="basic", allow_basic=True, allow_unencrypted=True),
-        )
     async with live.console_channel(live.admin_token) as channel:
         console = console_pb2_grpc.ConsoleServiceStub(channel)
-        await console.AddCredential(
-            console_pb2.AddCredentialRequest(
-                name="lab-winrm",
-                kind=console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
-                user=USER,
-                hosts=["127.0.0.1"],
-                secret=PASSWORD,
-            )
-        )
+        await windows_lab(live, console, [host.address for host in windows], USER, PASSWORD)
         request = deploy_pb2.StartDeploymentRequest(
             hosts=[
                 deploy_pb2.DeployTarget(
@@ -79,10 +61,14 @@ async def test_a_push_install_over_winrm_streams_the_msi_and_the_service_comes_o
         done = await finished(console, (await console.StartDeployment(request)).deployment.id)
         report = results(done)
         by_address = {host.address: host for host in done.hosts}
-        assert report[f"{USER}@{good.address}"] == ("SUCCEEDED", ""), done
-        # The whole deployment in the message: a rare "login" failure here (seen once in a
-        # loaded CI run, not reproduced) must say what the host answered.
-        assert report[f"{USER}@{not_admin.address}"] == ("FAILED", "admin"), done
+        assert report[f"{USER}@{good.address}"] == ("SUCCEEDED", ""), why(
+            done, f"{USER}@{good.address}"
+        )
+        # A rare "login" failure here (seen once in a loaded CI run, not reproduced) must say
+        # what the host answered.
+        assert report[f"{USER}@{not_admin.address}"] == ("FAILED", "admin"), why(
+            done, f"{USER}@{not_admin.address}"
+        )
         assert "Administrators" in by_address[f"{USER}@{not_admin.address}"].reason
         assert report[f"{USER}@{wrong_password.address}"] == ("FAILED", "credentials")
 

@@ -27,20 +27,17 @@ from sqlalchemy import select
 
 from sonde.server import pki
 from sonde.server.api.package_listener import PackageListener
-from sonde.server.domain.roles import Principal, Role
-from sonde.server.domain.winrm_hosts import WinRMChoices, WinRMHosts
 from sonde.server.remote import winrm_powershell as ps
 from sonde.server.remote.msi_fetch import PackageOffer, fetch_on_host
 from sonde.server.remote.windows_install import load_msi, preflight_windows
 from sonde.server.storage.tables import agents
-from sonde.v1 import console_pb2, console_pb2_grpc, deploy_pb2
-from tests.integration.deploy.deploy_support import finished, results
+from sonde.v1 import console_pb2_grpc, deploy_pb2
+from tests.integration.deploy.deploy_support import finished, results, windows_lab
 from tests.integration.remote.test_winrm_shell import _real_host, opened
 from tests.support.live_server import LiveServer, live_server
 from tests.support.winrs_deploy import WindowsHost, start_windows_host
 
 USER, PASSWORD = "helpdesk", "a-throwaway-winrs-password"
-ADMIN = Principal(1, "admin", Role.ADMIN)
 MSI_BYTES = 700 * 1024
 MSI_PATH = "C:\\Windows\\Temp\\sonde-agent-0.1.0.msi"
 
@@ -121,24 +118,9 @@ async def test_hosts_fetch_the_msi_over_https_where_they_reach_the_server_and_el
 ) -> None:
     fetcher, walled = windows
     walled.reaches_server = False
-    settings = WinRMHosts(live.db, live.writes)
-    for host in windows:
-        await settings.set(
-            ADMIN,
-            host.address,
-            WinRMChoices(https=False, auth="basic", allow_basic=True, allow_unencrypted=True),
-        )
     async with live.console_channel(live.admin_token) as channel:
         console = console_pb2_grpc.ConsoleServiceStub(channel)
-        await console.AddCredential(
-            console_pb2.AddCredentialRequest(
-                name="lab-winrm",
-                kind=console_pb2.CREDENTIAL_KIND_WINRM_PASSWORD,
-                user=USER,
-                hosts=["127.0.0.1"],
-                secret=PASSWORD,
-            )
-        )
+        await windows_lab(live, console, [host.address for host in windows], USER, PASSWORD)
         # Fetch is asked for: the host behind a firewall fails preflight, nothing installed.
         refused = await _deploy(console, [walled], "fetch")
         assert results(refused) == {f"{USER}@{walled.address}": ("FAILED", "package")}, refused
