@@ -41,15 +41,14 @@ from sonde.server.domain.deployment_store import (
     update_host,
 )
 from sonde.server.domain.enrollment_tokens import revoke_unused
+from sonde.server.domain.reached_shells import open_ssh
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.remote.credentials import Credential, CredentialSource
-from sonde.server.remote.host_keys import TrustedHostKey
 from sonde.server.remote.msi_fetch import MsiDelivery, PackageOffer
 from sonde.server.remote.shell import RemoteShell, RemoteTarget, Transport
-from sonde.server.remote.ssh import SshShell
 from sonde.server.remote.wheelhouse import Wheelhouse
 from sonde.server.remote.windows_install import AgentMsi
 from sonde.server.remote.winrm import WinRMHost, WinRMShell
@@ -123,12 +122,6 @@ class DeploySetup:
     package: PackageOffer | None = None  # where Windows hosts can fetch the MSI over HTTPS
 
 
-async def _open_ssh(
-    target: RemoteTarget, credential: Credential, trusted: Sequence[TrustedHostKey]
-) -> RemoteShell:
-    return await SshShell.open(target, credential, trusted)
-
-
 def ssh_setup(
     wheelhouse: Wheelhouse | None,
     msi: AgentMsi | None = None,
@@ -136,7 +129,7 @@ def ssh_setup(
 ) -> DeploySetup:
     """The server's own: SSH logins with paramiko, the wheels and MSI given (None: refused),
     and the package listener's offer of the MSI (None: every Windows host gets it streamed)."""
-    return DeploySetup(wheelhouse, _open_ssh, msi, package)
+    return DeploySetup(wheelhouse, open_ssh, msi, package)
 
 
 class Deployments:
