@@ -33,6 +33,9 @@ from sonde.server.domain.roles import Principal
 from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.script_stats import ScriptStats
+from sonde.server.domain.ticket_categories import TicketCategories
+from sonde.server.domain.ticket_handling import TicketHandling
+from sonde.server.domain.ticket_queue import TicketQueue
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.domain.users import Users
@@ -65,6 +68,9 @@ class ServerServices:
     commands: Commands
     diagnostics: Diagnostics
     tickets: Tickets
+    ticket_handling: TicketHandling
+    ticket_queue: TicketQueue
+    categories: TicketCategories
     enrollment: EnrollmentIssuer
     catalog: Catalog
     proposals: Proposals
@@ -131,6 +137,9 @@ async def open_services(
         commands=commands,
         diagnostics=diagnostics,
         tickets=Tickets(db, writes=audited),
+        ticket_handling=TicketHandling(db, audited),
+        ticket_queue=TicketQueue(db),
+        categories=TicketCategories(db, audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         proposals=Proposals(db, audited),

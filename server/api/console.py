@@ -22,6 +22,7 @@ from sonde.server.api.console_credentials import CredentialMethods
 from sonde.server.api.console_deploy import DeployMethods
 from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
+from sonde.server.api.console_helpdesk import HelpdeskMethods
 from sonde.server.api.console_proposals import ProposalMethods
 from sonde.server.api.console_remote import RemoteMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
@@ -30,7 +31,7 @@ from sonde.server.api.errors import translate_errors
 from sonde.server.domain.agent_tickets import agent_tickets
 from sonde.server.domain.clock import utc_now
 from sonde.server.domain.snapshot_history import previous_snapshot_id
-from sonde.server.domain.ticket_model import TicketChannel, TicketPriority
+from sonde.server.domain.ticket_model import TicketChannel, TicketKind, TicketPriority
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2, console_pb2_grpc
@@ -53,6 +54,7 @@ def _optional_id(value: int, what: str) -> int | None:
 
 
 class ConsoleServicer(
+    HelpdeskMethods,
     CommandMethods,
     UserMethods,
     AuditMethods,
@@ -147,6 +149,8 @@ class ConsoleServicer(
             agent=request.agent or None,
             assignee=request.assignee or None,
             snapshot_id=_optional_id(request.snapshot_id, "the snapshot"),
+            kind=mapping.kind_from_proto(request.kind) or TicketKind.INCIDENT,
+            category=request.category or None,
         )
         return console_pb2.OpenTicketResponse(ticket=mapping.ticket(ticket))
 
@@ -225,7 +229,19 @@ class ConsoleServicer(
     ) -> console_pb2.ResolveTicketResponse:
         principal = current_principal()
         ticket_id = _positive_id(request.id, "the ticket")
-        ticket = await self._s.tickets.resolve(principal, ticket_id, request.resolution)
+        outcome = mapping.outcome_from_proto(request.outcome)
+        if outcome is None:
+            raise InvalidArgument(
+                "say how it was resolved (the outcome): fixed, workaround, no-fault-found, "
+                "user-guidance, done, hardware-replaced, third-party, duplicate or cancelled"
+            )
+        ticket = await self._s.tickets.resolve(
+            principal,
+            ticket_id,
+            request.resolution,
+            outcome=outcome,
+            time_spent=timedelta(seconds=request.time_spent_s),
+        )
         return console_pb2.ResolveTicketResponse(ticket=mapping.ticket(ticket))
 
     @translate_errors
@@ -234,7 +250,12 @@ class ConsoleServicer(
     ) -> console_pb2.CloseTicketResponse:
         principal = current_principal()
         ticket_id = _positive_id(request.id, "the ticket")
-        ticket = await self._s.tickets.close(principal, ticket_id, request.note)
+        ticket = await self._s.tickets.close(
+            principal,
+            ticket_id,
+            request.note,
+            outcome=mapping.outcome_from_proto(request.outcome),
+        )
         return console_pb2.CloseTicketResponse(ticket=mapping.ticket(ticket))
 
     @translate_errors

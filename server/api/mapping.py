@@ -16,7 +16,9 @@ from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventRecord,
+    TicketKind,
     TicketLevel,
+    TicketOutcome,
     TicketPriority,
     TicketRecord,
     TicketStatus,
@@ -92,6 +94,26 @@ def priority_from_proto(number: int) -> TicketPriority | None:
 def channel_from_proto(number: int) -> TicketChannel | None:
     name = _name(console_pb2.TicketChannel, number, "ticket channel")
     return _from_proto(name, "TICKET_CHANNEL", TicketChannel, "ticket channel")
+
+
+def kind_from_proto(number: int) -> TicketKind | None:
+    name = _name(console_pb2.TicketKind, number, "ticket kind")
+    return _from_proto(name, "TICKET_KIND", TicketKind, "ticket kind")
+
+
+def outcome_from_proto(number: int) -> TicketOutcome | None:
+    name = _name(console_pb2.TicketOutcome, number, "ticket outcome")
+    return _from_proto(name, "TICKET_OUTCOME", TicketOutcome, "ticket outcome")
+
+
+def ticket_kind(kind: TicketKind) -> console_pb2.TicketKind.ValueType:
+    return console_pb2.TicketKind.Value(f"TICKET_KIND_{kind.value.upper()}")
+
+
+def ticket_outcome(outcome: TicketOutcome | None) -> console_pb2.TicketOutcome.ValueType:
+    if outcome is None:
+        return console_pb2.TICKET_OUTCOME_UNSPECIFIED
+    return console_pb2.TicketOutcome.Value(f"TICKET_OUTCOME_{outcome.value.upper()}")
 
 
 def role_from_proto(number: int) -> Role | None:
@@ -178,6 +200,11 @@ def ticket(record: TicketRecord) -> console_pb2.Ticket:
         agent_removed=record.agent_removed,
         created_by=record.created_by,
         resolution=record.resolution,
+        kind=ticket_kind(record.kind),
+        category=record.category or "",
+        category_confirmed_by=record.category_confirmed_by or "",
+        outcome=ticket_outcome(record.outcome),
+        time_spent_s=record.time_spent_s,
     )
     _stamp(message.created_at, record.created_at)
     _stamp(message.updated_at, record.updated_at)

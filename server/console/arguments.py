@@ -7,6 +7,7 @@ would refuse it with a traceback. A page holds 1 to 1000 rows, as the server all
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 MAX_ID = 2**63 - 1
@@ -48,3 +49,20 @@ def page_offset(value: str) -> int:
 ticket_number = record_id("a ticket number")
 snapshot_number = record_id("a diagnostic number", "12")
 audit_row = record_id("an audit row id", "120")
+
+
+_TIME_SPENT = re.compile(r"(?:(\d{1,3})h)?(?:(\d{1,4})m(?:in)?)?")
+
+
+def time_spent(value: str) -> int:
+    """Seconds of `15m`, `1h`, `1h30m`, or a number of minutes (the server bounds it)."""
+    cleaned = value.strip().lower().replace(" ", "")
+    if cleaned.isdigit() and len(cleaned) <= 5:
+        return int(cleaned) * 60
+    match = _TIME_SPENT.fullmatch(cleaned)
+    if not cleaned or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{value[:20]!r} is not a time spent: say 15m, 1h or 1h30m"
+        )
+    hours, minutes = (int(part) if part else 0 for part in match.groups())
+    return hours * 3600 + minutes * 60

@@ -150,6 +150,24 @@ def _resolve_due(ticket: console_pb2.Ticket, now: float | None) -> Text:
     return sla_text(ticket.resolve_due_at, resolve_met(ticket), now)
 
 
+def nature_label(ticket: console_pb2.Ticket) -> str:
+    """`incident, printing/spooler (confirmed by bob)`: what the request is, and its place."""
+    kind = enum_label(
+        console_pb2.TicketKind.Name(ticket.kind or console_pb2.TICKET_KIND_INCIDENT),
+        "TICKET_KIND_",
+    )
+    if not ticket.category:
+        return f"{kind}, no category yet"
+    confirmed = (
+        f" (confirmed by {ticket.category_confirmed_by})" if ticket.category_confirmed_by else ""
+    )
+    return f"{kind}, {ticket.category}{confirmed}"
+
+
+def outcome_label(outcome: console_pb2.TicketOutcome.ValueType) -> str:
+    return enum_label(console_pb2.TicketOutcome.Name(outcome), "TICKET_OUTCOME_")
+
+
 def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group:
     title = Text(f"Ticket #{ticket.id}: ", style="bold")
     title.append_text(text(ticket.title, "bold"))
@@ -162,6 +180,7 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
     status.append(")")
     rows: list[tuple[str, Text]] = [
         ("status", status),
+        ("kind", Text(nature_label(ticket))),
         ("channel", Text(channel_label(ticket.channel))),
         ("requester", text(ticket.requester or "-")),
         ("assignee", text(ticket.assignee or "-")),
@@ -170,6 +189,10 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
         ("response due", sla_text(ticket.response_due_at, response_met(ticket), now)),
         ("resolve due", _resolve_due(ticket, now)),
     ]
+    if ticket.outcome:
+        rows.append(("outcome", Text(outcome_label(ticket.outcome))))
+    if ticket.time_spent_s:
+        rows.append(("time spent", Text(format_duration(ticket.time_spent_s))))
     if ticket.resolution:
         rows.append(("resolution", Text("\n").join(_body_lines(ticket.resolution))))
     if has_time(ticket.resolved_at):

@@ -1,18 +1,24 @@
 """`sonde ticket open|list|show|comment|assign|resolve|close|reopen` (escalate, wait and resume:
-ticket_flow.py)."""
+ticket_flow.py; set, take, hand-back and time: ticket_handling.py)."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from rich.text import Text
 
-from sonde.server.console import ticket_flow
-from sonde.server.console.arguments import page_limit, page_offset, snapshot_number, ticket_number
+from sonde.server.console import ticket_flow, ticket_handling
+from sonde.server.console.arguments import (
+    page_limit,
+    page_offset,
+    snapshot_number,
+    ticket_number,
+    time_spent,
+)
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
 from sonde.server.console.render import machine_name
@@ -99,6 +105,10 @@ def register(
     opened.add_argument("--agent", default="", metavar="AGENT", help="the workstation concerned")
     opened.add_argument("--assignee", default="", metavar="USER", help="who works on it")
     opened.add_argument(
+        "--kind", type=ticket_handling.kind, default=0, help="incident (default) or request"
+    )
+    opened.add_argument("--category", default="", metavar="PATH", help="e.g. printing/spooler")
+    opened.add_argument(
         "--snapshot",
         type=snapshot_number,
         default=0,
@@ -146,18 +156,43 @@ def register(
     assign.set_defaults(handler=run_assign)
 
     ticket_flow.register(action)  # escalate, wait, resume
+    ticket_handling.register_ticket_actions(action)  # set, take, hand-back, time
 
-    resolve = action("resolve", "mark resolved with what fixed it")
-    resolve.add_argument("--resolution", required=True, help="what fixed it")
-    resolve.set_defaults(handler=run_resolve)
-
-    close = action("close", "close a ticket")
-    close.add_argument("--note", default="", help="a closing note")
-    close.set_defaults(handler=run_close)
+    _closure_actions(action)  # resolve, close
 
     reopen = action("reopen", "reopen a resolved or closed ticket")
     reopen.add_argument("--reason", required=True, help="why it is not fixed")
     reopen.set_defaults(handler=run_reopen)
+
+
+def _closure_actions(action: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """`resolve` and `close`: the outcome and the time spent that closure needs."""
+    resolve = action("resolve", "mark resolved: what fixed it, how, and the time spent")
+    resolve.add_argument("--resolution", required=True, help="what fixed it")
+    resolve.add_argument(
+        "--outcome",
+        type=ticket_handling.outcome,
+        required=True,
+        help=", ".join(ticket_handling.OUTCOMES),
+    )
+    resolve.add_argument(
+        "--time-spent",
+        type=time_spent,
+        required=True,
+        metavar="TIME",
+        help="the time spent on it (15m, 1h30m), added to its total",
+    )
+    resolve.set_defaults(handler=run_resolve)
+
+    close = action("close", "close a ticket whose record is complete")
+    close.add_argument("--note", default="", help="a closing note")
+    close.add_argument(
+        "--outcome",
+        type=ticket_handling.outcome,
+        default=0,
+        help="closing an unresolved ticket: why (duplicate, cancelled)",
+    )
+    close.set_defaults(handler=run_close)
 
 
 def _changed(ctx: Context, ticket: console_pb2.Ticket, what: str) -> None:
@@ -187,6 +222,8 @@ def run_open(args: argparse.Namespace, ctx: Context) -> int:
         agent=args.agent,
         assignee=args.assignee,
         snapshot_id=args.snapshot,
+        kind=args.kind,
+        category=args.category,
     )
     response = client.call(client.stub.OpenTicket, request)
     ctx.out.emit_message(response)
@@ -270,7 +307,12 @@ def run_assign(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_resolve(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
-    request = console_pb2.ResolveTicketRequest(id=args.id, resolution=args.resolution)
+    request = console_pb2.ResolveTicketRequest(
+        id=args.id,
+        resolution=args.resolution,
+        outcome=args.outcome,
+        time_spent_s=args.time_spent,
+    )
     response = client.call(client.stub.ResolveTicket, request)
     ctx.out.emit_message(response)
     _changed(ctx, response.ticket, "resolved")
@@ -279,7 +321,7 @@ def run_resolve(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_close(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
-    request = console_pb2.CloseTicketRequest(id=args.id, note=args.note)
+    request = console_pb2.CloseTicketRequest(id=args.id, note=args.note, outcome=args.outcome)
     response = client.call(client.stub.CloseTicket, request)
     ctx.out.emit_message(response)
     _changed(ctx, response.ticket, "closed")

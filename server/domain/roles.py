@@ -82,6 +82,8 @@ class Permission(enum.StrEnum):
     # Push install of the agent (`sonde deploy`): log in to hosts with stored credentials,
     # install, and enroll each with a one-time token: an admin's, as tokens are.
     AGENTS_DEPLOY = "agents.deploy"
+    # The tree of request categories tickets are sorted by (ticket_categories.py).
+    CATEGORIES_MANAGE = "categories.manage"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -119,6 +121,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.AUDIT_READ,
     Permission.CREDENTIALS_MANAGE,
     Permission.AGENTS_DEPLOY,
+    Permission.CATEGORIES_MANAGE,
 }
 
 # The one table of what each role may do.

@@ -44,7 +44,7 @@ from sonde.server.domain.commands import (
     new_command_id,
 )
 from sonde.server.domain.roles import Permission
-from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel
+from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketOutcome
 from sonde.server.domain.ticket_queries import load_ticket, user_role
 from sonde.server.domain.ticket_resolution import resolve_in
 from sonde.server.domain.timeline import append_event
@@ -444,6 +444,7 @@ def _resolve(
         f"Fixed by run {run.id[:8]} of {row.script_id} {row.script_version}: {checks} cleared "
         "when checked again.",
         now,
+        outcome=TicketOutcome.FIXED,  # the time spent is the technician's to log
     )
     return True
 

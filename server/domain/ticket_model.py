@@ -44,6 +44,27 @@ class TicketChannel(enum.StrEnum):
     MONITORING = "monitoring"
 
 
+class TicketKind(enum.StrEnum):
+    """What the requester asks for: something broken, or something new (ITIL's two)."""
+
+    INCIDENT = "incident"  # something stopped working: "I can't print"
+    SERVICE_REQUEST = "service_request"  # something asked for: "install Visio", "a new badge"
+
+
+class TicketOutcome(enum.StrEnum):
+    """How a ticket was resolved (its resolution category), for closure and reports."""
+
+    FIXED = "fixed"  # the cause removed
+    WORKAROUND = "workaround"  # the user can work; the cause stays
+    NO_FAULT_FOUND = "no_fault_found"
+    USER_GUIDANCE = "user_guidance"  # explained or trained: nothing was broken
+    DONE = "done"  # a service request delivered
+    HARDWARE_REPLACED = "hardware_replaced"
+    THIRD_PARTY = "third_party"  # handed to a vendor or another team, who fixed it
+    DUPLICATE = "duplicate"
+    CANCELLED = "cancelled"  # the requester withdrew it
+
+
 class TicketEventKind(enum.StrEnum):
     OPENED = "opened"
     COMMENT = "comment"
@@ -59,6 +80,10 @@ class TicketEventKind(enum.StrEnum):
     SCRIPT_RUN = "script_run"  # a run asked for the ticket: command_id names it
     RUN_ENDED = "run_ended"  # its result stored: exit code and output on the run
     VERIFIED = "verified"  # its verify checks collected again, or given up on: the body says
+    CATEGORIZED = "categorized"  # kind and category set, confirmed or corrected: the body says
+    TAKEN = "taken"  # a technician took it from the queue
+    HANDED_BACK = "handed_back"  # L2 gave it back to L1, with a note
+    TIME_LOGGED = "time_logged"  # time spent on it added: the body says how much and on what
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,11 @@ class TicketRecord:
     resolved_at: datetime | None
     closed_at: datetime | None
     agent_removed: bool = False  # its machine was retired (`sonde agents remove`)
+    kind: TicketKind = TicketKind.INCIDENT
+    category: str | None = None  # a path of the admin's tree, "printing/spooler"
+    category_confirmed_by: str | None = None  # the L2 who confirmed or corrected it
+    outcome: TicketOutcome | None = None  # set on resolve
+    time_spent_s: int = 0  # the helpdesk's time on it, logged on resolve or with `ticket time`
 
 
 @dataclass(frozen=True)

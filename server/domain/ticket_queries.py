@@ -17,7 +17,9 @@ from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketEventRecord,
+    TicketKind,
     TicketLevel,
+    TicketOutcome,
     TicketPriority,
     TicketRecord,
     TicketStatus,
@@ -57,6 +59,8 @@ def ticket_from_values(values: Sequence[Any]) -> TicketRecord:
     named["level"] = TicketLevel(named["level"])
     named["status"] = TicketStatus(named["status"])
     named["agent_removed"] = bool(named["agent_removed"])  # NULL: no machine, or a subquery's
+    named["kind"] = TicketKind(named["kind"])
+    named["outcome"] = TicketOutcome(named["outcome"]) if named["outcome"] else None
     return TicketRecord(**{name: named[name] for name in _RECORD_FIELDS})
 
 

@@ -12,7 +12,12 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.ticket_model import TicketEventKind, TicketRecord, TicketStatus
+from sonde.server.domain.ticket_model import (
+    TicketEventKind,
+    TicketOutcome,
+    TicketRecord,
+    TicketStatus,
+)
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait
 from sonde.server.domain.timeline import append_event
 from sonde.server.storage.tables import tickets
@@ -42,11 +47,21 @@ def save_ticket(
 
 
 def resolve_in(
-    connection: Connection, actor: str, ticket: TicketRecord, resolution: str, now: datetime
+    connection: Connection,
+    actor: str,
+    ticket: TicketRecord,
+    resolution: str,
+    now: datetime,
+    *,
+    outcome: TicketOutcome,
+    time_spent_s: int = 0,
 ) -> TicketRecord:
-    """Resolve `ticket` (locked, open: the caller checked) with `resolution` as its note; a
-    wait it was in ends (its clock resumes stopped)."""
+    """Resolve `ticket` (locked, open: the caller checked) with `resolution` as its note, its
+    outcome and the time spent added to its total; a wait it was in ends (its clock resumes
+    stopped)."""
     changes = end_of_wait(current_wait(connection, ticket), ticket, now)
+    if time_spent_s:
+        changes["time_spent_s"] = ticket.time_spent_s + time_spent_s
     append_event(
         connection,
         ticket.id,
@@ -66,5 +81,6 @@ def resolve_in(
         status=TicketStatus.RESOLVED,
         resolution=resolution,
         resolved_at=now,
+        outcome=outcome,
         **changes,
     )

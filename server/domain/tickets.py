@@ -33,6 +33,8 @@ from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.text import checked_text
+from sonde.server.domain.ticket_categories import offered_category
+from sonde.server.domain.ticket_closure import checked_time_spent, missing_for_close
 from sonde.server.domain.ticket_comments import (
     COMMENT_ALONE,
     COMMENTED,
@@ -43,7 +45,9 @@ from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketEventRecord,
+    TicketKind,
     TicketLevel,
+    TicketOutcome,
     TicketPriority,
     TicketRecord,
     TicketStatus,
@@ -200,8 +204,11 @@ class Tickets:
         agent: str | None = None,
         assignee: str | None = None,
         snapshot_id: int | None = None,
+        kind: TicketKind = TicketKind.INCIDENT,
+        category: str | None = None,
     ) -> TicketRecord:
-        """Open a ticket; `agent` is an id, a host name or an unambiguous prefix of either."""
+        """Open a ticket; `agent` is an id, a host name or an unambiguous prefix of either;
+        `category` a path of the tree (ticket_categories.py)."""
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             checked_title = checked_text(
@@ -220,6 +227,7 @@ class Tickets:
                 entry.agent_id = agent_id
             if assignee is not None:
                 user_role(connection, assignee)
+            path = offered_category(connection, category) if category is not None else None
             of_snapshot = snapshot_agent(connection, snapshot_id)
             if of_snapshot is not None:
                 if agent_id is not None and agent_id != of_snapshot:
@@ -247,6 +255,8 @@ class Tickets:
                 "updated_at": now,
                 "response_due_at": due.response_due_at,
                 "resolve_due_at": due.resolve_due_at,
+                "kind": kind.value,
+                "category": path,
             }
             ticket_id = int(connection.execute(_INSERT_TICKET, values).scalar_one())
             entry.ticket_id = ticket_id
@@ -296,6 +306,8 @@ class Tickets:
                 resolution="",
                 resolved_at=None,
                 closed_at=None,
+                kind=kind,
+                category=path,
             )
 
         return await self._writes.run(actor.name, "ticket.open", unit, peer=actor.peer)
@@ -584,22 +596,50 @@ class Tickets:
             actor.name, "ticket.resume", unit, ticket_id=ticket_id, peer=actor.peer
         )
 
-    async def resolve(self, actor: Principal, ticket_id: int, resolution: str) -> TicketRecord:
+    async def resolve(
+        self,
+        actor: Principal,
+        ticket_id: int,
+        resolution: str,
+        *,
+        outcome: TicketOutcome,
+        time_spent: timedelta,
+    ) -> TicketRecord:
+        """Resolve with a note, its outcome (resolution category) and the time spent on it."""
+
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             text = checked_text(
                 "the resolution note", resolution, max_chars=MAX_BODY_CHARS, required=True
             )
+            seconds = checked_time_spent(time_spent)
             ticket = load_ticket(connection, ticket_id, lock=True)
             self._require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
-            return resolve_in(connection, actor.name, ticket, text, self._clock())
+            entry.detail |= {"outcome": outcome.value, "seconds": seconds}
+            return resolve_in(
+                connection,
+                actor.name,
+                ticket,
+                text,
+                self._clock(),
+                outcome=outcome,
+                time_spent_s=seconds,
+            )
 
         return await self._writes.run(
             actor.name, "ticket.resolve", unit, ticket_id=ticket_id, peer=actor.peer
         )
 
-    async def close(self, actor: Principal, ticket_id: int, note: str = "") -> TicketRecord:
-        """Close a resolved ticket, or an open one with a note saying why (duplicate, ...)."""
+    async def close(
+        self,
+        actor: Principal,
+        ticket_id: int,
+        note: str = "",
+        *,
+        outcome: TicketOutcome | None = None,
+    ) -> TicketRecord:
+        """Close a resolved ticket, or an open one with a note and an outcome saying why
+        (duplicate, cancelled, ...), once its record is complete (ticket_closure.py)."""
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             text = checked_text("the closing note", note, max_chars=MAX_BODY_CHARS)
@@ -607,10 +647,22 @@ class Tickets:
             if ticket.status is TicketStatus.CLOSED:
                 raise Conflict(f"ticket {ticket_id} is already closed")
             self._require_level(actor, ticket, "close")
-            if ticket.status is not TicketStatus.RESOLVED and not text:
+            resolved = ticket.status is TicketStatus.RESOLVED
+            if not resolved and not text:
                 raise InvalidArgument(
                     f"ticket {ticket_id} is {ticket.status.value}, not resolved: "
                     "closing it needs a note saying why"
+                )
+            if resolved and outcome is not None and outcome is not ticket.outcome:
+                raise Conflict(
+                    f"ticket {ticket_id} was resolved as {_outcome(ticket.outcome)}: reopen it "
+                    "to resolve it otherwise"
+                )
+            ending = ticket.outcome if resolved else outcome
+            missing = missing_for_close(connection, ticket, ending)
+            if missing:
+                raise Conflict(
+                    f"ticket {ticket_id} cannot close, its record lacks: " + "; ".join(missing)
                 )
             now = self._clock()
             changes = end_of_wait(current_wait(connection, ticket), ticket, now)
@@ -626,7 +678,13 @@ class Tickets:
                 to_status=TicketStatus.CLOSED.value,
             )
             return _save(
-                connection, ticket, now, status=TicketStatus.CLOSED, closed_at=now, **changes
+                connection,
+                ticket,
+                now,
+                status=TicketStatus.CLOSED,
+                closed_at=now,
+                outcome=ending,
+                **changes,
             )
 
         return await self._writes.run(
@@ -687,3 +745,7 @@ class Tickets:
                 f"ticket {ticket.id} is escalated to L2: an L1 technician may comment on it "
                 f"but not {verb} it"
             )
+
+
+def _outcome(outcome: TicketOutcome | None) -> str:
+    return outcome.value.replace("_", "-") if outcome else "no outcome"

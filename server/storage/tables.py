@@ -110,6 +110,17 @@ api_tokens = Table(
     Index(None, "user_id"),
 )
 
+# The admin's tree of request categories: a path of slugs, "printing/spooler".
+ticket_categories = Table(
+    "ticket_categories",
+    metadata,
+    Column("path", String(120), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime()),  # kept for the tickets that name it; offered no more
+)
+
 tickets = Table(
     "tickets",
     metadata,
@@ -132,6 +143,13 @@ tickets = Table(
     Column("resolution", Text(), nullable=False, default=""),
     Column("resolved_at", UtcDateTime()),
     Column("closed_at", UtcDateTime()),
+    # What kind of request it is, and its place in the admin's category tree (docs/tickets.md).
+    Column("kind", String(16), nullable=False, server_default="incident"),
+    Column("category", String(120), ForeignKey("ticket_categories.path")),
+    Column("category_confirmed_by", String(64)),  # the L2 who confirmed or corrected it
+    # Closure quality: how it was resolved and the time the helpdesk spent on it.
+    Column("outcome", String(24), nullable=False, server_default=""),
+    Column("time_spent_s", Integer(), nullable=False, server_default="0"),
     Index(None, "status", "priority"),
     Index(None, "assignee"),
     Index(None, "agent_id"),

@@ -190,8 +190,24 @@ def test_ticket_life_cycle(shared_sonde: Deployment) -> None:
     assert escalated["ticket"]["assignee"] == "admin"
     l2 = sonde_json(shared_sonde, "ticket", "list", "--level", "l2")["tickets"]
     assert int(ticket_id) in [t["id"] for t in l2]
-    resolved = sonde_json(shared_sonde, "ticket", "resolve", ticket_id, "--resolution", "fixed")
+    resolved = sonde_json(
+        shared_sonde, "ticket", "resolve", ticket_id, "--resolution", "new toner",
+        "--outcome", "fixed", "--time-spent", "1h30m",
+    )  # fmt: skip
     assert resolved["ticket"]["status"] == "TICKET_STATUS_RESOLVED"
+    assert resolved["ticket"]["time_spent_s"] == 5400
+    # Closing checks the record: what it lacks is listed, each with the command that gives it.
+    refused = sonde_error(shared_sonde, "ticket", "close", ticket_id, "--note", "confirmed")
+    assert refused["code"] == "FAILED_PRECONDITION"
+    assert f"sonde ticket set {ticket_id} --category PATH" in refused["message"]
+    assert f"sonde ticket set {ticket_id} --agent NAME" in refused["message"]
+    added = sonde_json(shared_sonde, "category", "add", "printing", "--title", "Printing")
+    assert added["category"]["path"] == "printing"
+    details = sonde_json(
+        shared_sonde, "ticket", "set", ticket_id, "--category", "printing", "--kind", "request"
+    )["ticket"]
+    assert (details["category"], details["kind"]) == ("printing", "TICKET_KIND_SERVICE_REQUEST")
+    assert details["category_confirmed_by"] == "admin"  # an L2 ticket: confirmed as set
     closed = sonde_json(shared_sonde, "ticket", "close", ticket_id, "--note", "confirmed")
     assert closed["ticket"]["status"] == "TICKET_STATUS_CLOSED"
     open_only = sonde_json(shared_sonde, "ticket", "list")["tickets"]

@@ -158,6 +158,14 @@ class _TicketEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ticke
     """that run's result: `run` has its output and exit code"""
     TICKET_EVENT_KIND_VERIFIED: _TicketEventKind.ValueType  # 14
     """its verify checks collected again: `run.verification`"""
+    TICKET_EVENT_KIND_CATEGORIZED: _TicketEventKind.ValueType  # 15
+    """kind, category, requester or machine set: body says"""
+    TICKET_EVENT_KIND_TAKEN: _TicketEventKind.ValueType  # 16
+    """taken from the queue by `actor`"""
+    TICKET_EVENT_KIND_HANDED_BACK: _TicketEventKind.ValueType  # 17
+    """L2 gave it back to L1: body is the note"""
+    TICKET_EVENT_KIND_TIME_LOGGED: _TicketEventKind.ValueType  # 18
+    """time spent added: body says how much, on what"""
 
 class TicketEventKind(_TicketEventKind, metaclass=_TicketEventKindEnumTypeWrapper): ...
 
@@ -181,7 +189,75 @@ TICKET_EVENT_KIND_RUN_ENDED: TicketEventKind.ValueType  # 13
 """that run's result: `run` has its output and exit code"""
 TICKET_EVENT_KIND_VERIFIED: TicketEventKind.ValueType  # 14
 """its verify checks collected again: `run.verification`"""
+TICKET_EVENT_KIND_CATEGORIZED: TicketEventKind.ValueType  # 15
+"""kind, category, requester or machine set: body says"""
+TICKET_EVENT_KIND_TAKEN: TicketEventKind.ValueType  # 16
+"""taken from the queue by `actor`"""
+TICKET_EVENT_KIND_HANDED_BACK: TicketEventKind.ValueType  # 17
+"""L2 gave it back to L1: body is the note"""
+TICKET_EVENT_KIND_TIME_LOGGED: TicketEventKind.ValueType  # 18
+"""time spent added: body says how much, on what"""
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
+
+class _TicketKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_KIND_UNSPECIFIED: _TicketKind.ValueType  # 0
+    """in a request: incident"""
+    TICKET_KIND_INCIDENT: _TicketKind.ValueType  # 1
+    """something stopped working"""
+    TICKET_KIND_SERVICE_REQUEST: _TicketKind.ValueType  # 2
+    """something asked for"""
+
+class TicketKind(_TicketKind, metaclass=_TicketKindEnumTypeWrapper):
+    """What the requester asks for (docs/tickets.md, "The nature of a request")."""
+
+TICKET_KIND_UNSPECIFIED: TicketKind.ValueType  # 0
+"""in a request: incident"""
+TICKET_KIND_INCIDENT: TicketKind.ValueType  # 1
+"""something stopped working"""
+TICKET_KIND_SERVICE_REQUEST: TicketKind.ValueType  # 2
+"""something asked for"""
+Global___TicketKind: _TypeAlias = TicketKind  # noqa: Y015
+
+class _TicketOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_OUTCOME_UNSPECIFIED: _TicketOutcome.ValueType  # 0
+    """not resolved yet"""
+    TICKET_OUTCOME_FIXED: _TicketOutcome.ValueType  # 1
+    TICKET_OUTCOME_WORKAROUND: _TicketOutcome.ValueType  # 2
+    TICKET_OUTCOME_NO_FAULT_FOUND: _TicketOutcome.ValueType  # 3
+    TICKET_OUTCOME_USER_GUIDANCE: _TicketOutcome.ValueType  # 4
+    TICKET_OUTCOME_DONE: _TicketOutcome.ValueType  # 5
+    """a service request delivered"""
+    TICKET_OUTCOME_HARDWARE_REPLACED: _TicketOutcome.ValueType  # 6
+    TICKET_OUTCOME_THIRD_PARTY: _TicketOutcome.ValueType  # 7
+    TICKET_OUTCOME_DUPLICATE: _TicketOutcome.ValueType  # 8
+    TICKET_OUTCOME_CANCELLED: _TicketOutcome.ValueType  # 9
+
+class TicketOutcome(_TicketOutcome, metaclass=_TicketOutcomeEnumTypeWrapper):
+    """How a ticket was resolved: its resolution category."""
+
+TICKET_OUTCOME_UNSPECIFIED: TicketOutcome.ValueType  # 0
+"""not resolved yet"""
+TICKET_OUTCOME_FIXED: TicketOutcome.ValueType  # 1
+TICKET_OUTCOME_WORKAROUND: TicketOutcome.ValueType  # 2
+TICKET_OUTCOME_NO_FAULT_FOUND: TicketOutcome.ValueType  # 3
+TICKET_OUTCOME_USER_GUIDANCE: TicketOutcome.ValueType  # 4
+TICKET_OUTCOME_DONE: TicketOutcome.ValueType  # 5
+"""a service request delivered"""
+TICKET_OUTCOME_HARDWARE_REPLACED: TicketOutcome.ValueType  # 6
+TICKET_OUTCOME_THIRD_PARTY: TicketOutcome.ValueType  # 7
+TICKET_OUTCOME_DUPLICATE: TicketOutcome.ValueType  # 8
+TICKET_OUTCOME_CANCELLED: TicketOutcome.ValueType  # 9
+Global___TicketOutcome: _TypeAlias = TicketOutcome  # noqa: Y015
 
 class _CommandState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -413,6 +489,32 @@ REMOTE_TRANSPORT_UNSPECIFIED: RemoteTransport.ValueType  # 0
 REMOTE_TRANSPORT_SSH: RemoteTransport.ValueType  # 1
 REMOTE_TRANSPORT_WINRM: RemoteTransport.ValueType  # 2
 Global___RemoteTransport: _TypeAlias = RemoteTransport  # noqa: Y015
+
+class _SlaState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SlaStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SlaState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SLA_STATE_UNSPECIFIED: _SlaState.ValueType  # 0
+    SLA_STATE_OK: _SlaState.ValueType  # 1
+    SLA_STATE_AT_RISK: _SlaState.ValueType  # 2
+    """three quarters of the time it had is gone"""
+    SLA_STATE_BREACHED: _SlaState.ValueType  # 3
+    SLA_STATE_PAUSED: _SlaState.ValueType  # 4
+    """waiting on the requester: its resolve clock stands"""
+
+class SlaState(_SlaState, metaclass=_SlaStateEnumTypeWrapper):
+    """How a ticket stands against its time to answer and to resolve."""
+
+SLA_STATE_UNSPECIFIED: SlaState.ValueType  # 0
+SLA_STATE_OK: SlaState.ValueType  # 1
+SLA_STATE_AT_RISK: SlaState.ValueType  # 2
+"""three quarters of the time it had is gone"""
+SLA_STATE_BREACHED: SlaState.ValueType  # 3
+SLA_STATE_PAUSED: SlaState.ValueType  # 4
+"""waiting on the requester: its resolve clock stands"""
+Global___SlaState: _TypeAlias = SlaState  # noqa: Y015
 
 @_typing.final
 class Command(_message.Message):
@@ -790,6 +892,11 @@ class Ticket(_message.Message):
     RESOLVED_AT_FIELD_NUMBER: _builtins.int
     CLOSED_AT_FIELD_NUMBER: _builtins.int
     AGENT_REMOVED_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CATEGORY_CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    TIME_SPENT_S_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     title: _builtins.str
     description: _builtins.str
@@ -805,6 +912,14 @@ class Ticket(_message.Message):
     resolution: _builtins.str
     agent_removed: _builtins.bool
     """the machine was retired (`sonde agents remove`)"""
+    kind: Global___TicketKind.ValueType
+    category: _builtins.str
+    """a path of the category tree; "": none yet"""
+    category_confirmed_by: _builtins.str
+    """the L2 who confirmed or corrected it"""
+    outcome: Global___TicketOutcome.ValueType
+    time_spent_s: _builtins.int
+    """the helpdesk's time on it"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -840,10 +955,15 @@ class Ticket(_message.Message):
         resolved_at: _timestamp_pb2.Timestamp | None = ...,
         closed_at: _timestamp_pb2.Timestamp | None = ...,
         agent_removed: _builtins.bool = ...,
+        kind: Global___TicketKind.ValueType = ...,
+        category: _builtins.str = ...,
+        category_confirmed_by: _builtins.str = ...,
+        outcome: Global___TicketOutcome.ValueType = ...,
+        time_spent_s: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "assignee", b"assignee", "channel", b"channel", "closed_at", b"closed_at", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "level", b"level", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "assignee", b"assignee", "category", b"category", "category_confirmed_by", b"category_confirmed_by", "channel", b"channel", "closed_at", b"closed_at", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "kind", b"kind", "level", b"level", "outcome", b"outcome", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "status", b"status", "time_spent_s", b"time_spent_s", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1342,6 +1462,8 @@ class OpenTicketRequest(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     ASSIGNEE_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     description: _builtins.str
     channel: Global___TicketChannel.ValueType
@@ -1353,6 +1475,10 @@ class OpenTicketRequest(_message.Message):
     """optional user name"""
     snapshot_id: _builtins.int
     """optional: attach an existing snapshot"""
+    kind: Global___TicketKind.ValueType
+    """unspecified: incident"""
+    category: _builtins.str
+    """optional: a path of the category tree"""
     def __init__(
         self,
         *,
@@ -1364,10 +1490,12 @@ class OpenTicketRequest(_message.Message):
         agent: _builtins.str = ...,
         assignee: _builtins.str = ...,
         snapshot_id: _builtins.int = ...,
+        kind: Global___TicketKind.ValueType = ...,
+        category: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "assignee", b"assignee", "channel", b"channel", "description", b"description", "priority", b"priority", "requester", b"requester", "snapshot_id", b"snapshot_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "assignee", b"assignee", "category", b"category", "channel", b"channel", "description", b"description", "kind", b"kind", "priority", b"priority", "requester", b"requester", "snapshot_id", b"snapshot_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1653,17 +1781,25 @@ class ResolveTicketRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    TIME_SPENT_S_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     resolution: _builtins.str
+    outcome: Global___TicketOutcome.ValueType
+    """required"""
+    time_spent_s: _builtins.int
+    """required: the time spent on it, added to its total"""
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         resolution: _builtins.str = ...,
+        outcome: Global___TicketOutcome.ValueType = ...,
+        time_spent_s: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "resolution", b"resolution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "outcome", b"outcome", "resolution", b"resolution", "time_spent_s", b"time_spent_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1695,17 +1831,21 @@ class CloseTicketRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     note: _builtins.str
+    outcome: Global___TicketOutcome.ValueType
+    """closing an unresolved ticket: why (duplicate, cancelled)"""
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         note: _builtins.str = ...,
+        outcome: Global___TicketOutcome.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "note", b"note", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4686,3 +4826,440 @@ class RunAgentlessDiagnosticsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunAgentlessDiagnosticsResponse: _TypeAlias = RunAgentlessDiagnosticsResponse  # noqa: Y015
+
+@_typing.final
+class SetTicketDetailsRequest(_message.Message):
+    """-- The helpdesk's handling of tickets (docs/tickets.md) -------------------------------------
+
+    Given fields only are set; an escalated ticket's kind and category are L2's to confirm or
+    correct (whoever sets them there is recorded as having confirmed them).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    kind: Global___TicketKind.ValueType
+    """unspecified: unchanged"""
+    category: _builtins.str
+    """a path of the tree; "": unchanged"""
+    requester: _builtins.str
+    """"": unchanged"""
+    agent: _builtins.str
+    """id, host name or prefix; "": unchanged"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        kind: Global___TicketKind.ValueType = ...,
+        category: _builtins.str = ...,
+        requester: _builtins.str = ...,
+        agent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "category", b"category", "id", b"id", "kind", b"kind", "requester", b"requester"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTicketDetailsRequest: _TypeAlias = SetTicketDetailsRequest  # noqa: Y015
+
+@_typing.final
+class SetTicketDetailsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTicketDetailsResponse: _TypeAlias = SetTicketDetailsResponse  # noqa: Y015
+
+@_typing.final
+class ListQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    level: Global___TicketLevel.ValueType
+    """unspecified: both"""
+    mine: _builtins.bool
+    """only those assigned to the caller"""
+    limit: _builtins.int
+    """0: 100"""
+    def __init__(
+        self,
+        *,
+        level: Global___TicketLevel.ValueType = ...,
+        mine: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "limit", b"limit", "mine", b"mine"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueueRequest: _TypeAlias = ListQueueRequest  # noqa: Y015
+
+@_typing.final
+class QueuedTicket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    SLA_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    SHARE_USED_FIELD_NUMBER: _builtins.int
+    sla: Global___SlaState.ValueType
+    """the worse of its response and resolve clocks"""
+    share_used: _builtins.float
+    """of the time it had to resolve, 0..1 and beyond"""
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """the next of its due times"""
+
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+        sla: Global___SlaState.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        share_used: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "share_used", b"share_used", "sla", b"sla", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueuedTicket: _TypeAlias = QueuedTicket  # noqa: Y015
+
+@_typing.final
+class ListQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKETS_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    more: _builtins.int
+    @_builtins.property
+    def tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueuedTicket]:
+        """breached first, then at risk, then by due time"""
+
+    def __init__(
+        self,
+        *,
+        tickets: _abc.Iterable[Global___QueuedTicket] | None = ...,
+        more: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "tickets", b"tickets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueueResponse: _TypeAlias = ListQueueResponse  # noqa: Y015
+
+@_typing.final
+class TakeTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    category: _builtins.str
+    """at L2: confirm or correct its category in the same move"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        category: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeTicketRequest: _TypeAlias = TakeTicketRequest  # noqa: Y015
+
+@_typing.final
+class TakeTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeTicketResponse: _TypeAlias = TakeTicketResponse  # noqa: Y015
+
+@_typing.final
+class HandBackTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    note: _builtins.str
+    """required: what L1 is to do, or why it is theirs"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandBackTicketRequest: _TypeAlias = HandBackTicketRequest  # noqa: Y015
+
+@_typing.final
+class HandBackTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandBackTicketResponse: _TypeAlias = HandBackTicketResponse  # noqa: Y015
+
+@_typing.final
+class LogTicketTimeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    ON_WHAT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    seconds: _builtins.int
+    """more than 0, at most a day at once"""
+    on_what: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        seconds: _builtins.int = ...,
+        on_what: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "on_what", b"on_what", "seconds", b"seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogTicketTimeRequest: _TypeAlias = LogTicketTimeRequest  # noqa: Y015
+
+@_typing.final
+class LogTicketTimeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogTicketTimeResponse: _TypeAlias = LogTicketTimeResponse  # noqa: Y015
+
+@_typing.final
+class Category(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    RETIRED_AT_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """"printing/spooler" """
+    title: _builtins.str
+    created_by: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def retired_at(self) -> _timestamp_pb2.Timestamp:
+        """unset: offered"""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        title: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        retired_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "retired_at", b"retired_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "path", b"path", "retired_at", b"retired_at", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Category: _TypeAlias = Category  # noqa: Y015
+
+@_typing.final
+class ListCategoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_RETIRED_FIELD_NUMBER: _builtins.int
+    include_retired: _builtins.bool
+    def __init__(
+        self,
+        *,
+        include_retired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_retired", b"include_retired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesRequest: _TypeAlias = ListCategoriesRequest  # noqa: Y015
+
+@_typing.final
+class ListCategoriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Category]: ...
+    def __init__(
+        self,
+        *,
+        categories: _abc.Iterable[Global___Category] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesResponse: _TypeAlias = ListCategoriesResponse  # noqa: Y015
+
+@_typing.final
+class AddCategoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    title: _builtins.str
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        title: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCategoryRequest: _TypeAlias = AddCategoryRequest  # noqa: Y015
+
+@_typing.final
+class AddCategoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def category(self) -> Global___Category: ...
+    def __init__(
+        self,
+        *,
+        category: Global___Category | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCategoryResponse: _TypeAlias = AddCategoryResponse  # noqa: Y015
+
+@_typing.final
+class RetireCategoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """and everything under it"""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireCategoryRequest: _TypeAlias = RetireCategoryRequest  # noqa: Y015
+
+@_typing.final
+class RetireCategoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def category(self) -> Global___Category: ...
+    def __init__(
+        self,
+        *,
+        category: Global___Category | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireCategoryResponse: _TypeAlias = RetireCategoryResponse  # noqa: Y015

@@ -140,6 +140,46 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.FromString,
                 _registered_method=True)
+        self.SetTicketDetails = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetTicketDetails',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetTicketDetailsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetTicketDetailsResponse.FromString,
+                _registered_method=True)
+        self.ListQueue = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListQueue',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListQueueRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListQueueResponse.FromString,
+                _registered_method=True)
+        self.TakeTicket = channel.unary_unary(
+                '/sonde.v1.ConsoleService/TakeTicket',
+                request_serializer=sonde_dot_v1_dot_console__pb2.TakeTicketRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.TakeTicketResponse.FromString,
+                _registered_method=True)
+        self.HandBackTicket = channel.unary_unary(
+                '/sonde.v1.ConsoleService/HandBackTicket',
+                request_serializer=sonde_dot_v1_dot_console__pb2.HandBackTicketRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.HandBackTicketResponse.FromString,
+                _registered_method=True)
+        self.LogTicketTime = channel.unary_unary(
+                '/sonde.v1.ConsoleService/LogTicketTime',
+                request_serializer=sonde_dot_v1_dot_console__pb2.LogTicketTimeRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.LogTicketTimeResponse.FromString,
+                _registered_method=True)
+        self.ListCategories = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListCategories',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListCategoriesRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListCategoriesResponse.FromString,
+                _registered_method=True)
+        self.AddCategory = channel.unary_unary(
+                '/sonde.v1.ConsoleService/AddCategory',
+                request_serializer=sonde_dot_v1_dot_console__pb2.AddCategoryRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.AddCategoryResponse.FromString,
+                _registered_method=True)
+        self.RetireCategory = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RetireCategory',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateUser',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateUserRequest.SerializeToString,
@@ -456,6 +496,55 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTicketDetails(self, request, context):
+        """The helpdesk's handling (docs/tickets.md): details, the queue, take, hand back, time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TakeTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandBackTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogTicketTime(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCategories(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCategory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireCategory(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -806,6 +895,46 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.ResumeTicket,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.SerializeToString,
+            ),
+            'SetTicketDetails': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTicketDetails,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetTicketDetailsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetTicketDetailsResponse.SerializeToString,
+            ),
+            'ListQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueue,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListQueueRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListQueueResponse.SerializeToString,
+            ),
+            'TakeTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.TakeTicket,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.TakeTicketRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.TakeTicketResponse.SerializeToString,
+            ),
+            'HandBackTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandBackTicket,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.HandBackTicketRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.HandBackTicketResponse.SerializeToString,
+            ),
+            'LogTicketTime': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogTicketTime,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.LogTicketTimeRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.LogTicketTimeResponse.SerializeToString,
+            ),
+            'ListCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCategories,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListCategoriesRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListCategoriesResponse.SerializeToString,
+            ),
+            'AddCategory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCategory,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.AddCategoryRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.AddCategoryResponse.SerializeToString,
+            ),
+            'RetireCategory': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireCategory,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -1565,6 +1694,222 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/ResumeTicket',
             sonde_dot_v1_dot_console__pb2.ResumeTicketRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.ResumeTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTicketDetails(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetTicketDetails',
+            sonde_dot_v1_dot_console__pb2.SetTicketDetailsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetTicketDetailsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListQueue',
+            sonde_dot_v1_dot_console__pb2.ListQueueRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TakeTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/TakeTicket',
+            sonde_dot_v1_dot_console__pb2.TakeTicketRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.TakeTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandBackTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/HandBackTicket',
+            sonde_dot_v1_dot_console__pb2.HandBackTicketRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.HandBackTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogTicketTime(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/LogTicketTime',
+            sonde_dot_v1_dot_console__pb2.LogTicketTimeRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.LogTicketTimeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListCategories',
+            sonde_dot_v1_dot_console__pb2.ListCategoriesRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListCategoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCategory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/AddCategory',
+            sonde_dot_v1_dot_console__pb2.AddCategoryRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.AddCategoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireCategory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RetireCategory',
+            sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

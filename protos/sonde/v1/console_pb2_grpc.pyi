@@ -53,6 +53,15 @@ class ConsoleServiceStub:
     ReopenTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]
     WaitTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.WaitTicketRequest, _console_pb2.WaitTicketResponse]
     ResumeTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.ResumeTicketRequest, _console_pb2.ResumeTicketResponse]
+    SetTicketDetails: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetTicketDetailsRequest, _console_pb2.SetTicketDetailsResponse]
+    """The helpdesk's handling (docs/tickets.md): details, the queue, take, hand back, time."""
+    ListQueue: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListQueueRequest, _console_pb2.ListQueueResponse]
+    TakeTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.TakeTicketRequest, _console_pb2.TakeTicketResponse]
+    HandBackTicket: _grpc.UnaryUnaryMultiCallable[_console_pb2.HandBackTicketRequest, _console_pb2.HandBackTicketResponse]
+    LogTicketTime: _grpc.UnaryUnaryMultiCallable[_console_pb2.LogTicketTimeRequest, _console_pb2.LogTicketTimeResponse]
+    ListCategories: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCategoriesRequest, _console_pb2.ListCategoriesResponse]
+    AddCategory: _grpc.UnaryUnaryMultiCallable[_console_pb2.AddCategoryRequest, _console_pb2.AddCategoryResponse]
+    RetireCategory: _grpc.UnaryUnaryMultiCallable[_console_pb2.RetireCategoryRequest, _console_pb2.RetireCategoryResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
     DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
@@ -129,6 +138,15 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ReopenTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ReopenTicketRequest, _console_pb2.ReopenTicketResponse]  # type: ignore[assignment]
     WaitTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.WaitTicketRequest, _console_pb2.WaitTicketResponse]  # type: ignore[assignment]
     ResumeTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.ResumeTicketRequest, _console_pb2.ResumeTicketResponse]  # type: ignore[assignment]
+    SetTicketDetails: _aio.UnaryUnaryMultiCallable[_console_pb2.SetTicketDetailsRequest, _console_pb2.SetTicketDetailsResponse]  # type: ignore[assignment]
+    """The helpdesk's handling (docs/tickets.md): details, the queue, take, hand back, time."""
+    ListQueue: _aio.UnaryUnaryMultiCallable[_console_pb2.ListQueueRequest, _console_pb2.ListQueueResponse]  # type: ignore[assignment]
+    TakeTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.TakeTicketRequest, _console_pb2.TakeTicketResponse]  # type: ignore[assignment]
+    HandBackTicket: _aio.UnaryUnaryMultiCallable[_console_pb2.HandBackTicketRequest, _console_pb2.HandBackTicketResponse]  # type: ignore[assignment]
+    LogTicketTime: _aio.UnaryUnaryMultiCallable[_console_pb2.LogTicketTimeRequest, _console_pb2.LogTicketTimeResponse]  # type: ignore[assignment]
+    ListCategories: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCategoriesRequest, _console_pb2.ListCategoriesResponse]  # type: ignore[assignment]
+    AddCategory: _aio.UnaryUnaryMultiCallable[_console_pb2.AddCategoryRequest, _console_pb2.AddCategoryResponse]  # type: ignore[assignment]
+    RetireCategory: _aio.UnaryUnaryMultiCallable[_console_pb2.RetireCategoryRequest, _console_pb2.RetireCategoryResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
     DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
@@ -328,6 +346,63 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.ResumeTicketRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.ResumeTicketResponse, _abc.Awaitable[_console_pb2.ResumeTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetTicketDetails(
+        self,
+        request: _console_pb2.SetTicketDetailsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetTicketDetailsResponse, _abc.Awaitable[_console_pb2.SetTicketDetailsResponse]]:
+        """The helpdesk's handling (docs/tickets.md): details, the queue, take, hand back, time."""
+
+    @_abc_1.abstractmethod
+    def ListQueue(
+        self,
+        request: _console_pb2.ListQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListQueueResponse, _abc.Awaitable[_console_pb2.ListQueueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TakeTicket(
+        self,
+        request: _console_pb2.TakeTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.TakeTicketResponse, _abc.Awaitable[_console_pb2.TakeTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HandBackTicket(
+        self,
+        request: _console_pb2.HandBackTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.HandBackTicketResponse, _abc.Awaitable[_console_pb2.HandBackTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LogTicketTime(
+        self,
+        request: _console_pb2.LogTicketTimeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.LogTicketTimeResponse, _abc.Awaitable[_console_pb2.LogTicketTimeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCategories(
+        self,
+        request: _console_pb2.ListCategoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListCategoriesResponse, _abc.Awaitable[_console_pb2.ListCategoriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddCategory(
+        self,
+        request: _console_pb2.AddCategoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.AddCategoryResponse, _abc.Awaitable[_console_pb2.AddCategoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RetireCategory(
+        self,
+        request: _console_pb2.RetireCategoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RetireCategoryResponse, _abc.Awaitable[_console_pb2.RetireCategoryResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateUser(

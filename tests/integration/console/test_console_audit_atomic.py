@@ -34,6 +34,8 @@ READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved")
 WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
 WINDOWS_DOCUMENTS = Path(__file__).parents[2] / "fixtures" / "windows"
 
+FIXED, DUPLICATE = pb.TICKET_OUTCOME_FIXED, pb.TICKET_OUTCOME_DUPLICATE
+
 
 class InjectedCrash(Exception):
     """The process dies here."""
@@ -51,6 +53,7 @@ class Scene:
     pending_run_id: str  # a high-risk one asked by admin, pending approval
     proposal_id: int  # tidy-up 1.0.0 proposed by bob, pending review
     own_proposal_id: int  # tidy-more 1.0.0 proposed by bob, pending: bob may withdraw it
+    escalated_ticket_id: int  # at L2, escalated by bob to the L2 queue
     credential: str  # a stored SSH password credential
     ssh_address: str  # 127.0.0.1:PORT of a real sshd, its host key trusted
     ssh_fingerprint: str
@@ -74,12 +77,20 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
     await stub.AssignTicket(pb.AssignTicketRequest(id=ticket.id, assignee="bob"), metadata=BOB)
     done = (await stub.OpenTicket(pb.OpenTicketRequest(title="printer"), metadata=BOB)).ticket
     await stub.ResolveTicket(
-        pb.ResolveTicketRequest(id=done.id, resolution="cleared the queue"), metadata=BOB
+        pb.ResolveTicketRequest(
+            id=done.id, resolution="cleared the queue", outcome=FIXED, time_spent_s=900
+        ),
+        metadata=BOB,
     )
     waiting = (await stub.OpenTicket(pb.OpenTicketRequest(title="no mail"), metadata=BOB)).ticket
     await stub.WaitTicket(
         pb.WaitTicketRequest(id=waiting.id, reason="the user is away until Monday"), metadata=BOB
     )
+    escalated = (await stub.OpenTicket(pb.OpenTicketRequest(title="VPN"), metadata=BOB)).ticket
+    await stub.EscalateTicket(
+        pb.EscalateTicketRequest(id=escalated.id, reason="network team"), metadata=BOB
+    )
+    await stub.AddCategory(pb.AddCategoryRequest(path="network", title="Network"), metadata=ADMIN)
     await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
     full = diagnostics_pb2.Finding(
         check="disk.space", severity=diagnostics_pb2.SEVERITY_CRITICAL, fix_script_id="clear-temp"
@@ -139,6 +150,7 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
         pending_run.run.command.id,
         by_id["tidy-up"],
         by_id["tidy-more"],
+        escalated.id,
         stored.credential.name,
         ssh_address,
         sshd.host_key.fingerprint,
@@ -182,10 +194,34 @@ CALLS: dict[str, Call] = {
         pb.EscalateTicketRequest(id=s.ticket_id, reason="disk failing"), metadata=BOB
     ),
     "ResolveTicket": lambda c, s: c.stub.ResolveTicket(
-        pb.ResolveTicketRequest(id=s.ticket_id, resolution="rebooted"), metadata=BOB
+        pb.ResolveTicketRequest(
+            id=s.ticket_id, resolution="rebooted", outcome=FIXED, time_spent_s=900
+        ),
+        metadata=BOB,
     ),
     "CloseTicket": lambda c, s: c.stub.CloseTicket(
-        pb.CloseTicketRequest(id=s.ticket_id, note="duplicate"), metadata=BOB
+        pb.CloseTicketRequest(id=s.ticket_id, note="duplicate", outcome=DUPLICATE), metadata=BOB
+    ),
+    "SetTicketDetails": lambda c, s: c.stub.SetTicketDetails(
+        pb.SetTicketDetailsRequest(id=s.ticket_id, requester="Jane Doe", category="network"),
+        metadata=BOB,
+    ),
+    "TakeTicket": lambda c, s: c.stub.TakeTicket(
+        pb.TakeTicketRequest(id=s.escalated_ticket_id, category="network"), metadata=BOB
+    ),
+    "HandBackTicket": lambda c, s: c.stub.HandBackTicket(
+        pb.HandBackTicketRequest(id=s.escalated_ticket_id, note="a printer, not the VPN"),
+        metadata=BOB,
+    ),
+    "LogTicketTime": lambda c, s: c.stub.LogTicketTime(
+        pb.LogTicketTimeRequest(id=s.ticket_id, seconds=600, on_what="called the user"),
+        metadata=BOB,
+    ),
+    "AddCategory": lambda c, s: c.stub.AddCategory(
+        pb.AddCategoryRequest(path="network/wifi", title="Wi-Fi"), metadata=ADMIN
+    ),
+    "RetireCategory": lambda c, s: c.stub.RetireCategory(
+        pb.RetireCategoryRequest(path="network"), metadata=ADMIN
     ),
     "ReopenTicket": lambda c, s: c.stub.ReopenTicket(
         pb.ReopenTicketRequest(id=s.resolved_ticket_id, reason="it came back"), metadata=BOB

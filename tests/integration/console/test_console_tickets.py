@@ -17,6 +17,8 @@ from tests.integration.console.harness import Console
 UNKNOWN = pb.TicketPriority.ValueType(42)  # a number no TicketPriority has
 ANN, BOB, ADMIN = Console.as_user("ann"), Console.as_user("bob"), Console.as_user("admin")
 
+FIXED, DUPLICATE = pb.TICKET_OUTCOME_FIXED, pb.TICKET_OUTCOME_DUPLICATE
+
 
 async def _agent(console: Console, hostname: str = "PC-042") -> AgentRecord:
     return await console.enroll_agent(hostname)
@@ -85,12 +87,26 @@ async def test_full_ticket_lifecycle_with_timeline(console: Console) -> None:
     )
     assert (escalated.ticket.level, escalated.ticket.assignee) == (pb.TICKET_LEVEL_L2, "bob")
     resolved = await stub.ResolveTicket(
-        pb.ResolveTicketRequest(id=ticket.id, resolution="Rebuilt the OST"), metadata=BOB
+        pb.ResolveTicketRequest(
+            id=ticket.id, resolution="Rebuilt the OST", outcome=FIXED, time_spent_s=900
+        ),
+        metadata=BOB,
     )
     assert resolved.ticket.status == pb.TICKET_STATUS_RESOLVED
     assert resolved.ticket.resolution == "Rebuilt the OST"
     await stub.ReopenTicket(pb.ReopenTicketRequest(id=ticket.id, reason="again"), metadata=ANN)
-    await stub.ResolveTicket(pb.ResolveTicketRequest(id=ticket.id, resolution="ok"), metadata=BOB)
+    await stub.ResolveTicket(
+        pb.ResolveTicketRequest(id=ticket.id, resolution="ok", outcome=FIXED, time_spent_s=900),
+        metadata=BOB,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as incomplete:
+        await stub.CloseTicket(pb.CloseTicketRequest(id=ticket.id), metadata=BOB)
+    assert incomplete.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "its record lacks: a category (sonde ticket set" in str(incomplete.value.details())
+    await stub.AddCategory(pb.AddCategoryRequest(path="office", title="Office"), metadata=ADMIN)
+    await stub.SetTicketDetails(
+        pb.SetTicketDetailsRequest(id=ticket.id, category="office"), metadata=BOB
+    )
     closed = await stub.CloseTicket(pb.CloseTicketRequest(id=ticket.id), metadata=BOB)
     assert closed.ticket.status == pb.TICKET_STATUS_CLOSED
     assert closed.ticket.HasField("closed_at")
@@ -106,6 +122,7 @@ async def test_full_ticket_lifecycle_with_timeline(console: Console) -> None:
         "TICKET_EVENT_KIND_RESOLVED",
         "TICKET_EVENT_KIND_REOPENED",
         "TICKET_EVENT_KIND_RESOLVED",
+        "TICKET_EVENT_KIND_CATEGORIZED",
         "TICKET_EVENT_KIND_CLOSED",
     ]
     diagnostic = shown.timeline[3]
@@ -129,8 +146,8 @@ async def test_full_ticket_lifecycle_with_timeline(console: Console) -> None:
     verification = await console.services.audit.verify()
     assert verification.ok
     # Setup: 3 users, the agent's token and enrollment; then 8 ticket changes, the diagnostic
-    # asked for and its result.
-    assert verification.rows == 15
+    # asked for and its result; the close refused, the category added and set.
+    assert verification.rows == 18
 
 
 async def _code(call: object) -> grpc.StatusCode:
@@ -180,12 +197,15 @@ async def test_errors_carry_the_right_status(console: Console) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ResolveTicket(
-            pb.ResolveTicketRequest(id=ticket.id, resolution="x"), metadata=ANN
+            pb.ResolveTicketRequest(id=ticket.id, resolution="x", outcome=FIXED, time_spent_s=900),
+            metadata=ANN,
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "an L1 technician may comment on it but not resolve it" in str(caught.value.details())
     await stub.CommentTicket(pb.CommentTicketRequest(id=ticket.id, body="still down"), metadata=ANN)
-    await stub.CloseTicket(pb.CloseTicketRequest(id=ticket.id, note="duplicate"), metadata=BOB)
+    await stub.CloseTicket(
+        pb.CloseTicketRequest(id=ticket.id, note="duplicate", outcome=DUPLICATE), metadata=BOB
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.CommentTicket(pb.CommentTicketRequest(id=ticket.id, body="x"), metadata=ANN)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

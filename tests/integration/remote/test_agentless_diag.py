@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sonde.server.domain.agentless import AgentlessDiagnostics, agentless_id
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.ticket_model import TicketOutcome
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.trusted_hosts import (
     HostKeyNotTrusted,
@@ -228,7 +229,9 @@ async def test_a_closed_or_missing_ticket_is_refused_before_any_login(
     hosts = _hosts(db, audited, sshd)
     tickets = Tickets(db, writes=audited)
     ticket = await tickets.open(L2, title="printer")
-    await tickets.close(L2, ticket.id, note="duplicate of another ticket")
+    await tickets.close(
+        L2, ticket.id, note="duplicate of another ticket", outcome=TicketOutcome.DUPLICATE
+    )
     diagnostics = AgentlessDiagnostics(db, audited, hosts, FixedCredential(sshd.credential()))
     with pytest.raises(Conflict, match=f"ticket {ticket.id} is closed"):
         await diagnostics.run(L2, sshd.target(), ticket_id=ticket.id)

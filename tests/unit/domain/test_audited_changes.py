@@ -15,7 +15,7 @@ from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.roles import Principal, Role
-from sonde.server.domain.ticket_model import TicketStatus
+from sonde.server.domain.ticket_model import TicketOutcome, TicketStatus
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.users import Users
 from sonde.server.errors import Conflict, NotFound
@@ -41,6 +41,8 @@ from tests.unit.domain.builders import (
 )
 
 TABLES = (agents, enrollment_tokens, users, api_tokens, tickets, ticket_events, audit_log)
+
+SPENT = timedelta(minutes=15)  # the time a resolve logs
 
 
 class InjectedCrash(Exception):
@@ -79,7 +81,9 @@ async def _prepare(d: Domain, action: str) -> Change:
     agent = await enroll(d.agents, d.db, hostname="pc-042")
     ticket = await d.tickets.open(ann, title="Outlook freezes", agent=agent.id)
     resolved = await d.tickets.open(ann, title="Printer")
-    await d.tickets.resolve(ann, resolved.id, "new toner")
+    await d.tickets.resolve(
+        ann, resolved.id, "new toner", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     waiting = await d.tickets.open(ann, title="Scanner")
     await d.tickets.wait(ann, waiting.id, "the user sends the model number")
     admin = Principal(user_id=0, name="root", role=Role.ADMIN)
@@ -93,8 +97,12 @@ async def _prepare(d: Domain, action: str) -> Change:
         "ticket.set_status": lambda: d.tickets.set_status(
             ann, ticket.id, TicketStatus.WAITING, "on the user"
         ),
-        "ticket.resolve": lambda: d.tickets.resolve(ann, ticket.id, "rebuilt the profile"),
-        "ticket.close": lambda: d.tickets.close(ann, ticket.id, "duplicate"),
+        "ticket.resolve": lambda: d.tickets.resolve(
+            ann, ticket.id, "rebuilt the profile", outcome=TicketOutcome.FIXED, time_spent=SPENT
+        ),
+        "ticket.close": lambda: d.tickets.close(
+            ann, ticket.id, "duplicate", outcome=TicketOutcome.DUPLICATE
+        ),
         "ticket.reopen": lambda: d.tickets.reopen(ann, resolved.id, "it froze again"),
         "ticket.wait": lambda: d.tickets.wait(ann, ticket.id, "the user is away"),
         "ticket.resume": lambda: d.tickets.resume(ann, waiting.id, "model number came"),
@@ -202,7 +210,7 @@ async def test_a_comment_on_a_closed_or_missing_ticket_is_refused_and_audited(
     d = domain(db)
     ann = await technician(db, "ann", Role.L2)
     ticket = await d.tickets.open(ann, title="Printer")
-    await d.tickets.close(ann, ticket.id, "duplicate")
+    await d.tickets.close(ann, ticket.id, "duplicate", outcome=TicketOutcome.DUPLICATE)
     with pytest.raises(Conflict, match=f"ticket {ticket.id} is closed: reopen it first"):
         await d.tickets.comment(ann, ticket.id, "hello")
     with pytest.raises(NotFound, match="no ticket 999"):

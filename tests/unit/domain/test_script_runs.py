@@ -24,6 +24,7 @@ from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.run_records import MAX_LIVE_OUTPUT
 from sonde.server.domain.script_runs import APPROVAL_WINDOW, ScriptRuns
 from sonde.server.domain.sessions import AgentConnection, LocalSessions, SessionOpened, SessionRows
+from sonde.server.domain.ticket_model import TicketOutcome
 from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.wakeups import Wakeups
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
@@ -147,7 +148,9 @@ async def test_low_risk_needs_a_ticket_the_caller_works_about_that_machine(b: Be
     assert run.command.kind is CommandKind.RUN_SCRIPT
     assert run.script_version == "1.1.0"  # the newest for the agent's platform
     assert run.command.ticket_id == mine
-    await b.tickets.close(b.l1, mine, "duplicate of another ticket")
+    await b.tickets.close(
+        b.l1, mine, "duplicate of another ticket", outcome=TicketOutcome.DUPLICATE
+    )
     with pytest.raises(Conflict, match="closed"):
         await b.runs.request(b.l1, b.agent.id, "clear-temp", ticket_id=mine)
 

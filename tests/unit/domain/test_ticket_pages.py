@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sonde.server.domain.roles import Role
-from sonde.server.domain.ticket_model import TicketPriority, TicketStatus
+from sonde.server.domain.ticket_model import TicketOutcome, TicketPriority, TicketStatus
 from sonde.server.domain.tickets import Tickets
 from sonde.server.errors import InvalidArgument
 from sonde.server.storage.db import Database
@@ -19,7 +19,7 @@ async def test_pages_walk_the_list_and_count_what_follows(db: Database) -> None:
     for n in range(9):
         await tickets.open(ann, title=f"printer {n}", priority=priorities[n % 4])
     closed = await tickets.open(ann, title="spam")
-    await tickets.close(ann, closed.id, "spam")
+    await tickets.close(ann, closed.id, "spam", outcome=TicketOutcome.DUPLICATE)
     everything = [t.id for t in await tickets.list(limit=1000)]
     assert len(everything) == 9
 

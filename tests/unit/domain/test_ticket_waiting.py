@@ -11,7 +11,12 @@ from sqlalchemy import func, select
 from sonde.server.domain import sla
 from sonde.server.domain.commands import CommandKind
 from sonde.server.domain.roles import Role
-from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketStatus
+from sonde.server.domain.ticket_model import (
+    TicketEventKind,
+    TicketLevel,
+    TicketOutcome,
+    TicketStatus,
+)
 from sonde.server.domain.tickets import Tickets
 from sonde.server.errors import Conflict, InvalidArgument
 from sonde.server.storage.db import Database
@@ -24,6 +29,8 @@ from tests.unit.domain.test_diagnostics import (
     snapshot_result,
     some_findings,
 )
+
+SPENT = timedelta(minutes=15)  # the time a resolve logs
 
 
 async def _audited(db: Database, action: str) -> list[tuple[str, str]]:
@@ -98,7 +105,10 @@ async def test_wait_and_resume_refuse_the_wrong_status_saying_why(db: Database) 
     await tickets.wait(ann, ticket.id, "user away")
     with pytest.raises(Conflict, match=f"ticket {ticket.id} is already waiting: resume it"):
         await tickets.wait(ann, ticket.id, "still away")
-    await tickets.resolve(ann, ticket.id, "fixed itself")
+    # Withdrawn by the requester: a record that closes without a category or a machine.
+    await tickets.resolve(
+        ann, ticket.id, "fixed itself", outcome=TicketOutcome.CANCELLED, time_spent=SPENT
+    )
     with pytest.raises(Conflict, match=f"ticket {ticket.id} is resolved: reopen it before"):
         await tickets.wait(ann, ticket.id, "x")
     with pytest.raises(Conflict, match=f"ticket {ticket.id} is resolved, not waiting"):
@@ -117,7 +127,9 @@ async def test_resolving_a_waiting_ticket_ends_the_pause(db: Database) -> None:
     ticket = await tickets.open(ann, title="Printer")
     await tickets.wait(ann, ticket.id, "toner on order")
     clock.advance(days=4)  # past the 3 days of a P3, all of it waiting
-    resolved = await tickets.resolve(ann, ticket.id, "toner replaced")
+    resolved = await tickets.resolve(
+        ann, ticket.id, "toner replaced", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     assert resolved.resolve_due_at == T0 + timedelta(days=7)
     assert not sla.resolve_breached(resolved.resolve_due_at, resolved.resolved_at, clock.now)
 
@@ -209,7 +221,7 @@ async def test_a_diagnostic_for_a_closed_ticket_or_another_machines_is_refused_u
     pc43 = await enrolled_agent(db, "PC-043")
     about_42 = await tickets.open(ann, title="Slow PC", agent=pc42.id)
     closed = await tickets.open(ann, title="Old", agent=pc43.id)
-    await tickets.close(ann, closed.id, "duplicate")
+    await tickets.close(ann, closed.id, "duplicate", outcome=TicketOutcome.DUPLICATE)
     no_machine = await tickets.open(ann, title="Someone's PC")
 
     with pytest.raises(
@@ -226,6 +238,8 @@ async def test_a_diagnostic_for_a_closed_ticket_or_another_machines_is_refused_u
 
     await d.commands.queue(ann, pc42.id, CommandKind.COLLECT, ticket_id=about_42.id)
     await d.commands.queue(ann, pc43.id, CommandKind.COLLECT, ticket_id=no_machine.id)
-    resolved = await tickets.resolve(ann, about_42.id, "rebooted")
+    resolved = await tickets.resolve(
+        ann, about_42.id, "rebooted", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     await d.commands.queue(ann, pc42.id, CommandKind.COLLECT, ticket_id=resolved.id)
     assert await _commands_queued(db) == 3

@@ -4,11 +4,14 @@ from datetime import timedelta
 
 import pytest
 
+from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.roles import Role
+from sonde.server.domain.ticket_categories import TicketCategories
 from sonde.server.domain.ticket_model import (
     TicketChannel,
     TicketEventKind,
     TicketLevel,
+    TicketOutcome,
     TicketPriority,
     TicketRecord,
     TicketStatus,
@@ -25,6 +28,8 @@ from tests.unit.domain.test_diagnostics import (
     some_findings,
 )
 
+SPENT = timedelta(minutes=15)  # the time a resolve logs
+
 
 async def test_full_lifecycle_and_timeline(db: Database) -> None:
     clock = Clock()
@@ -32,6 +37,9 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
     ann = await technician(db, "ann", Role.L1)
     bob = await technician(db, "bob", Role.L2)
     agent = await enrolled_agent(db, "PC-042")
+    tree = TicketCategories(db, AuditedWrites(db, clock), clock)
+    await tree.add(bob, "office", "Office")
+    await tree.add(bob, "office/outlook", "Outlook")
 
     ticket = await tickets.open(
         ann,
@@ -41,6 +49,7 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
         requester="Jane Doe",
         priority=TicketPriority.P2,
         agent=agent.id,
+        category="office/outlook",
     )
     assert (ticket.status, ticket.level, ticket.agent_hostname) == (
         TicketStatus.NEW,
@@ -73,7 +82,9 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
     )
     ticket = await tickets.set_status(bob, ticket.id, TicketStatus.WAITING, "waiting for the user")
     clock.advance(minutes=30)
-    ticket = await tickets.resolve(bob, ticket.id, "Repaired the OST file")
+    ticket = await tickets.resolve(
+        bob, ticket.id, "Repaired the OST file", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     assert (ticket.status, ticket.resolution, ticket.resolved_at) == (
         TicketStatus.RESOLVED,
         "Repaired the OST file",
@@ -85,7 +96,9 @@ async def test_full_lifecycle_and_timeline(db: Database) -> None:
         "",
         None,
     )
-    ticket = await tickets.resolve(bob, ticket.id, "Rebuilt the profile")
+    ticket = await tickets.resolve(
+        bob, ticket.id, "Rebuilt the profile", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     ticket = await tickets.close(bob, ticket.id)
     assert ticket.status is TicketStatus.CLOSED
     assert ticket.closed_at == clock.now
@@ -120,21 +133,25 @@ async def test_illegal_transitions_say_what_is_allowed(db: Database) -> None:
         await tickets.reopen(ann, ticket.id, "why")
     with pytest.raises(InvalidArgument, match="closing it needs a note"):
         await tickets.close(ann, ticket.id)
-    await tickets.close(ann, ticket.id, "duplicate of 3")
+    await tickets.close(ann, ticket.id, "duplicate of 3", outcome=TicketOutcome.DUPLICATE)
     for action in (
         tickets.comment(ann, ticket.id, "hello"),
         tickets.assign(ann, ticket.id),
         tickets.escalate(ann, ticket.id, "x"),
-        tickets.resolve(ann, ticket.id, "x"),
+        tickets.resolve(ann, ticket.id, "x", outcome=TicketOutcome.FIXED, time_spent=SPENT),
     ):
         with pytest.raises(Conflict, match=f"ticket {ticket.id} is closed: reopen it first"):
             await action
     with pytest.raises(Conflict, match="already closed"):
-        await tickets.close(ann, ticket.id, "again")
+        await tickets.close(ann, ticket.id, "again", outcome=TicketOutcome.DUPLICATE)
     ticket = await tickets.reopen(ann, ticket.id, "not a duplicate after all")
-    ticket = await tickets.resolve(ann, ticket.id, "done")
+    ticket = await tickets.resolve(
+        ann, ticket.id, "done", outcome=TicketOutcome.FIXED, time_spent=SPENT
+    )
     with pytest.raises(Conflict, match="is resolved: reopen it before you resolve it"):
-        await tickets.resolve(ann, ticket.id, "again")
+        await tickets.resolve(
+            ann, ticket.id, "again", outcome=TicketOutcome.FIXED, time_spent=SPENT
+        )
     ticket = await tickets.reopen(ann, ticket.id, "again")
     await tickets.escalate(ann, ticket.id, "hard")
     with pytest.raises(Conflict, match="already at L2"):
@@ -151,9 +168,11 @@ async def test_l1_may_comment_on_an_l2_ticket_but_not_resolve_or_close_it(db: Da
         PermissionDenied,
         match="escalated to L2: an L1 technician may comment on it but not resolve",
     ):
-        await tickets.resolve(ann, ticket.id, "fixed")
+        await tickets.resolve(
+            ann, ticket.id, "fixed", outcome=TicketOutcome.FIXED, time_spent=SPENT
+        )
     with pytest.raises(PermissionDenied, match="but not close it"):
-        await tickets.close(ann, ticket.id, "gone")
+        await tickets.close(ann, ticket.id, "gone", outcome=TicketOutcome.DUPLICATE)
     with pytest.raises(InvalidArgument, match="ann is l1"):
         await tickets.assign(ann, ticket.id, "ann")
 
@@ -179,7 +198,7 @@ async def test_bad_input_is_refused(db: Database) -> None:
     with pytest.raises(InvalidArgument, match="the comment is required"):
         await tickets.comment(ann, ticket.id, "")
     with pytest.raises(InvalidArgument, match="the resolution note is required"):
-        await tickets.resolve(ann, ticket.id, " ")
+        await tickets.resolve(ann, ticket.id, " ", outcome=TicketOutcome.FIXED, time_spent=SPENT)
     with pytest.raises(NotFound, match="no ticket 999"):
         await tickets.get(999)
     with pytest.raises(NotFound, match="no ticket 999"):
@@ -229,7 +248,7 @@ async def test_list_filters(db: Database) -> None:
     escalated = await tickets.open(ann, title="hard")
     await tickets.escalate(ann, escalated.id, "hard", assignee="bob")
     closed = await tickets.open(ann, title="closed")
-    await tickets.close(bob, closed.id, "spam")
+    await tickets.close(bob, closed.id, "spam", outcome=TicketOutcome.DUPLICATE)
 
     def ids(found: list[TicketRecord]) -> list[int]:
         return [t.id for t in found]

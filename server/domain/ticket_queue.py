@@ -1,0 +1,121 @@
+"""The queues: each level's open tickets, SLA at risk first (`sonde queue`).
+
+A ticket's SLA state is the worse of its two clocks: the first answer (until it has come) and
+the resolution. A clock is breached past its due time and at risk once AT_RISK_SHARE of the
+time it had is gone. A ticket waiting on the requester has its resolve clock paused (its due
+time moves later by the wait when it ends: sla.py), so it reads `paused` unless a clock was
+breached already. The order: breached, then at risk, then ok and paused, each by the next due
+time, then priority, then number.
+
+The queue holds the open tickets (new, in progress, waiting) of a level, or of both, or only
+the caller's (`--mine`). At most MAX_QUEUE are read and ordered; past that the count of the
+rest is told, since a queue that long is a staffing matter, not a list to read.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.ticket_model import TicketLevel, TicketRecord, TicketStatus
+from sonde.server.domain.ticket_queries import TICKET_COLUMNS, ticket_from_row
+from sonde.server.errors import InvalidArgument
+from sonde.server.storage.db import Database
+from sonde.server.storage.tables import agents, tickets
+
+AT_RISK_SHARE = 0.75
+MAX_QUEUE = 5000
+MAX_LIMIT = 1000
+_OPEN = (TicketStatus.NEW.value, TicketStatus.IN_PROGRESS.value, TicketStatus.WAITING.value)
+
+
+class SlaState(enum.IntEnum):
+    """Worse is larger: a ticket's state is the max of its clocks'."""
+
+    OK = 1
+    PAUSED = 2
+    AT_RISK = 3
+    BREACHED = 4
+
+
+@dataclass(frozen=True)
+class QueuedTicket:
+    ticket: TicketRecord
+    sla: SlaState
+    due_at: datetime  # the next due time of a clock still running
+    share_used: float  # of the time it had to resolve
+
+
+@dataclass(frozen=True)
+class Queue:
+    tickets: list[QueuedTicket]
+    more: int
+
+
+def _clock_state(opened: datetime, due: datetime, now: datetime) -> tuple[SlaState, float]:
+    span = (due - opened).total_seconds()
+    used = (now - opened).total_seconds() / span if span > 0 else 1.0
+    if now > due:
+        return SlaState.BREACHED, used
+    return (SlaState.AT_RISK if used >= AT_RISK_SHARE else SlaState.OK), used
+
+
+def sla_standing(ticket: TicketRecord, now: datetime) -> QueuedTicket:
+    """Where an open ticket stands against its clocks now."""
+    states = []
+    dues = []
+    if ticket.first_response_at is None:
+        state, _ = _clock_state(ticket.created_at, ticket.response_due_at, now)
+        states.append(state)
+        dues.append(ticket.response_due_at)
+    resolve_state, share = _clock_state(ticket.created_at, ticket.resolve_due_at, now)
+    if ticket.status is TicketStatus.WAITING and resolve_state is not SlaState.BREACHED:
+        resolve_state = SlaState.PAUSED
+    states.append(resolve_state)
+    dues.append(ticket.resolve_due_at)
+    return QueuedTicket(ticket, max(states), min(dues), share)
+
+
+def queue_order(entry: QueuedTicket) -> tuple[int, datetime, str, int]:
+    return (-entry.sla, entry.due_at, entry.ticket.priority.value, entry.ticket.id)
+
+
+class TicketQueue:
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def list(
+        self, *, level: TicketLevel | None = None, assignee: str | None = None, limit: int = 100
+    ) -> Queue:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidArgument(f"limit must be from 1 to {MAX_LIMIT}, got {limit}")
+        query = (
+            select(*TICKET_COLUMNS)
+            .outerjoin(agents, agents.c.id == tickets.c.agent_id)
+            .where(tickets.c.status.in_(_OPEN))
+        )
+        if level is not None:
+            query = query.where(tickets.c.level == level.value)
+        if assignee is not None:
+            query = query.where(tickets.c.assignee == assignee)
+        counted = select(func.count()).select_from(query.subquery())
+        # The soonest due first, so that a queue past MAX_QUEUE keeps the urgent ones.
+        query = query.order_by(tickets.c.resolve_due_at, tickets.c.id).limit(MAX_QUEUE)
+
+        def unit(connection: Connection) -> tuple[list[TicketRecord], int]:
+            found = [ticket_from_row(row) for row in connection.execute(query)]
+            total = len(found)
+            if total == MAX_QUEUE:
+                total = int(connection.execute(counted).scalar_one())
+            return found, total
+
+        found, total = await self._db.read(unit)
+        now = self._clock()
+        ordered = sorted((sla_standing(ticket, now) for ticket in found), key=queue_order)
+        return Queue(ordered[:limit], max(total - min(limit, len(ordered)), 0))
