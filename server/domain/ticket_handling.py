@@ -10,7 +10,8 @@ requester, machine), taken from a queue, handed back from L2 to L1, and the time
   serialise on its row lock, and the second is told who has it. An L2 taking an escalated
   ticket may confirm or correct its category in the same move.
 - `hand_back`: L2 gives an escalated ticket back to L1 with a note: it goes back to the
-  technician who escalated it (when they still exist) in progress, else to the L1 queue.
+  technician who escalated it (while their account is enabled) in progress, else to the L1
+  queue.
 - `log_time`: time spent on a ticket, added to its total, with what it was spent on.
 
 Each is one unit of work with its audit row, as every ticket change (tickets.py).
@@ -39,13 +40,13 @@ from sonde.server.domain.ticket_model import (
     TicketRecord,
     TicketStatus,
 )
-from sonde.server.domain.ticket_queries import load_ticket, user_role
+from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_resolution import save_ticket
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait
 from sonde.server.domain.timeline import append_event
-from sonde.server.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import ticket_events
+from sonde.server.storage.tables import ticket_events, users
 
 MAX_NOTE_CHARS = 10_000
 MAX_NAME_CHARS = 200
@@ -255,21 +256,19 @@ class TicketHandling:
 
     @staticmethod
     def _escalated_by(connection: Connection, ticket_id: int) -> str | None:
-        """Who escalated it last, when they are still a user."""
-        actor = connection.execute(
+        """Who escalated it last, while they are an enabled user."""
+        escalator = (
             select(ticket_events.c.actor)
             .where(ticket_events.c.ticket_id == ticket_id)
             .where(ticket_events.c.kind == TicketEventKind.ESCALATED.value)
             .order_by(ticket_events.c.id.desc())
             .limit(1)
+            .scalar_subquery()
+        )
+        found = connection.execute(
+            select(users.c.name).where(users.c.name == escalator, users.c.disabled_at.is_(None))
         ).scalar()
-        if actor is None:
-            return None
-        try:
-            user_role(connection, actor)
-        except NotFound:
-            return None
-        return str(actor)
+        return None if found is None else str(found)
 
     async def log_time(
         self, actor: Principal, ticket_id: int, spent: timedelta, on_what: str = ""

@@ -81,8 +81,12 @@ def sla_standing(ticket: TicketRecord, now: datetime) -> QueuedTicket:
     return QueuedTicket(ticket, max(states), min(dues), share)
 
 
+# Breached, then at risk, then the rest alike: a paused ticket is no more urgent than an ok one.
+_RANK = {SlaState.BREACHED: 0, SlaState.AT_RISK: 1, SlaState.OK: 2, SlaState.PAUSED: 2}
+
+
 def queue_order(entry: QueuedTicket) -> tuple[int, datetime, str, int]:
-    return (-entry.sla, entry.due_at, entry.ticket.priority.value, entry.ticket.id)
+    return (_RANK[entry.sla], entry.due_at, entry.ticket.priority.value, entry.ticket.id)
 
 
 class TicketQueue:

@@ -515,3 +515,68 @@ async def test_another_machine_cannot_answer_a_runs_verification(console: Consol
     run = (await console.stub.GetRun(pb.GetRunRequest(id=asked.run.command.id), metadata=BOB)).run
     assert run.verification.state == pb.VERIFICATION_STATE_NOT_CLEARED
     assert run.verification.snapshot_id == snapshot_id
+
+
+async def test_closing_needs_the_last_fixs_verification_ended_and_cleared_when_fixed(
+    console: Console,
+) -> None:
+    """Closure quality: a record is complete only once its last fix's verification has
+    come, and "fixed" only when it cleared; the refusal lists everything missing at once."""
+    await _publish(console)
+    agent_id = await _diagnosed(console)
+    ticket_id = await _ticket_for(console, agent_id)
+    asked = await console.stub.RunScript(
+        pb.RunScriptRequest(agent=agent_id, script_id="clear-temp", ticket_id=ticket_id),
+        metadata=ANN,
+    )
+    run_id = asked.run.command.id
+    await _ran(console, agent_id, run_id)
+    await console.stub.ResolveTicket(
+        pb.ResolveTicketRequest(
+            id=ticket_id,
+            resolution="cleared the temp files",
+            outcome=pb.TICKET_OUTCOME_FIXED,
+            time_spent_s=600,
+        ),
+        metadata=ANN,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as pending:
+        await console.stub.CloseTicket(pb.CloseTicketRequest(id=ticket_id), metadata=ANN)
+    assert pending.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    said = pending.value.details() or ""
+    assert f"the verification of run {run_id[:8]}, still pending" in said
+    assert f"a category (sonde ticket set {ticket_id} --category PATH)" in said
+    assert f"the requester (sonde ticket set {ticket_id} --requester NAME)" in said
+    assert "the machine" not in said  # it has one
+    assert "time spent" not in said  # logged on resolve
+
+    await console.stub.AddCategory(
+        pb.AddCategoryRequest(path="workstation", title="Workstation"), metadata=ADMIN
+    )
+    await console.stub.SetTicketDetails(
+        pb.SetTicketDetailsRequest(id=ticket_id, category="workstation", requester="Marie"),
+        metadata=ANN,
+    )
+    await console.answer_diagnostics(agent_id, [disk(CRITICAL)])  # the fix did not hold
+    with pytest.raises(grpc.aio.AioRpcError) as not_cleared:
+        await console.stub.CloseTicket(pb.CloseTicketRequest(id=ticket_id), metadata=ANN)
+    assert f"a fix that held: run {run_id[:8]}'s finding did not clear" in (
+        not_cleared.value.details() or ""
+    )
+    # Resolved again with the outcome it had: the record is true, and it closes.
+    await console.stub.ReopenTicket(
+        pb.ReopenTicketRequest(id=ticket_id, reason="the disk filled again"), metadata=ANN
+    )
+    await console.stub.ResolveTicket(
+        pb.ResolveTicketRequest(
+            id=ticket_id,
+            resolution="moved the user's archive to the share; the cause stays",
+            outcome=pb.TICKET_OUTCOME_WORKAROUND,
+            time_spent_s=900,
+        ),
+        metadata=ANN,
+    )
+    closed = await console.stub.CloseTicket(pb.CloseTicketRequest(id=ticket_id), metadata=ANN)
+    assert closed.ticket.status == pb.TICKET_STATUS_CLOSED
+    assert closed.ticket.outcome == pb.TICKET_OUTCOME_WORKAROUND
+    assert closed.ticket.time_spent_s == 1500
