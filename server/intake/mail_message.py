@@ -366,7 +366,11 @@ def _clean_text(text: str) -> str:
     """A body as text: newlines normalised, control characters other than tab and newline
     dropped."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(ch for ch in text if ch in "\n\t" or not _is_control(ch)).strip()
+    # Format characters stay in a body (joiners in emoji, Persian, Arabic); only headers and
+    # file names lose them.
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    ).strip()
 
 
 def _cut_body(body: str, max_chars: int, warnings: list[str]) -> str:

@@ -1,12 +1,12 @@
 """A real Dovecot IMAP server on loopback for the mail intake tests (docs/mail.md).
 
-One dovecot (Debian's dovecot-imapd) started as a child process in the foreground (-F) on a
-free port of 127.0.0.1, IMAPS only (implicit TLS) with a throwaway CA and a server certificate
-for 127.0.0.1 (tests/support/listener_certificates.py), one user with a password in a
-passwd-file, Maildir under the test's folder. Its own base_dir, state_dir and log file, and no
-system configuration read (-c our file), so several instances run at once (pytest-xdist
-workers). Readiness is the IMAP greeting over TLS, polled with a deadline; a daemon that exits
-early fails with its log. Stopped with SIGTERM at the end of `running_dovecot`.
+One dovecot (Debian's dovecot-imapd) started as a child process in the foreground (-F) on free
+ports of 127.0.0.1: IMAPS (implicit TLS), and IMAP where login needs STARTTLS first, with a
+throwaway CA and a server certificate for 127.0.0.1 (tests/support/listener_certificates.py);
+one user with a password in a passwd-file, Maildir. Its own base_dir, state_dir and log file,
+and no system configuration read (-c our file), so several instances run at once
+(pytest-xdist workers). Readiness is the IMAP greeting over TLS, polled with a deadline; a
+daemon that exits early fails with its log. Stopped with SIGTERM at the end of `running_dovecot`.
 
 Its folder is its own (tempfile.mkdtemp, removed at stop), not the test's tmp_path: as root,
 dovecot's login processes run as the Debian package's user `dovenull`, its other internal ones
@@ -59,12 +59,14 @@ def free_port() -> int:
 @dataclass
 class Dovecot:
     folder: Path
-    port: int
+    port: int  # IMAPS (implicit TLS)
+    starttls_port: int  # IMAP, login only after STARTTLS
     ca_file: Path  # the CA that signed the server's certificate for 127.0.0.1
     process: subprocess.Popen[bytes]
     user: str = USER
     password: str = PASSWORD
     host: str = "127.0.0.1"
+    inbox: str = "INBOX"  # where deliver() puts mail and flags_of_all() looks by default
 
     @property
     def maildir(self) -> Path:
@@ -86,8 +88,10 @@ class Dovecot:
         client.login(self.user, self.password)
         return client
 
-    def deliver(self, raw: bytes, mailbox: str = "INBOX") -> None:
-        """Put one message into `mailbox` with IMAP APPEND, as a mail transfer agent would."""
+    def deliver(self, raw: bytes, mailbox: str | None = None) -> None:
+        """Put one message into `mailbox` (`inbox` by default) with IMAP APPEND, as a mail
+        transfer agent would."""
+        mailbox = mailbox or self.inbox
         client = self.connect()
         try:
             status, reply = client.append(mailbox, "", None, raw)
@@ -97,8 +101,9 @@ class Dovecot:
             with suppress(imaplib.IMAP4.error, OSError):
                 client.logout()
 
-    def flags_of_all(self, mailbox: str = "INBOX") -> dict[int, bytes]:
+    def flags_of_all(self, mailbox: str | None = None) -> dict[int, bytes]:
         """Each message's UID and its FLAGS list as the server reports it."""
+        mailbox = mailbox or self.inbox
         client = self.connect()
         try:
             client.select(mailbox)
@@ -125,7 +130,7 @@ class Dovecot:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _configuration(folder: Path, port: int, chain: Path) -> str:
+def _configuration(folder: Path, port: int, starttls_port: int, chain: Path) -> str:
     root = os.geteuid() == 0
     me = getpass.getuser()
     internal_user = "dovecot" if root else me
@@ -145,6 +150,8 @@ ssl_key = <{chain}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
+# A refused login answers at once (its later ones from the same address still wait: anvil).
+auth_failure_delay = 0
 default_internal_user = {internal_user}
 default_login_user = {login_user}
 first_valid_uid = 1
@@ -160,7 +167,8 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    address = 127.0.0.1
+    port = {starttls_port}
   }}
   inet_listener imaps {{
     address = 127.0.0.1
@@ -208,7 +216,8 @@ def start_dovecot(*, port: int | None = None) -> Dovecot:
     (folder / "passwd").chmod(0o644)  # read by the auth process (user dovecot); a throwaway
     port = port or free_port()
     config = folder / "dovecot.conf"
-    config.write_text(_configuration(folder, port, chain))
+    starttls_port = free_port()
+    config.write_text(_configuration(folder, port, starttls_port, chain))
     process = subprocess.Popen(
         [str(DOVECOT), "-F", "-c", str(config)],
         stdout=(folder / "dovecot.stdout").open("wb"),
@@ -228,7 +237,7 @@ def start_dovecot(*, port: int | None = None) -> Dovecot:
             shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeError(f"dovecot gave no IMAP greeting in 15 s: {log}")
         time.sleep(0.05)
-    return Dovecot(folder, port, tls.ca_file, process)
+    return Dovecot(folder, port, starttls_port, tls.ca_file, process)
 
 
 @contextmanager

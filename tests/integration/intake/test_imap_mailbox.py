@@ -5,6 +5,8 @@ UIDVALIDITY)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,10 +31,24 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with running_dovecot() as server:
+@pytest.fixture(scope="module")
+def dovecot_server() -> Iterator[Dovecot]:
+    with running_dovecot() as server:  # one per module: its stop takes about a second
         yield server
+
+
+@pytest.fixture
+def dovecot(dovecot_server: Dovecot, request: pytest.FixtureRequest) -> Dovecot:
+    """The module's dovecot with a new folder of this test's own as its inbox: each IMAP
+    folder has its own UIDs (from 1) and UIDVALIDITY."""
+    folder = re.sub(r"\W", "_", request.node.name)[:60]
+    client = dovecot_server.connect()
+    try:
+        status, reply = client.create(folder)
+        assert status == "OK", reply
+    finally:
+        client.logout()
+    return dataclasses.replace(dovecot_server, inbox=folder)
 
 
 def account(server: Dovecot, **changes: object) -> MailboxAccount:
@@ -41,6 +57,7 @@ def account(server: Dovecot, **changes: object) -> MailboxAccount:
         "port": server.port,
         "user": server.user,
         "password": server.password,
+        "folder": server.inbox,
         "ca_file": server.ca_file,
         "timeout": 10.0,
     }
@@ -48,7 +65,9 @@ def account(server: Dovecot, **changes: object) -> MailboxAccount:
     return MailboxAccount(**values)  # type: ignore[arg-type]
 
 
-def request(subject: str, body: str = "It does not work.", message_id: str | None = None) -> bytes:
+def request_mail(
+    subject: str, body: str = "It does not work.", message_id: str | None = None
+) -> bytes:
     message = EmailMessage()
     message["From"] = "Ada <ada@example.org>"
     message["To"] = "helpdesk@example.org"
@@ -60,8 +79,10 @@ def request(subject: str, body: str = "It does not work.", message_id: str | Non
 
 
 def test_new_mails_by_uid_then_done_then_none(dovecot: Dovecot) -> None:
-    dovecot.deliver(request("VPN drops", message_id="<m1@example.org>"))
-    dovecot.deliver(request(f"Re: {ticket_reference(17)} VPN drops", message_id="<m2@example.org>"))
+    dovecot.deliver(request_mail("VPN drops", message_id="<m1@example.org>"))
+    dovecot.deliver(
+        request_mail(f"Re: {ticket_reference(17)} VPN drops", message_id="<m2@example.org>")
+    )
     with ImapMailbox(account(dovecot)) as mailbox:
         batch = mailbox.fetch_since(0, None)
         assert [mail.uid for mail in batch.mails] == [1, 2]
@@ -75,36 +96,35 @@ def test_new_mails_by_uid_then_done_then_none(dovecot: Dovecot) -> None:
         assert mailbox.fetch_since(2, batch.uidvalidity).mails == ()
     flags = dovecot.flags_of_all()
     assert all(b"\\Seen" in line for line in flags.values())
-    dovecot.deliver(request("Printer jams"))
+    dovecot.deliver(request_mail("Printer jams"))
     with ImapMailbox(account(dovecot)) as mailbox:
         later = mailbox.fetch_since(2, batch.uidvalidity)
     assert [mail.uid for mail in later.mails] == [3]
 
 
 def test_fetching_marks_nothing_seen(dovecot: Dovecot) -> None:
-    dovecot.deliver(request("one"))
+    dovecot.deliver(request_mail("one"))
     with ImapMailbox(account(dovecot)) as mailbox:
         assert len(mailbox.fetch_since(0, None).mails) == 1
     assert all(b"\\Seen" not in line for line in dovecot.flags_of_all().values())
 
 
 def test_done_folder_moves_the_mail(dovecot: Dovecot) -> None:
-    with ImapMailbox(account(dovecot)) as mailbox:
-        pass
+    done = f"{dovecot.inbox}_done"
     client = dovecot.connect()
-    client.create("Done")
+    client.create(done)
     client.logout()
-    dovecot.deliver(request("one"))
-    with ImapMailbox(account(dovecot, done_folder="Done")) as mailbox:
+    dovecot.deliver(request_mail("one"))
+    with ImapMailbox(account(dovecot, done_folder=done)) as mailbox:
         batch = mailbox.fetch_since(0, None)
         mailbox.mark_done(batch.mails[0].uid)
         assert mailbox.fetch_since(0, batch.uidvalidity).mails == ()
-    assert dovecot.flags_of_all("Done")
+    assert list(dovecot.flags_of_all(done)) == [1]
 
 
 def test_a_batch_is_bounded_in_count_and_bytes(dovecot: Dovecot) -> None:
     for index in range(5):
-        dovecot.deliver(request(f"mail {index}", body="x" * 20_000))
+        dovecot.deliver(request_mail(f"mail {index}", body="x" * 20_000))
     with ImapMailbox(account(dovecot)) as mailbox:
         by_count = mailbox.fetch_since(0, None, max_count=2)
         assert [m.uid for m in by_count.mails] == [1, 2]
@@ -122,7 +142,7 @@ def test_a_batch_is_bounded_in_count_and_bytes(dovecot: Dovecot) -> None:
 
 
 def test_a_connection_cut_mid_fetch_gets_the_same_mail_again(dovecot: Dovecot) -> None:
-    big = request("Screenshot attached", body="y" * 400_000, message_id="<big@example.org>")
+    big = request_mail("Screenshot attached", body="y" * 400_000, message_id="<big@example.org>")
     dovecot.deliver(big)
     with cutting_proxy(dovecot.port, cut_after=200_000) as proxy:
         cut_account = account(dovecot, port=proxy.port)
@@ -150,9 +170,32 @@ def test_the_uid_and_hashed_message_id_are_stable_across_fetches(dovecot: Doveco
     assert parse_mail(one.raw).message_id == parse_mail(two.raw).message_id
 
 
-def test_a_wrong_password_is_refused_clearly(dovecot: Dovecot) -> None:
-    with pytest.raises(MailboxRefused, match=r"refused the login of 'helpdesk'"):
-        ImapMailbox(account(dovecot, password="wrong")).open()
+def test_starttls_reads_the_same_mailbox(dovecot: Dovecot) -> None:
+    dovecot.deliver(request_mail("over STARTTLS"))
+    starttls = account(dovecot, port=dovecot.starttls_port, starttls=True)
+    with ImapMailbox(starttls) as mailbox:
+        batch = mailbox.fetch_since(0, None)
+    assert parse_mail(batch.mails[0].raw).subject == "over STARTTLS"
+
+
+def test_starttls_with_a_certificate_not_from_the_ca_is_refused(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    other_ca = listener_tls(tmp_path, ["127.0.0.1"], label="other").ca_file
+    starttls = account(dovecot, port=dovecot.starttls_port, starttls=True, ca_file=other_ca)
+    with pytest.raises(MailboxRefused, match="certificate is not trusted"):
+        ImapMailbox(starttls).open()
+
+
+def test_a_wrong_password_is_refused_clearly() -> None:
+    # A dovecot of its own: after a refused login, dovecot slows the next logins from the
+    # same address for seconds, which would slow the other tests.
+    with running_dovecot() as server:
+        refused = MailboxAccount(
+            "127.0.0.1", server.port, server.user, "wrong", ca_file=server.ca_file, timeout=10
+        )
+        with pytest.raises(MailboxRefused, match=r"refused the login of 'helpdesk'"):
+            ImapMailbox(refused).open()
 
 
 def test_a_certificate_not_from_the_ca_is_refused(dovecot: Dovecot, tmp_path: Path) -> None:
@@ -167,7 +210,7 @@ def test_the_system_store_does_not_trust_the_test_ca(dovecot: Dovecot) -> None:
 
 
 def test_a_changed_uidvalidity_is_reported(dovecot: Dovecot) -> None:
-    dovecot.deliver(request("one"))
+    dovecot.deliver(request_mail("one"))
     with ImapMailbox(account(dovecot)) as mailbox:
         current = mailbox.fetch_since(0, None).uidvalidity
         with pytest.raises(UidValidityChanged, match="start again from UID 0") as raised:

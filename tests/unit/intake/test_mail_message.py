@@ -101,6 +101,12 @@ def test_header_injection_in_the_sender_name_is_one_line() -> None:
     assert "\r" not in got.sender_name
 
 
+def test_bidi_overrides_leave_the_subject_but_joiners_stay_in_the_body() -> None:
+    got = parse_mail(bytes(mail("invoice\u202efdp.exe", body="family \U0001f468\u200d\U0001f469")))
+    assert got.subject == "invoice fdp.exe"
+    assert got.body == "family \U0001f468\u200d\U0001f469"
+
+
 def test_no_sender_is_unknown() -> None:
     got = parse_mail(b"Subject: who am I\r\n\r\nbody")
     assert got.sender_address is None
