@@ -78,9 +78,10 @@ class MailboxAccount:
     user: str = ""
     password: str = ""
     folder: str = "INBOX"
-    done_folder: str | None = None  # mark_done moves the mail there; None: flags it \Seen
+    # mark_done moves the mail there (the server must offer MOVE, RFC 6851); None: flags \Seen
+    done_folder: str | None = None
     ca_file: Path | None = None  # None: the system's trust store
-    starttls: bool = False  # False: implicit TLS (IMAPS, port 993)
+    starttls: bool = False  # False: implicit TLS (IMAPS, port 993); True: give port 143
     timeout: float = 30.0
 
 
