@@ -28,6 +28,7 @@ from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.folder_lock import DataFolderInUse, FolderLock
+from sonde.server.intake.mailbox_settings import BadMailbox, mailbox_account
 from sonde.server.packaging.command import add_package_parser
 from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
@@ -268,6 +269,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exit_codes.ERROR
+    mailbox = None
+    if args.mailbox:
+        try:
+            mailbox = mailbox_account(
+                args.mailbox,
+                password_file=args.mailbox_password_file,
+                ca_file=args.mailbox_ca,
+                done_folder=args.mailbox_done_folder,
+            )
+        except BadMailbox as error:
+            print(f"sonde-server: {error}", file=sys.stderr)
+            return exit_codes.ERROR
+        if not 5 <= args.mail_interval <= 3600:
+            print("sonde-server: --mail-interval is from 5 to 3600 seconds", file=sys.stderr)
+            return exit_codes.ERROR
+    args.mailbox_account = mailbox
     data = DataDir(args.data)
     data.require_initialised()
     config = data.load_config()
@@ -320,6 +337,8 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         wheelhouse=args.wheelhouse,
         msi=args.msi,
         package_address=args.package_listen or "",
+        mailbox=args.mailbox_account,
+        mail_interval_s=args.mail_interval,
     )
 
     async def main() -> None:
@@ -507,6 +526,25 @@ def _deploy_option(run: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve the --msi over HTTPS here, for Windows hosts to fetch it instead of "
         "having it streamed over WinRM (docs/deploy.md)",
+    )
+    run.add_argument(
+        "--mailbox",
+        metavar="URL",
+        help="read this mailbox for tickets: imaps://USER@HOST[:PORT]/FOLDER or "
+        "imap+starttls://...; the password from SONDE_MAILBOX_PASSWORD or "
+        "--mailbox-password-file (docs/mail.md)",
+    )
+    run.add_argument("--mailbox-password-file", type=Path, metavar="FILE")
+    run.add_argument(
+        "--mailbox-ca", type=Path, metavar="FILE", help="the CA of the mail server's certificate"
+    )
+    run.add_argument(
+        "--mailbox-done-folder",
+        metavar="FOLDER",
+        help="move each mail taken there (default: flag it read)",
+    )
+    run.add_argument(
+        "--mail-interval", type=float, default=60.0, metavar="S", help="seconds between reads"
     )
     run.set_defaults(handler=cmd_run)
 

@@ -28,6 +28,7 @@ from sonde.server.domain.deployments import Deployments, DeploySetup, ssh_setup
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.fixes import Fixes
+from sonde.server.domain.mail_tickets import MailTickets
 from sonde.server.domain.remote_credentials import RemoteCredentials
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.script_proposals import Proposals
@@ -71,6 +72,7 @@ class ServerServices:
     ticket_handling: TicketHandling
     ticket_queue: TicketQueue
     categories: TicketCategories
+    mail_tickets: MailTickets
     enrollment: EnrollmentIssuer
     catalog: Catalog
     proposals: Proposals
@@ -126,6 +128,7 @@ async def open_services(
         catalog_key=catalog_public_key,
         replica_id=replica_id,
     )
+    tickets = Tickets(db, writes=audited)
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -136,10 +139,11 @@ async def open_services(
         audit=AuditLog(db, key=audit_key),
         commands=commands,
         diagnostics=diagnostics,
-        tickets=Tickets(db, writes=audited),
+        tickets=tickets,
         ticket_handling=TicketHandling(db, audited),
         ticket_queue=TicketQueue(db),
         categories=TicketCategories(db, audited),
+        mail_tickets=MailTickets(db, audited, tickets),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         proposals=Proposals(db, audited),

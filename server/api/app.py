@@ -43,6 +43,8 @@ from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionR
 from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
+from sonde.server.intake.imap_mailbox import MailboxAccount
+from sonde.server.intake.mail_poller import MailPoller
 from sonde.server.memory_release import MemoryRelease
 from sonde.server.pki import (
     CertificateAuthority,
@@ -141,6 +143,8 @@ class RunOptions:
     wheelhouse: Path | None = None  # what `sonde deploy` installs (docs/deploy.md)
     msi: Path | None = None  # what `sonde deploy --winrm` installs: sonde-agent-VERSION.msi
     package_address: str = ""  # the HTTPS listener Windows hosts fetch the MSI from; "": none
+    mailbox: MailboxAccount | None = None  # the helpdesk's mailbox read for tickets (docs/mail.md)
+    mail_interval_s: float = 60.0
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -293,16 +297,32 @@ class SondeServer:
             asyncio.create_task(checkpoints.run(), name="audit-checkpoints"),
             asyncio.create_task(MemoryRelease().run(), name="memory-release"),
         ]
-        if db.dialect == "postgresql":
-            listener = WakeListener(options.database_url, services.wakeups)
-            self._tasks.append(asyncio.create_task(listener.run(), name="wake-listener"))
-        for cap in address_caps(options.limits, agent_port, console_port):
-            self._tasks.append(asyncio.create_task(cap.run(), name=f"address-cap-{cap.port}"))
+        self._tasks += self._optional_tasks(db, services, agent_port, console_port)
         log.info(
             "sonde-server listening: console %s, agents %s (mTLS)",
             self.console_address,
             self.agent_address,
         )
+
+    def _optional_tasks(
+        self, db: Database, services: ServerServices, agent_port: int, console_port: int
+    ) -> list[asyncio.Task[None]]:
+        """The mailbox's reading, PostgreSQL's wake listener, the per-address caps: what this
+        server's options and database ask for."""
+        options = self.options
+        tasks = []
+        if options.mailbox is not None:
+            poller = MailPoller(
+                options.mailbox, services.mail_tickets, interval_s=options.mail_interval_s
+            )
+            tasks.append(asyncio.create_task(poller.run(), name="mail-intake"))
+            log.info("mail intake from %s every %g s", poller.name, options.mail_interval_s)
+        if db.dialect == "postgresql":
+            listener = WakeListener(options.database_url, services.wakeups)
+            tasks.append(asyncio.create_task(listener.run(), name="wake-listener"))
+        for cap in address_caps(options.limits, agent_port, console_port):
+            tasks.append(asyncio.create_task(cap.run(), name=f"address-cap-{cap.port}"))
+        return tasks
 
     async def _deploy_setup(self, pki: PkiPaths) -> DeploySetup:
         """What `sonde deploy` installs from: the wheelhouse, the MSI, the package listener."""

@@ -49,3 +49,22 @@ def sanitized(text: str, *, max_chars: int) -> str:
         char for char in text if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn")
     )
     return cleaned.strip()[:max_chars]
+
+
+CUT_MARK = "\n[... cut here: the whole text is attached]"
+
+
+def fitted(text: str, max_chars: int, *, multiline: bool = True) -> str:
+    """Outside text (a mail) made to fit where checked_text would refuse it: control and
+    format characters dropped (newlines and tabs kept when multiline), cut at max_chars with
+    CUT_MARK saying so."""
+    keep = _BODY_WHITESPACE if multiline else frozenset()
+    cleaned = "".join(
+        char
+        for char in text
+        if char in keep or unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    ).strip()
+    if len(cleaned) <= max_chars:
+        return cleaned
+    mark = CUT_MARK if multiline else " [...]"
+    return cleaned[: max_chars - len(mark)].rstrip() + mark

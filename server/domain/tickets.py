@@ -211,106 +211,139 @@ class Tickets:
         `category` a path of the tree (ticket_categories.py)."""
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
-            checked_title = checked_text(
-                "the title", title, max_chars=MAX_TITLE_CHARS, required=True, multiline=False
-            )
-            checked_description = checked_text(
-                "the description", description, max_chars=MAX_BODY_CHARS
-            )
-            checked_requester = checked_text(
-                "the requester", requester, max_chars=MAX_NAME_CHARS, multiline=False
-            )
-            agent_id, hostname = None, None
-            if agent is not None:
-                found = resolve_agent(connection, agent)
-                agent_id, hostname = found.id, found.hostname
-                entry.agent_id = agent_id
-            if assignee is not None:
-                user_role(connection, assignee)
-            path = offered_category(connection, category) if category is not None else None
-            of_snapshot = snapshot_agent(connection, snapshot_id)
-            if of_snapshot is not None:
-                if agent_id is not None and agent_id != of_snapshot:
-                    raise InvalidArgument(
-                        f"snapshot {snapshot_id} is of agent {of_snapshot}, not of {agent_id}"
-                    )
-                if agent_id is None:
-                    agent_id = entry.agent_id = of_snapshot
-                    hostname = connection.execute(_AGENT_HOSTNAME, {"agent_id": agent_id}).scalar()
-            now = self._clock()
-            due = sla.due_times(priority, now)
-            status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
-            values: dict[str, Any] = {
-                "title": checked_title,
-                "description": checked_description,
-                "channel": channel.value,
-                "requester": checked_requester,
-                "priority": priority.value,
-                "level": TicketLevel.L1.value,
-                "status": status.value,
-                "assignee": assignee,
-                "agent_id": agent_id,
-                "created_by": actor.name,
-                "created_at": now,
-                "updated_at": now,
-                "response_due_at": due.response_due_at,
-                "resolve_due_at": due.resolve_due_at,
-                "kind": kind.value,
-                "category": path,
-            }
-            ticket_id = int(connection.execute(_INSERT_TICKET, values).scalar_one())
-            entry.ticket_id = ticket_id
-            append_event(
+            return self.open_in(
                 connection,
-                ticket_id,
-                TicketEventKind.OPENED,
-                actor.name,
-                now,
-                body=checked_title,
-                to_status=status.value,
-                assignee=assignee,
-                touch_ticket=False,
-            )
-            if snapshot_id is not None:
-                connection.execute(
-                    _LINK_SNAPSHOT,
-                    {"linked_snapshot_id": snapshot_id, "linked_ticket_id": ticket_id},
-                )
-                append_event(
-                    connection,
-                    ticket_id,
-                    TicketEventKind.DIAGNOSTIC,
-                    actor.name,
-                    now,
-                    snapshot_id=snapshot_id,
-                    touch_ticket=False,
-                )
-            return TicketRecord(
-                id=ticket_id,
-                title=checked_title,
-                description=checked_description,
+                entry,
+                actor,
+                title=title,
+                description=description,
                 channel=channel,
-                requester=checked_requester,
+                requester=requester,
                 priority=priority,
-                level=TicketLevel.L1,
-                status=status,
+                agent=agent,
                 assignee=assignee,
-                agent_id=agent_id,
-                agent_hostname=hostname,
-                created_by=actor.name,
-                created_at=now,
-                updated_at=now,
-                response_due_at=due.response_due_at,
-                resolve_due_at=due.resolve_due_at,
-                first_response_at=None,
-                resolution="",
-                resolved_at=None,
-                closed_at=None,
+                snapshot_id=snapshot_id,
                 kind=kind,
-                category=path,
+                category=category,
             )
 
         return await self._writes.run(actor.name, "ticket.open", unit, peer=actor.peer)
+
+    def open_in(
+        self,
+        connection: Connection,
+        entry: AuditEntry,
+        actor: Principal,
+        *,
+        title: str,
+        description: str = "",
+        channel: TicketChannel = TicketChannel.PHONE,
+        requester: str = "",
+        priority: TicketPriority = TicketPriority.P3,
+        agent: str | None = None,
+        assignee: str | None = None,
+        snapshot_id: int | None = None,
+        kind: TicketKind = TicketKind.INCIDENT,
+        category: str | None = None,
+    ) -> TicketRecord:
+        """open()'s work inside the caller's unit of work (a mail's intake opens its ticket
+        in the transaction that records the mail)."""
+        checked_title = checked_text(
+            "the title", title, max_chars=MAX_TITLE_CHARS, required=True, multiline=False
+        )
+        checked_description = checked_text("the description", description, max_chars=MAX_BODY_CHARS)
+        checked_requester = checked_text(
+            "the requester", requester, max_chars=MAX_NAME_CHARS, multiline=False
+        )
+        agent_id, hostname = None, None
+        if agent is not None:
+            found = resolve_agent(connection, agent)
+            agent_id, hostname = found.id, found.hostname
+            entry.agent_id = agent_id
+        if assignee is not None:
+            user_role(connection, assignee)
+        path = offered_category(connection, category) if category is not None else None
+        of_snapshot = snapshot_agent(connection, snapshot_id)
+        if of_snapshot is not None:
+            if agent_id is not None and agent_id != of_snapshot:
+                raise InvalidArgument(
+                    f"snapshot {snapshot_id} is of agent {of_snapshot}, not of {agent_id}"
+                )
+            if agent_id is None:
+                agent_id = entry.agent_id = of_snapshot
+                hostname = connection.execute(_AGENT_HOSTNAME, {"agent_id": agent_id}).scalar()
+        now = self._clock()
+        due = sla.due_times(priority, now)
+        status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
+        values: dict[str, Any] = {
+            "title": checked_title,
+            "description": checked_description,
+            "channel": channel.value,
+            "requester": checked_requester,
+            "priority": priority.value,
+            "level": TicketLevel.L1.value,
+            "status": status.value,
+            "assignee": assignee,
+            "agent_id": agent_id,
+            "created_by": actor.name,
+            "created_at": now,
+            "updated_at": now,
+            "response_due_at": due.response_due_at,
+            "resolve_due_at": due.resolve_due_at,
+            "kind": kind.value,
+            "category": path,
+        }
+        ticket_id = int(connection.execute(_INSERT_TICKET, values).scalar_one())
+        entry.ticket_id = ticket_id
+        append_event(
+            connection,
+            ticket_id,
+            TicketEventKind.OPENED,
+            actor.name,
+            now,
+            body=checked_title,
+            to_status=status.value,
+            assignee=assignee,
+            touch_ticket=False,
+        )
+        if snapshot_id is not None:
+            connection.execute(
+                _LINK_SNAPSHOT,
+                {"linked_snapshot_id": snapshot_id, "linked_ticket_id": ticket_id},
+            )
+            append_event(
+                connection,
+                ticket_id,
+                TicketEventKind.DIAGNOSTIC,
+                actor.name,
+                now,
+                snapshot_id=snapshot_id,
+                touch_ticket=False,
+            )
+        return TicketRecord(
+            id=ticket_id,
+            title=checked_title,
+            description=checked_description,
+            channel=channel,
+            requester=checked_requester,
+            priority=priority,
+            level=TicketLevel.L1,
+            status=status,
+            assignee=assignee,
+            agent_id=agent_id,
+            agent_hostname=hostname,
+            created_by=actor.name,
+            created_at=now,
+            updated_at=now,
+            response_due_at=due.response_due_at,
+            resolve_due_at=due.resolve_due_at,
+            first_response_at=None,
+            resolution="",
+            resolved_at=None,
+            closed_at=None,
+            kind=kind,
+            category=path,
+        )
 
     async def comment(
         self, actor: Principal, ticket_id: int, body: str

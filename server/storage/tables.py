@@ -252,6 +252,48 @@ ticket_events = Table(
     Index(None, "ticket_id", "id"),
 )
 
+# Mail intake (server/domain/mail_tickets.py): every mail taken, once, by its Message-ID.
+mail_intake = Table(
+    "mail_intake",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("mailbox", String(300), nullable=False),  # user@host:port/folder
+    Column("uidvalidity", BigInteger(), nullable=False),
+    Column("uid", BigInteger(), nullable=False),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
+    Column("action", String(16), nullable=False),  # opened, commented
+    Column("sender", String(320), nullable=False),
+    Column("taken_at", UtcDateTime(), nullable=False),
+    Column("warnings", Text(), nullable=False, server_default=""),  # what was cut or refused
+)
+
+# Where the reading of each mailbox got to: the UIDs above last_uid are still to be read.
+mailbox_state = Table(
+    "mailbox_state",
+    metadata,
+    Column("mailbox", String(300), primary_key=True),
+    Column("uidvalidity", BigInteger(), nullable=False),
+    Column("last_uid", BigInteger(), nullable=False),
+    Column("checked_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text(), nullable=False, server_default=""),
+)
+
+# Files a requester sent (a mail's attachments): kept up to the caps, else listed as refused.
+ticket_attachments = Table(
+    "ticket_attachments",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("event_id", IdColumnType, ForeignKey("ticket_events.id")),
+    Column("name", String(160), nullable=False),
+    Column("content_type", String(120), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary()),  # None: not kept, `refused` says why
+    Column("refused", String(200), nullable=False, server_default=""),
+)
+
 # Hash-chained: no foreign keys, so the log outlives anything it mentions.
 audit_log = Table(
     "audit_log",
