@@ -84,6 +84,8 @@ class Permission(enum.StrEnum):
     AGENTS_DEPLOY = "agents.deploy"
     # The tree of request categories tickets are sorted by (ticket_categories.py).
     CATEGORIES_MANAGE = "categories.manage"
+    # Writing and updating resolution procedures: Level 1's job as much as Level 2's.
+    KB_EDIT = "kb.edit"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -100,6 +102,7 @@ _L1: frozenset[Permission] = frozenset(
         Permission.SCRIPTS_READ,
         Permission.SCRIPTS_RUN_LOW,
         Permission.HOSTS_READ,
+        Permission.KB_EDIT,
     }
 )
 _L2: frozenset[Permission] = _L1 | {

@@ -294,6 +294,20 @@ ticket_attachments = Table(
     Column("refused", String(200), nullable=False, server_default=""),
 )
 
+# The knowledge base (server/domain/knowledge_base.py): each procedure as the Markdown a team
+# keeps in git (server/domain/kb_markdown.py), with what is searched on beside it.
+kb_procedures = Table(
+    "kb_procedures",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("category", String(120), nullable=False),
+    Column("markdown", Text(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+)
+
 # Hash-chained: no foreign keys, so the log outlives anything it mentions.
 audit_log = Table(
     "audit_log",

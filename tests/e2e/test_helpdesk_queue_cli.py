@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.support.deployment import Deployment, run
@@ -102,3 +103,84 @@ def test_a_call_from_intake_through_both_queues_to_a_complete_close(
     assert view.returncode == 0
     for words in ("service request, network/vpn", "outcome", "time spent", "35m"):
         assert words in view.stdout, view.stdout
+
+
+PRINT_PROCEDURE = """\
++++
+id = "print-queue-stuck"
+title = "Documents stuck in the print queue"
+category = "printing"
+findings = ["print.stuck_jobs"]
+checks = ["print.stuck_jobs"]
+scripts = ["restart-print-spooler"]
+version = 1
+updated_at = 2026-12-01T09:00:00+00:00
++++
+
+# Documents stuck in the print queue
+
+## Symptoms
+
+- my printer doesn't print
+- documents stuck in the queue
+
+## Steps
+
+1. Ask which printer and which document.
+2. Restart the spooler with the catalog script, on the ticket.
+"""
+
+
+def test_procedures_kept_in_git_go_in_and_out_and_fit_a_ticket(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "kb"
+    checkout.mkdir()
+    (checkout / "print-queue-stuck.md").write_text(PRINT_PROCEDURE)
+    (checkout / "vpn-drops.md").write_text(
+        PRINT_PROCEDURE.replace("print-queue-stuck", "vpn-drops")
+        .replace("Documents stuck in the print queue", "The VPN drops")
+        .replace('category = "printing"', 'category = "network"')
+        .replace('findings = ["print.stuck_jobs"]', "findings = []")
+        .replace("- my printer doesn't print\n- documents stuck in the queue", "- vpn drops")
+        .replace("Ask which printer and which document.", "Ask when it drops.")
+        .replace("Restart the spooler with the catalog script, on the ticket.", "Read its log.")
+        .replace('scripts = ["restart-print-spooler"]', "scripts = []")
+        .replace('checks = ["print.stuck_jobs"]', "checks = []")
+    )
+    imported = sonde(shared_sonde, "kb", "import", str(checkout))
+    assert imported.returncode == 0, imported.stderr
+    assert "2 files: 2 saved, 0 unchanged" in imported.stderr + imported.stdout
+    again = sonde(shared_sonde, "kb", "import", str(checkout))
+    assert "2 files: 0 saved, 2 unchanged" in again.stderr + again.stdout
+
+    hits = as_json(shared_sonde, "kb", "search", "printer")["procedures"]
+    assert [hit["procedure"]["id"] for hit in hits] == ["print-queue-stuck"]
+    shown = sonde(shared_sonde, "kb", "show", "print-queue-stuck")
+    assert shown.stdout.startswith('+++\nid = "print-queue-stuck"')
+
+    # Edited through $EDITOR (here a sed), saved as the next version.
+    edited = run(
+        "sonde", "kb", "edit", "print-queue-stuck",
+        env={**shared_sonde.cli_env(), "EDITOR": "sed -i 's/Ask which/Ask the caller which/'"},
+    )  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    assert "version 2" in edited.stderr + edited.stdout
+    out = tmp_path / "exported"
+    exported = sonde(shared_sonde, "kb", "export", str(out))
+    assert exported.returncode == 0, exported.stderr
+    written = (out / "print-queue-stuck.md").read_text()
+    assert "Ask the caller which printer" in written
+    assert "version = 2" in written
+    # The checkout is now stale: importing it would undo the edit, and is refused.
+    stale = sonde(shared_sonde, "kb", "add", str(checkout / "print-queue-stuck.md"))
+    assert stale.returncode == 1
+    assert "is at version 2 and this file is of version 1" in " ".join(stale.stderr.split())
+
+    ticket = as_json(
+        shared_sonde, "ticket", "open", "--title", "my printer doesn't print anything"
+    )["ticket"]
+    suggested = as_json(shared_sonde, "kb", "suggest", str(ticket["id"]))["suggestions"]
+    assert [s["procedure"]["id"] for s in suggested] == ["print-queue-stuck"]
+    assert suggested[0]["why"].startswith("symptom words")
+    assert suggested[0]["success"] == "not used on a ticket yet"

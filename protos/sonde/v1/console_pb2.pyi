@@ -5263,3 +5263,282 @@ class RetireCategoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetireCategoryResponse: _TypeAlias = RetireCategoryResponse  # noqa: Y015
+
+@_typing.final
+class Procedure(_message.Message):
+    """-- The knowledge base (docs/kb.md) -------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    MARKDOWN_FIELD_NUMBER: _builtins.int
+    FINDING_IDS_FIELD_NUMBER: _builtins.int
+    SCRIPT_IDS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    title: _builtins.str
+    category: _builtins.str
+    version: _builtins.int
+    """the server's: each save of a change adds one"""
+    markdown: _builtins.str
+    """the whole procedure, the file format of docs/kb.md"""
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finding_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def script_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        category: _builtins.str = ...,
+        version: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        markdown: _builtins.str = ...,
+        finding_ids: _abc.Iterable[_builtins.str] | None = ...,
+        script_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "finding_ids", b"finding_ids", "id", b"id", "markdown", b"markdown", "script_ids", b"script_ids", "title", b"title", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Procedure: _TypeAlias = Procedure  # noqa: Y015
+
+@_typing.final
+class SaveProcedureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKDOWN_FIELD_NUMBER: _builtins.int
+    SOURCE_NAME_FIELD_NUMBER: _builtins.int
+    markdown: _builtins.str
+    """one procedure file"""
+    source_name: _builtins.str
+    """its file name, for the refusals' words"""
+    def __init__(
+        self,
+        *,
+        markdown: _builtins.str = ...,
+        source_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["markdown", b"markdown", "source_name", b"source_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveProcedureRequest: _TypeAlias = SaveProcedureRequest  # noqa: Y015
+
+@_typing.final
+class SaveProcedureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """false: it was stored like this already"""
+    @_builtins.property
+    def procedure(self) -> Global___Procedure:
+        """as stored, with its version"""
+
+    def __init__(
+        self,
+        *,
+        procedure: Global___Procedure | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "procedure", b"procedure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveProcedureResponse: _TypeAlias = SaveProcedureResponse  # noqa: Y015
+
+@_typing.final
+class GetProcedureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProcedureRequest: _TypeAlias = GetProcedureRequest  # noqa: Y015
+
+@_typing.final
+class GetProcedureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedure(self) -> Global___Procedure: ...
+    def __init__(
+        self,
+        *,
+        procedure: Global___Procedure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProcedureResponse: _TypeAlias = GetProcedureResponse  # noqa: Y015
+
+@_typing.final
+class ListProceduresRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """words; "": every procedure"""
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProceduresRequest: _TypeAlias = ListProceduresRequest  # noqa: Y015
+
+@_typing.final
+class ProcedureHit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    MATCHED_WORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedure(self) -> Global___Procedure: ...
+    @_builtins.property
+    def matched_words(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        procedure: Global___Procedure | None = ...,
+        matched_words: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matched_words", b"matched_words", "procedure", b"procedure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcedureHit: _TypeAlias = ProcedureHit  # noqa: Y015
+
+@_typing.final
+class ListProceduresResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProcedureHit]: ...
+    def __init__(
+        self,
+        *,
+        procedures: _abc.Iterable[Global___ProcedureHit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedures", b"procedures"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProceduresResponse: _TypeAlias = ListProceduresResponse  # noqa: Y015
+
+@_typing.final
+class SuggestProceduresRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    limit: _builtins.int
+    """0: 5"""
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestProceduresRequest: _TypeAlias = SuggestProceduresRequest  # noqa: Y015
+
+@_typing.final
+class ProcedureSuggestion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    WHY_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    RESOLVED_VERIFIED_FIELD_NUMBER: _builtins.int
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    why: _builtins.str
+    """"answers print.stuck_jobs; symptom words printer" """
+    used: _builtins.int
+    """tickets one of its scripts ran for"""
+    resolved_verified: _builtins.int
+    """of those, resolved as fixed with a fix that cleared"""
+    success: _builtins.str
+    """"3 of 4 resolved, verified (small sample)" """
+    @_builtins.property
+    def procedure(self) -> Global___Procedure: ...
+    def __init__(
+        self,
+        *,
+        procedure: Global___Procedure | None = ...,
+        why: _builtins.str = ...,
+        used: _builtins.int = ...,
+        resolved_verified: _builtins.int = ...,
+        success: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure", "resolved_verified", b"resolved_verified", "success", b"success", "used", b"used", "why", b"why"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcedureSuggestion: _TypeAlias = ProcedureSuggestion  # noqa: Y015
+
+@_typing.final
+class SuggestProceduresResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProcedureSuggestion]: ...
+    def __init__(
+        self,
+        *,
+        suggestions: _abc.Iterable[Global___ProcedureSuggestion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["suggestions", b"suggestions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestProceduresResponse: _TypeAlias = SuggestProceduresResponse  # noqa: Y015

@@ -180,6 +180,26 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.FromString,
                 _registered_method=True)
+        self.SaveProcedure = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SaveProcedure',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SaveProcedureRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SaveProcedureResponse.FromString,
+                _registered_method=True)
+        self.GetProcedure = channel.unary_unary(
+                '/sonde.v1.ConsoleService/GetProcedure',
+                request_serializer=sonde_dot_v1_dot_console__pb2.GetProcedureRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.GetProcedureResponse.FromString,
+                _registered_method=True)
+        self.ListProcedures = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListProcedures',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListProceduresRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListProceduresResponse.FromString,
+                _registered_method=True)
+        self.SuggestProcedures = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SuggestProcedures',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateUser',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateUserRequest.SerializeToString,
@@ -545,6 +565,31 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RetireCategory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveProcedure(self, request, context):
+        """The knowledge base (docs/kb.md): procedures as Markdown, searched, suggested for a ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProcedure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProcedures(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestProcedures(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -935,6 +980,26 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RetireCategory,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.SerializeToString,
+            ),
+            'SaveProcedure': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveProcedure,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SaveProcedureRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SaveProcedureResponse.SerializeToString,
+            ),
+            'GetProcedure': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProcedure,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.GetProcedureRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.GetProcedureResponse.SerializeToString,
+            ),
+            'ListProcedures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProcedures,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListProceduresRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListProceduresResponse.SerializeToString,
+            ),
+            'SuggestProcedures': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestProcedures,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -1910,6 +1975,114 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RetireCategory',
             sonde_dot_v1_dot_console__pb2.RetireCategoryRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RetireCategoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveProcedure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SaveProcedure',
+            sonde_dot_v1_dot_console__pb2.SaveProcedureRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SaveProcedureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProcedure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/GetProcedure',
+            sonde_dot_v1_dot_console__pb2.GetProcedureRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.GetProcedureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProcedures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListProcedures',
+            sonde_dot_v1_dot_console__pb2.ListProceduresRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListProceduresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestProcedures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SuggestProcedures',
+            sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.FromString,
             options,
             channel_credentials,
             insecure,

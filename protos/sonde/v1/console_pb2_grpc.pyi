@@ -62,6 +62,11 @@ class ConsoleServiceStub:
     ListCategories: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCategoriesRequest, _console_pb2.ListCategoriesResponse]
     AddCategory: _grpc.UnaryUnaryMultiCallable[_console_pb2.AddCategoryRequest, _console_pb2.AddCategoryResponse]
     RetireCategory: _grpc.UnaryUnaryMultiCallable[_console_pb2.RetireCategoryRequest, _console_pb2.RetireCategoryResponse]
+    SaveProcedure: _grpc.UnaryUnaryMultiCallable[_console_pb2.SaveProcedureRequest, _console_pb2.SaveProcedureResponse]
+    """The knowledge base (docs/kb.md): procedures as Markdown, searched, suggested for a ticket."""
+    GetProcedure: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetProcedureRequest, _console_pb2.GetProcedureResponse]
+    ListProcedures: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListProceduresRequest, _console_pb2.ListProceduresResponse]
+    SuggestProcedures: _grpc.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
     DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
@@ -147,6 +152,11 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ListCategories: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCategoriesRequest, _console_pb2.ListCategoriesResponse]  # type: ignore[assignment]
     AddCategory: _aio.UnaryUnaryMultiCallable[_console_pb2.AddCategoryRequest, _console_pb2.AddCategoryResponse]  # type: ignore[assignment]
     RetireCategory: _aio.UnaryUnaryMultiCallable[_console_pb2.RetireCategoryRequest, _console_pb2.RetireCategoryResponse]  # type: ignore[assignment]
+    SaveProcedure: _aio.UnaryUnaryMultiCallable[_console_pb2.SaveProcedureRequest, _console_pb2.SaveProcedureResponse]  # type: ignore[assignment]
+    """The knowledge base (docs/kb.md): procedures as Markdown, searched, suggested for a ticket."""
+    GetProcedure: _aio.UnaryUnaryMultiCallable[_console_pb2.GetProcedureRequest, _console_pb2.GetProcedureResponse]  # type: ignore[assignment]
+    ListProcedures: _aio.UnaryUnaryMultiCallable[_console_pb2.ListProceduresRequest, _console_pb2.ListProceduresResponse]  # type: ignore[assignment]
+    SuggestProcedures: _aio.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
     DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
@@ -403,6 +413,35 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RetireCategoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RetireCategoryResponse, _abc.Awaitable[_console_pb2.RetireCategoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SaveProcedure(
+        self,
+        request: _console_pb2.SaveProcedureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SaveProcedureResponse, _abc.Awaitable[_console_pb2.SaveProcedureResponse]]:
+        """The knowledge base (docs/kb.md): procedures as Markdown, searched, suggested for a ticket."""
+
+    @_abc_1.abstractmethod
+    def GetProcedure(
+        self,
+        request: _console_pb2.GetProcedureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.GetProcedureResponse, _abc.Awaitable[_console_pb2.GetProcedureResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListProcedures(
+        self,
+        request: _console_pb2.ListProceduresRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListProceduresResponse, _abc.Awaitable[_console_pb2.ListProceduresResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SuggestProcedures(
+        self,
+        request: _console_pb2.SuggestProceduresRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SuggestProceduresResponse, _abc.Awaitable[_console_pb2.SuggestProceduresResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateUser(

@@ -23,14 +23,16 @@ from sonde.server.storage.tables import metadata
 from sonde.v1 import console_pb2 as pb
 from sonde.v1 import deploy_pb2, diagnostics_pb2
 from tests.integration.console.harness import Console
+from tests.integration.console.test_console_closed_loop import DISK_PROCEDURE
 from tests.support.catalog_bundles import signed_bundle, source
 from tests.support.sshd import Sshd, free_port, start_sshd
 from tests.support.winrs_endpoint import WinRSEndpoint
 from tests.support.winrs_programs import serve_transport, windows_collection
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
-# ExportApproved only reads (the approved proposals, for signing offline): not audited.
-READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved")
+# ExportApproved only reads (the approved proposals, for signing offline), SuggestProcedures
+# only reads the knowledge base: not audited.
+READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved", "Suggest")
 WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
 WINDOWS_DOCUMENTS = Path(__file__).parents[2] / "fixtures" / "windows"
 
@@ -222,6 +224,10 @@ CALLS: dict[str, Call] = {
     ),
     "RetireCategory": lambda c, s: c.stub.RetireCategory(
         pb.RetireCategoryRequest(path="network"), metadata=ADMIN
+    ),
+    "SaveProcedure": lambda c, s: c.stub.SaveProcedure(
+        pb.SaveProcedureRequest(markdown=DISK_PROCEDURE, source_name="disk-full.md"),
+        metadata=BOB,
     ),
     "ReopenTicket": lambda c, s: c.stub.ReopenTicket(
         pb.ReopenTicketRequest(id=s.resolved_ticket_id, reason="it came back"), metadata=BOB

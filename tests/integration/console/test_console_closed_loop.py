@@ -580,3 +580,97 @@ async def test_closing_needs_the_last_fixs_verification_ended_and_cleared_when_f
     assert closed.ticket.status == pb.TICKET_STATUS_CLOSED
     assert closed.ticket.outcome == pb.TICKET_OUTCOME_WORKAROUND
     assert closed.ticket.time_spent_s == 1500
+
+
+DISK_PROCEDURE = """\
++++
+id = "disk-full"
+title = "The system disk is full"
+category = "workstation"
+findings = ["disk.space"]
+checks = ["disk.space"]
+scripts = ["clear-temp"]
+version = 1
+updated_at = 2026-12-01T09:00:00+00:00
++++
+
+# The system disk is full
+
+## Symptoms
+
+- PC is slow
+
+## Steps
+
+1. Run clear-temp from the catalog, on the ticket, with --resolve-if-cleared.
+2. If it stays full, look for large user folders and ask before moving them.
+"""
+
+
+async def test_a_procedure_is_suggested_by_finding_and_measured_by_the_closed_loop(
+    console: Console,
+) -> None:
+    """The knowledge base through the console: saved from Markdown by an L1 (versioned, a
+    stale file refused), suggested for a ticket by its machine's finding, and its measured
+    success counted from a run of its script that cleared the finding and resolved the
+    ticket as fixed."""
+    await _publish(console)
+    saved = await console.stub.SaveProcedure(
+        pb.SaveProcedureRequest(markdown=DISK_PROCEDURE, source_name="disk-full.md"), metadata=ANN
+    )
+    assert (saved.procedure.version, saved.changed) == (1, True)
+    again = await console.stub.SaveProcedure(
+        pb.SaveProcedureRequest(markdown=DISK_PROCEDURE, source_name="disk-full.md"), metadata=ANN
+    )
+    assert (again.procedure.version, again.changed) == (1, False)
+    edited = DISK_PROCEDURE.replace("ask before moving them", "ask the user before moving them")
+    second = await console.stub.SaveProcedure(
+        pb.SaveProcedureRequest(markdown=edited, source_name="disk-full.md"), metadata=ANN
+    )
+    assert second.procedure.version == 2
+    stale = DISK_PROCEDURE.replace("ask before moving them", "move them")  # still version 1
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await console.stub.SaveProcedure(
+            pb.SaveProcedureRequest(markdown=stale, source_name="disk-full.md"), metadata=BOB
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is at version 2 and this file is of version 1" in (refused.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await console.stub.SaveProcedure(
+            pb.SaveProcedureRequest(markdown="# no front matter\n", source_name="x.md"),
+            metadata=ANN,
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x.md, line 1" in (bad.value.details() or "")
+
+    agent_id = await _diagnosed(console)  # disk.space critical
+    ticket_id = await _ticket_for(console, agent_id)
+    before = await console.stub.SuggestProcedures(
+        pb.SuggestProceduresRequest(ticket_id=ticket_id), metadata=ANN
+    )
+    (offered,) = before.suggestions
+    assert offered.procedure.id == "disk-full"
+    assert offered.why.startswith("answers disk.space")
+    assert offered.success == "not used on a ticket yet"
+
+    asked = await console.stub.RunScript(
+        pb.RunScriptRequest(
+            agent=agent_id, script_id="clear-temp", ticket_id=ticket_id, resolve_if_cleared=True
+        ),
+        metadata=ANN,
+    )
+    await _ran(console, agent_id, asked.run.command.id)
+    await console.answer_diagnostics(agent_id, [disk(OK)])
+    after = await console.stub.SuggestProcedures(
+        pb.SuggestProceduresRequest(ticket_id=ticket_id), metadata=ANN
+    )
+    (measured,) = after.suggestions  # by its symptom now: the finding cleared
+    assert (measured.used, measured.resolved_verified) == (1, 1)
+    assert measured.success == "1 of 1 resolved, verified (small sample)"
+    found = await console.stub.ListProcedures(
+        pb.ListProceduresRequest(query="disk full"), metadata=ANN
+    )
+    assert [hit.procedure.id for hit in found.procedures] == ["disk-full"]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await console.stub.GetProcedure(pb.GetProcedureRequest(id="nothing"), metadata=ANN)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
