@@ -9,7 +9,8 @@ time, then priority, then number.
 
 The queue holds the open tickets (new, in progress, waiting) of a level, or of both, or only
 the caller's (`--mine`). At most MAX_QUEUE are read and ordered; past that the count of the
-rest is told, since a queue that long is a staffing matter, not a list to read.
+rest is told, since a queue that long is a staffing matter, not a list to read. Only the
+columns of the clocks are read for every one; the whole row only for the page returned.
 """
 
 from __future__ import annotations
@@ -65,28 +66,48 @@ def _clock_state(opened: datetime, due: datetime, now: datetime) -> tuple[SlaSta
     return (SlaState.AT_RISK if used >= AT_RISK_SHARE else SlaState.OK), used
 
 
-def sla_standing(ticket: TicketRecord, now: datetime) -> QueuedTicket:
-    """Where an open ticket stands against its clocks now."""
+@dataclass(frozen=True)
+class _Clocks:
+    """What a ticket's standing is worked out from: a queue reads only these for every
+    open ticket, and the whole row of the ones it returns."""
+
+    id: int
+    priority: str
+    status: str
+    created_at: datetime
+    response_due_at: datetime
+    first_response_at: datetime | None
+    resolve_due_at: datetime
+
+
+def _standing(clocks: _Clocks, now: datetime) -> tuple[SlaState, datetime, float]:
     states = []
     dues = []
-    if ticket.first_response_at is None:
-        state, _ = _clock_state(ticket.created_at, ticket.response_due_at, now)
+    if clocks.first_response_at is None:
+        state, _ = _clock_state(clocks.created_at, clocks.response_due_at, now)
         states.append(state)
-        dues.append(ticket.response_due_at)
-    resolve_state, share = _clock_state(ticket.created_at, ticket.resolve_due_at, now)
-    if ticket.status is TicketStatus.WAITING and resolve_state is not SlaState.BREACHED:
+        dues.append(clocks.response_due_at)
+    resolve_state, share = _clock_state(clocks.created_at, clocks.resolve_due_at, now)
+    if clocks.status == TicketStatus.WAITING.value and resolve_state is not SlaState.BREACHED:
         resolve_state = SlaState.PAUSED
     states.append(resolve_state)
-    dues.append(ticket.resolve_due_at)
-    return QueuedTicket(ticket, max(states), min(dues), share)
+    dues.append(clocks.resolve_due_at)
+    return max(states), min(dues), share
 
 
 # Breached, then at risk, then the rest alike: a paused ticket is no more urgent than an ok one.
 _RANK = {SlaState.BREACHED: 0, SlaState.AT_RISK: 1, SlaState.OK: 2, SlaState.PAUSED: 2}
 
 
-def queue_order(entry: QueuedTicket) -> tuple[int, datetime, str, int]:
-    return (_RANK[entry.sla], entry.due_at, entry.ticket.priority.value, entry.ticket.id)
+_CLOCK_COLUMNS = (
+    tickets.c.id,
+    tickets.c.priority,
+    tickets.c.status,
+    tickets.c.created_at,
+    tickets.c.response_due_at,
+    tickets.c.first_response_at,
+    tickets.c.resolve_due_at,
+)
 
 
 class TicketQueue:
@@ -99,11 +120,7 @@ class TicketQueue:
     ) -> Queue:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidArgument(f"limit must be from 1 to {MAX_LIMIT}, got {limit}")
-        query = (
-            select(*TICKET_COLUMNS)
-            .outerjoin(agents, agents.c.id == tickets.c.agent_id)
-            .where(tickets.c.status.in_(_OPEN))
-        )
+        query = select(*_CLOCK_COLUMNS).where(tickets.c.status.in_(_OPEN))
         if level is not None:
             query = query.where(tickets.c.level == level.value)
         if assignee is not None:
@@ -111,15 +128,28 @@ class TicketQueue:
         counted = select(func.count()).select_from(query.subquery())
         # The soonest due first, so that a queue past MAX_QUEUE keeps the urgent ones.
         query = query.order_by(tickets.c.resolve_due_at, tickets.c.id).limit(MAX_QUEUE)
+        now = self._clock()
 
-        def unit(connection: Connection) -> tuple[list[TicketRecord], int]:
-            found = [ticket_from_row(row) for row in connection.execute(query)]
-            total = len(found)
+        def unit(connection: Connection) -> Queue:
+            clocks = [_Clocks(*row) for row in connection.execute(query)]
+            total = len(clocks)
             if total == MAX_QUEUE:
                 total = int(connection.execute(counted).scalar_one())
-            return found, total
+            standings = {c.id: _standing(c, now) for c in clocks}
+            # Breached, then at risk, then the rest by the next due time, priority, number.
+            first = sorted(
+                clocks,
+                key=lambda c: (_RANK[standings[c.id][0]], standings[c.id][1], c.priority, c.id),
+            )[:limit]
+            rows = connection.execute(
+                select(*TICKET_COLUMNS)
+                .outerjoin(agents, agents.c.id == tickets.c.agent_id)
+                .where(tickets.c.id.in_([c.id for c in first]))
+            )
+            records = {record.id: record for record in map(ticket_from_row, rows)}
+            ordered = [
+                QueuedTicket(records[c.id], *standings[c.id]) for c in first if c.id in records
+            ]
+            return Queue(ordered, max(total - len(ordered), 0))
 
-        found, total = await self._db.read(unit)
-        now = self._clock()
-        ordered = sorted((sla_standing(ticket, now) for ticket in found), key=queue_order)
-        return Queue(ordered[:limit], max(total - min(limit, len(ordered)), 0))
+        return await self._db.read(unit)
