@@ -28,7 +28,9 @@ from sonde.server.domain.users import Users
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.folder_lock import DataFolderInUse, FolderLock
+from sonde.server.intake.mail_sender import BadRelay, smtp_relay
 from sonde.server.intake.mailbox_settings import BadMailbox, mailbox_account
+from sonde.server.intake.smtp_notify import mail_address
 from sonde.server.packaging.command import add_package_parser
 from sonde.server.settings import (
     DEFAULT_AGENT_ADDRESS,
@@ -285,6 +287,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("sonde-server: --mail-interval is from 5 to 3600 seconds", file=sys.stderr)
             return exit_codes.ERROR
     args.mailbox_account = mailbox
+    args.smtp_relay = None
+    if args.smtp:
+        try:
+            args.smtp_relay = smtp_relay(args.smtp, ca_file=args.smtp_ca)
+            mail_address(args.smtp_from or "")
+        except (BadRelay, ValueError) as error:
+            said = str(error) if isinstance(error, BadRelay) else f"--smtp-from: {error}"
+            print(f"sonde-server: {said}", file=sys.stderr)
+            return exit_codes.ERROR
     data = DataDir(args.data)
     data.require_initialised()
     config = data.load_config()
@@ -339,6 +350,8 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         package_address=args.package_listen or "",
         mailbox=args.mailbox_account,
         mail_interval_s=args.mail_interval,
+        smtp=args.smtp_relay,
+        smtp_from=args.smtp_from or "",
     )
 
     async def main() -> None:
@@ -546,6 +559,15 @@ def _deploy_option(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--mail-interval", type=float, default=60.0, metavar="S", help="seconds between reads"
     )
+    run.add_argument(
+        "--smtp",
+        metavar="URL",
+        help="mail requesters on open and resolve through this relay: "
+        "smtp+starttls://[USER@]HOST[:PORT] or smtps://...; a login's password from "
+        "SONDE_SMTP_PASSWORD (docs/mail.md)",
+    )
+    run.add_argument("--smtp-from", metavar="ADDRESS", help="the notifications' sender")
+    run.add_argument("--smtp-ca", type=Path, metavar="FILE", help="the relay certificate's CA")
     run.set_defaults(handler=cmd_run)
 
 

@@ -97,6 +97,7 @@ async def open_services(
     catalog_public_key: ed25519.Ed25519PublicKey | None = None,
     dispatch_key: ed25519.Ed25519PrivateKey | None = None,
     credential_key: CredentialKey | None = None,
+    notify_requesters: bool = False,
     replica_id: str = "",
     deploy_setup: DeploySetup | None = None,
     winrm_ca_folder: Path | None = None,
@@ -130,7 +131,7 @@ async def open_services(
         catalog_key=catalog_public_key,
         replica_id=replica_id,
     )
-    tickets = Tickets(db, writes=audited)
+    tickets = Tickets(db, writes=audited, notify=notify_requesters)
     return ServerServices(
         db=db,
         wakeups=wakeups,

@@ -45,6 +45,8 @@ from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.intake.imap_mailbox import MailboxAccount
 from sonde.server.intake.mail_poller import MailPoller
+from sonde.server.intake.mail_sender import NotificationSender
+from sonde.server.intake.smtp_notify import SmtpRelay
 from sonde.server.memory_release import MemoryRelease
 from sonde.server.pki import (
     CertificateAuthority,
@@ -145,6 +147,8 @@ class RunOptions:
     package_address: str = ""  # the HTTPS listener Windows hosts fetch the MSI from; "": none
     mailbox: MailboxAccount | None = None  # the helpdesk's mailbox read for tickets (docs/mail.md)
     mail_interval_s: float = 60.0
+    smtp: SmtpRelay | None = None  # notifications to requesters go out through it (docs/mail.md)
+    smtp_from: str = ""
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -218,6 +222,7 @@ class SondeServer:
             catalog_public_key=catalog_key,
             dispatch_key=load_dispatch_private_key(pki),
             credential_key=credential_key,
+            notify_requesters=options.smtp is not None,
             replica_id=replica.id,
             deploy_setup=await self._deploy_setup(pki),
             winrm_ca_folder=options.data.winrm_ca_folder,
@@ -317,6 +322,9 @@ class SondeServer:
             )
             tasks.append(asyncio.create_task(poller.run(), name="mail-intake"))
             log.info("mail intake from %s every %g s", poller.name, options.mail_interval_s)
+        if options.smtp is not None:
+            sender = NotificationSender(db, options.smtp, options.smtp_from)
+            tasks.append(asyncio.create_task(sender.run(), name="notifications"))
         if db.dialect == "postgresql":
             listener = WakeListener(options.database_url, services.wakeups)
             tasks.append(asyncio.create_task(listener.run(), name="wake-listener"))

@@ -31,6 +31,7 @@ from sonde.server.domain import sla
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_categories import offered_category
@@ -106,11 +107,17 @@ class TicketPage:
 
 class Tickets:
     def __init__(
-        self, db: Database, clock: Clock = utc_now, *, writes: AuditedWrites | None = None
+        self,
+        db: Database,
+        clock: Clock = utc_now,
+        *,
+        writes: AuditedWrites | None = None,
+        notify: bool = False,
     ) -> None:
         self._db = db
         self._clock = clock
         self._writes = writes if writes is not None else AuditedWrites(db, clock)
+        self._notify = notify  # mail the requester on open and resolve (notifications.py)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -320,7 +327,7 @@ class Tickets:
                 snapshot_id=snapshot_id,
                 touch_ticket=False,
             )
-        return TicketRecord(
+        opened = TicketRecord(
             id=ticket_id,
             title=checked_title,
             description=checked_description,
@@ -344,6 +351,9 @@ class Tickets:
             kind=kind,
             category=path,
         )
+        if self._notify:
+            queue_to_requester(connection, "opened", opened, now)
+        return opened
 
     async def comment(
         self, actor: Principal, ticket_id: int, body: str
@@ -649,15 +659,13 @@ class Tickets:
             self._require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
             entry.detail |= {"outcome": outcome.value, "seconds": seconds}
-            return resolve_in(
-                connection,
-                actor.name,
-                ticket,
-                text,
-                self._clock(),
-                outcome=outcome,
-                time_spent_s=seconds,
+            now = self._clock()
+            resolved = resolve_in(
+                connection, actor.name, ticket, text, now, outcome=outcome, time_spent_s=seconds
             )
+            if self._notify:
+                queue_to_requester(connection, "resolved", resolved, now, resolution=text)
+            return resolved
 
         return await self._writes.run(
             actor.name, "ticket.resolve", unit, ticket_id=ticket_id, peer=actor.peer

@@ -308,6 +308,27 @@ kb_procedures = Table(
     Column("updated_by", String(64), nullable=False),
 )
 
+# Notifications to send (server/domain/notifications.py): written in the transaction of the
+# ticket change they tell, sent after it, retried until sent or given up.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("kind", String(24), nullable=False),  # opened, resolved, ...
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("recipient_name", String(200), nullable=False, server_default=""),
+    Column("title", String(200), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    Column("given_up_at", UtcDateTime()),
+    Column("last_error", Text(), nullable=False, server_default=""),
+    Index(None, "sent_at", "given_up_at", "next_attempt_at"),
+)
+
 # Hash-chained: no foreign keys, so the log outlives anything it mentions.
 audit_log = Table(
     "audit_log",

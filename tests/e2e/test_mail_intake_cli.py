@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -19,10 +20,17 @@ import pytest
 from sonde.server.intake.mail_message import ticket_reference
 from tests.support.deployment import Deployment, run, wait_for
 from tests.support.dovecot import Dovecot, dovecot_available_or_reason, running_dovecot
+from tests.support.smtp_sink import running_smtp_sink
 
 pytestmark = pytest.mark.skipif(
     bool(dovecot_available_or_reason()), reason=dovecot_available_or_reason()
 )
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -47,8 +55,10 @@ def _tickets(sonde: Deployment) -> list[dict[str, Any]]:
 
 
 def test_mail_becomes_a_ticket_and_a_reply_a_comment_once_across_a_kill(
-    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch, stack: ExitStack
 ) -> None:
+    """The email channel whole: the mail read, its ticket, the requester told its reference
+    over SMTP, the reply on the timeline."""
     folder = f"e2e_{uuid.uuid4().hex[:8]}"
     client = dovecot.connect()
     try:
@@ -56,7 +66,10 @@ def test_mail_becomes_a_ticket_and_a_reply_a_comment_once_across_a_kill(
     finally:
         client.logout()
     url = f"imaps://{dovecot.user}@127.0.0.1:{dovecot.port}/{folder}"
+    sink = stack.enter_context(running_smtp_sink(tmp_path / "smtp"))
     mailbox = ["--mailbox", url, "--mailbox-ca", str(dovecot.ca_file), "--mail-interval", "5"]
+    mailbox += ["--smtp", f"smtp+starttls://127.0.0.1:{sink.port}", "--smtp-ca", str(sink.ca_file)]
+    mailbox += ["--smtp-from", "helpdesk@example.org"]
     sonde = Deployment(tmp_path)
     sonde.init()
     monkeypatch.setenv("SONDE_MAILBOX_PASSWORD", dovecot.password)
@@ -67,6 +80,9 @@ def test_mail_becomes_a_ticket_and_a_reply_a_comment_once_across_a_kill(
         assert ticket["title"] == "Outlook asks for my password all day"
         assert ticket["channel"] == "TICKET_CHANNEL_EMAIL"
         assert ticket["requester"] == "Marie Dupont <marie@example.org>"
+        (told,) = sink.wait_for(1, timeout=30)
+        assert told.recipients == ("marie@example.org",)
+        assert told.message()["Subject"].startswith(f"[Sonde #{ticket['id']}] Your request is open")
 
         # Killed and started again: the mail is not read twice (its Message-ID is taken).
         sonde.kill_server()
@@ -104,6 +120,9 @@ def test_mail_becomes_a_ticket_and_a_reply_a_comment_once_across_a_kill(
             "does not exist",
         ),
         (["--mailbox", "imaps://h@127.0.0.1/INBOX", "--mail-interval", "1"], "from 5 to 3600"),
+        (["--smtp", "smtp://127.0.0.1"], "plain SMTP is refused"),
+        (["--smtp", "smtps://127.0.0.1", "--smtp-from", "not an address"], "--smtp-from"),
+        (["--smtp", "smtps://bob@127.0.0.1", "--smtp-from", "a@b.org"], "SONDE_SMTP_PASSWORD"),
     ],
 )
 def test_bad_mailbox_settings_refuse_the_start(
