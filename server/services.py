@@ -28,6 +28,7 @@ from sonde.server.domain.deployments import Deployments, DeploySetup, ssh_setup
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.enrollment_tokens import EnrollmentTokens
 from sonde.server.domain.fixes import Fixes
+from sonde.server.domain.intervention_report import InterventionReports
 from sonde.server.domain.knowledge_base import KnowledgeBase
 from sonde.server.domain.mail_tickets import MailTickets
 from sonde.server.domain.remote_credentials import RemoteCredentials
@@ -75,6 +76,7 @@ class ServerServices:
     categories: TicketCategories
     mail_tickets: MailTickets
     knowledge_base: KnowledgeBase
+    interventions: InterventionReports
     enrollment: EnrollmentIssuer
     catalog: Catalog
     proposals: Proposals
@@ -148,6 +150,7 @@ async def open_services(
         categories=TicketCategories(db, audited),
         mail_tickets=MailTickets(db, audited, tickets),
         knowledge_base=KnowledgeBase(db, audited),
+        interventions=InterventionReports(db),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         proposals=Proposals(db, audited),

@@ -80,6 +80,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "GetProcedure": Permission.TICKETS_READ,
     CONSOLE + "ListProcedures": Permission.TICKETS_READ,
     CONSOLE + "SuggestProcedures": Permission.TICKETS_READ,
+    CONSOLE + "ReportInterventions": Permission.TICKETS_READ,
     CONSOLE + "RevokeAgent": Permission.AGENTS_REVOKE,
     CONSOLE + "RemoveAgent": Permission.AGENTS_REMOVE,
     CONSOLE + "CreateUser": Permission.USERS_MANAGE,

@@ -3,7 +3,7 @@ their details and the category tree, the queues, taking and handing back, the ti
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import grpc
@@ -11,7 +11,9 @@ import grpc
 from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
+from sonde.server.domain.intervention_report import Figures, Intervention
 from sonde.server.domain.ticket_categories import Category
+from sonde.server.domain.ticket_model import TicketKind, TicketOutcome
 from sonde.server.domain.ticket_queue import QueuedTicket
 from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
@@ -132,3 +134,50 @@ class HelpdeskMethods:
     ) -> console_pb2.RetireCategoryResponse:
         retired = await self._s.categories.retire(current_principal(), request.path)
         return console_pb2.RetireCategoryResponse(category=category_message(retired))
+
+    @translate_errors
+    async def ReportInterventions(
+        self, request: console_pb2.ReportInterventionsRequest, context: Context
+    ) -> console_pb2.ReportInterventionsResponse:
+        current_principal()
+        if not request.HasField("from") or not request.HasField("to"):
+            raise InvalidArgument("say the period: --from and --to")
+        report = await self._s.interventions.report(
+            getattr(request, "from").ToDatetime(tzinfo=UTC), request.to.ToDatetime(tzinfo=UTC)
+        )
+        return console_pb2.ReportInterventionsResponse(
+            interventions=[_intervention(row) for row in report.rows],
+            by_technician=_figures(report.by_technician),
+            by_category=_figures(report.by_category),
+        )
+
+
+def _intervention(row: Intervention) -> console_pb2.Intervention:
+    message = console_pb2.Intervention(
+        ticket_id=row.ticket_id,
+        title=row.title,
+        machine=row.machine,
+        category=row.category,
+        kind=mapping.ticket_kind(TicketKind(row.kind)),
+        technician=row.technician,
+        what_was_done=row.what_was_done,
+        runs=list(row.runs),
+        time_spent_s=row.time_spent_s,
+        outcome=mapping.ticket_outcome(TicketOutcome(row.outcome) if row.outcome else None),
+        on_time=row.on_time,
+    )
+    message.finished_at.FromDatetime(row.finished_at)
+    return message
+
+
+def _figures(found: dict[str, Figures]) -> list[console_pb2.InterventionFigures]:
+    return [
+        console_pb2.InterventionFigures(
+            name=name,
+            interventions=figures.interventions,
+            time_spent_s=figures.time_spent_s,
+            fixed=figures.fixed,
+            on_time=figures.on_time,
+        )
+        for name, figures in found.items()
+    ]

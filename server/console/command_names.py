@@ -42,6 +42,7 @@ COMMAND_OF_RPC = {
     "GetProcedure": "sonde kb show",
     "ListProcedures": "sonde kb search",
     "SuggestProcedures": "sonde kb suggest",
+    "ReportInterventions": "sonde report interventions",
     "CreateUser": "sonde users add",
     "ListUsers": "sonde users list",
     "DisableUser": "sonde users disable",

@@ -104,6 +104,19 @@ def test_a_call_from_intake_through_both_queues_to_a_complete_close(
     for words in ("service request, network/vpn", "outcome", "time spent", "35m"):
         assert words in view.stdout, view.stdout
 
+    # The interventions table: the ticket, who finished it, how long, how it ended.
+    report = as_json(shared_sonde, "report", "interventions", "--from", "1d", token=ann)
+    (row,) = [r for r in report["interventions"] if r["ticket_id"] == opened["id"]]
+    assert (row["technician"], row["category"], row["time_spent_s"]) == ("ann", "network/vpn", 2100)
+    assert row["outcome"] == "TICKET_OUTCOME_FIXED"
+    assert row["on_time"] is True
+    assert {f["name"] for f in report["by_technician"]} >= {"ann"}
+    table = sonde(shared_sonde, "report", "interventions", "--from", "1d", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.startswith("ticket,finished_at,technician,machine,category,kind,outcome")
+    assert any(line.startswith(f"{number},") and ",ann,," in line for line in lines), lines
+
 
 PRINT_PROCEDURE = """\
 +++

@@ -5542,3 +5542,147 @@ class SuggestProceduresResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SuggestProceduresResponse: _TypeAlias = SuggestProceduresResponse  # noqa: Y015
+
+@_typing.final
+class ReportInterventionsRequest(_message.Message):
+    """-- The interventions table (docs/tickets.md) ---------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def to(self) -> _timestamp_pb2.Timestamp:
+        """until this one, excluded"""
+
+    def __init__(
+        self,
+        *,
+        to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportInterventionsRequest: _TypeAlias = ReportInterventionsRequest  # noqa: Y015
+
+@_typing.final
+class Intervention(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    MACHINE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TECHNICIAN_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    WHAT_WAS_DONE_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    TIME_SPENT_S_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ON_TIME_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    title: _builtins.str
+    machine: _builtins.str
+    category: _builtins.str
+    kind: Global___TicketKind.ValueType
+    technician: _builtins.str
+    """who resolved it, else who closed it"""
+    what_was_done: _builtins.str
+    """the resolution note"""
+    time_spent_s: _builtins.int
+    outcome: Global___TicketOutcome.ValueType
+    on_time: _builtins.bool
+    """resolved within its resolve time"""
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"restart-print-spooler: cleared" """
+
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        title: _builtins.str = ...,
+        machine: _builtins.str = ...,
+        category: _builtins.str = ...,
+        kind: Global___TicketKind.ValueType = ...,
+        technician: _builtins.str = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        what_was_done: _builtins.str = ...,
+        runs: _abc.Iterable[_builtins.str] | None = ...,
+        time_spent_s: _builtins.int = ...,
+        outcome: Global___TicketOutcome.ValueType = ...,
+        on_time: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "finished_at", b"finished_at", "kind", b"kind", "machine", b"machine", "on_time", b"on_time", "outcome", b"outcome", "runs", b"runs", "technician", b"technician", "ticket_id", b"ticket_id", "time_spent_s", b"time_spent_s", "title", b"title", "what_was_done", b"what_was_done"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Intervention: _TypeAlias = Intervention  # noqa: Y015
+
+@_typing.final
+class InterventionFigures(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    INTERVENTIONS_FIELD_NUMBER: _builtins.int
+    TIME_SPENT_S_FIELD_NUMBER: _builtins.int
+    FIXED_FIELD_NUMBER: _builtins.int
+    ON_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """a technician, or a category ("-": none)"""
+    interventions: _builtins.int
+    time_spent_s: _builtins.int
+    fixed: _builtins.int
+    on_time: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        interventions: _builtins.int = ...,
+        time_spent_s: _builtins.int = ...,
+        fixed: _builtins.int = ...,
+        on_time: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed", b"fixed", "interventions", b"interventions", "name", b"name", "on_time", b"on_time", "time_spent_s", b"time_spent_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterventionFigures: _TypeAlias = InterventionFigures  # noqa: Y015
+
+@_typing.final
+class ReportInterventionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERVENTIONS_FIELD_NUMBER: _builtins.int
+    BY_TECHNICIAN_FIELD_NUMBER: _builtins.int
+    BY_CATEGORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def interventions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intervention]: ...
+    @_builtins.property
+    def by_technician(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterventionFigures]: ...
+    @_builtins.property
+    def by_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterventionFigures]: ...
+    def __init__(
+        self,
+        *,
+        interventions: _abc.Iterable[Global___Intervention] | None = ...,
+        by_technician: _abc.Iterable[Global___InterventionFigures] | None = ...,
+        by_category: _abc.Iterable[Global___InterventionFigures] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_technician", b"by_technician", "interventions", b"interventions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportInterventionsResponse: _TypeAlias = ReportInterventionsResponse  # noqa: Y015

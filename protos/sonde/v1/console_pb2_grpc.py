@@ -200,6 +200,11 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.FromString,
                 _registered_method=True)
+        self.ReportInterventions = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ReportInterventions',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateUser',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateUserRequest.SerializeToString,
@@ -591,6 +596,13 @@ class ConsoleServiceServicer:
 
     def SuggestProcedures(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportInterventions(self, request, context):
+        """The interventions table (docs/tickets.md, "The interventions table").
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1000,6 +1012,11 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.SuggestProcedures,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.SerializeToString,
+            ),
+            'ReportInterventions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportInterventions,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -2083,6 +2100,33 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/SuggestProcedures',
             sonde_dot_v1_dot_console__pb2.SuggestProceduresRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.SuggestProceduresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportInterventions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ReportInterventions',
+            sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

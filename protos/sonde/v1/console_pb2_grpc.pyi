@@ -67,6 +67,8 @@ class ConsoleServiceStub:
     GetProcedure: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetProcedureRequest, _console_pb2.GetProcedureResponse]
     ListProcedures: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListProceduresRequest, _console_pb2.ListProceduresResponse]
     SuggestProcedures: _grpc.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]
+    ReportInterventions: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReportInterventionsRequest, _console_pb2.ReportInterventionsResponse]
+    """The interventions table (docs/tickets.md, "The interventions table")."""
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
     DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
@@ -157,6 +159,8 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     GetProcedure: _aio.UnaryUnaryMultiCallable[_console_pb2.GetProcedureRequest, _console_pb2.GetProcedureResponse]  # type: ignore[assignment]
     ListProcedures: _aio.UnaryUnaryMultiCallable[_console_pb2.ListProceduresRequest, _console_pb2.ListProceduresResponse]  # type: ignore[assignment]
     SuggestProcedures: _aio.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]  # type: ignore[assignment]
+    ReportInterventions: _aio.UnaryUnaryMultiCallable[_console_pb2.ReportInterventionsRequest, _console_pb2.ReportInterventionsResponse]  # type: ignore[assignment]
+    """The interventions table (docs/tickets.md, "The interventions table")."""
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
     DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
@@ -442,6 +446,14 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.SuggestProceduresRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.SuggestProceduresResponse, _abc.Awaitable[_console_pb2.SuggestProceduresResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportInterventions(
+        self,
+        request: _console_pb2.ReportInterventionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ReportInterventionsResponse, _abc.Awaitable[_console_pb2.ReportInterventionsResponse]]:
+        """The interventions table (docs/tickets.md, "The interventions table")."""
 
     @_abc_1.abstractmethod
     def CreateUser(

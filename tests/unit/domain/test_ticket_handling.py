@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from sonde.server.domain.audited import AuditedWrites
+from sonde.server.domain.intervention_report import InterventionReports
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.ticket_categories import TicketCategories
 from sonde.server.domain.ticket_handling import TicketHandling
@@ -295,3 +296,40 @@ async def test_the_queue_puts_breached_then_at_risk_first(desk: Desk) -> None:
     assert len(l1.tickets) == 2
     assert l1.more == 2
     assert old.id not in [e.ticket.id for e in l1.tickets]
+
+
+async def test_the_interventions_table_has_each_finished_ticket_and_the_figures(
+    desk: Desk,
+) -> None:
+    ann, bob, root = await _people(desk.db)
+    await desk.tree.add(root, "printing", "Printing")
+    start = desk.clock.now
+    printer = await desk.tickets.open(ann, title="printer", category="printing")
+    slow = await desk.tickets.open(ann, title="slow PC", priority=TicketPriority.P1)
+    never = await desk.tickets.open(ann, title="still open")
+    desk.clock.advance(hours=2)
+    await desk.tickets.resolve(
+        ann, printer.id, "cleared the queue", outcome=TicketOutcome.FIXED,
+        time_spent=timedelta(minutes=20),
+    )  # fmt: skip
+    desk.clock.advance(hours=3)  # past the P1's 4 hours
+    await desk.tickets.resolve(
+        bob, slow.id, "RAM", outcome=TicketOutcome.HARDWARE_REPLACED,
+        time_spent=timedelta(hours=1),
+    )  # fmt: skip
+    report = await InterventionReports(desk.db).report(start, desk.clock.now + timedelta(1))
+    rows = {row.ticket_id: row for row in report.rows}
+    assert set(rows) == {printer.id, slow.id}  # not the open one
+    assert never.id not in rows
+    assert (rows[printer.id].technician, rows[printer.id].category) == ("ann", "printing")
+    assert rows[printer.id].on_time
+    assert not rows[slow.id].on_time
+    assert rows[slow.id].time_spent_s == 3600
+    assert report.by_technician["ann"].fixed == 1
+    assert report.by_technician["bob"].time_spent_s == 3600
+    assert report.by_category["printing"].interventions == 1
+    assert report.by_category["-"].on_time == 0
+    earlier = await InterventionReports(desk.db).report(start - timedelta(1), start)
+    assert earlier.rows == []
+    with pytest.raises(InvalidArgument, match="--to must come after --from"):
+        await InterventionReports(desk.db).report(start, start)
