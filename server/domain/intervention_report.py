@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.ticket_model import TicketEventKind
@@ -91,11 +91,15 @@ class InterventionReports:
 
     @staticmethod
     def _read(connection: Connection, since: datetime, until: datetime) -> InterventionReport:
-        # Each ticket's last finishing event in the period: who finished it, and when.
+        # Each ticket's last resolve in the period, else its close: who finished it, and when.
+        resolved = TicketEventKind.RESOLVED.value
         finished = (
             select(
                 ticket_events.c.ticket_id,
-                func.max(ticket_events.c.id).label("event_id"),
+                func.coalesce(
+                    func.max(case((ticket_events.c.kind == resolved, ticket_events.c.id))),
+                    func.max(ticket_events.c.id),
+                ).label("event_id"),
             )
             .where(ticket_events.c.kind.in_(_FINISHING))
             .where(ticket_events.c.at >= since, ticket_events.c.at < until)

@@ -333,3 +333,21 @@ async def test_the_interventions_table_has_each_finished_ticket_and_the_figures(
     assert earlier.rows == []
     with pytest.raises(InvalidArgument, match="--to must come after --from"):
         await InterventionReports(desk.db).report(start, start)
+
+
+async def test_the_technician_of_an_intervention_is_its_resolver_not_its_closer(
+    desk: Desk,
+) -> None:
+    ann, bob, root = await _people(desk.db)
+    await desk.tree.add(root, "audio", "Audio")
+    start = desk.clock.now
+    ticket = await desk.tickets.open(
+        ann, title="no sound", category="audio", requester="Jo", kind=TicketKind.SERVICE_REQUEST
+    )
+    await desk.tickets.resolve(
+        ann, ticket.id, "driver", outcome=TicketOutcome.FIXED, time_spent=timedelta(minutes=5)
+    )
+    desk.clock.advance(minutes=10)
+    await desk.tickets.close(bob, ticket.id)
+    (row,) = (await InterventionReports(desk.db).report(start, desk.clock.now + timedelta(1))).rows
+    assert row.technician == "ann"
