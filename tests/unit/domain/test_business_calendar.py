@@ -174,3 +174,17 @@ def test_between_bounded_splits_and_pauses(
     assert whole <= b - a
     assert whole == business_time_between(cal, a, m) + business_time_between(cal, m, b)
     assert business_time_between(cal, a, b, [(m, None)]) <= whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(calendars(), starts, starts, durations)
+def test_add_monotonic_in_start_and_ends_in_a_window(
+    cal: BusinessCalendar, s1: datetime, s2: datetime, d: timedelta
+) -> None:
+    s1, s2 = sorted([s1, s2])
+    assert add_business_time(cal, s1, d) <= add_business_time(cal, s2, d)
+    if d > timedelta(0):
+        due = add_business_time(cal, s1, d)
+        # the second before the due instant is working time: due is inside a window or its end
+        second = timedelta(seconds=1)
+        assert business_time_between(cal, due - second, due) == second
