@@ -155,7 +155,7 @@ def _day_windows(calendar: BusinessCalendar, day: date) -> list[tuple[datetime, 
         return []
     zone = calendar.zone
     result = []
-    for start, end in calendar.hours[day.weekday()]:
+    for start, end in sorted(calendar.hours[day.weekday()]):
         begin = datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
         end_day = day + timedelta(days=1) if end == MIDNIGHT else day
         finish = datetime.combine(end_day, end, tzinfo=zone).replace(fold=1).astimezone(UTC)
