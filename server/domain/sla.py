@@ -1,7 +1,8 @@
 """Service levels: when a ticket must first be answered and when it must be resolved.
 
-Wall-clock durations from the moment the ticket is opened (business hours come later);
-"one business day" for P2 is counted as 8 hours. The resolve clock pauses while a ticket waits
+Wall-clock durations from the moment the ticket is opened; "one business day" for P2 is
+counted as 8 hours. The business-hours arithmetic and per-contract policies are in
+business_calendar.py and sla_policy.py (docs/sla.md), not yet used by tickets. The resolve clock pauses while a ticket waits
 on the requester: when the wait ends its due time moves later by the wait. See docs/tickets.md.
 """
 
