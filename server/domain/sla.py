@@ -2,8 +2,9 @@
 
 Wall-clock durations from the moment the ticket is opened; "one business day" for P2 is
 counted as 8 hours. The business-hours arithmetic and per-contract policies are in
-business_calendar.py and sla_policy.py (docs/sla.md), not yet used by tickets. The resolve clock pauses while a ticket waits
-on the requester: when the wait ends its due time moves later by the wait. See docs/tickets.md.
+business_calendar.py and sla_policy.py (docs/sla.md), not yet used by tickets. The resolve
+clock pauses while a ticket waits on the requester: when the wait ends its due time moves later
+by the wait. See docs/tickets.md.
 """
 
 from __future__ import annotations
