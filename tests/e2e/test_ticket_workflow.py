@@ -44,7 +44,9 @@ def test_wait_and_resume(shared_sonde: Deployment) -> None:
         "TICKET_EVENT_KIND_WAITING",
         "TICKET_EVENT_KIND_RESUMED",
     ]
-    sonde_json(shared_sonde, "ticket", "close", ticket_id, "--note", "duplicate")
+    sonde_json(
+        shared_sonde, "ticket", "close", ticket_id, "--note", "duplicate", "--outcome", "duplicate"
+    )
     closed = sonde_error(shared_sonde, "ticket", "wait", ticket_id, "--reason", "x")
     assert closed["code"] == "FAILED_PRECONDITION"
     assert f"ticket {ticket_id} is closed: reopen it first" in closed["message"]
@@ -86,7 +88,9 @@ def test_diag_ticket_refused_for_a_closed_ticket_or_another_machine_sends_nothin
 ) -> None:
     about_shared = str(open_ticket(shared_sonde, "--agent", shared_agent.agent_id)["id"])
     closed = str(open_ticket(shared_sonde, "--agent", other_agent.agent_id)["id"])
-    sonde_json(shared_sonde, "ticket", "close", closed, "--note", "duplicate")
+    sonde_json(
+        shared_sonde, "ticket", "close", closed, "--note", "duplicate", "--outcome", "duplicate"
+    )
     before = _commands_of(shared_sonde, other_agent.agent_id)
 
     wrong = sonde_error(shared_sonde, "diag", other_agent.agent_id, "--ticket", about_shared)
@@ -117,7 +121,9 @@ def test_agent_show_lists_its_last_ten_tickets_and_how_many_more(
         open_ticket(shared_sonde, "--agent", agent.agent_id, "--title", f"call {n}")["id"]
         for n in range(12)
     ]
-    sonde_json(shared_sonde, "ticket", "close", str(opened[-1]), "--note", "spam")
+    sonde_json(
+        shared_sonde, "ticket", "close", str(opened[-1]), "--note", "spam", "--outcome", "cancelled"
+    )
     shown = sonde_json(shared_sonde, "agent", "show", agent.agent_id)
     recent = shown["recent_tickets"]
     assert [t["id"] for t in recent] == list(reversed(opened))[:10]
