@@ -9,12 +9,14 @@ and finds its Message-ID taken: one ticket, never two.
 
 What a mail becomes:
 
-- a subject with the reference of an open (or resolved) ticket (`[Sonde #17]`): a comment on
-  it, from the sender, with the mail's text and attachments; a resolved ticket stays resolved
-  (a reply saying "it is broken again" is the technician's to judge and reopen);
-- the reference of a ticket that is closed or does not exist, or none: a new ticket (channel
-  email), the sender as its requester, whose description says which reference it carried, so
-  that no request is lost.
+- a subject with the reference of an open (or resolved) ticket (`[Sonde #17]`), from that
+  ticket's requester (the address of its requester line): a comment on it, with the mail's
+  text and attachments; a resolved ticket stays resolved (a reply saying "it is broken again"
+  is the technician's to judge and reopen);
+- the reference of a ticket that is closed, does not exist, or is another person's (a
+  reference is only a number anyone can type), or none: a new ticket (channel email), the
+  sender as its requester, whose description says which reference it carried, so that no
+  request is lost and nobody writes on another's ticket.
 
 Everything from the mail is kept as text: HTML was turned to text by the parser, and the
 console shows it inert like any ticket text. What the parser cut or refused is in the
@@ -32,6 +34,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.notifications import requester_address
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.text import fitted
 from sonde.server.domain.ticket_model import (
@@ -169,15 +172,22 @@ class MailTickets:
 
     @staticmethod
     def _open_ticket_of(connection: Connection, mail: IntakeMail) -> int | None:
-        """The ticket a reply goes on: its reference's, when that one exists and is not
-        closed."""
+        """The ticket a reply goes on: its reference's, when that one exists, is not closed,
+        and the mail comes from its requester (a reference is only a number: anyone could
+        write it in a subject)."""
         if mail.ticket_id is None:
             return None
         try:
             ticket = load_ticket(connection, mail.ticket_id, lock=True)
         except NotFound:
             return None
-        return None if ticket.status is TicketStatus.CLOSED else ticket.id
+        if ticket.status is TicketStatus.CLOSED:
+            return None
+        requester = requester_address(ticket.requester)
+        sender = (mail.sender_address or "").lower()
+        if requester is None or requester[0].lower() != sender:
+            return None
+        return ticket.id
 
     @staticmethod
     def _keep_attachments(
@@ -233,7 +243,7 @@ class MailTickets:
 def _description(mail: IntakeMail) -> str:
     carried = (
         f"This mail carried the reference {ticket_reference(mail.ticket_id)}, a ticket that "
-        "is closed or does not exist: it is a new request.\n\n"
+        "is closed, does not exist, or is not this sender's: it is a new request.\n\n"
         if mail.ticket_id is not None
         else ""
     )

@@ -130,6 +130,16 @@ async def test_a_new_mail_opens_a_ticket_and_a_reply_is_a_comment(
     assert ticket.status is TicketStatus.NEW  # a reply moves nothing by itself
     assert len(await desk.list()) == 1
 
+    # The same reference from someone else: a new request, not a comment on Marie's ticket.
+    stranger = mail(f"Re: {ticket_reference(opened.id)}", "me too", sender="eve@example.net")
+    dovecot.deliver(stranger, dovecot.inbox)
+    assert await poller.round() == RoundReport(opened=1)
+    _, timeline = await desk.get(opened.id)
+    assert "me too" not in timeline[-1].body
+    (other,) = [t for t in await desk.list() if t.id != opened.id]
+    assert other.requester == "Marie Dupont <eve@example.net>"
+    assert "is not this sender's" in other.description
+
 
 async def test_a_reference_to_a_closed_or_unknown_ticket_is_a_new_request(
     db: Database, dovecot: Dovecot
