@@ -102,7 +102,18 @@ class MailTickets:
 
         await self._db.write(unit)
 
-    async def take(self, mailbox: str, uidvalidity: int, uid: int, mail: IntakeMail) -> MailTaken:
+    async def take(
+        self,
+        mailbox: str,
+        uidvalidity: int,
+        uid: int,
+        mail: IntakeMail,
+        *,
+        automatic: bool = False,
+    ) -> MailTaken:
+        """Take one mail; `automatic` (an auto-reply, a bounce: automatic_mail.py) opens its
+        ticket without mailing the sender back."""
+
         def unit(connection: Connection, entry: AuditEntry) -> MailTaken:
             now = self._clock()
             entry.detail |= {"message_id": mail.message_id[:200], "mailbox": mailbox, "uid": uid}
@@ -125,6 +136,7 @@ class MailTickets:
                     description=fitted(text, MAX_BODY_CHARS),
                     channel=TicketChannel.EMAIL,
                     requester=fitted(mail.sender_label, MAX_NAME_CHARS, multiline=False),
+                    tell_requester=not automatic,
                 )
                 ticket_id, action = ticket.id, MailAction.OPENED
                 event_id = None

@@ -252,9 +252,11 @@ class Tickets:
         snapshot_id: int | None = None,
         kind: TicketKind = TicketKind.INCIDENT,
         category: str | None = None,
+        tell_requester: bool = True,
     ) -> TicketRecord:
         """open()'s work inside the caller's unit of work (a mail's intake opens its ticket
-        in the transaction that records the mail)."""
+        in the transaction that records the mail); `tell_requester` False: no mail to the
+        requester (an automaton's mail is not answered)."""
         checked_title = checked_text(
             "the title", title, max_chars=MAX_TITLE_CHARS, required=True, multiline=False
         )
@@ -351,7 +353,7 @@ class Tickets:
             kind=kind,
             category=path,
         )
-        if self._notify:
+        if self._notify and tell_requester:
             queue_to_requester(connection, "opened", opened, now)
         return opened
 

@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from sonde.server.domain.audited import AuditedWrites
+from sonde.server.domain.mail_tickets import MailAction, MailTickets
 from sonde.server.domain.notifications import requester_address, retry_after
 from sonde.server.domain.roles import Role
 from sonde.server.domain.ticket_model import TicketOutcome
 from sonde.server.domain.tickets import Tickets
+from sonde.server.intake.automatic_mail import is_automatic
 from sonde.server.intake.mail_message import parse_mail
 from sonde.server.intake.mail_sender import NotificationSender
 from sonde.server.intake.smtp_notify import SmtpRelay, SmtpSecurity
@@ -123,3 +125,26 @@ async def test_a_relay_that_is_down_gets_every_mail_once_back_in_order(
     assert subjects == [
         f"[Sonde #{numbers[n]}] Your request is open: request {n}" for n in (1, 2, 0, 3)
     ]
+
+
+async def test_a_bounce_opens_its_ticket_but_is_never_answered(
+    db: Database, sink: SmtpSink
+) -> None:
+    """A bounce of a notification comes back as a new mail: answering it would start a loop."""
+    clock = Clock()
+    writes = AuditedWrites(db, clock)
+    desk = Tickets(db, clock, writes=writes, notify=True)
+    intake = MailTickets(db, writes, desk, clock)
+    bounce = (
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n"
+        b"Message-ID: <bounce-1@mx.example.org>\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\n\r\nunknown user\r\n"
+    )
+    taken = await intake.take("box", 1, 1, parse_mail(bounce), automatic=is_automatic(bounce))
+    assert taken.action is MailAction.OPENED
+    person = b"From: marie@example.org\r\nMessage-ID: <m-1@example.org>\r\nSubject: hi\r\n\r\nx"
+    await intake.take("box", 1, 2, parse_mail(person), automatic=is_automatic(person))
+    sender = NotificationSender(db, relay_of(sink), "helpdesk@example.org", clock)
+    assert await sender.send_due() == 1  # Marie's only
+    (told,) = sink.wait_for(1)
+    assert told.recipients == ("marie@example.org",)
