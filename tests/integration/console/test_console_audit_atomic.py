@@ -31,8 +31,8 @@ from tests.support.winrs_programs import serve_transport, windows_collection
 
 ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
 # ExportApproved only reads (the approved proposals, for signing offline), SuggestProcedures
-# only reads the knowledge base: not audited.
-READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved", "Suggest")
+# only reads the knowledge base, ReportInterventions only reads tickets: not audited.
+READ_ONLY = ("WhoAmI", "List", "Get", "ExportApproved", "Suggest", "Report")
 WINRS_USER, WINRS_PASSWORD = "helpdesk", "a-throwaway-winrs-password"
 WINDOWS_DOCUMENTS = Path(__file__).parents[2] / "fixtures" / "windows"
 
