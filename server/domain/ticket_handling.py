@@ -43,6 +43,7 @@ from sonde.server.domain.ticket_model import (
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.ticket_resolution import save_ticket
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait
+from sonde.server.domain.tickets import require_open
 from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
@@ -50,13 +51,6 @@ from sonde.server.storage.tables import ticket_events, users
 
 MAX_NOTE_CHARS = 10_000
 MAX_NAME_CHARS = 200
-
-
-def _require_open(ticket: TicketRecord, verb: str) -> None:
-    if not ticket.status.is_open:
-        raise Conflict(
-            f"ticket {ticket.id} is {ticket.status.value}: reopen it before you {verb} it"
-        )
 
 
 class TicketHandling:
@@ -164,7 +158,7 @@ class TicketHandling:
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             ticket = load_ticket(connection, ticket_id, lock=True)
-            _require_open(ticket, "take")
+            require_open(ticket, "take")
             if ticket.assignee == actor.name:
                 raise Conflict(f"you have ticket {ticket_id} already")
             if ticket.assignee is not None:
@@ -218,7 +212,7 @@ class TicketHandling:
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             text = checked_text("the note", note, max_chars=MAX_NOTE_CHARS, required=True)
             ticket = load_ticket(connection, ticket_id, lock=True)
-            _require_open(ticket, "hand back")
+            require_open(ticket, "hand back")
             if ticket.level is not TicketLevel.L2:
                 raise Conflict(f"ticket {ticket_id} is at L1: only an escalated one goes back")
             if not actor.may(Permission.TICKETS_RESOLVE_ESCALATED):

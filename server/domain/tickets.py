@@ -422,7 +422,7 @@ class Tickets:
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             ticket = load_ticket(connection, ticket_id, lock=True)
-            self._require_open(ticket, "assign")
+            require_open(ticket, "assign")
             role = user_role(connection, assignee)
             can_finish_l2 = role.may(Permission.TICKETS_RESOLVE_ESCALATED)
             if ticket.level is TicketLevel.L2 and not can_finish_l2:
@@ -476,7 +476,7 @@ class Tickets:
                 "the escalation reason", reason, max_chars=MAX_BODY_CHARS, required=True
             )
             ticket = load_ticket(connection, ticket_id, lock=True)
-            self._require_open(ticket, "escalate")
+            require_open(ticket, "escalate")
             if ticket.level is TicketLevel.L2:
                 raise Conflict(f"ticket {ticket_id} is already at L2")
             kept = ticket.assignee if keep_assignee else None
@@ -543,7 +543,7 @@ class Tickets:
                 raise InvalidArgument(f"use resolve or close to make a ticket {status.value}")
             text = checked_text("the note", note, max_chars=MAX_BODY_CHARS)
             ticket = load_ticket(connection, ticket_id, lock=True)
-            self._require_open(ticket, f"mark {status.value}")
+            require_open(ticket, f"mark {status.value}")
             if ticket.status is status:
                 raise Conflict(f"ticket {ticket_id} is already {status.value}")
             now = self._clock()
@@ -579,7 +579,7 @@ class Tickets:
                 "the reason for waiting", reason, max_chars=MAX_BODY_CHARS, required=True
             )
             ticket = load_ticket(connection, ticket_id, lock=True)
-            self._require_open(ticket, "put on hold")
+            require_open(ticket, "put on hold")
             if ticket.status is TicketStatus.WAITING:
                 raise Conflict(
                     f"ticket {ticket_id} is already waiting: resume it before it waits again"
@@ -658,7 +658,7 @@ class Tickets:
             )
             seconds = checked_time_spent(time_spent)
             ticket = load_ticket(connection, ticket_id, lock=True)
-            self._require_open(ticket, "resolve")
+            require_open(ticket, "resolve")
             self._require_level(actor, ticket, "resolve")
             entry.detail |= {"outcome": outcome.value, "seconds": seconds}
             now = self._clock()
@@ -775,13 +775,6 @@ class Tickets:
     # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
-    def _require_open(ticket: TicketRecord, verb: str) -> None:
-        if ticket.status is TicketStatus.CLOSED:
-            raise Conflict(f"ticket {ticket.id} is closed: reopen it first")
-        if ticket.status is TicketStatus.RESOLVED:
-            raise Conflict(f"ticket {ticket.id} is resolved: reopen it before you {verb} it")
-
-    @staticmethod
     def _require_level(actor: Principal, ticket: TicketRecord, verb: str) -> None:
         if ticket.level is TicketLevel.L2 and not actor.may(Permission.TICKETS_RESOLVE_ESCALATED):
             raise PermissionDenied(
@@ -792,3 +785,12 @@ class Tickets:
 
 def _outcome(outcome: TicketOutcome | None) -> str:
     return outcome.value.replace("_", "-") if outcome else "no outcome"
+
+
+def require_open(ticket: TicketRecord, verb: str) -> None:
+    """Conflict unless the ticket is open: a resolved or closed one is reopened first."""
+
+    if ticket.status is TicketStatus.CLOSED:
+        raise Conflict(f"ticket {ticket.id} is closed: reopen it first")
+    if ticket.status is TicketStatus.RESOLVED:
+        raise Conflict(f"ticket {ticket.id} is resolved: reopen it before you {verb} it")
