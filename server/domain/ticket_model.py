@@ -84,6 +84,8 @@ class TicketEventKind(enum.StrEnum):
     TAKEN = "taken"  # a technician took it from the queue
     HANDED_BACK = "handed_back"  # L2 gave it back to L1, with a note
     TIME_LOGGED = "time_logged"  # time spent on it added: the body says how much and on what
+    SLA_AT_RISK = "sla_at_risk"  # a clock passed its at-risk share: the body says what was done
+    SLA_BREACHED = "sla_breached"  # a clock passed its due time
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from sonde.server.storage.types import IdColumnType, UtcDateTime
@@ -96,6 +97,7 @@ users = Table(
     Column("created_by", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("disabled_at", UtcDateTime()),  # set: every token of the user is refused
+    Column("email", String(254)),  # told of assignments and SLA risk (docs/sla.md)
 )
 
 api_tokens = Table(
@@ -119,6 +121,49 @@ ticket_categories = Table(
     Column("created_by", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("retired_at", UtcDateTime()),  # kept for the tickets that name it; offered no more
+)
+
+# SLA on business hours (docs/sla.md): an admin's calendars (calendar_form as JSON) and the
+# policies per contract and priority; a policy is retired, never deleted (tickets name it).
+business_calendars = Table(
+    "business_calendars",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("definition", Text(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+sla_policies = Table(
+    "sla_policies",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("contract", String(64), nullable=False, server_default=""),
+    Column("priority", String(2), nullable=False),
+    Column("response_within_s", Integer(), nullable=False),
+    Column("resolve_within_s", Integer(), nullable=False),
+    Column("calendar", String(64), ForeignKey("business_calendars.name"), nullable=False),
+    Column("at_risk_share", Float(), nullable=False),
+    Column("on_risk", String(16), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime()),
+    Index(
+        "ux_sla_policies_live_name",
+        "name",
+        unique=True,
+        sqlite_where=text("retired_at IS NULL"),
+        postgresql_where=text("retired_at IS NULL"),
+    ),
+    Index(
+        "ux_sla_policies_live_contract_priority",
+        "contract",
+        "priority",
+        unique=True,
+        sqlite_where=text("retired_at IS NULL"),
+        postgresql_where=text("retired_at IS NULL"),
+    ),
 )
 
 tickets = Table(
@@ -150,6 +195,12 @@ tickets = Table(
     # Closure quality: how it was resolved and the time the helpdesk spent on it.
     Column("outcome", String(24), nullable=False, server_default=""),
     Column("time_spent_s", Integer(), nullable=False, server_default="0"),
+    # SLA: the customer group whose policy applies ("" the default) and the policy the due
+    # times came from (none: the wall-clock targets of sla.py); when each clock turns at risk.
+    Column("contract", String(64), nullable=False, server_default=""),
+    Column("sla_policy_id", IdColumnType, ForeignKey("sla_policies.id")),
+    Column("response_risk_at", UtcDateTime()),
+    Column("resolve_risk_at", UtcDateTime()),
     Index(None, "status", "priority"),
     Index(None, "assignee"),
     Index(None, "agent_id"),
@@ -253,6 +304,18 @@ ticket_events = Table(
 )
 
 # Mail intake (server/domain/mail_tickets.py): every mail taken, once, by its Message-ID.
+# What the SLA watch acted on: one row per ticket, clock and state, so that a clock turning
+# at risk is acted on once however many replicas watch.
+sla_alerts = Table(
+    "sla_alerts",
+    metadata,
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), primary_key=True),
+    Column("clock", String(8), primary_key=True),  # response | resolve
+    Column("state", String(8), primary_key=True),  # at_risk | breached
+    Column("noted_at", UtcDateTime(), nullable=False),
+    Column("acted", String(16), nullable=False),  # notified | escalated | noted
+)
+
 mail_intake = Table(
     "mail_intake",
     metadata,

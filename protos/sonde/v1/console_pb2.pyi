@@ -166,6 +166,10 @@ class _TicketEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ticke
     """L2 gave it back to L1: body is the note"""
     TICKET_EVENT_KIND_TIME_LOGGED: _TicketEventKind.ValueType  # 18
     """time spent added: body says how much, on what"""
+    TICKET_EVENT_KIND_SLA_AT_RISK: _TicketEventKind.ValueType  # 19
+    """a clock passed its at-risk share: body says which, what was done"""
+    TICKET_EVENT_KIND_SLA_BREACHED: _TicketEventKind.ValueType  # 20
+    """a clock passed its due time: body says which"""
 
 class TicketEventKind(_TicketEventKind, metaclass=_TicketEventKindEnumTypeWrapper): ...
 
@@ -197,6 +201,10 @@ TICKET_EVENT_KIND_HANDED_BACK: TicketEventKind.ValueType  # 17
 """L2 gave it back to L1: body is the note"""
 TICKET_EVENT_KIND_TIME_LOGGED: TicketEventKind.ValueType  # 18
 """time spent added: body says how much, on what"""
+TICKET_EVENT_KIND_SLA_AT_RISK: TicketEventKind.ValueType  # 19
+"""a clock passed its at-risk share: body says which, what was done"""
+TICKET_EVENT_KIND_SLA_BREACHED: TicketEventKind.ValueType  # 20
+"""a clock passed its due time: body says which"""
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
 
 class _TicketKind:
