@@ -156,12 +156,32 @@ def _day_windows(calendar: BusinessCalendar, day: date) -> list[tuple[datetime, 
     zone = calendar.zone
     result = []
     for start, end in sorted(calendar.hours[day.weekday()]):
-        begin = datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+        begin = _local_instant(datetime.combine(day, start, tzinfo=zone), fold=0)
         end_day = day + timedelta(days=1) if end == MIDNIGHT else day
-        finish = datetime.combine(end_day, end, tzinfo=zone).replace(fold=1).astimezone(UTC)
+        finish = _local_instant(datetime.combine(end_day, end, tzinfo=zone), fold=1)
         if finish > begin:
             result.append((begin, finish))
     return result
+
+
+def _local_instant(local: datetime, *, fold: int) -> datetime:
+    """The UTC instant of a local wall-clock time; an ambiguous one read with `fold`, and one
+    that does not exist (skipped by a spring-forward) as the instant of the clock change."""
+    before = local.replace(fold=0).astimezone(UTC)
+    after = local.replace(fold=1).astimezone(UTC)
+    if before <= after:  # it exists once (equal) or twice (a fall-back's repeated hour)
+        return after if fold else before
+    # In a gap: read before the change it lies past it, read after it lies ahead of it; the
+    # change is the first instant between them whose offset is the new one.
+    new_offset = local.replace(fold=1).utcoffset()
+    low, high = after, before
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(local.tzinfo).utcoffset() == new_offset:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0) if high.microsecond else high
 
 
 def _windows_from(

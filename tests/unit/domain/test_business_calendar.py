@@ -53,6 +53,29 @@ def test_spring_forward_24h_window_is_23_hours() -> None:
     assert business_time_between(cal, utc(2026, 3, 28, 0), utc(2026, 3, 31)) == 23 * H
 
 
+def test_window_ending_in_the_spring_forward_gap_ends_at_the_change() -> None:
+    # Paris skips 02:00-03:00 on Sun 2026-03-29 (01:00 UTC): 01:00-02:30 is 00:00-01:00 UTC.
+    cal = parse_calendar({"time_zone": "Europe/Paris", "hours": {"sun": "01:00-02:30"}})
+    assert business_time_between(cal, utc(2026, 3, 28), utc(2026, 3, 30)) == H
+    assert add_business_time(cal, utc(2026, 3, 28), H) == utc(2026, 3, 29, 1)
+
+
+def test_window_starting_in_the_spring_forward_gap_starts_at_the_change() -> None:
+    # 02:30-05:00 on that day: from the change (03:00 CEST, 01:00 UTC) to 05:00 CEST = 2 h.
+    cal = parse_calendar({"time_zone": "Europe/Paris", "hours": {"sun": "02:30-05:00"}})
+    assert business_time_between(cal, utc(2026, 3, 28), utc(2026, 3, 30)) == 2 * H
+    assert add_business_time(cal, utc(2026, 3, 28), H) == utc(2026, 3, 29, 2)
+
+
+def test_window_inside_the_spring_forward_gap_has_no_time() -> None:
+    cal = parse_calendar(
+        {"time_zone": "Europe/Paris", "hours": {"sun": "02:15-02:45", "mon": "08:00-09:00"}}
+    )
+    assert business_time_between(cal, utc(2026, 3, 28), utc(2026, 3, 30)) == timedelta(0)
+    # The next working time is Monday's 08:00 CEST (06:00 UTC).
+    assert add_business_time(cal, utc(2026, 3, 28), H / 2) == utc(2026, 3, 30, 6, 30)
+
+
 def test_fall_back_24h_window_is_25_hours() -> None:
     cal = parse_calendar({"time_zone": "Europe/Paris", "hours": {"sun": "00:00-24:00"}})
     assert business_time_between(cal, utc(2026, 10, 24), utc(2026, 10, 27)) == 25 * H
