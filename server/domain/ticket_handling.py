@@ -220,7 +220,7 @@ class TicketHandling:
             back_to = self._escalated_by(connection, ticket_id)
             status = TicketStatus.IN_PROGRESS if back_to else TicketStatus.NEW
             now = self._clock()
-            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
+            changes = end_of_wait(connection, current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,

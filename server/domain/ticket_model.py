@@ -116,6 +116,10 @@ class TicketRecord:
     category_confirmed_by: str | None = None  # the L2 who confirmed or corrected it
     outcome: TicketOutcome | None = None  # set on resolve
     time_spent_s: int = 0  # the helpdesk's time on it, logged on resolve or with `ticket time`
+    contract: str = ""  # the customer group whose SLA policy applies ("" the default)
+    sla_policy_id: int | None = None  # the policy its due times came from (None: wall clock)
+    response_risk_at: datetime | None = None  # when each clock turns at risk
+    resolve_risk_at: datetime | None = None
 
 
 @dataclass(frozen=True)

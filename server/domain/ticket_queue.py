@@ -1,11 +1,11 @@
 """The queues: each level's open tickets, SLA at risk first (`sonde queue`).
 
 A ticket's SLA state is the worse of its two clocks: the first answer (until it has come) and
-the resolution. A clock is breached past its due time and at risk once AT_RISK_SHARE of the
-time it had is gone. A ticket waiting on the requester has its resolve clock paused (its due
-time moves later by the wait when it ends: sla.py), so it reads `paused` unless a clock was
-breached already. The order: breached, then at risk, then ok and paused, each by the next due
-time, then priority, then number.
+the resolution. A clock is breached past its due time and at risk past its stored at-risk
+instant (its policy's share of the target, in business hours: sla_terms.py). A ticket waiting
+on the requester has its resolve clock paused (its due time moves later by the wait when it
+ends), so it reads `paused` unless a clock was breached already. The order: breached, then at
+risk, then ok and paused, each by the next due time, then priority, then number.
 
 The queue holds the open tickets (new, in progress, waiting) of a level, or of both, or only
 the caller's (`--mine`). At most MAX_QUEUE are read and ordered; past that the count of the
@@ -23,13 +23,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.sla_terms import AT_RISK_SHARE
 from sonde.server.domain.ticket_model import TicketLevel, TicketRecord, TicketStatus
 from sonde.server.domain.ticket_queries import TICKET_COLUMNS, ticket_from_row
 from sonde.server.errors import InvalidArgument
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, tickets
 
-AT_RISK_SHARE = 0.75
 MAX_QUEUE = 5000
 MAX_LIMIT = 1000
 _OPEN = (TicketStatus.NEW.value, TicketStatus.IN_PROGRESS.value, TicketStatus.WAITING.value)
@@ -58,12 +58,18 @@ class Queue:
     more: int
 
 
-def _clock_state(opened: datetime, due: datetime, now: datetime) -> tuple[SlaState, float]:
+def _clock_state(
+    opened: datetime, due: datetime, risk_at: datetime | None, now: datetime
+) -> tuple[SlaState, float]:
+    """A clock's state from its stored instants (the at-risk one counted in business hours
+    when a policy applies); a ticket from before they were stored is at risk after
+    AT_RISK_SHARE of its wall-clock span. The share is of the wall clock."""
     span = (due - opened).total_seconds()
     used = (now - opened).total_seconds() / span if span > 0 else 1.0
     if now > due:
         return SlaState.BREACHED, used
-    return (SlaState.AT_RISK if used >= AT_RISK_SHARE else SlaState.OK), used
+    at_risk = now >= risk_at if risk_at is not None else used >= AT_RISK_SHARE
+    return (SlaState.AT_RISK if at_risk else SlaState.OK), used
 
 
 @dataclass(frozen=True)
@@ -78,16 +84,22 @@ class _Clocks:
     response_due_at: datetime
     first_response_at: datetime | None
     resolve_due_at: datetime
+    response_risk_at: datetime | None
+    resolve_risk_at: datetime | None
 
 
 def _standing(clocks: _Clocks, now: datetime) -> tuple[SlaState, datetime, float]:
     states = []
     dues = []
     if clocks.first_response_at is None:
-        state, _ = _clock_state(clocks.created_at, clocks.response_due_at, now)
+        state, _ = _clock_state(
+            clocks.created_at, clocks.response_due_at, clocks.response_risk_at, now
+        )
         states.append(state)
         dues.append(clocks.response_due_at)
-    resolve_state, share = _clock_state(clocks.created_at, clocks.resolve_due_at, now)
+    resolve_state, share = _clock_state(
+        clocks.created_at, clocks.resolve_due_at, clocks.resolve_risk_at, now
+    )
     if clocks.status == TicketStatus.WAITING.value and resolve_state is not SlaState.BREACHED:
         resolve_state = SlaState.PAUSED
     states.append(resolve_state)
@@ -107,6 +119,8 @@ _CLOCK_COLUMNS = (
     tickets.c.response_due_at,
     tickets.c.first_response_at,
     tickets.c.resolve_due_at,
+    tickets.c.response_risk_at,
+    tickets.c.resolve_risk_at,
 )
 
 

@@ -59,7 +59,7 @@ def resolve_in(
     """Resolve `ticket` (locked, open: the caller checked) with `resolution` as its note, its
     outcome and the time spent added to its total; a wait it was in ends (its clock resumes
     stopped)."""
-    changes = end_of_wait(current_wait(connection, ticket), ticket, now)
+    changes = end_of_wait(connection, current_wait(connection, ticket), ticket, now)
     if time_spent_s:
         changes["time_spent_s"] = ticket.time_spent_s + time_spent_s
     append_event(

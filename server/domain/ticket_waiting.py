@@ -4,7 +4,8 @@ and whether a diagnostic may land on a ticket's timeline (require_ticket_of).
 A wait is the last timeline event that moved the ticket to waiting (WAITING, or a
 STATUS_CHANGED of old); resume returns the ticket to the status that event moved it from.
 Any way out of waiting (resume, resolve, close) ends the pause: the resolve due time moves
-later by the time spent waiting (sla.paused_due).
+later by the time spent waiting (sla_terms.resolve_clock_after_wait), in business hours when
+a policy applies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain import sla
+from sonde.server.domain.sla_terms import resolve_clock_after_wait
 from sonde.server.domain.ticket_model import TicketRecord, TicketStatus
 from sonde.server.errors import Conflict, InvalidArgument
 from sonde.server.storage.tables import ticket_events
@@ -51,11 +52,13 @@ def current_wait(connection: Connection, ticket: TicketRecord) -> Wait | None:
     return Wait(since=row.at, was=was)
 
 
-def end_of_wait(wait: Wait | None, ticket: TicketRecord, now: datetime) -> dict[str, Any]:
-    """The ticket's changes when its wait ends now: the resolve due time, paused meanwhile."""
+def end_of_wait(
+    connection: Connection, wait: Wait | None, ticket: TicketRecord, now: datetime
+) -> dict[str, Any]:
+    """The ticket's changes when its wait ends now: the resolve clock, paused meanwhile."""
     if wait is None:
         return {}
-    return {"resolve_due_at": sla.paused_due(ticket.resolve_due_at, wait.since, now)}
+    return resolve_clock_after_wait(connection, ticket, wait.since, now)
 
 
 def waited(wait: Wait | None, now: datetime) -> timedelta:

@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain import sla
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission, Principal
+from sonde.server.domain.sla_terms import clocks_from, known_contract, terms_for
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_categories import offered_category
 from sonde.server.domain.ticket_closure import checked_time_spent, missing_for_close
@@ -213,9 +213,11 @@ class Tickets:
         snapshot_id: int | None = None,
         kind: TicketKind = TicketKind.INCIDENT,
         category: str | None = None,
+        contract: str = "",
     ) -> TicketRecord:
         """Open a ticket; `agent` is an id, a host name or an unambiguous prefix of either;
-        `category` a path of the tree (ticket_categories.py)."""
+        `category` a path of the tree (ticket_categories.py); `contract` the customer group
+        whose SLA policy applies (sla_terms.py)."""
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             return self.open_in(
@@ -232,6 +234,7 @@ class Tickets:
                 snapshot_id=snapshot_id,
                 kind=kind,
                 category=category,
+                contract=contract,
             )
 
         return await self._writes.run(actor.name, "ticket.open", unit, peer=actor.peer)
@@ -253,6 +256,7 @@ class Tickets:
         kind: TicketKind = TicketKind.INCIDENT,
         category: str | None = None,
         tell_requester: bool = True,
+        contract: str = "",
     ) -> TicketRecord:
         """open()'s work inside the caller's unit of work (a mail's intake opens its ticket
         in the transaction that records the mail); `tell_requester` False: no mail to the
@@ -281,8 +285,9 @@ class Tickets:
             if agent_id is None:
                 agent_id = entry.agent_id = of_snapshot
                 hostname = connection.execute(_AGENT_HOSTNAME, {"agent_id": agent_id}).scalar()
+        checked_contract = known_contract(connection, contract)
         now = self._clock()
-        due = sla.due_times(priority, now)
+        due = clocks_from(terms_for(connection, checked_contract, priority), priority, now)
         status = TicketStatus.IN_PROGRESS if assignee else TicketStatus.NEW
         values: dict[str, Any] = {
             "title": checked_title,
@@ -297,10 +302,10 @@ class Tickets:
             "created_by": actor.name,
             "created_at": now,
             "updated_at": now,
-            "response_due_at": due.response_due_at,
-            "resolve_due_at": due.resolve_due_at,
+            **due.columns(),
             "kind": kind.value,
             "category": path,
+            "contract": checked_contract,
         }
         ticket_id = int(connection.execute(_INSERT_TICKET, values).scalar_one())
         entry.ticket_id = ticket_id
@@ -352,6 +357,10 @@ class Tickets:
             closed_at=None,
             kind=kind,
             category=path,
+            contract=checked_contract,
+            sla_policy_id=due.sla_policy_id,
+            response_risk_at=due.response_risk_at,
+            resolve_risk_at=due.resolve_risk_at,
         )
         if self._notify and tell_requester:
             queue_to_requester(connection, "opened", opened, now)
@@ -498,7 +507,9 @@ class Tickets:
             now = self._clock()
             still_waiting = status is TicketStatus.WAITING
             changes = (
-                {} if still_waiting else end_of_wait(current_wait(connection, ticket), ticket, now)
+                {}
+                if still_waiting
+                else end_of_wait(connection, current_wait(connection, ticket), ticket, now)
             )
             append_event(
                 connection,
@@ -547,7 +558,7 @@ class Tickets:
             if ticket.status is status:
                 raise Conflict(f"ticket {ticket_id} is already {status.value}")
             now = self._clock()
-            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
+            changes = end_of_wait(connection, current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,
@@ -633,7 +644,11 @@ class Tickets:
                 to_status=back_to.value,
             )
             resumed = _save(
-                connection, ticket, now, status=back_to, **end_of_wait(wait, ticket, now)
+                connection,
+                ticket,
+                now,
+                status=back_to,
+                **end_of_wait(connection, wait, ticket, now),
             )
             return Resumption(resumed, waited(wait, now))
 
@@ -708,7 +723,7 @@ class Tickets:
                     f"ticket {ticket_id} cannot close, its record lacks: " + "; ".join(missing)
                 )
             now = self._clock()
-            changes = end_of_wait(current_wait(connection, ticket), ticket, now)
+            changes = end_of_wait(connection, current_wait(connection, ticket), ticket, now)
             append_event(
                 connection,
                 ticket_id,
