@@ -86,6 +86,10 @@ class Permission(enum.StrEnum):
     CATEGORIES_MANAGE = "categories.manage"
     # Writing and updating resolution procedures: Level 1's job as much as Level 2's.
     KB_EDIT = "kb.edit"
+    # SLA: read the calendars, policies and the compliance report (L2 checks the quality of
+    # the service); keep the calendars and policies (docs/sla.md).
+    SLA_READ = "sla.read"
+    SLA_MANAGE = "sla.manage"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -112,6 +116,7 @@ _L2: frozenset[Permission] = _L1 | {
     Permission.SCRIPTS_PROPOSE,
     Permission.CREDENTIALS_READ,
     Permission.HOSTS_TRUST,
+    Permission.SLA_READ,
 }
 _ADMIN: frozenset[Permission] = _L2 | {
     Permission.SCRIPTS_RUN_HIGH,
@@ -125,6 +130,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.CREDENTIALS_MANAGE,
     Permission.AGENTS_DEPLOY,
     Permission.CATEGORIES_MANAGE,
+    Permission.SLA_MANAGE,
 }
 
 # The one table of what each role may do.

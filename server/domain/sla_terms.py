@@ -10,6 +10,7 @@ Waiting on the requester pauses the resolve clock only (docs/sla.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,9 +27,9 @@ from sonde.server.domain.business_calendar import (
     parse_calendar,
 )
 from sonde.server.domain.sla_policy import SlaPolicy
-from sonde.server.domain.ticket_model import TicketPriority, TicketRecord
+from sonde.server.domain.ticket_model import TicketPriority, TicketRecord, TicketStatus
 from sonde.server.errors import InvalidArgument
-from sonde.server.storage.tables import business_calendars, sla_policies
+from sonde.server.storage.tables import business_calendars, sla_policies, ticket_events
 
 AT_RISK_SHARE = 0.75  # of a wall-clock target, for tickets no policy covers
 
@@ -202,3 +203,39 @@ def resolve_clock_after_wait(
     if ticket.resolve_risk_at is not None:
         changes["resolve_risk_at"] = _resumed(terms, ticket.resolve_risk_at, since, now)
     return changes
+
+
+_WAITS = (
+    select(ticket_events.c.at, ticket_events.c.from_status, ticket_events.c.to_status)
+    .where(ticket_events.c.ticket_id == bindparam("ticket_id"))
+    .where(
+        (ticket_events.c.to_status == TicketStatus.WAITING.value)
+        | (ticket_events.c.from_status == TicketStatus.WAITING.value)
+    )
+    .order_by(ticket_events.c.id)
+)
+
+
+def ended_waits(connection: Connection, ticket_id: int) -> list[tuple[datetime, datetime]]:
+    """The waits on the requester the ticket's timeline shows ended, in order."""
+    waits: list[tuple[datetime, datetime]] = []
+    since: datetime | None = None
+    for row in connection.execute(_WAITS, {"ticket_id": ticket_id}):
+        if row.to_status == TicketStatus.WAITING.value:
+            since = since or row.at
+        elif since is not None:
+            waits.append((since, row.at))
+            since = None
+    return waits
+
+
+def clocks_again(
+    connection: Connection, ticket: TicketRecord, terms: SlaTerms | None
+) -> TicketClocks:
+    """The ticket's clocks under `terms` (a new priority or contract), from its opening, with
+    the waits it has ended applied as each was when it ended."""
+    clocks = clocks_from(terms, ticket.priority, ticket.created_at)
+    due, risk = clocks.resolve_due_at, clocks.resolve_risk_at
+    for since, ended in ended_waits(connection, ticket.id):
+        due, risk = _resumed(terms, due, since, ended), _resumed(terms, risk, since, ended)
+    return dataclasses.replace(clocks, resolve_due_at=due, resolve_risk_at=risk)

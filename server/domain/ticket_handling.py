@@ -30,6 +30,7 @@ from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Permission, Principal
+from sonde.server.domain.sla_terms import clocks_again, known_contract, terms_for
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_categories import offered_category
 from sonde.server.domain.ticket_closure import checked_time_spent, shown_time
@@ -37,6 +38,7 @@ from sonde.server.domain.ticket_model import (
     TicketEventKind,
     TicketKind,
     TicketLevel,
+    TicketPriority,
     TicketRecord,
     TicketStatus,
 )
@@ -47,7 +49,7 @@ from sonde.server.domain.tickets import require_open
 from sonde.server.domain.timeline import append_event
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import ticket_events, users
+from sonde.server.storage.tables import sla_alerts, ticket_events, users
 
 MAX_NOTE_CHARS = 10_000
 MAX_NAME_CHARS = 200
@@ -68,10 +70,18 @@ class TicketHandling:
         category: str | None = None,
         requester: str | None = None,
         agent: str | None = None,
+        priority: TicketPriority | None = None,
+        contract: str | None = None,
     ) -> TicketRecord:
-        """Set what is given; on an L2 ticket a category set is confirmed by the actor."""
-        if kind is None and category is None and requester is None and agent is None:
-            raise InvalidArgument("say what to set: --kind, --category, --requester or --agent")
+        """Set what is given; on an L2 ticket a category set is confirmed by the actor. A new
+        priority or contract gives the ticket that SLA policy's clocks, counted from its
+        opening (sla_terms.clocks_again)."""
+        given = (kind, category, requester, agent, priority, contract)
+        if all(value is None for value in given):
+            raise InvalidArgument(
+                "say what to set: --kind, --category, --requester, --agent, --priority or "
+                "--contract"
+            )
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:
             ticket = load_ticket(connection, ticket_id, lock=True)
@@ -88,6 +98,7 @@ class TicketHandling:
                     hostname = found.hostname
                     said.append(f"machine {found.hostname} ({found.id[:8]})")
                     entry.agent_id = found.id
+            changes |= self._sla_terms(connection, ticket, priority, contract, said)
             if not changes:
                 raise Conflict(f"ticket {ticket_id} has these details already: nothing changed")
             now = self._clock()
@@ -107,6 +118,39 @@ class TicketHandling:
         return await self._writes.run(
             actor.name, "ticket.set", unit, ticket_id=ticket_id, peer=actor.peer
         )
+
+    @staticmethod
+    def _sla_terms(
+        connection: Connection,
+        ticket: TicketRecord,
+        priority: TicketPriority | None,
+        contract: str | None,
+        said: list[str],
+    ) -> dict[str, Any]:
+        """The changes of a new priority or contract: it, and the clocks of its policy."""
+        changes: dict[str, Any] = {}
+        if priority is not None and priority is not ticket.priority:
+            changes["priority"] = priority
+            said.append(f"priority {priority.value.upper()} (was {ticket.priority.value.upper()})")
+        if contract is not None:
+            group = known_contract(connection, contract)
+            if group != ticket.contract:
+                changes["contract"] = group
+                said.append(
+                    f"contract {group or '(default)'} (was {ticket.contract or '(default)'})"
+                )
+        if not changes:
+            return {}
+        changed = dataclasses.replace(ticket, **changes)
+        terms = terms_for(connection, changed.contract, changed.priority)
+        clocks = clocks_again(connection, changed, terms)
+        said.append(
+            f"SLA {'policy ' + terms.policy.name if terms else 'default targets'}: answer by "
+            f"{clocks.response_due_at:%Y-%m-%d %H:%M} UTC, resolve by "
+            f"{clocks.resolve_due_at:%Y-%m-%d %H:%M} UTC"
+        )
+        connection.execute(sla_alerts.delete().where(sla_alerts.c.ticket_id == ticket.id))
+        return changes | clocks.columns()
 
     def _details(
         self,

@@ -26,6 +26,7 @@ from sonde.server.domain.audit import DetailValue
 from sonde.server.domain.audited import AuditedUnit, AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.staff_notifications import checked_email
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from sonde.server.storage.db import Database
@@ -51,6 +52,7 @@ class UserRecord:
     created_at: datetime
     disabled_at: datetime | None = None
     token_expires_at: datetime | None = None  # the live API token's; None: it never expires
+    email: str | None = None  # told of assignments and SLA risk (staff_notifications.py)
 
 
 def _record(row: AnyRow) -> UserRecord:
@@ -62,6 +64,7 @@ def _record(row: AnyRow) -> UserRecord:
         created_at=values["created_at"],
         disabled_at=values["disabled_at"],
         token_expires_at=values.get("token_expires_at"),
+        email=values.get("email") or None,
     )
 
 
@@ -265,6 +268,23 @@ class Users:
             return dataclasses.replace(user, role=role)
 
         return await self._changing(actor, "user.role", name, unit, {"role": role.label})
+
+    async def set_email(self, actor: Principal, name: str, email: str) -> UserRecord:
+        """Give `name` the mail address assignments and SLA risk are told to ("" takes it away;
+        audited `user.email`)."""
+        try:
+            address = checked_email(email)
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from error
+
+        def unit(connection: Connection, entry: AuditEntry) -> UserRecord:
+            user = self._locked_user(connection, name)
+            if (user.email or "") == address:
+                raise Conflict(f"{user.name} has that mail address already")
+            self._save(connection, user, {"email": address or None})
+            return dataclasses.replace(user, email=address or None)
+
+        return await self._changing(actor, "user.email", name, unit, {"email": address})
 
     async def rotate(
         self, actor: Principal, name: str, *, token_expires_in: timedelta | None = None

@@ -36,6 +36,7 @@ class NotificationKind(StrEnum):
     RESOLVED = "resolved"  # to the requester
     ASSIGNED = "assigned"  # to the assignee
     SLA_AT_RISK = "sla_at_risk"  # to the assignee
+    SLA_BREACHED = "sla_breached"  # to the assignee
 
 
 _WORDING: dict[NotificationKind, str] = {
@@ -43,6 +44,7 @@ _WORDING: dict[NotificationKind, str] = {
     NotificationKind.RESOLVED: "Your request is resolved",
     NotificationKind.ASSIGNED: "Assigned to you",
     NotificationKind.SLA_AT_RISK: "SLA at risk",
+    NotificationKind.SLA_BREACHED: "SLA breached",
 }
 
 
