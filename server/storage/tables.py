@@ -300,7 +300,11 @@ ticket_events = Table(
     Column("to_status", String(16)),
     Column("assignee", String(32)),
     Column("command_id", String(64)),  # for a script run's events
+    # PostgreSQL: the writing transaction's id (migration 0024's default); 0 on SQLite. For
+    # the outbound webhooks' feed, to read in (xact_id, id) order (issue 9 item 9, not built).
+    Column("xact_id", BigInteger(), nullable=False, server_default="0"),
     Index(None, "ticket_id", "id"),
+    Index("ix_ticket_events_xact_id_id", "xact_id", "id"),
 )
 
 # Mail intake (server/domain/mail_tickets.py): every mail taken, once, by its Message-ID.
@@ -390,6 +394,32 @@ outbox = Table(
     Column("given_up_at", UtcDateTime()),
     Column("last_error", Text(), nullable=False, server_default=""),
     Index(None, "sent_at", "given_up_at", "next_attempt_at"),
+)
+
+# Outbound webhooks (issue 9 item 9; the delivery is not built yet): each endpoint's cursor in the
+# ticket events' feed, its retry state and the replica that holds its delivery (lease).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("events", Text(), nullable=False, server_default=""),  # JSON list; [] for all
+    Column("ca_pem", Text(), nullable=False, server_default=""),
+    Column("sealed_with", String(32), nullable=False),
+    Column("nonce", LargeBinary(), nullable=False),
+    Column("ciphertext", LargeBinary(), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("cursor_xact", BigInteger(), nullable=False),
+    Column("cursor_event", BigInteger(), nullable=False),
+    Column("delivered", BigInteger(), nullable=False, server_default="0"),
+    Column("failures", Integer(), nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("last_success_at", UtcDateTime()),
+    Column("last_error", Text(), nullable=False, server_default=""),
+    Column("last_error_at", UtcDateTime()),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime()),
 )
 
 # Hash-chained: no foreign keys, so the log outlives anything it mentions.

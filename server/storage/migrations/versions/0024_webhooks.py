@@ -24,7 +24,7 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     # 0 for the events written before (all committed) and on SQLite (one writer: ids commit in
-    # order); on PostgreSQL each new event takes its transaction's id (server/webhooks/feed.py).
+    # order); on PostgreSQL each new event takes its transaction's id (for the webhook feed).
     op.add_column(
         "ticket_events",
         sa.Column("xact_id", sa.BigInteger(), nullable=False, server_default="0"),
