@@ -36,6 +36,8 @@ from sonde.server.domain.roles import Principal
 from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.script_stats import ScriptStats
+from sonde.server.domain.sla_admin import SlaAdmin
+from sonde.server.domain.sla_report import SlaReports
 from sonde.server.domain.ticket_categories import TicketCategories
 from sonde.server.domain.ticket_handling import TicketHandling
 from sonde.server.domain.ticket_queue import TicketQueue
@@ -77,6 +79,8 @@ class ServerServices:
     mail_tickets: MailTickets
     knowledge_base: KnowledgeBase
     interventions: InterventionReports
+    sla_admin: SlaAdmin
+    sla_reports: SlaReports
     enrollment: EnrollmentIssuer
     catalog: Catalog
     proposals: Proposals
@@ -151,6 +155,8 @@ async def open_services(
         mail_tickets=MailTickets(db, audited, tickets),
         knowledge_base=KnowledgeBase(db, audited),
         interventions=InterventionReports(db),
+        sla_admin=SlaAdmin(db, audited),
+        sla_reports=SlaReports(db),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         proposals=Proposals(db, audited),

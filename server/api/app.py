@@ -40,6 +40,7 @@ from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.remote_credentials import sealed_with
 from sonde.server.domain.replicas import Replica
 from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
+from sonde.server.domain.sla_watch import SlaWatch
 from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
@@ -301,6 +302,10 @@ class SondeServer:
             asyncio.create_task(upkeep.run(), name="fleet-upkeep"),
             asyncio.create_task(checkpoints.run(), name="audit-checkpoints"),
             asyncio.create_task(MemoryRelease().run(), name="memory-release"),
+            asyncio.create_task(
+                SlaWatch(db, services.audited, tell_by_mail=self.options.smtp is not None).run(),
+                name="sla-watch",
+            ),
         ]
         self._tasks += self._optional_tasks(db, services, agent_port, console_port)
         log.info(

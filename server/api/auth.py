@@ -81,6 +81,14 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "ListProcedures": Permission.TICKETS_READ,
     CONSOLE + "SuggestProcedures": Permission.TICKETS_READ,
     CONSOLE + "ReportInterventions": Permission.TICKETS_READ,
+    # SLA (docs/sla.md): anyone who reads tickets may read the targets they are held to; the
+    # compliance report is L2's (the quality of the service); keeping them is an admin's.
+    CONSOLE + "ListSlaCalendars": Permission.TICKETS_READ,
+    CONSOLE + "ListSlaPolicies": Permission.TICKETS_READ,
+    CONSOLE + "ReportSla": Permission.SLA_READ,
+    CONSOLE + "SetSlaCalendar": Permission.SLA_MANAGE,
+    CONSOLE + "SetSlaPolicy": Permission.SLA_MANAGE,
+    CONSOLE + "RetireSlaPolicy": Permission.SLA_MANAGE,
     CONSOLE + "RevokeAgent": Permission.AGENTS_REVOKE,
     CONSOLE + "RemoveAgent": Permission.AGENTS_REMOVE,
     CONSOLE + "CreateUser": Permission.USERS_MANAGE,
@@ -88,6 +96,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "DisableUser": Permission.USERS_MANAGE,
     CONSOLE + "EnableUser": Permission.USERS_MANAGE,
     CONSOLE + "SetUserRole": Permission.USERS_MANAGE,
+    CONSOLE + "SetUserEmail": Permission.USERS_MANAGE,
     CONSOLE + "RotateUserToken": Permission.USERS_MANAGE,
     CONSOLE + "Logout": Permission.ACCOUNT_LOGOUT,
     CONSOLE + "CreateEnrollmentToken": Permission.ENROLLMENT_MANAGE,

@@ -27,6 +27,7 @@ from sonde.server.api.console_kb import KnowledgeBaseMethods
 from sonde.server.api.console_proposals import ProposalMethods
 from sonde.server.api.console_remote import RemoteMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
+from sonde.server.api.console_sla import SlaMethods
 from sonde.server.api.console_users import UserMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.agent_tickets import agent_tickets
@@ -56,6 +57,7 @@ def _optional_id(value: int, what: str) -> int | None:
 
 class ConsoleServicer(
     HelpdeskMethods,
+    SlaMethods,
     KnowledgeBaseMethods,
     CommandMethods,
     UserMethods,
@@ -153,6 +155,7 @@ class ConsoleServicer(
             snapshot_id=_optional_id(request.snapshot_id, "the snapshot"),
             kind=mapping.kind_from_proto(request.kind) or TicketKind.INCIDENT,
             category=request.category or None,
+            contract=request.contract,
         )
         return console_pb2.OpenTicketResponse(ticket=mapping.ticket(ticket))
 

@@ -64,6 +64,8 @@ class HelpdeskMethods:
             category=request.category or None,
             requester=request.requester or None,
             agent=request.agent or None,
+            priority=mapping.priority_from_proto(request.priority),
+            contract="" if request.default_contract else (request.contract or None),
         )
         return console_pb2.SetTicketDetailsResponse(ticket=mapping.ticket(ticket))
 

@@ -80,6 +80,13 @@ class UserMethods:
         return console_pb2.SetUserRoleResponse(user=mapping.user(changed))
 
     @translate_errors
+    async def SetUserEmail(
+        self, request: console_pb2.SetUserEmailRequest, context: Context
+    ) -> console_pb2.SetUserEmailResponse:
+        changed = await self._s.users.set_email(current_principal(), request.name, request.email)
+        return console_pb2.SetUserEmailResponse(user=mapping.user(changed))
+
+    @translate_errors
     async def RotateUserToken(
         self, request: console_pb2.RotateUserTokenRequest, context: Context
     ) -> console_pb2.RotateUserTokenResponse:

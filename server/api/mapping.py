@@ -125,7 +125,7 @@ def role_from_proto(number: int) -> Role | None:
 
 
 def user(record: UserRecord) -> console_pb2.User:
-    message = console_pb2.User(name=record.name, role=role(record.role))
+    message = console_pb2.User(name=record.name, role=role(record.role), email=record.email or "")
     _stamp(message.created_at, record.created_at)
     if record.disabled_at is not None:
         _stamp(message.disabled_at, record.disabled_at)
@@ -205,6 +205,8 @@ def ticket(record: TicketRecord) -> console_pb2.Ticket:
         category_confirmed_by=record.category_confirmed_by or "",
         outcome=ticket_outcome(record.outcome),
         time_spent_s=record.time_spent_s,
+        contract=record.contract,
+        sla_policy_id=record.sla_policy_id or 0,
     )
     _stamp(message.created_at, record.created_at)
     _stamp(message.updated_at, record.updated_at)
@@ -212,6 +214,8 @@ def ticket(record: TicketRecord) -> console_pb2.Ticket:
     _stamp(message.resolve_due_at, record.resolve_due_at)
     _stamp(message.resolved_at, record.resolved_at)
     _stamp(message.closed_at, record.closed_at)
+    _stamp(message.response_risk_at, record.response_risk_at)
+    _stamp(message.resolve_risk_at, record.resolve_risk_at)
     return message
 
 

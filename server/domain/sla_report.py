@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
+from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.ticket_model import TicketEventKind, TicketStatus
 from sonde.server.errors import InvalidArgument
 from sonde.server.storage.db import Database
@@ -140,14 +141,16 @@ def _judge(due: datetime, done: datetime | None, until: datetime, now: datetime)
 
 
 class SlaReports:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self._db = db
+        self._clock = clock
 
-    async def report(self, since: datetime, until: datetime, now: datetime) -> SlaReport:
+    async def report(self, since: datetime, until: datetime) -> SlaReport:
         if until <= since:
             raise InvalidArgument(f"the period ends ({until:%Y-%m-%d}) before it starts")
         if until - since > MAX_SPAN:
             raise InvalidArgument(f"a report covers at most {MAX_SPAN.days} days")
+        now = self._clock()
 
         def unit(connection: Connection) -> SlaReport:
             rows = _period_tickets(connection, since, until)

@@ -524,6 +524,29 @@ SLA_STATE_PAUSED: SlaState.ValueType  # 4
 """waiting on the requester: its resolve clock stands"""
 Global___SlaState: _TypeAlias = SlaState  # noqa: Y015
 
+class _SlaOnRisk:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SlaOnRiskEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SlaOnRisk.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SLA_ON_RISK_UNSPECIFIED: _SlaOnRisk.ValueType  # 0
+    """in a request: notify"""
+    SLA_ON_RISK_NOTIFY: _SlaOnRisk.ValueType  # 1
+    """the assignee, or the level's technicians, by mail"""
+    SLA_ON_RISK_ESCALATE: _SlaOnRisk.ValueType  # 2
+    """an L1 ticket goes to the L2 queue"""
+
+class SlaOnRisk(_SlaOnRisk, metaclass=_SlaOnRiskEnumTypeWrapper): ...
+
+SLA_ON_RISK_UNSPECIFIED: SlaOnRisk.ValueType  # 0
+"""in a request: notify"""
+SLA_ON_RISK_NOTIFY: SlaOnRisk.ValueType  # 1
+"""the assignee, or the level's technicians, by mail"""
+SLA_ON_RISK_ESCALATE: SlaOnRisk.ValueType  # 2
+"""an L1 ticket goes to the L2 queue"""
+Global___SlaOnRisk: _TypeAlias = SlaOnRisk  # noqa: Y015
+
 @_typing.final
 class Command(_message.Message):
     """Something the server asks of an agent, durable from the moment it is asked."""
@@ -609,8 +632,11 @@ class User(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DISABLED_AT_FIELD_NUMBER: _builtins.int
     TOKEN_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     role: Global___Role.ValueType
+    email: _builtins.str
+    """"": told of nothing by mail"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -629,10 +655,11 @@ class User(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         disabled_at: _timestamp_pb2.Timestamp | None = ...,
         token_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled_at", b"disabled_at", "token_expires_at", b"token_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled_at", b"disabled_at", "name", b"name", "role", b"role", "token_expires_at", b"token_expires_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled_at", b"disabled_at", "email", b"email", "name", b"name", "role", b"role", "token_expires_at", b"token_expires_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -905,6 +932,10 @@ class Ticket(_message.Message):
     CATEGORY_CONFIRMED_BY_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     TIME_SPENT_S_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    SLA_POLICY_ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_RISK_AT_FIELD_NUMBER: _builtins.int
+    RESOLVE_RISK_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     title: _builtins.str
     description: _builtins.str
@@ -928,6 +959,10 @@ class Ticket(_message.Message):
     outcome: Global___TicketOutcome.ValueType
     time_spent_s: _builtins.int
     """the helpdesk's time on it"""
+    contract: _builtins.str
+    """the customer group whose SLA policy applies; "": the default"""
+    sla_policy_id: _builtins.int
+    """the policy its due times came from; 0: the wall-clock targets"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -940,6 +975,12 @@ class Ticket(_message.Message):
     def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def response_risk_at(self) -> _timestamp_pb2.Timestamp:
+        """when each clock turns at risk"""
+
+    @_builtins.property
+    def resolve_risk_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -968,10 +1009,14 @@ class Ticket(_message.Message):
         category_confirmed_by: _builtins.str = ...,
         outcome: Global___TicketOutcome.ValueType = ...,
         time_spent_s: _builtins.int = ...,
+        contract: _builtins.str = ...,
+        sla_policy_id: _builtins.int = ...,
+        response_risk_at: _timestamp_pb2.Timestamp | None = ...,
+        resolve_risk_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "resolve_due_at", b"resolve_due_at", "resolve_risk_at", b"resolve_risk_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "response_risk_at", b"response_risk_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "assignee", b"assignee", "category", b"category", "category_confirmed_by", b"category_confirmed_by", "channel", b"channel", "closed_at", b"closed_at", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "kind", b"kind", "level", b"level", "outcome", b"outcome", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "status", b"status", "time_spent_s", b"time_spent_s", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_hostname", b"agent_hostname", "agent_id", b"agent_id", "agent_removed", b"agent_removed", "assignee", b"assignee", "category", b"category", "category_confirmed_by", b"category_confirmed_by", "channel", b"channel", "closed_at", b"closed_at", "contract", b"contract", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "kind", b"kind", "level", b"level", "outcome", b"outcome", "priority", b"priority", "requester", b"requester", "resolution", b"resolution", "resolve_due_at", b"resolve_due_at", "resolve_risk_at", b"resolve_risk_at", "resolved_at", b"resolved_at", "response_due_at", b"response_due_at", "response_risk_at", b"response_risk_at", "sla_policy_id", b"sla_policy_id", "status", b"status", "time_spent_s", b"time_spent_s", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1472,6 +1517,7 @@ class OpenTicketRequest(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     description: _builtins.str
     channel: Global___TicketChannel.ValueType
@@ -1487,6 +1533,8 @@ class OpenTicketRequest(_message.Message):
     """unspecified: incident"""
     category: _builtins.str
     """optional: a path of the category tree"""
+    contract: _builtins.str
+    """optional: a contract an SLA policy names ("": the default)"""
     def __init__(
         self,
         *,
@@ -1500,10 +1548,11 @@ class OpenTicketRequest(_message.Message):
         snapshot_id: _builtins.int = ...,
         kind: Global___TicketKind.ValueType = ...,
         category: _builtins.str = ...,
+        contract: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "assignee", b"assignee", "category", b"category", "channel", b"channel", "description", b"description", "kind", b"kind", "priority", b"priority", "requester", b"requester", "snapshot_id", b"snapshot_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "assignee", b"assignee", "category", b"category", "channel", b"channel", "contract", b"contract", "description", b"description", "kind", b"kind", "priority", b"priority", "requester", b"requester", "snapshot_id", b"snapshot_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4850,6 +4899,9 @@ class SetTicketDetailsRequest(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     REQUESTER_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    DEFAULT_CONTRACT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     kind: Global___TicketKind.ValueType
     """unspecified: unchanged"""
@@ -4859,6 +4911,12 @@ class SetTicketDetailsRequest(_message.Message):
     """"": unchanged"""
     agent: _builtins.str
     """id, host name or prefix; "": unchanged"""
+    priority: Global___TicketPriority.ValueType
+    """unspecified: unchanged; the SLA clocks are recounted"""
+    contract: _builtins.str
+    """"": unchanged (see default_contract)"""
+    default_contract: _builtins.bool
+    """back to the default policies"""
     def __init__(
         self,
         *,
@@ -4867,10 +4925,13 @@ class SetTicketDetailsRequest(_message.Message):
         category: _builtins.str = ...,
         requester: _builtins.str = ...,
         agent: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        contract: _builtins.str = ...,
+        default_contract: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "category", b"category", "id", b"id", "kind", b"kind", "requester", b"requester"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "category", b"category", "contract", b"contract", "default_contract", b"default_contract", "id", b"id", "kind", b"kind", "priority", b"priority", "requester", b"requester"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -5694,3 +5755,546 @@ class ReportInterventionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportInterventionsResponse: _TypeAlias = ReportInterventionsResponse  # noqa: Y015
+
+@_typing.final
+class SlaCalendar(_message.Message):
+    """SLA on business hours (docs/sla.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HoursEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    HOURS_FIELD_NUMBER: _builtins.int
+    HOLIDAYS_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    time_zone: _builtins.str
+    """IANA, "Europe/Paris" """
+    updated_by: _builtins.str
+    @_builtins.property
+    def hours(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """weekday -> "08:00-12:00,13:30-18:00" """
+
+    @_builtins.property
+    def holidays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """local dates, YYYY-MM-DD"""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        hours: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        holidays: _abc.Iterable[_builtins.str] | None = ...,
+        updated_by: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holidays", b"holidays", "hours", b"hours", "name", b"name", "time_zone", b"time_zone", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaCalendar: _TypeAlias = SlaCalendar  # noqa: Y015
+
+@_typing.final
+class SetSlaCalendarRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DEFINITION_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    definition_json: _builtins.str
+    """the admin's form as JSON: time_zone, hours, holidays"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        definition_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSlaCalendarRequest: _TypeAlias = SetSlaCalendarRequest  # noqa: Y015
+
+@_typing.final
+class SetSlaCalendarResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calendar(self) -> Global___SlaCalendar: ...
+    def __init__(
+        self,
+        *,
+        calendar: Global___SlaCalendar | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSlaCalendarResponse: _TypeAlias = SetSlaCalendarResponse  # noqa: Y015
+
+@_typing.final
+class ListSlaCalendarsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSlaCalendarsRequest: _TypeAlias = ListSlaCalendarsRequest  # noqa: Y015
+
+@_typing.final
+class ListSlaCalendarsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALENDARS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calendars(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaCalendar]: ...
+    def __init__(
+        self,
+        *,
+        calendars: _abc.Iterable[Global___SlaCalendar] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendars", b"calendars"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSlaCalendarsResponse: _TypeAlias = ListSlaCalendarsResponse  # noqa: Y015
+
+@_typing.final
+class SlaPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    RESPONSE_WITHIN_S_FIELD_NUMBER: _builtins.int
+    RESOLVE_WITHIN_S_FIELD_NUMBER: _builtins.int
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    AT_RISK_SHARE_FIELD_NUMBER: _builtins.int
+    ON_RISK_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    RETIRED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    name: _builtins.str
+    contract: _builtins.str
+    """"": the default for every contract"""
+    priority: Global___TicketPriority.ValueType
+    response_within_s: _builtins.int
+    """business time"""
+    resolve_within_s: _builtins.int
+    calendar: _builtins.str
+    at_risk_share: _builtins.float
+    on_risk: Global___SlaOnRisk.ValueType
+    created_by: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def retired_at(self) -> _timestamp_pb2.Timestamp:
+        """set: replaced or retired; its tickets keep it"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        contract: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        response_within_s: _builtins.int = ...,
+        resolve_within_s: _builtins.int = ...,
+        calendar: _builtins.str = ...,
+        at_risk_share: _builtins.float = ...,
+        on_risk: Global___SlaOnRisk.ValueType = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        retired_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "retired_at", b"retired_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_risk_share", b"at_risk_share", "calendar", b"calendar", "contract", b"contract", "created_at", b"created_at", "created_by", b"created_by", "id", b"id", "name", b"name", "on_risk", b"on_risk", "priority", b"priority", "resolve_within_s", b"resolve_within_s", "response_within_s", b"response_within_s", "retired_at", b"retired_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaPolicy: _TypeAlias = SlaPolicy  # noqa: Y015
+
+@_typing.final
+class SetSlaPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    RESPONSE_WITHIN_S_FIELD_NUMBER: _builtins.int
+    RESOLVE_WITHIN_S_FIELD_NUMBER: _builtins.int
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    AT_RISK_SHARE_FIELD_NUMBER: _builtins.int
+    ON_RISK_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    contract: _builtins.str
+    priority: Global___TicketPriority.ValueType
+    response_within_s: _builtins.int
+    resolve_within_s: _builtins.int
+    calendar: _builtins.str
+    at_risk_share: _builtins.float
+    """0: 0.75"""
+    on_risk: Global___SlaOnRisk.ValueType
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        contract: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        response_within_s: _builtins.int = ...,
+        resolve_within_s: _builtins.int = ...,
+        calendar: _builtins.str = ...,
+        at_risk_share: _builtins.float = ...,
+        on_risk: Global___SlaOnRisk.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_risk_share", b"at_risk_share", "calendar", b"calendar", "contract", b"contract", "name", b"name", "on_risk", b"on_risk", "priority", b"priority", "resolve_within_s", b"resolve_within_s", "response_within_s", b"response_within_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSlaPolicyRequest: _TypeAlias = SetSlaPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetSlaPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___SlaPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___SlaPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSlaPolicyResponse: _TypeAlias = SetSlaPolicyResponse  # noqa: Y015
+
+@_typing.final
+class RetireSlaPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireSlaPolicyRequest: _TypeAlias = RetireSlaPolicyRequest  # noqa: Y015
+
+@_typing.final
+class RetireSlaPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___SlaPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___SlaPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireSlaPolicyResponse: _TypeAlias = RetireSlaPolicyResponse  # noqa: Y015
+
+@_typing.final
+class ListSlaPoliciesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_RETIRED_FIELD_NUMBER: _builtins.int
+    include_retired: _builtins.bool
+    def __init__(
+        self,
+        *,
+        include_retired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_retired", b"include_retired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSlaPoliciesRequest: _TypeAlias = ListSlaPoliciesRequest  # noqa: Y015
+
+@_typing.final
+class ListSlaPoliciesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaPolicy]: ...
+    def __init__(
+        self,
+        *,
+        policies: _abc.Iterable[Global___SlaPolicy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policies", b"policies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSlaPoliciesResponse: _TypeAlias = ListSlaPoliciesResponse  # noqa: Y015
+
+@_typing.final
+class ReportSlaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def to(self) -> _timestamp_pb2.Timestamp:
+        """excluded"""
+
+    def __init__(
+        self,
+        *,
+        to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSlaRequest: _TypeAlias = ReportSlaRequest  # noqa: Y015
+
+@_typing.final
+class SlaCompliance(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MET_FIELD_NUMBER: _builtins.int
+    BREACHED_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    met: _builtins.int
+    breached: _builtins.int
+    pending: _builtins.int
+    """not answered yet, not yet due"""
+    def __init__(
+        self,
+        *,
+        met: _builtins.int = ...,
+        breached: _builtins.int = ...,
+        pending: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breached", b"breached", "met", b"met", "pending", b"pending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaCompliance: _TypeAlias = SlaCompliance  # noqa: Y015
+
+@_typing.final
+class SlaFigures(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    RESOLVE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """a contract ("(default)") or a technician ("-": nobody)"""
+    @_builtins.property
+    def response(self) -> Global___SlaCompliance: ...
+    @_builtins.property
+    def resolve(self) -> Global___SlaCompliance: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        response: Global___SlaCompliance | None = ...,
+        resolve: Global___SlaCompliance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resolve", b"resolve", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "resolve", b"resolve", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaFigures: _TypeAlias = SlaFigures  # noqa: Y015
+
+@_typing.final
+class SlaBreach(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    DONE_AT_FIELD_NUMBER: _builtins.int
+    LATE_S_FIELD_NUMBER: _builtins.int
+    TECHNICIAN_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    title: _builtins.str
+    contract: _builtins.str
+    priority: Global___TicketPriority.ValueType
+    clock: _builtins.str
+    """response | resolve"""
+    late_s: _builtins.int
+    technician: _builtins.str
+    policy: _builtins.str
+    """"": the default wall-clock targets"""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def done_at(self) -> _timestamp_pb2.Timestamp:
+        """unset: not done yet"""
+
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        title: _builtins.str = ...,
+        contract: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        clock: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        done_at: _timestamp_pb2.Timestamp | None = ...,
+        late_s: _builtins.int = ...,
+        technician: _builtins.str = ...,
+        policy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done_at", b"done_at", "due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "contract", b"contract", "done_at", b"done_at", "due_at", b"due_at", "late_s", b"late_s", "policy", b"policy", "priority", b"priority", "technician", b"technician", "ticket_id", b"ticket_id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaBreach: _TypeAlias = SlaBreach  # noqa: Y015
+
+@_typing.final
+class ReportSlaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OVERALL_FIELD_NUMBER: _builtins.int
+    BY_CONTRACT_FIELD_NUMBER: _builtins.int
+    BY_TECHNICIAN_FIELD_NUMBER: _builtins.int
+    BREACHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def overall(self) -> Global___SlaFigures: ...
+    @_builtins.property
+    def by_contract(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaFigures]: ...
+    @_builtins.property
+    def by_technician(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaFigures]: ...
+    @_builtins.property
+    def breaches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaBreach]: ...
+    def __init__(
+        self,
+        *,
+        overall: Global___SlaFigures | None = ...,
+        by_contract: _abc.Iterable[Global___SlaFigures] | None = ...,
+        by_technician: _abc.Iterable[Global___SlaFigures] | None = ...,
+        breaches: _abc.Iterable[Global___SlaBreach] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overall", b"overall"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaches", b"breaches", "by_contract", b"by_contract", "by_technician", b"by_technician", "overall", b"overall"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSlaResponse: _TypeAlias = ReportSlaResponse  # noqa: Y015
+
+@_typing.final
+class SetUserEmailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    email: _builtins.str
+    """"": take it away"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserEmailRequest: _TypeAlias = SetUserEmailRequest  # noqa: Y015
+
+@_typing.final
+class SetUserEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserEmailResponse: _TypeAlias = SetUserEmailResponse  # noqa: Y015

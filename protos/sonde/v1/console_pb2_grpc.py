@@ -395,6 +395,41 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.FromString,
                 _registered_method=True)
+        self.SetSlaCalendar = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetSlaCalendar',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetSlaCalendarRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetSlaCalendarResponse.FromString,
+                _registered_method=True)
+        self.ListSlaCalendars = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListSlaCalendars',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListSlaCalendarsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListSlaCalendarsResponse.FromString,
+                _registered_method=True)
+        self.SetSlaPolicy = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetSlaPolicy',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetSlaPolicyRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetSlaPolicyResponse.FromString,
+                _registered_method=True)
+        self.RetireSlaPolicy = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RetireSlaPolicy',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RetireSlaPolicyRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RetireSlaPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListSlaPolicies = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListSlaPolicies',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListSlaPoliciesRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListSlaPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ReportSla = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ReportSla',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ReportSlaRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ReportSlaResponse.FromString,
+                _registered_method=True)
+        self.SetUserEmail = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetUserEmail',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -845,6 +880,50 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSlaCalendar(self, request, context):
+        """SLA on business hours (docs/sla.md): the admin's calendars and policies per contract and
+        priority, the compliance report, and the mail address a technician is told at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSlaCalendars(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSlaPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireSlaPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSlaPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportSla(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserEmail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1207,6 +1286,41 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.GetDeployment,
                     request_deserializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.SerializeToString,
+            ),
+            'SetSlaCalendar': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSlaCalendar,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetSlaCalendarRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetSlaCalendarResponse.SerializeToString,
+            ),
+            'ListSlaCalendars': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSlaCalendars,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListSlaCalendarsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListSlaCalendarsResponse.SerializeToString,
+            ),
+            'SetSlaPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSlaPolicy,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetSlaPolicyRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetSlaPolicyResponse.SerializeToString,
+            ),
+            'RetireSlaPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireSlaPolicy,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RetireSlaPolicyRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RetireSlaPolicyResponse.SerializeToString,
+            ),
+            'ListSlaPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSlaPolicies,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListSlaPoliciesRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListSlaPoliciesResponse.SerializeToString,
+            ),
+            'ReportSla': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportSla,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ReportSlaRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ReportSlaResponse.SerializeToString,
+            ),
+            'SetUserEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserEmail,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -3153,6 +3267,195 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/GetDeployment',
             sonde_dot_v1_dot_deploy__pb2.GetDeploymentRequest.SerializeToString,
             sonde_dot_v1_dot_deploy__pb2.GetDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSlaCalendar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetSlaCalendar',
+            sonde_dot_v1_dot_console__pb2.SetSlaCalendarRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetSlaCalendarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSlaCalendars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListSlaCalendars',
+            sonde_dot_v1_dot_console__pb2.ListSlaCalendarsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListSlaCalendarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSlaPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetSlaPolicy',
+            sonde_dot_v1_dot_console__pb2.SetSlaPolicyRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetSlaPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireSlaPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RetireSlaPolicy',
+            sonde_dot_v1_dot_console__pb2.RetireSlaPolicyRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RetireSlaPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSlaPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListSlaPolicies',
+            sonde_dot_v1_dot_console__pb2.ListSlaPoliciesRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListSlaPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSla(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ReportSla',
+            sonde_dot_v1_dot_console__pb2.ReportSlaRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ReportSlaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetUserEmail',
+            sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -120,6 +120,16 @@ class ConsoleServiceStub:
     StartDeployment: _grpc.UnaryUnaryMultiCallable[_deploy_pb2.StartDeploymentRequest, _deploy_pb2.StartDeploymentResponse]
     """Push install of the agent (docs/deploy.md): the server logs in to each host."""
     GetDeployment: _grpc.UnaryUnaryMultiCallable[_deploy_pb2.GetDeploymentRequest, _deploy_pb2.GetDeploymentResponse]
+    SetSlaCalendar: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetSlaCalendarRequest, _console_pb2.SetSlaCalendarResponse]
+    """SLA on business hours (docs/sla.md): the admin's calendars and policies per contract and
+    priority, the compliance report, and the mail address a technician is told at.
+    """
+    ListSlaCalendars: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListSlaCalendarsRequest, _console_pb2.ListSlaCalendarsResponse]
+    SetSlaPolicy: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetSlaPolicyRequest, _console_pb2.SetSlaPolicyResponse]
+    RetireSlaPolicy: _grpc.UnaryUnaryMultiCallable[_console_pb2.RetireSlaPolicyRequest, _console_pb2.RetireSlaPolicyResponse]
+    ListSlaPolicies: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListSlaPoliciesRequest, _console_pb2.ListSlaPoliciesResponse]
+    ReportSla: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReportSlaRequest, _console_pb2.ReportSlaResponse]
+    SetUserEmail: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetUserEmailRequest, _console_pb2.SetUserEmailResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -212,6 +222,16 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     StartDeployment: _aio.UnaryUnaryMultiCallable[_deploy_pb2.StartDeploymentRequest, _deploy_pb2.StartDeploymentResponse]  # type: ignore[assignment]
     """Push install of the agent (docs/deploy.md): the server logs in to each host."""
     GetDeployment: _aio.UnaryUnaryMultiCallable[_deploy_pb2.GetDeploymentRequest, _deploy_pb2.GetDeploymentResponse]  # type: ignore[assignment]
+    SetSlaCalendar: _aio.UnaryUnaryMultiCallable[_console_pb2.SetSlaCalendarRequest, _console_pb2.SetSlaCalendarResponse]  # type: ignore[assignment]
+    """SLA on business hours (docs/sla.md): the admin's calendars and policies per contract and
+    priority, the compliance report, and the mail address a technician is told at.
+    """
+    ListSlaCalendars: _aio.UnaryUnaryMultiCallable[_console_pb2.ListSlaCalendarsRequest, _console_pb2.ListSlaCalendarsResponse]  # type: ignore[assignment]
+    SetSlaPolicy: _aio.UnaryUnaryMultiCallable[_console_pb2.SetSlaPolicyRequest, _console_pb2.SetSlaPolicyResponse]  # type: ignore[assignment]
+    RetireSlaPolicy: _aio.UnaryUnaryMultiCallable[_console_pb2.RetireSlaPolicyRequest, _console_pb2.RetireSlaPolicyResponse]  # type: ignore[assignment]
+    ListSlaPolicies: _aio.UnaryUnaryMultiCallable[_console_pb2.ListSlaPoliciesRequest, _console_pb2.ListSlaPoliciesResponse]  # type: ignore[assignment]
+    ReportSla: _aio.UnaryUnaryMultiCallable[_console_pb2.ReportSlaRequest, _console_pb2.ReportSlaResponse]  # type: ignore[assignment]
+    SetUserEmail: _aio.UnaryUnaryMultiCallable[_console_pb2.SetUserEmailRequest, _console_pb2.SetUserEmailResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -733,5 +753,57 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _deploy_pb2.GetDeploymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_deploy_pb2.GetDeploymentResponse, _abc.Awaitable[_deploy_pb2.GetDeploymentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetSlaCalendar(
+        self,
+        request: _console_pb2.SetSlaCalendarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetSlaCalendarResponse, _abc.Awaitable[_console_pb2.SetSlaCalendarResponse]]:
+        """SLA on business hours (docs/sla.md): the admin's calendars and policies per contract and
+        priority, the compliance report, and the mail address a technician is told at.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSlaCalendars(
+        self,
+        request: _console_pb2.ListSlaCalendarsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListSlaCalendarsResponse, _abc.Awaitable[_console_pb2.ListSlaCalendarsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetSlaPolicy(
+        self,
+        request: _console_pb2.SetSlaPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetSlaPolicyResponse, _abc.Awaitable[_console_pb2.SetSlaPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RetireSlaPolicy(
+        self,
+        request: _console_pb2.RetireSlaPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RetireSlaPolicyResponse, _abc.Awaitable[_console_pb2.RetireSlaPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSlaPolicies(
+        self,
+        request: _console_pb2.ListSlaPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListSlaPoliciesResponse, _abc.Awaitable[_console_pb2.ListSlaPoliciesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportSla(
+        self,
+        request: _console_pb2.ReportSlaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ReportSlaResponse, _abc.Awaitable[_console_pb2.ReportSlaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetUserEmail(
+        self,
+        request: _console_pb2.SetUserEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetUserEmailResponse, _abc.Awaitable[_console_pb2.SetUserEmailResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -93,6 +93,10 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
         pb.EscalateTicketRequest(id=escalated.id, reason="network team"), metadata=BOB
     )
     await stub.AddCategory(pb.AddCategoryRequest(path="network", title="Network"), metadata=ADMIN)
+    await stub.SetSlaCalendar(
+        pb.SetSlaCalendarRequest(name="paris", definition_json=PARIS_CALENDAR), metadata=ADMIN
+    )
+    await stub.SetSlaPolicy(sla_policy("acme-p2", response_s=4 * 3600), metadata=ADMIN)
     await stub.RunDiagnostics(pb.RunDiagnosticsRequest(agent=agent.id), metadata=BOB)
     full = diagnostics_pb2.Finding(
         check="disk.space", severity=diagnostics_pb2.SEVERITY_CRITICAL, fix_script_id="clear-temp"
@@ -157,6 +161,22 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
         ssh_address,
         sshd.host_key.fingerprint,
         f"{sshd.user}@{ssh_address}",
+    )
+
+
+PARIS_CALENDAR = (
+    '{"time_zone": "Europe/Paris", "hours": {"mon": "08:00-18:00", "tue": "08:00-18:00"}}'
+)
+
+
+def sla_policy(name: str, *, response_s: int) -> pb.SetSlaPolicyRequest:
+    return pb.SetSlaPolicyRequest(
+        name=name,
+        contract="acme",
+        priority=pb.TICKET_PRIORITY_P2,
+        response_within_s=response_s,
+        resolve_within_s=16 * 3600,
+        calendar="paris",
     )
 
 
@@ -328,6 +348,19 @@ CALLS: dict[str, Call] = {
             ]
         ),
         metadata=ADMIN,
+    ),
+    "SetSlaCalendar": lambda c, s: c.stub.SetSlaCalendar(
+        pb.SetSlaCalendarRequest(name="lyon", definition_json=PARIS_CALENDAR), metadata=ADMIN
+    ),
+    # a new version of acme-p2: the old row is retired and the new one written, or neither
+    "SetSlaPolicy": lambda c, s: c.stub.SetSlaPolicy(
+        sla_policy("acme-p2", response_s=2 * 3600), metadata=ADMIN
+    ),
+    "RetireSlaPolicy": lambda c, s: c.stub.RetireSlaPolicy(
+        pb.RetireSlaPolicyRequest(name="acme-p2"), metadata=ADMIN
+    ),
+    "SetUserEmail": lambda c, s: c.stub.SetUserEmail(
+        pb.SetUserEmailRequest(name="ann", email="ann@helpdesk.example"), metadata=ADMIN
     ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),

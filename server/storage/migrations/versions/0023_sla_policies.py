@@ -68,9 +68,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("sla_policy_id", _ID))
         batch.add_column(sa.Column("response_risk_at", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("resolve_risk_at", sa.DateTime(timezone=True)))
-        batch.create_foreign_key(
-            "fk_tickets_sla_policy", "sla_policies", ["sla_policy_id"], ["id"]
-        )
+        batch.create_foreign_key("fk_tickets_sla_policy", "sla_policies", ["sla_policy_id"], ["id"])
     op.create_table(
         "sla_alerts",
         sa.Column("ticket_id", _ID, sa.ForeignKey("tickets.id"), primary_key=True),
