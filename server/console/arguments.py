@@ -10,6 +10,8 @@ import argparse
 import re
 from collections.abc import Callable
 
+from sonde.v1 import console_pb2
+
 MAX_ID = 2**63 - 1
 MAX_PAGE = 1000
 
@@ -66,3 +68,19 @@ def time_spent(value: str) -> int:
         )
     hours, minutes = (int(part) if part else 0 for part in match.groups())
     return hours * 3600 + minutes * 60
+
+
+PRIORITIES = {
+    "p1": console_pb2.TICKET_PRIORITY_P1,
+    "p2": console_pb2.TICKET_PRIORITY_P2,
+    "p3": console_pb2.TICKET_PRIORITY_P3,
+    "p4": console_pb2.TICKET_PRIORITY_P4,
+}
+
+
+def priority(value: str) -> console_pb2.TicketPriority.ValueType:
+    """`p1` (critical) to `p4` (low)."""
+    key = value.strip().lower()
+    if key not in PRIORITIES:
+        raise argparse.ArgumentTypeError(f"unknown priority {value!r}: expected p1, p2, p3 or p4")
+    return PRIORITIES[key]

@@ -68,8 +68,11 @@ def channel_label(channel: console_pb2.TicketChannel.ValueType) -> str:
     return enum_label(console_pb2.TicketChannel.Name(channel), "TICKET_CHANNEL_")
 
 
-def sla_text(due: Timestamp, met: bool, now: float | None = None) -> Text:
-    """A due time; red with 'overdue' when it passed and the SLA is not met yet."""
+def sla_text(
+    due: Timestamp, met: bool, now: float | None = None, risk: Timestamp | None = None
+) -> Text:
+    """A due time; red with 'overdue' when it passed and the SLA is not met yet, yellow with
+    'at risk' once its policy's at-risk instant has passed (docs/sla.md)."""
     if not has_time(due):
         return Text("-")
     shown = format_time(due)
@@ -79,7 +82,17 @@ def sla_text(due: Timestamp, met: bool, now: float | None = None) -> Text:
     left = due.seconds - now
     if left < 0:
         return Text(f"{shown} (overdue by {format_duration(left)})", style="bold red")
+    if risk is not None and has_time(risk) and risk.seconds <= now:
+        return Text(f"{shown} (at risk: {format_duration(left)} left)", style="bold yellow")
     return Text(f"{shown} (in {format_duration(left)})")
+
+
+def contract_label(ticket: console_pb2.Ticket) -> str:
+    """`acme, SLA policy #4`: whose commitments the due times come from."""
+    contract = ticket.contract or "(default)"
+    if not ticket.sla_policy_id:
+        return f"{contract}, wall-clock targets"
+    return f"{contract}, SLA policy #{ticket.sla_policy_id} (business hours)"
 
 
 def response_met(ticket: console_pb2.Ticket) -> bool:
@@ -147,7 +160,7 @@ def tickets_table(
 def _resolve_due(ticket: console_pb2.Ticket, now: float | None) -> Text:
     if ticket.status == console_pb2.TICKET_STATUS_WAITING:  # its clock is paused (sla.py)
         return Text(f"{format_time(ticket.resolve_due_at)} (paused while waiting; moves on resume)")
-    return sla_text(ticket.resolve_due_at, resolve_met(ticket), now)
+    return sla_text(ticket.resolve_due_at, resolve_met(ticket), now, ticket.resolve_risk_at)
 
 
 def nature_label(ticket: console_pb2.Ticket) -> str:
@@ -186,7 +199,11 @@ def ticket_header(ticket: console_pb2.Ticket, now: float | None = None) -> Group
         ("assignee", text(ticket.assignee or "-")),
         ("agent", agent_label(ticket)),
         ("opened", text(f"{format_time(ticket.created_at)} by {ticket.created_by}")),
-        ("response due", sla_text(ticket.response_due_at, response_met(ticket), now)),
+        ("contract", text(contract_label(ticket))),
+        (
+            "response due",
+            sla_text(ticket.response_due_at, response_met(ticket), now, ticket.response_risk_at),
+        ),
         ("resolve due", _resolve_due(ticket, now)),
     ]
     if ticket.outcome:

@@ -5,11 +5,11 @@ and how it ended, then the figures per technician and per category (docs/tickets
 from __future__ import annotations
 
 import argparse
-import csv
 from datetime import UTC, datetime
 
 from sonde.server.console.audit import since
 from sonde.server.console.context import Context
+from sonde.server.console.csv_cells import write_rows
 from sonde.server.console.errors import CliError
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_duration, format_time, text
@@ -105,10 +105,10 @@ def run_interventions(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.out.json_mode:
         ctx.out.emit_message(response)
     elif args.format == "csv":
-        writer = csv.writer(ctx.out.stdout, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in response.interventions:
-            writer.writerow(
+        write_rows(
+            ctx.out.stdout,
+            CSV_COLUMNS,
+            [
                 [
                     row.ticket_id,
                     row.finished_at.ToDatetime(tzinfo=UTC).isoformat(),
@@ -122,7 +122,9 @@ def run_interventions(args: argparse.Namespace, ctx: Context) -> int:
                     row.what_was_done,
                     "; ".join(row.runs),
                 ]
-            )
+                for row in response.interventions
+            ],
+        )
     else:
         ctx.out.show(
             interventions_table(response),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from sonde.server.console.arguments import page_limit, time_spent
+from sonde.server.console.arguments import page_limit, priority, time_spent
 from sonde.server.console.context import Context
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_duration, format_time, text
@@ -56,11 +56,19 @@ def outcome(value: str) -> console_pb2.TicketOutcome.ValueType:
 
 def register_ticket_actions(action: Action) -> None:
     """`sonde ticket set|take|hand-back|time N`."""
-    details = action("set", "set its kind, category, requester or machine")
+    details = action(
+        "set", "set its kind, category, requester, machine, priority or contract (SLA recounted)"
+    )
     details.add_argument("--kind", type=kind, default=0, help="incident or request")
     details.add_argument("--category", default="", metavar="PATH", help="e.g. printing/spooler")
     details.add_argument("--requester", default="", metavar="NAME")
     details.add_argument("--agent", default="", metavar="AGENT", help="the machine concerned")
+    details.add_argument("--priority", type=priority, default=0, help="p1 (critical) to p4 (low)")
+    held_to = details.add_mutually_exclusive_group()
+    held_to.add_argument("--contract", default="", metavar="NAME", help="its customer group")
+    held_to.add_argument(
+        "--default-contract", action="store_true", help="back to the default SLA policies"
+    )
     details.set_defaults(handler=run_set)
 
     take = action("take", "take it from the queue (at L2: --category confirms or corrects)")
@@ -127,6 +135,9 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
         category=args.category,
         requester=args.requester,
         agent=args.agent,
+        priority=args.priority,
+        contract=args.contract,
+        default_contract=args.default_contract,
     )
     response = client.call(client.stub.SetTicketDetails, request)
     ctx.out.emit_message(response)

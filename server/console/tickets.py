@@ -15,6 +15,7 @@ from sonde.server.console import ticket_flow, ticket_handling
 from sonde.server.console.arguments import (
     page_limit,
     page_offset,
+    priority,
     snapshot_number,
     ticket_number,
     time_spent,
@@ -31,12 +32,6 @@ CHANNELS = {
     "web": console_pb2.TICKET_CHANNEL_WEB_FORM,
     "agent": console_pb2.TICKET_CHANNEL_AGENT,
     "monitoring": console_pb2.TICKET_CHANNEL_MONITORING,
-}
-PRIORITIES = {
-    "p1": console_pb2.TICKET_PRIORITY_P1,
-    "p2": console_pb2.TICKET_PRIORITY_P2,
-    "p3": console_pb2.TICKET_PRIORITY_P3,
-    "p4": console_pb2.TICKET_PRIORITY_P4,
 }
 STATUSES = {
     "new": console_pb2.TICKET_STATUS_NEW,
@@ -60,10 +55,6 @@ def _parse_choice(what: str, choices: Mapping[str, EnumT], value: str) -> EnumT:
 
 def channel(value: str) -> console_pb2.TicketChannel.ValueType:
     return _parse_choice("channel", CHANNELS, value)
-
-
-def priority(value: str) -> console_pb2.TicketPriority.ValueType:
-    return _parse_choice("priority", PRIORITIES, value)
 
 
 def status(value: str) -> console_pb2.TicketStatus.ValueType:
@@ -108,6 +99,9 @@ def register(
         "--kind", type=ticket_handling.kind, default=0, help="incident (default) or request"
     )
     opened.add_argument("--category", default="", metavar="PATH", help="e.g. printing/spooler")
+    opened.add_argument(
+        "--contract", default="", metavar="NAME", help="the customer group whose SLA applies"
+    )
     opened.add_argument(
         "--snapshot",
         type=snapshot_number,
@@ -224,6 +218,7 @@ def run_open(args: argparse.Namespace, ctx: Context) -> int:
         snapshot_id=args.snapshot,
         kind=args.kind,
         category=args.category,
+        contract=args.contract,
     )
     response = client.call(client.stub.OpenTicket, request)
     ctx.out.emit_message(response)

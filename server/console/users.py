@@ -1,4 +1,4 @@
-"""Admin commands: `sonde users add|list|disable|enable|role|rotate` (`user` works too) and
+"""Admin commands: `sonde users add|list|disable|enable|role|email|rotate` (`user` works too) and
 `sonde token create` (agent enrollment)."""
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ def register(
     role_change.add_argument("name", metavar="NAME")
     role_change.add_argument("role", metavar="ROLE", type=role, help="l1, l2 or admin")
     role_change.set_defaults(handler=run_role)
+    email = user_commands.add_parser(
+        "email", parents=[common], help="where NAME is told of SLA risk and assignments"
+    )
+    email.add_argument("name", metavar="NAME")
+    email.add_argument("email", metavar="ADDRESS", help='a mail address; "" takes it away')
+    email.set_defaults(handler=run_email)
     rotate = user_commands.add_parser(
         "rotate", parents=[common], help="revoke NAME's API tokens and print a new one once"
     )
@@ -176,6 +182,15 @@ def run_role(args: argparse.Namespace, ctx: Context) -> int:
     response = client.call(client.stub.SetUserRole, request)
     line = f"{inert(response.user.name)} is now {role_label(response.user.role)}"
     ctx.out.result(response, Text(line))
+    return 0
+
+
+def run_email(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client()
+    request = console_pb2.SetUserEmailRequest(name=args.name, email=args.email.strip())
+    response = client.call(client.stub.SetUserEmail, request)
+    told = inert(response.user.email) if response.user.email else "nothing by mail"
+    ctx.out.result(response, Text(f"{inert(response.user.name)} is told at {told}"))
     return 0
 
 
