@@ -1,14 +1,19 @@
-"""`sonde queue` with 10,000 tickets: p50 and p99 of the queue's query, beside the plain
-ticket list of the same tickets in the same run (issue 9's benchmark).
+"""`sonde queue` and `sonde sla report` with 10,000 tickets: p50 and p99 of each query, beside
+the plain ticket list of the same tickets in the same run (issue 9's benchmark).
 
 10,000 tickets are written straight into the tickets table (the setup is not measured): a
 third closed, the rest new, in progress or waiting, at L1 and L2, four priorities, due times
-spread over the past and the next days, 20 technicians. Then, in turns, QUERIES of each:
+spread over the past and the next days with their at-risk instants, four contracts, 20
+technicians, a first response on every ticket that left "new" and a resolve event on every
+closed one. Then, in turns, QUERIES of each:
 
 - **list** (the reference): Tickets.page, the open tickets of L1, 100 of them, by priority;
 - **queue L1**: TicketQueue.list(level=L1): every open L1 ticket read (at most 5,000), each
   one's SLA state worked out, ordered breached, at risk, then by due time, 100 returned;
-- **queue mine**: one technician's queue, both levels.
+- **queue mine**: one technician's queue, both levels;
+- **sla report 30d**: SlaReports.report over the last 30 days: every ticket opened, resolved
+  or overdue in it (all 10,000 here), judged per clock, per contract and per technician, with
+  every breach listed.
 
 SQLite as Sonde ships it, and PostgreSQL on 127.0.0.1:5432 (a scratch database, dropped).
 
@@ -31,15 +36,17 @@ from pathlib import Path
 import asyncpg
 
 from bench.stats import Row, format_table, percentile
-from sonde.server.domain.ticket_model import TicketLevel, TicketStatus
+from sonde.server.domain.sla_report import SlaReports
+from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketStatus
 from sonde.server.domain.ticket_queue import TicketQueue
 from sonde.server.domain.tickets import Tickets
 from sonde.server.storage.db import Database, migrate
-from sonde.server.storage.tables import tickets, users
+from sonde.server.storage.tables import ticket_events, tickets, users
 
 NOW = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 TECHNICIANS = [f"tech{n:02d}" for n in range(20)]
 STATUSES = [TicketStatus.NEW, TicketStatus.IN_PROGRESS, TicketStatus.WAITING]
+CONTRACTS = ["", "acme", "globex", "initech"]
 
 
 def _rows(count: int) -> list[dict[str, object]]:
@@ -49,6 +56,12 @@ def _rows(count: int) -> list[dict[str, object]]:
         opened = NOW - timedelta(minutes=chance.randint(0, 10 * 24 * 60))
         closed = number % 3 == 0
         status = TicketStatus.CLOSED if closed else chance.choice(STATUSES)
+        response_due = opened + timedelta(hours=chance.choice([1, 4, 8, 24]))
+        resolve_due = opened + timedelta(hours=chance.choice([4, 8, 72, 120]))
+        answered = None
+        if status is not TicketStatus.NEW:
+            answered = opened + timedelta(minutes=chance.randint(1, 600))
+        resolved = opened + timedelta(minutes=chance.randint(30, 6000)) if closed else None
         rows.append(
             {
                 "title": f"ticket {number}",
@@ -62,8 +75,13 @@ def _rows(count: int) -> list[dict[str, object]]:
                 "created_by": "bench",
                 "created_at": opened,
                 "updated_at": opened,
-                "response_due_at": opened + timedelta(hours=chance.choice([1, 4, 8, 24])),
-                "resolve_due_at": opened + timedelta(hours=chance.choice([4, 8, 72, 120])),
+                "response_due_at": response_due,
+                "resolve_due_at": resolve_due,
+                "response_risk_at": opened + (response_due - opened) * 0.75,
+                "resolve_risk_at": opened + (resolve_due - opened) * 0.75,
+                "first_response_at": answered,
+                "resolved_at": resolved,
+                "contract": CONTRACTS[number % len(CONTRACTS)],
                 "resolution": "",
                 "closed_at": NOW if closed else None,
             }
@@ -84,6 +102,19 @@ async def _seed(db: Database, count: int) -> None:
         )
         for at in range(0, len(rows), 1000):
             connection.execute(tickets.insert(), rows[at : at + 1000])  # type: ignore[attr-defined]
+        resolved = [
+            {
+                "ticket_id": number + 1,
+                "kind": TicketEventKind.RESOLVED.value,
+                "actor": TECHNICIANS[number % len(TECHNICIANS)],
+                "at": row["resolved_at"],
+                "body": "",
+            }
+            for number, row in enumerate(rows)
+            if row["resolved_at"] is not None
+        ]
+        for at in range(0, len(resolved), 1000):
+            connection.execute(ticket_events.insert(), resolved[at : at + 1000])  # type: ignore[attr-defined]
 
     await db.write(unit)
 
@@ -100,10 +131,12 @@ async def _measure(url: str, count: int, queries: int) -> dict[str, list[float]]
         await _seed(db, count)
         listing = Tickets(db)
         queue = TicketQueue(db, clock=lambda: NOW)
+        reports = SlaReports(db, clock=lambda: NOW)
         ways: dict[str, Callable[[], Awaitable[object]]] = {
             "list L1 (reference)": lambda: listing.page(level=TicketLevel.L1, limit=100),
             "queue L1": lambda: queue.list(level=TicketLevel.L1, limit=100),
             "queue mine": lambda: queue.list(assignee="tech07", limit=100),
+            "sla report 30d": lambda: reports.report(NOW - timedelta(days=30), NOW),
         }
         found: dict[str, list[float]] = {name: [] for name in ways}
         for way in ways.values():  # warm: statements compiled, pages cached
