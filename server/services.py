@@ -121,7 +121,8 @@ async def open_services(
     script_runs = ScriptRuns(db, audited, wakeups, dispatch_key=dispatch_key)
     commands.sign_orders = script_runs.sign_in  # runs claimed with a diagnostic go signed
     diagnostics = Diagnostics(db, audited, wakeups)
-    diagnostics.verify_check = run_verification.record_check(audited)  # the closed loop
+    # the closed loop; a ticket it resolves mails its requester as a technician's resolve does
+    diagnostics.verify_check = run_verification.record_check(audited, notify=notify_requesters)
     credentials = RemoteCredentials(db, audited, credential_key)
     trusted_hosts = TrustedHosts(db, audited)
     winrm_hosts = WinRMHosts(db, audited, ca_folder=winrm_ca_folder)

@@ -43,6 +43,7 @@ from sonde.server.domain.commands import (
     load_command,
     new_command_id,
 )
+from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission
 from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketOutcome
 from sonde.server.domain.ticket_queries import load_ticket, user_role
@@ -333,9 +334,10 @@ def _findings_before(
 
 
 def record_check(
-    audited: AuditedWrites,
+    audited: AuditedWrites, *, notify: bool = False
 ) -> Callable[[Connection, CommandRecord, int, Sequence[diagnostics_pb2.Finding], datetime], bool]:
-    """`record` as the diagnostics' verify_check hook: whether the diagnostic verified a run."""
+    """`record` as the diagnostics' verify_check hook: whether the diagnostic verified a run;
+    `notify`: a ticket the run resolves mails its requester, as a technician's resolve does."""
 
     def verify_check(
         connection: Connection,
@@ -344,7 +346,8 @@ def record_check(
         found: Sequence[diagnostics_pb2.Finding],
         at: datetime,
     ) -> bool:
-        return record(audited, connection, check, snapshot_id, found, now=at) is not None
+        verified = record(audited, connection, check, snapshot_id, found, now=at, notify=notify)
+        return verified is not None
 
     return verify_check
 
@@ -357,6 +360,7 @@ def record(
     found: Sequence[diagnostics_pb2.Finding],
     *,
     now: datetime,
+    notify: bool = False,
 ) -> Verification | None:
     """`check` (a diagnostic that just succeeded: its snapshot `snapshot_id`, its findings
     `found`) as the verification of the run that queued it; None when no run did."""
@@ -396,7 +400,7 @@ def record(
             command_id=run.id,
         )
         if state is VerificationState.CLEARED and row.resolve_if_cleared:
-            resolved = _resolve(connection, run, row, outcomes, now)
+            resolved = _resolve(connection, run, row, outcomes, now, notify=notify)
     detail["resolved_ticket"] = resolved
     _store(connection, run.id, state, detail, verified_at=now)
     _audit(audited, connection, run, state, detail)
@@ -410,6 +414,8 @@ def _resolve(
     row: AnyRow,
     outcomes: Sequence[CheckOutcome],
     now: datetime,
+    *,
+    notify: bool,
 ) -> bool:
     """Resolve the run's ticket with it, as its requester would, when a checked finding was
     raised before the run, the ticket is still open and the requester may still resolve it;
@@ -437,15 +443,20 @@ def _resolve(
         )
         return False
     checks = ", ".join(o.check for o in outcomes)
-    resolve_in(
+    resolution = (
+        f"Fixed by run {run.id[:8]} of {row.script_id} {row.script_version}: {checks} cleared "
+        "when checked again."
+    )
+    resolved = resolve_in(
         connection,
         run.requested_by,
         ticket,
-        f"Fixed by run {run.id[:8]} of {row.script_id} {row.script_version}: {checks} cleared "
-        "when checked again.",
+        resolution,
         now,
         outcome=TicketOutcome.FIXED,  # the time spent is the technician's to log
     )
+    if notify:
+        queue_to_requester(connection, "resolved", resolved, now, resolution=resolution)
     return True
 
 

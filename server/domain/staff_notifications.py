@@ -1,7 +1,7 @@
 """Mails to the helpdesk's own people: the assignee on an assignment and on SLA risk, or, for a
 ticket nobody has, the technicians of its level (docs/sla.md, docs/mail.md).
 
-A user is written to when an admin gave them a mail address (`sonde users set NAME --email`)
+A user is written to when an admin gave them a mail address (`sonde users email NAME ADDRESS`)
 and they are not disabled. Like the requester's mails, each is an outbox row written in the
 unit of work of the change it tells, sent by mail_sender.py.
 """
@@ -49,9 +49,7 @@ def staff_to_tell(
     if assignee is not None:
         query = query.where(users.c.name == assignee)
     else:
-        query = query.where(
-            users.c.role == level.value
-        )  # the role labels l1, l2.order_by(users.c.name).limit(MAX_TOLD)
+        query = query.where(users.c.role == level.value).order_by(users.c.name).limit(MAX_TOLD)
     return [StaffMember(row.name, row.email) for row in connection.execute(query)]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -33,6 +33,7 @@ from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.sla_terms import clocks_from, known_contract, terms_for
+from sonde.server.domain.staff_notifications import queue_to_staff, staff_to_tell
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_categories import offered_category
 from sonde.server.domain.ticket_closure import checked_time_spent, missing_for_close
@@ -117,7 +118,9 @@ class Tickets:
         self._db = db
         self._clock = clock
         self._writes = writes if writes is not None else AuditedWrites(db, clock)
-        self._notify = notify  # mail the requester on open and resolve (notifications.py)
+        # mail the requester on open and resolve (notifications.py), the assignee on an
+        # assignment (staff_notifications.py)
+        self._notify = notify
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -423,6 +426,21 @@ class Tickets:
         )
         return commented(rows[0], actor.name, now, text) if rows else None
 
+    def _tell_assignee(
+        self,
+        connection: Connection,
+        ticket: TicketRecord,
+        actor: Principal,
+        now: datetime,
+        body: str,
+    ) -> None:
+        """Mail the new assignee (when the server sends mail and they have an address), unless
+        they gave it to themselves."""
+        if not self._notify or ticket.assignee is None or ticket.assignee == actor.name:
+            return
+        people = staff_to_tell(connection, ticket.assignee, ticket.level)
+        queue_to_staff(connection, "assigned", ticket=ticket, people=people, body=body, now=now)
+
     async def assign(
         self, actor: Principal, ticket_id: int, assignee: str | None = None
     ) -> TicketRecord:
@@ -454,7 +472,9 @@ class Tickets:
                 to_status=status.value,
                 assignee=assignee,
             )
-            return _save(connection, ticket, now, responded=True, assignee=assignee, status=status)
+            saved = _save(connection, ticket, now, responded=True, assignee=assignee, status=status)
+            self._tell_assignee(connection, saved, actor, now, f"{actor.name} gave it to you.")
+            return saved
 
         return await self._writes.run(
             actor.name,
@@ -533,6 +553,10 @@ class Tickets:
                 status=status,
                 **changes,
             )
+            if assignee is not None:
+                self._tell_assignee(
+                    connection, escalated, actor, now, f"{actor.name} escalated it to you: {text}"
+                )
             return Escalation(escalated, ticket.assignee)
 
         return await self._writes.run(

@@ -8,6 +8,7 @@ from the real users table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,6 +158,21 @@ def placeholder_wheelhouse(folder: Path) -> Wheelhouse:
 
 @pytest.fixture
 async def console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
+    async with serving_console(db, tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+async def mailing_console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
+    """As `console`, with the server sending notifications (`--smtp`): mails go to the outbox."""
+    async with serving_console(db, tmp_path, notify_requesters=True) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving_console(
+    db: Database, tmp_path: Path, *, notify_requesters: bool = False
+) -> AsyncIterator[Console]:
     issuer = StringIssuer()
     catalog_key = ed25519.Ed25519PrivateKey.generate()
     services = await open_services(
@@ -166,6 +182,7 @@ async def console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
         dispatch_key=ed25519.Ed25519PrivateKey.generate(),  # as `sonde-server init` makes it
         credential_key=CredentialKey(os.urandom(32)),  # pki/credentials.key
         deploy_setup=ssh_setup(placeholder_wheelhouse(tmp_path / "wheelhouse")),
+        notify_requesters=notify_requesters,
     )
     issuer.tokens = services.tokens
     revoked: list[str] = []

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sonde.server.domain.commands import CommandKind, CommandRecord
 from sonde.server.domain.run_verification import CHECK_EXPIRY, RESTART_WAIT
 from sonde.server.errors import PermissionDenied
-from sonde.server.storage.tables import audit_log, commands
+from sonde.server.storage.tables import audit_log, commands, outbox
 from sonde.v1 import agent_pb2, diagnostics_pb2
 from sonde.v1 import console_pb2 as pb
 from tests.integration.console.harness import Console
@@ -674,3 +674,35 @@ async def test_a_procedure_is_suggested_by_finding_and_measured_by_the_closed_lo
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await console.stub.GetProcedure(pb.GetProcedureRequest(id="nothing"), metadata=ANN)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_ticket_a_fix_resolves_mails_its_requester_as_a_technician_s_resolve_does(
+    mailing_console: Console,
+) -> None:
+    console = mailing_console
+    await _publish(console)
+    agent_id = await _diagnosed(console)
+    opened = await console.stub.OpenTicket(
+        pb.OpenTicketRequest(
+            title="disk full", agent=agent_id, requester="Marie Dupont <marie@example.org>"
+        ),
+        metadata=ANN,
+    )
+    ticket_id = opened.ticket.id
+    await console.stub.AssignTicket(pb.AssignTicketRequest(id=ticket_id), metadata=ANN)
+    asked = await console.stub.RunScript(
+        pb.RunScriptRequest(
+            agent=agent_id, script_id="clear-temp", ticket_id=ticket_id, resolve_if_cleared=True
+        ),
+        metadata=ANN,
+    )
+    await _ran(console, agent_id, asked.run.command.id)
+    await console.answer_diagnostics(agent_id, [disk(OK)])
+    mails = await console.services.db.read(
+        lambda c: c.execute(select(outbox).order_by(outbox.c.id)).all()
+    )
+    assert [(m.kind, m.recipient, m.ticket_id) for m in mails] == [
+        ("opened", "marie@example.org", ticket_id),
+        ("resolved", "marie@example.org", ticket_id),
+    ]
+    assert f"Fixed by run {asked.run.command.id[:8]} of clear-temp" in mails[1].body
