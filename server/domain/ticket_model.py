@@ -86,6 +86,7 @@ class TicketEventKind(enum.StrEnum):
     TIME_LOGGED = "time_logged"  # time spent on it added: the body says how much and on what
     SLA_AT_RISK = "sla_at_risk"  # a clock passed its at-risk share: the body says what was done
     SLA_BREACHED = "sla_breached"  # a clock passed its due time
+    RATED = "rated"  # the requester rated the answer (satisfaction.py): body says n/5, comment
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -652,4 +653,31 @@ deployment_hosts = Table(
     # Windows: how the MSI got there, fetched (HTTPS from the server) or streamed (WinRM).
     Column("msi_delivery", String(8), nullable=False, server_default=""),
     Index(None, "host", "port", "transport"),
+)
+
+# The self-service web form (server/web/, docs/web.md): each submission's one-time id, so a
+# form sent twice (a reload, a double click) opens one ticket.
+web_submissions = Table(
+    "web_submissions",
+    metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
+    Column("peer", String(64), nullable=False, server_default=""),
+    Column("submitted_at", UtcDateTime(), nullable=False),
+)
+
+# The rating asked of a ticket's requester on resolve (server/domain/satisfaction.py): the link's
+# secret is stored as its SHA-256 only; rating 1 to 5, NULL until answered.
+satisfaction = Table(
+    "satisfaction",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("asked_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("rating", SmallInteger()),
+    Column("comment", Text(), nullable=False, server_default=""),
+    Column("answered_at", UtcDateTime()),
+    Index(None, "ticket_id"),
 )

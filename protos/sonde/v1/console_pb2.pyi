@@ -170,6 +170,8 @@ class _TicketEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ticke
     """a clock passed its at-risk share: body says which, what was done"""
     TICKET_EVENT_KIND_SLA_BREACHED: _TicketEventKind.ValueType  # 20
     """a clock passed its due time: body says which"""
+    TICKET_EVENT_KIND_RATED: _TicketEventKind.ValueType  # 21
+    """the requester rated the answer: body says n/5 and the comment"""
 
 class TicketEventKind(_TicketEventKind, metaclass=_TicketEventKindEnumTypeWrapper): ...
 
@@ -205,6 +207,8 @@ TICKET_EVENT_KIND_SLA_AT_RISK: TicketEventKind.ValueType  # 19
 """a clock passed its at-risk share: body says which, what was done"""
 TICKET_EVENT_KIND_SLA_BREACHED: TicketEventKind.ValueType  # 20
 """a clock passed its due time: body says which"""
+TICKET_EVENT_KIND_RATED: TicketEventKind.ValueType  # 21
+"""the requester rated the answer: body says n/5 and the comment"""
 Global___TicketEventKind: _TypeAlias = TicketEventKind  # noqa: Y015
 
 class _TicketKind:
