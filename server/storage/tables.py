@@ -681,3 +681,44 @@ satisfaction = Table(
     Column("answered_at", UtcDateTime()),
     Index(None, "ticket_id"),
 )
+
+# Monitoring (server/domain/monitoring.py, docs/monitoring.md). A group: its interval (0: off),
+# the collectors its light collection runs ("" the default set), how many clear checks in a row
+# close a ticket, and threshold overrides (a JSON object of Thresholds fields).
+agent_groups = Table(
+    "agent_groups",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("interval_s", Integer(), nullable=False),
+    Column("collectors", Text(), nullable=False, server_default=""),
+    Column("clear_checks", Integer(), nullable=False, server_default="3"),
+    Column("thresholds", Text(), nullable=False, server_default=""),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Each monitored agent's group (NULL: the default) and next check; the conditional update of
+# next_check_at is what lets one replica, not several, queue a round's collection.
+monitoring_agents = Table(
+    "monitoring_agents",
+    metadata,
+    Column("agent_id", String(26), ForeignKey("agents.id"), primary_key=True),
+    Column("group_name", String(64), ForeignKey("agent_groups.name")),
+    Column("next_check_at", UtcDateTime(), nullable=False),
+    Column("last_command_id", String(64), nullable=False, server_default=""),
+    Index(None, "next_check_at"),
+)
+
+# The one open monitoring ticket per machine and finding, and its clear checks in a row; the
+# row goes when the ticket is resolved (by the rule or by hand), freeing the slot.
+monitoring_findings = Table(
+    "monitoring_findings",
+    metadata,
+    Column("id", IdColumnType, primary_key=True, autoincrement=True),
+    Column("agent_id", String(26), ForeignKey("agents.id"), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
+    Column("clear_streak", Integer(), nullable=False, server_default="0"),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("agent_id", "check_id"),
+)
