@@ -10,6 +10,7 @@ import logging
 import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,8 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         mail_interval_s=args.mail_interval,
         smtp=args.smtp_relay,
         smtp_from=args.smtp_from or "",
+        web_address=args.web_listen or "",
+        web_url=args.web_url or "",
     )
 
     async def main() -> None:
@@ -568,7 +571,34 @@ def _deploy_option(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--smtp-from", metavar="ADDRESS", help="the notifications' sender")
     run.add_argument("--smtp-ca", type=Path, metavar="FILE", help="the relay certificate's CA")
+    _web_arguments(run)
     run.set_defaults(handler=cmd_run)
+
+
+def _web_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--web-listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve the self-service request form and the satisfaction question over HTTPS "
+        "here, with the server's certificate (docs/web.md)",
+    )
+    run.add_argument(
+        "--web-url",
+        type=_web_url,
+        metavar="URL",
+        help="how requesters reach the form, for the rating links in the resolve mails "
+        "(default: https://HOST:PORT of --web-listen)",
+    )
+
+
+def _web_url(value: str) -> str:
+    parsed = urllib.parse.urlsplit(value.strip())
+    if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment:
+        raise argparse.ArgumentTypeError(
+            f"--web-url {value[:80]!r}: an https:// URL, such as https://helpdesk.example.org"
+        )
+    return value.strip().rstrip("/")
 
 
 def build_parser() -> argparse.ArgumentParser:

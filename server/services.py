@@ -33,6 +33,7 @@ from sonde.server.domain.knowledge_base import KnowledgeBase
 from sonde.server.domain.mail_tickets import MailTickets
 from sonde.server.domain.remote_credentials import RemoteCredentials
 from sonde.server.domain.roles import Principal
+from sonde.server.domain.satisfaction import Satisfaction
 from sonde.server.domain.script_proposals import Proposals
 from sonde.server.domain.script_runs import ScriptRuns
 from sonde.server.domain.script_stats import ScriptStats
@@ -45,6 +46,7 @@ from sonde.server.domain.tickets import Tickets
 from sonde.server.domain.trusted_hosts import TrustedHosts
 from sonde.server.domain.users import Users
 from sonde.server.domain.wakeups import Wakeups
+from sonde.server.domain.web_requests import WebRequests
 from sonde.server.domain.winrm_hosts import WinRMHosts
 from sonde.server.storage.db import Database
 
@@ -81,6 +83,8 @@ class ServerServices:
     interventions: InterventionReports
     sla_admin: SlaAdmin
     sla_reports: SlaReports
+    web_requests: WebRequests
+    satisfaction: Satisfaction
     enrollment: EnrollmentIssuer
     catalog: Catalog
     proposals: Proposals
@@ -104,6 +108,7 @@ async def open_services(
     dispatch_key: ed25519.Ed25519PrivateKey | None = None,
     credential_key: CredentialKey | None = None,
     notify_requesters: bool = False,
+    rating_url: str = "",
     replica_id: str = "",
     deploy_setup: DeploySetup | None = None,
     winrm_ca_folder: Path | None = None,
@@ -122,7 +127,9 @@ async def open_services(
     commands.sign_orders = script_runs.sign_in  # runs claimed with a diagnostic go signed
     diagnostics = Diagnostics(db, audited, wakeups)
     # the closed loop; a ticket it resolves mails its requester as a technician's resolve does
-    diagnostics.verify_check = run_verification.record_check(audited, notify=notify_requesters)
+    diagnostics.verify_check = run_verification.record_check(
+        audited, notify=notify_requesters, rating_url=rating_url
+    )
     credentials = RemoteCredentials(db, audited, credential_key)
     trusted_hosts = TrustedHosts(db, audited)
     winrm_hosts = WinRMHosts(db, audited, ca_folder=winrm_ca_folder)
@@ -138,7 +145,7 @@ async def open_services(
         catalog_key=catalog_public_key,
         replica_id=replica_id,
     )
-    tickets = Tickets(db, writes=audited, notify=notify_requesters)
+    tickets = Tickets(db, writes=audited, notify=notify_requesters, rating_url=rating_url)
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -158,6 +165,8 @@ async def open_services(
         interventions=InterventionReports(db),
         sla_admin=SlaAdmin(db, audited),
         sla_reports=SlaReports(db),
+        web_requests=WebRequests(db, tickets, audited),
+        satisfaction=Satisfaction(db, audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),
         proposals=Proposals(db, audited),

@@ -68,6 +68,7 @@ from sonde.server.settings import (
 )
 from sonde.server.storage.db import Database
 from sonde.server.system_journal import SystemJournal
+from sonde.server.web.listener import WebListener
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -150,6 +151,8 @@ class RunOptions:
     mail_interval_s: float = 60.0
     smtp: SmtpRelay | None = None  # notifications to requesters go out through it (docs/mail.md)
     smtp_from: str = ""
+    web_address: str = ""  # the HTTPS web form and satisfaction pages (docs/web.md); "": none
+    web_url: str = ""  # how requesters reach it, for rating links; "": https://the bound address
 
 
 def advertised(bound_host: str, port: int, server_name: str) -> str:
@@ -175,6 +178,8 @@ class SondeServer:
         self._deployments: Deployments | None = None
         self._agentless_runs: AgentlessRuns | None = None
         self._packages: PackageListener | None = None
+        self._web: WebListener | None = None
+        self.web_address = ""
         self.package_address = ""
 
     @property
@@ -215,6 +220,7 @@ class SondeServer:
             authority.certificate_der, options.server_name, options.agent_addresses
         )
         catalog_key = _catalog_public_key(pki)
+        rating_url = await self._start_web(pki)
         self.replica = replica = Replica(db)  # its id claims the runs this server runs itself
         services = await open_services(
             db,
@@ -224,11 +230,14 @@ class SondeServer:
             dispatch_key=load_dispatch_private_key(pki),
             credential_key=credential_key,
             notify_requesters=options.smtp is not None,
+            rating_url=rating_url,
             replica_id=replica.id,
             deploy_setup=await self._deploy_setup(pki),
             winrm_ca_folder=options.data.winrm_ca_folder,
         )
         issuer.set_tokens(services.tokens)
+        if self._web is not None:
+            self._web.attach(services.web_requests, services.satisfaction)
         reset = await replica.register()
         if reset:
             log.info("marked %d agents offline after a restart", reset)
@@ -337,6 +346,23 @@ class SondeServer:
             tasks.append(asyncio.create_task(cap.run(), name=f"address-cap-{cap.port}"))
         return tasks
 
+    async def _start_web(self, pki: PkiPaths) -> str:
+        """Bind the web form's listener (docs/web.md) when asked; the base URL of its rating
+        links when the server mails requesters ("" else)."""
+        options = self.options
+        if not options.web_address:
+            return ""
+        self._web = WebListener(
+            pki.server_certificate, pki.server_key, mails_requesters=options.smtp is not None
+        )
+        port = await self._web.start(options.web_address)
+        host, _ = split_address(options.web_address)
+        self.web_address = advertised(host, port, options.server_name)
+        log.info("the web form is at https://%s/", self.web_address)
+        if options.smtp is None:
+            return ""
+        return options.web_url or f"https://{self.web_address}"
+
     async def _deploy_setup(self, pki: PkiPaths) -> DeploySetup:
         """What `sonde deploy` installs from: the wheelhouse, the MSI, the package listener."""
         options = self.options
@@ -406,6 +432,8 @@ class SondeServer:
             await self._deployments.close()  # each host's row says where it got to
         if self._packages is not None:
             await self._packages.stop()
+        if self._web is not None:
+            await self._web.stop()
         if self._agentless_runs is not None:
             await self._agentless_runs.close()  # a live replica's upkeep ends them interrupted
         for task in self._tasks:

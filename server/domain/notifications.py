@@ -58,14 +58,18 @@ def queue_to_requester(
     now: datetime,
     *,
     resolution: str = "",
+    rating_link: str = "",
 ) -> bool:
-    """Queue the `kind` mail to the ticket's requester; False when it has no address."""
+    """Queue the `kind` mail to the ticket's requester; False when it has no address.
+    `rating_link`: the satisfaction question's link (satisfaction.py), said at the end."""
     found = requester_address(ticket.requester)
     if found is None:
         return False
     address, name = found
     reference = f"[Sonde #{ticket.id}]"
     body = _BODIES[kind].format(reference=reference, title=ticket.title, resolution=resolution)
+    if rating_link:
+        body += f"\n\nHow did we do? Rate our answer from 1 to 5: {rating_link}\n"
     connection.execute(
         outbox.insert(),
         {

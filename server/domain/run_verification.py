@@ -45,6 +45,7 @@ from sonde.server.domain.commands import (
 )
 from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission
+from sonde.server.domain.satisfaction import ask_in
 from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketOutcome
 from sonde.server.domain.ticket_queries import load_ticket, user_role
 from sonde.server.domain.ticket_resolution import resolve_in
@@ -334,10 +335,11 @@ def _findings_before(
 
 
 def record_check(
-    audited: AuditedWrites, *, notify: bool = False
+    audited: AuditedWrites, *, notify: bool = False, rating_url: str = ""
 ) -> Callable[[Connection, CommandRecord, int, Sequence[diagnostics_pb2.Finding], datetime], bool]:
     """`record` as the diagnostics' verify_check hook: whether the diagnostic verified a run;
-    `notify`: a ticket the run resolves mails its requester, as a technician's resolve does."""
+    `notify`: a ticket the run resolves mails its requester, as a technician's resolve does
+    (with the rating link when the server has a web listener at `rating_url`)."""
 
     def verify_check(
         connection: Connection,
@@ -346,7 +348,16 @@ def record_check(
         found: Sequence[diagnostics_pb2.Finding],
         at: datetime,
     ) -> bool:
-        verified = record(audited, connection, check, snapshot_id, found, now=at, notify=notify)
+        verified = record(
+            audited,
+            connection,
+            check,
+            snapshot_id,
+            found,
+            now=at,
+            notify=notify,
+            rating_url=rating_url,
+        )
         return verified is not None
 
     return verify_check
@@ -361,6 +372,7 @@ def record(
     *,
     now: datetime,
     notify: bool = False,
+    rating_url: str = "",
 ) -> Verification | None:
     """`check` (a diagnostic that just succeeded: its snapshot `snapshot_id`, its findings
     `found`) as the verification of the run that queued it; None when no run did."""
@@ -400,7 +412,9 @@ def record(
             command_id=run.id,
         )
         if state is VerificationState.CLEARED and row.resolve_if_cleared:
-            resolved = _resolve(connection, run, row, outcomes, now, notify=notify)
+            resolved = _resolve(
+                connection, run, row, outcomes, now, notify=notify, rating_url=rating_url
+            )
     detail["resolved_ticket"] = resolved
     _store(connection, run.id, state, detail, verified_at=now)
     _audit(audited, connection, run, state, detail)
@@ -416,6 +430,7 @@ def _resolve(
     now: datetime,
     *,
     notify: bool,
+    rating_url: str,
 ) -> bool:
     """Resolve the run's ticket with it, as its requester would, when a checked finding was
     raised before the run, the ticket is still open and the requester may still resolve it;
@@ -456,7 +471,10 @@ def _resolve(
         outcome=TicketOutcome.FIXED,  # the time spent is the technician's to log
     )
     if notify:
-        queue_to_requester(connection, "resolved", resolved, now, resolution=resolution)
+        link = ask_in(connection, resolved, now, rating_url)
+        queue_to_requester(
+            connection, "resolved", resolved, now, resolution=resolution, rating_link=link
+        )
     return True
 
 

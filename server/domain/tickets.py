@@ -32,6 +32,7 @@ from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission, Principal
+from sonde.server.domain.satisfaction import ask_in
 from sonde.server.domain.sla_terms import clocks_from, known_contract, terms_for
 from sonde.server.domain.staff_notifications import queue_to_staff, staff_to_tell
 from sonde.server.domain.text import checked_text
@@ -114,6 +115,7 @@ class Tickets:
         *,
         writes: AuditedWrites | None = None,
         notify: bool = False,
+        rating_url: str = "",
     ) -> None:
         self._db = db
         self._clock = clock
@@ -121,6 +123,8 @@ class Tickets:
         # mail the requester on open and resolve (notifications.py), the assignee on an
         # assignment (staff_notifications.py)
         self._notify = notify
+        # the web listener's address: a resolve mail asks for a rating there (satisfaction.py)
+        self._rating_url = rating_url
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -705,7 +709,10 @@ class Tickets:
                 connection, actor.name, ticket, text, now, outcome=outcome, time_spent_s=seconds
             )
             if self._notify:
-                queue_to_requester(connection, "resolved", resolved, now, resolution=text)
+                link = ask_in(connection, resolved, now, self._rating_url)
+                queue_to_requester(
+                    connection, "resolved", resolved, now, resolution=text, rating_link=link
+                )
             return resolved
 
         return await self._writes.run(
