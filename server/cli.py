@@ -288,6 +288,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("sonde-server: --mail-interval is from 5 to 3600 seconds", file=sys.stderr)
             return exit_codes.ERROR
     args.mailbox_account = mailbox
+    if not 1 <= args.monitoring_min_interval <= 3600:
+        print("sonde-server: --monitoring-min-interval is from 1 to 3600 seconds", file=sys.stderr)
+        return exit_codes.ERROR
     args.smtp_relay = None
     if args.smtp:
         try:
@@ -353,6 +356,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         mail_interval_s=args.mail_interval,
         smtp=args.smtp_relay,
         smtp_from=args.smtp_from or "",
+        monitoring_min_interval_s=args.monitoring_min_interval,
         web_address=args.web_listen or "",
         web_url=args.web_url or "",
     )
@@ -523,6 +527,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _deploy_option(run: argparse.ArgumentParser) -> None:
     """`run`'s last options, and its handler."""
+    run.add_argument(
+        "--monitoring-min-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="the shortest monitoring interval a group may have (docs/monitoring.md; 1 to 3600)",
+    )
     run.add_argument(
         "--wheelhouse",
         type=Path,

@@ -15,7 +15,8 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sonde.server.domain import run_verification
+from sonde.server.domain import monitoring, run_verification
+from sonde.server.domain.agent_groups import MIN_INTERVAL, AgentGroups
 from sonde.server.domain.agentless import AgentlessDiagnostics
 from sonde.server.domain.agentless_runs import AgentlessRuns
 from sonde.server.domain.agents import AgentRegistry
@@ -97,6 +98,7 @@ class ServerServices:
     agentless: AgentlessDiagnostics
     agentless_runs: AgentlessRuns
     deployments: Deployments
+    agent_groups: AgentGroups
 
 
 async def open_services(
@@ -112,6 +114,7 @@ async def open_services(
     replica_id: str = "",
     deploy_setup: DeploySetup | None = None,
     winrm_ca_folder: Path | None = None,
+    monitoring_min_interval: timedelta = MIN_INTERVAL,
 ) -> ServerServices:
     """The domain objects over `db`, built whole; audit rows linked with `audit_key`; catalog
     bundles verified with `catalog_public_key` (None: publishing is refused); script runs' orders
@@ -146,6 +149,7 @@ async def open_services(
         replica_id=replica_id,
     )
     tickets = Tickets(db, writes=audited, notify=notify_requesters, rating_url=rating_url)
+    diagnostics.monitor_result = monitoring.record_result(audited, tickets)  # docs/monitoring.md
     return ServerServices(
         db=db,
         wakeups=wakeups,
@@ -189,4 +193,5 @@ async def open_services(
             setup=deploy_setup or ssh_setup(None),
             winrm_settings=winrm_hosts.settings_for,
         ),
+        agent_groups=AgentGroups(db, audited, min_interval=monitoring_min_interval),
     )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -37,6 +38,7 @@ from sonde.server.domain.credential_secrets import CredentialKey
 from sonde.server.domain.deployments import Deployments, DeploySetup, ssh_setup
 from sonde.server.domain.fleet_upkeep import FleetUpkeep
 from sonde.server.domain.heartbeats import HeartbeatBatcher
+from sonde.server.domain.monitoring import ROUND_S, MonitoringScheduler
 from sonde.server.domain.remote_credentials import sealed_with
 from sonde.server.domain.replicas import Replica
 from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
@@ -151,6 +153,7 @@ class RunOptions:
     mail_interval_s: float = 60.0
     smtp: SmtpRelay | None = None  # notifications to requesters go out through it (docs/mail.md)
     smtp_from: str = ""
+    monitoring_min_interval_s: float = 60.0  # the shortest group interval (docs/monitoring.md)
     web_address: str = ""  # the HTTPS web form and satisfaction pages (docs/web.md); "": none
     web_url: str = ""  # how requesters reach it, for rating links; "": https://the bound address
 
@@ -234,6 +237,7 @@ class SondeServer:
             replica_id=replica.id,
             deploy_setup=await self._deploy_setup(pki),
             winrm_ca_folder=options.data.winrm_ca_folder,
+            monitoring_min_interval=timedelta(seconds=options.monitoring_min_interval_s),
         )
         issuer.set_tokens(services.tokens)
         if self._web is not None:
@@ -314,6 +318,14 @@ class SondeServer:
             asyncio.create_task(
                 SlaWatch(db, services.audited, tell_by_mail=self.options.smtp is not None).run(),
                 name="sla-watch",
+            ),
+            asyncio.create_task(
+                MonitoringScheduler(
+                    db,
+                    services.wakeups,
+                    round_s=min(ROUND_S, options.monitoring_min_interval_s),
+                ).run(),
+                name="monitoring",
             ),
         ]
         self._tasks += self._optional_tasks(db, services, agent_port, console_port)

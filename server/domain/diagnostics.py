@@ -251,6 +251,10 @@ def store_snapshot(
 VerifyCheck = Callable[
     [Connection, CommandRecord, int, Sequence[diagnostics_pb2.Finding], datetime], bool
 ]
+# Monitoring's tickets for a scheduled collection's snapshot (monitoring.record); how many it
+# opened or resolved.
+MonitorResult = Callable[[Connection, CommandRecord, StoredSnapshotRecord, datetime], int]
+MONITOR_REQUESTER = "monitoring"
 
 
 class Diagnostics:
@@ -265,6 +269,8 @@ class Diagnostics:
         # diagnostic that collected only some checks, records the run it verifies; False
         # when it verifies none.
         self.verify_check: VerifyCheck | None = None
+        # Monitoring's tickets (monitoring.record_result, set by open_services).
+        self.monitor_result: MonitorResult | None = None
 
     async def accept_result(
         self,
@@ -325,6 +331,9 @@ class Diagnostics:
                     verifies = self.verify_check(
                         connection, command, stored.summary.id, found, received_at
                     )
+                if command.requested_by == MONITOR_REQUESTER and self.monitor_result is not None:
+                    tickets_changed = self.monitor_result(connection, command, stored, received_at)
+                    entry.detail["monitoring_tickets"] = tickets_changed
                 if verifies:
                     entry.detail["verifies"] = "script run"  # its own row says which
                 elif command.ticket_id is not None:
