@@ -167,6 +167,7 @@ def _intervention(row: Intervention) -> console_pb2.Intervention:
         time_spent_s=row.time_spent_s,
         outcome=mapping.ticket_outcome(TicketOutcome(row.outcome) if row.outcome else None),
         on_time=row.on_time,
+        rating=row.rating,
     )
     message.finished_at.FromDatetime(row.finished_at)
     return message
@@ -180,6 +181,8 @@ def _figures(found: dict[str, Figures]) -> list[console_pb2.InterventionFigures]
             time_spent_s=figures.time_spent_s,
             fixed=figures.fixed,
             on_time=figures.on_time,
+            rated=figures.rated,
+            rating_sum=figures.rating_sum,
         )
         for name, figures in found.items()
     ]

@@ -18,7 +18,7 @@ from sonde.v1 import console_pb2
 
 CSV_COLUMNS = [
     "ticket", "finished_at", "technician", "machine", "category", "kind", "outcome",
-    "on_time", "time_spent_min", "what_was_done", "runs",
+    "on_time", "time_spent_min", "what_was_done", "runs", "rating",
 ]  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def interventions_table(response: console_pb2.ReportInterventionsResponse) -> Li
             Column("category", optional=True),
             Column("outcome"),
             Column("time"),
+            Column("rating", optional=True),
             Column("what was done", Give.WRAP),
         ],
     )
@@ -76,6 +77,7 @@ def interventions_table(response: console_pb2.ReportInterventionsResponse) -> Li
             text(row.category or "-"),
             text(outcome_label(row.outcome) + late),
             text(format_duration(row.time_spent_s) if row.time_spent_s else "-"),
+            text(f"{row.rating}/5" if row.rating else "-"),
             text("; ".join([row.what_was_done, *row.runs]).strip("; ")),
         )
     return table
@@ -84,7 +86,14 @@ def interventions_table(response: console_pb2.ReportInterventionsResponse) -> Li
 def figures_table(title: str, figures: list[console_pb2.InterventionFigures]) -> ListTable:
     table = ListTable(
         title,
-        [Column("name"), Column("tickets"), Column("time"), Column("fixed"), Column("on time")],
+        [
+            Column("name"),
+            Column("tickets"),
+            Column("time"),
+            Column("fixed"),
+            Column("on time"),
+            Column("satisfaction"),
+        ],
     )
     for row in figures:
         table.add_row(
@@ -93,6 +102,7 @@ def figures_table(title: str, figures: list[console_pb2.InterventionFigures]) ->
             text(format_duration(row.time_spent_s)),
             text(f"{row.fixed} ({round(100 * row.fixed / row.interventions)} %)"),
             text(f"{row.on_time} ({round(100 * row.on_time / row.interventions)} %)"),
+            text(f"{row.rating_sum / row.rated:.1f}/5 ({row.rated})" if row.rated else "-"),
         )
     return table
 
@@ -121,6 +131,7 @@ def run_interventions(args: argparse.Namespace, ctx: Context) -> int:
                     round(row.time_spent_s / 60),
                     row.what_was_done,
                     "; ".join(row.runs),
+                    row.rating or "",
                 ]
                 for row in response.interventions
             ],

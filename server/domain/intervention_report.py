@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.errors import InvalidArgument
 from sonde.server.storage.db import Database
-from sonde.server.storage.tables import agents, commands, script_runs, ticket_events, tickets
+from sonde.server.storage.tables import (
+    agents,
+    commands,
+    satisfaction,
+    script_runs,
+    ticket_events,
+    tickets,
+)
 
 MAX_ROWS = 50_000
 MAX_SPAN = timedelta(days=3660)
@@ -44,6 +51,7 @@ class Intervention:
     time_spent_s: int
     outcome: str
     on_time: bool
+    rating: int = 0  # the requester's latest answer, 1-5 (satisfaction.py); 0: none
 
 
 @dataclass
@@ -52,6 +60,8 @@ class Figures:
     time_spent_s: int = 0
     fixed: int = 0
     on_time: int = 0
+    rated: int = 0
+    rating_sum: int = 0
 
 
 @dataclass
@@ -71,6 +81,9 @@ def _tally(rows: list[Intervention], key: str) -> dict[str, Figures]:
         figures.time_spent_s += row.time_spent_s
         figures.fixed += row.outcome == "fixed"
         figures.on_time += row.on_time
+        if row.rating:
+            figures.rated += 1
+            figures.rating_sum += row.rating
     return dict(sorted(found.items()))
 
 
@@ -143,6 +156,15 @@ class InterventionReports:
                 .order_by(commands.c.created_at)
             ):
                 runs[run.ticket_id].append(f"{run.script_id}: {run.verification or 'ran'}")
+        ratings: dict[int, int] = {}
+        for at in range(0, len(ids), 500):
+            for answer in connection.execute(
+                select(satisfaction.c.ticket_id, satisfaction.c.rating)
+                .where(satisfaction.c.ticket_id.in_(ids[at : at + 500]))
+                .where(satisfaction.c.rating.is_not(None))
+                .order_by(satisfaction.c.answered_at, satisfaction.c.id)
+            ):
+                ratings[int(answer.ticket_id)] = int(answer.rating)  # the latest wins
         rows = [
             Intervention(
                 ticket_id=row.id,
@@ -157,6 +179,7 @@ class InterventionReports:
                 time_spent_s=int(row.time_spent_s),
                 outcome=row.outcome or "",
                 on_time=(row.resolved_at or row.at) <= row.resolve_due_at,
+                rating=ratings.get(row.id, 0),
             )
             for row in found
         ]

@@ -175,6 +175,11 @@ def test_a_request_from_the_form_to_its_rating(desk: WebDesk) -> None:
     timeline = desk.cli("ticket", "show", str(number))["timeline"]
     assert timeline[-1]["kind"] == "TICKET_EVENT_KIND_RATED"
     assert timeline[-1]["body"] == "Rated 4/5 by the requester: quick, thanks"
+    report = desk.cli("report", "interventions", "--from", "1d")
+    (row,) = report["interventions"]
+    assert (row["ticket_id"], row["rating"]) == (number, 4)
+    (technician,) = report["by_technician"]
+    assert (technician["rated"], technician["rating_sum"]) == (1, 4)
 
 
 def test_one_address_sends_at_most_five_requests_in_ten_minutes(desk: WebDesk) -> None:

@@ -5657,6 +5657,7 @@ class Intervention(_message.Message):
     TIME_SPENT_S_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     ON_TIME_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.int
     title: _builtins.str
     machine: _builtins.str
@@ -5670,6 +5671,8 @@ class Intervention(_message.Message):
     outcome: Global___TicketOutcome.ValueType
     on_time: _builtins.bool
     """resolved within its resolve time"""
+    rating: _builtins.int
+    """the requester's latest rating, 1-5 (docs/web.md); 0: none"""
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -5691,10 +5694,11 @@ class Intervention(_message.Message):
         time_spent_s: _builtins.int = ...,
         outcome: Global___TicketOutcome.ValueType = ...,
         on_time: _builtins.bool = ...,
+        rating: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "finished_at", b"finished_at", "kind", b"kind", "machine", b"machine", "on_time", b"on_time", "outcome", b"outcome", "runs", b"runs", "technician", b"technician", "ticket_id", b"ticket_id", "time_spent_s", b"time_spent_s", "title", b"title", "what_was_done", b"what_was_done"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "finished_at", b"finished_at", "kind", b"kind", "machine", b"machine", "on_time", b"on_time", "outcome", b"outcome", "rating", b"rating", "runs", b"runs", "technician", b"technician", "ticket_id", b"ticket_id", "time_spent_s", b"time_spent_s", "title", b"title", "what_was_done", b"what_was_done"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -5709,12 +5713,18 @@ class InterventionFigures(_message.Message):
     TIME_SPENT_S_FIELD_NUMBER: _builtins.int
     FIXED_FIELD_NUMBER: _builtins.int
     ON_TIME_FIELD_NUMBER: _builtins.int
+    RATED_FIELD_NUMBER: _builtins.int
+    RATING_SUM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """a technician, or a category ("-": none)"""
     interventions: _builtins.int
     time_spent_s: _builtins.int
     fixed: _builtins.int
     on_time: _builtins.int
+    rated: _builtins.int
+    """how many the requester rated"""
+    rating_sum: _builtins.int
+    """the sum of those ratings: the mean is rating_sum / rated"""
     def __init__(
         self,
         *,
@@ -5723,10 +5733,12 @@ class InterventionFigures(_message.Message):
         time_spent_s: _builtins.int = ...,
         fixed: _builtins.int = ...,
         on_time: _builtins.int = ...,
+        rated: _builtins.int = ...,
+        rating_sum: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed", b"fixed", "interventions", b"interventions", "name", b"name", "on_time", b"on_time", "time_spent_s", b"time_spent_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed", b"fixed", "interventions", b"interventions", "name", b"name", "on_time", b"on_time", "rated", b"rated", "rating_sum", b"rating_sum", "time_spent_s", b"time_spent_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
