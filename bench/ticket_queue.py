@@ -13,7 +13,10 @@ closed one. Then, in turns, QUERIES of each:
 - **queue mine**: one technician's queue, both levels;
 - **sla report 30d**: SlaReports.report over the last 30 days: every ticket opened, resolved
   or overdue in it (all 10,000 here), judged per clock, per contract and per technician, with
-  every breach listed.
+  every breach listed;
+- **interventions 30d**: InterventionReports.report over the last 30 days: the ~3,300 tickets
+  finished in it, who finished each, its runs and rating, the figures per technician and
+  category.
 
 SQLite as Sonde ships it, and PostgreSQL on 127.0.0.1:5432 (a scratch database, dropped).
 
@@ -36,6 +39,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.stats import Row, format_table, percentile
+from sonde.server.domain.intervention_report import InterventionReports
 from sonde.server.domain.sla_report import SlaReports
 from sonde.server.domain.ticket_model import TicketEventKind, TicketLevel, TicketStatus
 from sonde.server.domain.ticket_queue import TicketQueue
@@ -132,11 +136,13 @@ async def _measure(url: str, count: int, queries: int) -> dict[str, list[float]]
         listing = Tickets(db)
         queue = TicketQueue(db, clock=lambda: NOW)
         reports = SlaReports(db, clock=lambda: NOW)
+        interventions = InterventionReports(db)
         ways: dict[str, Callable[[], Awaitable[object]]] = {
             "list L1 (reference)": lambda: listing.page(level=TicketLevel.L1, limit=100),
             "queue L1": lambda: queue.list(level=TicketLevel.L1, limit=100),
             "queue mine": lambda: queue.list(assignee="tech07", limit=100),
             "sla report 30d": lambda: reports.report(NOW - timedelta(days=30), NOW),
+            "interventions 30d": lambda: interventions.report(NOW - timedelta(days=30), NOW),
         }
         found: dict[str, list[float]] = {name: [] for name in ways}
         for way in ways.values():  # warm: statements compiled, pages cached
