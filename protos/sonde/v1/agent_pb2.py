@@ -27,45 +27,53 @@ from sonde.v1 import diagnostics_pb2 as sonde_dot_v1_dot_diagnostics__pb2
 from sonde.v1 import remediation_pb2 as sonde_dot_v1_dot_remediation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sonde/v1/agent.proto\x12\x08sonde.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asonde/v1/diagnostics.proto\x1a\x1asonde/v1/remediation.proto\"\xb7\x01\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.sonde.v1.HelloH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.sonde.v1.HeartbeatH\x00\x12\"\n\x06result\x18\x03 \x01(\x0b\x32\x10.sonde.v1.ResultH\x00\x12/\n\rscript_output\x18\x04 \x01(\x0b\x32\x16.sonde.v1.ScriptOutputH\x00\x42\x06\n\x04kind\"\x82\x02\n\rServerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.sonde.v1.WelcomeH\x00\x12$\n\x07\x63ollect\x18\x02 \x01(\x0b\x32\x11.sonde.v1.CollectH\x00\x12\"\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x10.sonde.v1.CancelH\x00\x12$\n\x07revoked\x18\x04 \x01(\x0b\x32\x11.sonde.v1.RevokedH\x00\x12\"\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x13.sonde.v1.ResultAckH\x00\x12/\n\nrun_script\x18\x06 \x01(\x0b\x32\x19.sonde.v1.SignedRunScriptH\x00\x42\x06\n\x04kind\"\x82\x02\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12\x0f\n\x07os_name\x18\x05 \x01(\t\x12\x12\n\nos_version\x18\x06 \x01(\t\x12\x12\n\ncollectors\x18\x07 \x03(\t\x12\x14\n\x0cinterpreters\x18\x08 \x03(\t\x12.\n\nagent_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tboot_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x07Welcome\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\r\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\tHeartbeat\x12.\n\nagent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x03 \x01(\x01\x12\x1b\n\x13system_disk_percent\x18\x04 \x01(\x01\x12\x16\n\x0eoutbox_pending\x18\x05 \x01(\r\"a\n\x07\x43ollect\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncollectors\x18\x03 \x03(\t\"\x1c\n\x06\x43\x61ncel\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"\x19\n\x07Revoked\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1f\n\tResultAck\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"O\n\x07\x46\x61ilure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.sonde.v1.FailureKind\x12\x0f\n\x07refusal\x18\x03 \x01(\t\"\xa0\x01\n\x06Result\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x08snapshot\x18\x02 \x01(\x0b\x32\x12.sonde.v1.SnapshotH\x00\x12$\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x11.sonde.v1.FailureH\x00\x12)\n\nscript_run\x18\x04 \x01(\x0b\x32\x13.sonde.v1.ScriptRunH\x00\x42\t\n\x07outcome\"h\n\x0cScriptOutput\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06stream\x18\x02 \x01(\x0e\x32\x16.sonde.v1.ScriptStream\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xbc\x02\n\tScriptRun\x12\x11\n\tscript_id\x18\x01 \x01(\t\x12\x16\n\x0escript_version\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x11\n\ttimed_out\x18\x05 \x01(\x08\x12\x11\n\tcancelled\x18\x06 \x01(\x08\x12\x0e\n\x06stdout\x18\x07 \x01(\x0c\x12\x0e\n\x06stderr\x18\x08 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\t \x01(\x08\x12\x18\n\x10stderr_truncated\x18\n \x01(\x08\x12\x14\n\x0cstdout_bytes\x18\x0b \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\x0c \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\r\x12%\n\x07session\x18\x0e \x01(\x0b\x32\x14.sonde.v1.RunSession\"Y\n\nRunSession\x12\x12\n\nsession_id\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x12\n\nconnection\x18\x03 \x01(\t\x12\x15\n\rscreen_locked\x18\x04 \x01(\x08*\xb0\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_KIND_FAILED\x10\x01\x12\x18\n\x14\x46\x41ILURE_KIND_REFUSED\x10\x02\x12\x18\n\x14\x46\x41ILURE_KIND_EXPIRED\x10\x03\x12\x1a\n\x16\x46\x41ILURE_KIND_CANCELLED\x10\x04\x12\x1a\n\x16\x46\x41ILURE_KIND_TIMED_OUT\x10\x05*a\n\x0cScriptStream\x12\x1d\n\x19SCRIPT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14SCRIPT_STREAM_STDOUT\x10\x01\x12\x18\n\x14SCRIPT_STREAM_STDERR\x10\x02\x32N\n\x0c\x41gentService\x12>\n\x07Session\x12\x16.sonde.v1.AgentMessage\x1a\x17.sonde.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sonde/v1/agent.proto\x12\x08sonde.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asonde/v1/diagnostics.proto\x1a\x1asonde/v1/remediation.proto\"\xe6\x01\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.sonde.v1.HelloH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.sonde.v1.HeartbeatH\x00\x12\"\n\x06result\x18\x03 \x01(\x0b\x32\x10.sonde.v1.ResultH\x00\x12/\n\rscript_output\x18\x04 \x01(\x0b\x32\x16.sonde.v1.ScriptOutputH\x00\x12-\n\x0chelp_request\x18\x05 \x01(\x0b\x32\x15.sonde.v1.HelpRequestH\x00\x42\x06\n\x04kind\"\xad\x02\n\rServerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.sonde.v1.WelcomeH\x00\x12$\n\x07\x63ollect\x18\x02 \x01(\x0b\x32\x11.sonde.v1.CollectH\x00\x12\"\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x10.sonde.v1.CancelH\x00\x12$\n\x07revoked\x18\x04 \x01(\x0b\x32\x11.sonde.v1.RevokedH\x00\x12\"\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x13.sonde.v1.ResultAckH\x00\x12/\n\nrun_script\x18\x06 \x01(\x0b\x32\x19.sonde.v1.SignedRunScriptH\x00\x12)\n\nhelp_reply\x18\x07 \x01(\x0b\x32\x13.sonde.v1.HelpReplyH\x00\x42\x06\n\x04kind\"\x82\x02\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12\x0f\n\x07os_name\x18\x05 \x01(\t\x12\x12\n\nos_version\x18\x06 \x01(\t\x12\x12\n\ncollectors\x18\x07 \x03(\t\x12\x14\n\x0cinterpreters\x18\x08 \x03(\t\x12.\n\nagent_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tboot_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x07Welcome\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\r\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\tHeartbeat\x12.\n\nagent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x03 \x01(\x01\x12\x1b\n\x13system_disk_percent\x18\x04 \x01(\x01\x12\x16\n\x0eoutbox_pending\x18\x05 \x01(\r\"a\n\x07\x43ollect\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncollectors\x18\x03 \x03(\t\"\x1c\n\x06\x43\x61ncel\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"\x19\n\x07Revoked\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1f\n\tResultAck\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"O\n\x07\x46\x61ilure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.sonde.v1.FailureKind\x12\x0f\n\x07refusal\x18\x03 \x01(\t\"\xa0\x01\n\x06Result\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x08snapshot\x18\x02 \x01(\x0b\x32\x12.sonde.v1.SnapshotH\x00\x12$\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x11.sonde.v1.FailureH\x00\x12)\n\nscript_run\x18\x04 \x01(\x0b\x32\x13.sonde.v1.ScriptRunH\x00\x42\t\n\x07outcome\"h\n\x0cScriptOutput\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06stream\x18\x02 \x01(\x0e\x32\x16.sonde.v1.ScriptStream\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xbc\x02\n\tScriptRun\x12\x11\n\tscript_id\x18\x01 \x01(\t\x12\x16\n\x0escript_version\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x11\n\ttimed_out\x18\x05 \x01(\x08\x12\x11\n\tcancelled\x18\x06 \x01(\x08\x12\x0e\n\x06stdout\x18\x07 \x01(\x0c\x12\x0e\n\x06stderr\x18\x08 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\t \x01(\x08\x12\x18\n\x10stderr_truncated\x18\n \x01(\x08\x12\x14\n\x0cstdout_bytes\x18\x0b \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\x0c \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\r\x12%\n\x07session\x18\x0e \x01(\x0b\x32\x14.sonde.v1.RunSession\"Y\n\nRunSession\x12\x12\n\nsession_id\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x12\n\nconnection\x18\x03 \x01(\t\x12\x15\n\rscreen_locked\x18\x04 \x01(\x08\"p\n\x0bHelpRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nlocal_user\x18\x03 \x01(\t\x12$\n\x08snapshot\x18\x04 \x01(\x0b\x32\x12.sonde.v1.Snapshot\"C\n\tHelpReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tticket_id\x18\x02 \x01(\x04\x12\x0f\n\x07refusal\x18\x03 \x01(\t\"#\n\x0cLocalHelpAsk\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\"E\n\x0fLocalHelpAnswer\x12\x11\n\tticket_id\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t*\xb0\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_KIND_FAILED\x10\x01\x12\x18\n\x14\x46\x41ILURE_KIND_REFUSED\x10\x02\x12\x18\n\x14\x46\x41ILURE_KIND_EXPIRED\x10\x03\x12\x1a\n\x16\x46\x41ILURE_KIND_CANCELLED\x10\x04\x12\x1a\n\x16\x46\x41ILURE_KIND_TIMED_OUT\x10\x05*a\n\x0cScriptStream\x12\x1d\n\x19SCRIPT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14SCRIPT_STREAM_STDOUT\x10\x01\x12\x18\n\x14SCRIPT_STREAM_STDERR\x10\x02\x32N\n\x0c\x41gentService\x12>\n\x07Session\x12\x16.sonde.v1.AgentMessage\x1a\x17.sonde.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sonde.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILUREKIND']._serialized_start=2031
-  _globals['_FAILUREKIND']._serialized_end=2207
-  _globals['_SCRIPTSTREAM']._serialized_start=2209
-  _globals['_SCRIPTSTREAM']._serialized_end=2306
+  _globals['_FAILUREKIND']._serialized_start=2412
+  _globals['_FAILUREKIND']._serialized_end=2588
+  _globals['_SCRIPTSTREAM']._serialized_start=2590
+  _globals['_SCRIPTSTREAM']._serialized_end=2687
   _globals['_AGENTMESSAGE']._serialized_start=124
-  _globals['_AGENTMESSAGE']._serialized_end=307
-  _globals['_SERVERMESSAGE']._serialized_start=310
-  _globals['_SERVERMESSAGE']._serialized_end=568
-  _globals['_HELLO']._serialized_start=571
-  _globals['_HELLO']._serialized_end=829
-  _globals['_WELCOME']._serialized_start=831
-  _globals['_WELCOME']._serialized_end=919
-  _globals['_HEARTBEAT']._serialized_start=922
-  _globals['_HEARTBEAT']._serialized_end=1079
-  _globals['_COLLECT']._serialized_start=1081
-  _globals['_COLLECT']._serialized_end=1178
-  _globals['_CANCEL']._serialized_start=1180
-  _globals['_CANCEL']._serialized_end=1208
-  _globals['_REVOKED']._serialized_start=1210
-  _globals['_REVOKED']._serialized_end=1235
-  _globals['_RESULTACK']._serialized_start=1237
-  _globals['_RESULTACK']._serialized_end=1268
-  _globals['_FAILURE']._serialized_start=1270
-  _globals['_FAILURE']._serialized_end=1349
-  _globals['_RESULT']._serialized_start=1352
-  _globals['_RESULT']._serialized_end=1512
-  _globals['_SCRIPTOUTPUT']._serialized_start=1514
-  _globals['_SCRIPTOUTPUT']._serialized_end=1618
-  _globals['_SCRIPTRUN']._serialized_start=1621
-  _globals['_SCRIPTRUN']._serialized_end=1937
-  _globals['_RUNSESSION']._serialized_start=1939
-  _globals['_RUNSESSION']._serialized_end=2028
-  _globals['_AGENTSERVICE']._serialized_start=2308
-  _globals['_AGENTSERVICE']._serialized_end=2386
+  _globals['_AGENTMESSAGE']._serialized_end=354
+  _globals['_SERVERMESSAGE']._serialized_start=357
+  _globals['_SERVERMESSAGE']._serialized_end=658
+  _globals['_HELLO']._serialized_start=661
+  _globals['_HELLO']._serialized_end=919
+  _globals['_WELCOME']._serialized_start=921
+  _globals['_WELCOME']._serialized_end=1009
+  _globals['_HEARTBEAT']._serialized_start=1012
+  _globals['_HEARTBEAT']._serialized_end=1169
+  _globals['_COLLECT']._serialized_start=1171
+  _globals['_COLLECT']._serialized_end=1268
+  _globals['_CANCEL']._serialized_start=1270
+  _globals['_CANCEL']._serialized_end=1298
+  _globals['_REVOKED']._serialized_start=1300
+  _globals['_REVOKED']._serialized_end=1325
+  _globals['_RESULTACK']._serialized_start=1327
+  _globals['_RESULTACK']._serialized_end=1358
+  _globals['_FAILURE']._serialized_start=1360
+  _globals['_FAILURE']._serialized_end=1439
+  _globals['_RESULT']._serialized_start=1442
+  _globals['_RESULT']._serialized_end=1602
+  _globals['_SCRIPTOUTPUT']._serialized_start=1604
+  _globals['_SCRIPTOUTPUT']._serialized_end=1708
+  _globals['_SCRIPTRUN']._serialized_start=1711
+  _globals['_SCRIPTRUN']._serialized_end=2027
+  _globals['_RUNSESSION']._serialized_start=2029
+  _globals['_RUNSESSION']._serialized_end=2118
+  _globals['_HELPREQUEST']._serialized_start=2120
+  _globals['_HELPREQUEST']._serialized_end=2232
+  _globals['_HELPREPLY']._serialized_start=2234
+  _globals['_HELPREPLY']._serialized_end=2301
+  _globals['_LOCALHELPASK']._serialized_start=2303
+  _globals['_LOCALHELPASK']._serialized_end=2338
+  _globals['_LOCALHELPANSWER']._serialized_start=2340
+  _globals['_LOCALHELPANSWER']._serialized_end=2409
+  _globals['_AGENTSERVICE']._serialized_start=2689
+  _globals['_AGENTSERVICE']._serialized_end=2767
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,7 @@ class AgentMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     SCRIPT_OUTPUT_FIELD_NUMBER: _builtins.int
+    HELP_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -91,6 +92,12 @@ class AgentMessage(_message.Message):
     def result(self) -> Global___Result: ...
     @_builtins.property
     def script_output(self) -> Global___ScriptOutput: ...
+    @_builtins.property
+    def help_request(self) -> Global___HelpRequest:
+        """The workstation's user asked for help (`sonde-agent help TEXT`): the server opens a
+        ticket of channel workstation and answers with a HelpReply.
+        """
+
     def __init__(
         self,
         *,
@@ -98,12 +105,13 @@ class AgentMessage(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         result: Global___Result | None = ...,
         script_output: Global___ScriptOutput | None = ...,
+        help_request: Global___HelpRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output", "help_request"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -119,6 +127,7 @@ class ServerMessage(_message.Message):
     REVOKED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     RUN_SCRIPT_FIELD_NUMBER: _builtins.int
+    HELP_REPLY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -135,6 +144,10 @@ class ServerMessage(_message.Message):
         anything runs, and answers with a Result (script_run, or a failure saying why).
         """
 
+    @_builtins.property
+    def help_reply(self) -> Global___HelpReply:
+        """The answer to a HelpRequest: the ticket opened, or why not."""
+
     def __init__(
         self,
         *,
@@ -144,12 +157,13 @@ class ServerMessage(_message.Message):
         revoked: Global___Revoked | None = ...,
         ack: Global___ResultAck | None = ...,
         run_script: _remediation_pb2.SignedRunScript | None = ...,
+        help_reply: Global___HelpReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script", "help_reply"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -553,3 +567,116 @@ class RunSession(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunSession: _TypeAlias = RunSession  # noqa: Y015
+
+@_typing.final
+class HelpRequest(_message.Message):
+    """A request for help typed by the workstation's user, with a fresh snapshot of the machine.
+    The server links the ticket to the agent of the stream's certificate, never to a field here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LOCAL_USER_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """the agent's, to match the HelpReply (1 to 64 characters)"""
+    description: _builtins.str
+    """the user's words, at most 4000 characters"""
+    local_user: _builtins.str
+    """the user name the agent's kernel gave for the caller"""
+    @_builtins.property
+    def snapshot(self) -> _diagnostics_pb2.Snapshot: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+        local_user: _builtins.str = ...,
+        snapshot: _diagnostics_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "local_user", b"local_user", "request_id", b"request_id", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HelpRequest: _TypeAlias = HelpRequest  # noqa: Y015
+
+@_typing.final
+class HelpReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    ticket_id: _builtins.int
+    """0 when refused"""
+    refusal: _builtins.str
+    """why no ticket was opened (rate limit, bad request)"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        refusal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal", "request_id", b"request_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HelpReply: _TypeAlias = HelpReply  # noqa: Y015
+
+@_typing.final
+class LocalHelpAsk(_message.Message):
+    """Between `sonde-agent help` and the running agent, on its local socket (agent/help_socket.py):
+    one length-prefixed frame each way. Never sent to the server.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalHelpAsk: _TypeAlias = LocalHelpAsk  # noqa: Y015
+
+@_typing.final
+class LocalHelpAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    """0 when no ticket was opened"""
+    error: _builtins.str
+    """what went wrong, for the user"""
+    hostname: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        error: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "hostname", b"hostname", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalHelpAnswer: _TypeAlias = LocalHelpAnswer  # noqa: Y015
