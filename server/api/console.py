@@ -24,6 +24,7 @@ from sonde.server.api.console_fixes import FixMethods
 from sonde.server.api.console_fleet import FleetMethods
 from sonde.server.api.console_helpdesk import HelpdeskMethods
 from sonde.server.api.console_kb import KnowledgeBaseMethods
+from sonde.server.api.console_monitoring import MonitoringMethods
 from sonde.server.api.console_proposals import ProposalMethods
 from sonde.server.api.console_remote import RemoteMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
@@ -58,6 +59,7 @@ def _optional_id(value: int, what: str) -> int | None:
 class ConsoleServicer(
     HelpdeskMethods,
     SlaMethods,
+    MonitoringMethods,
     KnowledgeBaseMethods,
     CommandMethods,
     UserMethods,

@@ -33,7 +33,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, literal, select, update
+from sqlalchemy import ColumnElement, delete, exists, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -160,9 +160,33 @@ class MonitoringScheduler:
                 queued.append(command_id)
             return queued
 
+        if not await self._db.read(lambda connection: _anything_to_do(connection, now)):
+            return []  # most rounds: no write transaction at all
         queued = await self._db.write(unit)
         self._wakeups.publish(wakes)
         return queued
+
+
+def _online() -> list[ColumnElement[bool]]:
+    return [
+        agents.c.connected.is_(True),
+        agents.c.revoked_at.is_(None),
+        agents.c.removed_at.is_(None),
+    ]
+
+
+def _anything_to_do(connection: Connection, now: datetime) -> bool:
+    new = select(agents.c.id).where(
+        *_online(),
+        agents.c.reached_by == "",
+        ~exists().where(monitoring_agents.c.agent_id == agents.c.id),
+    )
+    due = (
+        select(monitoring_agents.c.agent_id)
+        .join(agents, agents.c.id == monitoring_agents.c.agent_id)
+        .where(monitoring_agents.c.next_check_at <= now, *_online())
+    )
+    return connection.execute(select(exists(new) | exists(due))).scalar_one() is True
 
 
 def _take_in_new_agents(connection: Connection, now: datetime) -> None:

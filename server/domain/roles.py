@@ -90,6 +90,9 @@ class Permission(enum.StrEnum):
     # the service); keep the calendars and policies (docs/sla.md).
     SLA_READ = "sla.read"
     SLA_MANAGE = "sla.manage"
+    # Monitoring: agent groups, their interval, collectors, clear rule and thresholds
+    # (docs/monitoring.md); an admin's, since a low threshold opens tickets fleet-wide.
+    MONITORING_MANAGE = "monitoring.manage"
 
 
 _L1: frozenset[Permission] = frozenset(
@@ -131,6 +134,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.AGENTS_DEPLOY,
     Permission.CATEGORIES_MANAGE,
     Permission.SLA_MANAGE,
+    Permission.MONITORING_MANAGE,
 }
 
 # The one table of what each role may do.

@@ -60,6 +60,21 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.FromString,
                 _registered_method=True)
+        self.SetAgentGroup = channel.unary_unary(
+                '/sonde.v1.ConsoleService/SetAgentGroup',
+                request_serializer=sonde_dot_v1_dot_console__pb2.SetAgentGroupRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.SetAgentGroupResponse.FromString,
+                _registered_method=True)
+        self.AssignAgentGroup = channel.unary_unary(
+                '/sonde.v1.ConsoleService/AssignAgentGroup',
+                request_serializer=sonde_dot_v1_dot_console__pb2.AssignAgentGroupRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.AssignAgentGroupResponse.FromString,
+                _registered_method=True)
+        self.ListAgentGroups = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListAgentGroups',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListAgentGroupsRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListAgentGroupsResponse.FromString,
+                _registered_method=True)
         self.RunDiagnostics = channel.unary_unary(
                 '/sonde.v1.ConsoleService/RunDiagnostics',
                 request_serializer=sonde_dot_v1_dot_console__pb2.RunDiagnosticsRequest.SerializeToString,
@@ -460,6 +475,25 @@ class ConsoleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RemoveAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAgentGroup(self, request, context):
+        """Monitoring (docs/monitoring.md): agent groups, their interval, collectors and clear rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignAgentGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentGroups(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -951,6 +985,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RemoveAgent,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.SerializeToString,
+            ),
+            'SetAgentGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAgentGroup,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.SetAgentGroupRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.SetAgentGroupResponse.SerializeToString,
+            ),
+            'AssignAgentGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignAgentGroup,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.AssignAgentGroupRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.AssignAgentGroupResponse.SerializeToString,
+            ),
+            'ListAgentGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentGroups,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListAgentGroupsRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListAgentGroupsResponse.SerializeToString,
             ),
             'RunDiagnostics': grpc.unary_unary_rpc_method_handler(
                     servicer.RunDiagnostics,
@@ -1458,6 +1507,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RemoveAgent',
             sonde_dot_v1_dot_console__pb2.RemoveAgentRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RemoveAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAgentGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/SetAgentGroup',
+            sonde_dot_v1_dot_console__pb2.SetAgentGroupRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.SetAgentGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignAgentGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/AssignAgentGroup',
+            sonde_dot_v1_dot_console__pb2.AssignAgentGroupRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.AssignAgentGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListAgentGroups',
+            sonde_dot_v1_dot_console__pb2.ListAgentGroupsRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListAgentGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,

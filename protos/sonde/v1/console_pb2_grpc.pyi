@@ -37,6 +37,10 @@ class ConsoleServiceStub:
     GetAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetAgentRequest, _console_pb2.GetAgentResponse]
     RevokeAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]
     RemoveAgent: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveAgentRequest, _console_pb2.RemoveAgentResponse]
+    SetAgentGroup: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetAgentGroupRequest, _console_pb2.SetAgentGroupResponse]
+    """Monitoring (docs/monitoring.md): agent groups, their interval, collectors and clear rule."""
+    AssignAgentGroup: _grpc.UnaryUnaryMultiCallable[_console_pb2.AssignAgentGroupRequest, _console_pb2.AssignAgentGroupResponse]
+    ListAgentGroups: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListAgentGroupsRequest, _console_pb2.ListAgentGroupsResponse]
     RunDiagnostics: _grpc.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]
     GetSnapshot: _grpc.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]
     ListCommands: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]
@@ -139,6 +143,10 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     GetAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.GetAgentRequest, _console_pb2.GetAgentResponse]  # type: ignore[assignment]
     RevokeAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.RevokeAgentRequest, _console_pb2.RevokeAgentResponse]  # type: ignore[assignment]
     RemoveAgent: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveAgentRequest, _console_pb2.RemoveAgentResponse]  # type: ignore[assignment]
+    SetAgentGroup: _aio.UnaryUnaryMultiCallable[_console_pb2.SetAgentGroupRequest, _console_pb2.SetAgentGroupResponse]  # type: ignore[assignment]
+    """Monitoring (docs/monitoring.md): agent groups, their interval, collectors and clear rule."""
+    AssignAgentGroup: _aio.UnaryUnaryMultiCallable[_console_pb2.AssignAgentGroupRequest, _console_pb2.AssignAgentGroupResponse]  # type: ignore[assignment]
+    ListAgentGroups: _aio.UnaryUnaryMultiCallable[_console_pb2.ListAgentGroupsRequest, _console_pb2.ListAgentGroupsResponse]  # type: ignore[assignment]
     RunDiagnostics: _aio.UnaryUnaryMultiCallable[_console_pb2.RunDiagnosticsRequest, _console_pb2.RunDiagnosticsResponse]  # type: ignore[assignment]
     GetSnapshot: _aio.UnaryUnaryMultiCallable[_console_pb2.GetSnapshotRequest, _console_pb2.GetSnapshotResponse]  # type: ignore[assignment]
     ListCommands: _aio.UnaryUnaryMultiCallable[_console_pb2.ListCommandsRequest, _console_pb2.ListCommandsResponse]  # type: ignore[assignment]
@@ -268,6 +276,28 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RemoveAgentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RemoveAgentResponse, _abc.Awaitable[_console_pb2.RemoveAgentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetAgentGroup(
+        self,
+        request: _console_pb2.SetAgentGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.SetAgentGroupResponse, _abc.Awaitable[_console_pb2.SetAgentGroupResponse]]:
+        """Monitoring (docs/monitoring.md): agent groups, their interval, collectors and clear rule."""
+
+    @_abc_1.abstractmethod
+    def AssignAgentGroup(
+        self,
+        request: _console_pb2.AssignAgentGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.AssignAgentGroupResponse, _abc.Awaitable[_console_pb2.AssignAgentGroupResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAgentGroups(
+        self,
+        request: _console_pb2.ListAgentGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListAgentGroupsResponse, _abc.Awaitable[_console_pb2.ListAgentGroupsResponse]]: ...
 
     @_abc_1.abstractmethod
     def RunDiagnostics(

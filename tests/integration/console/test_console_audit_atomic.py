@@ -362,6 +362,13 @@ CALLS: dict[str, Call] = {
     "SetUserEmail": lambda c, s: c.stub.SetUserEmail(
         pb.SetUserEmailRequest(name="ann", email="ann@helpdesk.example"), metadata=ADMIN
     ),
+    "SetAgentGroup": lambda c, s: c.stub.SetAgentGroup(
+        pb.SetAgentGroupRequest(name="lab", interval_s=300, collectors=["disks"]), metadata=ADMIN
+    ),
+    # the agent's schedule row is written with its audit row, or neither
+    "AssignAgentGroup": lambda c, s: c.stub.AssignAgentGroup(
+        pb.AssignAgentGroupRequest(name="default", agents=[s.agent_id]), metadata=ADMIN
+    ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
         metadata=ADMIN,

@@ -1,0 +1,95 @@
+"""Monitoring end to end with the real programs: a real server checking a real agent every 2 s,
+a group threshold set low so its disk.space finding is critical (a monitoring ticket opens by
+itself), then set back so the finding is ok (the ticket closes by itself after 2 checks in a row,
+saying so on its timeline). Everything is set with the `sonde group` commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sonde.v1 import console_pb2 as pb
+from tests.e2e.conftest import bring_online
+from tests.support.deployment import Deployment, run, wait_for
+
+# Thresholds every disk on the test machine meets (critical at 0 % used), and then none does
+# (critical above 100 %); uptime and the system drive's free space never decide.
+NEVER_UPTIME = ("--threshold", "uptime_warning_s=1e12", "--threshold", "uptime_critical_s=1e12")
+LOW = ("--threshold", "disk_used_warning_percent=0", "--threshold", "disk_used_critical_percent=0")
+BACK = (
+    "--threshold", "disk_used_warning_percent=101",
+    "--threshold", "disk_used_critical_percent=101",
+    "--threshold", "system_disk_free_warning_bytes=0",
+    "--threshold", "system_disk_free_critical_bytes=0",
+)  # fmt: skip
+GROUP = ("group", "set", "lab", "--interval", "2s", "--collectors", "disks", "--clear-checks", "2")
+
+
+@pytest.fixture
+def monitored(tmp_path: Path) -> Iterator[Deployment]:
+    sonde = Deployment(tmp_path)
+    sonde.init()
+    sonde.start_server("--monitoring-min-interval", "1")
+    try:
+        yield sonde
+    finally:
+        sonde.stop()
+
+
+def cli(sonde: Deployment, *args: str) -> dict[str, Any]:
+    done: subprocess.CompletedProcess[str] = run(
+        "sonde", *args, "--json", env=sonde.cli_env(), timeout=30
+    )
+    assert done.returncode == 0, f"sonde {' '.join(args)}: {done.stdout}{done.stderr}"
+    value: dict[str, Any] = json.loads(done.stdout)
+    return value
+
+
+def monitoring_tickets(sonde: Deployment) -> list[pb.Ticket]:
+    with sonde.console() as console:
+        reply = console.ListTickets(
+            pb.ListTicketsRequest(
+                statuses=[pb.TICKET_STATUS_NEW, pb.TICKET_STATUS_RESOLVED, pb.TICKET_STATUS_CLOSED]
+            ),
+            timeout=5,
+        )
+    return [t for t in reply.tickets if t.channel == pb.TICKET_CHANNEL_MONITORING]
+
+
+def test_a_monitoring_ticket_opens_and_closes_by_itself_on_a_real_agent(
+    monitored: Deployment, tmp_path: Path
+) -> None:
+    sonde = monitored
+    agent = bring_online(sonde, tmp_path / "agent" / "state")
+    group = cli(sonde, *GROUP, *LOW, *NEVER_UPTIME)["group"]
+    assert (group["interval_s"], group["clear_checks"]) == (2, 2)
+    added = cli(sonde, "group", "add", "lab", agent.agent_id)
+    assert added["agent_ids"] == [agent.agent_id]
+
+    opened = wait_for("a monitoring ticket", lambda: monitoring_tickets(sonde) or None, timeout=20)
+    [ticket] = opened
+    assert ticket.status == pb.TICKET_STATUS_NEW
+    assert ticket.agent_id == agent.agent_id
+
+    cli(sonde, *GROUP, *BACK, *NEVER_UPTIME)  # set back: the disk is ok again
+
+    def closed() -> pb.Ticket | None:
+        [now] = monitoring_tickets(sonde)  # one ticket: the finding opened no second one
+        return now if now.status == pb.TICKET_STATUS_CLOSED else None
+
+    done = wait_for("the monitoring ticket to close itself", closed, timeout=25)
+    assert "disk.space cleared 2 checks in a row" in done.resolution
+    with sonde.console() as console:
+        timeline = console.GetTicket(pb.GetTicketRequest(id=done.id), timeout=5).timeline
+    kinds = [pb.TicketEventKind.Name(e.kind) for e in timeline]
+    assert kinds[0] == "TICKET_EVENT_KIND_OPENED"
+    assert kinds[-2:] == ["TICKET_EVENT_KIND_RESOLVED", "TICKET_EVENT_KIND_CLOSED"]
+    assert {e.actor for e in timeline} == {"monitoring"}
+
+    listed = cli(sonde, "group", "list")["groups"]
+    assert [(g["name"], g["members"]) for g in listed] == [("lab", [agent.agent_id])]
