@@ -33,6 +33,7 @@ from sonde.server.domain.intervention_report import InterventionReports
 from sonde.server.domain.knowledge_base import KnowledgeBase
 from sonde.server.domain.mail_tickets import MailTickets
 from sonde.server.domain.remote_credentials import RemoteCredentials
+from sonde.server.domain.requesters import Requesters
 from sonde.server.domain.roles import Principal
 from sonde.server.domain.satisfaction import Satisfaction
 from sonde.server.domain.script_proposals import Proposals
@@ -85,6 +86,7 @@ class ServerServices:
     sla_admin: SlaAdmin
     sla_reports: SlaReports
     web_requests: WebRequests
+    requesters: Requesters
     satisfaction: Satisfaction
     enrollment: EnrollmentIssuer
     catalog: Catalog
@@ -170,6 +172,7 @@ async def open_services(
         sla_admin=SlaAdmin(db, audited),
         sla_reports=SlaReports(db),
         web_requests=WebRequests(db, tickets, audited),
+        requesters=Requesters(db),
         satisfaction=Satisfaction(db, audited),
         enrollment=enrollment,
         catalog=Catalog(db, catalog_public_key, writes=audited),

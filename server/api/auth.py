@@ -81,6 +81,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "ListProcedures": Permission.TICKETS_READ,
     CONSOLE + "SuggestProcedures": Permission.TICKETS_READ,
     CONSOLE + "ReportInterventions": Permission.TICKETS_READ,
+    CONSOLE + "ListRequesters": Permission.TICKETS_READ,
     # SLA (docs/sla.md): anyone who reads tickets may read the targets they are held to; the
     # compliance report is L2's (the quality of the service); keeping them is an admin's.
     CONSOLE + "ListSlaCalendars": Permission.TICKETS_READ,

@@ -12,6 +12,7 @@ from sonde.server.api import mapping
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.intervention_report import Figures, Intervention
+from sonde.server.domain.requesters import MAX_FOUND, KnownRequester
 from sonde.server.domain.ticket_categories import Category
 from sonde.server.domain.ticket_model import TicketKind, TicketOutcome
 from sonde.server.domain.ticket_queue import QueuedTicket
@@ -152,6 +153,29 @@ class HelpdeskMethods:
             by_technician=_figures(report.by_technician),
             by_category=_figures(report.by_category),
         )
+
+    @translate_errors
+    async def ListRequesters(
+        self, request: console_pb2.ListRequestersRequest, context: Context
+    ) -> console_pb2.ListRequestersResponse:
+        current_principal()
+        found = await self._s.requesters.find(request.prefix, request.limit or MAX_FOUND)
+        return console_pb2.ListRequestersResponse(
+            requesters=[_known_requester(known) for known in found]
+        )
+
+
+def _known_requester(known: KnownRequester) -> console_pb2.KnownRequester:
+    message = console_pb2.KnownRequester(requester=known.requester, tickets=known.tickets)
+    message.last_at.FromDatetime(known.last_at)
+    for machine in known.machines:
+        shown = message.machines.add(
+            agent_id=machine.agent_id, hostname=machine.hostname, tickets=machine.tickets
+        )
+        shown.last_at.FromDatetime(machine.last_at)
+    usual = known.usual_machine
+    message.usual_agent_id = usual.agent_id if usual is not None else ""
+    return message
 
 
 def _intervention(row: Intervention) -> console_pb2.Intervention:

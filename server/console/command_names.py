@@ -46,6 +46,7 @@ COMMAND_OF_RPC = {
     "ListProcedures": "sonde kb search",
     "SuggestProcedures": "sonde kb suggest",
     "ReportInterventions": "sonde report interventions",
+    "ListRequesters": "sonde requester find",
     "SetSlaCalendar": "sonde sla calendar set",
     "ListSlaCalendars": "sonde sla calendar list",
     "SetSlaPolicy": "sonde sla policy set",

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from rich.text import Text
 
-from sonde.server.console import ticket_flow, ticket_handling
+from sonde.server.console import requesters, ticket_flow, ticket_handling
 from sonde.server.console.arguments import (
     page_limit,
     page_offset,
@@ -91,9 +91,21 @@ def register(
     opened.add_argument("--title", required=True, help="what the user reports, in one line")
     opened.add_argument("--description", default="", help="details")
     opened.add_argument("--channel", type=channel, default=0, help=", ".join(CHANNELS))
-    opened.add_argument("--requester", default="", help="who reported it")
+    opened.add_argument(
+        "--requester",
+        default="",
+        help="who reported it; the start of a word of someone who called before takes theirs",
+    )
+    opened.add_argument(
+        "--new-requester", action="store_true", help="take --requester as typed, not looked up"
+    )
     opened.add_argument("--priority", type=priority, default=0, help="p1 (critical) to p4 (low)")
-    opened.add_argument("--agent", default="", metavar="AGENT", help="the workstation concerned")
+    opened.add_argument(
+        "--agent",
+        default="",
+        metavar="AGENT",
+        help="the workstation concerned; `usual`: the requester's usual machine",
+    )
     opened.add_argument("--assignee", default="", metavar="USER", help="who works on it")
     opened.add_argument(
         "--kind", type=ticket_handling.kind, default=0, help="incident (default) or request"
@@ -207,13 +219,28 @@ def run_open(args: argparse.Namespace, ctx: Context) -> int:
     if not args.title.strip():
         raise CliError("INVALID_ARGUMENT", "--title is empty: say what the user reports")
     client = ctx.client()
+    requester, agent, suggested = args.requester.strip(), args.agent, None
+    known = None
+    if requester and not args.new_requester:
+        known = requesters.looked_up(client, requester)
+        requester = known.requester if known is not None else requester
+    usual = requesters.usual_machine(known)
+    if agent.strip().lower() == requesters.USUAL:
+        if usual is None:
+            raise CliError(
+                "INVALID_ARGUMENT",
+                f"--agent usual: {requester or 'the requester'} has no machine on past tickets",
+            )
+        agent = usual.agent_id
+    elif not agent and usual is not None:
+        suggested = usual
     request = console_pb2.OpenTicketRequest(
         title=args.title.strip(),
         description=args.description,
         channel=args.channel,
-        requester=args.requester,
+        requester=requester,
         priority=args.priority,
-        agent=args.agent,
+        agent=agent,
         assignee=args.assignee,
         snapshot_id=args.snapshot,
         kind=args.kind,
@@ -223,6 +250,14 @@ def run_open(args: argparse.Namespace, ctx: Context) -> int:
     response = client.call(client.stub.OpenTicket, request)
     ctx.out.emit_message(response)
     _changed(ctx, response.ticket, "opened")
+    if known is not None and known.requester != args.requester.strip():
+        ctx.out.done(f"requester: {known.requester} ({known.tickets} past ticket(s))")
+    if suggested is not None:
+        name = machine_name(suggested.hostname, suggested.agent_id)
+        ctx.out.done(
+            f"their usual machine: {name}, on {suggested.tickets} of their tickets; link it: "
+            f"sonde ticket set {response.ticket.id} --agent {suggested.agent_id}"
+        )
     return 0
 
 

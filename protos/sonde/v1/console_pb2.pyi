@@ -5862,9 +5862,123 @@ class SuggestProceduresResponse(_message.Message):
 Global___SuggestProceduresResponse: _TypeAlias = SuggestProceduresResponse  # noqa: Y015
 
 @_typing.final
-class ReportInterventionsRequest(_message.Message):
+class ListRequestersRequest(_message.Message):
     """-- The interventions table (docs/tickets.md) ---------------------------------------------------"""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIX_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    prefix: _builtins.str
+    """the start of any word: "mar", "dupont", "marie@" """
+    limit: _builtins.int
+    """0: 20 (at most 20)"""
+    def __init__(
+        self,
+        *,
+        prefix: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestersRequest: _TypeAlias = ListRequestersRequest  # noqa: Y015
+
+@_typing.final
+class RequesterMachine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    TICKETS_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    hostname: _builtins.str
+    """as the agent reports it"""
+    tickets: _builtins.int
+    """the requester's tickets about it"""
+    @_builtins.property
+    def last_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        tickets: _builtins.int = ...,
+        last_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_at", b"last_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "hostname", b"hostname", "last_at", b"last_at", "tickets", b"tickets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequesterMachine: _TypeAlias = RequesterMachine  # noqa: Y015
+
+@_typing.final
+class KnownRequester(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    TICKETS_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    MACHINES_FIELD_NUMBER: _builtins.int
+    USUAL_AGENT_ID_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    """as their tickets have it: "Marie Dupont <marie@example.org>" """
+    tickets: _builtins.int
+    usual_agent_id: _builtins.str
+    """the machine of their latest ticket with one; "": none"""
+    @_builtins.property
+    def last_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def machines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequesterMachine]:
+        """the most used first, at most 3"""
+
+    def __init__(
+        self,
+        *,
+        requester: _builtins.str = ...,
+        tickets: _builtins.int = ...,
+        last_at: _timestamp_pb2.Timestamp | None = ...,
+        machines: _abc.Iterable[Global___RequesterMachine] | None = ...,
+        usual_agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_at", b"last_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_at", b"last_at", "machines", b"machines", "requester", b"requester", "tickets", b"tickets", "usual_agent_id", b"usual_agent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KnownRequester: _TypeAlias = KnownRequester  # noqa: Y015
+
+@_typing.final
+class ListRequestersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requesters(self) -> _containers.RepeatedCompositeFieldContainer[Global___KnownRequester]:
+        """the most recent caller first"""
+
+    def __init__(
+        self,
+        *,
+        requesters: _abc.Iterable[Global___KnownRequester] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requesters", b"requesters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestersResponse: _TypeAlias = ListRequestersResponse  # noqa: Y015
+
+@_typing.final
+class ReportInterventionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FROM_FIELD_NUMBER: _builtins.int

@@ -220,6 +220,11 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.FromString,
                 _registered_method=True)
+        self.ListRequesters = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListRequesters',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListRequestersRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListRequestersResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sonde.v1.ConsoleService/CreateUser',
                 request_serializer=sonde_dot_v1_dot_console__pb2.CreateUserRequest.SerializeToString,
@@ -671,6 +676,13 @@ class ConsoleServiceServicer:
 
     def ReportInterventions(self, request, context):
         """The interventions table (docs/tickets.md, "The interventions table").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRequesters(self, request, context):
+        """Who called before, by the start of a word of their name or address, and their machines.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1145,6 +1157,11 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.ReportInterventions,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.SerializeToString,
+            ),
+            'ListRequesters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRequesters,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListRequestersRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListRequestersResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -2371,6 +2388,33 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/ReportInterventions',
             sonde_dot_v1_dot_console__pb2.ReportInterventionsRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.ReportInterventionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRequesters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListRequesters',
+            sonde_dot_v1_dot_console__pb2.ListRequestersRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListRequestersResponse.FromString,
             options,
             channel_credentials,
             insecure,

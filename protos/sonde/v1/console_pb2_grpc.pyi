@@ -73,6 +73,8 @@ class ConsoleServiceStub:
     SuggestProcedures: _grpc.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]
     ReportInterventions: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReportInterventionsRequest, _console_pb2.ReportInterventionsResponse]
     """The interventions table (docs/tickets.md, "The interventions table")."""
+    ListRequesters: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListRequestersRequest, _console_pb2.ListRequestersResponse]
+    """Who called before, by the start of a word of their name or address, and their machines."""
     CreateUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]
     DisableUser: _grpc.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]
@@ -179,6 +181,8 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     SuggestProcedures: _aio.UnaryUnaryMultiCallable[_console_pb2.SuggestProceduresRequest, _console_pb2.SuggestProceduresResponse]  # type: ignore[assignment]
     ReportInterventions: _aio.UnaryUnaryMultiCallable[_console_pb2.ReportInterventionsRequest, _console_pb2.ReportInterventionsResponse]  # type: ignore[assignment]
     """The interventions table (docs/tickets.md, "The interventions table")."""
+    ListRequesters: _aio.UnaryUnaryMultiCallable[_console_pb2.ListRequestersRequest, _console_pb2.ListRequestersResponse]  # type: ignore[assignment]
+    """Who called before, by the start of a word of their name or address, and their machines."""
     CreateUser: _aio.UnaryUnaryMultiCallable[_console_pb2.CreateUserRequest, _console_pb2.CreateUserResponse]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_console_pb2.ListUsersRequest, _console_pb2.ListUsersResponse]  # type: ignore[assignment]
     DisableUser: _aio.UnaryUnaryMultiCallable[_console_pb2.DisableUserRequest, _console_pb2.DisableUserResponse]  # type: ignore[assignment]
@@ -504,6 +508,14 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.ReportInterventionsResponse, _abc.Awaitable[_console_pb2.ReportInterventionsResponse]]:
         """The interventions table (docs/tickets.md, "The interventions table")."""
+
+    @_abc_1.abstractmethod
+    def ListRequesters(
+        self,
+        request: _console_pb2.ListRequestersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListRequestersResponse, _abc.Awaitable[_console_pb2.ListRequestersResponse]]:
+        """Who called before, by the start of a word of their name or address, and their machines."""
 
     @_abc_1.abstractmethod
     def CreateUser(
