@@ -243,7 +243,13 @@ class AgentGroups:
                     "--interval 15m)"
                 )
             group = BUILT_IN_DEFAULT if row is None else group_from_row(row)
-            ids = list(dict.fromkeys(resolve_agent(connection, ref).id for ref in agent_refs))
+            found = [resolve_agent(connection, ref) for ref in agent_refs]
+            agentless = [agent.hostname for agent in found if agent.reached_by]
+            if agentless:
+                raise InvalidArgument(
+                    f"{', '.join(agentless)[:200]}: reached without an agent, not monitored"
+                )
+            ids = list(dict.fromkeys(agent.id for agent in found))
             stored_name = None if name == DEFAULT_GROUP else name
             for agent_id in ids:
                 changed = connection.execute(
