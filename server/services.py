@@ -51,6 +51,7 @@ from sonde.server.domain.wakeups import Wakeups
 from sonde.server.domain.web_requests import WebRequests
 from sonde.server.domain.winrm_hosts import WinRMHosts
 from sonde.server.storage.db import Database
+from sonde.server.webhooks.endpoints import WebhookEndpoints
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class ServerServices:
     agentless: AgentlessDiagnostics
     agentless_runs: AgentlessRuns
     deployments: Deployments
+    webhooks: WebhookEndpoints
     agent_groups: AgentGroups
 
 
@@ -187,6 +189,7 @@ async def open_services(
             db, audited, trusted_hosts, credentials, winrm_hosts=winrm_hosts
         ),
         agentless_runs=agentless_runs,
+        webhooks=WebhookEndpoints(db, audited, credential_key),
         deployments=Deployments(
             db,
             audited,

@@ -71,6 +71,8 @@ from sonde.server.settings import (
 from sonde.server.storage.db import Database
 from sonde.server.system_journal import SystemJournal
 from sonde.server.web.listener import WebListener
+from sonde.server.webhooks.delivery import WebhookDelivery
+from sonde.server.webhooks.endpoints import sealed_with as webhook_secrets_sealed_with
 from sonde.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -124,8 +126,12 @@ def _catalog_public_key(pki: PkiPaths) -> ed25519.Ed25519PublicKey | None:
 
 
 async def _credential_key(pki: PkiPaths, db: Database) -> CredentialKey:
-    """pki/credentials.key, checked against the stored credentials (made if none are)."""
-    key, made = credential_key_for_store(pki.root, await sealed_with(db))
+    """pki/credentials.key, checked against the stored credentials and webhook secrets (made
+    if none are)."""
+    counts = await sealed_with(db)
+    for key_id, count in (await webhook_secrets_sealed_with(db)).items():
+        counts[key_id] = counts.get(key_id, 0) + count
+    key, made = credential_key_for_store(pki.root, counts)
     if made:
         log.warning(
             "made the credentials key %s: copy it with pki/ to every replica and keep it "
@@ -318,6 +324,10 @@ class SondeServer:
             asyncio.create_task(
                 SlaWatch(db, services.audited, tell_by_mail=self.options.smtp is not None).run(),
                 name="sla-watch",
+            ),
+            # Outbound webhooks (docs/webhooks.md): each endpoint leased by one replica at a time.
+            asyncio.create_task(
+                WebhookDelivery(db, credential_key, replica.id).run(), name="webhooks"
             ),
             asyncio.create_task(
                 MonitoringScheduler(

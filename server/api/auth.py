@@ -141,6 +141,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     # Push install of the agent: an admin's, as enrollment tokens are.
     CONSOLE + "StartDeployment": Permission.AGENTS_DEPLOY,
     CONSOLE + "GetDeployment": Permission.AGENTS_DEPLOY,
+    # Outbound webhooks: an admin's, as the credentials key their secrets are sealed with.
+    CONSOLE + "AddWebhook": Permission.WEBHOOKS_MANAGE,
+    CONSOLE + "ListWebhooks": Permission.WEBHOOKS_MANAGE,
+    CONSOLE + "RemoveWebhook": Permission.WEBHOOKS_MANAGE,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

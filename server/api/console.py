@@ -30,6 +30,7 @@ from sonde.server.api.console_remote import RemoteMethods
 from sonde.server.api.console_runs import RunMethods, timeline_event
 from sonde.server.api.console_sla import SlaMethods
 from sonde.server.api.console_users import UserMethods
+from sonde.server.api.console_webhooks import WebhookMethods
 from sonde.server.api.errors import translate_errors
 from sonde.server.domain.agent_tickets import agent_tickets
 from sonde.server.domain.clock import utc_now
@@ -72,6 +73,7 @@ class ConsoleServicer(
     CredentialMethods,
     RemoteMethods,
     DeployMethods,
+    WebhookMethods,
     console_pb2_grpc.ConsoleServiceServicer,
 ):
     def __init__(self, services: ServerServices) -> None:

@@ -35,6 +35,7 @@ from sonde.server.console import (
     tickets,
     tokens,
     users,
+    webhooks,
 )
 from sonde.server.console.context import Context
 from sonde.server.console.errors import CliError
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         credentials,
         hosts,
         deploy,
+        webhooks,
         demo,
     ):
         module.register(subcommands, common)

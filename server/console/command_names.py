@@ -92,6 +92,9 @@ COMMAND_OF_RPC = {
     "SetWinRMHost": "sonde hosts winrm",
     "StartDeployment": "sonde deploy",
     "GetDeployment": "sonde deploy",
+    "AddWebhook": "sonde webhook add",
+    "ListWebhooks": "sonde webhook list",
+    "RemoveWebhook": "sonde webhook remove",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")

@@ -90,6 +90,9 @@ class Permission(enum.StrEnum):
     # the service); keep the calendars and policies (docs/sla.md).
     SLA_READ = "sla.read"
     SLA_MANAGE = "sla.manage"
+    # Outbound webhooks (docs/webhooks.md): where every ticket event is POSTed, with a secret
+    # that signs them; set up, listed and removed by an admin.
+    WEBHOOKS_MANAGE = "webhooks.manage"
     # Monitoring: agent groups, their interval, collectors, clear rule and thresholds
     # (docs/monitoring.md); an admin's, since a low threshold opens tickets fleet-wide.
     MONITORING_MANAGE = "monitoring.manage"
@@ -134,6 +137,7 @@ _ADMIN: frozenset[Permission] = _L2 | {
     Permission.AGENTS_DEPLOY,
     Permission.CATEGORIES_MANAGE,
     Permission.SLA_MANAGE,
+    Permission.WEBHOOKS_MANAGE,
     Permission.MONITORING_MANAGE,
 }
 

@@ -450,6 +450,21 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.FromString,
                 _registered_method=True)
+        self.AddWebhook = channel.unary_unary(
+                '/sonde.v1.ConsoleService/AddWebhook',
+                request_serializer=sonde_dot_v1_dot_console__pb2.AddWebhookRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.AddWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/sonde.v1.ConsoleService/ListWebhooks',
+                request_serializer=sonde_dot_v1_dot_console__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.RemoveWebhook = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RemoveWebhook',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -970,6 +985,26 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddWebhook(self, request, context):
+        """Outbound webhooks on ticket events (docs/webhooks.md): every event POSTed in order, signed
+        with the endpoint's secret (shown once, by AddWebhook, never again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1387,6 +1422,21 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.SetUserEmail,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.SerializeToString,
+            ),
+            'AddWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddWebhook,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.AddWebhookRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.AddWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'RemoveWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWebhook,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -3630,6 +3680,87 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/SetUserEmail',
             sonde_dot_v1_dot_console__pb2.SetUserEmailRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.SetUserEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/AddWebhook',
+            sonde_dot_v1_dot_console__pb2.AddWebhookRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.AddWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/ListWebhooks',
+            sonde_dot_v1_dot_console__pb2.ListWebhooksRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RemoveWebhook',
+            sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

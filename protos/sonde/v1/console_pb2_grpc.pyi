@@ -136,6 +136,12 @@ class ConsoleServiceStub:
     ListSlaPolicies: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListSlaPoliciesRequest, _console_pb2.ListSlaPoliciesResponse]
     ReportSla: _grpc.UnaryUnaryMultiCallable[_console_pb2.ReportSlaRequest, _console_pb2.ReportSlaResponse]
     SetUserEmail: _grpc.UnaryUnaryMultiCallable[_console_pb2.SetUserEmailRequest, _console_pb2.SetUserEmailResponse]
+    AddWebhook: _grpc.UnaryUnaryMultiCallable[_console_pb2.AddWebhookRequest, _console_pb2.AddWebhookResponse]
+    """Outbound webhooks on ticket events (docs/webhooks.md): every event POSTed in order, signed
+    with the endpoint's secret (shown once, by AddWebhook, never again).
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListWebhooksRequest, _console_pb2.ListWebhooksResponse]
+    RemoveWebhook: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveWebhookRequest, _console_pb2.RemoveWebhookResponse]
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -244,6 +250,12 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     ListSlaPolicies: _aio.UnaryUnaryMultiCallable[_console_pb2.ListSlaPoliciesRequest, _console_pb2.ListSlaPoliciesResponse]  # type: ignore[assignment]
     ReportSla: _aio.UnaryUnaryMultiCallable[_console_pb2.ReportSlaRequest, _console_pb2.ReportSlaResponse]  # type: ignore[assignment]
     SetUserEmail: _aio.UnaryUnaryMultiCallable[_console_pb2.SetUserEmailRequest, _console_pb2.SetUserEmailResponse]  # type: ignore[assignment]
+    AddWebhook: _aio.UnaryUnaryMultiCallable[_console_pb2.AddWebhookRequest, _console_pb2.AddWebhookResponse]  # type: ignore[assignment]
+    """Outbound webhooks on ticket events (docs/webhooks.md): every event POSTed in order, signed
+    with the endpoint's secret (shown once, by AddWebhook, never again).
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_console_pb2.ListWebhooksRequest, _console_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    RemoveWebhook: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveWebhookRequest, _console_pb2.RemoveWebhookResponse]  # type: ignore[assignment]
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -847,5 +859,29 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.SetUserEmailRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.SetUserEmailResponse, _abc.Awaitable[_console_pb2.SetUserEmailResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddWebhook(
+        self,
+        request: _console_pb2.AddWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.AddWebhookResponse, _abc.Awaitable[_console_pb2.AddWebhookResponse]]:
+        """Outbound webhooks on ticket events (docs/webhooks.md): every event POSTed in order, signed
+        with the endpoint's secret (shown once, by AddWebhook, never again).
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _console_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.ListWebhooksResponse, _abc.Awaitable[_console_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveWebhook(
+        self,
+        request: _console_pb2.RemoveWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RemoveWebhookResponse, _abc.Awaitable[_console_pb2.RemoveWebhookResponse]]: ...
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

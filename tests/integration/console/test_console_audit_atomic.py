@@ -60,6 +60,7 @@ class Scene:
     ssh_address: str  # 127.0.0.1:PORT of a real sshd, its host key trusted
     ssh_fingerprint: str
     ssh_target: str  # USER@127.0.0.1:PORT, with a stored key credential for it
+    webhook_id: str = ""  # a webhook set up by admin (never delivered to here)
     # The agent's newest diagnostic found disk.space critical, which clear-temp fixes.
 
 
@@ -145,6 +146,9 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
         ),
         metadata=ADMIN,
     )
+    hook = await stub.AddWebhook(
+        pb.AddWebhookRequest(url="https://hooks.example.test/sonde"), metadata=ADMIN
+    )
     return Scene(
         agent.id,
         ticket.id,
@@ -161,6 +165,7 @@ async def _scene(console: Console, sshd: Sshd) -> Scene:
         ssh_address,
         sshd.host_key.fingerprint,
         f"{sshd.user}@{ssh_address}",
+        webhook_id=hook.webhook.id,
     )
 
 
@@ -368,6 +373,13 @@ CALLS: dict[str, Call] = {
     # the agent's schedule row is written with its audit row, or neither
     "AssignAgentGroup": lambda c, s: c.stub.AssignAgentGroup(
         pb.AssignAgentGroupRequest(name="default", agents=[s.agent_id]), metadata=ADMIN
+    ),
+    "AddWebhook": lambda c, s: c.stub.AddWebhook(
+        pb.AddWebhookRequest(url="https://tickets.example.test/in", events=["resolved"]),
+        metadata=ADMIN,
+    ),
+    "RemoveWebhook": lambda c, s: c.stub.RemoveWebhook(
+        pb.RemoveWebhookRequest(id=s.webhook_id), metadata=ADMIN
     ),
     "PublishCatalog": lambda c, s: c.stub.PublishCatalog(
         pb.PublishCatalogRequest(bundle=signed_bundle(c.catalog_key, source("flush-dns"))),
