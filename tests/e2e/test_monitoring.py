@@ -5,8 +5,13 @@ saying so on its timeline). Everything is set with the `sonde group` commands.""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import secrets
+import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ import pytest
 
 from sonde.v1 import console_pb2 as pb
 from tests.e2e.conftest import bring_online
+from tests.integration.storage.databases import create_database, drop_database
 from tests.support.deployment import Deployment, run, wait_for
 
 # Thresholds every disk on the test machine meets (critical at 0 % used), and then none does
@@ -93,3 +99,49 @@ def test_a_monitoring_ticket_opens_and_closes_by_itself_on_a_real_agent(
 
     listed = cli(sonde, "group", "list")["groups"]
     assert [(g["name"], g["members"]) for g in listed] == [("lab", [agent.agent_id])]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_replicas_on_one_database_queue_each_check_once(tmp_path: Path) -> None:
+    """Both replicas' schedulers run: the agent is checked about once an interval, never twice
+    at once. (Two rounds in the very same instant, which real processes rarely hit, are
+    raced in tests/unit/domain/test_monitoring.py on PostgreSQL.)"""
+    name = f"sonde_monitoring_{secrets.token_hex(4)}"
+    url = asyncio.run(create_database(name)).replace("+asyncpg", "")
+    a = Deployment(tmp_path / "a", db_url=url)
+    b: Deployment | None = None
+    try:
+        a.init()
+        a.start_server("--monitoring-min-interval", "1")
+        b = Deployment(tmp_path / "b", db_url=url, admin_token=a.admin_token)
+        b.data.mkdir(parents=True)
+        shutil.copytree(a.data / "pki", b.data / "pki")
+        shutil.copy2(a.data / "server.json", b.data / "server.json")
+        b.data.chmod(0o700)
+        b.start_server("--monitoring-min-interval", "1")
+        agent = bring_online(a, tmp_path / "agent" / "state")
+        cli(b, "group", "set", "lab", "--interval", "2s", "--collectors", "disks")
+        cli(a, "group", "add", "lab", agent.agent_id)
+        time.sleep(9)  # about 4 intervals, with both replicas' schedulers at work
+        cli(b, "group", "set", "lab", "--off")
+        with a.console() as console:
+            listed = console.ListCommands(
+                pb.ListCommandsRequest(agent=agent.agent_id, limit=100), timeout=10
+            ).commands
+        ran = sorted(
+            (c for c in listed if c.requested_by == "monitoring"),
+            key=lambda c: c.created_at.ToDatetime(),
+        )
+        assert 3 <= len(ran) <= 6, [c.created_at.ToDatetime() for c in ran]
+        for before, after in itertools.pairwise(ran):
+            # never two at once: each was queued after the one before had ended
+            if before.state == pb.COMMAND_STATE_SUCCEEDED:
+                assert before.finished_at.ToDatetime() <= after.created_at.ToDatetime()
+            gap = after.created_at.ToDatetime() - before.created_at.ToDatetime()
+            assert gap.total_seconds() >= 1.5, gap
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        asyncio.run(drop_database(name))
