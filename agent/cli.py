@@ -118,6 +118,32 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "collect":
             sub.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+        else:
+            sub.add_argument(
+                "--help-socket",
+                type=Path,
+                metavar="PATH",
+                help="listen for `sonde-agent help` here, open to every local user "
+                "(default: /run/sonde-agent/help.sock for the system agent, else "
+                "STATE.help.sock for its own user)",
+            )
+
+    asked = commands.add_parser(
+        "help",
+        help="ask the helpdesk for help: opens a ticket with this computer's diagnostics",
+        formatter_class=_HelpFormatter,
+    )
+    asked.add_argument(
+        "description",
+        nargs="+",
+        metavar="TEXT",
+        help='what is wrong, e.g. "my printer doesn\'t print"',
+    )
+    asked.add_argument("--state", type=Path, help="the agent's state folder, to find its socket")
+    asked.add_argument(
+        "--socket", type=Path, metavar="PATH", help="the running agent's help socket"
+    )
+    asked.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -240,6 +266,8 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         return await collect_snapshot(_collect_context(args, state_dir, state.agent_address), only)
 
     async def serve() -> int:
+        from sonde.agent.help_socket import HelpSocket
+
         stop = asyncio.Event()
         _stop_on_signals(stop)
         with Outbox.in_state_dir(state_dir) as outbox:
@@ -252,7 +280,14 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
                 state_dir=state_dir,
             )
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
-            return await runtime.run(stop)
+            help_socket = HelpSocket.for_state_dir(
+                state_dir, runtime.ask_for_help, args.help_socket
+            )
+            await help_socket.start()
+            try:
+                return await runtime.run(stop)
+            finally:
+                await help_socket.stop()
 
     return asyncio.run(serve())
 
@@ -288,6 +323,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _enroll(args, state_dir)
     if args.command == "collect":
         return _collect(args, state_dir)
+    if args.command == "help":
+        from sonde.agent.help_cmd import ask_for_help
+
+        return ask_for_help(" ".join(args.description), args.state, args.socket, args.json)
     return _run(args, state_dir)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ MAX_CONCURRENT_COLLECTS = 2
 # The server refuses messages over 4 MiB; a result that big would be refused on every
 # reconnect and wedge the outbox, so it is replaced by a failure saying so.
 MAX_RESULT_BYTES = 4 * 1024 * 1024 - 64 * 1024
+# How long `sonde-agent help` waits for the server's HelpReply once its request is sent.
+HELP_REPLY_TIMEOUT_S = 30.0
+NOT_SENT = "your request for help was not sent: "
 
 SessionCall = grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 CollectFn = Callable[[Sequence[str]], Awaitable[diagnostics_pb2.Snapshot]]
@@ -188,6 +192,9 @@ class AgentRuntime:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COLLECTS)
+        # Help requests sent and waiting for their HelpReply, by request id; one at a time.
+        self._help_waiting: dict[str, asyncio.Future[agent_pb2.HelpReply]] = {}
+        self._help_slot = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> int:
         """Return the exit code: 0 once `stop` is set, 4 when revoked."""
@@ -307,6 +314,9 @@ class AgentRuntime:
                 await self._serve(call)
             finally:
                 self._sender = None
+                for waiting in self._help_waiting.values():
+                    if not waiting.done():
+                        waiting.set_exception(SessionEnded("the stream to the server ended"))
                 heartbeats.cancel()
                 await asyncio.gather(heartbeats, return_exceptions=True)
 
@@ -325,6 +335,10 @@ class AgentRuntime:
                 self._on_cancel(message.cancel.command_id)
             elif kind == "ack":
                 self._outbox.acknowledge(message.ack.command_id)
+            elif kind == "help_reply":
+                waiting = self._help_waiting.get(message.help_reply.request_id)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(message.help_reply)
             elif kind == "revoked":
                 raise AgentRevoked(message.revoked.reason or "no reason given")
             else:
@@ -519,6 +533,78 @@ class AgentRuntime:
         # If the stream broke meanwhile, the outbox still holds the result.
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await sender.send(agent_pb2.AgentMessage(result=result))
+
+    async def ask_for_help(self, description: str, local_user: str) -> agent_pb2.LocalHelpAnswer:
+        """Collect a fresh snapshot and send the user's request; the ticket or why not.
+
+        Nothing is kept when it fails: the user is told it was not sent (and calls the
+        helpdesk), so a copy sent later would only open the same ticket twice.
+        """
+        hostname = describe_machine().hostname
+        if self._help_slot.locked():
+            return agent_pb2.LocalHelpAnswer(
+                error="another request for help from this computer is being sent; try again "
+                "in a minute",
+                hostname=hostname,
+            )
+        async with self._help_slot:
+            answer = await self._send_help(description, local_user)
+        answer.hostname = hostname
+        return answer
+
+    async def _send_help(self, description: str, local_user: str) -> agent_pb2.LocalHelpAnswer:
+        if self._sender is None:
+            return agent_pb2.LocalHelpAnswer(
+                error=NOT_SENT + "this computer is not connected to the helpdesk server right "
+                "now; call the helpdesk, or try again later"
+            )
+        try:
+            async with self._slots:
+                snapshot = await self._collect([])
+        except Exception as error:
+            log.warning("help request: the collection failed (%s); sent without a snapshot", error)
+            snapshot = diagnostics_pb2.Snapshot()
+        snapshot.agent_id = self._state.agent_id
+        snapshot.agent_version = sonde.__version__
+        request = agent_pb2.HelpRequest(
+            request_id=os.urandom(16).hex(),
+            description=description,
+            local_user=local_user,
+            snapshot=snapshot,
+        )
+        if request.ByteSize() > MAX_RESULT_BYTES:
+            request.ClearField("snapshot")  # the server refuses messages that big
+        sender = self._sender
+        if sender is None:
+            return agent_pb2.LocalHelpAnswer(
+                error=NOT_SENT + "the connection to the helpdesk server was lost; try again"
+            )
+        waiting: asyncio.Future[agent_pb2.HelpReply] = asyncio.get_running_loop().create_future()
+        self._help_waiting[request.request_id] = waiting
+
+        async def send_and_wait() -> agent_pb2.HelpReply:
+            await sender.send(agent_pb2.AgentMessage(help_request=request))
+            return await waiting
+
+        try:
+            reply = await asyncio.wait_for(send_and_wait(), HELP_REPLY_TIMEOUT_S)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded):
+            return agent_pb2.LocalHelpAnswer(
+                error="the connection to the helpdesk server was lost before it answered: your "
+                "request may not have been received; call the helpdesk"
+            )
+        except TimeoutError:
+            return agent_pb2.LocalHelpAnswer(
+                error=f"the helpdesk server did not answer within {HELP_REPLY_TIMEOUT_S:g} s: "
+                "your request may not have been received; call the helpdesk"
+            )
+        finally:
+            self._help_waiting.pop(request.request_id, None)
+        if reply.refusal or not reply.ticket_id:
+            refusal = " ".join(reply.refusal.split()) or "no reason given"
+            return agent_pb2.LocalHelpAnswer(error=f"the helpdesk refused it: {refusal}")
+        log.info("help request of user %s: ticket #%d opened", local_user, reply.ticket_id)
+        return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id)
 
     async def _cancel_collections(self) -> None:
         tasks = list(self._running.values())

@@ -41,6 +41,7 @@ from sonde.server.domain.sessions import (
 )
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wakeups
+from sonde.server.domain.workstation_help import HelpAsked, WorkstationHelp
 from sonde.server.errors import SondeError, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
 from sonde.server.settings import DEFAULT_MAX_CONNECTING
@@ -144,6 +145,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         wakeups: Wakeups,
         max_hellos_in_flight: int = DEFAULT_MAX_CONNECTING,
         script_runs: ScriptRuns | None = None,
+        workstation_help: WorkstationHelp | None = None,
     ) -> None:
         self._sessions = sessions
         self._admission = admission
@@ -153,6 +155,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._diagnostics = diagnostics
         self._wakeups = wakeups
         self._script_runs = script_runs
+        self._workstation_help = workstation_help
         self._max_hellos = max_hellos_in_flight
         self._hellos = 0
 
@@ -338,6 +341,9 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                     ack = agent_pb2.ServerMessage()
                     ack.ack.command_id = message.result.command_id
                     connection.send(ack)
+                elif kind == "help_request":
+                    reply = await self._help(agent_id, message.help_request, warnings)
+                    connection.send(agent_pb2.ServerMessage(help_reply=reply))
                 else:
                     warnings.warn("sent an unexpected %s message: ignored", kind or "empty")
         except grpc.aio.AioRpcError:
@@ -347,6 +353,40 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         finally:
             warnings.flush()
             connection.close(connection.close_reason or "the agent closed its stream")
+
+    async def _help(
+        self, agent_id: str, request: agent_pb2.HelpRequest, warnings: StreamWarnings
+    ) -> agent_pb2.HelpReply:
+        """Open the ticket its user asked for (docs/agent.md, "Asking for help from the
+        workstation"); the reply says its number or why not."""
+        reply = agent_pb2.HelpReply(request_id=request.request_id[:64])
+        if self._workstation_help is None:
+            reply.refusal = "this server does not take requests for help from workstations"
+            return reply
+        received_at = utc_now()
+        snapshot = request.snapshot if request.HasField("snapshot") else None
+        found = []
+        if snapshot is not None:
+            snapshot.agent_id = agent_id
+            try:
+                found = evaluate(snapshot, CheckContext(reference_time=received_at))
+            except Exception as error:  # a snapshot the checks cannot read: the words still count
+                warnings.warn("sent a help request whose snapshot cannot be read (%s)", error)
+                snapshot = None
+        asked = HelpAsked(
+            agent_id, request.description, request.local_user, snapshot, found, received_at
+        )
+        try:
+            ticket = await self._workstation_help.open(asked)
+        except SondeError as refused:
+            warnings.warn("asked for help and was refused: %s", refused)
+            reply.refusal = str(refused)
+            return reply
+        log.info(
+            "agent %s: ticket #%d opened for its user %s", agent_id, ticket.id, ticket.requester
+        )
+        reply.ticket_id = ticket.id
+        return reply
 
     async def _output(
         self, agent_id: str, chunk: agent_pb2.ScriptOutput, warnings: StreamWarnings

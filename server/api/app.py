@@ -44,6 +44,7 @@ from sonde.server.domain.replicas import Replica
 from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
 from sonde.server.domain.sla_watch import SlaWatch
 from sonde.server.domain.wake_listener import WakeListener
+from sonde.server.domain.workstation_help import WorkstationHelp
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.intake.imap_mailbox import MailboxAccount
@@ -280,6 +281,7 @@ class SondeServer:
                 wakeups=services.wakeups,
                 max_hellos_in_flight=options.max_connecting,
                 script_runs=services.script_runs,
+                workstation_help=WorkstationHelp(services.tickets, services.audited),
             ),
             self._agents,
         )

@@ -189,6 +189,34 @@ def store_snapshot(
     received_at: datetime,
 ) -> StoredSnapshotRecord:
     """Insert a command's snapshot and findings; the snapshot is stored under `agent_id`."""
+    return insert_snapshot(
+        connection,
+        agent_id,
+        snapshot,
+        found,
+        received_at=received_at,
+        command_id=command.id,
+        ticket_id=command.ticket_id,
+        requested_by=command.requested_by,
+        # As get_snapshot reads it back (a machine sending results is not removed).
+        agent_hostname=command.agent_hostname if command.agent_id == agent_id else "",
+    )
+
+
+def insert_snapshot(
+    connection: Connection,
+    agent_id: str,
+    snapshot: diagnostics_pb2.Snapshot,
+    found: Sequence[diagnostics_pb2.Finding],
+    *,
+    received_at: datetime,
+    command_id: str | None,
+    ticket_id: int | None,
+    requested_by: str,
+    agent_hostname: str,
+) -> StoredSnapshotRecord:
+    """Insert a snapshot and its findings (`command_id` None: one no command asked for, sent
+    with a request for help from the workstation)."""
     payload = snapshot
     if payload.agent_id != agent_id:  # a copy: the caller's message stays as it was
         payload = diagnostics_pb2.Snapshot()
@@ -205,13 +233,13 @@ def store_snapshot(
             connection,
             {
                 "agent_id": agent_id,
-                "command_id": command.id,
+                "command_id": command_id,
                 "collected_at": collected_at,
                 "received_at": received_at,
                 "worst_severity": worst,
                 "finding_count": len(found),
-                "ticket_id": command.ticket_id,
-                "requested_by": command.requested_by,
+                "ticket_id": ticket_id,
+                "requested_by": requested_by,
                 "payload": payload.SerializeToString(deterministic=True),
             },
         )
@@ -240,10 +268,9 @@ def store_snapshot(
         received_at=received_at,
         worst_severity=worst,
         finding_count=len(found),
-        ticket_id=command.ticket_id,
-        requested_by=command.requested_by,
-        # As get_snapshot reads it back (a machine sending results is not removed).
-        agent_hostname=command.agent_hostname if command.agent_id == agent_id else "",
+        ticket_id=ticket_id,
+        requested_by=requested_by,
+        agent_hostname=agent_hostname,
     )
     return StoredSnapshotRecord(summary=summary, snapshot=payload, findings=list(found))
 

@@ -42,6 +42,7 @@ class TicketChannel(enum.StrEnum):
     WEB_FORM = "web_form"
     AGENT = "agent"  # the agent reported it itself
     MONITORING = "monitoring"
+    WORKSTATION = "workstation"  # its user asked from it: `sonde-agent help`
 
 
 class TicketKind(enum.StrEnum):

@@ -121,6 +121,8 @@ class _TicketChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketC
     TICKET_CHANNEL_WEB_FORM: _TicketChannel.ValueType  # 3
     TICKET_CHANNEL_AGENT: _TicketChannel.ValueType  # 4
     TICKET_CHANNEL_MONITORING: _TicketChannel.ValueType  # 5
+    TICKET_CHANNEL_WORKSTATION: _TicketChannel.ValueType  # 6
+    """its user asked from it: `sonde-agent help`"""
 
 class TicketChannel(_TicketChannel, metaclass=_TicketChannelEnumTypeWrapper): ...
 
@@ -130,6 +132,8 @@ TICKET_CHANNEL_EMAIL: TicketChannel.ValueType  # 2
 TICKET_CHANNEL_WEB_FORM: TicketChannel.ValueType  # 3
 TICKET_CHANNEL_AGENT: TicketChannel.ValueType  # 4
 TICKET_CHANNEL_MONITORING: TicketChannel.ValueType  # 5
+TICKET_CHANNEL_WORKSTATION: TicketChannel.ValueType  # 6
+"""its user asked from it: `sonde-agent help`"""
 Global___TicketChannel: _TypeAlias = TicketChannel  # noqa: Y015
 
 class _TicketEventKind:

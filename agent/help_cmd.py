@@ -1,0 +1,99 @@
+"""`sonde-agent help TEXT`: the workstation's user asks the helpdesk for help.
+
+Run as the ordinary user: it connects to the running agent's local socket
+(agent/help_socket.py), which collects a fresh snapshot, sends the request to the server and
+answers with the ticket's number. The agent, not this program, tells the server who asked.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+from sonde.agent import exit_codes
+from sonde.agent.help_socket import (
+    MAX_FRAME_BYTES,
+    DescriptionRefused,
+    checked_description,
+    frame,
+    help_socket_path,
+    system_socket_path,
+)
+from sonde.agent.paths import default_state_dir
+from sonde.v1 import agent_pb2
+
+# The agent collects (a few seconds), then waits up to 30 s for the server.
+ANSWER_TIMEOUT_S = 90.0
+
+
+def socket_path(state_dir: Path | None, given: Path | None) -> Path:
+    """--socket; else the agent of --state; else the system agent's, if it listens; else the
+    agent of this user's default state folder."""
+    if given is not None:
+        return given
+    if state_dir is not None:
+        return help_socket_path(state_dir)
+    system = system_socket_path()
+    if system is not None and system.exists():
+        return system
+    return help_socket_path(default_state_dir())
+
+
+def _exchange(path: Path, description: str) -> agent_pb2.LocalHelpAnswer:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(ANSWER_TIMEOUT_S)
+        client.connect(str(path))
+        client.sendall(frame(agent_pb2.LocalHelpAsk(description=description)))
+        client.shutdown(socket.SHUT_WR)
+        data = b""
+        while len(data) <= MAX_FRAME_BYTES + 4:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    if len(data) < 4 or len(data) - 4 != int.from_bytes(data[:4], "big"):
+        raise ConnectionError("the agent closed the connection without a complete answer")
+    return agent_pb2.LocalHelpAnswer.FromString(data[4:])
+
+
+def _fail(message: str, as_json: bool, code: int = exit_codes.ERROR) -> int:
+    if as_json:
+        print(json.dumps({"ticket_id": None, "error": message}))
+    else:
+        print(f"sonde-agent: {message}", file=sys.stderr)
+    return code
+
+
+def ask_for_help(text: str, state_dir: Path | None, given: Path | None, as_json: bool) -> int:
+    try:
+        description = checked_description(text)
+    except DescriptionRefused as refused:
+        return _fail(f"not sent: {refused}", as_json, exit_codes.USAGE)
+    path = socket_path(state_dir, given)
+    try:
+        answer = _exchange(path, description)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return _fail(
+            f"the Sonde agent is not running on this computer (nothing listens on {path}): "
+            "your request was not sent; call the helpdesk",
+            as_json,
+        )
+    except PermissionError:
+        return _fail(f"not allowed to reach the Sonde agent at {path}: call the helpdesk", as_json)
+    except TimeoutError:
+        return _fail(
+            f"the Sonde agent did not answer within {ANSWER_TIMEOUT_S:g} s: your request may "
+            "not have been received; call the helpdesk",
+            as_json,
+        )
+    except (OSError, ValueError) as error:  # ValueError: protobuf's DecodeError
+        return _fail(f"could not ask the Sonde agent at {path}: {error}", as_json)
+    if not answer.ticket_id:
+        return _fail(answer.error or "the agent gave no answer", as_json)
+    if as_json:
+        print(json.dumps({"ticket_id": answer.ticket_id, "hostname": answer.hostname}))
+    else:
+        print(f"Ticket #{answer.ticket_id} opened: a technician will contact you")
+    return exit_codes.OK
