@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sonde.server.console.audit import since
 from sonde.server.console.context import Context
@@ -34,21 +35,35 @@ def register(
         parents=[common],
         help="every ticket finished in a period, with figures per technician and category",
     )
-    interventions.add_argument(
-        "--from", dest="since", type=since, required=True, metavar="WHEN",
-        help="7d, or a date such as 2026-11-01",
-    )  # fmt: skip
-    interventions.add_argument(
-        "--to", dest="until", type=since, default=None, metavar="WHEN", help="default: now"
-    )
-    interventions.add_argument("--format", choices=["table", "csv"], default="table")
+    period_arguments(interventions)
     interventions.set_defaults(handler=run_interventions)
 
 
-def _request(args: argparse.Namespace) -> console_pb2.ReportInterventionsRequest:
-    request = console_pb2.ReportInterventionsRequest()
+def period_arguments(report: argparse.ArgumentParser) -> None:
+    """A report's `--from WHEN [--to WHEN] [--format table|csv]`."""
+    report.add_argument(
+        "--from", dest="since", type=since, required=True, metavar="WHEN",
+        help="7d, or a date such as 2026-11-01",
+    )  # fmt: skip
+    report.add_argument(
+        "--to", dest="until", type=since, default=None, metavar="WHEN", help="default: now"
+    )
+    report.add_argument("--format", choices=["table", "csv"], default="table")
+
+
+PeriodRequest = TypeVar(
+    "PeriodRequest", console_pb2.ReportInterventionsRequest, console_pb2.ReportSlaRequest
+)
+
+
+def period_request(args: argparse.Namespace, request: PeriodRequest) -> PeriodRequest:
+    """`request` with the period asked (--to: now when not given); refused when it ends
+    before it starts."""
+    until = args.until or datetime.now(UTC)
+    if until <= args.since:
+        raise CliError("INVALID_ARGUMENT", "--to must come after --from")
     getattr(request, "from").FromDatetime(args.since)
-    request.to.FromDatetime(args.until or datetime.now(UTC))
+    request.to.FromDatetime(until)
     return request
 
 
@@ -108,10 +123,9 @@ def figures_table(title: str, figures: list[console_pb2.InterventionFigures]) ->
 
 
 def run_interventions(args: argparse.Namespace, ctx: Context) -> int:
-    if args.until is not None and args.until <= args.since:
-        raise CliError("INVALID_ARGUMENT", "--to must come after --from")
+    request = period_request(args, console_pb2.ReportInterventionsRequest())
     client = ctx.client()
-    response = client.call(client.stub.ReportInterventions, _request(args))
+    response = client.call(client.stub.ReportInterventions, request)
     if ctx.out.json_mode:
         ctx.out.emit_message(response)
     elif args.format == "csv":

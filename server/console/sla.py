@@ -8,19 +8,19 @@ import argparse
 import json
 import re
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 from rich.text import Text
 
 from sonde.server.console.arguments import priority
-from sonde.server.console.audit import since
 from sonde.server.console.context import Context
 from sonde.server.console.csv_cells import write_rows
 from sonde.server.console.errors import CliError
 from sonde.server.console.inert import inert
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_duration, format_time, text
+from sonde.server.console.report import period_arguments, period_request
 from sonde.v1 import console_pb2
 
 # The server refuses a calendar over 256 KiB (server/domain/sla_admin.py); a file over that is
@@ -134,14 +134,7 @@ def register(
         parents=[common],
         help="compliance and breaches in a period, per contract and per technician",
     )
-    report.add_argument(
-        "--from", dest="since", type=since, required=True, metavar="WHEN",
-        help="7d, or a date such as 2026-11-01",
-    )  # fmt: skip
-    report.add_argument(
-        "--to", dest="until", type=since, default=None, metavar="WHEN", help="default: now"
-    )
-    report.add_argument("--format", choices=["table", "csv"], default="table")
+    period_arguments(report)
     report.set_defaults(handler=run_report)
 
 
@@ -352,12 +345,7 @@ def run_policy_retire(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_report(args: argparse.Namespace, ctx: Context) -> int:
-    until = args.until or datetime.now(UTC)
-    if until <= args.since:
-        raise CliError("INVALID_ARGUMENT", "--to must come after --from")
-    request = console_pb2.ReportSlaRequest()
-    getattr(request, "from").FromDatetime(args.since)
-    request.to.FromDatetime(until)
+    request = period_request(args, console_pb2.ReportSlaRequest())
     client = ctx.client()
     response = client.call(client.stub.ReportSla, request)
     if ctx.out.json_mode:

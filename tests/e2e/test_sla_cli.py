@@ -6,30 +6,13 @@ as spreadsheet-safe CSV."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.support.deployment import Deployment, run
+from tests.support.deployment import Deployment
 
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def sonde(
-    deployment: Deployment, *args: str, token: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return run("sonde", *args, env=deployment.cli_env(token), timeout=120)
-
-
-def as_json(deployment: Deployment, *args: str, token: str | None = None) -> dict[str, Any]:
-    done = sonde(deployment, *args, "--json", token=token)
-    assert done.returncode == 0, f"sonde {' '.join(args)}: {done.stdout}{done.stderr}"
-    value = json.loads(done.stdout)
-    assert isinstance(value, dict)
-    return value
 
 
 def instant(stamp: str) -> datetime:
@@ -52,22 +35,24 @@ def test_a_contract_policy_on_business_hours_from_the_cli(
         "[hours]\n"
         '"mon-sun" = "00:00-24:00"\n'
     )
-    set_calendar = as_json(shared_sonde, "sla", "calendar", "set", "paris", "--file", str(calendar))
+    set_calendar = shared_sonde.sonde_json(
+        "sla", "calendar", "set", "paris", "--file", str(calendar)
+    )
     assert set_calendar["calendar"]["time_zone"] == "Europe/Paris"
     assert len(set_calendar["calendar"]["holidays"]) == 3
-    listed = as_json(shared_sonde, "sla", "calendar", "list", token=ann)["calendars"]
+    listed = shared_sonde.sonde_json("sla", "calendar", "list", token=ann)["calendars"]
     assert [entry["name"] for entry in listed] == ["paris"]
 
-    policy = as_json(
-        shared_sonde, "sla", "policy", "set", "acme-p2", "--priority", "p2",
+    policy = shared_sonde.sonde_json(
+        "sla", "policy", "set", "acme-p2", "--priority", "p2",
         "--contract", "acme", "--response", "4h", "--resolve", "16h",
         "--calendar", "paris", "--on-risk", "escalate",
     )["policy"]  # fmt: skip
     assert (policy["response_within_s"], policy["resolve_within_s"]) == (4 * 3600, 16 * 3600)
     assert policy["on_risk"] == "SLA_ON_RISK_ESCALATE"
 
-    opened = as_json(
-        shared_sonde, "ticket", "open", "--title", "Outlook freezes", "--channel", "phone",
+    opened = shared_sonde.sonde_json(
+        "ticket", "open", "--title", "Outlook freezes", "--channel", "phone",
         "--requester", "Marie Dupont", "--priority", "p2", "--contract", "acme", token=ann,
     )["ticket"]  # fmt: skip
     assert (opened["contract"], opened["sla_policy_id"]) == ("acme", policy["id"])
@@ -77,89 +62,89 @@ def test_a_contract_policy_on_business_hours_from_the_cli(
     assert instant(opened["response_due_at"]) == first_working + timedelta(hours=4)
     assert instant(opened["resolve_due_at"]) == first_working + timedelta(hours=16)
     assert instant(opened["response_risk_at"]) == first_working + timedelta(hours=3)
-    shown = sonde(shared_sonde, "ticket", "show", str(opened["id"]), token=ann)
+    shown = shared_sonde.sonde("ticket", "show", str(opened["id"]), token=ann)
     assert shown.returncode == 0, shown.stderr
     assert f"acme, SLA policy #{policy['id']} (business hours)" in shown.stdout
 
     # No policy for acme's p3 tickets and no default one: the wall-clock targets again.
-    recounted = as_json(
-        shared_sonde, "ticket", "set", str(opened["id"]), "--priority", "p3", token=ann
+    recounted = shared_sonde.sonde_json(
+        "ticket", "set", str(opened["id"]), "--priority", "p3", token=ann
     )["ticket"]
     assert (recounted["priority"], recounted["sla_policy_id"]) == ("TICKET_PRIORITY_P3", 0)
-    back = as_json(shared_sonde, "ticket", "set", str(opened["id"]), "--priority", "p2", token=ann)[
-        "ticket"
-    ]
+    back = shared_sonde.sonde_json(
+        "ticket", "set", str(opened["id"]), "--priority", "p2", token=ann
+    )["ticket"]
     assert back["sla_policy_id"] == policy["id"]
 
     # A new version: new tickets take it, the open one keeps the version it was counted on.
-    newer = as_json(
-        shared_sonde, "sla", "policy", "set", "acme-p2", "--priority", "p2",
+    newer = shared_sonde.sonde_json(
+        "sla", "policy", "set", "acme-p2", "--priority", "p2",
         "--contract", "acme", "--response", "2h", "--resolve", "8h", "--calendar", "paris",
     )["policy"]  # fmt: skip
     assert newer["id"] != policy["id"]
-    live = as_json(shared_sonde, "sla", "policy", "list", token=ann)["policies"]
+    live = shared_sonde.sonde_json("sla", "policy", "list", token=ann)["policies"]
     assert [entry["id"] for entry in live] == [newer["id"]]
-    every = as_json(shared_sonde, "sla", "policy", "list", "--all", token=ann)["policies"]
+    every = shared_sonde.sonde_json("sla", "policy", "list", "--all", token=ann)["policies"]
     assert {entry["id"] for entry in every} == {policy["id"], newer["id"]}
-    kept = as_json(shared_sonde, "ticket", "show", str(opened["id"]), token=ann)["ticket"]
+    kept = shared_sonde.sonde_json("ticket", "show", str(opened["id"]), token=ann)["ticket"]
     assert kept["sla_policy_id"] == policy["id"]
 
-    other = as_json(
-        shared_sonde, "ticket", "open", "--title", "=HYPERLINK(\"http://evil\",\"x\")",
+    other = shared_sonde.sonde_json(
+        "ticket", "open", "--title", "=HYPERLINK(\"http://evil\",\"x\")",
         "--priority", "p4", token=ann,
     )["ticket"]  # fmt: skip
     assert other["sla_policy_id"] == 0
-    as_json(
-        shared_sonde, "ticket", "resolve", str(other["id"]), "--resolution", "=cmd|' /C calc'!A0",
+    shared_sonde.sonde_json(
+        "ticket", "resolve", str(other["id"]), "--resolution", "=cmd|' /C calc'!A0",
         "--outcome", "fixed", "--time-spent", "5m", token=ann,
     )  # fmt: skip
 
-    mailed = as_json(shared_sonde, "users", "email", "bob", "bob@helpdesk.example")["user"]
+    mailed = shared_sonde.sonde_json("users", "email", "bob", "bob@helpdesk.example")["user"]
     assert mailed["email"] == "bob@helpdesk.example"
 
-    report = as_json(shared_sonde, "sla", "report", "--from", "1d", token=bob)
+    report = shared_sonde.sonde_json("sla", "report", "--from", "1d", token=bob)
     contracts = {entry["name"]: entry for entry in report["by_contract"]}
     assert set(contracts) == {"acme", "(default)"}
     assert contracts["acme"]["response"]["pending"] == 1
     assert contracts["(default)"]["resolve"]["met"] == 1
     assert report["breaches"] == []
-    table = sonde(shared_sonde, "sla", "report", "--from", "1d", token=bob)
+    table = shared_sonde.sonde("sla", "report", "--from", "1d", token=bob)
     assert table.returncode == 0, table.stderr
     assert "By contract" in table.stdout
     assert "acme" in table.stdout
-    csv_report = sonde(shared_sonde, "sla", "report", "--from", "1d", "--format", "csv", token=bob)
+    csv_report = shared_sonde.sonde("sla", "report", "--from", "1d", "--format", "csv", token=bob)
     assert csv_report.stdout.splitlines()[0].startswith("ticket,title,contract,priority,clock")
-    interventions = sonde(
-        shared_sonde, "report", "interventions", "--from", "1d", "--format", "csv", token=bob
+    interventions = shared_sonde.sonde(
+        "report", "interventions", "--from", "1d", "--format", "csv", token=bob
     )
     assert interventions.returncode == 0, interventions.stderr
     assert "'=cmd|' /C calc'!A0" in interventions.stdout
     assert ",=cmd" not in interventions.stdout
 
-    retired = as_json(shared_sonde, "sla", "policy", "retire", "acme-p2")["policy"]
+    retired = shared_sonde.sonde_json("sla", "policy", "retire", "acme-p2")["policy"]
     assert retired["id"] == newer["id"]
     assert "retired_at" in retired
-    assert as_json(shared_sonde, "sla", "policy", "list", token=ann)["policies"] == []
+    assert shared_sonde.sonde_json("sla", "policy", "list", token=ann)["policies"] == []
 
 
 def test_sla_refusals_say_what_was_refused_and_why(
     shared_sonde: Deployment, tmp_path: Path
 ) -> None:
     carl = shared_sonde.add_user("carl", "l1")
-    by_l1 = sonde(
-        shared_sonde, "sla", "policy", "set", "x", "--priority", "p1", "--response", "1h",
+    by_l1 = shared_sonde.sonde(
+        "sla", "policy", "set", "x", "--priority", "p1", "--response", "1h",
         "--resolve", "4h", token=carl,
     )  # fmt: skip
     assert by_l1.returncode == 1
     assert "`sonde sla policy set` needs the sla.manage permission" in " ".join(
         by_l1.stderr.split()
     )
-    report = sonde(shared_sonde, "sla", "report", "--from", "1d", token=carl)
+    report = shared_sonde.sonde("sla", "report", "--from", "1d", token=carl)
     assert report.returncode == 1
     assert "sla.read" in report.stderr
 
-    in_days = sonde(
-        shared_sonde, "sla", "policy", "set", "x", "--priority", "p1", "--response", "2d",
+    in_days = shared_sonde.sonde(
+        "sla", "policy", "set", "x", "--priority", "p1", "--response", "2d",
         "--resolve", "4d",
     )  # fmt: skip
     assert in_days.returncode == 2
@@ -167,19 +152,19 @@ def test_sla_refusals_say_what_was_refused_and_why(
 
     broken = tmp_path / "broken.toml"
     broken.write_text('time_zone = "Europe/Paris"\n[hours\n')
-    unreadable = sonde(shared_sonde, "sla", "calendar", "set", "lyon", "--file", str(broken))
+    unreadable = shared_sonde.sonde("sla", "calendar", "set", "lyon", "--file", str(broken))
     assert unreadable.returncode == 1
     assert "is not valid" in unreadable.stderr
     nowhere = tmp_path / "nowhere.toml"
     nowhere.write_text('time_zone = "Mars/Olympus"\n[hours]\n"mon-fri" = "09:00-17:00"\n')
-    refused = sonde(shared_sonde, "sla", "calendar", "set", "mars", "--file", str(nowhere))
+    refused = shared_sonde.sonde("sla", "calendar", "set", "mars", "--file", str(nowhere))
     assert refused.returncode == 1
     assert "Mars/Olympus" in refused.stderr
-    unknown = sonde(
-        shared_sonde, "sla", "policy", "set", "x", "--priority", "p1", "--response", "1h",
+    unknown = shared_sonde.sonde(
+        "sla", "policy", "set", "x", "--priority", "p1", "--response", "1h",
         "--resolve", "4h", "--calendar", "atlantis",
     )  # fmt: skip
     assert unknown.returncode == 1
     assert "atlantis" in unknown.stderr
-    calendars = as_json(shared_sonde, "sla", "calendar", "list")["calendars"]
+    calendars = shared_sonde.sonde_json("sla", "calendar", "list")["calendars"]
     assert "mars" not in {entry["name"] for entry in calendars}

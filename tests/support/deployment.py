@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -251,6 +251,18 @@ class Deployment:
             SONDE_CA=str(self.ca_file),
         )
         return env
+
+    def sonde(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The technician CLI run against this server (as admin unless `token`)."""
+        return run("sonde", *args, env=self.cli_env(token), timeout=120)
+
+    def sonde_json(self, *args: str, token: str | None = None) -> dict[str, Any]:
+        """`sonde ARGS --json`, which must succeed: its document."""
+        done = self.sonde(*args, "--json", token=token)
+        assert done.returncode == 0, f"sonde {' '.join(args)}: {done.stdout}{done.stderr}"
+        value = json.loads(done.stdout)
+        assert isinstance(value, dict)
+        return value
 
 
 @contextmanager
