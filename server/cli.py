@@ -291,6 +291,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 1 <= args.monitoring_min_interval <= 3600:
         print("sonde-server: --monitoring-min-interval is from 1 to 3600 seconds", file=sys.stderr)
         return exit_codes.ERROR
+    if not 1 <= args.sla_interval <= 300:
+        print("sonde-server: --sla-interval is from 1 to 300 seconds", file=sys.stderr)
+        return exit_codes.ERROR
     args.smtp_relay = None
     if args.smtp:
         try:
@@ -357,6 +360,7 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
         smtp=args.smtp_relay,
         smtp_from=args.smtp_from or "",
         monitoring_min_interval_s=args.monitoring_min_interval,
+        sla_interval_s=args.sla_interval,
         web_address=args.web_listen or "",
         web_url=args.web_url or "",
     )
@@ -527,6 +531,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _deploy_option(run: argparse.ArgumentParser) -> None:
     """`run`'s last options, and its handler."""
+    run.add_argument(
+        "--sla-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the SLA watch looks for clocks at risk or breached (docs/sla.md; 1 to 300)",
+    )
     run.add_argument(
         "--monitoring-min-interval",
         type=float,

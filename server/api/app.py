@@ -161,6 +161,7 @@ class RunOptions:
     smtp: SmtpRelay | None = None  # notifications to requesters go out through it (docs/mail.md)
     smtp_from: str = ""
     monitoring_min_interval_s: float = 60.0  # the shortest group interval (docs/monitoring.md)
+    sla_interval_s: float = 30.0  # between two rounds of the SLA watch (docs/sla.md)
     web_address: str = ""  # the HTTPS web form and satisfaction pages (docs/web.md); "": none
     web_url: str = ""  # how requesters reach it, for rating links; "": https://the bound address
 
@@ -324,7 +325,12 @@ class SondeServer:
             asyncio.create_task(checkpoints.run(), name="audit-checkpoints"),
             asyncio.create_task(MemoryRelease().run(), name="memory-release"),
             asyncio.create_task(
-                SlaWatch(db, services.audited, tell_by_mail=self.options.smtp is not None).run(),
+                SlaWatch(
+                    db,
+                    services.audited,
+                    tell_by_mail=self.options.smtp is not None,
+                    interval_s=self.options.sla_interval_s,
+                ).run(),
                 name="sla-watch",
             ),
             # Outbound webhooks (docs/webhooks.md): each endpoint leased by one replica at a time.

@@ -109,7 +109,11 @@ def register(
     set_policy.add_argument("--response", type=business_time, required=True, metavar="TIME")
     set_policy.add_argument("--resolve", type=business_time, required=True, metavar="TIME")
     set_policy.add_argument(
-        "--calendar", default="", metavar="NAME", help="business hours; default: round the clock"
+        "--calendar",
+        required=True,
+        metavar="NAME",
+        help='the business hours it counts in (round the clock: a calendar of "mon-sun" '
+        '"00:00-24:00")',
     )
     set_policy.add_argument(
         "--at-risk", type=at_risk_share, default=0.75, metavar="SHARE",
@@ -206,7 +210,7 @@ def policies_table(policies: list[console_pb2.SlaPolicy]) -> ListTable:
             text(policy_label(policy.priority)),
             text(format_duration(policy.response_within_s)),
             text(format_duration(policy.resolve_within_s)),
-            text(policy.calendar or "round the clock"),
+            text(policy.calendar),
             text(
                 f"{round(100 * policy.at_risk_share)} %, then "
                 f"{console_pb2.SlaOnRisk.Name(policy.on_risk).removeprefix('SLA_ON_RISK_').lower()}"
@@ -320,7 +324,7 @@ def run_policy_set(args: argparse.Namespace, ctx: Context) -> int:
         f"{inert(policy.contract or 'every contract')}, response within "
         f"{format_duration(policy.response_within_s)}, resolved within "
         f"{format_duration(policy.resolve_within_s)} "
-        f"({inert(policy.calendar) if policy.calendar else 'round the clock'}); "
+        f"(calendar {inert(policy.calendar)}); "
         "new tickets take it"
     )
     ctx.out.result(response, Text(line))

@@ -133,7 +133,7 @@ def test_sla_refusals_say_what_was_refused_and_why(
     carl = shared_sonde.add_user("carl", "l1")
     by_l1 = shared_sonde.sonde(
         "sla", "policy", "set", "x", "--priority", "p1", "--response", "1h",
-        "--resolve", "4h", token=carl,
+        "--resolve", "4h", "--calendar", "paris", token=carl,
     )  # fmt: skip
     assert by_l1.returncode == 1
     assert "`sonde sla policy set` needs the sla.manage permission" in " ".join(
