@@ -23,6 +23,7 @@ event id header is the same, for the receiver to drop the repeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -252,7 +253,9 @@ class WebhookDelivery:
     async def _deliver(self, endpoint: _Claimed) -> None:
         try:
             await self._deliver_all(endpoint)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the server stops: another replica may go on at once
+            with contextlib.suppress(Exception):
+                await self._release(endpoint.id)
             raise
         except Exception:
             log.exception("webhooks: delivering to %s failed", endpoint.id)

@@ -6,6 +6,7 @@ of transactions older than the reading snapshot's xmin are read: every transacti
 has ended, so no event can later appear before a position already read, even when a transaction
 that started first commits last. SQLite: xact_id is 0 and one writer commits ids in order, so
 every committed event is readable. An endpoint's cursor is the last position it was sent.
+Events are never deleted (tickets are not), so no id below a cursor is ever given again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, Text, and_, cast, func, literal, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, literal, select, tuple_
 from sqlalchemy.engine import Connection
 
 from sonde.server.storage.tables import ticket_events, tickets
@@ -64,8 +65,9 @@ def horizon(connection: Connection) -> ColumnElement[bool]:
 
 
 def after_columns(xact: ColumnElement[int], event: ColumnElement[int]) -> ColumnElement[bool]:
-    """An event past a cursor held in columns (an endpoint's, in one query for all of them)."""
-    return or_(_EVENTS.xact_id > xact, and_(_EVENTS.xact_id == xact, _EVENTS.id > event))
+    """An event past a cursor (given, or an endpoint's columns): a row comparison, which both
+    engines answer from the (xact_id, id) index in order, stopping at the LIMIT."""
+    return tuple_(_EVENTS.xact_id, _EVENTS.id) > tuple_(xact, event)
 
 
 def read_after(connection: Connection, position: Position, limit: int) -> list[FeedEvent]:

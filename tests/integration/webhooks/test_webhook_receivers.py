@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sonde.server.domain.timeline import append_event
 from sonde.server.storage.db import Database
+from sonde.server.storage.tables import webhook_endpoints
 from sonde.server.webhooks.delivery import Backoff, WebhookDelivery
 from sonde.server.webhooks.posting import Poster
 from sonde.v1 import console_pb2 as pb
@@ -185,3 +187,33 @@ async def _comment(connection: AsyncConnection, ticket_id: int, body: str) -> No
         )
 
     await connection.run_sync(write)
+
+
+async def test_a_lease_held_elsewhere_is_waited_for_and_a_lapsed_one_taken_over(
+    console: Console, receiver: WebhookReceiver
+) -> None:
+    await add_webhook(console, receiver)
+    await work_a_ticket(console, "lease")
+    await all_readable(console)
+
+    async def lease(until_at: datetime) -> None:
+        await console.services.db.write(
+            lambda connection: connection.execute(
+                update(webhook_endpoints).values(lease_owner="dead-replica", lease_until=until_at)
+            )
+        )
+
+    await lease(datetime.now(UTC) + timedelta(seconds=60))
+    worker = quick_delivery(console)
+    try:
+        assert await worker.deliver_due() == 0
+        assert receiver.state.attempts == []
+        await lease(datetime.now(UTC) - timedelta(seconds=1))  # that replica died a while ago
+        assert await worker.deliver_due() == 1
+    finally:
+        await worker.close()
+    assert receiver.kinds() == ["opened", "comment", "resolved"]
+    owners = await console.services.db.read(
+        lambda connection: connection.execute(select(webhook_endpoints.c.lease_owner)).all()
+    )
+    assert owners == [(None,)]  # given back once caught up
