@@ -71,6 +71,8 @@ def ask_for_help(text: str, state_dir: Path | None, given: Path | None, as_json:
         description = checked_description(text)
     except DescriptionRefused as refused:
         return _fail(f"not sent: {refused}", as_json, exit_codes.USAGE)
+    if sys.platform == "win32":
+        return _fail("asking for help from a Windows workstation is not built yet", as_json)
     path = socket_path(state_dir, given)
     try:
         answer = _exchange(path, description)

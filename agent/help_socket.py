@@ -149,6 +149,9 @@ class HelpSocket:
 
     async def start(self) -> bool:
         """Listen; False (logged) when it cannot, and the agent runs on without it."""
+        if sys.platform == "win32":
+            log.info("`sonde-agent help` is not built on Windows (a named pipe would be)")
+            return False
         try:
             self._prepare()
             self._server = await asyncio.start_unix_server(self._serve_one, path=str(self._path))

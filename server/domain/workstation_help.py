@@ -84,6 +84,10 @@ class WorkstationHelp:
             entry.detail |= {"channel": TicketChannel.WORKSTATION.value, "local_user": user}
             if not description:
                 raise InvalidArgument("a request for help needs a description of the problem")
+            # The agent's row locked (PostgreSQL): its requests count one after the other.
+            hostname = connection.execute(
+                select(agents.c.hostname).where(agents.c.id == agent_id).with_for_update()
+            ).scalar()
             count, oldest = _recent(connection, agent_id, asked.received_at - HELP_WINDOW)
             if count >= HELP_TICKETS_PER_HOUR:
                 free_at = (oldest or asked.received_at) + HELP_WINDOW
@@ -94,9 +98,6 @@ class WorkstationHelp:
                     f"Call the helpdesk if it is urgent, or try again in {wait_s // 60} min",
                     retry_after_ms=wait_s * 1000,
                 )
-            hostname = connection.execute(
-                select(agents.c.hostname).where(agents.c.id == agent_id)
-            ).scalar()
             shown = sanitized(str(hostname or ""), max_chars=80) or agent_id
             snapshot_id = None
             if asked.snapshot is not None:
