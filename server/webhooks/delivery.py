@@ -159,7 +159,8 @@ class WebhookDelivery:
         await self._poster.close()
 
     async def deliver_due(self) -> int:
-        """One round, waited for: the endpoints it took (for tests and `run`'s first round)."""
+        """One round, waited for: how many endpoints it took (tests, and a caller that must
+        know the round is over)."""
         started = await self.start_round()
         await asyncio.gather(*started)
         return len(started)
