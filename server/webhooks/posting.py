@@ -40,9 +40,9 @@ def _inert(text: str) -> str:
     return kept[:MAX_REASON_CHARS]
 
 
-def _problem(error: BaseException) -> str:
+def _problem(error: BaseException, timeout_s: float) -> str:
     if isinstance(error, TimeoutError):
-        return f"no answer within {TOTAL_TIMEOUT_S:g} s"
+        return f"no answer within {timeout_s:g} s"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         return f"the receiver's certificate is not trusted: {_inert(str(error.certificate_error))}"
     if isinstance(error, aiohttp.ClientConnectorSSLError):
@@ -103,7 +103,7 @@ class Poster:
                     status, reason = response.status, _inert(response.reason or "")
                     response.close()  # the body is not read: a huge one costs nothing
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
-            return Answer(False, _problem(error))
+            return Answer(False, _problem(error, self.total_timeout_s))
         if 200 <= status < 300:
             return Answer(True)
         if 300 <= status < 400:

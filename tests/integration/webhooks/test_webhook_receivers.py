@@ -4,6 +4,7 @@ deliveries on one PostgreSQL database, and a transaction that commits after a la
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from tests.integration.webhooks.test_webhook_delivery import (
 )
 from tests.support.webhook_receiver import WebhookReceiver
 
-BOB = Console.as_user("bob")
+ADMIN, BOB = Console.as_user("admin"), Console.as_user("bob")
 FAST = Backoff(base_s=0.02, cap_s=0.1)
 
 
@@ -217,3 +218,31 @@ async def test_a_lease_held_elsewhere_is_waited_for_and_a_lapsed_one_taken_over(
         lambda connection: connection.execute(select(webhook_endpoints.c.lease_owner)).all()
     )
     assert owners == [(None,)]  # given back once caught up
+
+
+async def test_a_port_that_never_answers_the_tls_handshake_costs_the_timeout(
+    console: Console, receiver: WebhookReceiver
+) -> None:
+    with socket.socket() as silent:  # the kernel completes TCP; nobody ever speaks TLS
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/in"
+        added = await console.stub.AddWebhook(
+            pb.AddWebhookRequest(url=url, ca_pem=receiver.ca_pem), metadata=ADMIN
+        )
+        await work_a_ticket(console, "silence")
+        worker = quick_delivery(console)
+        failing: list[pb.Webhook] = []
+
+        async def look() -> None:
+            await worker.deliver_due()
+            failing[:] = [w for w in await webhooks(console) if w.failures]
+
+        started = time.monotonic()
+        try:
+            await until(lambda: bool(failing), look)
+        finally:
+            await worker.close()
+    assert time.monotonic() - started < 10
+    assert failing[0].id == added.webhook.id
+    assert failing[0].last_error.startswith("no answer within"), failing[0].last_error
