@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from sonde.server.storage.tables import ticket_events, webhook_endpoints
+from sonde.server.storage.tables import audit_log, ticket_events, webhook_endpoints
 from sonde.server.webhooks.delivery import Backoff, WebhookDelivery
 from sonde.server.webhooks.feed import feed_end
 from sonde.v1 import console_pb2 as pb
@@ -262,3 +262,28 @@ async def test_removed_webhooks_are_sent_nothing_more(
     finally:
         await worker.close()
     assert receiver.state.attempts == []
+
+
+async def test_adding_and_removing_are_audited_without_the_secret_or_the_urls_query(
+    console: Console, receiver: WebhookReceiver
+) -> None:
+    added = await console.stub.AddWebhook(
+        pb.AddWebhookRequest(url=receiver.url + "?token=receiver-side-token", events=["closed"]),
+        metadata=ADMIN,
+    )
+    await console.stub.RemoveWebhook(pb.RemoveWebhookRequest(id=added.webhook.id), metadata=ADMIN)
+    rows = await console.services.db.read(
+        lambda connection: connection.execute(
+            select(audit_log.c.actor, audit_log.c.action, audit_log.c.detail)
+            .where(audit_log.c.action.like("webhook.%"))
+            .order_by(audit_log.c.id)
+        ).all()
+    )
+    assert [(row.actor, row.action) for row in rows] == [
+        ("admin", "webhook.add"),
+        ("admin", "webhook.remove"),
+    ]
+    for row in rows:
+        assert receiver.url in row.detail or added.webhook.id in row.detail
+        assert "receiver-side-token" not in row.detail
+        assert added.secret not in row.detail
