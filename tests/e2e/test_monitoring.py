@@ -99,6 +99,10 @@ def test_a_monitoring_ticket_opens_and_closes_by_itself_on_a_real_agent(
 
     listed = cli(sonde, "group", "list")["groups"]
     assert [(g["name"], g["members"]) for g in listed] == [("lab", [agent.agent_id])]
+    shown = run("sonde", "group", "list", env=sonde.cli_env(), timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert "lab" in shown.stdout
+    assert "disks" in shown.stdout
 
 
 @pytest.mark.postgres
