@@ -2,8 +2,8 @@
 threshold overrides; each agent's group and next scheduled check; and the one open monitoring
 ticket per machine and finding, with its run of clear checks.
 
-Revision ID: 0026
-Revises: 0027 (the newest when this was written: numbers are claimed, not ordered)
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0026"
+revision: str = "0028"
 down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
