@@ -144,6 +144,23 @@ def _parser() -> argparse.ArgumentParser:
         "--socket", type=Path, metavar="PATH", help="the running agent's help socket"
     )
     asked.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    fixing = commands.add_parser(
+        "fix",
+        help="list the fixes you may run yourself, or run one (logged on a helpdesk ticket)",
+        formatter_class=_HelpFormatter,
+    )
+    fixing.add_argument(
+        "script", nargs="?", metavar="SCRIPT_ID", help="the fix to run (none: list them)"
+    )
+    fixing.add_argument(
+        "--ticket", type=int, metavar="N", help="the ticket of this computer to log it on"
+    )
+    fixing.add_argument("--state", type=Path, help="the agent's state folder, to find its socket")
+    fixing.add_argument(
+        "--socket", type=Path, metavar="PATH", help="the running agent's help socket"
+    )
+    fixing.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -281,7 +298,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
             )
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
             help_socket = HelpSocket.for_state_dir(
-                state_dir, runtime.ask_for_help, args.help_socket
+                state_dir, runtime.ask_for_help, args.help_socket, runtime.self_service
             )
             await help_socket.start()
             try:
@@ -327,6 +344,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from sonde.agent.help_cmd import ask_for_help
 
         return ask_for_help(" ".join(args.description), args.state, args.socket, args.json)
+    if args.command == "fix":
+        from sonde.agent.fix_cmd import self_service_fix
+
+        return self_service_fix(args.script, args.ticket, args.state, args.socket, args.json)
     return _run(args, state_dir)
 
 

@@ -46,6 +46,11 @@ SYSTEM_SOCKETS = {
 _LENGTH = struct.Struct(">I")
 
 AskForHelp = Callable[[str, str], Awaitable[agent_pb2.LocalHelpAnswer]]
+# `sonde-agent fix`: the ask, the user, and a way to write an answer frame before the last.
+Progress = Callable[[agent_pb2.LocalHelpAnswer], Awaitable[None]]
+SelfServiceFix = Callable[
+    [agent_pb2.LocalFixAsk, str, Progress], Awaitable[agent_pb2.LocalHelpAnswer]
+]
 
 
 class DescriptionRefused(ValueError):
@@ -131,17 +136,27 @@ def peer_user(sock: socket.socket) -> str:
 class HelpSocket:
     """Serves `sonde-agent help` clients on a Unix socket, one request each."""
 
-    def __init__(self, path: Path, ask: AskForHelp, *, shared: bool) -> None:
+    def __init__(
+        self, path: Path, ask: AskForHelp, *, shared: bool, fix: SelfServiceFix | None = None
+    ) -> None:
         self._path = path
         self._ask = ask
+        self._fix = fix
         self._shared = shared  # every local user may connect (the system agent)
         self._server: asyncio.Server | None = None
         self._clients = 0
 
     @classmethod
-    def for_state_dir(cls, state_dir: Path, ask: AskForHelp, path: Path | None) -> HelpSocket:
+    def for_state_dir(
+        cls,
+        state_dir: Path,
+        ask: AskForHelp,
+        path: Path | None,
+        fix: SelfServiceFix | None = None,
+    ) -> HelpSocket:
         chosen = path or help_socket_path(state_dir)
-        return cls(chosen, ask, shared=path is not None or chosen == system_socket_path())
+        shared = path is not None or chosen == system_socket_path()
+        return cls(chosen, ask, shared=shared, fix=fix)
 
     @property
     def path(self) -> Path:
@@ -226,12 +241,29 @@ class HelpSocket:
         except Exception:  # protobuf's DecodeError, invalid UTF-8
             log.warning("a help client (user %s) sent bytes that are not a help request", user)
             return _refusal("refused: that is not a sonde-agent help request")
+        if ask.HasField("fix"):
+            return await self._self_service(ask.fix, user, writer)
         try:
             description = checked_description(ask.description)
         except DescriptionRefused as refused:
             return _refusal(f"refused: {refused}")
         log.info("user %s asks for help (%d characters)", user, len(description))
         return await self._ask(description, user)
+
+    async def _self_service(
+        self, ask: agent_pb2.LocalFixAsk, user: str, writer: asyncio.StreamWriter
+    ) -> agent_pb2.LocalHelpAnswer:
+        if self._fix is None:
+            return _refusal("this agent does not run self-service fixes")
+        if len(ask.script_id) > 64:
+            return _refusal("refused: a script id is at most 64 characters")
+
+        async def progress(answer: agent_pb2.LocalHelpAnswer) -> None:
+            writer.write(frame(answer))
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+
+        log.info("user %s asks for a self-service fix (%s)", user, ask.script_id or "the list")
+        return await self._fix(ask, user, progress)
 
 
 def _refusal(text: str) -> agent_pb2.LocalHelpAnswer:

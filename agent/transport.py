@@ -32,6 +32,7 @@ from sonde.agent.heartbeat import build_heartbeat, now_timestamp, prime_cpu_gaug
 from sonde.agent.journal import Outbox, is_command_id
 from sonde.agent.platform_info import describe_machine
 from sonde.agent.run_record import recover_interrupted
+from sonde.agent.self_service import FIX_WAIT_S, FixProgress, RunEnds, ended_answer
 from sonde.agent.state import AgentState, Credentials
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2, remediation_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
@@ -195,6 +196,9 @@ class AgentRuntime:
         # Help requests sent and waiting for their HelpReply, by request id; one at a time.
         self._help_waiting: dict[str, asyncio.Future[agent_pb2.HelpReply]] = {}
         self._help_slot = asyncio.Lock()
+        # `sonde-agent fix`: its requests waiting for the server's reply, and the runs' ends.
+        self._fix_waiting: dict[str, asyncio.Future[agent_pb2.SelfServiceReply]] = {}
+        self._run_ends = RunEnds()
 
     async def run(self, stop: asyncio.Event) -> int:
         """Return the exit code: 0 once `stop` is set, 4 when revoked."""
@@ -317,6 +321,9 @@ class AgentRuntime:
                 for waiting in self._help_waiting.values():
                     if not waiting.done():
                         waiting.set_exception(SessionEnded("the stream to the server ended"))
+                for fixing in self._fix_waiting.values():
+                    if not fixing.done():
+                        fixing.set_exception(SessionEnded("the stream to the server ended"))
                 heartbeats.cancel()
                 await asyncio.gather(heartbeats, return_exceptions=True)
 
@@ -339,6 +346,10 @@ class AgentRuntime:
                 waiting = self._help_waiting.get(message.help_reply.request_id)
                 if waiting is not None and not waiting.done():
                     waiting.set_result(message.help_reply)
+            elif kind == "self_service_reply":
+                fixing = self._fix_waiting.get(message.self_service_reply.request_id)
+                if fixing is not None and not fixing.done():
+                    fixing.set_result(message.self_service_reply)
             elif kind == "revoked":
                 raise AgentRevoked(message.revoked.reason or "no reason given")
             else:
@@ -523,6 +534,7 @@ class AgentRuntime:
             reason = f"the result was {size} bytes, over the {MAX_RESULT_BYTES}-byte message limit"
             log.warning("command %s: %s; sending a failure instead", result.command_id, reason)
             result = _failure(result.command_id, reason)
+        self._run_ends.ended(result)
         self._outbox.put(result.command_id, result.SerializeToString())
         await self._send_result(result)
 
@@ -605,6 +617,66 @@ class AgentRuntime:
             return agent_pb2.LocalHelpAnswer(error=f"the helpdesk refused it: {refusal}")
         log.info("help request of user %s: ticket #%d opened", local_user, reply.ticket_id)
         return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id)
+
+    async def self_service(
+        self, ask: agent_pb2.LocalFixAsk, local_user: str, progress: FixProgress
+    ) -> agent_pb2.LocalHelpAnswer:
+        """`sonde-agent fix`: the scripts the server allows, or a run queued (told through
+        `progress`) and then how it ended (docs/agent.md, "Self-service fixes")."""
+        request = agent_pb2.SelfServiceRequest(
+            request_id=os.urandom(16).hex(),
+            local_user=local_user,
+            script_id=ask.script_id[:65],
+            ticket_id=ask.ticket_id,
+        )
+        sender = self._sender
+        if sender is None:
+            return agent_pb2.LocalHelpAnswer(
+                error="this computer is not connected to the helpdesk server right now: "
+                "nothing was run; try again later, or call the helpdesk"
+            )
+        waiting: asyncio.Future[agent_pb2.SelfServiceReply]
+        waiting = asyncio.get_running_loop().create_future()
+        self._fix_waiting[request.request_id] = waiting
+
+        async def send_and_wait() -> agent_pb2.SelfServiceReply:
+            await sender.send(agent_pb2.AgentMessage(self_service=request))
+            return await waiting
+
+        try:
+            reply = await asyncio.wait_for(send_and_wait(), HELP_REPLY_TIMEOUT_S)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
+            return agent_pb2.LocalHelpAnswer(
+                error="the helpdesk server did not answer (the connection was lost or it "
+                f"took over {HELP_REPLY_TIMEOUT_S:g} s); if a fix was asked for, its ticket "
+                "shows whether it ran"
+            )
+        finally:
+            self._fix_waiting.pop(request.request_id, None)
+        if reply.refusal:
+            refusal = " ".join(reply.refusal.split())
+            return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
+        if not ask.script_id:
+            return agent_pb2.LocalHelpAnswer(fix=agent_pb2.LocalFixAnswer(scripts=reply.scripts))
+        queued = agent_pb2.LocalFixAnswer(
+            command_id=reply.command_id, script_title=reply.script_title
+        )
+        log.info(
+            "user %s runs the self-service script %s (command %s, ticket #%d)",
+            local_user,
+            ask.script_id,
+            reply.command_id,
+            reply.ticket_id,
+        )
+        await progress(agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id, fix=queued))
+        result = await self._run_ends.wait(reply.command_id, FIX_WAIT_S)
+        if result is None:
+            queued.output_tail = (
+                f"still running after {FIX_WAIT_S:g} s: ticket #{reply.ticket_id} will show how "
+                "it ends"
+            )
+            return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id, fix=queued)
+        return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id, fix=ended_answer(result))
 
     async def _cancel_collections(self) -> None:
         tasks = list(self._running.values())

@@ -31,6 +31,7 @@ from sonde.server.domain.commands import CommandKind, CommandRecord
 from sonde.server.domain.diagnostics import Diagnostics
 from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.script_runs import ScriptRuns
+from sonde.server.domain.self_service import SelfService
 from sonde.server.domain.sessions import (
     AgentAdmission,
     AgentConnection,
@@ -146,6 +147,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         max_hellos_in_flight: int = DEFAULT_MAX_CONNECTING,
         script_runs: ScriptRuns | None = None,
         workstation_help: WorkstationHelp | None = None,
+        self_service: SelfService | None = None,
     ) -> None:
         self._sessions = sessions
         self._admission = admission
@@ -156,6 +158,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._wakeups = wakeups
         self._script_runs = script_runs
         self._workstation_help = workstation_help
+        self._self_service = self_service
         self._max_hellos = max_hellos_in_flight
         self._hellos = 0
 
@@ -344,6 +347,9 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 elif kind == "help_request":
                     reply = await self._help(agent_id, message.help_request, warnings)
                     connection.send(agent_pb2.ServerMessage(help_reply=reply))
+                elif kind == "self_service":
+                    answer = await self._fix(agent_id, message.self_service, warnings)
+                    connection.send(agent_pb2.ServerMessage(self_service_reply=answer))
                 else:
                     warnings.warn("sent an unexpected %s message: ignored", kind or "empty")
         except grpc.aio.AioRpcError:
@@ -386,6 +392,44 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
             "agent %s: ticket #%d opened for its user %s", agent_id, ticket.id, ticket.requester
         )
         reply.ticket_id = ticket.id
+        return reply
+
+    async def _fix(
+        self, agent_id: str, request: agent_pb2.SelfServiceRequest, warnings: StreamWarnings
+    ) -> agent_pb2.SelfServiceReply:
+        """`sonde-agent fix`: the self-service scripts, or the run queued on its ticket
+        (docs/agent.md, "Self-service fixes"); the reply says which, or why not."""
+        reply = agent_pb2.SelfServiceReply(request_id=request.request_id[:64])
+        if self._self_service is None:
+            reply.refusal = "this server does not take self-service fixes from workstations"
+            return reply
+        try:
+            if not request.script_id:
+                for script in await self._self_service.scripts(agent_id):
+                    reply.scripts.add(
+                        id=script.id,
+                        version=script.version,
+                        title=script.title,
+                        description=script.description,
+                    )
+                return reply
+            run = await self._self_service.fix(
+                agent_id, request.script_id[:65], request.local_user, request.ticket_id or None
+            )
+        except SondeError as refused:
+            warnings.warn("asked for a self-service fix and was refused: %s", refused)
+            reply.refusal = str(refused)
+            return reply
+        log.info(
+            "agent %s: self-service run %s of %s on ticket #%d",
+            agent_id,
+            run.command_id,
+            request.script_id,
+            run.ticket_id,
+        )
+        reply.command_id = run.command_id
+        reply.ticket_id = run.ticket_id
+        reply.script_title = run.script_title
         return reply
 
     async def _output(

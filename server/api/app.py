@@ -41,6 +41,7 @@ from sonde.server.domain.heartbeats import HeartbeatBatcher
 from sonde.server.domain.monitoring import ROUND_S, MonitoringScheduler
 from sonde.server.domain.remote_credentials import sealed_with
 from sonde.server.domain.replicas import Replica
+from sonde.server.domain.self_service import SelfService
 from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionRows
 from sonde.server.domain.sla_watch import SlaWatch
 from sonde.server.domain.wake_listener import WakeListener
@@ -283,6 +284,9 @@ class SondeServer:
                 max_hellos_in_flight=options.max_connecting,
                 script_runs=services.script_runs,
                 workstation_help=WorkstationHelp(services.tickets, services.audited),
+                self_service=SelfService(
+                    services.db, services.script_runs, services.tickets, services.audited
+                ),
             ),
             self._agents,
         )

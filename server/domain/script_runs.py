@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from sonde.catalog.envelope import sign_order
-from sonde.catalog.manifest import Risk
+from sonde.catalog.manifest import Manifest, Risk
 from sonde.server.domain import run_verification
 from sonde.server.domain.agent_reach import require_agent_of
 from sonde.server.domain.agents import AgentRecord, resolve_agent
@@ -78,6 +78,7 @@ from sonde.server.domain.run_records import (
 )
 from sonde.server.domain.run_results import RunResults
 from sonde.server.domain.run_tiers import check_tier, roles_text
+from sonde.server.domain.self_service import check_self_service
 from sonde.server.domain.text import checked_text
 from sonde.server.domain.ticket_model import TicketEventKind
 from sonde.server.domain.ticket_queries import load_ticket
@@ -107,6 +108,24 @@ def _check_reach(connection: Connection, agent: AgentRecord, reach: RunReach | N
         check_machine(connection, agent, reach)
     else:
         require_agent_of(agent, doing="sonde run")
+
+
+def _check_asker(  # noqa: PLR0917 (what a run's asker is checked against)
+    connection: Connection,
+    principal: Principal,
+    manifest: Manifest,
+    ticket_id: int | None,
+    agent: AgentRecord,
+    now: datetime,
+    self_service: bool,
+) -> None:
+    """The ticket and the tiers (run_tiers.py), or the self-service rule (self_service.py)."""
+    if ticket_id is not None:
+        require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
+    if self_service:
+        check_self_service(connection, manifest, agent.id, now, ticket_id)
+    else:
+        check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
 
 
 def _hand_over(direct: Direct) -> None:
@@ -160,9 +179,14 @@ class ScriptRuns(RunResults):
         finding: str = "",
         resolve_if_cleared: bool = False,
         reach: RunReach | None = None,
+        self_service: bool = False,
     ) -> RunRecord:
         """Record a run of a published script on an agent; audited as `script.run`, refusals
         included. A high-risk one waits for another person's approval; any other is queued.
+
+        `self_service`: asked by the machine's own user (`sonde-agent fix`, self_service.py):
+        instead of the tiers, the script must be self-service and of low risk, within the
+        agent's hourly limit; `principal` is then `user:<name>@<agent>` and holds no role.
 
         `finding`: the check it is meant to fix (verified first); `resolve_if_cleared`: the
         ticket is resolved with the run once its verification clears. `reach`: a machine
@@ -190,9 +214,9 @@ class ScriptRuns(RunResults):
             manifest = published_manifest(bytes(chosen.manifest))
             entry.detail["version"] = manifest.version
             entry.detail["risk"] = manifest.risk.value
-            if ticket_id is not None:
-                require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
-            check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
+            if self_service:
+                entry.detail["self_service"] = 1
+            _check_asker(connection, principal, manifest, ticket_id, agent, now, self_service)
             check_closing(
                 connection,
                 principal,

@@ -84,6 +84,7 @@ class AgentMessage(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     SCRIPT_OUTPUT_FIELD_NUMBER: _builtins.int
     HELP_REQUEST_FIELD_NUMBER: _builtins.int
+    SELF_SERVICE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -98,6 +99,12 @@ class AgentMessage(_message.Message):
         ticket of channel workstation and answers with a HelpReply.
         """
 
+    @_builtins.property
+    def self_service(self) -> Global___SelfServiceRequest:
+        """The workstation's user lists or runs a self-service catalog script (`sonde-agent fix`):
+        the server answers with a SelfServiceReply.
+        """
+
     def __init__(
         self,
         *,
@@ -106,12 +113,13 @@ class AgentMessage(_message.Message):
         result: Global___Result | None = ...,
         script_output: Global___ScriptOutput | None = ...,
         help_request: Global___HelpRequest | None = ...,
+        self_service: Global___SelfServiceRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output", "help_request"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output", "help_request", "self_service"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -128,6 +136,7 @@ class ServerMessage(_message.Message):
     ACK_FIELD_NUMBER: _builtins.int
     RUN_SCRIPT_FIELD_NUMBER: _builtins.int
     HELP_REPLY_FIELD_NUMBER: _builtins.int
+    SELF_SERVICE_REPLY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -148,6 +157,10 @@ class ServerMessage(_message.Message):
     def help_reply(self) -> Global___HelpReply:
         """The answer to a HelpRequest: the ticket opened, or why not."""
 
+    @_builtins.property
+    def self_service_reply(self) -> Global___SelfServiceReply:
+        """The answer to a SelfServiceRequest: the scripts, the run queued, or why not."""
+
     def __init__(
         self,
         *,
@@ -158,12 +171,13 @@ class ServerMessage(_message.Message):
         ack: Global___ResultAck | None = ...,
         run_script: _remediation_pb2.SignedRunScript | None = ...,
         help_reply: Global___HelpReply | None = ...,
+        self_service_reply: Global___SelfServiceReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script", "help_reply"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script", "help_reply", "self_service_reply"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -640,15 +654,21 @@ class LocalHelpAsk(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    FIX_FIELD_NUMBER: _builtins.int
     description: _builtins.str
+    @_builtins.property
+    def fix(self) -> Global___LocalFixAsk:
+        """set: `sonde-agent fix`, not a request for help"""
+
     def __init__(
         self,
         *,
         description: _builtins.str = ...,
+        fix: Global___LocalFixAsk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "fix", b"fix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -661,22 +681,198 @@ class LocalHelpAnswer(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
+    FIX_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.int
     """0 when no ticket was opened"""
     error: _builtins.str
     """what went wrong, for the user"""
     hostname: _builtins.str
+    @_builtins.property
+    def fix(self) -> Global___LocalFixAnswer:
+        """the answer to a LocalFixAsk"""
+
     def __init__(
         self,
         *,
         ticket_id: _builtins.int = ...,
         error: _builtins.str = ...,
         hostname: _builtins.str = ...,
+        fix: Global___LocalFixAnswer | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "hostname", b"hostname", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fix", b"fix", "hostname", b"hostname", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LocalHelpAnswer: _TypeAlias = LocalHelpAnswer  # noqa: Y015
+
+@_typing.final
+class LocalFixAsk(_message.Message):
+    """`sonde-agent fix [SCRIPT_ID] [--ticket N]`: no script id lists the scripts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    script_id: _builtins.str
+    ticket_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        script_id: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["script_id", b"script_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalFixAsk: _TypeAlias = LocalFixAsk  # noqa: Y015
+
+@_typing.final
+class LocalFixAnswer(_message.Message):
+    """A run is answered with two frames: the run queued (ended false), then how it ended (or
+    ended false again with an error when the agent stopped waiting).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_TITLE_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    script_title: _builtins.str
+    ended: _builtins.bool
+    exit_code: _builtins.int
+    state: _builtins.str
+    """succeeded, failed, refused, timed out, cancelled"""
+    output_tail: _builtins.str
+    """the last lines of its output"""
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SelfServiceScript]: ...
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___SelfServiceScript] | None = ...,
+        command_id: _builtins.str = ...,
+        script_title: _builtins.str = ...,
+        ended: _builtins.bool = ...,
+        exit_code: _builtins.int = ...,
+        state: _builtins.str = ...,
+        output_tail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "ended", b"ended", "exit_code", b"exit_code", "output_tail", b"output_tail", "script_title", b"script_title", "scripts", b"scripts", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalFixAnswer: _TypeAlias = LocalFixAnswer  # noqa: Y015
+
+@_typing.final
+class SelfServiceRequest(_message.Message):
+    """Self-service: catalog scripts marked self_service and of low risk, which the machine's
+    user may run; the server decides which, from the published catalog (docs/agent.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOCAL_USER_FIELD_NUMBER: _builtins.int
+    SCRIPT_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """the agent's, to match the reply (1 to 64 characters)"""
+    local_user: _builtins.str
+    """the user name the agent's kernel gave for the caller"""
+    script_id: _builtins.str
+    """empty: list the scripts"""
+    ticket_id: _builtins.int
+    """0: the user's recent workstation ticket, or a new one"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        local_user: _builtins.str = ...,
+        script_id: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["local_user", b"local_user", "request_id", b"request_id", "script_id", b"script_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SelfServiceRequest: _TypeAlias = SelfServiceRequest  # noqa: Y015
+
+@_typing.final
+class SelfServiceScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    version: _builtins.str
+    title: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "title", b"title", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SelfServiceScript: _TypeAlias = SelfServiceScript  # noqa: Y015
+
+@_typing.final
+class SelfServiceReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    SCRIPT_TITLE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    refusal: _builtins.str
+    """why not (set: nothing else is)"""
+    command_id: _builtins.str
+    """the run queued"""
+    ticket_id: _builtins.int
+    """its ticket"""
+    script_title: _builtins.str
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SelfServiceScript]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        refusal: _builtins.str = ...,
+        scripts: _abc.Iterable[Global___SelfServiceScript] | None = ...,
+        command_id: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        script_title: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "refusal", b"refusal", "request_id", b"request_id", "script_title", b"script_title", "scripts", b"scripts", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SelfServiceReply: _TypeAlias = SelfServiceReply  # noqa: Y015

@@ -1,0 +1,193 @@
+"""`sonde-agent fix [SCRIPT_ID] [--ticket N]`: the workstation's user runs a self-service fix.
+
+Run as the ordinary user, over the running agent's local socket (agent/help_socket.py): with
+no script id it lists the catalog scripts the server lets this machine's user run; with one,
+the server queues an ordinary signed run of it on a ticket, and this waits (FIX_WAIT_S at
+most, a live line on a terminal) for the agent's answer saying how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sonde.agent import exit_codes
+from sonde.agent.help_cmd import socket_path
+from sonde.agent.help_socket import MAX_FRAME_BYTES, frame
+from sonde.agent.self_service import FIX_WAIT_S
+from sonde.v1 import agent_pb2
+
+# The server answers within 30 s; the run ends within FIX_WAIT_S or the agent says it did not.
+LIST_TIMEOUT_S = 60.0
+RUN_TIMEOUT_S = FIX_WAIT_S + 60.0
+
+
+class _Frames:
+    """The answer frames of one connection, as they come."""
+
+    def __init__(self, client: socket.socket) -> None:
+        self._client = client
+        self._data = b""
+        self._closed = False
+
+    def next(self, deadline: float, tick: Any = None) -> agent_pb2.LocalHelpAnswer | None:
+        """The next answer; None once the agent closed; TimeoutError past `deadline`."""
+        while True:
+            if len(self._data) >= 4:
+                length = int.from_bytes(self._data[:4], "big")
+                if length > MAX_FRAME_BYTES:
+                    raise ConnectionError("the agent sent an answer too big to be one")
+                if len(self._data) >= 4 + length:
+                    body, self._data = self._data[4 : 4 + length], self._data[4 + length :]
+                    return agent_pb2.LocalHelpAnswer.FromString(body)
+            if self._closed:
+                if self._data:
+                    raise ConnectionError("the agent closed the connection mid-answer")
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._client.settimeout(min(1.0, left))
+            try:
+                chunk = self._client.recv(65536)
+            except TimeoutError:
+                if tick is not None:
+                    tick()
+                continue
+            if not chunk:
+                self._closed = True
+            self._data += chunk
+
+
+def _fail(message: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        print(f"sonde-agent: {message}", file=sys.stderr)
+    return exit_codes.ERROR
+
+
+def _listed(answer: agent_pb2.LocalHelpAnswer, as_json: bool) -> int:
+    scripts = list(answer.fix.scripts)
+    if as_json:
+        shown = [{"id": s.id, "version": s.version, "title": s.title} for s in scripts]
+        print(json.dumps({"scripts": shown}))
+        return exit_codes.OK
+    if not scripts:
+        print("No fixes can be run from this computer; ask for help: sonde-agent help TEXT")
+        return exit_codes.OK
+    width = max(len(s.id) for s in scripts)
+    for script in scripts:
+        print(f"{script.id:<{width}}  {script.title}")
+    print("\nRun one: sonde-agent fix SCRIPT_ID (it is logged on a helpdesk ticket)")
+    return exit_codes.OK
+
+
+def _ended(answer: agent_pb2.LocalHelpAnswer, script_id: str, as_json: bool) -> int:
+    fix = answer.fix
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "script": script_id,
+                    "ticket_id": answer.ticket_id,
+                    "command_id": fix.command_id,
+                    "ended": fix.ended,
+                    "state": fix.state if fix.ended else "running",
+                    "exit_code": fix.exit_code if fix.ended else None,
+                    "output_tail": fix.output_tail,
+                }
+            )
+        )
+    elif not fix.ended:
+        print(f"{script_id}: {fix.output_tail}")
+    else:
+        print(f"{script_id} {fix.state} (exit code {fix.exit_code}), on ticket #{answer.ticket_id}")
+        if fix.output_tail:
+            print("\n".join(f"  {line}" for line in fix.output_tail.splitlines()))
+    ok = fix.ended and fix.state == "succeeded"
+    return exit_codes.OK if ok else exit_codes.ERROR
+
+
+def _exchange(
+    path: Path, ask: agent_pb2.LocalFixAsk, script_id: str, as_json: bool
+) -> tuple[agent_pb2.LocalHelpAnswer | None, agent_pb2.LocalHelpAnswer | None]:
+    """The first answer and, for a run, the last."""
+    live = not as_json and sys.stderr.isatty()
+    started = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10.0)
+        client.connect(str(path))
+        client.sendall(frame(agent_pb2.LocalHelpAsk(fix=ask)))
+        client.shutdown(socket.SHUT_WR)
+        frames = _Frames(client)
+        first = frames.next(started + (RUN_TIMEOUT_S if script_id else LIST_TIMEOUT_S))
+        if first is None or not script_id or first.error or first.fix.ended:
+            return first, None
+        title = first.fix.script_title or script_id
+        if not as_json:
+            print(f"Running {title} on ticket #{first.ticket_id} ...", flush=True)
+
+        def tick() -> None:
+            if live:
+                waited = int(time.monotonic() - started)
+                print(f"\r  waiting for it to end: {waited} s", end="", file=sys.stderr, flush=True)
+
+        try:
+            last = frames.next(started + RUN_TIMEOUT_S, tick)
+        finally:
+            if live:
+                print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+        return first, last
+
+
+def self_service_fix(
+    script_id: str | None,
+    ticket_id: int | None,
+    state_dir: Path | None,
+    given: Path | None,
+    as_json: bool,
+) -> int:
+    if sys.platform == "win32":
+        return _fail("self-service fixes from a Windows workstation are not built yet", as_json)
+    if ticket_id is not None and ticket_id <= 0:
+        return _fail("--ticket takes a ticket number, like 42", as_json)
+    script = (script_id or "").strip()
+    ask = agent_pb2.LocalFixAsk(script_id=script, ticket_id=ticket_id or 0)
+    path = socket_path(state_dir, given)
+    try:
+        first, last = _exchange(path, ask, script, as_json)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return _fail(
+            f"the Sonde agent is not running on this computer (nothing listens on {path}): "
+            "nothing was run; call the helpdesk",
+            as_json,
+        )
+    except PermissionError:
+        return _fail(f"not allowed to reach the Sonde agent at {path}: call the helpdesk", as_json)
+    except TimeoutError:
+        return _fail(
+            "the Sonde agent stopped answering: if a fix was started, its ticket shows how it "
+            "ended",
+            as_json,
+        )
+    except (OSError, ValueError) as error:  # ValueError: protobuf's DecodeError
+        return _fail(f"could not ask the Sonde agent at {path}: {error}", as_json)
+    if script and first is not None and last is None and not first.error and not first.fix.ended:
+        return _fail(
+            f"the agent closed the connection before {script} ended: ticket "
+            f"#{first.ticket_id} shows how it ends",
+            as_json,
+        )
+    answer = last or first
+    if answer is None:
+        return _fail("the agent closed the connection without an answer", as_json)
+    if answer.error:
+        return _fail(answer.error, as_json)
+    if not script:
+        return _listed(answer, as_json)
+    return _ended(answer, script, as_json)
