@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from sonde.catalog.manifest import Manifest, Risk
+from sonde.server.domain.audit_rows import DetailValue
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.commands import CommandKind
@@ -33,7 +34,13 @@ from sonde.server.domain.ticket_model import TicketChannel, TicketStatus
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.tickets import MAX_TITLE_CHARS, Tickets
 from sonde.server.domain.workstation_help import MAX_LOCAL_USER_CHARS
-from sonde.server.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from sonde.server.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SondeError,
+)
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, catalog_scripts, commands, tickets
 
@@ -170,9 +177,17 @@ class SelfService:
         local_user = sanitized(local_user, max_chars=MAX_LOCAL_USER_CHARS) or "unknown user"
         actor = Principal(0, actor_name(local_user, agent_id), Role.L1)
         now = self._clock()
-        manifest = await self._db.read(
-            lambda connection: self._precheck(connection, agent_id, script_id, now, ticket_id)
-        )
+        try:
+            manifest = await self._db.read(
+                lambda connection: self._precheck(connection, agent_id, script_id, now, ticket_id)
+            )
+        except SondeError as refused:  # audited as the run's own refusals are
+            detail: dict[str, DetailValue] = {"script": script_id[:64], "self_service": 1}
+            if ticket_id is not None:
+                detail["ticket"] = ticket_id  # not the row's ticket: it may not exist
+            entry = AuditEntry(agent_id, None, detail)
+            await self._writes.refused(actor.name, "script.run", refused, entry=entry)
+            raise
         chosen = await self._ticket(actor, agent_id, manifest, local_user, ticket_id, now)
         run = await self._runs.request(
             actor, agent_id, script_id, ticket_id=chosen, self_service=True

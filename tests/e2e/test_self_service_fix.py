@@ -116,6 +116,13 @@ def test_the_user_lists_and_runs_a_self_service_fix_logged_on_a_ticket(
     refused = fix(state, "say-bye")
     assert refused.returncode == 1
     assert "say-bye is not a self-service script" in refused.stderr
+    with sonde.console() as console:
+        audit = console.ListAudit(
+            console_pb2.ListAuditRequest(agent=agent_id, limit=50), timeout=10
+        )
+    refusals = [r for r in audit.entries if r.action == "script.run" and r.result != "ok"]
+    assert [(r.actor, r.result.split(":")[0]) for r in refusals] == [(actor, "refused")]
+    assert "say-bye is not a self-service script" in refusals[0].result
     refused = fix(state, "restart-it")
     assert "restart-it is of medium risk: only low-risk scripts are self-service" in (
         refused.stderr
