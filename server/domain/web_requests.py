@@ -88,7 +88,7 @@ def new_submission_id() -> str:
 def _bad_character(text: str, *, multiline: bool) -> str | None:
     allowed = {"\n", "\t"} if multiline else set()
     for char in text:
-        if char in allowed or char == "\r":
+        if char in allowed:
             continue
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             return char
@@ -104,15 +104,16 @@ def _field(
     required: bool,
     multiline: bool = False,
 ) -> str:
-    text = values.get(name, "").replace("\r\n", "\n").strip()
+    # A lone CR is a line break too: a one-line field refuses it as such.
+    text = values.get(name, "").replace("\r\n", "\n").replace("\r", "\n").strip()
     if required and not text:
         problems[name] = "this field is required"
     elif len(text) > limit:
         problems[name] = f"{len(text):,} characters; at most {limit:,}"
-    elif (bad := _bad_character(text, multiline=multiline)) is not None:
-        problems[name] = f"the character U+{ord(bad):04X} is not accepted"
     elif not multiline and "\n" in text:
         problems[name] = "one line only"
+    elif (bad := _bad_character(text, multiline=multiline)) is not None:
+        problems[name] = f"the character U+{ord(bad):04X} is not accepted"
     return text
 
 
@@ -148,7 +149,7 @@ def _machine(connection: Connection, typed: str) -> str | None:
     found = connection.execute(
         select(agents.c.id)
         .where(func.lower(agents.c.hostname) == typed.lower())
-        .where(agents.c.revoked_at.is_(None))
+        .where(agents.c.revoked_at.is_(None), agents.c.removed_at.is_(None))
         .limit(2)
     ).all()
     return str(found[0].id) if len(found) == 1 else None

@@ -181,7 +181,11 @@ class WebListener:
                 "or call the helpdesk. What you typed is still here."
             )
             return _html(pages.request_form(submission, fields, {}, notice), 429)
-        taken = await requests.submit(form, submission, peer)
+        try:
+            taken = await requests.submit(form, submission, peer)
+        except InvalidArgument as refused:  # a rule of the ticket's own, past the form's
+            notice = f"Your request could not be opened: {refused}. What you typed is still here."
+            return _html(pages.request_form(submission, fields, {}, notice), 422)
         log.info("web form: ticket %d from %s", taken.ticket_id, peer)
         mailed = self._mails and "<" in form.requester
         return _html(pages.request_taken(taken.ticket_id, taken.again, mailed))
@@ -214,7 +218,10 @@ class WebListener:
         except Conflict as error:
             return _html(pages.message("Already answered", str(error)), 409)
         except InvalidArgument as error:
-            asked = await satisfaction.asked(token)
+            try:
+                asked = await satisfaction.asked(token)
+            except NotFound as unknown:
+                return _html(pages.message("Unknown link", str(unknown)), 404)
             form = pages.rating_form(token, asked.ticket_id, asked.title, str(error), comment)
             return _html(form, 422)
         said = f"Your rating of {rated.rating}/5 for ticket #{rated.ticket_id} is recorded."

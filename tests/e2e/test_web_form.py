@@ -172,6 +172,7 @@ def test_a_request_from_the_form_to_its_rating(desk: WebDesk) -> None:
     assert twice.status == 409
     assert "rated already (4/5)" in twice.text
     assert desk.get("/rate/not-a-link-of-ours").status == 404
+    assert desk.post("/rate/not-a-link-of-ours", {"rating": "9"}).status == 404
     timeline = desk.cli("ticket", "show", str(number))["timeline"]
     assert timeline[-1]["kind"] == "TICKET_EVENT_KIND_RATED"
     assert timeline[-1]["body"] == "Rated 4/5 by the requester: quick, thanks"

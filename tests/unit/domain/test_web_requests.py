@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from sonde.server.domain.agents import AgentRegistry
 from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.roles import Role
 from sonde.server.domain.satisfaction import RATING_LIFETIME, Satisfaction, ask_in
@@ -24,7 +25,7 @@ from sonde.server.domain.web_requests import (
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import satisfaction, tickets
-from tests.unit.domain.builders import Clock, enrolled_agent, technician
+from tests.unit.domain.builders import SETUP_ADMIN, Clock, enrolled_agent, technician
 
 FORM = {
     "name": "Marie Dupont",
@@ -65,6 +66,9 @@ def test_every_field_is_checked_and_each_refusal_names_its_field() -> None:
     with pytest.raises(FormRefused) as injected:
         checked_form({**FORM, "contact": "marie@example.org\r\nBcc: all@corp.example"})
     assert set(injected.value.problems) == {"contact"}
+    with pytest.raises(FormRefused) as carriage:
+        checked_form({**FORM, "name": "Eve\rBcc: all@corp.example"})
+    assert carriage.value.problems == {"name": "one line only"}
     phone = checked_form({**FORM, "contact": "+33 6 12 34 56 78"})
     assert phone.requester == "Marie Dupont (+33 6 12 34 56 78)"
 
@@ -88,6 +92,12 @@ async def test_the_machine_is_linked_by_its_exact_name_only(desk: Desk) -> None:
     agent = await enrolled_agent(desk.db, "PC-ACCOUNTS-01")
     exact = checked_form({**FORM, "machine": "pc-accounts-01"})
     linked = await desk.requests.submit(exact, new_submission_id(), "")
+    removed = await enrolled_agent(desk.db, "PC-GONE")
+    await AgentRegistry(desk.db).remove(SETUP_ADMIN, removed.id, "retired", desk.clock())
+    gone = await desk.requests.submit(
+        checked_form({**FORM, "machine": "pc-gone"}), new_submission_id(), ""
+    )
+    assert (await desk.tickets.get(gone.ticket_id))[0].agent_id is None
     prefix = checked_form({**FORM, "machine": "PC-ACC"})
     unlinked = await desk.requests.submit(prefix, new_submission_id(), "")
     one, _ = await desk.tickets.get(linked.ticket_id)
