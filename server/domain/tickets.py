@@ -371,6 +371,7 @@ class Tickets:
         )
         if self._notify and tell_requester:
             queue_to_requester(connection, "opened", opened, now)
+        self._tell_assignee(connection, opened, actor, now, f"{actor.name} opened it for you.")
         return opened
 
     async def comment(

@@ -49,6 +49,10 @@ async def test_the_assignee_is_told_of_what_someone_else_gave_them(db: Database)
     assert "ann escalated it to you: needs a new disk" in rows[1].body
     await desk.assign(bob, escalated.id)  # bob takes what he has: no new mail
     assert len(await _mails(db)) == 2
+    opened_for = await desk.open(bob, title="no sound", assignee="ann")
+    mine = await desk.open(ann, title="no mail", assignee="ann")  # her own: no mail
+    assert (await _mails(db))[2:] == [("assigned", "ann@helpdesk.example", opened_for.id)]
+    assert mine.id not in [ticket_id for _, _, ticket_id in await _mails(db)]
 
 
 async def test_no_mail_when_the_server_sends_none(db: Database) -> None:
