@@ -24,7 +24,7 @@ from sonde.server.domain.enrollment_tokens import (
     take_use,
 )
 from sonde.server.domain.roles import Principal
-from sonde.server.domain.text import checked_text, sanitized
+from sonde.server.domain.text import checked_text, like_prefix, sanitized
 from sonde.server.domain.wakeups import Wake, WakeKind, Wakeups, emit
 from sonde.server.errors import (
     Conflict,
@@ -204,7 +204,7 @@ def resolve_agent(connection: Connection, ref: str) -> AgentRecord:
         if len(live) == 1:
             return live[0]
     if not named:
-        named = _records(connection, _AGENTS_BY_NAME_PREFIX, {"pattern": _like_prefix(key)})
+        named = _records(connection, _AGENTS_BY_NAME_PREFIX, {"pattern": like_prefix(key)})
     if not named:
         raise NotFound(f"no agent matches {ref!r}")
     return _only_match(ref, named)
@@ -461,8 +461,3 @@ def is_unanswered_enrollment(row: AnyRow, token_id: str) -> bool:
 def _enrollment_actor(token_id: str) -> str:
     """Who an enrollment is audited as: its token, or `anonymous` for an id no token has."""
     return f"enrollment-token:{token_id}" if is_token_id(token_id) else "anonymous"
-
-
-def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.agents import resolve_agent
 from sonde.server.domain.clock import require_aware
+from sonde.server.domain.text import like_prefix
 from sonde.server.errors import InvalidArgument, NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, audit_log
@@ -45,10 +46,6 @@ class AuditRow:
     agent_hostname: str = ""  # the name the agent reports now, "" for none (or gone)
 
 
-def _escaped_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _checked(value: str, what: str) -> str:
     value = value.strip()
     if len(value) > _MAX_FILTER_CHARS or any(ord(c) < 32 for c in value):
@@ -65,16 +62,14 @@ def _query(connection: Connection, wanted: AuditFilter) -> Select[tuple[AnyRow]]
         query = query.where(audit_log.c.actor == actor)
     if action := _checked(wanted.action, "--action"):
         if action.endswith("*"):
-            query = query.where(audit_log.c.action.like(_escaped_prefix(action[:-1]), escape="\\"))
+            query = query.where(audit_log.c.action.like(like_prefix(action[:-1]), escape="\\"))
         else:
             query = query.where(audit_log.c.action == action)
     if agent := _checked(wanted.agent, "--agent"):
         try:
             query = query.where(audit_log.c.agent_id == resolve_agent(connection, agent).id)
         except NotFound:  # an agent removed since, or a refusal that named no real agent
-            query = query.where(
-                audit_log.c.agent_id.like(_escaped_prefix(agent.lower()), escape="\\")
-            )
+            query = query.where(audit_log.c.agent_id.like(like_prefix(agent.lower()), escape="\\"))
     if wanted.ticket_id is not None:
         query = query.where(audit_log.c.ticket_id == wanted.ticket_id)
     if wanted.since is not None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from sonde.server.domain.text import checked_text
+from sonde.server.domain.text import checked_text, like_prefix
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, tickets
 
@@ -46,14 +46,9 @@ class KnownRequester:
         return max(self.machines, key=lambda machine: machine.last_at, default=None)
 
 
-def _like(prefix: str) -> str:
-    escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
 def _matching(prefix: str) -> ColumnElement[bool]:
     """The start of the text, or of any word in it: after a space, `<`, `(`, a dot or `@`."""
-    pattern = _like(prefix)
+    pattern = like_prefix(prefix.lower())
     text = func.lower(tickets.c.requester)
     return or_(
         text.like(pattern, escape="\\"),

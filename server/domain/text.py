@@ -20,6 +20,12 @@ def _bad_character(text: str, allowed: frozenset[str]) -> str | None:
     return None
 
 
+def like_prefix(text: str) -> str:
+    """A LIKE pattern (with `escape="\\"`) matching what starts with `text`: its `%`, `_` and
+    backslashes taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def checked_text(
     what: str, text: str, *, max_chars: int, required: bool = False, multiline: bool = True
 ) -> str:
