@@ -45,6 +45,12 @@ def requester_address(requester: str) -> tuple[str, str] | None:
     return address, name
 
 
+def is_mail_address(text: str) -> bool:
+    """Whether `text` is one plain mail address and nothing else: marie@example.org."""
+    found = requester_address(text)
+    return found is not None and found[0] == text
+
+
 def retry_after(attempts: int) -> timedelta:
     """The wait before the next try once `attempts` have failed: doubling, at most LAST_RETRY."""
     delay: timedelta = FIRST_RETRY * (1 << min(max(attempts - 1, 0), 10))

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from sonde.server.domain.notifications import requester_address
+from sonde.server.domain.notifications import is_mail_address
 from sonde.server.domain.ticket_model import TicketLevel, TicketRecord
 from sonde.server.storage.tables import outbox, users
 
@@ -32,8 +32,7 @@ def checked_email(email: str) -> str:
     email = email.strip()
     if not email:
         return ""
-    found = requester_address(email)
-    if found is None or found[0] != email:
+    if not is_mail_address(email):
         raise ValueError(f"{email[:80]!r} is not one mail address like marie@example.org")
     return email
 

@@ -11,7 +11,10 @@ from sonde.server.errors import InvalidArgument
 _BODY_WHITESPACE = frozenset("\n\t")
 
 
-def _bad_character(text: str, allowed: frozenset[str]) -> str | None:
+def bad_character(text: str, *, multiline: bool) -> str | None:
+    """The first control or format character of `text` (newlines and tabs allowed when
+    multiline), or None."""
+    allowed = _BODY_WHITESPACE if multiline else frozenset()
     for char in text:
         if char in allowed:
             continue
@@ -37,7 +40,7 @@ def checked_text(
         raise InvalidArgument(
             f"{what} is {len(text):,} characters long; the limit is {max_chars:,}"
         )
-    bad = _bad_character(text, _BODY_WHITESPACE if multiline else frozenset())
+    bad = bad_character(text, multiline=multiline)
     if bad is not None:
         raise InvalidArgument(
             f"{what} contains the control character U+{ord(bad):04X}; "

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
-from email.utils import parseaddr
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -27,7 +25,9 @@ from sqlalchemy.exc import IntegrityError
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
+from sonde.server.domain.notifications import is_mail_address
 from sonde.server.domain.roles import Principal, Role
+from sonde.server.domain.text import bad_character
 from sonde.server.domain.ticket_model import TicketChannel
 from sonde.server.domain.tickets import MAX_TITLE_CHARS, Tickets
 from sonde.server.storage.db import Database
@@ -40,7 +40,6 @@ MAX_MACHINE = 64
 MAX_DESCRIPTION = 4000
 MIN_DESCRIPTION = 3
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
-_MAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _PHONE = re.compile(r"\+?[0-9][0-9 ().-]{3,30}")
 _FIELDS = ("name", "contact", "machine", "description")
 
@@ -56,7 +55,7 @@ class FormRequest:
     def requester(self) -> str:
         """`Marie Dupont <marie@example.org>` (then mailed on open and resolve) or
         `Marie Dupont (+33 6 12 34 56 78)`."""
-        if _MAIL.fullmatch(self.contact):
+        if is_mail_address(self.contact):
             return f"{self.name} <{self.contact}>"
         return f"{self.name} ({self.contact})"
 
@@ -85,16 +84,6 @@ def new_submission_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _bad_character(text: str, *, multiline: bool) -> str | None:
-    allowed = {"\n", "\t"} if multiline else set()
-    for char in text:
-        if char in allowed:
-            continue
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
-            return char
-    return None
-
-
 def _field(
     values: dict[str, str],
     problems: dict[str, str],
@@ -112,7 +101,7 @@ def _field(
         problems[name] = f"{len(text):,} characters; at most {limit:,}"
     elif not multiline and "\n" in text:
         problems[name] = "one line only"
-    elif (bad := _bad_character(text, multiline=multiline)) is not None:
+    elif (bad := bad_character(text, multiline=multiline)) is not None:
         problems[name] = f"the character U+{ord(bad):04X} is not accepted"
     return text
 
@@ -127,12 +116,8 @@ def checked_form(raw: dict[str, str]) -> FormRequest:
     description = _field(
         values, problems, "description", MAX_DESCRIPTION, required=True, multiline=True
     )
-    if "contact" not in problems and not (_MAIL.fullmatch(contact) or _PHONE.fullmatch(contact)):
+    if "contact" not in problems and not (is_mail_address(contact) or _PHONE.fullmatch(contact)):
         problems["contact"] = "a mail address (marie@example.org) or a phone number"
-    if "contact" not in problems and _MAIL.fullmatch(contact):
-        parsed = parseaddr(contact)[1]
-        if parsed != contact:
-            problems["contact"] = "one plain mail address, such as marie@example.org"
     if "name" not in problems and any(char in name for char in '<>"@,;'):
         problems["name"] = 'a name only, without < > " @ , ;'
     if "description" not in problems and len(description) < MIN_DESCRIPTION:
