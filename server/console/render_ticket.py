@@ -55,9 +55,12 @@ def status_text(status: console_pb2.TicketStatus.ValueType) -> Text:
     return Text(status_label(status), style=_STATUS_STYLE.get(status, ""))
 
 
+def priority_label(priority: console_pb2.TicketPriority.ValueType) -> str:
+    return enum_label(console_pb2.TicketPriority.Name(priority), "TICKET_PRIORITY_")
+
+
 def priority_text(priority: console_pb2.TicketPriority.ValueType) -> Text:
-    label = enum_label(console_pb2.TicketPriority.Name(priority), "TICKET_PRIORITY_")
-    return Text(label, style=_PRIORITY_STYLE.get(priority, ""))
+    return Text(priority_label(priority), style=_PRIORITY_STYLE.get(priority, ""))
 
 
 def level_label(level: console_pb2.TicketLevel.ValueType) -> str:

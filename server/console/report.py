@@ -5,8 +5,12 @@ and how it ended, then the figures per technician and per category (docs/tickets
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
+
+from google.protobuf.message import Message
+from rich.console import RenderableType
 
 from sonde.server.console.audit import since
 from sonde.server.console.context import Context
@@ -122,38 +126,55 @@ def figures_table(title: str, figures: list[console_pb2.InterventionFigures]) ->
     return table
 
 
+def show_report(
+    ctx: Context,
+    response: Message,
+    *,
+    as_csv: bool,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    tables: Callable[[], Sequence[RenderableType]],
+) -> None:
+    """A report as `--json` (the response), `--format csv` (`rows` under `columns`, each cell
+    a spreadsheet would compute written as text) or the tables for people."""
+    if ctx.out.json_mode:
+        ctx.out.emit_message(response)
+    elif as_csv:
+        write_rows(ctx.out.stdout, columns, list(rows))
+    else:
+        ctx.out.show(*tables())
+
+
 def run_interventions(args: argparse.Namespace, ctx: Context) -> int:
     request = period_request(args, console_pb2.ReportInterventionsRequest())
     client = ctx.client()
     response = client.call(client.stub.ReportInterventions, request)
-    if ctx.out.json_mode:
-        ctx.out.emit_message(response)
-    elif args.format == "csv":
-        write_rows(
-            ctx.out.stdout,
-            CSV_COLUMNS,
+    show_report(
+        ctx,
+        response,
+        as_csv=args.format == "csv",
+        columns=CSV_COLUMNS,
+        rows=(
             [
-                [
-                    row.ticket_id,
-                    row.finished_at.ToDatetime(tzinfo=UTC).isoformat(),
-                    row.technician,
-                    row.machine,
-                    row.category,
-                    console_pb2.TicketKind.Name(row.kind).removeprefix("TICKET_KIND_").lower(),
-                    outcome_label(row.outcome),
-                    "yes" if row.on_time else "no",
-                    round(row.time_spent_s / 60),
-                    row.what_was_done,
-                    "; ".join(row.runs),
-                    row.rating or "",
-                ]
-                for row in response.interventions
-            ],
-        )
-    else:
-        ctx.out.show(
+                row.ticket_id,
+                row.finished_at.ToDatetime(tzinfo=UTC).isoformat(),
+                row.technician,
+                row.machine,
+                row.category,
+                console_pb2.TicketKind.Name(row.kind).removeprefix("TICKET_KIND_").lower(),
+                outcome_label(row.outcome),
+                "yes" if row.on_time else "no",
+                round(row.time_spent_s / 60),
+                row.what_was_done,
+                "; ".join(row.runs),
+                row.rating or "",
+            ]
+            for row in response.interventions
+        ),
+        tables=lambda: [
             interventions_table(response),
             figures_table("By technician", list(response.by_technician)),
             figures_table("By category", list(response.by_category)),
-        )
+        ],
+    )
     return 0

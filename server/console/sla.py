@@ -15,12 +15,12 @@ from rich.text import Text
 
 from sonde.server.console.arguments import priority
 from sonde.server.console.context import Context
-from sonde.server.console.csv_cells import write_rows
 from sonde.server.console.errors import CliError
 from sonde.server.console.inert import inert
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_duration, format_time, text
-from sonde.server.console.report import period_arguments, period_request
+from sonde.server.console.render_ticket import priority_label
+from sonde.server.console.report import period_arguments, period_request, show_report
 from sonde.v1 import console_pb2
 
 # The server refuses a calendar over 256 KiB (server/domain/sla_admin.py); a file over that is
@@ -182,10 +182,6 @@ def calendars_table(calendars: list[console_pb2.SlaCalendar]) -> ListTable:
     return table
 
 
-def policy_label(number: console_pb2.TicketPriority.ValueType) -> str:
-    return console_pb2.TicketPriority.Name(number).removeprefix("TICKET_PRIORITY_").lower()
-
-
 def policies_table(policies: list[console_pb2.SlaPolicy]) -> ListTable:
     table = ListTable(
         f"{len(policies)} SLA policies",
@@ -207,7 +203,7 @@ def policies_table(policies: list[console_pb2.SlaPolicy]) -> ListTable:
             text(str(policy.id)),
             text(policy.name),
             text(policy.contract or "(default)"),
-            text(policy_label(policy.priority)),
+            text(priority_label(policy.priority)),
             text(format_duration(policy.response_within_s)),
             text(format_duration(policy.resolve_within_s)),
             text(policy.calendar),
@@ -272,7 +268,7 @@ def breaches_table(breaches: list[console_pb2.SlaBreach]) -> ListTable:
             text(str(breach.ticket_id)),
             text(breach.clock),
             text(breach.contract or "(default)"),
-            text(policy_label(breach.priority)),
+            text(priority_label(breach.priority)),
             text(format_time(breach.due_at)),
             text(format_duration(breach.late_s) + done),
             text(breach.technician or "-"),
@@ -320,8 +316,8 @@ def run_policy_set(args: argparse.Namespace, ctx: Context) -> int:
     response = client.call(client.stub.SetSlaPolicy, request)
     policy = response.policy
     line = (
-        f"SLA policy {inert(policy.name)} #{policy.id}: {policy_label(policy.priority)} tickets of "
-        f"{inert(policy.contract or 'every contract')}, response within "
+        f"SLA policy {inert(policy.name)} #{policy.id}: {priority_label(policy.priority)} "
+        f"tickets of {inert(policy.contract or 'every contract')}, response within "
         f"{format_duration(policy.response_within_s)}, resolved within "
         f"{format_duration(policy.resolve_within_s)} "
         f"(calendar {inert(policy.calendar)}); "
@@ -352,35 +348,33 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
     request = period_request(args, console_pb2.ReportSlaRequest())
     client = ctx.client()
     response = client.call(client.stub.ReportSla, request)
-    if ctx.out.json_mode:
-        ctx.out.emit_message(response)
-    elif args.format == "csv":
-        write_rows(
-            ctx.out.stdout,
-            CSV_COLUMNS,
+    show_report(
+        ctx,
+        response,
+        as_csv=args.format == "csv",
+        columns=CSV_COLUMNS,
+        rows=(
             [
-                [
-                    breach.ticket_id,
-                    breach.title,
-                    breach.contract,
-                    policy_label(breach.priority),
-                    breach.clock,
-                    breach.due_at.ToDatetime(tzinfo=UTC).isoformat(),
-                    breach.done_at.ToDatetime(tzinfo=UTC).isoformat()
-                    if breach.HasField("done_at")
-                    else "",
-                    round(breach.late_s / 60),
-                    breach.technician,
-                    breach.policy,
-                ]
-                for breach in response.breaches
-            ],
-        )
-    else:
-        ctx.out.show(
+                breach.ticket_id,
+                breach.title,
+                breach.contract,
+                priority_label(breach.priority),
+                breach.clock,
+                breach.due_at.ToDatetime(tzinfo=UTC).isoformat(),
+                breach.done_at.ToDatetime(tzinfo=UTC).isoformat()
+                if breach.HasField("done_at")
+                else "",
+                round(breach.late_s / 60),
+                breach.technician,
+                breach.policy,
+            ]
+            for breach in response.breaches
+        ),
+        tables=lambda: [
             figures_table("Overall", [response.overall]),
             figures_table("By contract", list(response.by_contract)),
             figures_table("By technician", list(response.by_technician)),
             breaches_table(list(response.breaches)),
-        )
+        ],
+    )
     return 0
