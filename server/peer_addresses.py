@@ -20,3 +20,11 @@ def peer_address(peer: str) -> str:
     except ValueError:
         pass
     return peer
+
+
+def http_peer_address(remote: str) -> str:
+    """The same for an HTTP client's bare address ('10.0.0.9', '2001:db8:1:2::7'), as an
+    aiohttp request gives it: IPv4 by address, IPv6 by /64."""
+    as_peer = f"ipv6:[{remote}]:0" if ":" in remote else f"ipv4:{remote}:0"
+    found = peer_address(as_peer)
+    return remote if found == as_peer else found  # not an address: as given
