@@ -12,8 +12,8 @@ closed one. Then, in turns, QUERIES of each:
   one's SLA state worked out, ordered breached, at risk, then by due time, 100 returned;
 - **queue mine**: one technician's queue, both levels;
 - **sla report 30d**: SlaReports.report over the last 30 days: every ticket opened, resolved
-  or overdue in it (all 10,000 here), judged per clock, per contract and per technician, with
-  every breach listed;
+  or overdue in it (all 10,000 here), judged per clock, per contract, technician and category,
+  with every breach listed;
 - **interventions 30d**: InterventionReports.report over the last 30 days: the ~3,300 tickets
   finished in it, who finished each, its runs and rating, the figures per technician and
   category.

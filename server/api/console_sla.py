@@ -166,6 +166,7 @@ class SlaMethods:
                 late_s=max(breach.late_s, 0),
                 technician=breach.technician,
                 policy=breach.policy,
+                category=breach.category,
             )
             message.due_at.FromDatetime(breach.due_at)
             if breach.done_at is not None:
@@ -175,5 +176,6 @@ class SlaMethods:
             overall=_figures("overall", report.overall),
             by_contract=[_figures(name, f) for name, f in report.by_contract.items()],
             by_technician=[_figures(name, f) for name, f in report.by_technician.items()],
+            by_category=[_figures(name, f) for name, f in report.by_category.items()],
             breaches=breaches,
         )

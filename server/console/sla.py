@@ -30,7 +30,7 @@ _BUSINESS_TIME = re.compile(r"^(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 ON_RISK = {"notify": console_pb2.SLA_ON_RISK_NOTIFY, "escalate": console_pb2.SLA_ON_RISK_ESCALATE}
 CSV_COLUMNS = [
     "ticket", "title", "contract", "priority", "clock", "due_at", "done_at", "late_min",
-    "technician", "policy",
+    "technician", "policy", "category",
 ]  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def register(
     report = parts.add_parser(
         "report",
         parents=[common],
-        help="compliance and breaches in a period, per contract and per technician",
+        help="compliance and breaches in a period, per contract, technician and category",
     )
     period_arguments(report)
     report.set_defaults(handler=run_report)
@@ -259,6 +259,7 @@ def breaches_table(breaches: list[console_pb2.SlaBreach]) -> ListTable:
             Column("due"),
             Column("late by"),
             Column("technician", optional=True),
+            Column("category", optional=True),
             Column("title", Give.CUT),
         ],
     )
@@ -272,6 +273,7 @@ def breaches_table(breaches: list[console_pb2.SlaBreach]) -> ListTable:
             text(format_time(breach.due_at)),
             text(format_duration(breach.late_s) + done),
             text(breach.technician or "-"),
+            text(breach.category or "-"),
             text(breach.title),
         )
     return table
@@ -367,6 +369,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
                 round(breach.late_s / 60),
                 breach.technician,
                 breach.policy,
+                breach.category,
             ]
             for breach in response.breaches
         ),
@@ -374,6 +377,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
             figures_table("Overall", [response.overall]),
             figures_table("By contract", list(response.by_contract)),
             figures_table("By technician", list(response.by_technician)),
+            figures_table("By category", list(response.by_category)),
             breaches_table(list(response.breaches)),
         ],
     )

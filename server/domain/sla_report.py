@@ -1,5 +1,5 @@
-"""SLA compliance over a period (`sonde sla report --from --to`), per contract and per
-technician, with every breach listed (docs/sla.md).
+"""SLA compliance over a period (`sonde sla report --from --to`), per contract, per technician
+and per category, with every breach listed (docs/sla.md).
 
 Two clocks are judged:
 - response: the tickets opened in [from, to). Met when the first answer came by its due
@@ -9,7 +9,8 @@ Two clocks are judged:
   whose resolve due time fell in [from, to) and is past: breached, still open.
 
 The technician of a resolved ticket is who resolved it (its last resolve); of an open one, its
-assignee ("-" for nobody). Compliance is met / (met + breached); pending ones count in neither.
+assignee ("-" for nobody). A ticket's category is its path in the admin's tree ("-" for
+none). Compliance is met / (met + breached); pending ones count in neither.
 At most MAX_TICKETS tickets a report: a longer period is refused, saying so, rather than cut.
 """
 
@@ -64,6 +65,7 @@ class Breach:
     late_s: int  # by how much, as of the report's end for one not done
     technician: str
     policy: str  # "" for the default wall-clock targets
+    category: str  # "" for none
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SlaReport:
     overall: GroupFigures
     by_contract: dict[str, GroupFigures]
     by_technician: dict[str, GroupFigures]
+    by_category: dict[str, GroupFigures]
     breaches: list[Breach]
 
 
@@ -92,6 +95,7 @@ def _period_tickets(connection: Connection, since: datetime, until: datetime) ->
             tickets.c.priority,
             tickets.c.status,
             tickets.c.assignee,
+            tickets.c.category,
             tickets.c.created_at,
             tickets.c.response_due_at,
             tickets.c.first_response_at,
@@ -177,6 +181,7 @@ class SlaReports:
         overall = GroupFigures()
         by_contract: dict[str, GroupFigures] = defaultdict(GroupFigures)
         by_technician: dict[str, GroupFigures] = defaultdict(GroupFigures)
+        by_category: dict[str, GroupFigures] = defaultdict(GroupFigures)
         breaches: list[Breach] = []
         for r in rows:
             technician = resolvers.get(r.id) or r.assignee or "-"
@@ -184,6 +189,7 @@ class SlaReports:
                 overall,
                 by_contract[r.contract or "(default)"],
                 by_technician[technician],
+                by_category[r.category or "-"],
             )
             judged: list[tuple[str, datetime, datetime | None]] = []
             if since <= r.created_at < until:
@@ -216,6 +222,7 @@ class SlaReports:
                             late_s=late,
                             technician=technician,
                             policy=r.policy or "",
+                            category=r.category or "",
                         )
                     )
         return SlaReport(
@@ -224,5 +231,6 @@ class SlaReports:
             overall=overall,
             by_contract=dict(sorted(by_contract.items())),
             by_technician=dict(sorted(by_technician.items())),
+            by_category=dict(sorted(by_category.items())),
             breaches=breaches,
         )

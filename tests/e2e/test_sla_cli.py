@@ -51,11 +51,14 @@ def test_a_contract_policy_on_business_hours_from_the_cli(
     assert (policy["response_within_s"], policy["resolve_within_s"]) == (4 * 3600, 16 * 3600)
     assert policy["on_risk"] == "SLA_ON_RISK_ESCALATE"
 
+    shared_sonde.sonde_json("category", "add", "office", "--title", "Office")
     opened = shared_sonde.sonde_json(
         "ticket", "open", "--title", "Outlook freezes", "--channel", "phone",
-        "--requester", "Marie Dupont", "--priority", "p2", "--contract", "acme", token=ann,
+        "--requester", "Marie Dupont", "--priority", "p2", "--contract", "acme",
+        "--category", "office", token=ann,
     )["ticket"]  # fmt: skip
     assert (opened["contract"], opened["sla_policy_id"]) == ("acme", policy["id"])
+    assert opened["category"] == "office"
     opened_day = instant(opened["created_at"]).astimezone(PARIS).date()
     first_working = datetime.combine(max(holidays) + timedelta(days=1), datetime.min.time(), PARIS)
     assert opened_day in holidays
@@ -107,13 +110,23 @@ def test_a_contract_policy_on_business_hours_from_the_cli(
     assert set(contracts) == {"acme", "(default)"}
     assert contracts["acme"]["response"]["pending"] == 1
     assert contracts["(default)"]["resolve"]["met"] == 1
+    # The acme ticket is in office, the other in no category ("-").
+    categories = {entry["name"]: entry for entry in report["by_category"]}
+    assert set(categories) == {"office", "-"}
+    assert categories["office"]["response"]["pending"] == 1
+    assert categories["-"]["resolve"]["met"] == 1
+    assert categories["office"]["resolve"]["met"] == 0  # still open, not yet due
     assert report["breaches"] == []
     table = shared_sonde.sonde("sla", "report", "--from", "1d", token=bob)
     assert table.returncode == 0, table.stderr
     assert "By contract" in table.stdout
     assert "acme" in table.stdout
+    assert "By category" in table.stdout
+    assert "office" in table.stdout
     csv_report = shared_sonde.sonde("sla", "report", "--from", "1d", "--format", "csv", token=bob)
-    assert csv_report.stdout.splitlines()[0].startswith("ticket,title,contract,priority,clock")
+    header = csv_report.stdout.splitlines()[0]
+    assert header.startswith("ticket,title,contract,priority,clock")
+    assert header.endswith(",technician,policy,category")
     interventions = shared_sonde.sonde(
         "report", "interventions", "--from", "1d", "--format", "csv", token=bob
     )

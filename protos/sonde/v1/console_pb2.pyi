@@ -6531,9 +6531,11 @@ class SlaFigures(_message.Message):
     RESPONSE_FIELD_NUMBER: _builtins.int
     RESOLVE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """a contract ("(default)") or a technician ("-": nobody)"""
+    """a contract ("(default)"), a technician ("-": nobody)"""
     @_builtins.property
-    def response(self) -> Global___SlaCompliance: ...
+    def response(self) -> Global___SlaCompliance:
+        """or a category ("-": none)"""
+
     @_builtins.property
     def resolve(self) -> Global___SlaCompliance: ...
     def __init__(
@@ -6565,6 +6567,7 @@ class SlaBreach(_message.Message):
     LATE_S_FIELD_NUMBER: _builtins.int
     TECHNICIAN_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.int
     title: _builtins.str
     contract: _builtins.str
@@ -6575,6 +6578,8 @@ class SlaBreach(_message.Message):
     technician: _builtins.str
     policy: _builtins.str
     """"": the default wall-clock targets"""
+    category: _builtins.str
+    """"": none"""
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -6594,10 +6599,11 @@ class SlaBreach(_message.Message):
         late_s: _builtins.int = ...,
         technician: _builtins.str = ...,
         policy: _builtins.str = ...,
+        category: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["done_at", b"done_at", "due_at", b"due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "contract", b"contract", "done_at", b"done_at", "due_at", b"due_at", "late_s", b"late_s", "policy", b"policy", "priority", b"priority", "technician", b"technician", "ticket_id", b"ticket_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "clock", b"clock", "contract", b"contract", "done_at", b"done_at", "due_at", b"due_at", "late_s", b"late_s", "policy", b"policy", "priority", b"priority", "technician", b"technician", "ticket_id", b"ticket_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -6611,6 +6617,7 @@ class ReportSlaResponse(_message.Message):
     BY_CONTRACT_FIELD_NUMBER: _builtins.int
     BY_TECHNICIAN_FIELD_NUMBER: _builtins.int
     BREACHES_FIELD_NUMBER: _builtins.int
+    BY_CATEGORY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def overall(self) -> Global___SlaFigures: ...
     @_builtins.property
@@ -6619,6 +6626,8 @@ class ReportSlaResponse(_message.Message):
     def by_technician(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaFigures]: ...
     @_builtins.property
     def breaches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaBreach]: ...
+    @_builtins.property
+    def by_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaFigures]: ...
     def __init__(
         self,
         *,
@@ -6626,10 +6635,11 @@ class ReportSlaResponse(_message.Message):
         by_contract: _abc.Iterable[Global___SlaFigures] | None = ...,
         by_technician: _abc.Iterable[Global___SlaFigures] | None = ...,
         breaches: _abc.Iterable[Global___SlaBreach] | None = ...,
+        by_category: _abc.Iterable[Global___SlaFigures] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["overall", b"overall"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaches", b"breaches", "by_contract", b"by_contract", "by_technician", b"by_technician", "overall", b"overall"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaches", b"breaches", "by_category", b"by_category", "by_contract", b"by_contract", "by_technician", b"by_technician", "overall", b"overall"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -20,6 +20,7 @@ from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.sla_admin import SlaAdmin
 from sonde.server.domain.sla_report import SlaReports
 from sonde.server.domain.sla_watch import SlaWatch
+from sonde.server.domain.ticket_categories import TicketCategories
 from sonde.server.domain.ticket_handling import TicketHandling
 from sonde.server.domain.ticket_model import (
     TicketEventKind,
@@ -59,6 +60,7 @@ class Desk:
         self.queue = TicketQueue(db, clock)
         self.watch = SlaWatch(db, writes, clock, tell_by_mail=True)
         self.reports = SlaReports(db, clock)
+        self.categories = TicketCategories(db, writes, clock)
 
 
 @pytest.fixture
@@ -312,16 +314,24 @@ async def test_policies_are_versioned_and_refuse_what_does_not_hold(desk: Desk) 
         await desk.admin.retire_policy(root, "acme-p2")
 
 
-async def test_the_report_counts_met_and_breached_per_contract_and_technician(
+async def test_the_report_counts_met_and_breached_per_contract_technician_and_category(
     desk: Desk,
 ) -> None:
     ann, bob, root = await _people(desk.db)
     await _office_policies(desk, root)
+    await desk.categories.add(root, "network", "Network")
     desk.clock.now = utc(2, 9)
     on_time = await desk.tickets.open(
-        ann, title="on time", priority=TicketPriority.P2, contract="acme", assignee="ann"
+        ann,
+        title="on time",
+        priority=TicketPriority.P2,
+        contract="acme",
+        assignee="ann",
+        category="network",
     )
-    late = await desk.tickets.open(ann, title="late", priority=TicketPriority.P2, assignee="ann")
+    late = await desk.tickets.open(
+        ann, title="late", priority=TicketPriority.P2, assignee="ann", category="network"
+    )
     open_late = await desk.tickets.open(
         ann, title="open late", priority=TicketPriority.P2, contract="acme"
     )
@@ -344,6 +354,17 @@ async def test_the_report_counts_met_and_breached_per_contract_and_technician(
     assert report.by_technician["ann"].resolve.share_met == 0.5
     assert report.by_technician["-"].resolve.breached == 1  # nobody has open_late
     assert report.overall.response.share_met == pytest.approx(1 / 3)
+    assert list(report.by_category) == ["-", "network"]
+    network = report.by_category["network"]  # on_time met both clocks, late breached both
+    assert (network.response.met, network.response.breached) == (1, 1)
+    assert (network.resolve.met, network.resolve.breached) == (1, 1)
+    uncategorised = report.by_category["-"]  # open_late, in no category
+    assert (uncategorised.response.met, uncategorised.response.breached) == (0, 1)
+    assert (uncategorised.resolve.met, uncategorised.resolve.breached) == (0, 1)
+    assert {(b.ticket_id, b.category) for b in report.breaches} == {
+        (late.id, "network"),
+        (open_late.id, ""),
+    }
     late_ids = sorted((b.ticket_id, b.clock) for b in report.breaches)
     assert late_ids == [
         (late.id, "resolve"),
