@@ -10,7 +10,8 @@ import grpc
 
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
-from sonde.server.domain.agent_groups import DEFAULT_INTERVAL, AgentGroup
+from sonde.server.domain.agent_groups import AgentGroup
+from sonde.server.errors import InvalidArgument
 from sonde.server.services import ServerServices
 from sonde.v1 import console_pb2
 
@@ -32,6 +33,20 @@ def group_message(group: AgentGroup) -> console_pb2.AgentGroup:
     return message
 
 
+def _interval_asked(request: console_pb2.SetAgentGroupRequest) -> timedelta | None:
+    """The interval a `group set` asks for: zero for off, None to keep the group's."""
+    given = request.HasField("interval_s")
+    if request.off and given:
+        raise InvalidArgument("say either an interval or off, not both")
+    if request.off:
+        return timedelta(0)
+    if not given:
+        return None
+    if request.interval_s == 0:
+        raise InvalidArgument("an interval of 0 is no interval: say --off to stop monitoring")
+    return timedelta(seconds=request.interval_s)
+
+
 class MonitoringMethods:
     """Mixed into ConsoleServicer; `_s` is the server's services."""
 
@@ -41,12 +56,12 @@ class MonitoringMethods:
     async def SetAgentGroup(
         self, request: console_pb2.SetAgentGroupRequest, context: Context
     ) -> console_pb2.SetAgentGroupResponse:
-        interval = timedelta(seconds=request.interval_s) if request.interval_s else DEFAULT_INTERVAL
+        principal = current_principal()
         group = await self._s.agent_groups.set_group(
-            current_principal(),
+            principal,
             request.name,
-            interval=timedelta(0) if request.off else interval,
-            collectors=list(request.collectors),
+            interval=_interval_asked(request),
+            collectors=list(request.collectors) if request.set_collectors else None,
             clear_checks=request.clear_checks,
             thresholds=dict(request.thresholds) if request.set_thresholds else None,
         )

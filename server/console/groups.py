@@ -36,6 +36,12 @@ def threshold(value: str) -> tuple[str, float]:
         ) from None
 
 
+def clear_checks(value: str) -> int:
+    if not value.strip().isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"--clear-checks {value[:20]!r}: say a number from 1")
+    return int(value)
+
+
 def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
@@ -47,18 +53,23 @@ def register(
     actions.required = True
 
     set_group = actions.add_parser(
-        "set", parents=[common], help="create or change a group (admin); `default`: agents in none"
+        "set",
+        parents=[common],
+        help="create or change a group (admin), changing only what is given; `default`: agents "
+        "in none",
     )
     set_group.add_argument("name", metavar="NAME")
     when = set_group.add_mutually_exclusive_group()
-    when.add_argument("--interval", type=interval, default=0, help="15m (default), 1h, ...")
+    when.add_argument(
+        "--interval", type=interval, default=None, help="15m (a new group's), 1h, ..."
+    )
     when.add_argument("--off", action="store_true", help="no monitoring for this group")
     set_group.add_argument(
-        "--collectors", default="", metavar="A,B", help="the light set, e.g. disks,memory"
+        "--collectors", default=None, metavar="A,B", help="the light set, e.g. disks,memory"
     )
     set_group.add_argument(
-        "--clear-checks", type=int, default=0, metavar="N",
-        help="ok checks in a row that close a monitoring ticket (default 3)",
+        "--clear-checks", type=clear_checks, default=0, metavar="N",
+        help="ok checks in a row that close a monitoring ticket (3 for a new group)",
     )  # fmt: skip
     set_group.add_argument(
         "--threshold", type=threshold, action="append", default=[], metavar="NAME=NUMBER",
@@ -91,15 +102,19 @@ def _summary(group: console_pb2.AgentGroup) -> str:
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
+    # Only what the command line names is sent; the server keeps the rest as stored.
     request = console_pb2.SetAgentGroupRequest(
         name=args.name,
-        interval_s=args.interval,
         off=args.off,
-        collectors=[name for name in args.collectors.split(",") if name.strip()],
-        clear_checks=max(args.clear_checks, 0),
+        clear_checks=args.clear_checks,
         thresholds=dict(args.threshold),
         set_thresholds=bool(args.threshold) or args.no_thresholds,
     )
+    if args.interval is not None:
+        request.interval_s = args.interval
+    if args.collectors is not None:
+        request.collectors.extend(name for name in args.collectors.split(",") if name.strip())
+        request.set_collectors = True
     response = client.call(client.stub.SetAgentGroup, request)
     ctx.out.result(response, Text(_summary(response.group)))
     return 0

@@ -149,22 +149,29 @@ class AgentGroups:
         principal: Principal,
         name: str,
         *,
-        interval: timedelta,
-        collectors: Sequence[str] = (),
+        interval: timedelta | None = None,
+        collectors: Sequence[str] | None = None,
         clear_checks: int = 0,
         thresholds: Mapping[str, float] | None = None,
     ) -> AgentGroup:
-        """Create or change a group; `interval` zero: monitoring off; `clear_checks` 0: keep it
-        (DEFAULT_CLEAR_CHECKS for a new group); `thresholds` None: keep them, {}: none.
-        Its members' next check comes within the new interval."""
+        """Create or change a group, setting only what is given and keeping the rest as stored
+        (the defaults for a new group): `interval` None: keep, zero: monitoring off;
+        `collectors` None: keep, empty: the default light set; `clear_checks` 0: keep;
+        `thresholds` None: keep them, {}: none. Read and written in one transaction, with the
+        row locked, so two admins changing different settings both keep theirs. Its members'
+        next check comes within the new interval."""
         name = checked_name(name)
-        if interval != timedelta(0) and not self._min_interval <= interval <= MAX_INTERVAL:
+        if (
+            interval is not None
+            and interval != timedelta(0)
+            and not self._min_interval <= interval <= MAX_INTERVAL
+        ):
             raise InvalidArgument(
                 f"an interval is {_shown(self._min_interval)} to {MAX_INTERVAL.days} days (or off)"
             )
         if not 0 <= clear_checks <= MAX_CLEAR_CHECKS:
             raise InvalidArgument(f"the clear checks are 1 to {MAX_CLEAR_CHECKS} in a row")
-        wanted_collectors = checked_collectors(collectors)
+        wanted_collectors = None if collectors is None else checked_collectors(collectors)
         wanted_thresholds = None if thresholds is None else checked_thresholds(thresholds)
         now = self._clock()
 
@@ -172,30 +179,29 @@ class AgentGroups:
             row = connection.execute(
                 select(agent_groups).where(agent_groups.c.name == name).with_for_update()
             ).first()
-            before = None if row is None else group_from_row(row)
-            group = AgentGroup(
-                name=name,
-                interval=interval,
-                collectors=wanted_collectors,
-                clear_checks=clear_checks
-                or (before.clear_checks if before else DEFAULT_CLEAR_CHECKS),
-                thresholds=wanted_thresholds
-                if wanted_thresholds is not None
-                else (dict(before.thresholds) if before else {}),
+            before = (
+                dataclasses.replace(BUILT_IN_DEFAULT, name=name)
+                if row is None
+                else group_from_row(row)
+            )
+            group = dataclasses.replace(
+                before,
+                interval=before.interval if interval is None else interval,
+                collectors=before.collectors if wanted_collectors is None else wanted_collectors,
+                clear_checks=clear_checks or before.clear_checks,
+                thresholds=dict(before.thresholds)
+                if wanted_thresholds is None
+                else wanted_thresholds,
                 updated_by=principal.name,
                 updated_at=now,
             )
-            values = {
-                "interval_s": int(group.interval.total_seconds()),
-                "collectors": ",".join(group.collectors),
-                "clear_checks": group.clear_checks,
-                "thresholds": json.dumps(dict(group.thresholds), sort_keys=True)
-                if group.thresholds
-                else "",
+            settings = _stored(group)
+            values: dict[str, object] = {
+                **settings,
                 "updated_by": principal.name,
                 "updated_at": now,
             }
-            if before is None:
+            if row is None:
                 connection.execute(agent_groups.insert().values(name=name, **values))
             else:
                 connection.execute(
@@ -207,15 +213,22 @@ class AgentGroups:
                 connection.execute(
                     update(monitoring_agents)
                     .where(in_group)
-                    .where(monitoring_agents.c.next_check_at > now + interval)
-                    .values(next_check_at=now + interval)
+                    .where(monitoring_agents.c.next_check_at > now + group.interval)
+                    .values(next_check_at=now + group.interval)
                 )
+            stored_before = _stored(before)
             entry.detail |= {
                 "group": name,
-                "interval_s": int(group.interval.total_seconds()),
-                "collectors": ",".join(group.collectors),
-                "clear_checks": group.clear_checks,
-                "thresholds": str(values["thresholds"])[:500],
+                "interval_s": settings["interval_s"],
+                "collectors": settings["collectors"],
+                "clear_checks": settings["clear_checks"],
+                "thresholds": str(settings["thresholds"])[:500],
+                # What this command changed; a new group: every setting.
+                "changed": ",".join(
+                    setting
+                    for setting, value in settings.items()
+                    if row is None or stored_before[setting] != value
+                ),
             }
             return group
 
@@ -297,6 +310,18 @@ class AgentGroups:
             ]
 
         return await self._db.read(unit)
+
+
+def _stored(group: AgentGroup) -> dict[str, int | str]:
+    """A group's settings as the agent_groups row holds them."""
+    return {
+        "interval_s": int(group.interval.total_seconds()),
+        "collectors": ",".join(group.collectors),
+        "clear_checks": group.clear_checks,
+        "thresholds": json.dumps(dict(group.thresholds), sort_keys=True)
+        if group.thresholds
+        else "",
+    }
 
 
 def _shown(interval: timedelta) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from sonde.v1 import console_pb2 as pb
@@ -103,6 +104,54 @@ def test_a_monitoring_ticket_opens_and_closes_by_itself_on_a_real_agent(
     assert shown.returncode == 0, shown.stderr
     assert "lab" in shown.stdout
     assert "disks" in shown.stdout
+
+
+def test_group_set_changes_only_what_it_names(monitored: Deployment) -> None:
+    sonde = monitored
+    created = cli(sonde, "group", "set", "desks", "--interval", "1h", "--collectors", "disks")
+    assert (created["group"]["interval_s"], created["group"]["clear_checks"]) == (3600, 3)
+    cli(sonde, "group", "set", "desks", "--threshold", "disk_used_critical_percent=90")
+    changed = cli(sonde, "group", "set", "desks", "--clear-checks", "5")["group"]
+    assert changed["interval_s"] == 3600  # kept, not the 15 min a new group takes
+    assert changed["collectors"] == ["disks"]
+    assert changed["clear_checks"] == 5
+    assert changed["thresholds"] == {"disk_used_critical_percent": 90.0}
+    cli(sonde, "group", "set", "desks", "--off")
+    back_on = cli(sonde, "group", "set", "desks", "--collectors", "disks,memory")["group"]
+    assert back_on["interval_s"] == 0  # still off
+    assert (back_on["collectors"], back_on["clear_checks"]) == (["disks", "memory"], 5)
+    [listed] = cli(sonde, "group", "list")["groups"]
+    assert (listed["name"], listed["clear_checks"]) == ("desks", 5)
+
+    fresh = cli(sonde, "group", "set", "kiosks", "--clear-checks", "2")["group"]
+    assert (fresh["interval_s"], fresh["clear_checks"]) == (15 * 60, 2)  # a new group's defaults
+
+    audit = cli(sonde, "audit", "--action", "monitoring.group.set")["entries"]
+    details = [json.loads(entry["detail"]) for entry in reversed(audit)]  # oldest first
+    assert [(d["group"], d["changed"]) for d in details] == [
+        ("desks", "interval_s,collectors,clear_checks,thresholds"),  # created: every setting
+        ("desks", "thresholds"),
+        ("desks", "clear_checks"),
+        ("desks", "interval_s"),
+        ("desks", "collectors"),
+        ("kiosks", "interval_s,collectors,clear_checks,thresholds"),
+    ]
+    assert details[2]["interval_s"] == 3600  # the row says the settings after the change too
+
+    with sonde.console() as console:
+        for refused, reason in [
+            (pb.SetAgentGroupRequest(name="desks", interval_s=0), "say --off"),
+            (pb.SetAgentGroupRequest(name="desks", interval_s=60, off=True), "not both"),
+        ]:
+            with pytest.raises(grpc.RpcError) as error:
+                console.SetAgentGroup(refused, timeout=5)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert reason in str(error.value.details())
+    zero = run(
+        "sonde", "group", "set", "desks", "--clear-checks", "0", env=sonde.cli_env(), timeout=30
+    )
+    assert zero.returncode == 2
+    assert "--clear-checks '0': say a number from 1" in zero.stderr
 
 
 @pytest.mark.postgres

@@ -1190,6 +1190,10 @@ Global___AgentGroup: _TypeAlias = AgentGroup  # noqa: Y015
 
 @_typing.final
 class SetAgentGroupRequest(_message.Message):
+    """What is not set is kept as stored (the defaults for a new group): `group set G --clear-checks
+    5` leaves G's interval, collectors and thresholds as they were.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -1219,17 +1223,21 @@ class SetAgentGroupRequest(_message.Message):
     CLEAR_CHECKS_FIELD_NUMBER: _builtins.int
     THRESHOLDS_FIELD_NUMBER: _builtins.int
     SET_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    SET_COLLECTORS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     interval_s: _builtins.int
-    """0 with off: monitoring off; 0 without: 15 min"""
+    """unset: keep (15 min for a new group); 0 is refused"""
     off: _builtins.bool
+    """monitoring off (with interval_s unset); false: keep"""
     clear_checks: _builtins.int
     """0: keep (3 for a new group)"""
     set_thresholds: _builtins.bool
     """false: keep the group's thresholds"""
+    set_collectors: _builtins.bool
+    """false: keep the group's collectors"""
     @_builtins.property
     def collectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """none: the default light set"""
+        """with set_collectors: the light set (none: the default)"""
 
     @_builtins.property
     def thresholds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
@@ -1239,18 +1247,21 @@ class SetAgentGroupRequest(_message.Message):
         self,
         *,
         name: _builtins.str = ...,
-        interval_s: _builtins.int = ...,
+        interval_s: _builtins.int | None = ...,
         off: _builtins.bool = ...,
         collectors: _abc.Iterable[_builtins.str] | None = ...,
         clear_checks: _builtins.int = ...,
         thresholds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         set_thresholds: _builtins.bool = ...,
+        set_collectors: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_interval_s", b"_interval_s", "interval_s", b"interval_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clear_checks", b"clear_checks", "collectors", b"collectors", "interval_s", b"interval_s", "name", b"name", "off", b"off", "set_thresholds", b"set_thresholds", "thresholds", b"thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_interval_s", b"_interval_s", "clear_checks", b"clear_checks", "collectors", b"collectors", "interval_s", b"interval_s", "name", b"name", "off", b"off", "set_collectors", b"set_collectors", "set_thresholds", b"set_thresholds", "thresholds", b"thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__interval_s: _TypeAlias = _typing.Literal["interval_s"]  # noqa: Y015
+    _WhichOneofArgType__interval_s: _TypeAlias = _typing.Literal["_interval_s", b"_interval_s"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_s) -> _WhichOneofReturnType__interval_s | None: ...
 
 Global___SetAgentGroupRequest: _TypeAlias = SetAgentGroupRequest  # noqa: Y015
 

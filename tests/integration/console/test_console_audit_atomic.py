@@ -368,7 +368,10 @@ CALLS: dict[str, Call] = {
         pb.SetUserEmailRequest(name="ann", email="ann@helpdesk.example"), metadata=ADMIN
     ),
     "SetAgentGroup": lambda c, s: c.stub.SetAgentGroup(
-        pb.SetAgentGroupRequest(name="lab", interval_s=300, collectors=["disks"]), metadata=ADMIN
+        pb.SetAgentGroupRequest(
+            name="lab", interval_s=300, collectors=["disks"], set_collectors=True
+        ),
+        metadata=ADMIN,
     ),
     # the agent's schedule row is written with its audit row, or neither
     "AssignAgentGroup": lambda c, s: c.stub.AssignAgentGroup(

@@ -5,6 +5,7 @@ the finding is ok N checks in a row (docs/monitoring.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -362,6 +363,41 @@ async def test_group_settings_are_checked(db: Database) -> None:
         await m.groups.set_group(admin, "../g", interval=timedelta(minutes=5))
     with pytest.raises(NotFound, match="no agent group"):
         await m.groups.assign(admin, "nope", ["pc-042"])
+
+
+async def test_a_group_set_keeps_what_it_does_not_name(db: Database) -> None:
+    m = monitoring(db)
+    admin = await technician(db, "root", Role.ADMIN)
+    await m.groups.set_group(
+        admin, "desks", interval=timedelta(hours=1), collectors=["disks"],
+        thresholds={"disk_used_critical_percent": 90.0},
+    )  # fmt: skip
+    kept = await m.groups.set_group(admin, "desks", clear_checks=5)
+    assert (kept.interval, kept.collectors, kept.clear_checks) == (
+        timedelta(hours=1),
+        ("disks",),
+        5,
+    )
+    assert dict(kept.thresholds) == {"disk_used_critical_percent": 90.0}
+    off = await m.groups.set_group(admin, "desks", interval=timedelta(0))
+    assert (off.off, off.collectors, off.clear_checks) == (True, ("disks",), 5)
+    defaults = await m.groups.set_group(admin, "lab", collectors=["memory"])
+    assert (defaults.interval, defaults.clear_checks) == (timedelta(minutes=15), 3)
+
+    def unit(connection: Connection) -> list[str]:
+        rows = connection.execute(
+            select(audit_log.c.detail)
+            .where(audit_log.c.action == "monitoring.group.set")
+            .order_by(audit_log.c.id)
+        )
+        return [json.loads(row.detail)["changed"] for row in rows]
+
+    assert await db.read(unit) == [
+        "interval_s,collectors,clear_checks,thresholds",
+        "clear_checks",
+        "interval_s",
+        "interval_s,collectors,clear_checks,thresholds",
+    ]
 
 
 async def test_schedule_rows_follow_assignment(db: Database) -> None:
