@@ -121,11 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument(
                 "--help-socket",
-                type=Path,
                 metavar="PATH",
                 help="listen for `sonde-agent help` here, open to every local user "
                 "(default: /run/sonde-agent/help.sock for the system agent, else "
-                "STATE.help.sock for its own user)",
+                "STATE.help.sock for its own user; on Windows a pipe, "
+                r"\\.\pipe\sonde-agent-help for the service)",
             )
 
     asked = commands.add_parser(
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     asked.add_argument("--state", type=Path, help="the agent's state folder, to find its socket")
     asked.add_argument(
-        "--socket", type=Path, metavar="PATH", help="the running agent's help socket"
+        "--socket", metavar="PATH", help="the running agent's help socket (Windows: its pipe)"
     )
     asked.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fixing.add_argument("--state", type=Path, help="the agent's state folder, to find its socket")
     fixing.add_argument(
-        "--socket", type=Path, metavar="PATH", help="the running agent's help socket"
+        "--socket", metavar="PATH", help="the running agent's help socket (Windows: its pipe)"
     )
     fixing.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -283,7 +283,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         return await collect_snapshot(_collect_context(args, state_dir, state.agent_address), only)
 
     async def serve() -> int:
-        from sonde.agent.help_socket import HelpSocket
+        from sonde.agent.help_socket import help_listener
 
         stop = asyncio.Event()
         _stop_on_signals(stop)
@@ -297,14 +297,18 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
                 state_dir=state_dir,
             )
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
-            help_socket = HelpSocket.for_state_dir(
-                state_dir, runtime.ask_for_help, args.help_socket, runtime.self_service
-            )
-            await help_socket.start()
+            try:
+                help_channel = help_listener(
+                    state_dir, runtime.ask_for_help, args.help_socket, runtime.self_service
+                )
+            except ValueError as refused:
+                print(f"sonde-agent: {refused}", file=sys.stderr)
+                return exit_codes.USAGE
+            await help_channel.start()
             try:
                 return await runtime.run(stop)
             finally:
-                await help_socket.stop()
+                await help_channel.stop()
 
     return asyncio.run(serve())
 

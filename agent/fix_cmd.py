@@ -1,6 +1,7 @@
 """`sonde-agent fix [SCRIPT_ID] [--ticket N]`: the workstation's user runs a self-service fix.
 
-Run as the ordinary user, over the running agent's local socket (agent/help_socket.py): with
+Run as the ordinary user, over the running agent's local socket (agent/help_socket.py; a
+named pipe on Windows): with
 no script id it lists the catalog scripts the server lets this machine's user run; with one,
 the server queues an ordinary signed run of it on a ticket, and this waits (FIX_WAIT_S at
 most, a live line on a terminal) for the agent's answer saying how it ended.
@@ -9,15 +10,15 @@ most, a live line on a terminal) for the agent's answer saying how it ended.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sonde.agent import exit_codes
-from sonde.agent.help_cmd import socket_path
+from sonde.agent.help_cmd import CONNECT_TIMEOUT_S
 from sonde.agent.help_socket import MAX_FRAME_BYTES, frame
+from sonde.agent.local_channel import Connected, LocalConnection, local_address
 from sonde.agent.self_service import FIX_WAIT_S
 from sonde.v1 import agent_pb2
 
@@ -29,7 +30,7 @@ RUN_TIMEOUT_S = FIX_WAIT_S + 60.0
 class _Frames:
     """The answer frames of one connection, as they come."""
 
-    def __init__(self, client: socket.socket) -> None:
+    def __init__(self, client: LocalConnection) -> None:
         self._client = client
         self._data = b""
         self._closed = False
@@ -51,9 +52,8 @@ class _Frames:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            self._client.settimeout(min(1.0, left))
             try:
-                chunk = self._client.recv(65536)
+                chunk = self._client.receive(min(1.0, left))
             except TimeoutError:
                 if tick is not None:
                     tick()
@@ -114,16 +114,13 @@ def _ended(answer: agent_pb2.LocalHelpAnswer, script_id: str, as_json: bool) -> 
 
 
 def _exchange(
-    path: Path, ask: agent_pb2.LocalFixAsk, script_id: str, as_json: bool
+    path: str, ask: agent_pb2.LocalFixAsk, script_id: str, as_json: bool
 ) -> tuple[agent_pb2.LocalHelpAnswer | None, agent_pb2.LocalHelpAnswer | None]:
     """The first answer and, for a run, the last."""
     live = not as_json and sys.stderr.isatty()
     started = time.monotonic()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(10.0)
-        client.connect(str(path))
-        client.sendall(frame(agent_pb2.LocalHelpAsk(fix=ask)))
-        client.shutdown(socket.SHUT_WR)
+    with Connected(path, CONNECT_TIMEOUT_S) as client:
+        client.send(frame(agent_pb2.LocalHelpAsk(fix=ask)))
         frames = _Frames(client)
         first = frames.next(started + (RUN_TIMEOUT_S if script_id else LIST_TIMEOUT_S))
         if first is None or not script_id or first.error or first.fix.ended:
@@ -149,16 +146,14 @@ def self_service_fix(
     script_id: str | None,
     ticket_id: int | None,
     state_dir: Path | None,
-    given: Path | None,
+    given: str | None,
     as_json: bool,
 ) -> int:
-    if sys.platform == "win32":
-        return _fail("self-service fixes from a Windows workstation are not built yet", as_json)
     if ticket_id is not None and ticket_id <= 0:
         return _fail("--ticket takes a ticket number, like 42", as_json)
     script = (script_id or "").strip()
     ask = agent_pb2.LocalFixAsk(script_id=script, ticket_id=ticket_id or 0)
-    path = socket_path(state_dir, given)
+    path = local_address(state_dir, given)
     try:
         first, last = _exchange(path, ask, script, as_json)
     except (FileNotFoundError, ConnectionRefusedError):

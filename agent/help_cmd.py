@@ -1,14 +1,14 @@
 """`sonde-agent help TEXT`: the workstation's user asks the helpdesk for help.
 
 Run as the ordinary user: it connects to the running agent's local socket
-(agent/help_socket.py), which collects a fresh snapshot, sends the request to the server and
-answers with the ticket's number. The agent, not this program, tells the server who asked.
+(agent/help_socket.py; a named pipe on Windows, agent/help_pipe.py), which collects a fresh
+snapshot, sends the request to the server and answers with the ticket's number. The agent,
+not this program, tells the server who asked.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -18,38 +18,23 @@ from sonde.agent.help_socket import (
     DescriptionRefused,
     checked_description,
     frame,
-    help_socket_path,
-    system_socket_path,
 )
-from sonde.agent.paths import default_state_dir
+from sonde.agent.local_channel import Connected, local_address
 from sonde.v1 import agent_pb2
 
 # The agent collects (a few seconds), then waits up to 30 s for the server.
 ANSWER_TIMEOUT_S = 90.0
+CONNECT_TIMEOUT_S = 10.0
 
 
-def socket_path(state_dir: Path | None, given: Path | None) -> Path:
-    """--socket; else the agent of --state; else the system agent's, if it listens; else the
-    agent of this user's default state folder."""
-    if given is not None:
-        return given
-    if state_dir is not None:
-        return help_socket_path(state_dir)
-    system = system_socket_path()
-    if system is not None and system.exists():
-        return system
-    return help_socket_path(default_state_dir())
-
-
-def _exchange(path: Path, description: str) -> agent_pb2.LocalHelpAnswer:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(ANSWER_TIMEOUT_S)
-        client.connect(str(path))
-        client.sendall(frame(agent_pb2.LocalHelpAsk(description=description)))
-        client.shutdown(socket.SHUT_WR)
+def _exchange(address: str, description: str) -> agent_pb2.LocalHelpAnswer:
+    with Connected(address, CONNECT_TIMEOUT_S) as connection:
+        connection.send(frame(agent_pb2.LocalHelpAsk(description=description)))
         data = b""
         while len(data) <= MAX_FRAME_BYTES + 4:
-            chunk = client.recv(65536)
+            if len(data) >= 4 and len(data) - 4 >= int.from_bytes(data[:4], "big"):
+                break  # the whole answer: on a pipe the agent waits for us to close
+            chunk = connection.receive(ANSWER_TIMEOUT_S)
             if not chunk:
                 break
             data += chunk
@@ -66,14 +51,12 @@ def _fail(message: str, as_json: bool, code: int = exit_codes.ERROR) -> int:
     return code
 
 
-def ask_for_help(text: str, state_dir: Path | None, given: Path | None, as_json: bool) -> int:
+def ask_for_help(text: str, state_dir: Path | None, given: str | None, as_json: bool) -> int:
     try:
         description = checked_description(text)
     except DescriptionRefused as refused:
         return _fail(f"not sent: {refused}", as_json, exit_codes.USAGE)
-    if sys.platform == "win32":
-        return _fail("asking for help from a Windows workstation is not built yet", as_json)
-    path = socket_path(state_dir, given)
+    path = local_address(state_dir, given)
     try:
         answer = _exchange(path, description)
     except (FileNotFoundError, ConnectionRefusedError):

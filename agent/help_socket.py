@@ -11,7 +11,7 @@ Where it listens: a system agent (/var/lib/sonde-agent, or macOS's system folder
 /run/sonde-agent/help.sock (macOS /var/run/...), mode 0666 in a root-owned 0755 folder, so
 that every local user can ask; an agent of one user's own beside its state folder
 (`<state>.help.sock`, mode 0600), because the state folder itself is 0700 and must stay so.
-Windows (a named pipe) is not built.
+On Windows the same frames go over a named pipe (agent/help_pipe.py); help_listener picks.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import struct
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from sonde.agent.paths import MACOS_SYSTEM_STATE_DIR
 from sonde.v1 import agent_pb2
@@ -36,6 +37,8 @@ MAX_DESCRIPTION_CHARS = 4000
 # 4000 characters of UTF-8 are at most 16,000 bytes: a frame this big is not a help request.
 MAX_FRAME_BYTES = 32 * 1024
 REQUEST_TIMEOUT_S = 10.0
+# How long the agent waits for a client to close its end after the last answer.
+CLOSE_WAIT_S = 5.0
 # Connections served at once; more are told to try again (a local user cannot pile them up).
 MAX_CLIENTS = 4
 LINUX_SYSTEM_STATE_DIR = Path("/var/lib/sonde-agent")
@@ -66,7 +69,7 @@ def _platform() -> str:
 
 
 def system_socket_path() -> Path | None:
-    """Where a system agent listens on this OS (None: Windows, not built)."""
+    """Where a system agent listens on this OS (None: Windows, where it is a named pipe)."""
     entry = SYSTEM_SOCKETS.get(_platform())
     return entry[1] if entry else None
 
@@ -133,40 +136,129 @@ def peer_user(sock: socket.socket) -> str:
         return f"uid {uid}"
 
 
+Identify = Callable[[asyncio.StreamWriter], str]
+
+
+class HelpService:
+    """Answers one local connection: one help request, or one self-service fix with its
+    progress frames. Who asks is `identify`'s word (the kernel's), taken once the request is
+    read (Windows lets a pipe's server impersonate its client only then)."""
+
+    def __init__(self, ask: AskForHelp, fix: SelfServiceFix | None) -> None:
+        self._ask = ask
+        self._fix = fix
+        self._clients = 0
+
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identify: Identify
+    ) -> None:
+        self._clients += 1
+        try:
+            answer = await self._answer(reader, writer, identify)
+            writer.write(frame(answer))
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+            await _client_gone(reader)
+        except (OSError, TimeoutError):
+            pass  # the client went away: nothing to tell it
+        except Exception:
+            log.exception("error while answering a help request")
+        finally:
+            self._clients -= 1
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identify: Identify
+    ) -> agent_pb2.LocalHelpAnswer:
+        if self._clients > MAX_CLIENTS:
+            return _refusal("the agent is answering other requests for help; try again in a minute")
+        try:
+            data = await asyncio.wait_for(read_frame(reader), REQUEST_TIMEOUT_S)
+            ask = agent_pb2.LocalHelpAsk.FromString(data)
+        except TimeoutError:
+            log.warning(
+                "a help client (user %s) sent no request within %g s",
+                _known(identify, writer),
+                REQUEST_TIMEOUT_S,
+            )
+            return _refusal(f"refused: no request within {REQUEST_TIMEOUT_S:g} s")
+        except FrameError as error:
+            log.warning(
+                "a help client (user %s) sent a bad request: %s", _known(identify, writer), error
+            )
+            return _refusal(str(error))
+        except Exception:  # protobuf's DecodeError, invalid UTF-8
+            log.warning(
+                "a help client (user %s) sent bytes that are not a help request",
+                _known(identify, writer),
+            )
+            return _refusal("refused: that is not a sonde-agent help request")
+        try:
+            user = identify(writer)
+        except OSError as error:
+            return _refusal(f"refused: cannot tell who is asking ({error})")
+        if ask.HasField("fix"):
+            return await self._self_service(ask.fix, user, writer)
+        try:
+            description = checked_description(ask.description)
+        except DescriptionRefused as refused:
+            return _refusal(f"refused: {refused}")
+        log.info("user %s asks for help (%d characters)", user, len(description))
+        return await self._ask(description, user)
+
+    async def _self_service(
+        self, ask: agent_pb2.LocalFixAsk, user: str, writer: asyncio.StreamWriter
+    ) -> agent_pb2.LocalHelpAnswer:
+        if self._fix is None:
+            return _refusal("this agent does not run self-service fixes")
+        if len(ask.script_id) > 64:
+            return _refusal("refused: a script id is at most 64 characters")
+
+        async def progress(answer: agent_pb2.LocalHelpAnswer) -> None:
+            writer.write(frame(answer))
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+
+        log.info("user %s asks for a self-service fix (%s)", user, ask.script_id or "the list")
+        return await self._fix(ask, user, progress)
+
+
+def _known(identify: Identify, writer: asyncio.StreamWriter) -> str:
+    """Who the client is, for a log line, or "unknown" (a pipe client that sent nothing)."""
+    try:
+        return identify(writer)
+    except OSError:
+        return "unknown"
+
+
+async def _client_gone(reader: asyncio.StreamReader) -> None:
+    """Wait (CLOSE_WAIT_S at most) for the client to close its end once it has the answer:
+    closing a pipe's server end first may drop what the client has not read yet."""
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(CLOSE_WAIT_S):
+            while await reader.read(4096):
+                pass  # a client has nothing more to say: what it writes now is dropped
+
+
+def socket_user(writer: asyncio.StreamWriter) -> str:
+    return peer_user(writer.get_extra_info("socket"))
+
+
 class HelpSocket:
     """Serves `sonde-agent help` clients on a Unix socket, one request each."""
 
-    def __init__(
-        self, path: Path, ask: AskForHelp, *, shared: bool, fix: SelfServiceFix | None = None
-    ) -> None:
+    def __init__(self, path: Path, service: HelpService, *, shared: bool) -> None:
         self._path = path
-        self._ask = ask
-        self._fix = fix
+        self._service = service
         self._shared = shared  # every local user may connect (the system agent)
         self._server: asyncio.Server | None = None
-        self._clients = 0
-
-    @classmethod
-    def for_state_dir(
-        cls,
-        state_dir: Path,
-        ask: AskForHelp,
-        path: Path | None,
-        fix: SelfServiceFix | None = None,
-    ) -> HelpSocket:
-        chosen = path or help_socket_path(state_dir)
-        shared = path is not None or chosen == system_socket_path()
-        return cls(chosen, ask, shared=shared, fix=fix)
 
     @property
-    def path(self) -> Path:
-        return self._path
+    def address(self) -> str:
+        return str(self._path)
 
     async def start(self) -> bool:
         """Listen; False (logged) when it cannot, and the agent runs on without it."""
-        if sys.platform == "win32":
-            log.info("`sonde-agent help` is not built on Windows (a named pipe would be)")
-            return False
         try:
             self._prepare()
             self._server = await asyncio.start_unix_server(self._serve_one, path=str(self._path))
@@ -203,67 +295,31 @@ class HelpSocket:
         self._server = None
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._clients += 1
-        try:
-            answer = await self._answer(reader, writer)
-            writer.write(frame(answer))
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
-        except (OSError, TimeoutError):
-            pass  # the client went away: nothing to tell it
-        except Exception:
-            log.exception("error while answering a help request")
-        finally:
-            self._clients -= 1
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        await self._service.serve(reader, writer, socket_user)
 
-    async def _answer(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> agent_pb2.LocalHelpAnswer:
-        if self._clients > MAX_CLIENTS:
-            return _refusal("the agent is answering other requests for help; try again in a minute")
-        try:
-            user = peer_user(writer.get_extra_info("socket"))
-        except OSError as error:
-            return _refusal(f"refused: cannot tell who is asking ({error})")
-        try:
-            data = await asyncio.wait_for(read_frame(reader), REQUEST_TIMEOUT_S)
-            ask = agent_pb2.LocalHelpAsk.FromString(data)
-        except TimeoutError:
-            log.warning(
-                "a help client (user %s) sent no request within %g s", user, REQUEST_TIMEOUT_S
-            )
-            return _refusal(f"refused: no request within {REQUEST_TIMEOUT_S:g} s")
-        except FrameError as error:
-            log.warning("a help client (user %s) sent a bad request: %s", user, error)
-            return _refusal(str(error))
-        except Exception:  # protobuf's DecodeError, invalid UTF-8
-            log.warning("a help client (user %s) sent bytes that are not a help request", user)
-            return _refusal("refused: that is not a sonde-agent help request")
-        if ask.HasField("fix"):
-            return await self._self_service(ask.fix, user, writer)
-        try:
-            description = checked_description(ask.description)
-        except DescriptionRefused as refused:
-            return _refusal(f"refused: {refused}")
-        log.info("user %s asks for help (%d characters)", user, len(description))
-        return await self._ask(description, user)
 
-    async def _self_service(
-        self, ask: agent_pb2.LocalFixAsk, user: str, writer: asyncio.StreamWriter
-    ) -> agent_pb2.LocalHelpAnswer:
-        if self._fix is None:
-            return _refusal("this agent does not run self-service fixes")
-        if len(ask.script_id) > 64:
-            return _refusal("refused: a script id is at most 64 characters")
+class HelpListener(Protocol):
+    @property
+    def address(self) -> str: ...
 
-        async def progress(answer: agent_pb2.LocalHelpAnswer) -> None:
-            writer.write(frame(answer))
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+    async def start(self) -> bool: ...
 
-        log.info("user %s asks for a self-service fix (%s)", user, ask.script_id or "the list")
-        return await self._fix(ask, user, progress)
+    async def stop(self) -> None: ...
+
+
+def help_listener(
+    state_dir: Path, ask: AskForHelp, given: str | None, fix: SelfServiceFix | None = None
+) -> HelpListener:
+    """Where the agent of `state_dir` listens: a Unix socket, or on Windows a named pipe;
+    `given` (--help-socket) is open to every local user."""
+    service = HelpService(ask, fix)
+    if sys.platform == "win32":
+        from sonde.agent.help_pipe import HelpPipe
+
+        return HelpPipe.for_state_dir(state_dir, service, given)
+    chosen = Path(given) if given else help_socket_path(state_dir)
+    shared = given is not None or chosen == system_socket_path()
+    return HelpSocket(chosen, service, shared=shared)
 
 
 def _refusal(text: str) -> agent_pb2.LocalHelpAnswer:

@@ -35,6 +35,12 @@ SECRET_DIRS = (OUTBOX_DIR, RUNS_DIR)
 MACOS_SYSTEM_STATE_DIR = Path("/Library/Application Support/Sonde/agent")
 
 
+def windows_system_state_dir() -> Path:
+    """The Windows service's state folder (ProgramData\\Sonde\\agent)."""
+    program_data = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
+    return Path(program_data) / "Sonde" / "agent"
+
+
 def _is_admin() -> bool:
     geteuid = getattr(os, "geteuid", None)
     return geteuid is not None and geteuid() == 0
@@ -46,8 +52,7 @@ def default_state_dir() -> Path:
     if override:
         return Path(override)
     if sys.platform == "win32":
-        program_data = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
-        return Path(program_data) / "Sonde" / "agent"
+        return windows_system_state_dir()
     if sys.platform == "darwin" and _is_admin():
         return MACOS_SYSTEM_STATE_DIR
     if sys.platform.startswith("linux") and _is_admin():
