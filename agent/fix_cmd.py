@@ -9,58 +9,22 @@ most, a live line on a terminal) for the agent's answer saying how it ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from sonde.agent import exit_codes
 from sonde.agent.help_cmd import CONNECT_TIMEOUT_S
-from sonde.agent.help_socket import MAX_FRAME_BYTES, frame
-from sonde.agent.local_channel import Connected, LocalConnection, local_address
+from sonde.agent.help_socket import frame
+from sonde.agent.local_channel import AnswerFrames, connect, local_address
 from sonde.agent.self_service import FIX_WAIT_S
 from sonde.v1 import agent_pb2
 
 # The server answers within 30 s; the run ends within FIX_WAIT_S or the agent says it did not.
 LIST_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = FIX_WAIT_S + 60.0
-
-
-class _Frames:
-    """The answer frames of one connection, as they come."""
-
-    def __init__(self, client: LocalConnection) -> None:
-        self._client = client
-        self._data = b""
-        self._closed = False
-
-    def next(self, deadline: float, tick: Any = None) -> agent_pb2.LocalHelpAnswer | None:
-        """The next answer; None once the agent closed; TimeoutError past `deadline`."""
-        while True:
-            if len(self._data) >= 4:
-                length = int.from_bytes(self._data[:4], "big")
-                if length > MAX_FRAME_BYTES:
-                    raise ConnectionError("the agent sent an answer too big to be one")
-                if len(self._data) >= 4 + length:
-                    body, self._data = self._data[4 : 4 + length], self._data[4 + length :]
-                    return agent_pb2.LocalHelpAnswer.FromString(body)
-            if self._closed:
-                if self._data:
-                    raise ConnectionError("the agent closed the connection mid-answer")
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            try:
-                chunk = self._client.receive(min(1.0, left))
-            except TimeoutError:
-                if tick is not None:
-                    tick()
-                continue
-            if not chunk:
-                self._closed = True
-            self._data += chunk
 
 
 def _fail(message: str, as_json: bool) -> int:
@@ -119,9 +83,9 @@ def _exchange(
     """The first answer and, for a run, the last."""
     live = not as_json and sys.stderr.isatty()
     started = time.monotonic()
-    with Connected(path, CONNECT_TIMEOUT_S) as client:
+    with contextlib.closing(connect(path, CONNECT_TIMEOUT_S)) as client:
         client.send(frame(agent_pb2.LocalHelpAsk(fix=ask)))
-        frames = _Frames(client)
+        frames = AnswerFrames(client)
         first = frames.next(started + (RUN_TIMEOUT_S if script_id else LIST_TIMEOUT_S))
         if first is None or not script_id or first.error or first.fix.ended:
             return first, None

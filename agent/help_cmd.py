@@ -8,18 +8,15 @@ not this program, tells the server who asked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from sonde.agent import exit_codes
-from sonde.agent.help_socket import (
-    MAX_FRAME_BYTES,
-    DescriptionRefused,
-    checked_description,
-    frame,
-)
-from sonde.agent.local_channel import Connected, local_address
+from sonde.agent.help_socket import DescriptionRefused, checked_description, frame
+from sonde.agent.local_channel import AnswerFrames, connect, local_address
 from sonde.v1 import agent_pb2
 
 # The agent collects (a few seconds), then waits up to 30 s for the server.
@@ -28,19 +25,12 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def _exchange(address: str, description: str) -> agent_pb2.LocalHelpAnswer:
-    with Connected(address, CONNECT_TIMEOUT_S) as connection:
+    with contextlib.closing(connect(address, CONNECT_TIMEOUT_S)) as connection:
         connection.send(frame(agent_pb2.LocalHelpAsk(description=description)))
-        data = b""
-        while len(data) <= MAX_FRAME_BYTES + 4:
-            if len(data) >= 4 and len(data) - 4 >= int.from_bytes(data[:4], "big"):
-                break  # the whole answer: on a pipe the agent waits for us to close
-            chunk = connection.receive(ANSWER_TIMEOUT_S)
-            if not chunk:
-                break
-            data += chunk
-    if len(data) < 4 or len(data) - 4 != int.from_bytes(data[:4], "big"):
+        answer = AnswerFrames(connection).next(time.monotonic() + ANSWER_TIMEOUT_S)
+    if answer is None:
         raise ConnectionError("the agent closed the connection without a complete answer")
-    return agent_pb2.LocalHelpAnswer.FromString(data[4:])
+    return answer
 
 
 def _fail(message: str, as_json: bool, code: int = exit_codes.ERROR) -> int:

@@ -10,7 +10,7 @@ another program to take between two clients.
 The service's pipe is open to every interactive user; the pipe of an agent with another state
 folder (a second agent, a test's) to that agent's user, unless --help-socket names one.
 
-Import it on Windows only. Not run by the test suite (docs/workstation-help.md, "On Windows").
+Import it on Windows only. Not run by the test suite (docs/agent.md, "On Windows").
 """
 
 from __future__ import annotations
@@ -70,10 +70,6 @@ class HelpPipe:
             return cls(given, service, shared=True)
         chosen = pipe_name(state_dir, windows_system_state_dir())
         return cls(chosen, service, shared=chosen == SYSTEM_PIPE)
-
-    @property
-    def address(self) -> str:
-        return self._name
 
     async def start(self) -> bool:
         """Listen; False (logged) when it cannot, and the agent runs on without it."""

@@ -253,10 +253,6 @@ class HelpSocket:
         self._shared = shared  # every local user may connect (the system agent)
         self._server: asyncio.Server | None = None
 
-    @property
-    def address(self) -> str:
-        return str(self._path)
-
     async def start(self) -> bool:
         """Listen; False (logged) when it cannot, and the agent runs on without it."""
         try:
@@ -299,9 +295,6 @@ class HelpSocket:
 
 
 class HelpListener(Protocol):
-    @property
-    def address(self) -> str: ...
-
     async def start(self) -> bool: ...
 
     async def stop(self) -> None: ...

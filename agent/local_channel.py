@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
-from sonde.agent.help_socket import help_socket_path, system_socket_path
+from sonde.agent.help_socket import MAX_FRAME_BYTES, help_socket_path, system_socket_path
 from sonde.agent.paths import default_state_dir, windows_system_state_dir
 from sonde.agent.pipe_security import SYSTEM_PIPE, is_pipe_name, pipe_name
+from sonde.v1 import agent_pb2
 
 
 class LocalConnection(Protocol):
@@ -57,25 +59,46 @@ class _SocketConnection:
         self._client.close()
 
 
-class Connected:
-    """`with Connected(address, timeout) as connection:` closes it on the way out."""
+class AnswerFrames:
+    """The agent's answer frames on one connection, as they come."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
-        self.connection = _connect(address, timeout_s)
+    def __init__(self, client: LocalConnection) -> None:
+        self._client = client
+        self._data = b""
+        self._closed = False
 
-    def __enter__(self) -> LocalConnection:
-        return self.connection
+    def next(
+        self, deadline: float, tick: Callable[[], None] | None = None
+    ) -> agent_pb2.LocalHelpAnswer | None:
+        """The next answer; None once the agent closed; TimeoutError past `deadline` (a
+        time.monotonic() instant); `tick` is called each second of waiting."""
+        while True:
+            if len(self._data) >= 4:
+                length = int.from_bytes(self._data[:4], "big")
+                if length > MAX_FRAME_BYTES:
+                    raise ConnectionError("the agent sent an answer too big to be one")
+                if len(self._data) >= 4 + length:
+                    body, self._data = self._data[4 : 4 + length], self._data[4 + length :]
+                    return agent_pb2.LocalHelpAnswer.FromString(body)
+            if self._closed:
+                if self._data:
+                    raise ConnectionError("the agent closed the connection mid-answer")
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                chunk = self._client.receive(min(1.0, left))
+            except TimeoutError:
+                if tick is not None:
+                    tick()
+                continue
+            if not chunk:
+                self._closed = True
+            self._data += chunk
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.connection.close()
 
-
-def _connect(address: str, timeout_s: float) -> LocalConnection:
+def connect(address: str, timeout_s: float) -> LocalConnection:
     """FileNotFoundError or ConnectionRefusedError when no agent listens there,
     PermissionError when this user may not reach it (or, on Windows, it is not the agent's)."""
     if sys.platform == "win32":

@@ -12,7 +12,7 @@ The rules it applies are in agent/pipe_security.py. How:
   cannot act as them, and refuses a pipe whose owner is not trusted.
 
 mypy checks this module with `--platform win32` (.ci/run); no test runs it: Linux CI has no
-Windows CPython (docs/workstation-help.md, "On Windows").
+Windows CPython (docs/agent.md, "On Windows").
 """
 
 from __future__ import annotations
