@@ -161,6 +161,22 @@ def _parser() -> argparse.ArgumentParser:
         "--socket", metavar="PATH", help="the running agent's help socket (Windows: its pipe)"
     )
     fixing.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    rating = commands.add_parser(
+        "rate",
+        help="rate the helpdesk's answer to your resolved requests (none given: list them)",
+        formatter_class=_HelpFormatter,
+    )
+    rating.add_argument(
+        "ticket", nargs="?", type=int, metavar="TICKET", help="the resolved ticket to rate"
+    )
+    rating.add_argument("rating", nargs="?", metavar="RATING", help="from 1 (bad) to 5 (very good)")
+    rating.add_argument("--comment", default="", metavar="TEXT", help="a word for the helpdesk")
+    rating.add_argument("--state", type=Path, help="the agent's state folder, to find its socket")
+    rating.add_argument(
+        "--socket", metavar="PATH", help="the running agent's help socket (Windows: its pipe)"
+    )
+    rating.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -299,7 +315,11 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
             log.info("agent %s starting (state folder %s)", state.agent_id, state_dir)
             try:
                 help_channel = help_listener(
-                    state_dir, runtime.ask_for_help, args.help_socket, runtime.self_service
+                    state_dir,
+                    runtime.ask_for_help,
+                    args.help_socket,
+                    runtime.self_service,
+                    runtime.rate_resolution,
                 )
             except ValueError as refused:
                 print(f"sonde-agent: {refused}", file=sys.stderr)
@@ -352,6 +372,17 @@ def _main(argv: Sequence[str] | None) -> int:
         from sonde.agent.fix_cmd import self_service_fix
 
         return self_service_fix(args.script, args.ticket, args.state, args.socket, args.json)
+    if args.command == "rate":
+        from sonde.agent.rate_cmd import rate_resolution
+
+        return rate_resolution(
+            args.ticket,
+            args.rating,
+            comment=args.comment,
+            state_dir=args.state,
+            given=args.socket,
+            as_json=args.json,
+        )
     return _run(args, state_dir)
 
 

@@ -1,4 +1,5 @@
-"""The running agent's local help socket: `sonde-agent help TEXT` asks it for a ticket.
+"""The running agent's local help socket: `sonde-agent help TEXT` asks it for a ticket
+(`sonde-agent fix` and `sonde-agent rate` use it too).
 
 One connection, one request. The client writes one frame (a 4-byte big-endian length, then a
 sonde.v1.LocalHelpAsk) and the agent answers one frame (a LocalHelpAnswer), then closes.
@@ -34,6 +35,7 @@ from sonde.v1 import agent_pb2
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 4000
+MAX_COMMENT_CHARS = 2000  # a rating's comment, as the server stores it
 # 4000 characters of UTF-8 are at most 16,000 bytes: a frame this big is not a help request.
 MAX_FRAME_BYTES = 32 * 1024
 REQUEST_TIMEOUT_S = 10.0
@@ -54,6 +56,8 @@ Progress = Callable[[agent_pb2.LocalHelpAnswer], Awaitable[None]]
 SelfServiceFix = Callable[
     [agent_pb2.LocalFixAsk, str, Progress], Awaitable[agent_pb2.LocalHelpAnswer]
 ]
+# `sonde-agent rate`: the ask and the user.
+RateResolution = Callable[[agent_pb2.LocalRateAsk, str], Awaitable[agent_pb2.LocalHelpAnswer]]
 
 
 class DescriptionRefused(ValueError):
@@ -140,13 +144,16 @@ Identify = Callable[[asyncio.StreamWriter], str]
 
 
 class HelpService:
-    """Answers one local connection: one help request, or one self-service fix with its
-    progress frames. Who asks is `identify`'s word (the kernel's), taken once the request is
-    read (Windows lets a pipe's server impersonate its client only then)."""
+    """Answers one local connection: one help request, one self-service fix with its progress
+    frames, or one rating. Who asks is `identify`'s word (the kernel's), taken once the
+    request is read (Windows lets a pipe's server impersonate its client only then)."""
 
-    def __init__(self, ask: AskForHelp, fix: SelfServiceFix | None) -> None:
+    def __init__(
+        self, ask: AskForHelp, fix: SelfServiceFix | None, rate: RateResolution | None = None
+    ) -> None:
         self._ask = ask
         self._fix = fix
+        self._rate = rate
         self._clients = 0
 
     async def serve(
@@ -200,6 +207,8 @@ class HelpService:
             return _refusal(f"refused: cannot tell who is asking ({error})")
         if ask.HasField("fix"):
             return await self._self_service(ask.fix, user, writer)
+        if ask.HasField("rate"):
+            return await self._rating(ask.rate, user)
         try:
             description = checked_description(ask.description)
         except DescriptionRefused as refused:
@@ -221,6 +230,17 @@ class HelpService:
 
         log.info("user %s asks for a self-service fix (%s)", user, ask.script_id or "the list")
         return await self._fix(ask, user, progress)
+
+    async def _rating(self, ask: agent_pb2.LocalRateAsk, user: str) -> agent_pb2.LocalHelpAnswer:
+        if self._rate is None:
+            return _refusal("this agent does not take ratings")
+        if ask.ticket_id and not 1 <= ask.rating <= 5:
+            return _refusal("refused: a rating is from 1 (bad) to 5 (very good)")
+        if len(ask.comment) > MAX_COMMENT_CHARS:
+            return _refusal(f"refused: a comment is at most {MAX_COMMENT_CHARS} characters")
+        shown = f"rates ticket #{ask.ticket_id}" if ask.ticket_id else "lists the requests to rate"
+        log.info("user %s %s", user, shown)
+        return await self._rate(ask, user)
 
 
 def _known(identify: Identify, writer: asyncio.StreamWriter) -> str:
@@ -301,11 +321,15 @@ class HelpListener(Protocol):
 
 
 def help_listener(
-    state_dir: Path, ask: AskForHelp, given: str | None, fix: SelfServiceFix | None = None
+    state_dir: Path,
+    ask: AskForHelp,
+    given: str | None,
+    fix: SelfServiceFix | None = None,
+    rate: RateResolution | None = None,
 ) -> HelpListener:
     """Where the agent of `state_dir` listens: a Unix socket, or on Windows a named pipe;
     `given` (--help-socket) is open to every local user."""
-    service = HelpService(ask, fix)
+    service = HelpService(ask, fix, rate)
     if sys.platform == "win32":
         from sonde.agent.help_pipe import HelpPipe
 

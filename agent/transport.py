@@ -33,6 +33,7 @@ from sonde.agent.journal import Outbox, is_command_id
 from sonde.agent.platform_info import describe_machine
 from sonde.agent.run_record import recover_interrupted
 from sonde.agent.self_service import FIX_WAIT_S, FixProgress, RunEnds, ended_answer
+from sonde.agent.server_replies import AwaitedReplies
 from sonde.agent.state import AgentState, Credentials
 from sonde.v1 import agent_pb2, agent_pb2_grpc, diagnostics_pb2, remediation_pb2
 from sonde.wire_limits import RETRY_AFTER_MS_KEY
@@ -193,12 +194,14 @@ class AgentRuntime:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COLLECTS)
-        # Help requests sent and waiting for their HelpReply, by request id; one at a time.
-        self._help_waiting: dict[str, asyncio.Future[agent_pb2.HelpReply]] = {}
+        # Help requests sent and waiting for their HelpReply; one at a time.
+        self._help_replies = AwaitedReplies[agent_pb2.HelpReply]()
         self._help_slot = asyncio.Lock()
         # `sonde-agent fix`: its requests waiting for the server's reply, and the runs' ends.
-        self._fix_waiting: dict[str, asyncio.Future[agent_pb2.SelfServiceReply]] = {}
+        self._fix_replies = AwaitedReplies[agent_pb2.SelfServiceReply]()
         self._run_ends = RunEnds()
+        # `sonde-agent rate`: its requests waiting for the server's reply.
+        self._rating_replies = AwaitedReplies[agent_pb2.RatingReply]()
 
     async def run(self, stop: asyncio.Event) -> int:
         """Return the exit code: 0 once `stop` is set, 4 when revoked."""
@@ -318,12 +321,8 @@ class AgentRuntime:
                 await self._serve(call)
             finally:
                 self._sender = None
-                for waiting in self._help_waiting.values():
-                    if not waiting.done():
-                        waiting.set_exception(SessionEnded("the stream to the server ended"))
-                for fixing in self._fix_waiting.values():
-                    if not fixing.done():
-                        fixing.set_exception(SessionEnded("the stream to the server ended"))
+                for replies in (self._help_replies, self._fix_replies, self._rating_replies):
+                    replies.end(SessionEnded("the stream to the server ended"))
                 heartbeats.cancel()
                 await asyncio.gather(heartbeats, return_exceptions=True)
 
@@ -343,13 +342,13 @@ class AgentRuntime:
             elif kind == "ack":
                 self._outbox.acknowledge(message.ack.command_id)
             elif kind == "help_reply":
-                waiting = self._help_waiting.get(message.help_reply.request_id)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(message.help_reply)
+                self._help_replies.settle(message.help_reply.request_id, message.help_reply)
             elif kind == "self_service_reply":
-                fixing = self._fix_waiting.get(message.self_service_reply.request_id)
-                if fixing is not None and not fixing.done():
-                    fixing.set_result(message.self_service_reply)
+                reply = message.self_service_reply
+                self._fix_replies.settle(reply.request_id, reply)
+            elif kind == "rating_reply":
+                rated = message.rating_reply
+                self._rating_replies.settle(rated.request_id, rated)
             elif kind == "revoked":
                 raise AgentRevoked(message.revoked.reason or "no reason given")
             else:
@@ -591,15 +590,12 @@ class AgentRuntime:
             return agent_pb2.LocalHelpAnswer(
                 error=NOT_SENT + "the connection to the helpdesk server was lost; try again"
             )
-        waiting: asyncio.Future[agent_pb2.HelpReply] = asyncio.get_running_loop().create_future()
-        self._help_waiting[request.request_id] = waiting
-
-        async def send_and_wait() -> agent_pb2.HelpReply:
-            await sender.send(agent_pb2.AgentMessage(help_request=request))
-            return await waiting
-
         try:
-            reply = await asyncio.wait_for(send_and_wait(), HELP_REPLY_TIMEOUT_S)
+            reply = await self._help_replies.ask(
+                request.request_id,
+                lambda: sender.send(agent_pb2.AgentMessage(help_request=request)),
+                HELP_REPLY_TIMEOUT_S,
+            )
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded):
             return agent_pb2.LocalHelpAnswer(
                 error="the connection to the helpdesk server was lost before it answered: your "
@@ -610,8 +606,6 @@ class AgentRuntime:
                 error=f"the helpdesk server did not answer within {HELP_REPLY_TIMEOUT_S:g} s: "
                 "your request may not have been received; call the helpdesk"
             )
-        finally:
-            self._help_waiting.pop(request.request_id, None)
         if reply.refusal or not reply.ticket_id:
             refusal = " ".join(reply.refusal.split()) or "no reason given"
             return agent_pb2.LocalHelpAnswer(error=f"the helpdesk refused it: {refusal}")
@@ -635,24 +629,18 @@ class AgentRuntime:
                 error="this computer is not connected to the helpdesk server right now: "
                 "nothing was run; try again later, or call the helpdesk"
             )
-        waiting: asyncio.Future[agent_pb2.SelfServiceReply]
-        waiting = asyncio.get_running_loop().create_future()
-        self._fix_waiting[request.request_id] = waiting
-
-        async def send_and_wait() -> agent_pb2.SelfServiceReply:
-            await sender.send(agent_pb2.AgentMessage(self_service=request))
-            return await waiting
-
         try:
-            reply = await asyncio.wait_for(send_and_wait(), HELP_REPLY_TIMEOUT_S)
+            reply = await self._fix_replies.ask(
+                request.request_id,
+                lambda: sender.send(agent_pb2.AgentMessage(self_service=request)),
+                HELP_REPLY_TIMEOUT_S,
+            )
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
             return agent_pb2.LocalHelpAnswer(
                 error="the helpdesk server did not answer (the connection was lost or it "
                 f"took over {HELP_REPLY_TIMEOUT_S:g} s); if a fix was asked for, its ticket "
                 "shows whether it ran"
             )
-        finally:
-            self._fix_waiting.pop(request.request_id, None)
         if reply.refusal:
             refusal = " ".join(reply.refusal.split())
             return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
@@ -677,6 +665,44 @@ class AgentRuntime:
             )
             return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id, fix=queued)
         return agent_pb2.LocalHelpAnswer(ticket_id=reply.ticket_id, fix=ended_answer(result))
+
+    async def rate_resolution(
+        self, ask: agent_pb2.LocalRateAsk, local_user: str
+    ) -> agent_pb2.LocalHelpAnswer:
+        """`sonde-agent rate`: the user's resolved requests waiting for a rating, or their
+        rating sent and stored (docs/web.md, "Satisfaction")."""
+        request = agent_pb2.RatingRequest(
+            request_id=os.urandom(16).hex(),
+            local_user=local_user,
+            ticket_id=ask.ticket_id,
+            rating=ask.rating,
+            comment=ask.comment,
+        )
+        sender = self._sender
+        if sender is None:
+            return agent_pb2.LocalHelpAnswer(
+                error="this computer is not connected to the helpdesk server right now: "
+                "try again later"
+            )
+        try:
+            reply = await self._rating_replies.ask(
+                request.request_id,
+                lambda: sender.send(agent_pb2.AgentMessage(rating=request)),
+                HELP_REPLY_TIMEOUT_S,
+            )
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
+            return agent_pb2.LocalHelpAnswer(
+                error="the helpdesk server did not answer (the connection was lost or it "
+                f"took over {HELP_REPLY_TIMEOUT_S:g} s); try again later"
+            )
+        if reply.refusal:
+            refusal = " ".join(reply.refusal.split())
+            return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
+        if not ask.ticket_id:
+            return agent_pb2.LocalHelpAnswer(rate=agent_pb2.LocalRateAnswer(asked=reply.asked))
+        log.info("user %s rated ticket #%d %d/5", local_user, reply.rated_ticket_id, ask.rating)
+        rated = agent_pb2.LocalRateAnswer(rated=reply.rated_ticket_id == ask.ticket_id)
+        return agent_pb2.LocalHelpAnswer(ticket_id=reply.rated_ticket_id, rate=rated)
 
     async def _cancel_collections(self) -> None:
         tasks = list(self._running.values())

@@ -43,6 +43,7 @@ from sonde.server.domain.sessions import (
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.wakeups import Wakeups
 from sonde.server.domain.workstation_help import HelpAsked, WorkstationHelp
+from sonde.server.domain.workstation_rating import WorkstationRatings
 from sonde.server.errors import SondeError, Unauthenticated
 from sonde.server.pki import agent_id_from_certificate
 from sonde.server.settings import DEFAULT_MAX_CONNECTING
@@ -148,6 +149,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         script_runs: ScriptRuns | None = None,
         workstation_help: WorkstationHelp | None = None,
         self_service: SelfService | None = None,
+        ratings: WorkstationRatings | None = None,
     ) -> None:
         self._sessions = sessions
         self._admission = admission
@@ -159,6 +161,7 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         self._script_runs = script_runs
         self._workstation_help = workstation_help
         self._self_service = self_service
+        self._ratings = ratings
         self._max_hellos = max_hellos_in_flight
         self._hellos = 0
 
@@ -350,6 +353,9 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
                 elif kind == "self_service":
                     answer = await self._fix(agent_id, message.self_service, warnings)
                     connection.send(agent_pb2.ServerMessage(self_service_reply=answer))
+                elif kind == "rating":
+                    rated = await self._rate(agent_id, message.rating, warnings)
+                    connection.send(agent_pb2.ServerMessage(rating_reply=rated))
                 else:
                     warnings.warn("sent an unexpected %s message: ignored", kind or "empty")
         except grpc.aio.AioRpcError:
@@ -430,6 +436,40 @@ class AgentSessionServicer(agent_pb2_grpc.AgentServiceServicer):
         reply.command_id = run.command_id
         reply.ticket_id = run.ticket_id
         reply.script_title = run.script_title
+        return reply
+
+    async def _rate(
+        self, agent_id: str, request: agent_pb2.RatingRequest, warnings: StreamWarnings
+    ) -> agent_pb2.RatingReply:
+        """`sonde-agent rate`: the user's requests waiting for a rating, or their rating stored
+        (server/domain/workstation_rating.py); the reply says which, or why not."""
+        reply = agent_pb2.RatingReply(request_id=request.request_id[:64])
+        if self._ratings is None:
+            reply.refusal = "this server does not take ratings from workstations"
+            return reply
+        try:
+            if not request.ticket_id:
+                for waiting in await self._ratings.waiting(agent_id, request.local_user):
+                    asked = reply.asked.add(
+                        ticket_id=waiting.ticket_id,
+                        title=waiting.title,
+                        resolution=waiting.resolution,
+                    )
+                    if waiting.resolved_at is not None:
+                        asked.resolved_at.FromDatetime(waiting.resolved_at)
+                return reply
+            rated = await self._ratings.answer(
+                agent_id,
+                request.local_user,
+                request.ticket_id,
+                request.rating,
+                request.comment,
+            )
+        except SondeError as refused:
+            warnings.warn("sent a rating that was refused: %s", refused)
+            reply.refusal = str(refused)
+            return reply
+        reply.rated_ticket_id = rated.ticket_id
         return reply
 
     async def _output(

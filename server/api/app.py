@@ -46,6 +46,7 @@ from sonde.server.domain.sessions import AgentAdmission, LocalSessions, SessionR
 from sonde.server.domain.sla_watch import SlaWatch
 from sonde.server.domain.wake_listener import WakeListener
 from sonde.server.domain.workstation_help import WorkstationHelp
+from sonde.server.domain.workstation_rating import WorkstationRatings
 from sonde.server.enrollment_issuer import BundleIssuer
 from sonde.server.errors import SondeError
 from sonde.server.intake.imap_mailbox import MailboxAccount
@@ -287,6 +288,7 @@ class SondeServer:
                 self_service=SelfService(
                     services.db, services.script_runs, services.tickets, services.audited
                 ),
+                ratings=WorkstationRatings(services.db, services.audited),
             ),
             self._agents,
         )

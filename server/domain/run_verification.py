@@ -51,6 +51,7 @@ from sonde.server.domain.ticket_queries import load_ticket, user_role
 from sonde.server.domain.ticket_resolution import resolve_in
 from sonde.server.domain.timeline import append_event
 from sonde.server.domain.wakeups import Wake, WakeKind, emit
+from sonde.server.domain.workstation_rating import ask_on_workstation_in
 from sonde.server.errors import NotFound
 from sonde.server.storage.tables import catalog_scripts, commands, findings, script_runs
 from sonde.server.storage.types import AnyRow
@@ -475,6 +476,7 @@ def _resolve(
         queue_to_requester(
             connection, "resolved", resolved, now, resolution=resolution, rating_link=link
         )
+    ask_on_workstation_in(connection, resolved, now)
     return True
 
 

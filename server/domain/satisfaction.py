@@ -14,9 +14,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -32,6 +33,7 @@ RATING_LIFETIME = timedelta(days=30)
 RATING_TOKEN_BYTES = 24
 MAX_COMMENT = 2000
 RATER = "requester"
+ASKED_BY_MAIL = "mail"  # satisfaction.asked_on: a link in the "resolved" mail
 
 
 def token_sha256(token: str) -> str:
@@ -49,6 +51,7 @@ def ask_in(connection: Connection, ticket: TicketRecord, now: datetime, base_url
         {
             "ticket_id": ticket.id,
             "token_sha256": token_sha256(token),
+            "asked_on": ASKED_BY_MAIL,
             "asked_at": now,
             "expires_at": now + RATING_LIFETIME,
         },
@@ -70,9 +73,12 @@ class Rated:
     rating: int
 
 
+RATING_CHOICE = "choose a rating from 1 (bad) to 5 (very good)"
+
+
 def checked_rating(rating: str) -> int:
     if rating.strip() not in {"1", "2", "3", "4", "5"}:
-        raise InvalidArgument("choose a rating from 1 (bad) to 5 (very good)")
+        raise InvalidArgument(RATING_CHOICE)
     return int(rating)
 
 
@@ -105,7 +111,7 @@ class Satisfaction:
     async def answer(self, token: str, rating: int, comment: str, peer: str) -> Rated:
         """Store the requester's answer, once, while the link lives (audited `ticket.rated`)."""
         if not 1 <= rating <= 5:
-            raise InvalidArgument("choose a rating from 1 (bad) to 5 (very good)")
+            raise InvalidArgument(RATING_CHOICE)
         comment = checked_text("the comment", comment, max_chars=MAX_COMMENT)
 
         def unit(connection: Connection, entry: AuditEntry) -> Rated:
@@ -122,21 +128,30 @@ class Satisfaction:
                 raise Conflict(f"this ticket was rated already ({row.rating}/5): thank you")
             if row.expires_at <= now:
                 raise Conflict("this rating link has expired (links work for 30 days)")
-            connection.execute(
-                update(satisfaction)
-                .where(satisfaction.c.id == row.id)
-                .values(rating=rating, comment=comment, answered_at=now)
-            )
-            said = f"Rated {rating}/5 by the requester"
-            append_event(
-                connection,
-                int(row.ticket_id),
-                TicketEventKind.RATED,
-                RATER,
-                now,
-                body=f"{said}: {comment}" if comment else said,
-            )
             entry.detail["rating"] = rating
-            return Rated(int(row.ticket_id), rating)
+            said = f"Rated {rating}/5 by the requester"
+            return store_answer_in(connection, row, rating, comment, now=now, said=said)
 
         return await self._writes.run(RATER, "ticket.rated", unit, peer=peer)
+
+
+def store_answer_in(
+    connection: Connection,
+    question: Row[Any],
+    rating: int,
+    comment: str,
+    *,
+    now: datetime,
+    said: str,
+) -> Rated:
+    """Store the answer to `question` (a satisfaction row, locked) and write it on its ticket's
+    timeline, by the requester: "`said`: comment"."""
+    connection.execute(
+        update(satisfaction)
+        .where(satisfaction.c.id == question.id)
+        .values(rating=rating, comment=comment, answered_at=now)
+    )
+    ticket_id = int(question.ticket_id)
+    body = f"{said}: {comment}" if comment else said
+    append_event(connection, ticket_id, TicketEventKind.RATED, RATER, now, body=body)
+    return Rated(ticket_id, rating)

@@ -27,13 +27,12 @@ from sonde.server.domain.audit_rows import DetailValue
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.commands import CommandKind
+from sonde.server.domain.local_users import local_requester
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.run_records import published_manifest
-from sonde.server.domain.text import sanitized
 from sonde.server.domain.ticket_model import TicketChannel, TicketStatus
 from sonde.server.domain.ticket_queries import load_ticket
 from sonde.server.domain.tickets import MAX_TITLE_CHARS, Tickets
-from sonde.server.domain.workstation_help import MAX_LOCAL_USER_CHARS
 from sonde.server.errors import (
     InvalidArgument,
     NotFound,
@@ -174,7 +173,7 @@ class SelfService:
         self, agent_id: str, script_id: str, local_user: str, ticket_id: int | None
     ) -> SelfServiceRun:
         """Queue the run, on its ticket; refused (SondeError, the message for the user)."""
-        local_user = sanitized(local_user, max_chars=MAX_LOCAL_USER_CHARS) or "unknown user"
+        local_user = local_requester(local_user)
         actor = Principal(0, actor_name(local_user, agent_id), Role.L1)
         now = self._clock()
         try:

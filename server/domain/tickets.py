@@ -68,6 +68,7 @@ from sonde.server.domain.ticket_resolution import resolve_in
 from sonde.server.domain.ticket_resolution import save_ticket as _save
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait, waited
 from sonde.server.domain.timeline import append_event
+from sonde.server.domain.workstation_rating import ask_on_workstation_in
 from sonde.server.errors import Conflict, InvalidArgument, PermissionDenied
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import agents, snapshots, tickets
@@ -714,6 +715,7 @@ class Tickets:
                 queue_to_requester(
                     connection, "resolved", resolved, now, resolution=text, rating_link=link
                 )
+            ask_on_workstation_in(connection, resolved, now)
             return resolved
 
         return await self._writes.run(

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.diagnostics import insert_snapshot
+from sonde.server.domain.local_users import local_requester
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.text import fitted, sanitized
 from sonde.server.domain.ticket_model import TicketChannel, TicketRecord
@@ -34,7 +35,6 @@ from sonde.v1 import diagnostics_pb2
 HELP_TICKETS_PER_HOUR = 5
 HELP_WINDOW = timedelta(hours=1)
 MAX_DESCRIPTION_CHARS = 4000  # as the agent's socket refuses (agent/help_socket.py)
-MAX_LOCAL_USER_CHARS = 64
 TITLE_CHARS = 100
 
 
@@ -76,7 +76,7 @@ class WorkstationHelp:
         agent's hourly limit)."""
         agent_id = asked.agent_id
         actor = Principal(0, f"agent:{agent_id}", Role.L1)
-        user = sanitized(asked.local_user, max_chars=MAX_LOCAL_USER_CHARS) or "unknown user"
+        user = local_requester(asked.local_user)
         description = fitted(asked.description, MAX_DESCRIPTION_CHARS).strip()
 
         def unit(connection: Connection, entry: AuditEntry) -> TicketRecord:

@@ -673,7 +673,9 @@ satisfaction = Table(
     metadata,
     Column("id", IdColumnType, primary_key=True, autoincrement=True),
     Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
-    Column("token_sha256", String(64), nullable=False, unique=True),
+    # NULL for a question asked on the workstation (no link): `asked_on` says which.
+    Column("token_sha256", String(64), unique=True),
+    Column("asked_on", String(16), nullable=False, server_default="mail"),
     Column("asked_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("rating", SmallInteger()),

@@ -85,6 +85,7 @@ class AgentMessage(_message.Message):
     SCRIPT_OUTPUT_FIELD_NUMBER: _builtins.int
     HELP_REQUEST_FIELD_NUMBER: _builtins.int
     SELF_SERVICE_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -105,6 +106,12 @@ class AgentMessage(_message.Message):
         the server answers with a SelfServiceReply.
         """
 
+    @_builtins.property
+    def rating(self) -> Global___RatingRequest:
+        """The workstation's user lists the resolved requests waiting for a rating, or rates one
+        (`sonde-agent rate`): the server answers with a RatingReply.
+        """
+
     def __init__(
         self,
         *,
@@ -114,12 +121,13 @@ class AgentMessage(_message.Message):
         script_output: Global___ScriptOutput | None = ...,
         help_request: Global___HelpRequest | None = ...,
         self_service: Global___SelfServiceRequest | None = ...,
+        rating: Global___RatingRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "rating", b"rating", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "help_request", b"help_request", "kind", b"kind", "rating", b"rating", "result", b"result", "script_output", b"script_output", "self_service", b"self_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output", "help_request", "self_service"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "script_output", "help_request", "self_service", "rating"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -137,6 +145,7 @@ class ServerMessage(_message.Message):
     RUN_SCRIPT_FIELD_NUMBER: _builtins.int
     HELP_REPLY_FIELD_NUMBER: _builtins.int
     SELF_SERVICE_REPLY_FIELD_NUMBER: _builtins.int
+    RATING_REPLY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -161,6 +170,10 @@ class ServerMessage(_message.Message):
     def self_service_reply(self) -> Global___SelfServiceReply:
         """The answer to a SelfServiceRequest: the scripts, the run queued, or why not."""
 
+    @_builtins.property
+    def rating_reply(self) -> Global___RatingReply:
+        """The answer to a RatingRequest: the requests to rate, the rating stored, or why not."""
+
     def __init__(
         self,
         *,
@@ -172,12 +185,13 @@ class ServerMessage(_message.Message):
         run_script: _remediation_pb2.SignedRunScript | None = ...,
         help_reply: Global___HelpReply | None = ...,
         self_service_reply: Global___SelfServiceReply | None = ...,
+        rating_reply: Global___RatingReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "rating_reply", b"rating_reply", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "collect", b"collect", "help_reply", b"help_reply", "kind", b"kind", "rating_reply", b"rating_reply", "revoked", b"revoked", "run_script", b"run_script", "self_service_reply", b"self_service_reply", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script", "help_reply", "self_service_reply"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "collect", "cancel", "revoked", "ack", "run_script", "help_reply", "self_service_reply", "rating_reply"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -655,20 +669,26 @@ class LocalHelpAsk(_message.Message):
 
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     FIX_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     @_builtins.property
     def fix(self) -> Global___LocalFixAsk:
         """set: `sonde-agent fix`, not a request for help"""
+
+    @_builtins.property
+    def rate(self) -> Global___LocalRateAsk:
+        """set: `sonde-agent rate`, not a request for help"""
 
     def __init__(
         self,
         *,
         description: _builtins.str = ...,
         fix: Global___LocalFixAsk | None = ...,
+        rate: Global___LocalRateAsk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix", "rate", b"rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "fix", b"fix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "fix", b"fix", "rate", b"rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -682,6 +702,7 @@ class LocalHelpAnswer(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     FIX_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.int
     """0 when no ticket was opened"""
     error: _builtins.str
@@ -691,6 +712,10 @@ class LocalHelpAnswer(_message.Message):
     def fix(self) -> Global___LocalFixAnswer:
         """the answer to a LocalFixAsk"""
 
+    @_builtins.property
+    def rate(self) -> Global___LocalRateAnswer:
+        """the answer to a LocalRateAsk"""
+
     def __init__(
         self,
         *,
@@ -698,14 +723,69 @@ class LocalHelpAnswer(_message.Message):
         error: _builtins.str = ...,
         hostname: _builtins.str = ...,
         fix: Global___LocalFixAnswer | None = ...,
+        rate: Global___LocalRateAnswer | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fix", b"fix", "rate", b"rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fix", b"fix", "hostname", b"hostname", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fix", b"fix", "hostname", b"hostname", "rate", b"rate", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LocalHelpAnswer: _TypeAlias = LocalHelpAnswer  # noqa: Y015
+
+@_typing.final
+class LocalRateAsk(_message.Message):
+    """`sonde-agent rate [TICKET RATING] [--comment TEXT]`: no ticket lists the requests to rate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    rating: _builtins.int
+    """1 (bad) to 5 (very good)"""
+    comment: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        rating: _builtins.int = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "rating", b"rating", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalRateAsk: _TypeAlias = LocalRateAsk  # noqa: Y015
+
+@_typing.final
+class LocalRateAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASKED_FIELD_NUMBER: _builtins.int
+    RATED_FIELD_NUMBER: _builtins.int
+    rated: _builtins.bool
+    """the rating asked to store was stored"""
+    @_builtins.property
+    def asked(self) -> _containers.RepeatedCompositeFieldContainer[Global___RatingAsked]:
+        """the list asked for"""
+
+    def __init__(
+        self,
+        *,
+        asked: _abc.Iterable[Global___RatingAsked] | None = ...,
+        rated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asked", b"asked", "rated", b"rated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalRateAnswer: _TypeAlias = LocalRateAnswer  # noqa: Y015
 
 @_typing.final
 class LocalFixAsk(_message.Message):
@@ -876,3 +956,106 @@ class SelfServiceReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SelfServiceReply: _TypeAlias = SelfServiceReply  # noqa: Y015
+
+@_typing.final
+class RatingRequest(_message.Message):
+    """Satisfaction asked on the workstation (server/domain/workstation_rating.py): a ticket asked
+    for from this machine (channel workstation) whose requester is the calling local user is
+    rated from there once it is resolved. The server links it to the stream's agent, never to
+    a field here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOCAL_USER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """the agent's, to match the reply (1 to 64 characters)"""
+    local_user: _builtins.str
+    """the user name the agent's kernel gave for the caller"""
+    ticket_id: _builtins.int
+    """0: list the user's requests waiting for a rating"""
+    rating: _builtins.int
+    """1 to 5"""
+    comment: _builtins.str
+    """at most 2000 characters"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        local_user: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        rating: _builtins.int = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "local_user", b"local_user", "rating", b"rating", "request_id", b"request_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RatingRequest: _TypeAlias = RatingRequest  # noqa: Y015
+
+@_typing.final
+class RatingAsked(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.int
+    title: _builtins.str
+    resolution: _builtins.str
+    """the technician's resolution note, cut to 500 characters"""
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.int = ...,
+        title: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution", "resolved_at", b"resolved_at", "ticket_id", b"ticket_id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RatingAsked: _TypeAlias = RatingAsked  # noqa: Y015
+
+@_typing.final
+class RatingReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    ASKED_FIELD_NUMBER: _builtins.int
+    RATED_TICKET_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    refusal: _builtins.str
+    """why not (set: nothing else is)"""
+    rated_ticket_id: _builtins.int
+    """the ticket whose rating was stored"""
+    @_builtins.property
+    def asked(self) -> _containers.RepeatedCompositeFieldContainer[Global___RatingAsked]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        refusal: _builtins.str = ...,
+        asked: _abc.Iterable[Global___RatingAsked] | None = ...,
+        rated_ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asked", b"asked", "rated_ticket_id", b"rated_ticket_id", "refusal", b"refusal", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RatingReply: _TypeAlias = RatingReply  # noqa: Y015
