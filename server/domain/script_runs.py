@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -110,22 +110,31 @@ def _check_reach(connection: Connection, agent: AgentRecord, reach: RunReach | N
         require_agent_of(agent, doing="sonde run")
 
 
+TicketFor = Callable[[Connection], int]
+
+
 def _check_asker(  # noqa: PLR0917 (what a run's asker is checked against)
     connection: Connection,
     principal: Principal,
     manifest: Manifest,
-    ticket_id: int | None,
+    asked: tuple[int | None, TicketFor | None],
     agent: AgentRecord,
     now: datetime,
     self_service: bool,
-) -> None:
-    """The ticket and the tiers (run_tiers.py), or the self-service rule (self_service.py)."""
+) -> int | None:
+    """The ticket and the tiers (run_tiers.py), or the self-service rule (self_service.py);
+    the run's ticket: the one given, else the one `ticket_for` chose (self-service, once its
+    rule and limit are checked, the agent's row locked)."""
+    ticket_id, ticket_for = asked
     if ticket_id is not None:
         require_ticket_of(load_ticket(connection, ticket_id), agent.id, agent.hostname)
     if self_service:
         check_self_service(connection, manifest, agent.id, now, ticket_id)
+        if ticket_id is None and ticket_for is not None:
+            return ticket_for(connection)
     else:
         check_tier(connection, principal, manifest.risk, ticket_id, (agent.id, agent.hostname))
+    return ticket_id
 
 
 def _hand_over(direct: Direct) -> None:
@@ -180,6 +189,7 @@ class ScriptRuns(RunResults):
         resolve_if_cleared: bool = False,
         reach: RunReach | None = None,
         self_service: bool = False,
+        ticket_for: TicketFor | None = None,
     ) -> RunRecord:
         """Record a run of a published script on an agent; audited as `script.run`, refusals
         included. A high-risk one waits for another person's approval; any other is queued.
@@ -187,6 +197,8 @@ class ScriptRuns(RunResults):
         `self_service`: asked by the machine's own user (`sonde-agent fix`, self_service.py):
         instead of the tiers, the script must be self-service and of low risk, within the
         agent's hourly limit; `principal` is then `user:<name>@<agent>` and holds no role.
+        With no `ticket_id`, `ticket_for` chooses or opens its ticket in the run's own
+        transaction, once the limit is checked (a refused or failed run leaves no ticket).
 
         `finding`: the check it is meant to fix (verified first); `resolve_if_cleared`: the
         ticket is resolved with the run once its verification clears. `reach`: a machine
@@ -216,12 +228,16 @@ class ScriptRuns(RunResults):
             entry.detail["risk"] = manifest.risk.value
             if self_service:
                 entry.detail["self_service"] = 1
-            _check_asker(connection, principal, manifest, ticket_id, agent, now, self_service)
+            asked = (ticket_id, ticket_for)
+            run_ticket = _check_asker(
+                connection, principal, manifest, asked, agent, now, self_service
+            )
+            entry.ticket_id = run_ticket
             check_closing(
                 connection,
                 principal,
                 manifest,
-                ticket_id,
+                run_ticket,
                 finding=finding,
                 resolve_if_cleared=resolve_if_cleared,
                 dry_run=dry_run,
@@ -235,7 +251,7 @@ class ScriptRuns(RunResults):
                 agent_hostname=agent.hostname,
                 kind=CommandKind.RUN_SCRIPT,
                 state=state,
-                ticket_id=ticket_id,
+                ticket_id=run_ticket,
                 requested_by=principal.name,
                 created_at=now,
                 expires_at=now + expires_in,
@@ -284,10 +300,10 @@ class ScriptRuns(RunResults):
             connection.execute(_INSERT_RUN, stored)
             if reach is not None:
                 insert_reach(connection, command.id, reach)
-            if ticket_id is not None:
+            if run_ticket is not None:
                 append_event(
                     connection,
-                    ticket_id,
+                    run_ticket,
                     TicketEventKind.SCRIPT_RUN,
                     principal.name,
                     now,
@@ -303,11 +319,9 @@ class ScriptRuns(RunResults):
                 "state": state.value,
                 "expires_in_s": int(expires_in.total_seconds()),
                 **({"reached_by": reach.label} if reach is not None else {}),
+                **({"finding": finding} if finding else {}),
+                **({"resolve_if_cleared": 1} if resolve_if_cleared else {}),
             }
-            if finding:
-                entry.detail["finding"] = finding
-            if resolve_if_cleared:
-                entry.detail["resolve_if_cleared"] = 1
             sent = {record.id: record for record in direct[1]}
             # As it now is, without reading back what this unit just wrote.
             return run_from(sent.get(command.id, command), stored)

@@ -187,11 +187,20 @@ class SelfService:
             entry = AuditEntry(agent_id, None, detail)
             await self._writes.refused(actor.name, "script.run", refused, entry=entry)
             raise
-        chosen = await self._ticket(actor, agent_id, manifest, local_user, ticket_id, now)
+
+        def ticket_for(connection: Connection) -> int:
+            return self._ticket_in(connection, actor, agent_id, manifest, local_user)
+
         run = await self._runs.request(
-            actor, agent_id, script_id, ticket_id=chosen, self_service=True
+            actor,
+            agent_id,
+            script_id,
+            ticket_id=ticket_id,
+            self_service=True,
+            ticket_for=ticket_for,
         )
-        return SelfServiceRun(run.command.id, chosen, manifest.title)
+        assert run.command.ticket_id is not None  # given, or chosen by ticket_for
+        return SelfServiceRun(run.command.id, run.command.ticket_id, manifest.title)
 
     def _precheck(
         self,
@@ -201,8 +210,8 @@ class SelfService:
         now: datetime,
         ticket_id: int | None,
     ) -> Manifest:
-        """The script this machine would run, checked before a ticket is opened for it (the
-        run's own unit checks again)."""
+        """The script this machine would run, checked before the run is asked for (the run's
+        own unit checks again)."""
         if not script_id or len(script_id) > 64:
             raise InvalidArgument("name a script by its id (sonde-agent fix lists them)")
         platform = _platform(connection, agent_id)
@@ -215,44 +224,39 @@ class SelfService:
         check_self_service(connection, found[0], agent_id, now, ticket_id)
         return found[0]
 
-    async def _ticket(  # noqa: PLR0917
+    def _ticket_in(
         self,
+        connection: Connection,
         actor: Principal,
         agent_id: str,
         manifest: Manifest,
         local_user: str,
-        ticket_id: int | None,
-        now: datetime,
     ) -> int:
-        if ticket_id is not None:
-            return ticket_id  # checked with the script (and again with the run)
-        recent = await self._db.read(
-            lambda c: _recent_ticket(c, agent_id, local_user, now - REUSE_WINDOW)
-        )
+        """The run's ticket when none is given, inside the run's transaction (the agent's row
+        locked): the user's open one of the last day, else a new one (audited `ticket.open`)."""
+        now = self._clock()
+        recent = _recent_ticket(connection, agent_id, local_user, now - REUSE_WINDOW)
         if recent is not None:
             return recent
-
-        def unit(connection: Connection, entry: AuditEntry) -> int:
-            entry.agent_id = agent_id
-            entry.detail |= {"channel": TicketChannel.WORKSTATION.value, "script": manifest.id}
-            title = f"Self-service fix: {manifest.title}"[:MAX_TITLE_CHARS]
-            opened = self._tickets.open_in(
-                connection,
-                entry,
-                actor,
-                title=title,
-                description=(
-                    f"The workstation's user {local_user} (as the agent reports it) ran the "
-                    f"self-service script {manifest.id} with `sonde-agent fix`."
-                ),
-                channel=TicketChannel.WORKSTATION,
-                requester=local_user,
-                agent=agent_id,
-                tell_requester=False,
-            )
-            return opened.id
-
-        return await self._writes.run(actor.name, "ticket.open", unit, agent_id=agent_id)
+        entry = AuditEntry(agent_id)
+        entry.detail |= {"channel": TicketChannel.WORKSTATION.value, "script": manifest.id}
+        title = f"Self-service fix: {manifest.title}"[:MAX_TITLE_CHARS]
+        opened = self._tickets.open_in(
+            connection,
+            entry,
+            actor,
+            title=title,
+            description=(
+                f"The workstation's user {local_user} (as the agent reports it) ran the "
+                f"self-service script {manifest.id} with `sonde-agent fix`."
+            ),
+            channel=TicketChannel.WORKSTATION,
+            requester=local_user,
+            agent=agent_id,
+            tell_requester=False,
+        )
+        self._writes.append_in(connection, actor.name, "ticket.open", entry)
+        return opened.id
 
 
 def check_ticket(connection: Connection, ticket_id: int, agent_id: str) -> None:
