@@ -15,7 +15,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sonde.server.domain import monitoring, run_verification
+from sonde.server.domain import monitoring_tickets, run_verification
 from sonde.server.domain.agent_groups import MIN_INTERVAL, AgentGroups
 from sonde.server.domain.agentless import AgentlessDiagnostics
 from sonde.server.domain.agentless_runs import AgentlessRuns
@@ -153,7 +153,9 @@ async def open_services(
         replica_id=replica_id,
     )
     tickets = Tickets(db, writes=audited, notify=notify_requesters, rating_url=rating_url)
-    diagnostics.monitor_result = monitoring.record_result(audited, tickets)  # docs/monitoring.md
+    diagnostics.monitor_result = monitoring_tickets.record_result(
+        audited, tickets
+    )  # docs/monitoring.md
     return ServerServices(
         db=db,
         wakeups=wakeups,

@@ -282,6 +282,40 @@ def new_command_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_command(
+    *,
+    agent_id: str,
+    agent_hostname: str,
+    kind: CommandKind,
+    ticket_id: int | None,
+    requested_by: str,
+    now: datetime,
+    expires_at: datetime,
+    state: CommandState = CommandState.QUEUED,
+    collectors: tuple[str, ...] = (),
+) -> CommandRecord:
+    """A command just asked for, with a new id: not yet delivered, started or finished."""
+    return CommandRecord(
+        id=new_command_id(),
+        agent_id=agent_id,
+        agent_hostname=agent_hostname,
+        kind=kind,
+        state=state,
+        ticket_id=ticket_id,
+        requested_by=requested_by,
+        created_at=now,
+        expires_at=expires_at,
+        delivered_at=None,
+        started_at=None,
+        finished_at=None,
+        reason="",
+        cancelled_by="",
+        deliveries=0,
+        snapshot_id=None,
+        collectors=collectors,
+    )
+
+
 def is_open(state: str) -> bool:
     return CommandState(state) in OPEN_STATES
 

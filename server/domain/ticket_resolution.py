@@ -84,3 +84,25 @@ def resolve_in(
         outcome=outcome,
         **changes,
     )
+
+
+def reopen_in(
+    connection: Connection, actor: str, ticket: TicketRecord, reason: str, now: datetime
+) -> TicketRecord:
+    """Reopen `ticket` (locked, resolved or closed: the caller checked) with `reason` on its
+    timeline: back to in progress when it has an assignee, else new."""
+    status = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
+    append_event(
+        connection,
+        ticket.id,
+        TicketEventKind.REOPENED,
+        actor,
+        now,
+        touch_ticket=False,
+        body=reason,
+        from_status=ticket.status.value,
+        to_status=status.value,
+    )
+    return save_ticket(
+        connection, ticket, now, status=status, resolution="", resolved_at=None, closed_at=None
+    )

@@ -64,7 +64,7 @@ from sonde.server.domain.ticket_queries import (
     ticket_from_values,
     user_role,
 )
-from sonde.server.domain.ticket_resolution import resolve_in
+from sonde.server.domain.ticket_resolution import reopen_in, resolve_in
 from sonde.server.domain.ticket_resolution import save_ticket as _save
 from sonde.server.domain.ticket_waiting import current_wait, end_of_wait, waited
 from sonde.server.domain.timeline import append_event
@@ -329,19 +329,7 @@ class Tickets:
             touch_ticket=False,
         )
         if snapshot_id is not None:
-            connection.execute(
-                _LINK_SNAPSHOT,
-                {"linked_snapshot_id": snapshot_id, "linked_ticket_id": ticket_id},
-            )
-            append_event(
-                connection,
-                ticket_id,
-                TicketEventKind.DIAGNOSTIC,
-                actor.name,
-                now,
-                snapshot_id=snapshot_id,
-                touch_ticket=False,
-            )
+            attach_snapshot_in(connection, ticket_id, snapshot_id, actor.name, now)
         opened = TicketRecord(
             id=ticket_id,
             title=checked_title,
@@ -794,28 +782,7 @@ class Tickets:
                     f"ticket {ticket_id} is {ticket.status.value}: "
                     "only a resolved or closed ticket can be reopened"
                 )
-            status = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
-            now = self._clock()
-            append_event(
-                connection,
-                ticket_id,
-                TicketEventKind.REOPENED,
-                actor.name,
-                now,
-                touch_ticket=False,
-                body=text,
-                from_status=ticket.status.value,
-                to_status=status.value,
-            )
-            return _save(
-                connection,
-                ticket,
-                now,
-                status=status,
-                resolution="",
-                resolved_at=None,
-                closed_at=None,
-            )
+            return reopen_in(connection, actor.name, ticket, text, self._clock())
 
         return await self._writes.run(
             actor.name, "ticket.reopen", unit, ticket_id=ticket_id, peer=actor.peer
@@ -834,6 +801,25 @@ class Tickets:
 
 def _outcome(outcome: TicketOutcome | None) -> str:
     return outcome.value.replace("_", "-") if outcome else "no outcome"
+
+
+def attach_snapshot_in(
+    connection: Connection, ticket_id: int, snapshot_id: int, actor: str, now: datetime
+) -> None:
+    """Link a snapshot of no ticket yet (the caller checked it is of the ticket's machine) to
+    the ticket, as a diagnostic event on its timeline."""
+    connection.execute(
+        _LINK_SNAPSHOT, {"linked_snapshot_id": snapshot_id, "linked_ticket_id": ticket_id}
+    )
+    append_event(
+        connection,
+        ticket_id,
+        TicketEventKind.DIAGNOSTIC,
+        actor,
+        now,
+        snapshot_id=snapshot_id,
+        touch_ticket=False,
+    )
 
 
 def require_open(ticket: TicketRecord, verb: str) -> None:

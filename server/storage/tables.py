@@ -722,5 +722,7 @@ monitoring_findings = Table(
     Column("ticket_id", IdColumnType, ForeignKey("tickets.id"), nullable=False),
     Column("clear_streak", Integer(), nullable=False, server_default="0"),
     Column("opened_at", UtcDateTime(), nullable=False),
+    # When its ticket was freed (cleared, or resolved by hand); NULL while it holds the slot.
+    Column("cleared_at", UtcDateTime()),
     UniqueConstraint("agent_id", "check_id"),
 )

@@ -20,10 +20,10 @@ from sonde.server.domain.audited import AuditedWrites
 from sonde.server.domain.command_queue import Commands
 from sonde.server.domain.commands import CommandKind, CommandState
 from sonde.server.domain.diagnostics import Diagnostics
-from sonde.server.domain.monitoring import (
+from sonde.server.domain.monitoring import MonitoringScheduler
+from sonde.server.domain.monitoring_tickets import (
     MAX_OPENED_PER_RESULT,
     MONITOR_ACTOR,
-    MonitoringScheduler,
     record_result,
 )
 from sonde.server.domain.roles import Role
@@ -125,8 +125,9 @@ async def _rows(db: Database) -> list[tuple[str, str, int, int]]:
             monitoring_findings.c.check_id,
             monitoring_findings.c.ticket_id,
             monitoring_findings.c.clear_streak,
-        ).order_by(monitoring_findings.c.id)
-        return [tuple(row) for row in connection.execute(query)]
+        )
+        held = query.where(monitoring_findings.c.cleared_at.is_(None))  # the open tickets' slots
+        return [tuple(row) for row in connection.execute(held.order_by(monitoring_findings.c.id))]
 
     return await db.read(unit)
 
@@ -235,6 +236,61 @@ async def test_a_ticket_closed_by_hand_frees_the_slot_for_a_new_one(db: Database
     [(_, _, second, _)] = await _rows(db)
     assert second != first
     assert (await m.tickets.ticket(second)).status is TicketStatus.NEW
+
+
+async def test_a_finding_back_within_a_day_reopens_the_ticket_the_rule_closed(
+    db: Database,
+) -> None:
+    m = monitoring(db)
+    agent = await online_agent(db)
+    await collect(m, agent.id, disk_snapshot(97.0))
+    [(_, _, ticket_id, _)] = await _rows(db)
+    for _ in range(3):
+        await collect(m, agent.id, disk_snapshot(40.0))
+    assert (await m.tickets.ticket(ticket_id)).status is TicketStatus.CLOSED
+
+    await collect(m, agent.id, disk_snapshot(97.0))  # 16 min later: flapping, one ticket
+    assert await _rows(db) == [(agent.id, "disk.space", ticket_id, 0)]
+    reopened, events = await m.tickets.get(ticket_id)
+    assert reopened.status is TicketStatus.NEW
+    assert (reopened.resolution, reopened.closed_at) == ("", None)
+    assert [e.kind.value for e in events][-2:] == ["reopened", "diagnostic"]
+    assert events[-2].body.startswith(
+        "disk.space is critical again 16 min after this ticket was closed (snapshot "
+    )
+    assert events[-1].snapshot_id is not None
+    assert await _audited(db, "monitoring.ticket_reopen") == [(MONITOR_ACTOR, ticket_id)]
+    assert await _audited(db, "monitoring.ticket_open") == [(MONITOR_ACTOR, ticket_id)]
+
+    # It clears again and stays clear for over a day: its return is a new ticket.
+    for _ in range(3):
+        await collect(m, agent.id, disk_snapshot(40.0))
+    assert (await m.tickets.ticket(ticket_id)).status is TicketStatus.CLOSED
+    m.clock.advance(hours=25)
+    await collect(m, agent.id, disk_snapshot(97.0))
+    [(_, _, newer, _)] = await _rows(db)
+    assert newer != ticket_id
+    assert (await m.tickets.ticket(ticket_id)).status is TicketStatus.CLOSED
+
+
+async def test_a_worked_ticket_reopens_to_its_technician(db: Database) -> None:
+    m = monitoring(db)
+    agent = await online_agent(db)
+    ann = await technician(db, "ann", Role.L1)
+    await m.groups.set_group(
+        await technician(db, "root", Role.ADMIN), "desks", interval=timedelta(minutes=15),
+        clear_checks=1,
+    )  # fmt: skip
+    await m.groups.assign(await technician(db, "boss", Role.ADMIN), "desks", [agent.id])
+    await collect(m, agent.id, disk_snapshot(97.0))
+    [(_, _, ticket_id, _)] = await _rows(db)
+    await m.tickets.assign(ann, ticket_id, "ann")
+    await collect(m, agent.id, disk_snapshot(10.0))
+    assert (await m.tickets.ticket(ticket_id)).status is TicketStatus.RESOLVED
+    await collect(m, agent.id, disk_snapshot(97.0))
+    again = await m.tickets.ticket(ticket_id)
+    assert (again.status, again.assignee) == (TicketStatus.IN_PROGRESS, "ann")
+    assert [r[2] for r in await _rows(db)] == [ticket_id]
 
 
 async def test_group_thresholds_decide_what_is_critical(db: Database) -> None:
