@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import grpc.aio
@@ -65,6 +65,8 @@ MAX_RESULT_BYTES = 4 * 1024 * 1024 - 64 * 1024
 HELP_REPLY_TIMEOUT_S = 30.0
 NOT_SENT = "your request for help was not sent: "
 
+# A server's reply to the local user's request: refused, or what was asked for.
+Refusable = TypeVar("Refusable", agent_pb2.SelfServiceReply, agent_pb2.RatingReply)
 SessionCall = grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 CollectFn = Callable[[Sequence[str]], Awaitable[diagnostics_pb2.Snapshot]]
 
@@ -623,27 +625,15 @@ class AgentRuntime:
             script_id=ask.script_id[:65],
             ticket_id=ask.ticket_id,
         )
-        sender = self._sender
-        if sender is None:
-            return agent_pb2.LocalHelpAnswer(
-                error="this computer is not connected to the helpdesk server right now: "
-                "nothing was run; try again later, or call the helpdesk"
-            )
-        try:
-            reply = await self._fix_replies.ask(
-                request.request_id,
-                lambda: sender.send(agent_pb2.AgentMessage(self_service=request)),
-                HELP_REPLY_TIMEOUT_S,
-            )
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
-            return agent_pb2.LocalHelpAnswer(
-                error="the helpdesk server did not answer (the connection was lost or it "
-                f"took over {HELP_REPLY_TIMEOUT_S:g} s); if a fix was asked for, its ticket "
-                "shows whether it ran"
-            )
-        if reply.refusal:
-            refusal = " ".join(reply.refusal.split())
-            return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
+        reply = await self._ask_server(
+            self._fix_replies,
+            request.request_id,
+            agent_pb2.AgentMessage(self_service=request),
+            offline="nothing was run; try again later, or call the helpdesk",
+            lost="if a fix was asked for, its ticket shows whether it ran",
+        )
+        if isinstance(reply, agent_pb2.LocalHelpAnswer):
+            return reply
         if not ask.script_id:
             return agent_pb2.LocalHelpAnswer(fix=agent_pb2.LocalFixAnswer(scripts=reply.scripts))
         queued = agent_pb2.LocalFixAnswer(
@@ -678,31 +668,51 @@ class AgentRuntime:
             rating=ask.rating,
             comment=ask.comment,
         )
-        sender = self._sender
-        if sender is None:
-            return agent_pb2.LocalHelpAnswer(
-                error="this computer is not connected to the helpdesk server right now: "
-                "try again later"
-            )
-        try:
-            reply = await self._rating_replies.ask(
-                request.request_id,
-                lambda: sender.send(agent_pb2.AgentMessage(rating=request)),
-                HELP_REPLY_TIMEOUT_S,
-            )
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
-            return agent_pb2.LocalHelpAnswer(
-                error="the helpdesk server did not answer (the connection was lost or it "
-                f"took over {HELP_REPLY_TIMEOUT_S:g} s); try again later"
-            )
-        if reply.refusal:
-            refusal = " ".join(reply.refusal.split())
-            return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
+        reply = await self._ask_server(
+            self._rating_replies,
+            request.request_id,
+            agent_pb2.AgentMessage(rating=request),
+            offline="try again later",
+            lost="try again later",
+        )
+        if isinstance(reply, agent_pb2.LocalHelpAnswer):
+            return reply
         if not ask.ticket_id:
             return agent_pb2.LocalHelpAnswer(rate=agent_pb2.LocalRateAnswer(asked=reply.asked))
         log.info("user %s rated ticket #%d %d/5", local_user, reply.rated_ticket_id, ask.rating)
         rated = agent_pb2.LocalRateAnswer(rated=reply.rated_ticket_id == ask.ticket_id)
         return agent_pb2.LocalHelpAnswer(ticket_id=reply.rated_ticket_id, rate=rated)
+
+    async def _ask_server(
+        self,
+        replies: AwaitedReplies[Refusable],
+        request_id: str,
+        message: agent_pb2.AgentMessage,
+        *,
+        offline: str,
+        lost: str,
+    ) -> Refusable | agent_pb2.LocalHelpAnswer:
+        """Send the local user's `message` and wait for the server's reply; or the answer
+        telling the user why there is none or what was refused (`offline`, `lost`: what it
+        means for them when not connected, when the reply did not come)."""
+        sender = self._sender
+        if sender is None:
+            return agent_pb2.LocalHelpAnswer(
+                error=f"this computer is not connected to the helpdesk server right now: {offline}"
+            )
+        try:
+            reply = await replies.ask(
+                request_id, lambda: sender.send(message), HELP_REPLY_TIMEOUT_S
+            )
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, SessionEnded, TimeoutError):
+            return agent_pb2.LocalHelpAnswer(
+                error="the helpdesk server did not answer (the connection was lost or it "
+                f"took over {HELP_REPLY_TIMEOUT_S:g} s); {lost}"
+            )
+        if reply.refusal:
+            refusal = " ".join(reply.refusal.split())
+            return agent_pb2.LocalHelpAnswer(error=f"refused by the helpdesk server: {refusal}")
+        return reply
 
     async def _cancel_collections(self) -> None:
         tasks = list(self._running.values())

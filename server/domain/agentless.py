@@ -35,7 +35,7 @@ from sonde.server.domain.commands import (
     CommandRecord,
     CommandState,
     insert_command,
-    new_command_id,
+    new_command,
 )
 from sonde.server.domain.diagnostics import StoredSnapshotRecord, store_snapshot
 from sonde.server.domain.reached_shells import ReachedShells, open_ssh, open_winrm
@@ -221,24 +221,19 @@ class AgentlessDiagnostics:
             hostname = _save_machine(connection, target, machine_id, snapshot, received_at)
             if ticket_id is not None:
                 require_ticket_of(load_ticket(connection, ticket_id), machine_id, hostname)
-            record = CommandRecord(
-                id=new_command_id(),
+            asked = new_command(
                 agent_id=machine_id,
                 agent_hostname=hostname,
                 kind=CommandKind.COLLECT,
-                state=CommandState.SUCCEEDED,
                 ticket_id=ticket_id,
                 requested_by=principal.name,
-                created_at=received_at,
+                now=received_at,
                 expires_at=received_at,
-                delivered_at=received_at,
-                started_at=received_at,
-                finished_at=received_at,
-                reason="",
-                cancelled_by="",
-                deliveries=0,
-                snapshot_id=None,
+                state=CommandState.SUCCEEDED,
             )
+            # The server collected it itself: delivered, started and ended at once.
+            at = received_at
+            record = replace(asked, delivered_at=at, started_at=at, finished_at=at)
             insert_command(connection, record)
             stored = store_snapshot(
                 connection, record, machine_id, snapshot, found, received_at=received_at

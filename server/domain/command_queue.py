@@ -38,7 +38,7 @@ from sonde.server.domain.commands import (
     load_command,
     lock_command,
     never_connected,
-    new_command_id,
+    new_command,
     record_from_row,
 )
 from sonde.server.domain.roles import Principal
@@ -134,23 +134,14 @@ class Commands:
                     connection, agent.id, stream.session_id, now, wakes, resend_delivered=False
                 )
             )
-            record = CommandRecord(
-                id=new_command_id(),
+            record = new_command(
                 agent_id=agent.id,
                 agent_hostname=agent.hostname,
                 kind=kind,
-                state=CommandState.QUEUED,
                 ticket_id=ticket_id,
                 requested_by=principal.name,
-                created_at=now,
+                now=now,
                 expires_at=now + expires_in,
-                delivered_at=None,
-                started_at=None,
-                finished_at=None,
-                reason="",
-                cancelled_by="",
-                deliveries=0,
-                snapshot_id=None,
             )
             if stream is None:
                 emit(connection, wakes, Wake(WakeKind.COMMANDS_DUE, agent.id, record.id))

@@ -41,7 +41,7 @@ from sonde.server.domain.commands import (
     CommandState,
     insert_command,
     load_command,
-    new_command_id,
+    new_command,
 )
 from sonde.server.domain.notifications import queue_to_requester
 from sonde.server.domain.roles import Permission
@@ -216,23 +216,14 @@ def queue_check(
     wakes: list[Wake],
 ) -> str:
     """Queue the diagnostic that collects `checks` again on the run's agent; its id."""
-    check = CommandRecord(
-        id=new_command_id(),
+    check = new_command(
         agent_id=run.agent_id,
         agent_hostname=run.agent_hostname,
         kind=CommandKind.COLLECT,
-        state=CommandState.QUEUED,
         ticket_id=run.ticket_id,
         requested_by=run.requested_by,
-        created_at=now,
+        now=now,
         expires_at=now + CHECK_EXPIRY,
-        delivered_at=None,
-        started_at=None,
-        finished_at=None,
-        reason="",
-        cancelled_by="",
-        deliveries=0,
-        snapshot_id=None,
         collectors=tuple(collectors_for(checks)),
     )
     insert_command(connection, check)

@@ -56,7 +56,7 @@ from sonde.server.domain.commands import (
     finish_record,
     insert_command,
     lock_command_record,
-    new_command_id,
+    new_command,
 )
 from sonde.server.domain.roles import Permission, Principal
 from sonde.server.domain.run_closing import (
@@ -245,23 +245,15 @@ class ScriptRuns(RunResults):
             shown, as_text = checked_parameters(manifest, given, dry_run=dry_run)
             high = manifest.risk is Risk.HIGH
             state = CommandState.PENDING_APPROVAL if high else CommandState.QUEUED
-            command = CommandRecord(
-                id=new_command_id(),
+            command = new_command(
                 agent_id=agent.id,
                 agent_hostname=agent.hostname,
                 kind=CommandKind.RUN_SCRIPT,
-                state=state,
                 ticket_id=run_ticket,
                 requested_by=principal.name,
-                created_at=now,
+                now=now,
                 expires_at=now + expires_in,
-                delivered_at=None,
-                started_at=None,
-                finished_at=None,
-                reason="",
-                cancelled_by="",
-                deliveries=0,
-                snapshot_id=None,
+                state=state,
             )
             insert_command(connection, command)
             approval_due = min(now + APPROVAL_WINDOW, command.expires_at) if high else None

@@ -5,6 +5,7 @@ records (caplog) and its database directly."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,12 +29,19 @@ from sonde.server.domain.roles import Role
 from sonde.server.domain.users import Users
 from sonde.server.settings import DataDir
 from sonde.server.storage.db import Database
-from sonde.v1 import agent_pb2, console_pb2_grpc, enrollment_pb2, enrollment_pb2_grpc
+from sonde.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    console_pb2_grpc,
+    enrollment_pb2,
+    enrollment_pb2_grpc,
+)
 from tests.unit.domain.builders import SETUP_ADMIN
 
 SERVER_NAME = "localhost"
 _HOUR = timedelta(hours=1)
 _NAME_OVERRIDE = (("grpc.ssl_target_name_override", SERVER_NAME),)
+SessionCall = grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ServerMessage]
 
 
 def agent_csr(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -56,6 +64,18 @@ class HandDrivenAgent:
 
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(self.address, self.credentials, options=_NAME_OVERRIDE)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[SessionCall]:
+        """A raw session past its Hello and the server's Welcome; closed for writing after."""
+        async with self.channel() as channel:
+            call = agent_pb2_grpc.AgentServiceStub(channel).Session()
+            await call.write(hello())
+            first = await asyncio.wait_for(call.read(), 20)
+            assert isinstance(first, agent_pb2.ServerMessage)
+            assert first.WhichOneof("kind") == "welcome", first
+            yield call
+            await call.done_writing()
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from google.protobuf.message import Message
 
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2
-from tests.support.live_server import HandDrivenAgent, LiveServer, hello, live_server
+from sonde.v1 import agent_pb2, console_pb2
+from tests.support.live_server import HandDrivenAgent, LiveServer, live_server
 
 
 @pytest.fixture
@@ -24,12 +24,7 @@ async def live(db_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
 async def on_a_stream(agent: HandDrivenAgent, *messages: agent_pb2.AgentMessage) -> list[Message]:
     """Send each message on one raw session: the reply each got (a HelpReply or RatingReply)."""
     replies: list[Message] = []
-    async with agent.channel() as channel:
-        call = agent_pb2_grpc.AgentServiceStub(channel).Session()
-        await call.write(hello())
-        first = await asyncio.wait_for(call.read(), 20)
-        assert isinstance(first, agent_pb2.ServerMessage)
-        assert first.WhichOneof("kind") == "welcome"
+    async with agent.session() as call:
         for message in messages:
             await call.write(message)
             while True:
@@ -39,7 +34,6 @@ async def on_a_stream(agent: HandDrivenAgent, *messages: agent_pb2.AgentMessage)
                 if kind in {"help_reply", "rating_reply"}:
                     replies.append(getattr(answer, kind))
                     break
-        await call.done_writing()
     return replies
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from sonde.catalog.envelope import DOMAIN
 from sonde.server.storage.tables import commands
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2, remediation_pb2
+from sonde.v1 import agent_pb2, console_pb2, remediation_pb2
 from tests.support.catalog_bundles import signed_bundle, source
-from tests.support.live_server import HandDrivenAgent, LiveServer, hello, live_server
+from tests.support.live_server import HandDrivenAgent, LiveServer, live_server
 
 
 @pytest.fixture
@@ -49,12 +49,7 @@ async def on_a_stream(
     (waiting for `orders_due` of them)."""
     replies: list[agent_pb2.SelfServiceReply] = []
     orders: list[remediation_pb2.SignedRunScript] = []
-    async with agent.channel() as channel:
-        call = agent_pb2_grpc.AgentServiceStub(channel).Session()
-        await call.write(hello())
-        first = await asyncio.wait_for(call.read(), 20)
-        assert isinstance(first, agent_pb2.ServerMessage)
-        assert first.WhichOneof("kind") == "welcome"
+    async with agent.session() as call:
         for request in requests:
             await call.write(agent_pb2.AgentMessage(self_service=request))
             while True:
@@ -72,7 +67,6 @@ async def on_a_stream(
             assert isinstance(message, agent_pb2.ServerMessage), message
             if message.WhichOneof("kind") == "run_script":
                 orders.append(message.run_script)
-        await call.done_writing()
     return replies, orders
 
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from sonde.server.storage.tables import audit_log
-from sonde.v1 import agent_pb2, agent_pb2_grpc, console_pb2
-from tests.support.live_server import HandDrivenAgent, LiveServer, hello, live_server
+from sonde.v1 import agent_pb2, console_pb2
+from tests.support.live_server import HandDrivenAgent, LiveServer, live_server
 
 
 @pytest.fixture
@@ -29,12 +29,7 @@ async def ask_on_a_stream(
 ) -> list[agent_pb2.HelpReply]:
     """Send each request on one raw session; the HelpReply of each, in order."""
     replies: list[agent_pb2.HelpReply] = []
-    async with agent.channel() as channel:
-        call = agent_pb2_grpc.AgentServiceStub(channel).Session()
-        await call.write(hello())
-        first = await asyncio.wait_for(call.read(), 20)
-        assert isinstance(first, agent_pb2.ServerMessage)
-        assert first.WhichOneof("kind") == "welcome"
+    async with agent.session() as call:
         for request in requests:
             await call.write(agent_pb2.AgentMessage(help_request=request))
             message = await asyncio.wait_for(call.read(), 20)
@@ -42,7 +37,6 @@ async def ask_on_a_stream(
             assert isinstance(message, agent_pb2.ServerMessage)
             assert message.WhichOneof("kind") == "help_reply", message
             replies.append(message.help_reply)
-        await call.done_writing()
     return replies
 
 
