@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
@@ -244,6 +244,24 @@ def insert_snapshot(
             },
         )
     )
+    _insert_findings(connection, snapshot_id, found)
+    summary = SnapshotSummaryRecord(
+        id=snapshot_id,
+        agent_id=agent_id,
+        collected_at=collected_at,
+        received_at=received_at,
+        worst_severity=worst,
+        finding_count=len(found),
+        ticket_id=ticket_id,
+        requested_by=requested_by,
+        agent_hostname=agent_hostname,
+    )
+    return StoredSnapshotRecord(summary=summary, snapshot=payload, findings=list(found))
+
+
+def _insert_findings(
+    connection: Connection, snapshot_id: int, found: Sequence[diagnostics_pb2.Finding]
+) -> None:
     finding_rows = [
         {
             "snapshot_id": snapshot_id,
@@ -261,18 +279,20 @@ def insert_snapshot(
     else:
         for row in finding_rows:
             _INSERT_FINDING.rows(connection, row)
-    summary = SnapshotSummaryRecord(
-        id=snapshot_id,
-        agent_id=agent_id,
-        collected_at=collected_at,
-        received_at=received_at,
-        worst_severity=worst,
-        finding_count=len(found),
-        ticket_id=ticket_id,
-        requested_by=requested_by,
-        agent_hostname=agent_hostname,
+
+
+def replace_findings_in(
+    connection: Connection, snapshot_id: int, found: Sequence[diagnostics_pb2.Finding]
+) -> None:
+    """The stored snapshot's findings as other thresholds judge it (its monitoring group's),
+    in the unit of work that stored it: what a technician is shown is what opened a ticket."""
+    connection.execute(delete(findings).where(findings.c.snapshot_id == snapshot_id))
+    _insert_findings(connection, snapshot_id, found)
+    connection.execute(
+        update(snapshots)
+        .where(snapshots.c.id == snapshot_id)
+        .values(worst_severity=worst_severity(found), finding_count=len(found))
     )
-    return StoredSnapshotRecord(summary=summary, snapshot=payload, findings=list(found))
 
 
 VerifyCheck = Callable[

@@ -35,7 +35,12 @@ from sonde.agent.checks import CHECKS, CheckContext, evaluate
 from sonde.server.domain.agent_groups import AgentGroup, group_of
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.commands import CommandRecord
-from sonde.server.domain.diagnostics import MONITOR_REQUESTER, MonitorResult, StoredSnapshotRecord
+from sonde.server.domain.diagnostics import (
+    MONITOR_REQUESTER,
+    MonitorResult,
+    StoredSnapshotRecord,
+    replace_findings_in,
+)
 from sonde.server.domain.roles import Principal, Role
 from sonde.server.domain.text import sanitized
 from sonde.server.domain.ticket_model import (
@@ -78,12 +83,15 @@ def record_result(audited: AuditedWrites, tickets: Tickets) -> MonitorResult:
 
 
 def _findings_by_check(
-    group: AgentGroup, stored: StoredSnapshotRecord, now: datetime
+    connection: Connection, group: AgentGroup, stored: StoredSnapshotRecord, now: datetime
 ) -> dict[str, diagnostics_pb2.Finding]:
+    """The findings by check; judged with the group's thresholds when it has some, and then
+    stored so, in place of those the default thresholds gave."""
     found: Sequence[diagnostics_pb2.Finding] = stored.findings
     if group.thresholds:
         context = CheckContext(reference_time=now, thresholds=group.check_thresholds())
         found = evaluate(stored.snapshot, context)
+        replace_findings_in(connection, stored.summary.id, found)
     by_check: dict[str, diagnostics_pb2.Finding] = {}
     for finding in found:
         if finding.check in KNOWN_CHECKS and finding.check not in by_check:
@@ -111,7 +119,7 @@ def record(
     if schedule is None or schedule.last_command_id != command.id:
         return 0  # not the schedule's collection (a user who calls themself `monitoring`)
     group = group_of(connection, schedule.group_name)
-    by_check = _findings_by_check(group, stored, now)
+    by_check = _findings_by_check(connection, group, stored, now)
     slots = {
         row.check_id: row
         for row in connection.execute(

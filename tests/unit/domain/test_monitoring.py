@@ -301,7 +301,16 @@ async def test_group_thresholds_decide_what_is_critical(db: Database) -> None:
     await m.groups.set_group(admin, "strict", interval=timedelta(minutes=5), thresholds=low)
     await m.groups.assign(admin, "strict", [agent.id])
     await collect(m, agent.id, disk_snapshot(10.0))
-    assert [r[1] for r in await _rows(db)] == ["disk.space"]
+    [(_, check, ticket_id, _)] = await _rows(db)
+    assert check == "disk.space"
+    # The snapshot the ticket shows is judged as the group judged it, not by the defaults.
+    _, events = await m.tickets.get(ticket_id)
+    [shown] = [e.snapshot_id for e in events if e.kind.value == "diagnostic"]
+    assert shown is not None
+    stored = await m.diagnostics.get_snapshot(shown)
+    assert stored.summary.worst_severity == CRITICAL
+    [disk] = [f for f in stored.findings if f.check == "disk.space"]
+    assert disk.severity == CRITICAL
     # Thresholds set back (none): 10 % is ok again, three times, and the ticket closes.
     await m.groups.set_group(admin, "strict", interval=timedelta(minutes=5), thresholds={})
     for _ in range(3):
