@@ -145,6 +145,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     CONSOLE + "AddWebhook": Permission.WEBHOOKS_MANAGE,
     CONSOLE + "ListWebhooks": Permission.WEBHOOKS_MANAGE,
     CONSOLE + "RemoveWebhook": Permission.WEBHOOKS_MANAGE,
+    CONSOLE + "RotateWebhookSecret": Permission.WEBHOOKS_MANAGE,
 }
 
 # Methods that need no technician: enrollment carries its own one-time secret; health and

@@ -1,8 +1,9 @@
-"""ConsoleService methods for the outbound webhooks (server/webhooks/endpoints.py): add (the
-secret in the answer this once), list with each one's delivery, remove."""
+"""ConsoleService methods for the outbound webhooks (server/webhooks/endpoints.py): add and
+rotate (the secret in the answer this once), list with each one's delivery, remove."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -10,7 +11,7 @@ import grpc
 from sonde.server.api.auth import current_principal
 from sonde.server.api.errors import translate_errors
 from sonde.server.services import ServerServices
-from sonde.server.webhooks.endpoints import WebhookInfo
+from sonde.server.webhooks.endpoints import DEFAULT_OVERLAP, WebhookInfo
 from sonde.v1 import console_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -33,6 +34,7 @@ def webhook(info: WebhookInfo) -> console_pb2.Webhook:
         (message.next_attempt_at, info.next_attempt_at),
         (message.last_success_at, info.last_success_at),
         (message.last_error_at, info.last_error_at),
+        (message.previous_secret_until, info.previous_until),
     ):
         if at is not None:
             field.FromDatetime(at)
@@ -71,3 +73,17 @@ class WebhookMethods:
     ) -> console_pb2.RemoveWebhookResponse:
         removed = await self._s.webhooks.remove(current_principal(), request.id)
         return console_pb2.RemoveWebhookResponse(webhook=webhook(removed))
+
+    @translate_errors
+    async def RotateWebhookSecret(
+        self, request: console_pb2.RotateWebhookSecretRequest, context: Context
+    ) -> console_pb2.RotateWebhookSecretResponse:
+        overlap = DEFAULT_OVERLAP
+        if request.HasField("overlap_s"):
+            overlap = timedelta(seconds=request.overlap_s)
+        rotated = await self._s.webhooks.rotate(
+            current_principal(), request.id, overlap=overlap, secret=request.secret
+        )
+        return console_pb2.RotateWebhookSecretResponse(
+            webhook=webhook(rotated.webhook), secret=rotated.secret
+        )

@@ -1,6 +1,6 @@
-"""`sonde webhook add|list|remove`: the outbound webhooks every ticket event is POSTed to
-(docs/webhooks.md). The shared secret is made by the server and shown once, by `add`; an
-admin's own comes from SONDE_WEBHOOK_SECRET, never from the command line."""
+"""`sonde webhook add|list|rotate|remove`: the outbound webhooks every ticket event is POSTed to
+(docs/webhooks.md). The shared secret is made by the server and shown once, by `add` and by
+`rotate`; an admin's own comes from SONDE_WEBHOOK_SECRET, never from the command line."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from sonde.server.console.errors import CliError
 from sonde.server.console.layout import Column, Give, ListTable
 from sonde.server.console.render import format_time, has_time, text
 from sonde.server.console.secret_options import refuse_secret_options
+from sonde.server.console.users import seconds_between
 from sonde.v1 import console_pb2
 
 SECRET_VARIABLE = "SONDE_WEBHOOK_SECRET"  # noqa: S105 (the variable's name)
+MAX_OVERLAP_S = 7 * 86400  # as the server refuses (server/webhooks/endpoints.py MAX_OVERLAP)
 MAX_CA_FILE_BYTES = 64 * 1024
 
 
@@ -32,7 +34,7 @@ def register(
         "a team already runs (docs/webhooks.md).",
     )
     webhook.set_defaults(handler=run_list)
-    verbs = webhook.add_subparsers(dest="webhook_command", metavar="{add,list,remove}")
+    verbs = webhook.add_subparsers(dest="webhook_command", metavar="{add,list,rotate,remove}")
     add = verbs.add_parser(
         "add",
         parents=[common],
@@ -56,9 +58,31 @@ def register(
     add.set_defaults(handler=run_add)
     listed = verbs.add_parser("list", parents=[common], help="the webhooks and their delivery")
     listed.set_defaults(handler=run_list)
+    rotate = verbs.add_parser(
+        "rotate",
+        parents=[common],
+        help="give a webhook a new secret; the old one signs beside it for a while",
+        description="The server makes the new secret and shows it this once (or takes yours "
+        f"from {SECRET_VARIABLE}). Until the overlap ends each POST carries two signatures, "
+        "the new secret's and the old one's: switch the receiver to the new secret meanwhile.",
+    )
+    rotate.add_argument("id", metavar="ID")
+    rotate.add_argument(
+        "--overlap",
+        type=overlap_seconds,
+        default=None,
+        metavar="DURATION",
+        help="how long the old secret still signs, 0 to 7d (default 24h; 0: it stops at once)",
+    )
+    refuse_secret_options(rotate, f"set {SECRET_VARIABLE}, or let the server make the secret")
+    rotate.set_defaults(handler=run_rotate)
     remove = verbs.add_parser("remove", parents=[common], help="stop sending to a webhook")
     remove.add_argument("id", metavar="ID")
     remove.set_defaults(handler=run_remove)
+
+
+def overlap_seconds(value: str) -> int:
+    return seconds_between(value, shortest_s=0, longest_s=MAX_OVERLAP_S, bounds="0 and 7d")
 
 
 def _read_ca(path: Path) -> str:
@@ -121,9 +145,13 @@ def webhooks_table(hooks: list[console_pb2.Webhook]) -> ListTable:
         ],
     )
     for hook in hooks:
-        error = ""
+        notes = []
         if hook.last_error:
-            error = f"last error {format_time(hook.last_error_at)}: {hook.last_error}"
+            notes.append(f"last error {format_time(hook.last_error_at)}: {hook.last_error}")
+        if has_time(hook.previous_secret_until):
+            until = format_time(hook.previous_secret_until)
+            notes.append(f"the previous secret signs too until {until}")
+        error = "; ".join(notes)
         table.add_row(
             hook.id,
             text(hook.url),
@@ -156,4 +184,31 @@ def run_remove(args: argparse.Namespace, ctx: Context) -> int:
         f"removed webhook {removed.id} ({removed.url}) after {removed.delivered} events sent; "
         f"{removed.pending} were still waiting and are not sent"
     )
+    return 0
+
+
+def run_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    request = console_pb2.RotateWebhookSecretRequest(
+        id=args.id, secret=ctx.env.get(SECRET_VARIABLE, "")
+    )
+    if args.overlap is not None:
+        request.overlap_s = args.overlap
+    client = ctx.client()
+    response = client.call(client.stub.RotateWebhookSecret, request)
+    ctx.out.emit_message(response)
+    hook = response.webhook
+    if has_time(hook.previous_secret_until):
+        until = format_time(hook.previous_secret_until)
+        ctx.out.done(
+            f"webhook {hook.id} ({hook.url}) has a new secret; the old one still signs each "
+            f"POST beside it until {until}: switch the receiver to the new one before then"
+        )
+    else:
+        ctx.out.done(
+            f"webhook {hook.id} ({hook.url}) has a new secret; the old one no longer signs"
+        )
+    if request.secret:
+        ctx.out.done(f"its new secret is the one in {SECRET_VARIABLE}")
+    else:
+        ctx.out.done(f"its new secret, shown this once: {response.secret}")
     return 0

@@ -302,7 +302,7 @@ ticket_events = Table(
     Column("assignee", String(32)),
     Column("command_id", String(64)),  # for a script run's events
     # PostgreSQL: the writing transaction's id (migration 0024's default); 0 on SQLite. For
-    # the outbound webhooks' feed, to read in (xact_id, id) order (issue 9 item 9, not built).
+    # the outbound webhooks' feed, to read in (xact_id, id) order (server/webhooks/feed.py).
     Column("xact_id", BigInteger(), nullable=False, server_default="0"),
     Index(None, "ticket_id", "id"),
     Index("ix_ticket_events_xact_id_id", "xact_id", "id"),
@@ -397,8 +397,9 @@ outbox = Table(
     Index(None, "sent_at", "given_up_at", "next_attempt_at"),
 )
 
-# Outbound webhooks (issue 9 item 9; the delivery is not built yet): each endpoint's cursor in the
-# ticket events' feed, its retry state and the replica that holds its delivery (lease).
+# Outbound webhooks (server/webhooks, docs/webhooks.md): each endpoint's sealed secret (and, for a
+# while after a rotation, its previous one), its cursor in the ticket events' feed, its retry
+# state and the replica that holds its delivery (lease).
 webhook_endpoints = Table(
     "webhook_endpoints",
     metadata,
@@ -421,6 +422,10 @@ webhook_endpoints = Table(
     Column("last_error_at", UtcDateTime()),
     Column("lease_owner", String(64)),
     Column("lease_until", UtcDateTime()),
+    Column("previous_sealed_with", String(32)),
+    Column("previous_nonce", LargeBinary()),
+    Column("previous_ciphertext", LargeBinary()),
+    Column("previous_until", UtcDateTime()),  # it signs beside the current one until then
 )
 
 # Hash-chained: no foreign keys, so the log outlives anything it mentions.

@@ -40,7 +40,7 @@ from sonde.server.domain.clock import Clock, utc_now
 from sonde.server.domain.credential_secrets import CredentialKey, NotOpened
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import ticket_events, webhook_endpoints
-from sonde.server.webhooks.endpoints import info_of, opened_secret
+from sonde.server.webhooks.endpoints import info_of, opened_secrets
 from sonde.server.webhooks.feed import FeedEvent, Position, after_columns, horizon, read_after
 from sonde.server.webhooks.posting import Poster
 from sonde.server.webhooks.signing import EVENT_ID_HEADER, EVENT_KIND_HEADER, signed_headers
@@ -109,7 +109,7 @@ class _Claimed:
     kinds: frozenset[str]
     cursor: Position
     failures: int
-    secret: bytes | None  # None: it does not open (why in `problem`)
+    secrets: tuple[bytes, ...]  # (): they do not open (why in `problem`)
     problem: str = ""
 
 
@@ -230,12 +230,13 @@ class WebhookDelivery:
                 select(webhook_endpoints).where(_ENDPOINTS.id == endpoint_id)
             ).one()
             info = info_of(row)
-            secret, problem = None, ""
+            signing: tuple[bytes, ...] = ()
+            problem = ""
             if self._key is None:
                 problem = "this server has no credentials key to open the secret with"
             else:
                 try:
-                    secret = opened_secret(self._key, row)
+                    signing = opened_secrets(self._key, row, now)
                 except NotOpened as error:
                     problem = f"the secret does not open ({error}): remove and add it again"
             return _Claimed(
@@ -245,7 +246,7 @@ class WebhookDelivery:
                 frozenset(info.events),
                 info.cursor,
                 info.failures,
-                secret,
+                signing,
                 problem,
             )
 
@@ -263,7 +264,7 @@ class WebhookDelivery:
             await self._release(endpoint.id)
 
     async def _deliver_all(self, endpoint: _Claimed) -> None:
-        if endpoint.secret is None:
+        if not endpoint.secrets:
             await self._failed(endpoint, endpoint.cursor, endpoint.problem)
             return
         cursor = endpoint.cursor
@@ -278,7 +279,7 @@ class WebhookDelivery:
                 headers = {
                     EVENT_ID_HEADER: str(event.position.event),
                     EVENT_KIND_HEADER: event.kind,
-                    **signed_headers(endpoint.secret, int(self._wall_time()), body),
+                    **signed_headers(endpoint.secrets, int(self._wall_time()), body),
                 }
                 answer = await self._poster.post(
                     endpoint.url, body, headers, ca_pem=endpoint.ca_pem

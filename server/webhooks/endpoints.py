@@ -1,6 +1,12 @@
 """The admin's webhook endpoints: add (the secret shown once), list with their delivery's
-state, remove. Adding and removing are audited in the change's transaction (`webhook.add`,
-`webhook.remove`), never with the secret or the URL's query.
+state, rotate the secret (the new one shown once), remove. Each change is audited in its
+transaction (`webhook.add`, `webhook.rotate`, `webhook.remove`), never with a secret or the
+URL's query.
+
+A rotation keeps the previous secret for an overlap (DEFAULT_OVERLAP, at most MAX_OVERLAP):
+until it ends the delivery signs each POST with both, so that a receiver switches to the new
+secret when it likes and no event fails its check meanwhile. A second rotation within the
+overlap keeps only the secret it replaces.
 
 The shared secret is sealed with pki/credentials.key as remote credentials are
 (server/domain/credential_secrets.py), bound to the endpoint's id and URL: a row whose URL was
@@ -15,9 +21,9 @@ import json
 import secrets
 import urllib.parse
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from sonde.server.domain import hashed_secrets
@@ -33,7 +39,7 @@ from sonde.server.domain.credential_secrets import (
     seal,
 )
 from sonde.server.domain.roles import Principal
-from sonde.server.errors import Conflict, NotFound
+from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import webhook_endpoints
 from sonde.server.storage.types import AnyRow
@@ -41,6 +47,8 @@ from sonde.server.webhooks.addresses import checked_ca, checked_kinds, checked_s
 from sonde.server.webhooks.feed import Position, feed_end, pending_count
 
 MAX_ENDPOINTS = 50
+DEFAULT_OVERLAP = timedelta(hours=24)
+MAX_OVERLAP = timedelta(days=7)
 _BINDING_KIND = "webhook"  # never a credential's kind: a webhook's ciphertext opens as nothing else
 _COLUMNS = webhook_endpoints.c
 _ALL = select(webhook_endpoints).order_by(_COLUMNS.created_at, _COLUMNS.id)
@@ -67,6 +75,7 @@ class WebhookInfo:
     last_error: str
     last_error_at: datetime | None
     pending: int = 0  # filled in by list()
+    previous_until: datetime | None = None  # the previous secret signs too until then
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ def info_of(row: AnyRow) -> WebhookInfo:
         last_success_at=row.last_success_at,
         last_error=row.last_error,
         last_error_at=row.last_error_at,
+        previous_until=row.previous_until,
     )
 
 
@@ -97,14 +107,24 @@ def binding(endpoint_id: str, url: str) -> Binding:
     return Binding(endpoint_id, "", _BINDING_KIND, "", (url,))
 
 
-def opened_secret(key: CredentialKey, row: AnyRow) -> bytes:
-    """The endpoint's secret; NotOpened when another key sealed it or the row was changed."""
-    sealed = Sealed(bytes(row.nonce), bytes(row.ciphertext), row.sealed_with)
+def _opened(key: CredentialKey, sealed: Sealed, row: AnyRow) -> bytes:
     if sealed.key_id != key.key_id:
         raise NotOpened(
             f"sealed with credentials key {sealed.key_id}, this server's is {key.key_id}"
         )
     return open_sealed(key, sealed, binding(row.id, row.url)).text().encode()
+
+
+def opened_secrets(key: CredentialKey, row: AnyRow, now: datetime) -> tuple[bytes, ...]:
+    """The secrets each POST is signed with: the endpoint's, then its previous one while the
+    rotation's overlap lasts. NotOpened when another key sealed one or the row was changed."""
+    current = _opened(key, Sealed(bytes(row.nonce), bytes(row.ciphertext), row.sealed_with), row)
+    if row.previous_until is None or row.previous_until <= now:
+        return (current,)
+    previous = Sealed(
+        bytes(row.previous_nonce), bytes(row.previous_ciphertext), row.previous_sealed_with
+    )
+    return current, _opened(key, previous, row)
 
 
 def shown_url(url: str) -> str:
@@ -215,6 +235,70 @@ class WebhookEndpoints:
             return found
 
         return await self._db.read(unit)
+
+    async def rotate(
+        self,
+        actor: Principal,
+        endpoint_id: str,
+        *,
+        overlap: timedelta = DEFAULT_OVERLAP,
+        secret: str = "",
+    ) -> AddedWebhook:
+        """A new secret for the endpoint, returned this once (`secret` "": the server makes
+        one); the one it replaces still signs beside it for `overlap`. Audited as
+        `webhook.rotate`. The endpoint's cursor and state are untouched: nothing is resent or
+        skipped."""
+        wanted = endpoint_id.strip()
+        if not timedelta(0) <= overlap <= MAX_OVERLAP:
+            raise InvalidArgument(
+                f"the overlap is 0 s to {MAX_OVERLAP.days} days: how long the old secret still "
+                "signs beside the new one"
+            )
+
+        def unit(connection: Connection, entry: AuditEntry) -> AddedWebhook:
+            if self._key is None:
+                raise Conflict(
+                    "this server has no credentials key (pki/credentials.key) to seal the "
+                    "webhook's secret with: start it once with its data folder"
+                )
+            row = connection.execute(_BY_ID, {"wanted": wanted}).first()
+            if row is None:
+                raise NotFound(f"no webhook has the id {wanted[:40]!r} (sonde webhook list)")
+            shared = secret or secrets.token_urlsafe(32)
+            checked_secret(shared)
+            sealed = seal(self._key, CredentialSecret(shared), binding(row.id, row.url))
+            now = self._clock()
+            kept = overlap > timedelta(0)
+            connection.execute(
+                update(webhook_endpoints)
+                .where(_COLUMNS.id == row.id)
+                .values(
+                    sealed_with=sealed.key_id,
+                    nonce=sealed.nonce,
+                    ciphertext=sealed.ciphertext,
+                    previous_sealed_with=row.sealed_with if kept else None,
+                    previous_nonce=row.nonce if kept else None,
+                    previous_ciphertext=row.ciphertext if kept else None,
+                    previous_until=now + overlap if kept else None,
+                )
+            )
+            entry.detail.update(
+                {
+                    "url": shown_url(row.url),
+                    "overlap_s": int(overlap.total_seconds()),
+                    "secret": "given" if secret else "made",
+                }
+            )
+            rotated = connection.execute(_BY_ID, {"wanted": row.id}).one()
+            info = info_of(rotated)
+            info = dataclasses.replace(
+                info, pending=pending_count(connection, info.cursor, info.events)
+            )
+            return AddedWebhook(info, shared)
+
+        return await self._writes.run(
+            actor.name, "webhook.rotate", unit, detail={"webhook": wanted[:40]}, peer=actor.peer
+        )
 
     async def remove(self, actor: Principal, endpoint_id: str) -> WebhookInfo:
         """Delete an endpoint and its secret; audited as `webhook.remove`. Nothing more is sent

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 SIGNATURE_HEADER = "Sonde-Signature"
 TIMESTAMP_HEADER = "Sonde-Timestamp"
@@ -20,13 +21,15 @@ def _mac(secret: bytes, timestamp: int, body: bytes) -> str:
     return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The Sonde-Signature header's value for `body` sent at `timestamp`."""
-    return f"{_SCHEME}={_mac(secret, timestamp, body)}"
+def signature(secrets: Sequence[bytes], timestamp: int, body: bytes) -> str:
+    """The Sonde-Signature header's value for `body` sent at `timestamp`: one `v1=` value per
+    secret, comma-separated (two while a rotation's overlap lasts, the new secret's first)."""
+    return ",".join(f"{_SCHEME}={_mac(secret, timestamp, body)}" for secret in secrets)
 
 
-def signed_headers(secret: bytes, timestamp: int, body: bytes) -> dict[str, str]:
-    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signature(secret, timestamp, body)}
+def signed_headers(secrets: Sequence[bytes], timestamp: int, body: bytes) -> dict[str, str]:
+    signed = signature(secrets, timestamp, body)
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signed}
 
 
 def verify(

@@ -1,6 +1,7 @@
-"""`sonde webhook add|list|remove` as real processes against a real server, whose own delivery
-sends a ticket's events to a real HTTPS receiver: the secret is shown by `add` once, checks
-every POST's signature, and is in no later output and not in the database file's bytes."""
+"""`sonde webhook add|list|rotate|remove` as real processes against a real server, whose own
+delivery sends a ticket's events to a real HTTPS receiver: the secret is shown by `add` (and a
+new one by `rotate`) once, checks every POST's signature, and is in no later output and not in
+the database file's bytes."""
 
 from __future__ import annotations
 
@@ -76,3 +77,56 @@ def test_a_secret_is_refused_on_the_command_line_and_http_is_refused(
     plain = cli(shared_sonde, "webhook", "add", "http://127.0.0.1:9/x")
     assert plain.returncode == 1
     assert "plain http" in plain.stderr
+
+
+def test_rotate_gives_a_new_secret_while_the_old_one_still_verifies(
+    shared_sonde: Deployment, tmp_path: Path
+) -> None:
+    with WebhookReceiver(tmp_path / "receiver") as receiver:
+        ca_file = tmp_path / "receiver-ca.pem"
+        ca_file.write_text(receiver.ca_pem)
+        added = ok_json(
+            cli(shared_sonde, "--json", "webhook", "add", receiver.url, "--ca", str(ca_file),
+                "--events", "opened")
+        )  # fmt: skip
+        old = added["secret"]
+        receiver.state.secret = old.encode()
+        hook_id = added["webhook"]["id"]
+
+        shown = cli(shared_sonde, "webhook", "rotate", hook_id, "--overlap", "2h")
+        assert shown.returncode == 0, shown.stderr
+        said = " ".join(shown.stdout.split())
+        assert f"webhook {hook_id} ({receiver.url}) has a new secret" in said
+        assert "the old one still signs each POST beside it until" in said
+        new = said.rsplit("shown this once: ", 1)[1].strip()
+        assert len(new) >= 40
+        assert new != old
+        listed = cli(shared_sonde, "webhook", "list")
+        assert "the previous secret signs too until" in " ".join(listed.stdout.split())
+
+        # The receiver still on the old secret verifies the next event; then it switches.
+        ok_json(cli(shared_sonde, "--json", "ticket", "open", "--title", "during"))
+        deadline = time.monotonic() + 30
+        while len(receiver.state.events) < 1:
+            assert time.monotonic() < deadline, "the server sent nothing"
+            time.sleep(0.1)
+        assert receiver.state.events[0].signatures == 2
+        receiver.state.secret = new.encode()
+        ok_json(cli(shared_sonde, "--json", "ticket", "open", "--title", "switched"))
+        while len(receiver.state.events) < 2:
+            assert time.monotonic() < deadline, "the server sent nothing more"
+            time.sleep(0.1)
+        assert receiver.state.unverified == 0
+
+        bad = cli(shared_sonde, "webhook", "rotate", hook_id, "--overlap", "8d")
+        assert bad.returncode == 2
+        assert "between 0 and 7d" in bad.stderr
+        ann = shared_sonde.add_user("ann-rotates", "l1")
+        refused = cli(shared_sonde, "webhook", "rotate", hook_id, SONDE_TOKEN=ann)
+        assert refused.returncode == 1
+        assert "webhooks.manage" in refused.stderr
+        for output in (listed.stdout, refused.stdout, refused.stderr):
+            assert new not in output
+        stored = b"".join(p.read_bytes() for p in shared_sonde.data.glob("sonde.db*"))
+        assert new.encode() not in stored
+        assert old.encode() not in stored

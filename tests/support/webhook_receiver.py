@@ -32,6 +32,7 @@ class Received:
     event_id: str
     kind: str
     document: dict[str, Any]
+    signatures: int = 1  # the v1= values its Sonde-Signature carried (2 during a rotation)
 
 
 @dataclass
@@ -88,7 +89,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         document = json.loads(body)
         with state.lock:
-            state.events.append(Received(event_id, document["kind"], document))
+            signatures = self.headers.get(SIGNATURE_HEADER, "").count("v1=")
+            state.events.append(Received(event_id, document["kind"], document, signatures))
         if mode == "huge":
             self.send_response(200)
             self.send_header("Content-Length", str(1 << 40))

@@ -6718,6 +6718,7 @@ class Webhook(_message.Message):
     LAST_SUCCESS_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_UNTIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     url: _builtins.str
     custom_ca: _builtins.bool
@@ -6744,6 +6745,10 @@ class Webhook(_message.Message):
     def last_success_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def previous_secret_until(self) -> _timestamp_pb2.Timestamp:
+        """Until then each POST is signed with the previous secret too (after a rotation)."""
+
     def __init__(
         self,
         *,
@@ -6760,10 +6765,11 @@ class Webhook(_message.Message):
         last_success_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
         last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        previous_secret_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at", "previous_secret_until", b"previous_secret_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "custom_ca", b"custom_ca", "delivered", b"delivered", "events", b"events", "failures", b"failures", "id", b"id", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at", "pending", b"pending", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "custom_ca", b"custom_ca", "delivered", b"delivered", "events", b"events", "failures", b"failures", "id", b"id", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at", "pending", b"pending", "previous_secret_until", b"previous_secret_until", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -6904,3 +6910,56 @@ class RemoveWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveWebhookResponse: _TypeAlias = RemoveWebhookResponse  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OVERLAP_S_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    overlap_s: _builtins.int
+    """How long the old secret still signs beside the new one (0 to 7 days); unset: 24 h."""
+    secret: _builtins.str
+    """the new secret; "": the server makes one"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        overlap_s: _builtins.int | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_overlap_s", b"_overlap_s", "overlap_s", b"overlap_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_overlap_s", b"_overlap_s", "id", b"id", "overlap_s", b"overlap_s", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__overlap_s: _TypeAlias = _typing.Literal["overlap_s"]  # noqa: Y015
+    _WhichOneofArgType__overlap_s: _TypeAlias = _typing.Literal["_overlap_s", b"_overlap_s"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap_s) -> _WhichOneofReturnType__overlap_s | None: ...
+
+Global___RotateWebhookSecretRequest: _TypeAlias = RotateWebhookSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """the new secret, this once: it is never shown again"""
+    @_builtins.property
+    def webhook(self) -> Global___Webhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: Global___Webhook | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015

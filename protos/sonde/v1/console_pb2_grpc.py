@@ -465,6 +465,11 @@ class ConsoleServiceStub:
                 request_serializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.SerializeToString,
                 response_deserializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.FromString,
                 _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/sonde.v1.ConsoleService/RotateWebhookSecret',
+                request_serializer=sonde_dot_v1_dot_console__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=sonde_dot_v1_dot_console__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class ConsoleServiceServicer:
@@ -1005,6 +1010,14 @@ class ConsoleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateWebhookSecret(self, request, context):
+        """A new secret for an endpoint, shown this once; the old one still signs beside it (two
+        v1= values) for the overlap, so that the receiver can switch without losing an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsoleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1437,6 +1450,11 @@ def add_ConsoleServiceServicer_to_server(servicer, server):
                     servicer.RemoveWebhook,
                     request_deserializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.FromString,
                     response_serializer=sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=sonde_dot_v1_dot_console__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=sonde_dot_v1_dot_console__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -3761,6 +3779,33 @@ class ConsoleService:
             '/sonde.v1.ConsoleService/RemoveWebhook',
             sonde_dot_v1_dot_console__pb2.RemoveWebhookRequest.SerializeToString,
             sonde_dot_v1_dot_console__pb2.RemoveWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sonde.v1.ConsoleService/RotateWebhookSecret',
+            sonde_dot_v1_dot_console__pb2.RotateWebhookSecretRequest.SerializeToString,
+            sonde_dot_v1_dot_console__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

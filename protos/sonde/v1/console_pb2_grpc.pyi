@@ -142,6 +142,10 @@ class ConsoleServiceStub:
     """
     ListWebhooks: _grpc.UnaryUnaryMultiCallable[_console_pb2.ListWebhooksRequest, _console_pb2.ListWebhooksResponse]
     RemoveWebhook: _grpc.UnaryUnaryMultiCallable[_console_pb2.RemoveWebhookRequest, _console_pb2.RemoveWebhookResponse]
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_console_pb2.RotateWebhookSecretRequest, _console_pb2.RotateWebhookSecretResponse]
+    """A new secret for an endpoint, shown this once; the old one still signs beside it (two
+    v1= values) for the overlap, so that the receiver can switch without losing an event.
+    """
 
 @_typing.type_check_only
 class ConsoleServiceAsyncStub(ConsoleServiceStub):
@@ -256,6 +260,10 @@ class ConsoleServiceAsyncStub(ConsoleServiceStub):
     """
     ListWebhooks: _aio.UnaryUnaryMultiCallable[_console_pb2.ListWebhooksRequest, _console_pb2.ListWebhooksResponse]  # type: ignore[assignment]
     RemoveWebhook: _aio.UnaryUnaryMultiCallable[_console_pb2.RemoveWebhookRequest, _console_pb2.RemoveWebhookResponse]  # type: ignore[assignment]
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_console_pb2.RotateWebhookSecretRequest, _console_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """A new secret for an endpoint, shown this once; the old one still signs beside it (two
+    v1= values) for the overlap, so that the receiver can switch without losing an event.
+    """
 
 class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -883,5 +891,15 @@ class ConsoleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _console_pb2.RemoveWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_console_pb2.RemoveWebhookResponse, _abc.Awaitable[_console_pb2.RemoveWebhookResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _console_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_console_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_console_pb2.RotateWebhookSecretResponse]]:
+        """A new secret for an endpoint, shown this once; the old one still signs beside it (two
+        v1= values) for the overlap, so that the receiver can switch without losing an event.
+        """
 
 def add_ConsoleServiceServicer_to_server(servicer: ConsoleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

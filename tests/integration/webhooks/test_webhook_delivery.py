@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import grpc.aio
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
@@ -287,3 +288,84 @@ async def test_adding_and_removing_are_audited_without_the_secret_or_the_urls_qu
         assert receiver.url in row.detail or added.webhook.id in row.detail
         assert "receiver-side-token" not in row.detail
         assert added.secret not in row.detail
+
+
+async def test_a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(
+    console: Console, receiver: WebhookReceiver
+) -> None:
+    hook = await add_webhook(console, receiver)
+    old_secret = receiver.state.secret
+    worker = delivery(console)
+    try:
+        await work_a_ticket(console, "before")
+        await until(lambda: len(receiver.state.events) >= 3, worker.deliver_due)
+
+        rotated = await console.stub.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(id=hook.id), metadata=ADMIN
+        )
+        assert rotated.secret
+        assert rotated.secret.encode() != old_secret
+        until_s = rotated.webhook.previous_secret_until.seconds - time.time()
+        assert 24 * 3600 - 60 < until_s <= 24 * 3600
+        # The receiver still checks with the old secret: every event verifies meanwhile.
+        await work_a_ticket(console, "during the overlap")
+        await until(lambda: len(receiver.state.events) >= 6, worker.deliver_due)
+        assert [e.signatures for e in receiver.state.events] == [1, 1, 1, 2, 2, 2]
+        receiver.state.secret = rotated.secret.encode()  # switched when it liked
+        await work_a_ticket(console, "switched")
+        await until(lambda: len(receiver.state.events) >= 9, worker.deliver_due)
+
+        # Rotated again with no overlap: the old one stops at once, so a receiver still on it
+        # refuses, and gets every event, in order, once it has the new secret.
+        again = await console.stub.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(id=hook.id, overlap_s=0), metadata=ADMIN
+        )
+        assert not again.webhook.HasField("previous_secret_until")
+        await work_a_ticket(console, "no overlap")
+        await until(lambda: receiver.state.unverified >= 1, worker.deliver_due)
+        receiver.state.secret = again.secret.encode()
+        await until(lambda: len(receiver.state.events) >= 12, worker.deliver_due)
+    finally:
+        await worker.close()
+    assert receiver.state.unverified >= 1
+    assert receiver.event_ids() == (await feed_ids(console))[-12:]
+    # Switched within the overlap: still both; after the rotation with none, only the new.
+    assert [e.signatures for e in receiver.state.events][6:] == [2, 2, 2, 1, 1, 1]
+    [listed] = await webhooks(console)
+    assert (listed.delivered, listed.pending) == (12, 0)
+
+    rows = await console.services.db.read(
+        lambda connection: connection.execute(
+            select(audit_log.c.action, audit_log.c.detail, audit_log.c.result)
+            .where(audit_log.c.action == "webhook.rotate")
+            .order_by(audit_log.c.id)
+        ).all()
+    )
+    assert [row.result for row in rows] == ["ok", "ok"]
+    assert ['"overlap_s":86400' in rows[0].detail, '"overlap_s":0' in rows[1].detail] == [True] * 2
+    for row in rows:
+        assert rotated.secret not in row.detail
+        assert again.secret not in row.detail
+
+
+async def test_a_rotation_is_refused_for_an_unknown_webhook_a_long_overlap_or_a_short_secret(
+    console: Console, receiver: WebhookReceiver
+) -> None:
+    hook = await add_webhook(console, receiver)
+    refusals = [
+        (pb.RotateWebhookSecretRequest(id="nope"), ADMIN, "NOT_FOUND", "no webhook has the id"),
+        (
+            pb.RotateWebhookSecretRequest(id=hook.id, overlap_s=8 * 86400),
+            ADMIN,
+            "INVALID_ARGUMENT",
+            "0 s to 7 days",
+        ),
+        (pb.RotateWebhookSecretRequest(id=hook.id, secret="short"), ADMIN, "INVALID_ARGUMENT", ""),
+    ]
+    for request, who, code, said in refusals:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await console.stub.RotateWebhookSecret(request, metadata=who)
+        assert refused.value.code().name == code
+        assert said in (refused.value.details() or "")
+    [listed] = await webhooks(console)
+    assert not listed.HasField("previous_secret_until")  # nothing changed

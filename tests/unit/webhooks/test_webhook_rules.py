@@ -16,7 +16,7 @@ NOW = 1_800_000_000
 
 
 def test_a_signed_body_verifies_and_any_change_does_not() -> None:
-    headers = signed_headers(SECRET, NOW, BODY)
+    headers = signed_headers([SECRET], NOW, BODY)
     timestamp, signed = headers["Sonde-Timestamp"], headers["Sonde-Signature"]
     assert verify(SECRET, timestamp, signed, BODY, now=NOW + 299)
     assert not verify(SECRET, timestamp, signed, BODY + b" ", now=NOW)
@@ -25,18 +25,29 @@ def test_a_signed_body_verifies_and_any_change_does_not() -> None:
 
 
 def test_a_replayed_or_future_timestamp_is_refused() -> None:
-    signed = signature(SECRET, NOW, BODY)
+    signed = signature([SECRET], NOW, BODY)
     assert not verify(SECRET, str(NOW), signed, BODY, now=NOW + 301)
     assert not verify(SECRET, str(NOW), signed, BODY, now=NOW - 301)
 
 
 @pytest.mark.parametrize("timestamp", ["", "-5", "1e9", "\uff11\uff12\uff13", "12 3"])
 def test_a_timestamp_that_is_not_plain_digits_is_refused(timestamp: str) -> None:
-    assert not verify(SECRET, timestamp, signature(SECRET, NOW, BODY), BODY, now=NOW)
+    assert not verify(SECRET, timestamp, signature([SECRET], NOW, BODY), BODY, now=NOW)
+
+
+def test_during_a_rotation_both_secrets_sign_and_either_verifies() -> None:
+    new = b"the-new-secret-after-rotation"
+    headers = signed_headers([new, SECRET], NOW, BODY)
+    timestamp, signed = headers["Sonde-Timestamp"], headers["Sonde-Signature"]
+    assert signed.count("v1=") == 2
+    assert signed.startswith(signature([new], NOW, BODY) + ",")
+    assert verify(new, timestamp, signed, BODY, now=NOW)
+    assert verify(SECRET, timestamp, signed, BODY, now=NOW)
+    assert not verify(b"neither-of-the-two-secrets", timestamp, signed, BODY, now=NOW)
 
 
 def test_any_of_several_v1_values_may_match_and_other_schemes_are_ignored() -> None:
-    good = signature(SECRET, NOW, BODY)
+    good = signature([SECRET], NOW, BODY)
     assert verify(SECRET, str(NOW), f"v1=00ff, {good}", BODY, now=NOW)
     assert not verify(SECRET, str(NOW), good.replace("v1=", "v0="), BODY, now=NOW)
     assert not verify(SECRET, str(NOW), "v1=é", BODY, now=NOW)
