@@ -381,6 +381,9 @@ CALLS: dict[str, Call] = {
         pb.AddWebhookRequest(url="https://tickets.example.test/in", events=["resolved"]),
         metadata=ADMIN,
     ),
+    "RotateWebhookSecret": lambda c, s: c.stub.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=s.webhook_id), metadata=ADMIN
+    ),
     "RemoveWebhook": lambda c, s: c.stub.RemoveWebhook(
         pb.RemoveWebhookRequest(id=s.webhook_id), metadata=ADMIN
     ),
