@@ -88,8 +88,16 @@ def snapshot_agent(connection: Connection, snapshot_id: int | None) -> str | Non
     return str(agent_id)
 
 
+def is_ticket_id(ticket_id: int) -> bool:
+    """Whether `ticket_id` can be a ticket's (ids are positive 64-bit integers): an agent's
+    uint64 beyond them would fail the database's bind, not find nothing."""
+    return 0 < ticket_id < 2**63
+
+
 def load_ticket(connection: Connection, ticket_id: int, *, lock: bool = False) -> TicketRecord:
     """The ticket (NotFound when there is none); `lock` holds its row until commit."""
+    if not is_ticket_id(ticket_id):
+        raise NotFound(f"no ticket {ticket_id}")
     statement = _TICKET_LOCKED if lock else _TICKET
     row = connection.execute(statement, {"ticket_id": ticket_id}).first()
     if row is None:

@@ -33,6 +33,7 @@ from sonde.server.domain.satisfaction import (
 )
 from sonde.server.domain.text import checked_text, fitted
 from sonde.server.domain.ticket_model import TicketChannel, TicketRecord, TicketStatus
+from sonde.server.domain.ticket_queries import is_ticket_id
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.storage.db import Database
 from sonde.server.storage.tables import satisfaction, tickets
@@ -137,13 +138,15 @@ class WorkstationRatings:
             now = self._clock()
             entry.detail |= {"local_user": user, "asked_on": ASKED_ON_WORKSTATION}
             # The latest question about it: a ticket resolved again asks again.
-            row = connection.execute(
-                _theirs(agent_id, user)
-                .where(satisfaction.c.ticket_id == ticket_id)
-                .order_by(satisfaction.c.id.desc())
-                .limit(1)
-                .with_for_update(of=satisfaction)
-            ).first()
+            row = None
+            if is_ticket_id(ticket_id):
+                row = connection.execute(
+                    _theirs(agent_id, user)
+                    .where(satisfaction.c.ticket_id == ticket_id)
+                    .order_by(satisfaction.c.id.desc())
+                    .limit(1)
+                    .with_for_update(of=satisfaction)
+                ).first()
             if row is None:
                 raise NotFound(
                     f"ticket #{ticket_id} is not a request of yours from this computer that "
@@ -166,5 +169,9 @@ class WorkstationRatings:
             return store_answer_in(connection, row, rating, comment, now=now, said=said)
 
         return await self._writes.run(
-            actor, "ticket.rated", unit, ticket_id=ticket_id, agent_id=agent_id
+            actor,
+            "ticket.rated",
+            unit,
+            ticket_id=ticket_id if is_ticket_id(ticket_id) else None,
+            agent_id=agent_id,
         )

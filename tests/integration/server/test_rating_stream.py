@@ -68,11 +68,12 @@ async def test_another_machines_request_is_neither_listed_nor_rated(live: LiveSe
             timeout=10,
         )
 
-    listed, stolen, oversized = await on_a_stream(
+    listed, stolen, oversized, beyond = await on_a_stream(
         liar,
         rating("r1", "alice"),
         rating("r2", "alice", ticket_id, 1),
         rating("r" * 500, "alice", ticket_id, 99),
+        rating("r4", "alice", 2**64 - 1, 5),  # past every database's ids: refused, not a crash
     )
     assert isinstance(listed, agent_pb2.RatingReply)
     assert (listed.request_id, list(listed.asked), listed.refusal) == ("r1", [], "")
@@ -82,6 +83,8 @@ async def test_another_machines_request_is_neither_listed_nor_rated(live: LiveSe
     assert isinstance(oversized, agent_pb2.RatingReply)
     assert oversized.request_id == "r" * 64
     assert "from 1 (bad) to 5" in oversized.refusal
+    assert isinstance(beyond, agent_pb2.RatingReply)
+    assert beyond.refusal.startswith(f"ticket #{2**64 - 1} is not a request of yours")
 
     theirs, rated = await on_a_stream(
         victim, rating("v1", "alice"), rating("v2", "alice", ticket_id, 5)

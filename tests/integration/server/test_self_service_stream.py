@@ -135,3 +135,21 @@ async def test_another_machines_ticket_is_refused_and_the_run_is_the_certificate
     assert checked.command_id == ran.command_id
     assert checked.requested_by == actor
     assert checked.ticket_id == ran.ticket_id
+
+
+async def test_a_ticket_id_past_every_databases_ids_is_refused_and_the_stream_goes_on(
+    live: LiveServer,
+) -> None:
+    await publish(live)
+    agent = await live.enroll("pc-odd")
+    replies, _ = await on_a_stream(
+        agent,
+        agent_pb2.SelfServiceRequest(
+            request_id="r1", script_id="clear-cache", ticket_id=2**64 - 1, local_user="al"
+        ),
+        agent_pb2.SelfServiceRequest(request_id="r2"),
+    )
+    beyond, listed = replies
+    assert beyond.refusal == f"no ticket #{2**64 - 1}"
+    assert [s.id for s in listed.scripts] == ["clear-cache"]
+    assert await run_count(live) == 0
