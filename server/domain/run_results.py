@@ -38,6 +38,15 @@ from sonde.server.storage.db import Database
 from sonde.server.storage.tables import commands, script_runs
 from sonde.v1 import agent_pb2
 
+# A 64-bit column's largest value: an agent's uint64 beyond it would fail the bind (and the
+# result, resent at every connect, would never be stored).
+_MAX_COUNT = 2**63 - 1
+
+
+def _counted(said: int, kept: bytes) -> int:
+    """How many bytes the script printed: the agent's word, at least what it sent."""
+    return min(max(said, len(kept)), _MAX_COUNT)
+
 
 class RunResults:
     """ScriptRuns' result handling; `_db`, `_audited` and `_wakeups` are ScriptRuns'."""
@@ -97,8 +106,8 @@ class RunResults:
                     stderr=stderr[:MAX_STORED_OUTPUT],
                     stdout_truncated=outcome.stdout_truncated or len(stdout) > MAX_STORED_OUTPUT,
                     stderr_truncated=outcome.stderr_truncated or len(stderr) > MAX_STORED_OUTPUT,
-                    stdout_bytes=max(outcome.stdout_bytes, len(stdout)),
-                    stderr_bytes=max(outcome.stderr_bytes, len(stderr)),
+                    stdout_bytes=_counted(outcome.stdout_bytes, stdout),
+                    stderr_bytes=_counted(outcome.stderr_bytes, stderr),
                     duration_ms=outcome.duration_ms,
                     user_session=(
                         session_text(outcome.session)[:200] if outcome.HasField("session") else ""

@@ -359,6 +359,17 @@ async def test_a_script_result_ends_the_run_with_its_output(
     assert not await b.runs.append_output(b.agent.id, chunk)
 
 
+async def test_a_byte_count_past_64_bits_is_stored_at_the_largest_a_column_holds(
+    b: Bench,
+) -> None:
+    run = await b.runs.request(b.l2, b.agent.id, "clear-temp")
+    await b.commands.claim_due(b.agent.id, "s1", resend_delivered=True)
+    outcome = _script_result(run.command.id, 0, stdout_bytes=2**64 - 1, stderr_bytes=2**63)
+    ended, changed = await b.runs.accept_result(b.agent.id, outcome, b.clock.now)
+    assert changed
+    assert (ended.stdout_bytes, ended.stderr_bytes) == (2**63 - 1, 2**63 - 1)
+
+
 async def test_a_result_resent_after_a_lost_ack_is_audited_as_refused_not_stored_twice(
     b: Bench,
 ) -> None:
