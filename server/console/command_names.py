@@ -95,6 +95,7 @@ COMMAND_OF_RPC = {
     "AddWebhook": "sonde webhook add",
     "ListWebhooks": "sonde webhook list",
     "RemoveWebhook": "sonde webhook remove",
+    "RotateWebhookSecret": "sonde webhook rotate",
 }
 
 _RPC_NAME = re.compile(r"\b(" + "|".join(COMMAND_OF_RPC) + r")\b")
