@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from sonde.server.domain.audited import AuditedWrites, AuditEntry
 from sonde.server.domain.clock import Clock, utc_now
@@ -103,22 +103,26 @@ class WorkstationRatings:
         user = local_requester(local_user)
 
         def unit(connection: Connection) -> list[WaitingRating]:
+            now = self._clock()
             rows = connection.execute(
                 _theirs(agent_id, user)
-                .where(satisfaction.c.rating.is_(None))
-                .where(satisfaction.c.expires_at > self._clock())
                 .where(tickets.c.status.in_(_RATED_STATUSES))
-                .order_by(satisfaction.c.asked_at.desc(), satisfaction.c.id.desc())
+                .order_by(satisfaction.c.id.desc())
             ).all()
-            listed: dict[int, WaitingRating] = {}
-            for row in rows:
-                ticket_id = int(row.ticket_id)
-                if ticket_id not in listed and len(listed) < MAX_LISTED:
-                    resolution = fitted(str(row.resolution), RESOLUTION_SHOWN_CHARS)
-                    listed[ticket_id] = WaitingRating(
-                        ticket_id, str(row.title), row.resolved_at, resolution
-                    )
-            return list(listed.values())
+            latest: dict[int, Row[Any]] = {}
+            for row in rows:  # the latest question of each ticket is the one answer() takes
+                latest.setdefault(int(row.ticket_id), row)
+            waiting = [
+                WaitingRating(
+                    ticket_id,
+                    str(row.title),
+                    row.resolved_at,
+                    fitted(str(row.resolution), RESOLUTION_SHOWN_CHARS),
+                )
+                for ticket_id, row in latest.items()
+                if row.rating is None and row.expires_at > now
+            ]
+            return waiting[:MAX_LISTED]
 
         return await self._db.read(unit)
 

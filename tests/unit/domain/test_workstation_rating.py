@@ -145,6 +145,7 @@ async def test_a_reopened_ticket_waits_for_its_next_resolve_and_questions_expire
     [waiting] = await desk.ratings.waiting(pc.id, "alice")  # asked twice, listed once
     assert waiting.ticket_id == ticket.id
     await desk.ratings.answer(pc.id, "alice", ticket.id, 5, "")
+    assert await desk.ratings.waiting(pc.id, "alice") == []  # its older question is not listed
     answered = await desk.db.read(
         lambda c: c.execute(select(satisfaction.c.rating).order_by(satisfaction.c.id)).all()
     )
