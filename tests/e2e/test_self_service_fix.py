@@ -86,6 +86,17 @@ def test_the_user_lists_and_runs_a_self_service_fix_logged_on_a_ticket(
 
     user = pwd.getpwuid(os.geteuid()).pw_name
     actor = f"user:{user}@{agent_id[:8]}"
+    # The user hears how it ended from the agent as the script ends; the result reaches the
+    # server through the agent's outbox right after, and the ticket shows it then.
+    wait_for(
+        "the run's end on the ticket",
+        lambda: (
+            console_pb2.TICKET_EVENT_KIND_RUN_ENDED
+            in [event.kind for event in ticket(sonde, ticket_id).timeline]
+        ),
+        timeout=30,
+        interval=0.2,
+    )
     shown = ticket(sonde, ticket_id)
     assert shown.ticket.title == "Self-service fix: Clear the cache"
     assert shown.ticket.channel == console_pb2.TICKET_CHANNEL_WORKSTATION
