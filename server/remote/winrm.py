@@ -20,6 +20,7 @@ import asyncio
 import base64
 import enum
 import hashlib
+import logging
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ from sonde.server.remote.shell import (
     Transport,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HTTPS_PORT = 5986
@@ -351,6 +353,9 @@ def remote_error(host: WinRMHost, error: Exception) -> RemoteError:
     if isinstance(error, WinRMError):
         return RemoteError(RemoteErrorKind.PROTOCOL, f"WinRM to {where}: {error}")
     if isinstance(error, (StopIteration, AssertionError, ValueError, KeyError)):
+        # pywinrm's own checks of an answer (a RelatesTo that does not match, a Done with no
+        # ExitCode): the technician hears it in one line, the server's log keeps where.
+        log.warning("WinRM answer from %s not understood: %r", where, error, exc_info=error)
         return RemoteError(
             RemoteErrorKind.PROTOCOL, f"{where} answered a message this client cannot use"
         )
