@@ -24,9 +24,10 @@ ANSWER_TIMEOUT_S = 90.0
 CONNECT_TIMEOUT_S = 10.0
 
 
-def _exchange(address: str, description: str) -> agent_pb2.LocalHelpAnswer:
+def exchange(address: str, ask: agent_pb2.LocalHelpAsk) -> agent_pb2.LocalHelpAnswer:
+    """One ask to the running agent and its one answer (`sonde-agent help`, `rate`)."""
     with contextlib.closing(connect(address, CONNECT_TIMEOUT_S)) as connection:
-        connection.send(frame(agent_pb2.LocalHelpAsk(description=description)))
+        connection.send(frame(ask))
         answer = AnswerFrames(connection).next(time.monotonic() + ANSWER_TIMEOUT_S)
     if answer is None:
         raise ConnectionError("the agent closed the connection without a complete answer")
@@ -48,7 +49,7 @@ def ask_for_help(text: str, state_dir: Path | None, given: str | None, as_json: 
         return _fail(f"not sent: {refused}", as_json, exit_codes.USAGE)
     path = local_address(state_dir, given)
     try:
-        answer = _exchange(path, description)
+        answer = exchange(path, agent_pb2.LocalHelpAsk(description=description))
     except (FileNotFoundError, ConnectionRefusedError):
         return _fail(
             f"the Sonde agent is not running on this computer (nothing listens on {path}): "

@@ -9,17 +9,15 @@ a rating it sends that one. The agent, not this program, tells the server who is
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sonde.agent import exit_codes
-from sonde.agent.help_cmd import ANSWER_TIMEOUT_S, CONNECT_TIMEOUT_S
-from sonde.agent.help_socket import MAX_COMMENT_CHARS, frame
-from sonde.agent.local_channel import AnswerFrames, connect, local_address
+from sonde.agent.help_cmd import ANSWER_TIMEOUT_S, exchange
+from sonde.agent.help_socket import MAX_COMMENT_CHARS
+from sonde.agent.local_channel import local_address
 from sonde.v1 import agent_pb2
 
 SCALE = "from 1 (bad) to 5 (very good)"
@@ -35,11 +33,7 @@ class Usage(ValueError):
 
 
 def _exchange(address: str, ask: agent_pb2.LocalRateAsk) -> agent_pb2.LocalHelpAnswer:
-    with contextlib.closing(connect(address, CONNECT_TIMEOUT_S)) as connection:
-        connection.send(frame(agent_pb2.LocalHelpAsk(rate=ask)))
-        answer = AnswerFrames(connection).next(time.monotonic() + ANSWER_TIMEOUT_S)
-    if answer is None:
-        raise ConnectionError("the agent closed the connection without a complete answer")
+    answer = exchange(address, agent_pb2.LocalHelpAsk(rate=ask))
     if answer.error:
         raise RatingRefused(answer.error)
     return answer
