@@ -3,7 +3,8 @@
 Started here, before any test module imports sonde (tests/support/suite_coverage.py says how the
 children are measured). The summary is printed at the end of every run; the gate (sonde.server.api
 and sonde.server.domain at 85 % or more) is applied only when the whole suite ran: no paths given
-(pytest's testpaths), no -k or -m, nothing deselected. SONDE_COVERAGE=off measures nothing.
+(pytest's testpaths), no -k or -m, nothing deselected. SONDE_COVERAGE=full measures every
+package in every process, SONDE_COVERAGE=off nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ _ROOT = Path(__file__).resolve().parent.parent
 # process handed to its children (patch = subprocess) already measures it and every process
 # its tests start, and the main process combines their data once every worker has finished.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_MODE = suite_coverage.mode(os.environ)
 _measure = (
     None
-    if _WORKER or os.environ.get(suite_coverage.SWITCH, "").lower() in {"off", "0", "no"}
-    else suite_coverage.SuiteCoverage(_ROOT)
+    if _WORKER or _MODE == suite_coverage.OFF
+    else suite_coverage.SuiteCoverage(_ROOT, full=_MODE == suite_coverage.FULL)
 )
 _deselected: list[pytest.Item] = []
 _summary: list[str] = []
@@ -69,6 +71,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _summary:
         return
-    terminalreporter.write_sep("=", "coverage, across the processes the tests started")
+    measured = (
+        "every package, across the processes the tests started"
+        if _MODE == suite_coverage.FULL
+        else "the gated packages, in the tests and the servers (SONDE_COVERAGE=full: every one)"
+    )
+    terminalreporter.write_sep("=", f"coverage of {measured}")
     for line in _summary:
         terminalreporter.write_line(line)

@@ -155,7 +155,7 @@ def test_an_enrolled_agent_pins_the_servers_catalog_key_and_force_takes_anothers
     pinned = state / "catalog.pub"
     assert pinned.read_bytes() == (sonde.data / "pki" / "catalog.pub").read_bytes()
     assert stat.S_IMODE(pinned.stat().st_mode) == 0o600
-    with deployment(tmp_path / "other") as other:
+    with deployment(tmp_path / "other", own_keys=True) as other:
         refused = run("sonde-agent", "enroll", other.enrollment(), "--state", str(state))
         assert refused.returncode != 0
         assert "already holds an enrollment; pass --force" in refused.stderr

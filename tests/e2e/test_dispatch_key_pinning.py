@@ -32,7 +32,7 @@ def test_an_enrolled_agent_pins_the_servers_dispatch_key_and_force_takes_another
     pinned = state / "dispatch.pub"
     assert pinned.read_bytes() == (pki / "dispatch.pub").read_bytes()
     assert stat.S_IMODE(pinned.stat().st_mode) == 0o600
-    with deployment(tmp_path / "other") as other:
+    with deployment(tmp_path / "other", own_keys=True) as other:
         done = run("sonde-agent", "enroll", other.enrollment(), "--state", str(state), "--force")
         assert done.returncode == 0, done.stderr
         assert pinned.read_bytes() == (other.data / "pki" / "dispatch.pub").read_bytes()

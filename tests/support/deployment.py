@@ -5,11 +5,15 @@ Everything listens on 127.0.0.1 with ports the OS picks; readiness is polled wit
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +24,11 @@ from typing import Any, TypeVar
 import grpc
 
 from sonde.v1 import console_pb2, console_pb2_grpc
+from tests.support import suite_coverage
 
 T = TypeVar("T")
+
+ROLES = {"l1": console_pb2.ROLE_L1, "l2": console_pb2.ROLE_L2, "admin": console_pb2.ROLE_ADMIN}
 
 PROGRAMS = {
     "sonde-server": "sonde.server.cli",
@@ -48,7 +55,7 @@ def run(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=suite_coverage.child_env(name, env),
         stdin=subprocess.DEVNULL,
         check=False,
     )
@@ -107,7 +114,7 @@ def start(
         stdout=handle,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=env,
+        env=suite_coverage.child_env(name, env),
     )
     handle.close()
     return Process(name, popen, log_path)
@@ -134,14 +141,17 @@ class Deployment:
     def ca_file(self) -> Path:
         return self.data / "pki" / "ca.crt"
 
-    def init(self) -> None:
-        args = ["init", "--data", str(self.data), "--json"]
-        args += ["--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"]
-        if self.db_url:
-            args += ["--db", self.db_url]
-        done = run("sonde-server", *args)
-        assert done.returncode == 0, done.stderr
-        self.admin_token = json.loads(done.stdout)["admin_token"]
+    def init(self, *, own_keys: bool = False) -> None:
+        """The data folder as `sonde-server init` makes it. On SQLite it is a copy of this
+        process's one folder initialised that way (keys, CA, admin token and database, see
+        _initialised_template), unless `own_keys`: a test with two servers whose keys must
+        differ gives its second one keys of its own."""
+        if not self.db_url and not own_keys and not self.data.exists():
+            template, self.admin_token = _initialised_template()
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(template, self.data, symlinks=True)
+            return
+        self.admin_token = _init(self.data, self.db_url)
 
     def start_server(self, *extra: str, same_ports: bool = False) -> None:
         """Start sonde-server; `same_ports` reuses the addresses of the previous run."""
@@ -178,15 +188,36 @@ class Deployment:
 
     # -- tokens, users, agents -------------------------------------------------------------
 
-    def enrollment(self, uses: int = 1, ttl: str = "1h") -> str:
+    def _serving(self) -> bool:
+        return self.server is not None and self.server.alive() and bool(self.console_address)
+
+    def enrollment(self, uses: int = 1) -> str:
+        """An enrollment string for `uses` agents, valid an hour: asked of the running server
+        as its admin (`sonde token create`), else made in the data folder (`sonde-server token
+        create`). tests/e2e/test_fleet_admin.py runs both commands themselves."""
+        if self._serving():
+            with self.console() as console:
+                reply = console.CreateEnrollmentToken(
+                    console_pb2.CreateEnrollmentTokenRequest(uses=uses, ttl_s=3600), timeout=30
+                )
+            return reply.enrollment
         done = run(
             "sonde-server", "token", "create", "--data", str(self.data),
-            "--uses", str(uses), "--ttl", ttl, "--json",
+            "--uses", str(uses), "--ttl", "1h", "--json",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return str(json.loads(done.stdout)["enrollment"])
 
     def add_user(self, name: str, role: str) -> str:
+        """A technician with `role` (l1, l2, admin) and their API token: made by the running
+        server for its admin (`sonde user add`), else in the data folder (`sonde-server user
+        add`)."""
+        if self._serving():
+            with self.console() as console:
+                reply = console.CreateUser(
+                    console_pb2.CreateUserRequest(name=name, role=ROLES[role]), timeout=30
+                )
+            return reply.api_token
         done = run(
             "sonde-server", "user", "add", name, "--role", role, "--data", str(self.data), "--json"
         )
@@ -265,13 +296,39 @@ class Deployment:
         return value
 
 
+def _init(data: Path, db_url: str | None) -> str:
+    """`sonde-server init` of `data`: the admin token it printed."""
+    args = ["init", "--data", str(data), "--json"]
+    args += ["--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"]
+    if db_url:
+        args += ["--db", db_url]
+    done = run("sonde-server", *args)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["admin_token"])
+
+
+@functools.cache
+def _initialised_template() -> tuple[Path, str]:
+    """One data folder made by `sonde-server init` in this process (an xdist worker), and its
+    admin token: a test's server starts from a copy of it, the same bytes a fresh init writes
+    (about 3 s of CPU saved a server). Removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix="sonde-init-template-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root / "server", _init(root / "server", None)
+
+
 @contextmanager
 def deployment(
-    root: Path, *, heartbeat_interval_s: int = 1, db_url: str | None = None
+    root: Path,
+    *,
+    heartbeat_interval_s: int = 1,
+    db_url: str | None = None,
+    own_keys: bool = False,
 ) -> Iterator[Deployment]:
-    """An initialised, running server; stopped (with its agents) on exit."""
+    """An initialised, running server; stopped (with its agents) on exit. `own_keys`: keys
+    and CA of its own rather than those of this process's other servers (Deployment.init)."""
     sonde = Deployment(root, heartbeat_interval_s=heartbeat_interval_s, db_url=db_url)
-    sonde.init()
+    sonde.init(own_keys=own_keys)
     sonde.start_server()
     try:
         yield sonde

@@ -8,8 +8,15 @@ in one working tree never mix). At the end they are combined, the paths of an in
 are mapped back to the source ([tool.coverage.paths]), a summary per package is printed, and a
 run of the whole suite fails when a gated package is under GATE_PERCENT.
 
-SONDE_COVERAGE=off turns measuring off (a faster run while developing); SONDE_COVERAGE_DATA=FILE
-keeps the combined data there, for `coverage report -m --data-file=FILE` or `coverage html`.
+What is measured (SONDE_COVERAGE):
+- unset or `gated`: the gated packages, in the processes that run them: the pytest processes and
+  the servers. The programs that run none of their code (agents, the CLI, sonde-catalog) start
+  unmeasured (child_env): coverage's tracer and its start in every short-lived CLI process cost
+  a run about half again its CPU, and that is most of the measuring's cost (docs/testing.md).
+- `full`: every package of sonde in every process, as pyproject.toml configures it.
+- `off`: nothing (a faster run while developing).
+SONDE_COVERAGE_DATA=FILE keeps the combined data there, for `coverage report -m --data-file=FILE`
+or `coverage html`.
 """
 
 from __future__ import annotations
@@ -28,9 +35,33 @@ import coverage
 GATED_PACKAGES = ("sonde.server.api", "sonde.server.domain")
 GATE_PERCENT = 85.0
 SWITCH = "SONDE_COVERAGE"
+OFF, GATED, FULL = "off", "gated", "full"
+# The programs that run gated code; the others are not measured when only that is.
+MEASURED_PROGRAMS = frozenset({"sonde-server"})
 KEEP_DATA = "SONDE_COVERAGE_DATA"
 # What coverage reads at a Python process's start: a process started without them is not measured.
 PROCESS_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+def mode(env: Mapping[str, str]) -> str:
+    """What SWITCH asks for: OFF, GATED (the default) or FULL; a value it does not know is
+    refused, so a typo never turns measuring off or the gate away unseen."""
+    value = env.get(SWITCH, "").strip().lower()
+    if value in {"", GATED}:
+        return GATED
+    if value in {OFF, "0", "no"}:
+        return OFF
+    if value == FULL:
+        return FULL
+    raise ValueError(f"{SWITCH}={value!r}: say {GATED} (the default), {FULL} or {OFF}")
+
+
+def child_env(program: str, env: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The environment to start Sonde's `program` with (None: this process's own). Measuring
+    only the gated packages, a program that runs none of their code starts unmeasured."""
+    if mode(os.environ) != GATED or program in MEASURED_PROGRAMS:
+        return None if env is None else dict(env)
+    return unmeasured(os.environ if env is None else env)
 
 
 def unmeasured(env: Mapping[str, str]) -> dict[str, str]:
@@ -96,13 +127,16 @@ def package_of(path: Path, root: Path) -> str:
 class SuiteCoverage:
     """One run's measurement: started at import of tests/conftest.py, finished at session end."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, full: bool = False) -> None:
+        """`full`: every package pyproject.toml names; else the gated packages only."""
         self.root = root
         self.folder = Path(tempfile.mkdtemp(prefix="sonde-coverage-"))
+        # The source chosen here is in the configuration handed to the children too.
         self._measure = coverage.Coverage(
             data_file=str(self.folder / "coverage"),
             data_suffix=True,
             config_file=str(root / "pyproject.toml"),
+            source_pkgs=None if full else list(GATED_PACKAGES),
         )
         self._measure.start()
 

@@ -13,7 +13,7 @@ from tests.support import suite_coverage
 from tests.support.suite_coverage import FileCoverage, PackageCoverage
 
 ROOT = Path(__file__).resolve().parents[2]
-MEASURING = os.environ.get(suite_coverage.SWITCH, "").lower() not in {"off", "0", "no"}
+MEASURING = suite_coverage.mode(os.environ) != suite_coverage.OFF
 PROBE = "import sys, sonde.agent.backoff; print('coverage' in sys.modules)"
 
 
@@ -31,6 +31,44 @@ def test_a_process_the_tests_start_is_measured() -> None:
 
 def test_an_unmeasured_process_does_not_load_coverage() -> None:
     assert not child_loaded_coverage(suite_coverage.unmeasured(os.environ))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", "gated"), ("gated", "gated"), (" Full ", "full"), ("off", "off"), ("0", "off")],
+    ids=["unset", "gated", "full", "off", "zero"],
+)
+def test_the_switch_names_what_is_measured(value: str, expected: str) -> None:
+    assert suite_coverage.mode({suite_coverage.SWITCH: value}) == expected
+
+
+def test_a_switch_it_does_not_know_is_refused_not_taken_for_off() -> None:
+    with pytest.raises(ValueError, match=r"SONDE_COVERAGE='of'.*gated.*full.*off"):
+        suite_coverage.mode({suite_coverage.SWITCH: "of"})
+
+
+def test_measuring_the_gated_packages_starts_only_the_server_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(suite_coverage.SWITCH, "gated")
+    monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", "{}")
+    given = {"COVERAGE_PROCESS_CONFIG": "{}", "HOME": "/nowhere"}
+    assert suite_coverage.child_env("sonde-agent", given) == {"HOME": "/nowhere"}
+    cli = suite_coverage.child_env("sonde")
+    assert cli is not None
+    assert "COVERAGE_PROCESS_CONFIG" not in cli
+    assert cli["PATH"] == os.environ["PATH"]
+    assert suite_coverage.child_env("sonde-server", given) == given
+    assert suite_coverage.child_env("sonde-server") is None  # this process's own, measured
+
+
+def test_measuring_everything_starts_every_program_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(suite_coverage.SWITCH, "full")
+    given = {"COVERAGE_PROCESS_CONFIG": "{}"}
+    assert suite_coverage.child_env("sonde-agent", given) == given
+    assert suite_coverage.child_env("sonde") is None
 
 
 def test_source_files_belong_to_their_import_package() -> None:
