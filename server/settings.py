@@ -26,6 +26,12 @@ DEFAULT_MAX_AGENT_CONNECTIONS = 24_000  # the 20,000-agent target of one server,
 DEFAULT_MAX_CONSOLE_CONNECTIONS = 4_096
 DEFAULT_MAX_AGENT_CONNECTIONS_PER_ADDRESS = 0  # 0: none; a site's agents share one NAT address
 DEFAULT_MAX_CONSOLE_CONNECTIONS_PER_ADDRESS = 256
+# The web form's listener (server/web/connections.py): a browser sends its head at once and
+# opens about 6 connections a site; an office behind one NAT address has several browsers.
+DEFAULT_WEB_HEAD_TIMEOUT_S = 20.0
+DEFAULT_WEB_IDLE_TIMEOUT_S = 15.0
+DEFAULT_MAX_WEB_CONNECTIONS = 512
+DEFAULT_MAX_WEB_CONNECTIONS_PER_ADDRESS = 32
 # What SQLite keeps beside its database file while it is open, or after a crash.
 SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -84,15 +90,21 @@ class ConnectionLimits:
     max_console_connections: int = DEFAULT_MAX_CONSOLE_CONNECTIONS
     max_agent_connections_per_address: int = DEFAULT_MAX_AGENT_CONNECTIONS_PER_ADDRESS
     max_console_connections_per_address: int = DEFAULT_MAX_CONSOLE_CONNECTIONS_PER_ADDRESS
+    web_head_timeout_s: float = DEFAULT_WEB_HEAD_TIMEOUT_S
+    web_idle_timeout_s: float = DEFAULT_WEB_IDLE_TIMEOUT_S
+    max_web_connections: int = DEFAULT_MAX_WEB_CONNECTIONS
+    max_web_connections_per_address: int = DEFAULT_MAX_WEB_CONNECTIONS_PER_ADDRESS
 
     def __post_init__(self) -> None:
-        for name in ("handshake_timeout_s", "idle_connection_timeout_s"):
+        timeouts = ("handshake_timeout_s", "idle_connection_timeout_s")
+        for name in (*timeouts, "web_head_timeout_s", "web_idle_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
-        for name in ("max_agent_connections", "max_console_connections"):
+        for name in ("max_agent_connections", "max_console_connections", "max_web_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")
-        for name in ("max_agent_connections_per_address", "max_console_connections_per_address"):
+        per_address = ("max_agent_connections_per_address", "max_console_connections_per_address")
+        for name in (*per_address, "max_web_connections_per_address"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no cap) or more, not {getattr(self, name)}")
 

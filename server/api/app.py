@@ -73,6 +73,7 @@ from sonde.server.settings import (
 )
 from sonde.server.storage.db import Database
 from sonde.server.system_journal import SystemJournal
+from sonde.server.web.connections import WebConnectionLimits
 from sonde.server.web.listener import WebListener
 from sonde.server.webhooks.delivery import WebhookDelivery
 from sonde.server.webhooks.endpoints import sealed_with as webhook_secrets_sealed_with
@@ -388,8 +389,17 @@ class SondeServer:
         options = self.options
         if not options.web_address:
             return ""
+        limits = options.limits
         self._web = WebListener(
-            pki.server_certificate, pki.server_key, mails_requesters=options.smtp is not None
+            pki.server_certificate,
+            pki.server_key,
+            mails_requesters=options.smtp is not None,
+            limits=WebConnectionLimits(
+                head_timeout_s=limits.web_head_timeout_s,
+                idle_timeout_s=limits.web_idle_timeout_s,
+                max_connections=limits.max_web_connections,
+                max_per_address=limits.max_web_connections_per_address,
+            ),
         )
         port = await self._web.start(options.web_address)
         host, _ = split_address(options.web_address)

@@ -10,8 +10,10 @@ Paths: `GET /` the form, `POST /requests` a request, `GET|POST /rate/<token>` th
 `GET /style.css`; anything else 404, another method 405. Bounded against a hostile client:
 a body over MAX_BODY_BYTES is refused with 413 before it is read, a body must arrive within
 BODY_TIMEOUT_S, and each address may send MAX_REQUESTS requests in REQUEST_WINDOW_S (then 429,
-the form shown again with what was typed). Every answer carries a CSP that allows no script,
-no frame and no other origin, and no Referer leaves the site (a rating link is a secret).
+the form shown again with what was typed); the connections themselves, how many and how long
+their heads may take, are bounded by server/web/connections.py. Every answer carries a CSP
+that allows no script, no frame and no other origin, and no Referer leaves the site (a rating
+link is a secret).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from sonde.server.api.listeners import CannotListen, bind_failure_reason
 from sonde.server.domain.satisfaction import Satisfaction, checked_rating
@@ -36,6 +39,7 @@ from sonde.server.domain.web_requests import (
 from sonde.server.errors import Conflict, InvalidArgument, NotFound
 from sonde.server.settings import split_address
 from sonde.server.web import pages
+from sonde.server.web.connections import WebConnectionLimits, WebConnections
 from sonde.server.web.rate_limit import PeerLimiter
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT_S = 15.0
 MAX_REQUESTS = 5
 REQUEST_WINDOW_S = 600.0
+# How long a closed connection waits for the client's TLS close_notify (asyncio's default: 30 s).
+TLS_GOODBYE_TIMEOUT_S = 5.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -100,6 +106,7 @@ class WebListener:
         *,
         mails_requesters: bool,
         limiter: PeerLimiter | None = None,
+        limits: WebConnectionLimits | None = None,
     ) -> None:
         self._requests: WebRequests | None = None
         self._satisfaction: Satisfaction | None = None
@@ -109,7 +116,14 @@ class WebListener:
         self._tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self._tls.load_cert_chain(certificate, key)
         self._runner: web.AppRunner | None = None
+        self._listening: asyncio.Server | None = None
+        self.connections = WebConnections(limits or WebConnectionLimits(), self._new_handler)
         self.port = 0
+
+    def _new_handler(self) -> RequestHandler:
+        assert self._runner is not None
+        assert self._runner.server is not None
+        return self._runner.server()
 
     def attach(self, requests: WebRequests, satisfaction: Satisfaction) -> None:
         self._requests = requests
@@ -121,7 +135,8 @@ class WebListener:
         return self._requests, self._satisfaction
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
+        middlewares = [_guard, self.connections.middleware]
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         app.router.add_get("/", self._form)
         app.router.add_get("/style.css", self._style)
         app.router.add_post("/requests", self._submit)
@@ -131,20 +146,32 @@ class WebListener:
 
     async def start(self, address: str) -> int:
         host, port = split_address(address)
-        self._runner = web.AppRunner(self.application(), access_log=None)
+        limits = self.connections.limits
+        self._runner = web.AppRunner(
+            self.application(), access_log=None, keepalive_timeout=limits.idle_timeout_s
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or None, port, ssl_context=self._tls)
         try:
-            await site.start()
+            self._listening = await asyncio.get_running_loop().create_server(
+                self.connections, host or None, port,
+                ssl=self._tls, ssl_handshake_timeout=limits.head_timeout_s,
+                ssl_shutdown_timeout=TLS_GOODBYE_TIMEOUT_S,
+            )  # fmt: skip
         except OSError:
             await self._runner.cleanup()
             raise CannotListen(address, "the web form", bind_failure_reason(address)) from None
-        self.port = int(self._runner.addresses[0][1])  # the port bound, for port 0 too
+        self.port = int(self._listening.sockets[0].getsockname()[1])  # for port 0 too
         return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        listening, self._listening = self._listening, None
+        runner, self._runner = self._runner, None
+        if listening is not None:
+            listening.close()
+        if runner is not None:
+            await runner.cleanup()  # closes every connection its handlers hold
+        if listening is not None:
+            await listening.wait_closed()
 
     async def _form(self, request: web.Request) -> web.StreamResponse:
         self._ready()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -20,7 +21,9 @@ from typing import Any
 
 import pytest
 
+from sonde.server.settings import DataDir
 from tests.support.deployment import Deployment, run
+from tests.support.idle_connections import wait_all_closed
 from tests.support.smtp_sink import SmtpSink, running_smtp_sink
 from tests.support.sshd import free_port
 
@@ -193,3 +196,33 @@ def test_one_address_sends_at_most_five_requests_in_ten_minutes(desk: WebDesk) -
     assert "Too many requests from your address" in limited.text
     assert "sixth one here" in limited.text  # what was typed is still there
     assert len(desk.cli("ticket", "list")["tickets"]) == 5
+
+
+def test_server_json_bounds_the_forms_connections(tmp_path: Path) -> None:
+    """connection_limits' web_* names reach the web listener of a real server."""
+    sonde = Deployment(tmp_path)
+    sonde.init()
+    data = DataDir(sonde.data)
+    config = data.load_config()
+    config.connection_limits = {"web_head_timeout_s": 1, "max_web_connections_per_address": 2}
+    data.save_config(config)
+    port = free_port()
+    sonde.start_server("--web-listen", f"127.0.0.1:{port}")
+    tls = ssl.create_default_context(cafile=str(sonde.ca_file))
+    try:
+
+        def connect() -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            return tls.wrap_socket(raw, server_hostname="127.0.0.1")
+
+        silent = [connect(), connect()]
+        third = connect()
+        third.settimeout(10)
+        assert third.recv(4096).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        third.close()
+        assert wait_all_closed(silent, 10) < 10  # no head within 1 s
+        style = f"https://127.0.0.1:{port}/style.css"
+        with urllib.request.urlopen(style, context=tls, timeout=30) as served:
+            assert served.status == 200
+    finally:
+        sonde.stop()

@@ -35,6 +35,9 @@ def test_named_limits_are_taken_and_the_rest_keep_their_defaults() -> None:
         ({"max_agent_connections": "many"}, "must be a number, not 'many'"),
         ({"max_agent_connections": True}, "must be a number"),
         ({"max_console_connections_per_address": -1}, "must be 0 (no cap) or more"),
+        ({"web_head_timeout_s": 0}, "web_head_timeout_s must be more than 0 seconds"),
+        ({"max_web_connections": 0}, "max_web_connections must be 1 or more"),
+        ({"max_web_connections_per_address": -2}, "must be 0 (no cap) or more, not -2"),
     ],
 )
 def test_a_limit_run_cannot_use_is_refused_saying_which_and_why(
