@@ -125,10 +125,27 @@ class WinRMShell:
             read_timeout_sec=host.operation_timeout_s + 10,
             operation_timeout_sec=host.operation_timeout_s,
             message_encryption="always" if encrypted else "auto",
-            proxy=None,
+            # Not None ("no proxy"): pywinrm then names the proxy no_proxy='*', and requests
+            # sets and deletes os.environ['no_proxy'] around every request with it, which
+            # broke other threads' reading of the environment. _without_environment sets the
+            # proxy: none.
+            proxy="legacy_requests",
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="winrm")
         self._shell_id: str | None = None
+
+    def _without_environment(self) -> None:
+        """The shell's requests session, made first: no proxy, and nothing read from the
+        environment by its requests. requests reads proxies by setting and then deleting
+        os.environ['no_proxy'] around a request that names one (its set_environ), and with
+        shells on several threads one thread's delete broke another's reading of the
+        environment (KeyError: 'no_proxy'): a push install failed a host at random. Made with
+        no no_proxy named, the session reads the environment without changing it; then
+        trust_env off: no proxy, netrc or CA bundle from the environment (the CA is the
+        host's own, ca_trust_path)."""
+        session = self._protocol.transport.build_session()
+        session.proxies = {}
+        session.trust_env = False
 
     @classmethod
     async def open(
@@ -153,6 +170,7 @@ class WinRMShell:
         return shell
 
     def _create(self) -> None:
+        self._without_environment()  # its handshake, for an encrypted transport, on this thread
         self._shell_id = self._protocol.open_shell(noprofile=True, codepage=UTF8_CODEPAGE)
 
     async def call(self, work: Callable[[], T], timeout_s: float) -> T:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 import pytest
@@ -403,3 +403,56 @@ async def test_real_windows_host(tmp_path: Path) -> None:
         assert result.stdout.decode("utf-8").rstrip("\r\n") == ATTACKS[6]
     finally:
         await shell.close()
+
+
+class EnvironmentWatch(MutableMapping[str, str]):
+    """os.environ as it is, and the names anything set or deleted in it while watched."""
+
+    def __init__(self, environment: MutableMapping[str, str]) -> None:
+        self.environment = environment
+        self.changed: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        return self.environment[name]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.changed.append(name)
+        self.environment[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self.changed.append(name)
+        del self.environment[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.environment)
+
+    def __len__(self) -> int:
+        return len(self.environment)
+
+
+async def test_shells_in_parallel_leave_the_environment_alone(
+    endpoint: WinRSEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests reads proxies by setting and deleting os.environ['no_proxy'] around each
+    request (its set_environ): from several threads at once, one thread's delete broke
+    another's reading of the environment (a KeyError, seen as 'answered a message this client
+    cannot use' in a push install of 20 hosts). The shells take no proxy from the environment,
+    so nothing of theirs changes it."""
+    watch = EnvironmentWatch(os.environ)
+    monkeypatch.setattr(os, "environ", watch)
+
+    async def commands(n: int) -> list[bytes]:
+        shell = await opened(winrm_host(endpoint.port))
+        try:
+            return [
+                (await shell.run(["Write-Output", f"{n}-{i}"], timeout_s=20)).stdout
+                for i in range(3)
+            ]
+        finally:
+            await shell.close()
+
+    outputs = await asyncio.gather(*(commands(n) for n in range(8)))
+    assert [[json.loads(out) for out in outs] for outs in outputs] == [
+        [[f"{n}-{i}"] for i in range(3)] for n in range(8)
+    ]
+    assert watch.changed == []
