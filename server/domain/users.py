@@ -112,9 +112,13 @@ _ALL_USERS = select(users, _LIVE_TOKEN_EXPIRY).order_by(users.c.name)
 _USER = select(users, _LIVE_TOKEN_EXPIRY).where(users.c.name == bindparam("name"))
 _USER_LOCKED = select(users).where(users.c.name == bindparam("name")).with_for_update()
 # The enabled admins, locked: two admins disabling each other at once cannot both succeed.
+# Locked first, before the user a change names, and in one order (by id): locking the named
+# user first, two admins disabling each other each held the row the other then waited for,
+# and PostgreSQL ended one with "deadlock detected" instead of the refusal.
 _ENABLED_ADMINS = (
     select(users.c.id)
     .where(users.c.role == Role.ADMIN.label, users.c.disabled_at.is_(None))
+    .order_by(users.c.id)
     .with_for_update()
 )
 _SET_USER = update(users).where(users.c.id == bindparam("user_id"))
@@ -226,13 +230,14 @@ class Users:
         not the last enabled admin."""
 
         def unit(connection: Connection, entry: AuditEntry) -> UserRecord:
+            admins = _locked_enabled_admins(connection)
             user = self._locked_user(connection, name)
             if user.name == actor.name:
                 raise InvalidArgument("you cannot disable yourself: ask another admin")
             if user.disabled_at is not None:
                 raise Conflict(f"{user.name} is already disabled")
             if user.role is Role.ADMIN:
-                _keep_an_admin(connection, user, f"disable {user.name}")
+                _keep_an_admin(admins, user, f"disable {user.name}")
             now = self._clock()
             self._save(connection, user, {"disabled_at": now})
             return dataclasses.replace(user, disabled_at=now)
@@ -256,6 +261,7 @@ class Users:
         enabled admin's."""
 
         def unit(connection: Connection, entry: AuditEntry) -> UserRecord:
+            admins = _locked_enabled_admins(connection)
             user = self._locked_user(connection, name)
             entry.detail["from_role"] = user.role.label
             if user.name == actor.name:
@@ -263,7 +269,7 @@ class Users:
             if user.role is role:
                 raise Conflict(f"{user.name} is already {role.label}")
             if user.role is Role.ADMIN and user.disabled_at is None:
-                _keep_an_admin(connection, user, f"make {user.name} {role.label}")
+                _keep_an_admin(admins, user, f"make {user.name} {role.label}")
             self._save(connection, user, {"role": role.label})
             return dataclasses.replace(user, role=role)
 
@@ -414,9 +420,13 @@ def _issue_token(
     return _encode_token(token_id, secret)
 
 
-def _keep_an_admin(connection: Connection, user: UserRecord, what: str) -> None:
-    """Refuse a change that would leave no enabled admin."""
-    admins = {int(row.id) for row in connection.execute(_ENABLED_ADMINS).all()}
+def _locked_enabled_admins(connection: Connection) -> set[int]:
+    """The ids of the enabled admins, their rows locked (_ENABLED_ADMINS says why first)."""
+    return {int(row.id) for row in connection.execute(_ENABLED_ADMINS).all()}
+
+
+def _keep_an_admin(admins: set[int], user: UserRecord, what: str) -> None:
+    """Refuse a change to `user` that would leave none of the enabled `admins`."""
     if admins - {user.id}:
         return
     raise Conflict(f"cannot {what}: {user.name} is the last enabled admin; make another first")

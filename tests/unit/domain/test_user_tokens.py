@@ -69,17 +69,42 @@ async def test_nobody_disables_or_demotes_themselves_or_the_last_admin(db: Datab
         await users.disable(SETUP_ADMIN, "ops")
 
 
+ROUNDS = 6
+
+
 async def test_two_admins_disabling_each_other_at_once_leave_one_enabled(db: Database) -> None:
+    """Round after round, one of the two is refused with the reason, never a deadlock error
+    (PostgreSQL ended one with "deadlock detected" when each locked its target first)."""
     users = Users(db)
     first, _ = await _admin(users, "first")
     second, _ = await _admin(users, "second")
-    outcomes = await asyncio.gather(
-        users.disable(first, "second"), users.disable(second, "first"), return_exceptions=True
-    )
-    refused = [o for o in outcomes if isinstance(o, Conflict)]
-    assert len(refused) == 1, outcomes
-    enabled = [u.name for u in await users.list() if u.disabled_at is None]
-    assert len(enabled) == 1
+    for _ in range(ROUNDS):
+        outcomes = await asyncio.gather(
+            users.disable(first, "second"), users.disable(second, "first"), return_exceptions=True
+        )
+        refused = [o for o in outcomes if isinstance(o, Conflict)]
+        assert len(refused) == 1, outcomes
+        assert "is the last enabled admin" in str(refused[0])
+        enabled = [u.name for u in await users.list() if u.disabled_at is None]
+        assert len(enabled) == 1
+        await users.enable(SETUP_ADMIN, "second" if enabled == ["first"] else "first")
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(db: Database) -> None:
+    users = Users(db)
+    first, _ = await _admin(users, "first")
+    second, _ = await _admin(users, "second")
+    for _ in range(ROUNDS):
+        outcomes = await asyncio.gather(
+            users.set_role(first, "second", Role.L2),
+            users.set_role(second, "first", Role.L2),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, Conflict)]
+        assert len(refused) == 1, outcomes
+        admins = [u.name for u in await users.list() if u.role is Role.ADMIN]
+        assert len(admins) == 1
+        await users.set_role(SETUP_ADMIN, "second" if admins == ["first"] else "first", Role.ADMIN)
 
 
 async def test_a_new_role_is_what_the_token_stands_for(db: Database) -> None:
