@@ -341,7 +341,9 @@ def _run_locked(args: argparse.Namespace, data: DataDir, config: ServerConfig, u
     _migrate(url)
     limits = config.limits()
     open_files = raise_open_file_limit()
-    warn_if_over_file_limit(limits, open_files[0] if open_files else None)
+    warn_if_over_file_limit(
+        limits, open_files[0] if open_files else None, web_form=bool(args.web_listen)
+    )
     options = RunOptions(
         data=data,
         console_address=args.listen or config.console_address,

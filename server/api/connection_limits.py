@@ -53,14 +53,18 @@ def address_caps(limits: ConnectionLimits, agent_port: int, console_port: int) -
     return wanted
 
 
-def warn_if_over_file_limit(limits: ConnectionLimits, open_file_limit: int | None) -> None:
-    """Say so at start when the listeners' caps cannot be reached within the file limit."""
-    wanted = limits.max_agent_connections + limits.max_console_connections + FILES_BESIDES
+def warn_if_over_file_limit(
+    limits: ConnectionLimits, open_file_limit: int | None, *, web_form: bool = False
+) -> None:
+    """Say so at start when the listeners' caps cannot be reached within the file limit
+    (the web form's too when it is served)."""
+    web = limits.max_web_connections if web_form else 0
+    wanted = limits.max_agent_connections + limits.max_console_connections + web + FILES_BESIDES
     if open_file_limit is not None and open_file_limit < wanted:
         log.warning(
             "the open-file limit (%d) is below the connection caps (%d agent + %d console "
-            "connections, and about %d other files): raise the hard limit (LimitNOFILE= in "
-            "a systemd unit, ulimit -Hn) or lower the caps in server.json",
+            "+ %d web form connections, and about %d other files): raise the hard limit "
+            "(LimitNOFILE= in a systemd unit, ulimit -Hn) or lower the caps in server.json",
             open_file_limit, limits.max_agent_connections, limits.max_console_connections,
-            FILES_BESIDES,
+            web, FILES_BESIDES,
         )  # fmt: skip

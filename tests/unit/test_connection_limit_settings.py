@@ -13,6 +13,7 @@ from sonde.server.api.address_caps import (
     listener_connections,
     over_cap,
 )
+from sonde.server.api.connection_limits import warn_if_over_file_limit
 from sonde.server.file_limit import raise_open_file_limit
 from sonde.server.settings import ConnectionLimits, ServerConfig
 
@@ -97,3 +98,19 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_file_limit_warning_counts_the_web_forms_cap_when_it_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limits = ConnectionLimits(
+        max_agent_connections=1000, max_console_connections=500, max_web_connections=512
+    )
+    # 1000 + 500 + 256 other files fit in 2,000; with the form's 512 they do not.
+    warn_if_over_file_limit(limits, 2000)
+    assert caplog.records == []
+    warn_if_over_file_limit(limits, 2000, web_form=True)
+    (warning,) = caplog.records
+    assert "(2000) is below the connection caps (1000 agent + 500 console + 512 web form" in (
+        warning.getMessage()
+    )
