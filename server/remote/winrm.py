@@ -125,27 +125,37 @@ class WinRMShell:
             read_timeout_sec=host.operation_timeout_s + 10,
             operation_timeout_sec=host.operation_timeout_s,
             message_encryption="always" if encrypted else "auto",
-            # Not None ("no proxy"): pywinrm then names the proxy no_proxy='*', and requests
-            # sets and deletes os.environ['no_proxy'] around every request with it, which
-            # broke other threads' reading of the environment. _without_environment sets the
-            # proxy: none.
-            proxy="legacy_requests",
+            # Not None ("no proxy"): pywinrm then names no_proxy='*', and requests sets and
+            # deletes os.environ['no_proxy'] around every request naming one, which broke
+            # other threads' reading of the environment. "" names the proxies empty (none from
+            # the environment, no no_proxy); _without_environment then sets them: none.
+            proxy="",
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="winrm")
         self._shell_id: str | None = None
 
     def _without_environment(self) -> None:
-        """The shell's requests session, made first: no proxy, and nothing read from the
-        environment by its requests. requests reads proxies by setting and then deleting
-        os.environ['no_proxy'] around a request that names one (its set_environ), and with
-        shells on several threads one thread's delete broke another's reading of the
-        environment (KeyError: 'no_proxy'): a push install failed a host at random. Made with
-        no no_proxy named, the session reads the environment without changing it; then
-        trust_env off: no proxy, netrc or CA bundle from the environment (the CA is the
-        host's own, ca_trust_path)."""
-        session = self._protocol.transport.build_session()
+        """The shell's requests session, made first: direct (no proxy), and nothing read from
+        the environment by its requests, the encryption handshake included. requests reads
+        proxies by setting and then deleting os.environ['no_proxy'] around a request that
+        names one (its set_environ), and with shells on several threads one thread's delete
+        broke another's reading of the environment (KeyError: 'no_proxy'): a push install
+        failed a host at random. So the session is made naming no no_proxy (it reads the
+        environment without changing it) and without its handshake; then trust_env is off
+        (no proxy, netrc or CA bundle from the environment: the CA is the host's own,
+        ca_trust_path), and only then is the message encryption's handshake sent."""
+        transport = self._protocol.transport
+        # "always" over HTTP with NTLM or Kerberos; "auto" is HTTPS or Basic, never encrypted.
+        wanted = transport.message_encryption
+        transport.message_encryption = "never"
+        try:
+            session = transport.build_session()
+        finally:
+            transport.message_encryption = wanted
         session.proxies = {}
         session.trust_env = False
+        if wanted == "always":
+            transport.setup_encryption(session)
 
     @classmethod
     async def open(

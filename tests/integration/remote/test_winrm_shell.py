@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
@@ -456,3 +457,26 @@ async def test_shells_in_parallel_leave_the_environment_alone(
         [[f"{n}-{i}"] for i in range(3)] for n in range(8)
     ]
     assert watch.changed == []
+
+
+async def test_the_encryption_handshake_goes_direct_past_an_environment_proxy(
+    endpoint: WinRSEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NTLM over HTTP: its first message (the encryption's handshake) reaches the host, not a
+    proxy the server's environment names, and changes nothing in the environment."""
+    with socket.create_server(("127.0.0.1", 0)) as proxy:
+        proxy.settimeout(0.5)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        watch = EnvironmentWatch(os.environ)
+        monkeypatch.setattr(os, "environ", watch)
+        handshakes_before = endpoint.actions.count("Create")
+        host = winrm_host(endpoint.port, auth=WinRMAuth.NTLM, allow_basic=False)
+        with pytest.raises(RemoteError) as refused:
+            await opened(host)
+        # The host's own 401 to NTLM (the endpoint speaks Basic only), not a proxy's silence.
+        assert refused.value.kind is RemoteErrorKind.AUTHENTICATION
+        with pytest.raises(TimeoutError):
+            proxy.accept()
+        assert endpoint.actions.count("Create") == handshakes_before
+        assert watch.changed == []
