@@ -63,7 +63,7 @@ class WebConnections:
         self, limits: WebConnectionLimits, make_handler: Callable[[], RequestHandler]
     ) -> None:
         self.limits = limits
-        self._make_handler = make_handler
+        self.make_handler = make_handler  # aiohttp's handler for a connection admitted
         self._per_address: dict[str, int] = {}
         self._open = 0
         self._warned: set[str] = set()
@@ -115,9 +115,6 @@ class WebConnections:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message, *args)
-
-    def make_handler(self) -> RequestHandler:
-        return self._make_handler()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
